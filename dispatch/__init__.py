@@ -1,0 +1,1 @@
+"""Zendo dispatch service: REST API, dispatch loop and the `zendo` CLI."""

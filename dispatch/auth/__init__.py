@@ -1,0 +1,1 @@
+"""Auth context: registration, login, token rotation and role guards."""

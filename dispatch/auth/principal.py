@@ -1,0 +1,16 @@
+"""Who is calling: the verified claims of an access token."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+ROLES: tuple[str, ...] = ("CLIENT", "ARTISAN", "ADMIN")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    user_id: uuid.UUID
+    role: str
+    token_id: str
+    expires_at: int  # epoch seconds

@@ -1,0 +1,73 @@
+"""Access tokens (JWT HS256) and opaque refresh tokens.
+
+Only HS256 is accepted, `typ` must be "access", and `iss`/`aud` are pinned, so
+neither alg=none, a foreign key, nor a refresh token can pass as an access token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+
+import jwt
+
+from dispatch.auth.principal import ROLES, Principal
+from dispatch.errors import Unauthorized
+
+ALGORITHM = "HS256"
+ISSUER = "zendo"
+AUDIENCE = "zendo-api"
+
+
+def issue_access_token(secret: str, *, user_id: uuid.UUID, role: str, ttl_s: int) -> str:
+    now = int(time.time())
+    claims = {
+        "sub": str(user_id),
+        "role": role,
+        "typ": "access",
+        "iat": now,
+        "exp": now + ttl_s,
+        "jti": secrets.token_hex(16),
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_access_token(secret: str, token: str) -> Principal:
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=ISSUER,
+            options={"require": ["sub", "role", "typ", "iat", "exp", "jti", "iss", "aud"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("Access token expired", code="token_expired") from exc
+    except jwt.PyJWTError as exc:
+        raise Unauthorized("Invalid access token", code="invalid_token") from exc
+    if claims.get("typ") != "access" or claims.get("role") not in ROLES:
+        raise Unauthorized("Invalid access token", code="invalid_token")
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+    except ValueError as exc:
+        raise Unauthorized("Invalid access token", code="invalid_token") from exc
+    return Principal(
+        user_id=user_id,
+        role=str(claims["role"]),
+        token_id=str(claims["jti"]),
+        expires_at=int(claims["exp"]),
+    )
+
+
+def new_refresh_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_refresh_token(token: str) -> bytes:
+    """Refresh tokens are high-entropy, so a plain SHA-256 is enough to store them."""
+    return hashlib.sha256(token.encode()).digest()

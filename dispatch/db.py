@@ -1,0 +1,68 @@
+"""PostgreSQL access: the pool's lifetime and transaction helpers.
+
+Repos take a connection; the caller owns the transaction (see `transaction`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import asyncpg
+import orjson
+
+T = TypeVar("T")
+_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typ,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        server_settings={"application_name": "zendo", "timezone": "UTC"},
+    )
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def transaction(
+    pool: asyncpg.Pool, *, isolation: str = "read_committed"
+) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn, conn.transaction(isolation=isolation):
+        yield conn
+
+
+async def run_in_transaction(
+    pool: asyncpg.Pool,
+    work: Callable[[asyncpg.Connection], Awaitable[T]],
+    *,
+    isolation: str = "read_committed",
+    attempts: int = 5,
+) -> T:
+    """Run `work` in a transaction, retrying serialization failures and deadlocks."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with transaction(pool, isolation=isolation) as conn:
+                return await work(conn)
+        except _RETRYABLE:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
+    raise AssertionError("unreachable")

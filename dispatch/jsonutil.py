@@ -1,0 +1,64 @@
+"""JSON on the hot paths: orjson to encode, msgspec to decode and validate."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+import orjson
+from aiohttp import web
+
+from dispatch.errors import FieldError, MalformedJSON, PayloadTooLarge, ValidationFailed
+
+T = TypeVar("T")
+MAX_BODY_BYTES = 1024 * 1024
+_PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
+
+
+def dumps(data: Any) -> bytes:
+    return orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z)
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def decode_as(raw: bytes | str, type_: type[T]) -> T:
+    """Decode and validate; a schema mismatch becomes a 422 naming the field."""
+    try:
+        return msgspec.json.decode(raw, type=type_, strict=True)
+    except msgspec.ValidationError as exc:
+        raise ValidationFailed([_field_error(str(exc))]) from exc
+    except msgspec.DecodeError as exc:
+        raise MalformedJSON(f"Malformed JSON: {exc}") from exc
+
+
+def _field_error(message: str) -> FieldError:
+    match = _PATH_RE.search(message)
+    field = match.group(1) if match else ""
+    text = _PATH_RE.sub("", message).strip(" -")
+    if text.startswith("Object missing required field"):
+        missing = text.split("`")[1] if "`" in text else field
+        return FieldError(field=missing if not field else f"{field}.{missing}", message="required")
+    return FieldError(field=field or "body", message=text)
+
+
+async def read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise PayloadTooLarge("Request body is over 1 MiB")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge("Request body is over 1 MiB") from exc
+
+
+async def read_json(request: web.Request, type_: type[T]) -> T:
+    raw = await read_body(request)
+    if not raw.strip():
+        raise MalformedJSON("A JSON body is required")
+    return decode_as(raw, type_)

@@ -1,0 +1,59 @@
+"""Prometheus metrics; names fixed by CONTRACT §6. One registry per app so tests stay isolated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    registry: CollectorRegistry
+    ws_connections: Gauge
+    pings_accepted: Counter
+    pings_rejected: Counter
+    match_seconds: Histogram
+    first_offer_seconds: Histogram
+    offers: Counter
+    http_requests: Counter
+
+    @classmethod
+    def create(cls) -> Metrics:
+        registry = CollectorRegistry(auto_describe=True)
+        return cls(
+            registry=registry,
+            ws_connections=Gauge(
+                "zendo_ws_connections", "Open WebSocket connections", registry=registry
+            ),
+            pings_accepted=Counter(
+                "zendo_pings_accepted", "Location fixes accepted", registry=registry
+            ),
+            pings_rejected=Counter(
+                "zendo_pings_rejected",
+                "Location fixes rejected or dropped",
+                ["reason"],
+                registry=registry,
+            ),
+            match_seconds=Histogram(
+                "zendo_match_seconds",
+                "Time to rank candidates for a job",
+                buckets=(0.00001, 0.000025, 0.00005, 0.0001, 0.00025, *_LATENCY_BUCKETS),
+                registry=registry,
+            ),
+            first_offer_seconds=Histogram(
+                "zendo_dispatch_first_offer_seconds",
+                "Intervention created to first offer sent",
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            offers=Counter("zendo_offers", "Offers by outcome", ["outcome"], registry=registry),
+            http_requests=Counter(
+                "zendo_http_requests",
+                "HTTP requests by route and status",
+                ["route", "status"],
+                registry=registry,
+            ),
+        )

@@ -1,0 +1,173 @@
+"""HTTP cross-cutting concerns: errors as problem+json, CORS, security headers, metrics, access log."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from dispatch import appkeys
+from dispatch.errors import RateLimited, Unauthorized, ValidationFailed, ZendoError
+from dispatch.metrics import Metrics
+
+log = logging.getLogger("zendo.http")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+METRICS = web.AppKey("metrics", Metrics)
+
+_CSP = "default-src 'none'; frame-ancestors 'none'"
+_CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Zendo-Client"
+_CORS_ALLOW_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body: dict[str, Any] = {
+        "type": f"https://zendo.example/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def problem_from_error(exc: ZendoError) -> web.Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="zendo"'
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    errors = None
+    if isinstance(exc, ValidationFailed):
+        errors = [{"field": e.field, "message": e.message} for e in exc.errors]
+    return problem(exc.status, exc.code, exc.title, exc.detail, errors=errors, headers=headers)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ZendoError as exc:
+        return problem_from_error(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.status == 101:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        detail = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+        return problem(exc.status, code, exc.reason, detail or exc.reason, headers=headers)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(
+            500, "internal_error", "Internal Server Error", "An unexpected error occurred"
+        )
+
+
+def cors_middleware(allowed: tuple[str, ...]) -> Callable[..., Awaitable[web.StreamResponse]]:
+    allowed_set = frozenset(allowed)
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        is_allowed = origin is not None and origin.rstrip("/") in allowed_set
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            if not is_allowed:
+                return problem(403, "origin_not_allowed", "Forbidden", "Origin is not allowed")
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = _CORS_ALLOW_METHODS
+            response.headers["Access-Control-Allow-Headers"] = _CORS_ALLOW_HEADERS
+            response.headers["Access-Control-Max-Age"] = "600"
+        else:
+            response = await handler(request)
+        if is_allowed and origin is not None:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Access-Control-Expose-Headers"] = "Retry-After, WWW-Authenticate"
+            response.headers.add("Vary", "Origin")
+        return response
+
+    return cors
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request[appkeys.REQUEST_ID] = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(
+        8
+    )
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        info = request.match_info.route.resource
+        route = info.canonical if info is not None else "unmatched"
+        request.app[METRICS].http_requests.labels(route=route, status=str(status)).inc()
+
+
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("Content-Security-Policy", _CSP)
+    if request.secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    headers.setdefault("X-Request-Id", request.get(appkeys.REQUEST_ID, ""))
+
+
+class JsonAccessLogger(AbstractAccessLogger):
+    """One JSON line per request. Logs the path only: no query string, headers or body,
+    so tokens and passwords never reach the log."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
+        self.logger.info(
+            orjson.dumps(
+                {
+                    "ts": round(time.time(), 3),
+                    "request_id": request.get(appkeys.REQUEST_ID, ""),
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status,
+                    "duration_ms": round(time_ * 1000, 2),
+                    "remote": request.remote,
+                }
+            ).decode()
+        )

@@ -1,0 +1,60 @@
+"""The OpenAPI 3.1 document, assembled from one fragment per context.
+
+Each context keeps its paths and schemas beside its routes (`<context>/openapi.py`);
+`tests/test_openapi.py` fails when the router and this document disagree.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from dispatch.admin import openapi as admin
+from dispatch.artisans import openapi as artisans
+from dispatch.auth import openapi as auth
+from dispatch.interventions import openapi as interventions
+from dispatch.offers import openapi as offers
+from dispatch.openapi import common, system
+from dispatch.payments import openapi as payments
+from gateway import openapi as gateway
+
+FRAGMENTS = (system, auth, artisans, admin, interventions, offers, payments, gateway)
+
+
+@functools.cache
+def _build() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = dict(common.SCHEMAS)
+    for fragment in FRAGMENTS:
+        for path, ops in fragment.PATHS.items():
+            existing = paths.setdefault(path, {})
+            overlap = set(existing) & set(ops)
+            if overlap:
+                raise RuntimeError(f"OpenAPI: {path} {overlap} defined twice")
+            existing.update(ops)
+        for name, schema in fragment.SCHEMAS.items():
+            if name in schemas and schemas[name] != schema:
+                raise RuntimeError(f"OpenAPI: schema {name} defined twice")
+            schemas[name] = schema
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Zendo API",
+            "version": "1.0.0",
+            "description": "Dispatch of urgent home repairs. See CONTRACT.md.",
+        },
+        "servers": [{"url": "/"}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+            "responses": common.RESPONSES,
+        },
+        "paths": paths,
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    return copy.deepcopy(_build())

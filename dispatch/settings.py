@@ -1,0 +1,169 @@
+"""Frozen settings, read once from the environment (CONTRACT §0) and passed in."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SPECIALTIES: tuple[str, ...] = (
+    "PLUMBER",
+    "ELECTRICIAN",
+    "LOCKSMITH",
+    "HEATING",
+    "GLAZIER",
+    "APPLIANCE_REPAIR",
+)
+LEVELS: tuple[str, ...] = ("STANDARD", "PRO_PLUS", "ELITE")
+DEFAULT_SERVICE_AREAS = Path(__file__).parent / "data" / "ile_de_france.geojson"
+_SECRET_FIELDS = frozenset({"jwt_secret", "stripe_api_key", "stripe_webhook_secret", "aws_secret"})
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or invalid."""
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int | None = None) -> int:
+    raw = env.get(name)
+    try:
+        value = default if raw in (None, "") else int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    try:
+        value = default if raw in (None, "") else float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
+    if not value >= minimum or value == float("inf"):
+        raise SettingsError(f"{name} must be a finite number >= {minimum}, got {value}")
+    return value
+
+
+def _dev_jwt_secret(state_dir: Path) -> str:
+    """In dev a random secret is generated once and kept, so tokens survive restarts."""
+    path = state_dir / "jwt_secret"
+    if path.exists():
+        return path.read_text().strip()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret)
+    return secret
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    database_url: str = "postgresql:///zendo"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    jwt_secret: str = field(default="", repr=False)
+    cors_origins: tuple[str, ...] = ("http://localhost:3000",)
+    bcrypt_rounds: int = 12
+    offer_timeout_s: float = 20.0
+    offer_batch: int = 1
+    match_radius_km: float = 15.0
+    ping_rate_per_s: float = 2.0
+    login_attempts_per_min: int = 10
+    service_areas_path: Path = DEFAULT_SERVICE_AREAS
+    storage: str = "local"
+    s3_bucket: str = ""
+    s3_endpoint: str = ""
+    aws_region: str = "eu-west-3"
+    aws_access_key_id: str = ""
+    aws_secret: str = field(default="", repr=False)
+    stripe_api_key: str = field(default="", repr=False)
+    stripe_webhook_secret: str = field(default="", repr=False)
+    stripe_api_base: str = ""
+    platform_fee_percent: float = 15.0
+    public_base_url: str = "http://127.0.0.1:8080"
+    state_dir: Path = Path(".zendo")
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 604800
+    ws_auth_timeout_s: float = 5.0
+    ws_offline_grace_s: float = 30.0
+    # Each gateway process has its own id for the user -> node registry.
+    node_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    # Background tasks (dispatch loop, index mirror, write-behind) can be turned
+    # off for processes that only serve HTTP, and for focused tests.
+    run_background: bool = True
+
+    @property
+    def payments_enabled(self) -> bool:
+        return bool(self.stripe_api_key)
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value: Any = getattr(self, f.name)
+            if f.name in _SECRET_FIELDS:
+                value = "***" if value else ""
+            parts.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(parts)})"
+
+    __str__ = __repr__
+
+    def replace(self, **changes: Any) -> Settings:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(changes)
+        return Settings(**values)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        state_dir = Path(env.get("ZENDO_STATE_DIR", ".zendo"))
+        jwt_secret = env.get("ZENDO_JWT_SECRET") or _dev_jwt_secret(state_dir)
+        if len(jwt_secret.encode()) < 32:
+            raise SettingsError("ZENDO_JWT_SECRET must be at least 32 bytes")
+        storage = env.get("ZENDO_STORAGE", "local")
+        if storage not in ("local", "s3"):
+            raise SettingsError(f"ZENDO_STORAGE must be 'local' or 's3', got {storage!r}")
+        if storage == "s3" and not env.get("ZENDO_S3_BUCKET"):
+            raise SettingsError("ZENDO_S3_BUCKET is required when ZENDO_STORAGE=s3")
+        bcrypt_rounds = _int(env, "ZENDO_BCRYPT_ROUNDS", 12)
+        if not 10 <= bcrypt_rounds <= 31:
+            raise SettingsError("ZENDO_BCRYPT_ROUNDS must be between 10 and 31")
+        origins = tuple(
+            o.strip().rstrip("/")
+            for o in env.get("ZENDO_CORS_ORIGINS", "http://localhost:3000").split(",")
+            if o.strip()
+        )
+        port = _int(env, "ZENDO_PORT", 8080, minimum=0)
+        host = env.get("ZENDO_HOST", "127.0.0.1")
+        return cls(
+            host=host,
+            port=port,
+            database_url=env.get("ZENDO_DATABASE_URL", "postgresql:///zendo"),
+            redis_url=env.get("ZENDO_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            jwt_secret=jwt_secret,
+            cors_origins=origins,
+            bcrypt_rounds=bcrypt_rounds,
+            offer_timeout_s=_float(env, "ZENDO_OFFER_TIMEOUT_S", 20.0, minimum=0.1),
+            offer_batch=_int(env, "ZENDO_OFFER_BATCH", 1, minimum=1),
+            match_radius_km=_float(env, "ZENDO_MATCH_RADIUS_KM", 15.0, minimum=0.001),
+            ping_rate_per_s=_float(env, "ZENDO_PING_RATE_PER_S", 2.0, minimum=0.001),
+            login_attempts_per_min=_int(env, "ZENDO_LOGIN_ATTEMPTS_PER_MIN", 10, minimum=1),
+            service_areas_path=Path(env.get("ZENDO_SERVICE_AREAS") or DEFAULT_SERVICE_AREAS),
+            storage=storage,
+            s3_bucket=env.get("ZENDO_S3_BUCKET", ""),
+            s3_endpoint=env.get("ZENDO_S3_ENDPOINT", ""),
+            aws_region=env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or "eu-west-3",
+            aws_access_key_id=env.get("AWS_ACCESS_KEY_ID", ""),
+            aws_secret=env.get("AWS_SECRET_ACCESS_KEY", ""),
+            stripe_api_key=env.get("STRIPE_API_KEY", ""),
+            stripe_webhook_secret=env.get("STRIPE_WEBHOOK_SECRET", ""),
+            stripe_api_base=env.get("ZENDO_STRIPE_API_BASE", ""),
+            platform_fee_percent=_float(env, "ZENDO_PLATFORM_FEE_PERCENT", 15.0),
+            public_base_url=env.get("ZENDO_PUBLIC_BASE_URL", f"http://{host}:{port}"),
+            state_dir=state_dir,
+            run_background=env.get("ZENDO_BACKGROUND", "1") != "0",
+        )
