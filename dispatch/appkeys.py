@@ -30,6 +30,8 @@ STORAGE = web.AppKey("storage", Any)
 PAYMENTS = web.AppKey("payments", Any)
 SERVICE_AREA = web.AppKey("service_area", Any)
 GATEWAY = web.AppKey("gateway", Any)
+# Offer accept/decline, provided by the offers context, called by the gateway for WS frames.
+OFFER_ACTIONS = web.AppKey("offer_actions", Any)
 
 PRINCIPAL = web.RequestKey("principal", "Principal")
 REQUEST_ID = web.RequestKey("request_id", str)
