@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dispatch.settings import Settings, SettingsError
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {"ZENDO_STATE_DIR": str(tmp_path / ".zendo"), **extra}
+
+
+def test_defaults_follow_the_contract(tmp_path: Path) -> None:
+    s = Settings.from_env(_env(tmp_path))
+    assert (s.host, s.port) == ("127.0.0.1", 8080)
+    assert s.database_url == "postgresql:///zendo"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.cors_origins == ("http://localhost:3000",)
+    assert (s.bcrypt_rounds, s.offer_timeout_s, s.offer_batch) == (12, 20.0, 1)
+    assert (s.match_radius_km, s.ping_rate_per_s, s.login_attempts_per_min) == (15.0, 2.0, 10)
+    assert s.storage == "local"
+    assert not s.payments_enabled
+
+
+def test_dev_jwt_secret_is_generated_once_and_kept(tmp_path: Path) -> None:
+    first = Settings.from_env(_env(tmp_path)).jwt_secret
+    second = Settings.from_env(_env(tmp_path)).jwt_secret
+    assert first == second and len(first) >= 32
+    assert (tmp_path / ".zendo" / "jwt_secret").stat().st_mode & 0o077 == 0
+
+
+def test_secrets_are_masked_in_repr(tmp_path: Path) -> None:
+    s = Settings.from_env(
+        _env(
+            tmp_path,
+            ZENDO_JWT_SECRET="s" * 40,
+            STRIPE_API_KEY="sk_test_secretvalue",
+            STRIPE_WEBHOOK_SECRET="whsec_secretvalue",
+            AWS_SECRET_ACCESS_KEY="awssecretvalue",
+        )
+    )
+    text = repr(s) + str(s)
+    for secret in ("s" * 40, "sk_test_secretvalue", "whsec_secretvalue", "awssecretvalue"):
+        assert secret not in text
+    assert "stripe_api_key='***'" in text
+    assert s.payments_enabled
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ZENDO_BCRYPT_ROUNDS", "9"),
+        ("ZENDO_BCRYPT_ROUNDS", "abc"),
+        ("ZENDO_JWT_SECRET", "short"),
+        ("ZENDO_OFFER_BATCH", "0"),
+        ("ZENDO_MATCH_RADIUS_KM", "-1"),
+        ("ZENDO_MATCH_RADIUS_KM", "inf"),
+        ("ZENDO_STORAGE", "ftp"),
+        ("ZENDO_PORT", "http"),
+    ],
+)
+def test_invalid_values_are_refused(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(SettingsError):
+        Settings.from_env(_env(tmp_path, **{name: value}))
+
+
+def test_settings_are_frozen(tmp_path: Path) -> None:
+    s = Settings.from_env(_env(tmp_path))
+    with pytest.raises(AttributeError):
+        s.port = 1  # type: ignore[misc]
