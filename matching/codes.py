@@ -37,7 +37,7 @@ def specialty_code(specialty: object) -> int:
         code = None
     if code is None:
         raise ValueError(f"unknown specialty {specialty!r}; expected one of {SPECIALTIES}")
-    return code
+    return int(code)
 
 
 def level_code(level: object) -> int:
@@ -48,7 +48,7 @@ def level_code(level: object) -> int:
         code = None
     if code is None:
         raise ValueError(f"unknown level {level!r}; expected one of {LEVELS}")
-    return code
+    return int(code)
 
 
 def status_code(status: object) -> int:
@@ -59,4 +59,4 @@ def status_code(status: object) -> int:
         code = None
     if code is None:
         raise ValueError(f"unknown status {status!r}; expected one of {STATUSES}")
-    return code
+    return int(code)

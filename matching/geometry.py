@@ -2,15 +2,16 @@
 
 Resolution
 ----------
-The index buckets ONLINE artisans by (specialty, H3 cell) at resolution 9
-(average hexagon edge ~0.20 km, area ~0.105 km^2).  In the dense Paris
-benchmark (50k ONLINE artisans per specialty, sigma ~9 km) a res-9 cell holds
-~10 eligible artisans near the centre, so a k=10 query under the default
-policy (max bonus 1.5 km) finishes after ~5-6 rings (~100 cells, ~1k
-candidates, most rejected by a 5-flop prefilter).  Resolution 8 (7x bigger
-cells) makes the ring bound too coarse (each ring adds ~0.5 km, so the last
-ring scanned contains far more artisans than needed); resolution 10 needs
-~2.6x more cells (hash probes and grid_disk output) for the same radius.
+The index buckets ONLINE artisans by (specialty, H3 cell) at resolution 8
+(average hexagon edge ~0.53 km, area ~0.74 km^2).  In the dense Paris
+benchmark (50k ONLINE artisans per specialty, sigma ~9 km) a res-8 cell holds
+~70 eligible artisans near the centre; a k=10 query under the default policy
+(max bonus 1.5 km) stops after 2-3 rings (7-37 cells), and the per-candidate
+work is a 5-flop float32 prefilter.  Measured on the benchmark: res 9 needs
+~100 cells per query and was slower (p50 ~30 us vs ~25 us) because each cell
+costs a hash probe plus a cache miss on its pool block; res 7 would make the
+last ring scanned far larger than needed.  Both res 8 and res 9 bound tables
+are kept (``ring_lower_bounds(res=...)``).
 
 Ring bound
 ----------
@@ -48,23 +49,29 @@ import numpy.typing as npt
 
 from matching.codes import EARTH_RADIUS_KM
 
-H3_RES: Final = 9
+H3_RES: Final = 8
 
-#: Worst observed min-distance / (m - 1) ratio (km) at resolution 9, m = 2..24.
-_CALIBRATED_KM_PER_RING: Final = (
-    0.145, 0.191, 0.193, 0.200, 0.203, 0.205, 0.207, 0.208, 0.209, 0.209,
-    0.210, 0.211, 0.211, 0.211, 0.212, 0.212, 0.212, 0.213, 0.213, 0.213,
-    0.213, 0.213, 0.213,
-)  # fmt: skip
+#: Worst observed min-distance / (m - 1) ratio (km), m = 2, 3, ..., per resolution.
+_CALIBRATED_KM_PER_RING: Final[dict[int, tuple[float, ...]]] = {
+    8: (
+        0.401, 0.503, 0.535, 0.542, 0.554, 0.560, 0.563, 0.568, 0.570, 0.571,
+        0.574, 0.575, 0.576, 0.577, 0.578,
+    ),
+    9: (
+        0.145, 0.191, 0.193, 0.200, 0.203, 0.205, 0.207, 0.208, 0.209, 0.209,
+        0.210, 0.211, 0.211, 0.211, 0.212, 0.212, 0.212, 0.213, 0.213, 0.213,
+        0.213, 0.213, 0.213,
+    ),
+}  # fmt: skip
 SAFETY: Final = 0.85
 MAX_RINGS: Final = 128
 PENTAGON_EXCLUSION_KM: Final = 150.0
 
 
-def ring_lower_bounds(max_rings: int = MAX_RINGS) -> npt.NDArray[np.float64]:
+def ring_lower_bounds(max_rings: int = MAX_RINGS, res: int = H3_RES) -> npt.NDArray[np.float64]:
     """``lb[m]`` = lower bound (km) of the distance from the query to ring ``m`` or beyond."""
     lb = np.zeros(max_rings + 2, dtype=np.float64)
-    ratios = np.minimum.accumulate(np.array(_CALIBRATED_KM_PER_RING)[::-1])[::-1]
+    ratios = np.minimum.accumulate(np.array(_CALIBRATED_KM_PER_RING[res])[::-1])[::-1]
     for m in range(2, max_rings + 2):
         ratio = ratios[min(m - 2, len(ratios) - 1)]
         lb[m] = SAFETY * ratio * (m - 1)

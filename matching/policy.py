@@ -76,8 +76,4 @@ class RankingPolicy:
 
     def score(self, distance_km: float, level: str, rating: float) -> float:
         """The contract formula, evaluated in the same order as the kernels."""
-        return (
-            distance_km
-            - self.level_bonus_km[level]
-            - self.rating_km_per_star * (rating - 4.0)
-        )
+        return distance_km - self.level_bonus_km[level] - self.rating_km_per_star * (rating - 4.0)
