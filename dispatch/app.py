@@ -23,6 +23,7 @@ from dispatch.offers import routes as offer_routes
 from dispatch.payments import routes as payment_routes
 from dispatch.resources import pg_pool_ctx, redis_ctx
 from dispatch.settings import Settings
+from dispatch.storage import routes as storage_routes
 from dispatch.system import routes as system_routes
 from gateway import setup as gateway_setup
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings) -> web.Application:
         artisan_routes.setup,
         admin_routes.setup,
         payment_routes.setup,
+        storage_routes.setup,
         gateway_setup,
         intervention_routes.setup,
         offer_routes.setup,

@@ -32,6 +32,8 @@ SERVICE_AREA = web.AppKey("service_area", Any)
 GATEWAY = web.AppKey("gateway", Any)
 # Offer accept/decline, provided by the offers context, called by the gateway for WS frames.
 OFFER_ACTIONS = web.AppKey("offer_actions", Any)
+# Gateway tunables (gateway/config.py); tests replace it before the app starts.
+GATEWAY_CONFIG = web.AppKey("gateway_config", Any)
 
 PRINCIPAL = web.RequestKey("principal", "Principal")
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -11,3 +11,53 @@ PREFIX = "zendo:"
 def rate_limit(scope: str, subject: str) -> str:
     """Sorted set of attempt timestamps for one sliding window."""
     return f"{PREFIX}rl:{scope}:{subject}"
+
+
+# --- gateway: live artisan state (gateway/live.py, gateway/lua.py) ---------------------
+# Lua scripts receive the *_PREFIX values as arguments and append a specialty, an H3
+# cell or an id; the prefixes are defined here so key names still live in one module.
+LIVE_ARTISAN_PREFIX = f"{PREFIX}live:a:"
+GEO_ONLINE_PREFIX = f"{PREFIX}live:geo:"
+H3_BUCKET_PREFIX = f"{PREFIX}live:h3:"
+# Set of every artisan id that has a live hash (the mirror rebuilds from it).
+LIVE_IDS = f"{PREFIX}live:ids"
+# Set of artisan ids whose position/status changed since the last write-behind.
+LIVE_DIRTY = f"{PREFIX}live:dirty"
+# Stream of artisan events (fix, status, profile) that every ArtisanIndex mirror tails.
+ARTISAN_EVENTS = f"{PREFIX}live:events"
+# Sorted set artisan id -> epoch ms at which they go OFFLINE unless a socket refreshes it.
+PRESENCE_LEASES = f"{PREFIX}live:leases"
+# Random value written once; when it vanishes, Redis lost its data (restart without
+# persistence) and gateways re-hydrate the live state of their connected artisans.
+LIVE_EPOCH = f"{PREFIX}live:epoch"
+NODE_CHANNEL_PREFIX = f"{PREFIX}node:"
+
+
+def live_artisan(artisan_id: str) -> str:
+    """Hash: lat, lon, ts, h3, current_status, specialty, level, rating, verified, avail."""
+    return f"{LIVE_ARTISAN_PREFIX}{artisan_id}"
+
+
+def geo_online(specialty: str) -> str:
+    """GEO set of the ONLINE artisans of one specialty."""
+    return f"{GEO_ONLINE_PREFIX}{specialty}"
+
+
+def h3_bucket(cell: str) -> str:
+    """Set of the ONLINE artisans whose last fix is in this H3 cell (res 8)."""
+    return f"{H3_BUCKET_PREFIX}{cell}"
+
+
+def tracking(artisan_id: str) -> str:
+    """Hash: intervention_id, client_id, job_lat, job_lon while a client tracks the artisan."""
+    return f"{PREFIX}trk:{artisan_id}"
+
+
+def user_nodes(user_id: str) -> str:
+    """Sorted set node id -> expiry epoch ms: which gateway processes hold the user's sockets."""
+    return f"{PREFIX}un:{user_id}"
+
+
+def node_channel(node_id: str) -> str:
+    """Pub/sub channel of one gateway process (frames for users whose sockets it holds)."""
+    return f"{NODE_CHANNEL_PREFIX}{node_id}"

@@ -2,8 +2,53 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+
 from aiohttp import web
+
+from dispatch import appkeys
+from gateway import admin_routes, mirror, notify, presence, writebehind
+from gateway.config import GatewayConfig
+from gateway.node import Gateway
+from gateway.ws import ws_handler
+
+
+async def _flusher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The location batch flusher (runs even without other background loops: the socket
+    path depends on it)."""
+    gateway: Gateway = app[appkeys.GATEWAY]
+    task = asyncio.create_task(gateway.batcher.run(), name="gateway-flusher")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def _background(ctx):  # type: ignore[no-untyped-def]
+    async def maybe(app: web.Application) -> AsyncIterator[None]:
+        if not app[appkeys.SETTINGS].run_background:
+            yield
+            return
+        async for _ in ctx(app):
+            yield
+
+    return maybe
 
 
 def setup(app: web.Application) -> None:
-    """Mount `/ws` and the gateway's background tasks on the app."""
+    """Mount `/ws`, `/admin/artisans/{id}/live` and the gateway's background tasks."""
+    app[appkeys.GATEWAY_CONFIG] = GatewayConfig.from_env()
+    gateway = Gateway(app)
+    app[appkeys.GATEWAY] = gateway
+    app[appkeys.NOTIFIER] = notify.Notifier(gateway)
+    try:
+        app[appkeys.MATCH_INDEX] = mirror.new_index()
+    except ImportError:  # the matching library is optional for a gateway-only process
+        pass
+    app.router.add_get("/ws", ws_handler)
+    app.router.add_routes(admin_routes.routes)
+    app.cleanup_ctx.append(_flusher_ctx)
+    app.cleanup_ctx.append(notify.listener_ctx)
+    app.cleanup_ctx.append(_background(presence.presence_ctx))
+    app.cleanup_ctx.append(_background(writebehind.writebehind_ctx))
+    app.cleanup_ctx.append(mirror.mirror_ctx)

@@ -30,7 +30,7 @@ def bearer_token(request: web.Request) -> str | None:
 
 def authenticate(request: web.Request) -> Principal:
     """The caller's principal, verified once per request and cached on it."""
-    cached = request.get(appkeys.PRINCIPAL)
+    cached: Principal | None = request.get(appkeys.PRINCIPAL)
     if cached is not None:
         return cached
     token = bearer_token(request)

@@ -17,9 +17,10 @@ from dispatch.interventions import openapi as interventions
 from dispatch.offers import openapi as offers
 from dispatch.openapi import common, system
 from dispatch.payments import openapi as payments
+from dispatch.storage import openapi as storage
 from gateway import openapi as gateway
 
-FRAGMENTS = (system, auth, artisans, admin, interventions, offers, payments, gateway)
+FRAGMENTS = (system, auth, artisans, admin, interventions, offers, payments, storage, gateway)
 
 
 @functools.cache

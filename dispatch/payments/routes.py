@@ -1,11 +1,75 @@
-"""HTTP routes of the payments context."""
+"""HTTP routes of the payments context, and its lifetime (Stripe client, service)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
+from dispatch import appkeys
+from dispatch.jsonutil import json_response, read_body
+from dispatch.payments.service import PaymentsService
+from dispatch.payments.stripe_client import stripe_api
+from dispatch.payments.webhooks import handle_webhook
+
 routes = web.RouteTableDef()
+log = logging.getLogger("zendo.payments")
+RECONCILE_EVERY_S = 60.0
+
+
+async def payments_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[appkeys.SETTINGS]
+    pool = app[appkeys.PG_POOL]
+    if not settings.payments_enabled:
+        app[appkeys.PAYMENTS] = PaymentsService(pool, settings, None)
+        yield
+        return
+    async with stripe_api(settings) as api:
+        app[appkeys.PAYMENTS] = PaymentsService(pool, settings, api)
+        yield
+
+
+async def _reconcile_forever(service: PaymentsService) -> None:
+    while True:
+        await asyncio.sleep(RECONCILE_EVERY_S)
+        try:
+            await service.reconcile()
+        except Exception:
+            log.exception("payment reconciliation failed")
+
+
+async def reconcile_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Retries payment steps that did not finish (one background task)."""
+    service: PaymentsService = app[appkeys.PAYMENTS]
+    if not (service.enabled and app[appkeys.SETTINGS].run_background):
+        yield
+        return
+    task = asyncio.create_task(_reconcile_forever(service), name="payments-reconcile")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@routes.post("/webhooks/stripe")
+async def stripe_webhook(request: web.Request) -> web.Response:
+    """Stripe calls this without a login; the signature is the authentication."""
+    payload = await read_body(request)  # the raw bytes: the signature covers them exactly
+    service: PaymentsService = request.app[appkeys.PAYMENTS]
+    result = await handle_webhook(
+        service.pool,
+        service.api,
+        request.app[appkeys.SETTINGS].stripe_webhook_secret,
+        payload,
+        request.headers.get("Stripe-Signature"),
+    )
+    return json_response(result)
 
 
 def setup(app: web.Application) -> None:
+    app.cleanup_ctx.append(payments_ctx)
+    app.cleanup_ctx.append(reconcile_ctx)
     app.router.add_routes(routes)

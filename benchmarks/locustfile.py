@@ -1,0 +1,301 @@
+"""Dispatch load test: artisans on WebSockets, clients requesting jobs, an admin polling.
+
+    ZENDO_SEED_FILE=seed.jsonl locust -f benchmarks/locustfile.py --headless \
+        --host http://127.0.0.1:8080 ... ArtisanUser ClientUser AdminUser
+
+Users come from a `zendo seed` JSON-lines file (its access tokens live 15 minutes:
+seed right before the run and keep runs shorter than that).
+
+- ArtisanUser: holds a WebSocket (websocket-client; gevent-patched by locust), sends a
+  location fix every 4 s, accepts offers after a human-like delay (declines a share of
+  them), then drives the job through EN_ROUTE, ARRIVED, IN_PROGRESS and COMPLETED.
+- ClientUser: holds a WebSocket, creates an intervention at a steady pace near a random
+  seeded artisan and follows it to a final status.
+- AdminUser: polls GET /admin/match (needs ZENDO_BENCH_ADMIN_EMAIL/_PASSWORD).
+
+Custom latencies appear in locust's table as request type "LATENCY":
+  "create -> first offer frame"  client POST sent -> offer frame received by the artisan
+  "accept -> client status frame"  offer.accept sent -> client's ASSIGNED frame received
+and WebSocket problems as failures of type "WS".
+
+Environment: ZENDO_SEED_FILE (required), ZENDO_BENCH_ACCEPT_DELAY ("min,max" seconds,
+default "1,3"), ZENDO_BENCH_DECLINE_SHARE (default 0.1), ZENDO_BENCH_CLIENT_PACING
+(seconds between a client's requests, default 6), ZENDO_BENCH_WORK_S (seconds spent
+per status step, default 0.5), ZENDO_BENCH_ADMIN_EMAIL / _PASSWORD.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import time
+from typing import Any
+
+import gevent
+import websocket
+from locust import FastHttpUser, between, constant, constant_pacing, events, task
+from locust.env import Environment
+
+SPECIALTIES = ("PLUMBER", "ELECTRICIAN", "LOCKSMITH", "HEATING", "GLAZIER", "APPLIANCE_REPAIR")
+ACCEPT_DELAY = tuple(float(x) for x in os.environ.get("ZENDO_BENCH_ACCEPT_DELAY", "1,3").split(","))
+DECLINE_SHARE = float(os.environ.get("ZENDO_BENCH_DECLINE_SHARE", "0.1"))
+CLIENT_PACING = float(os.environ.get("ZENDO_BENCH_CLIENT_PACING", "6"))
+WORK_S = float(os.environ.get("ZENDO_BENCH_WORK_S", "0.5"))
+FOLLOW_TIMEOUT_S = 90.0
+
+
+def _load_seed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    path = os.environ.get("ZENDO_SEED_FILE")
+    if not path:
+        return [], []
+    with open(path) as fh:
+        rows = [json.loads(line) for line in fh if line.strip()]
+    return [r for r in rows if r["role"] == "ARTISAN"], [r for r in rows if r["role"] == "CLIENT"]
+
+
+ARTISANS, CLIENTS = _load_seed()
+_next_artisan = itertools.count()
+_next_client = itertools.count()
+
+# Shared between the users of this locust process (gevent: one thread, no locks needed).
+POST_SENT: dict[str, float] = {}  # intervention id -> client POST sent (perf_counter)
+FIRST_OFFER: dict[str, float] = {}  # intervention id -> first offer frame received
+ACCEPT_SENT: dict[str, float] = {}  # intervention id -> offer.accept sent
+START_CODES: dict[str, str] = {}  # intervention id -> its start code (the client tells it)
+
+
+def _latency(env: Environment, name: str, started: float, ended: float) -> None:
+    env.events.request.fire(
+        request_type="LATENCY",
+        name=name,
+        response_time=(ended - started) * 1000.0,
+        response_length=0,
+        exception=None,
+        context={},
+    )
+
+
+def _ws_failure(env: Environment, name: str, exc: BaseException | str) -> None:
+    env.events.request.fire(
+        request_type="WS",
+        name=name,
+        response_time=0,
+        response_length=0,
+        exception=exc if isinstance(exc, BaseException) else RuntimeError(exc),
+        context={},
+    )
+
+
+def _first_offer_pair(env: Environment, job_id: str) -> None:
+    """Report creation -> first offer once both ends are known (either may come first)."""
+    if job_id in POST_SENT and job_id in FIRST_OFFER:
+        _latency(env, "create -> first offer frame", POST_SENT.pop(job_id), FIRST_OFFER[job_id])
+
+
+def _ws_url(host: str) -> str:
+    return host.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
+
+
+class SocketUser(FastHttpUser):
+    """Base: a user with a token and one WebSocket read by a greenlet."""
+
+    abstract = True
+    profile: dict[str, Any]
+    ws: websocket.WebSocket | None = None
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.profile['access_token']}"}
+
+    def open_socket(self) -> None:
+        started = time.perf_counter()
+        try:
+            self.ws = websocket.create_connection(
+                _ws_url(self.host), header=[f"Authorization: Bearer {self.profile['access_token']}"]
+            )
+            hello = json.loads(self.ws.recv())
+            if hello.get("type") != "hello":
+                raise RuntimeError(f"expected hello, got {hello}")
+        except Exception as exc:
+            _ws_failure(self.environment, "connect", exc)
+            self.ws = None
+            return
+        _latency(self.environment, "ws connect", started, time.perf_counter())
+        self.reader = gevent.spawn(self._read_loop)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        if self.ws is None:
+            return
+        try:
+            self.ws.send(json.dumps(frame))
+        except Exception as exc:
+            _ws_failure(self.environment, f"send {frame['type']}", exc)
+
+    def _read_loop(self) -> None:
+        assert self.ws is not None
+        while True:
+            try:
+                raw = self.ws.recv()
+            except Exception as exc:
+                if self.ws is not None and self.ws.connected:
+                    _ws_failure(self.environment, "receive", exc)
+                return
+            if not raw:
+                return
+            frame = json.loads(raw)
+            if frame.get("type") == "error":
+                _ws_failure(self.environment, f"error frame {frame.get('code')}", str(frame))
+                continue
+            self.on_frame(frame, time.perf_counter())
+
+    def on_frame(self, frame: dict[str, Any], received: float) -> None:
+        raise NotImplementedError
+
+    def on_stop(self) -> None:
+        if self.ws is not None:
+            ws, self.ws = self.ws, None
+            ws.close()
+
+
+class ArtisanUser(SocketUser):
+    weight = 100
+    wait_time = constant(4)  # one location fix every 4 s
+
+    def on_start(self) -> None:
+        self.profile = ARTISANS[next(_next_artisan) % len(ARTISANS)]
+        self.lat, self.lon = float(self.profile["lat"]), float(self.profile["lon"])
+        self.open_socket()  # the first fix (the ping task) makes the artisan ONLINE
+
+    @task
+    def ping(self) -> None:
+        # A few metres of drift, well within the 70 m/s plausibility check.
+        self.lat += random.uniform(-0.00005, 0.00005)
+        self.lon += random.uniform(-0.00005, 0.00005)
+        self.send(
+            {"type": "location", "lat": self.lat, "lon": self.lon, "ts": int(time.time() * 1000)}
+        )
+
+    def on_frame(self, frame: dict[str, Any], received: float) -> None:
+        kind = frame["type"]
+        if kind == "offer":
+            job_id = frame["intervention"]["id"]
+            if job_id not in FIRST_OFFER:
+                FIRST_OFFER[job_id] = received
+                _first_offer_pair(self.environment, job_id)
+            gevent.spawn_later(random.uniform(*ACCEPT_DELAY), self.answer, frame)
+        elif kind == "ack" and frame.get("for") == "offer.accept":
+            gevent.spawn(self.work, frame["intervention"]["id"])
+
+    def answer(self, offer: dict[str, Any]) -> None:
+        if random.random() < DECLINE_SHARE:
+            self.send({"type": "offer.decline", "offer_id": offer["offer_id"]})
+            return
+        ACCEPT_SENT[offer["intervention"]["id"]] = time.perf_counter()
+        self.send({"type": "offer.accept", "offer_id": offer["offer_id"]})
+
+    def work(self, job_id: str) -> None:
+        for status in ("EN_ROUTE", "ARRIVED", "IN_PROGRESS", "COMPLETED"):
+            gevent.sleep(WORK_S)
+            body: dict[str, Any] = {"status": status}
+            if status == "IN_PROGRESS":
+                body["start_code"] = START_CODES.pop(job_id, None)
+                if body["start_code"] is None:
+                    return  # the client gave up on it (cancelled or not tracked here)
+            with self.client.post(
+                f"/interventions/{job_id}/status",
+                json=body,
+                headers=self.auth(),
+                name=f"/interventions/[id]/status {status}",
+                catch_response=True,
+            ) as resp:
+                if resp.status_code == 409:
+                    resp.success()  # the client cancelled meanwhile
+                    return
+
+
+class ClientUser(SocketUser):
+    weight = 3
+    wait_time = constant_pacing(CLIENT_PACING)
+
+    def on_start(self) -> None:
+        self.profile = CLIENTS[next(_next_client) % len(CLIENTS)]
+        self.finished: dict[str, str] = {}
+        self.open_socket()
+
+    @task
+    def request_and_follow(self) -> None:
+        spot = random.choice(ARTISANS)
+        specialty = spot["specialty"] or random.choice(SPECIALTIES)
+        body = {
+            "specialty": specialty,
+            "lat": float(spot["lat"]) + random.uniform(-0.01, 0.01),
+            "lon": float(spot["lon"]) + random.uniform(-0.01, 0.01),
+            "description": "load test",
+        }
+        sent = time.perf_counter()
+        with self.client.post(
+            "/interventions", json=body, headers=self.auth(), catch_response=True
+        ) as resp:
+            if resp.status_code != 201:
+                resp.failure(f"{resp.status_code}: {resp.text[:200]}")
+                return
+            job = resp.json()
+        job_id = job["id"]
+        START_CODES[job_id] = job["start_code"]
+        POST_SENT[job_id] = sent
+        _first_offer_pair(self.environment, job_id)
+        deadline = time.monotonic() + FOLLOW_TIMEOUT_S
+        while job_id not in self.finished and time.monotonic() < deadline:
+            gevent.sleep(0.2)
+        outcome = self.finished.pop(job_id, "TIMEOUT")
+        POST_SENT.pop(job_id, None)
+        START_CODES.pop(job_id, None)
+        if outcome not in ("COMPLETED", "UNFULFILLED"):
+            _ws_failure(self.environment, f"job ended {outcome}", outcome)
+        elif outcome == "UNFULFILLED":
+            _latency(self.environment, "job UNFULFILLED (count)", sent, sent)
+
+    def on_frame(self, frame: dict[str, Any], received: float) -> None:
+        if frame["type"] != "intervention.status":
+            return
+        job = frame["intervention"]
+        if job["status"] == "ASSIGNED" and job["id"] in ACCEPT_SENT:
+            _latency(
+                self.environment, "accept -> client status frame", ACCEPT_SENT.pop(job["id"]), received
+            )
+        if job["status"] in ("COMPLETED", "UNFULFILLED", "CANCELLED"):
+            self.finished[job["id"]] = job["status"]
+
+
+class AdminUser(FastHttpUser):
+    weight = 1
+    fixed_count = 1
+    wait_time = between(0.5, 1.5)
+
+    def on_start(self) -> None:
+        email = os.environ.get("ZENDO_BENCH_ADMIN_EMAIL")
+        password = os.environ.get("ZENDO_BENCH_ADMIN_PASSWORD")
+        self.token = None
+        if email and password:
+            resp = self.client.post("/auth/login", json={"email": email, "password": password})
+            if resp.status_code == 200:
+                self.token = resp.json()["access_token"]
+
+    @task
+    def match(self) -> None:
+        if self.token is None:
+            return
+        spot = random.choice(ARTISANS)
+        self.client.get(
+            f"/admin/match?lat={spot['lat']}&lon={spot['lon']}"
+            f"&specialty={spot['specialty']}&k=10",
+            headers={"Authorization": f"Bearer {self.token}"},
+            name="/admin/match",
+        )
+
+
+@events.test_start.add_listener
+def _check_seed(environment: Environment, **_kwargs: Any) -> None:
+    if not ARTISANS or not CLIENTS:
+        raise RuntimeError("set ZENDO_SEED_FILE to a `zendo seed` JSONL file with both roles")

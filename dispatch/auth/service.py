@@ -1,0 +1,193 @@
+"""Auth use cases: register, login, refresh (rotation with reuse detection), logout, me.
+
+Services raise domain exceptions; the error middleware maps them to problem+json.
+Tokens and passwords are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from dispatch.auth import passwords, repo, schemas
+from dispatch.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
+from dispatch.db import transaction
+from dispatch.errors import (
+    Conflict,
+    InvalidCredentials,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
+from dispatch.ratelimit import RateLimiter
+from dispatch.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    """What a successful register/login/refresh hands out."""
+
+    access_token: str
+    refresh_token: str
+    user: dict[str, Any]
+
+    def body(self, settings: Settings, *, include_refresh_token: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": settings.access_token_ttl_s,
+            "refresh_token": self.refresh_token,
+            "refresh_expires_in": settings.refresh_token_ttl_s,
+            "user": self.user,
+        }
+        if not include_refresh_token:  # web clients get it in the cookie only
+            del body["refresh_token"]
+        return body
+
+
+async def _issue_refresh_token(
+    conn: asyncpg.Connection, settings: Settings, *, user_id: uuid.UUID, family_id: uuid.UUID
+) -> str:
+    token = new_refresh_token()
+    await repo.insert_refresh_token(
+        conn,
+        token_hash=hash_refresh_token(token),
+        family_id=family_id,
+        user_id=user_id,
+        ttl_s=settings.refresh_token_ttl_s,
+    )
+    return token
+
+
+async def _grant_new_family(
+    conn: asyncpg.Connection, settings: Settings, *, user_id: uuid.UUID, role: str
+) -> TokenGrant:
+    family_id = await repo.create_family(conn, user_id=user_id)
+    refresh = await _issue_refresh_token(conn, settings, user_id=user_id, family_id=family_id)
+    user = await repo.fetch_user_view(conn, user_id=user_id)
+    assert user is not None  # same transaction that created or found the user
+    access = issue_access_token(
+        settings.jwt_secret, user_id=user_id, role=role, ttl_s=settings.access_token_ttl_s
+    )
+    return TokenGrant(access_token=access, refresh_token=refresh, user=user)
+
+
+async def register(
+    pool: asyncpg.Pool, settings: Settings, body: schemas.RegisterRequest
+) -> TokenGrant:
+    schemas.validate_register(body)
+    email = schemas.normalise_email(body.email)
+    # Hash before taking a connection: bcrypt takes tens of milliseconds.
+    password_hash = await passwords.hash_password(body.password, settings.bcrypt_rounds)
+    try:
+        # User, artisan profile and the first refresh family commit together.
+        async with transaction(pool) as conn:
+            user_id = await repo.insert_user(
+                conn,
+                email=email,
+                password_hash=password_hash,
+                role=body.role,
+                phone_number=body.phone_number,
+            )
+            if body.role == "ARTISAN":
+                assert body.specialty is not None  # checked by validate_register
+                await repo.insert_artisan(conn, user_id=user_id, specialty=body.specialty)
+            return await _grant_new_family(conn, settings, user_id=user_id, role=body.role)
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict("An account with this email already exists", code="email_taken") from exc
+    except asyncpg.CheckViolationError as exc:  # a value the validators let through
+        raise ValidationFailed(detail="A field has an invalid value") from exc
+
+
+def _account_subject(email: str) -> str:
+    # Hashed so that Redis keys never hold an email address.
+    return "acct:" + hashlib.sha256(email.encode()).hexdigest()[:32]
+
+
+async def login(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    limiter: RateLimiter,
+    body: schemas.LoginRequest,
+    *,
+    client_ip: str,
+) -> TokenGrant:
+    schemas.validate_login(body)
+    email = schemas.normalise_email(body.email)
+    # Every attempt counts, successful or not, per IP and per account. Without
+    # Redis the limit cannot be enforced, so login fails closed (503).
+    try:
+        await limiter.hit(f"ip:{client_ip}", _account_subject(email))
+    except RedisError as exc:
+        raise ServiceUnavailable("Login is unavailable; try again shortly") from exc
+    async with pool.acquire() as conn:
+        creds = await repo.find_credentials(conn, email=email)
+    if creds is None:
+        await passwords.burn_verification_time(body.password, settings.bcrypt_rounds)
+        raise InvalidCredentials("Invalid email or password")
+    if not await passwords.verify_password(body.password, creds["password_hash"]):
+        raise InvalidCredentials("Invalid email or password")
+    async with transaction(pool) as conn:
+        return await _grant_new_family(conn, settings, user_id=creds["id"], role=creds["role"])
+
+
+_INVALID_REFRESH = "Invalid refresh token"
+
+
+async def refresh(pool: asyncpg.Pool, settings: Settings, token: str) -> TokenGrant:
+    """Rotate `token`: it becomes used, and a new token joins its family.
+
+    Presenting a token that was already used revokes its whole family (the
+    newer tokens too): either the client or a thief holds a copy, and we
+    cannot tell which. Two concurrent refreshes of one token: one wins, the
+    other is such a reuse.
+    """
+    token_hash = hash_refresh_token(token)
+    reused = False
+    async with transaction(pool) as conn:
+        row = await repo.consume_refresh_token(conn, token_hash=token_hash)
+        if row is not None:
+            family_id, user_id = row["family_id"], row["user_id"]
+            new_token = await _issue_refresh_token(
+                conn, settings, user_id=user_id, family_id=family_id
+            )
+            user = await repo.fetch_user_view(conn, user_id=user_id)
+            assert user is not None
+            access = issue_access_token(
+                settings.jwt_secret,
+                user_id=user_id,
+                role=row["role"],
+                ttl_s=settings.access_token_ttl_s,
+            )
+            return TokenGrant(access_token=access, refresh_token=new_token, user=user)
+        known = await repo.find_refresh_token(conn, token_hash=token_hash)
+        if known is not None and known["used_at"] is not None and known["revoked_at"] is None:
+            await repo.revoke_family(conn, family_id=known["family_id"], reason="REUSE")
+            reused = True
+    # Raised after the commit, so the revocation above is not rolled back.
+    if reused:
+        raise Unauthorized(
+            "Refresh token already used; the session was revoked", code="refresh_token_reused"
+        )
+    raise Unauthorized(_INVALID_REFRESH, code="invalid_refresh_token")
+
+
+async def logout(pool: asyncpg.Pool, token: str) -> None:
+    """Kill the token's family. Unknown or already-dead tokens are a no-op (idempotent)."""
+    async with transaction(pool) as conn:
+        known = await repo.find_refresh_token(conn, token_hash=hash_refresh_token(token))
+        if known is not None:
+            await repo.revoke_family(conn, family_id=known["family_id"], reason="LOGOUT")
+
+
+async def me(pool: asyncpg.Pool, user_id: uuid.UUID) -> dict[str, Any]:
+    async with pool.acquire() as conn:
+        user = await repo.fetch_user_view(conn, user_id=user_id)
+    if user is None:
+        raise Unauthorized("This account no longer exists", code="invalid_token")
+    return user

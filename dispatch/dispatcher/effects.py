@@ -1,0 +1,173 @@
+"""Side effects of a committed transaction: pushes, live state, payments, metrics.
+
+Services collect them while the transaction runs and apply them only after it
+commits, so nobody is told about a change that was rolled back. Applying never
+raises: PostgreSQL already holds the truth, and each failure is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from dispatch import appkeys
+from dispatch.interventions.schemas import intervention_json
+from dispatch.middleware import METRICS
+
+log = logging.getLogger("zendo.dispatch")
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingStart:
+    artisan_id: uuid.UUID
+    intervention_id: uuid.UUID
+    client_id: uuid.UUID
+    job_lat: float
+    job_lon: float
+
+
+@dataclass(slots=True)
+class Effects:
+    frames: list[tuple[uuid.UUID, dict[str, Any]]] = field(default_factory=list)
+    busy: list[uuid.UUID] = field(default_factory=list)
+    available: list[uuid.UUID] = field(default_factory=list)
+    track: list[TrackingStart] = field(default_factory=list)
+    untrack: list[uuid.UUID] = field(default_factory=list)
+    payments: list[tuple[str, uuid.UUID]] = field(default_factory=list)
+    ratings: list[tuple[uuid.UUID, float]] = field(default_factory=list)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    kick: list[uuid.UUID] = field(default_factory=list)
+    # Set when this transaction sent a job's first offers: the job's creation time.
+    first_offer_of: datetime | None = None
+
+    def push(self, user_id: uuid.UUID, frame: dict[str, Any]) -> None:
+        self.frames.append((user_id, frame))
+
+    def offer_result(self, artisan_id: uuid.UUID, offer_id: uuid.UUID, outcome: str) -> None:
+        self.outcomes[outcome] += 1
+        self.push(
+            artisan_id,
+            {"type": "offer.result", "offer_id": str(offer_id), "outcome": outcome},
+        )
+
+    def status(self, row: asyncpg.Record, *, also_artisan: uuid.UUID | None = None) -> None:
+        """intervention.status to the client, and to the artisan concerned (if any)."""
+        self.push(
+            row["client_id"],
+            {
+                "type": "intervention.status",
+                "intervention": intervention_json(row, for_client=True),
+            },
+        )
+        artisan = also_artisan or row["artisan_id"]
+        if artisan is not None:
+            self.push(
+                artisan,
+                {
+                    "type": "intervention.status",
+                    "intervention": intervention_json(row, for_client=False),
+                },
+            )
+
+    def merge(self, other: Effects) -> None:
+        self.frames += other.frames
+        self.busy += other.busy
+        self.available += other.available
+        self.track += other.track
+        self.untrack += other.untrack
+        self.payments += other.payments
+        self.ratings += other.ratings
+        self.outcomes.update(other.outcomes)
+        self.kick += other.kick
+        self.first_offer_of = self.first_offer_of or other.first_offer_of
+
+    async def apply(self, app: web.Application) -> None:
+        # Live state first: an artisan must leave the index before anyone else is matched.
+        await self._live_state(app)
+        await self._push_frames(app)
+        if self.first_offer_of is not None:
+            elapsed = time.time() - self.first_offer_of.timestamp()
+            app[METRICS].first_offer_seconds.observe(max(0.0, elapsed))
+        for outcome, n in self.outcomes.items():
+            app[METRICS].offers.labels(outcome=outcome).inc(n)
+        await self._payments(app)
+        dispatcher = app.get(appkeys.DISPATCHER)
+        if dispatcher is not None:
+            for intervention_id in self.kick:
+                dispatcher.kick(intervention_id)
+
+    async def _push_frames(self, app: web.Application) -> None:
+        notifier = app.get(appkeys.NOTIFIER)
+        if notifier is None or not self.frames:
+            return
+        results = await asyncio.gather(
+            *(_maybe_await(notifier.notify(uid, frame)) for uid, frame in self.frames),
+            return_exceptions=True,
+        )
+        for (uid, frame), result in zip(self.frames, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("push of %s to %s failed: %r", frame.get("type"), uid, result)
+
+    async def _live_state(self, app: web.Application) -> None:
+        if not (self.busy or self.available or self.track or self.untrack or self.ratings):
+            return
+        try:
+            from gateway import live, tracking
+        except ImportError:  # the gateway is not installed in this process
+            log.warning("gateway.live/tracking unavailable; live state not updated")
+            return
+        redis = app[appkeys.REDIS]
+        calls: list[Any] = []
+        calls += [live.set_busy(redis, a) for a in self.busy]
+        calls += [live.set_available(redis, a) for a in self.available]
+        calls += [tracking.stop_tracking(redis, artisan_id=a) for a in self.untrack]
+        calls += [
+            tracking.start_tracking(
+                redis,
+                artisan_id=t.artisan_id,
+                intervention_id=t.intervention_id,
+                client_id=t.client_id,
+                job_lat=t.job_lat,
+                job_lon=t.job_lon,
+            )
+            for t in self.track
+        ]
+        calls += [live.update_profile(redis, a, rating=r) for a, r in self.ratings]
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, BaseException):
+                log.warning("live state update failed: %r", result)
+
+    async def _payments(self, app: web.Application) -> None:
+        """Stripe calls can take hundreds of ms: they run in the background (tracked by the
+        dispatcher, cancelled at shutdown) so the answer and the pushes never wait for them."""
+        payments = app.get(appkeys.PAYMENTS)
+        if payments is None or not self.payments:
+            return
+        dispatcher = app.get(appkeys.DISPATCHER)
+        for method, intervention_id in self.payments:
+            call = _payment_call(payments, method, intervention_id)
+            if dispatcher is not None:
+                dispatcher.spawn(call)
+            else:
+                await call
+
+
+async def _payment_call(payments: Any, method: str, intervention_id: uuid.UUID) -> None:
+    try:
+        await _maybe_await(getattr(payments, method)(intervention_id))
+    except Exception:
+        log.exception("payments.%s(%s) failed", method, intervention_id)
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value

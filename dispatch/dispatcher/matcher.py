@@ -1,0 +1,117 @@
+"""Candidates for a job: the ArtisanIndex mirror ranks, PostgreSQL has the last word.
+
+The in-memory mirror (CONTRACT §7) answers in microseconds but may lag the
+truth by a moment (an artisan who just accepted another job, an unverified
+account). Each proposed candidate is therefore checked in the same transaction
+that inserts the offers, and the unique indexes on offers settle any race with
+another dispatcher.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from dispatch import appkeys
+from dispatch.interventions.schemas import offer_frame
+from dispatch.middleware import METRICS
+from dispatch.offers import repo as offers_repo
+
+# Extra candidates fetched per round, since some may turn out busy or engaged.
+_OVERFETCH = 8
+_MAX_ROUNDS = 4
+
+
+class NoIndex(RuntimeError):
+    """The artisan index mirror is not available in this process (yet)."""
+
+
+@dataclass(slots=True)
+class Found:
+    offers: list[asyncpg.Record] = field(default_factory=list)
+    frames: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    # Some eligible candidate is answering another job's offer right now.
+    waiting: bool = False
+
+
+class Matcher:
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def _index(self) -> Any:
+        index = self._app.get(appkeys.MATCH_INDEX)
+        if index is None:
+            raise NoIndex("the artisan index is not available")
+        return index
+
+    def rank(
+        self,
+        lat: float,
+        lon: float,
+        specialty: str,
+        *,
+        k: int,
+        max_km: float,
+        exclude: Iterable[str] = (),
+    ) -> list[Any]:
+        """The index's ranking (best first), timed into zendo_match_seconds."""
+        index = self._index()
+        started = time.perf_counter()
+        candidates = index.query(lat, lon, specialty, k=k, max_km=max_km, exclude=exclude)
+        self._app[METRICS].match_seconds.observe(time.perf_counter() - started)
+        return list(candidates)
+
+    async def offer(
+        self,
+        conn: asyncpg.Connection,
+        job: asyncpg.Record,
+        asked: set[uuid.UUID],
+        wanted: int,
+        max_km: float,
+    ) -> Found:
+        """Offer the job to up to `wanted` of the best free candidates not yet asked."""
+        found = Found()
+        skip = {str(a) for a in asked}
+        timeout_s = self._app[appkeys.SETTINGS].offer_timeout_s
+        for _ in range(_MAX_ROUNDS):
+            k = wanted + _OVERFETCH
+            candidates = self.rank(
+                job["lat"], job["lon"], job["specialty"], k=k, max_km=max_km, exclude=skip
+            )
+            if not candidates:
+                break
+            ids = [uuid.UUID(c.artisan_id) for c in candidates]
+            states = await offers_repo.candidate_states(conn, artisan_ids=ids)
+            free = [(i, c) for i, c in zip(ids, candidates, strict=True) if states[i] == "free"]
+            chosen = free[:wanted]
+            found.waiting = found.waiting or any(s == "engaged" for s in states.values())
+            inserted = []
+            if chosen:
+                inserted = await offers_repo.insert_many(
+                    conn,
+                    intervention_id=job["id"],
+                    artisan_ids=[i for i, _ in chosen],
+                    distances_km=[float(c.distance_km) for _, c in chosen],
+                    scores=[float(c.score) for _, c in chosen],
+                    timeout_s=timeout_s,
+                )
+            got = {o["artisan_id"] for o in inserted}
+            if len(got) < len(chosen):
+                found.waiting = True  # lost a race: that artisan just got another offer
+            for offer in inserted:
+                found.offers.append(offer)
+                found.frames[offer["id"]] = offer_frame(offer, job)
+            wanted -= len(inserted)
+            # Everyone looked at and not chosen-and-inserted is passed over next round;
+            # untried free candidates stay in play.
+            tried_or_unfit = {i for i in ids if states[i] != "free"} | {i for i, _ in chosen}
+            skip |= {str(i) for i in tried_or_unfit}
+            if wanted <= 0 or len(candidates) < k:
+                break
+        return found

@@ -1,0 +1,307 @@
+"""The intervention lifecycle: create, read, cancel, progress, rate.
+
+Every status change goes through `statemachine.check_transition` and a
+conditional UPDATE, writes an intervention_events row in the same
+transaction, and tells the client and artisan only after the commit.
+"""
+
+from __future__ import annotations
+
+import inspect
+import secrets
+import uuid
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from dispatch import appkeys
+from dispatch.auth.principal import Principal
+from dispatch.db import run_in_transaction
+from dispatch.dispatcher.effects import Effects
+from dispatch.errors import Conflict, FieldError, NotFound, ValidationFailed
+from dispatch.interventions import repo
+from dispatch.interventions import statemachine as sm
+from dispatch.interventions.area import service_area
+from dispatch.interventions.schemas import CreateIntervention, intervention_json
+from dispatch.offers import repo as offers_repo
+from dispatch.payments.service import quote as payments_quote
+from dispatch.ratelimit import RateLimiter
+
+START_CODE_GUESSES = 5  # per intervention, per START_CODE_WINDOW_S
+START_CODE_WINDOW_S = 600.0
+
+
+class WrongStartCode(ValidationFailed):
+    code = "wrong_start_code"
+
+
+def _view(row: asyncpg.Record, principal: Principal) -> dict[str, Any]:
+    return intervention_json(row, for_client=row["client_id"] == principal.user_id)
+
+
+async def _quote(
+    app: web.Application, conn: asyncpg.Connection, specialty: str
+) -> tuple[int, str] | None:
+    """The server's price for a specialty (never taken from the client)."""
+    quote = getattr(app.get(appkeys.PAYMENTS), "quote", None) or payments_quote
+    result = quote(conn, specialty)
+    return await result if inspect.isawaitable(result) else result
+
+
+async def create(
+    app: web.Application,
+    principal: Principal,
+    body: CreateIntervention,
+    idempotency_key: str | None,
+) -> tuple[dict[str, Any], bool]:
+    """Returns (intervention, created). A replayed Idempotency-Key returns the first one."""
+    if not service_area(app).covers(body.lat, body.lon):
+        raise ValidationFailed(
+            detail="This location is outside the served area", code="out_of_area"
+        )
+
+    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, bool]:
+        if idempotency_key is not None:
+            existing = await repo.get_by_idempotency_key(
+                conn, client_id=principal.user_id, key=idempotency_key
+            )
+            if existing is not None:
+                return existing, False
+        row = await repo.insert(
+            conn,
+            client_id=principal.user_id,
+            specialty=body.specialty,
+            lat=body.lat,
+            lon=body.lon,
+            address=body.address,
+            description=body.description,
+            start_code=f"{secrets.randbelow(10_000):04d}",
+            idempotency_key=idempotency_key,
+            price=await _quote(app, conn, body.specialty),
+        )
+        if row is None:  # a concurrent request with the same key won the insert
+            assert idempotency_key is not None
+            existing = await repo.get_by_idempotency_key(
+                conn, client_id=principal.user_id, key=idempotency_key
+            )
+            assert existing is not None
+            return existing, False
+        await repo.insert_event(
+            conn,
+            intervention_id=row["id"],
+            from_status=None,
+            to_status=sm.SEARCHING,
+            actor_id=principal.user_id,
+            actor_role=principal.role,
+        )
+        return row, True
+
+    row, created = await run_in_transaction(app[appkeys.PG_POOL], work)
+    if created:
+        effects = Effects(kick=[row["id"]])  # the first offer goes out now, not at a poll
+        await effects.apply(app)
+    return intervention_json(row, for_client=True), created
+
+
+async def _visible(
+    conn: asyncpg.Connection, principal: Principal, intervention_id: uuid.UUID, lock: bool = False
+) -> asyncpg.Record:
+    row = await repo.get(conn, intervention_id=intervention_id, for_update=lock)
+    if row is None:
+        raise NotFound("No such intervention")
+    if principal.role == "ADMIN":
+        return row
+    if principal.user_id not in (row["client_id"], row["artisan_id"]):
+        raise NotFound("No such intervention")
+    return row
+
+
+async def get(app: web.Application, principal: Principal, intervention_id: uuid.UUID) -> dict:
+    async with app[appkeys.PG_POOL].acquire() as conn:
+        return _view(await _visible(conn, principal, intervention_id), principal)
+
+
+async def list_mine(
+    app: web.Application, principal: Principal, *, status: str | None, limit: int
+) -> list[dict[str, Any]]:
+    async with app[appkeys.PG_POOL].acquire() as conn:
+        if principal.role == "CLIENT":
+            rows = await repo.list_for(
+                conn, client_id=principal.user_id, status=status, limit=limit
+            )
+        elif principal.role == "ARTISAN":
+            rows = await repo.list_for(
+                conn, artisan_id=principal.user_id, status=status, limit=limit
+            )
+        else:  # admins see everyone's
+            rows = await repo.list_for(conn, status=status, limit=limit)
+    return [_view(r, principal) for r in rows]
+
+
+async def _change(
+    conn: asyncpg.Connection,
+    row: asyncpg.Record,
+    target: str,
+    principal: Principal,
+    *,
+    clear_artisan: bool = False,
+    data: dict[str, Any] | None = None,
+) -> asyncpg.Record:
+    """The one place a status changes: check, conditional UPDATE, event row."""
+    sm.check_transition(row["status"], target, principal.role)
+    updated = await repo.transition(
+        conn,
+        intervention_id=row["id"],
+        expected=row["status"],
+        target=target,
+        clear_artisan=clear_artisan,
+    )
+    if updated is None:
+        raise sm.IllegalTransition("The intervention changed meanwhile; reload it")
+    await repo.insert_event(
+        conn,
+        intervention_id=row["id"],
+        from_status=row["status"],
+        to_status=target,
+        actor_id=principal.user_id,
+        actor_role=principal.role,
+        data=data,
+    )
+    return updated
+
+
+async def _free_artisan(conn: asyncpg.Connection, artisan_id: uuid.UUID, fx: Effects) -> None:
+    await repo.set_artisan_current_status(conn, artisan_id=artisan_id, current_status="ONLINE")
+    fx.available.append(artisan_id)
+    fx.untrack.append(artisan_id)
+
+
+async def cancel(app: web.Application, principal: Principal, intervention_id: uuid.UUID) -> dict:
+    """Client (or admin): CANCELLED before IN_PROGRESS. Assigned artisan: back to SEARCHING."""
+
+    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, Effects]:
+        fx = Effects()
+        row = await _visible(conn, principal, intervention_id, lock=True)
+        artisan_id = row["artisan_id"]
+        if principal.role == "ARTISAN":
+            updated = await _change(
+                conn, row, sm.SEARCHING, principal, clear_artisan=True, data={"withdrawn": True}
+            )
+            await offers_repo.withdraw_accepted(
+                conn, intervention_id=row["id"], artisan_id=principal.user_id
+            )
+            await _free_artisan(conn, principal.user_id, fx)
+            fx.status(updated, also_artisan=principal.user_id)
+            fx.kick.append(row["id"])
+            return updated, fx
+        updated = await _change(conn, row, sm.CANCELLED, principal)
+        for offer in await offers_repo.close_pending_for_intervention(
+            conn, intervention_id=row["id"], outcome="REVOKED"
+        ):
+            fx.offer_result(offer["artisan_id"], offer["id"], "revoked")
+        if artisan_id is not None:
+            await _free_artisan(conn, artisan_id, fx)
+        fx.status(updated)
+        fx.payments.append(("on_cancelled", row["id"]))
+        return updated, fx
+
+    row, fx = await run_in_transaction(app[appkeys.PG_POOL], work)
+    await fx.apply(app)
+    return _view(row, principal)
+
+
+async def advance(
+    app: web.Application,
+    principal: Principal,
+    intervention_id: uuid.UUID,
+    target: str,
+    start_code: str | None,
+) -> dict:
+    """The assigned artisan moves the job along: EN_ROUTE, ARRIVED, IN_PROGRESS, COMPLETED."""
+    if target == sm.IN_PROGRESS:
+        async with app[appkeys.PG_POOL].acquire() as conn:
+            await _assigned_to(conn, principal, intervention_id)
+        if start_code is None:
+            raise ValidationFailed([FieldError("start_code", "required to start the work")])
+        # Every attempt counts, so the 10,000 codes cannot be walked through.
+        limiter = RateLimiter(
+            app[appkeys.REDIS],
+            scope="start_code",
+            limit=START_CODE_GUESSES,
+            window_s=START_CODE_WINDOW_S,
+        )
+        await limiter.hit(str(intervention_id))
+
+    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, Effects]:
+        fx = Effects()
+        row = await _assigned_to(conn, principal, intervention_id, lock=True)
+        sm.check_transition(row["status"], target, principal.role)
+        if target == sm.IN_PROGRESS and not secrets.compare_digest(
+            (start_code or "").encode(), row["start_code"].encode()
+        ):
+            raise WrongStartCode(detail="The start code is wrong")
+        updated = await _change(conn, row, target, principal)
+        if target == sm.IN_PROGRESS:
+            fx.untrack.append(principal.user_id)  # the client no longer needs the position
+        if target == sm.COMPLETED:
+            await _free_artisan(conn, principal.user_id, fx)
+            fx.payments.append(("on_completed", row["id"]))
+        fx.status(updated)
+        return updated, fx
+
+    row, fx = await run_in_transaction(app[appkeys.PG_POOL], work)
+    await fx.apply(app)
+    return _view(row, principal)
+
+
+async def _assigned_to(
+    conn: asyncpg.Connection, principal: Principal, intervention_id: uuid.UUID, lock: bool = False
+) -> asyncpg.Record:
+    row = await _visible(conn, principal, intervention_id, lock=lock)
+    if row["artisan_id"] != principal.user_id:
+        # An admin may read it but only the assigned artisan moves it along.
+        raise sm.IllegalTransition("Only the assigned artisan can change this status")
+    return row
+
+
+async def rate(
+    app: web.Application,
+    principal: Principal,
+    intervention_id: uuid.UUID,
+    stars: int,
+    comment: str | None,
+) -> dict[str, Any]:
+    async def work(conn: asyncpg.Connection) -> tuple[dict[str, Any], Effects]:
+        fx = Effects()
+        row = await _visible(conn, principal, intervention_id, lock=True)
+        if row["client_id"] != principal.user_id:
+            raise NotFound("No such intervention")
+        if row["status"] != sm.COMPLETED:
+            raise Conflict("Only a completed intervention can be rated", code="not_completed")
+        try:
+            async with conn.transaction():
+                await repo.insert_rating(
+                    conn,
+                    intervention_id=row["id"],
+                    client_id=principal.user_id,
+                    artisan_id=row["artisan_id"],
+                    stars=stars,
+                    comment=comment,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict("This intervention is already rated", code="already_rated") from exc
+        rating = await repo.add_to_artisan_rating(conn, artisan_id=row["artisan_id"], stars=stars)
+        fx.ratings.append((row["artisan_id"], rating))
+        body = {
+            "intervention_id": str(row["id"]),
+            "artisan_id": str(row["artisan_id"]),
+            "stars": stars,
+            "comment": comment,
+            "artisan_rating": rating,
+        }
+        return body, fx
+
+    body, fx = await run_in_transaction(app[appkeys.PG_POOL], work)
+    await fx.apply(app)
+    return body

@@ -1,0 +1,162 @@
+"""Accepting and declining offers: the one path for REST and WebSocket alike.
+
+`app[appkeys.OFFER_ACTIONS]` is an `OfferActions`; the gateway calls it for
+`offer.accept` / `offer.decline` frames.
+
+Acceptance is one transaction: lock the job row, then conditional UPDATEs
+(offer PENDING and unexpired -> ACCEPTED; job SEARCHING -> ASSIGNED). The
+partial unique indexes (one accepted offer per job, one active job per
+artisan) turn any race that slips past the lock into a UniqueViolation -> 409.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from dispatch import appkeys
+from dispatch.db import run_in_transaction
+from dispatch.dispatcher.effects import Effects, TrackingStart
+from dispatch.errors import Conflict, NotFound
+from dispatch.interventions import repo as interventions_repo
+from dispatch.interventions.schemas import intervention_json
+from dispatch.interventions.statemachine import ACTIVE, ASSIGNED, SEARCHING, check_transition
+from dispatch.offers import repo as offers_repo
+
+_EXPIRED_STATES = frozenset({"EXPIRED", "DECLINED", "PENDING"})
+
+
+class OfferExpired(Conflict):
+    code = "offer_expired"
+
+
+class OfferTaken(Conflict):
+    code = "offer_taken"
+
+
+class ArtisanBusy(Conflict):
+    code = "artisan_busy"
+
+
+def _unique_violation_to_conflict(exc: asyncpg.UniqueViolationError) -> Conflict:
+    if exc.constraint_name == "interventions_one_active_per_artisan":
+        return ArtisanBusy("You already hold an active job")
+    return OfferTaken("Another artisan took this job")
+
+
+class OfferActions:
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    async def accept(self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID) -> dict[str, Any]:
+        """Accept; returns the intervention (artisan's view). 404 / 409 offer_expired|taken."""
+
+        async def work(conn: asyncpg.Connection) -> tuple[dict[str, Any], Effects]:
+            effects = Effects()  # fresh per attempt: a retried transaction starts over
+            offer = await _own_offer(conn, offer_id=offer_id, artisan_id=artisan_id)
+            job = await interventions_repo.get(
+                conn, intervention_id=offer["intervention_id"], for_update=True
+            )
+            assert job is not None  # offers cascade-delete with their job
+            accepted = await offers_repo.accept(conn, offer_id=offer_id, artisan_id=artisan_id)
+            if accepted is None:
+                current = await offers_repo.get(conn, offer_id=offer_id)
+                assert current is not None
+                if current["status"] == "ACCEPTED" and job["artisan_id"] == artisan_id:
+                    if job["status"] in ACTIVE:  # a retried accept: same answer, no new effects
+                        return intervention_json(job, for_client=False), effects
+                if current["status"] in _EXPIRED_STATES:
+                    raise OfferExpired("This offer has expired")
+                raise OfferTaken("This job is no longer available")
+            if job["status"] != SEARCHING:  # the rollback undoes the ACCEPTED above
+                raise OfferTaken("This job is no longer available")
+            check_transition(SEARCHING, ASSIGNED, "ARTISAN")
+            row = await interventions_repo.transition(
+                conn,
+                intervention_id=job["id"],
+                expected=SEARCHING,
+                target=ASSIGNED,
+                artisan_id=artisan_id,
+            )
+            if row is None:
+                raise OfferTaken("This job is no longer available")
+            await interventions_repo.insert_event(
+                conn,
+                intervention_id=job["id"],
+                from_status=SEARCHING,
+                to_status=ASSIGNED,
+                actor_id=artisan_id,
+                actor_role="ARTISAN",
+                data={"offer_id": str(offer_id)},
+            )
+            await interventions_repo.set_artisan_current_status(
+                conn, artisan_id=artisan_id, current_status="BUSY"
+            )
+            taken = await offers_repo.close_pending_for_intervention(
+                conn, intervention_id=job["id"], outcome="TAKEN"
+            )
+            effects.offer_result(artisan_id, offer_id, "accepted")
+            for other in taken:
+                effects.offer_result(other["artisan_id"], other["id"], "taken")
+            effects.status(row)
+            effects.busy.append(artisan_id)
+            effects.track.append(
+                TrackingStart(artisan_id, job["id"], job["client_id"], job["lat"], job["lon"])
+            )
+            effects.payments.append(("on_assigned", job["id"]))
+            return intervention_json(row, for_client=False), effects
+
+        try:
+            result, effects = await run_in_transaction(self._app[appkeys.PG_POOL], work)
+        except asyncpg.UniqueViolationError as exc:
+            raise _unique_violation_to_conflict(exc) from exc
+        await effects.apply(self._app)
+        return result
+
+    async def decline(self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID) -> None:
+        """Decline; the job cascades to the next artisan at once. Idempotent."""
+
+        async def work(conn: asyncpg.Connection) -> Effects:
+            effects = Effects()
+            offer = await _own_offer(conn, offer_id=offer_id, artisan_id=artisan_id)
+            job_id = offer["intervention_id"]
+            await interventions_repo.get(conn, intervention_id=job_id, for_update=True)
+            declined = await offers_repo.decline(conn, offer_id=offer_id, artisan_id=artisan_id)
+            if declined is None:
+                current = await offers_repo.get(conn, offer_id=offer_id)
+                if current is not None and current["status"] == "ACCEPTED":
+                    raise Conflict(
+                        "You accepted this offer; cancel the intervention instead",
+                        code="offer_accepted",
+                    )
+                return effects  # already declined, expired, taken or revoked: nothing left to do
+            # We step it right after the commit; should this process die first, a poller
+            # will within a second.
+            await conn.execute(
+                """UPDATE interventions SET next_check_at = LEAST(next_check_at, clock_timestamp() + interval '1 second')
+                   WHERE id = $1 AND status = 'SEARCHING'""",
+                job_id,
+            )
+            effects.outcomes["declined"] += 1
+            effects.kick.append(job_id)
+            return effects
+
+        effects = await run_in_transaction(self._app[appkeys.PG_POOL], work)
+        await effects.apply(self._app)
+
+
+async def _own_offer(
+    conn: asyncpg.Connection, *, offer_id: uuid.UUID, artisan_id: uuid.UUID
+) -> asyncpg.Record:
+    offer = await offers_repo.get(conn, offer_id=offer_id)
+    if offer is None or offer["artisan_id"] != artisan_id:
+        raise NotFound("No such offer")
+    return offer
+
+
+def offer_actions(app: web.Application) -> OfferActions:
+    actions: OfferActions = app[appkeys.OFFER_ACTIONS]
+    return actions

@@ -1,0 +1,28 @@
+"""GET /admin/artisans/{id}/live: an artisan's live state (ADMIN only)."""
+
+from __future__ import annotations
+
+import uuid
+
+from aiohttp import web
+
+from dispatch import appkeys
+from dispatch.auth.guards import requires_role
+from dispatch.errors import NotFound
+from dispatch.jsonutil import json_response
+from gateway import live
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/admin/artisans/{artisan_id}/live")
+@requires_role("ADMIN")
+async def artisan_live(request: web.Request) -> web.Response:
+    try:
+        artisan_id = uuid.UUID(request.match_info["artisan_id"])
+    except ValueError as exc:
+        raise NotFound("Unknown artisan") from exc
+    state = await live.read_live(request.app[appkeys.REDIS], artisan_id)
+    if state is None:
+        raise NotFound("No live position for this artisan")
+    return json_response(state)

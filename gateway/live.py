@@ -1,0 +1,193 @@
+"""Live artisan state in Redis: the per-artisan hash, GEO sets per specialty, H3
+buckets and the events stream. Every change is one atomic Lua script (gateway/lua.py)
+that also appends a snapshot to the stream, so every ArtisanIndex mirror follows.
+
+Functions other contexts call: `set_busy`, `set_available`, `update_profile`, `read_live`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from dispatch import redis_keys
+from gateway import lua
+
+# Stream length cap (approximate trimming). A mirror further behind than this rebuilds.
+STREAM_MAXLEN = 100_000
+RECENT_FIX_MS = 300_000
+STATUSES = ("ONLINE", "BUSY", "OFFLINE")
+
+
+class LuaScript:
+    """EVALSHA with a fallback to EVAL (the script cache is empty after a Redis restart)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, redis: Redis, args: Sequence[Any], keys: Sequence[str] = ()) -> Any:
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            return await redis.eval(self.source, len(keys), *keys, *args)  # type: ignore[misc]
+
+
+APPLY_FIXES = LuaScript(lua.APPLY_FIXES)
+CONNECT = LuaScript(lua.CONNECT)
+PRESENCE = LuaScript(lua.PRESENCE)
+SET_BUSY = LuaScript(lua.SET_BUSY)
+SET_AVAILABLE = LuaScript(lua.SET_AVAILABLE)
+UPDATE_PROFILE = LuaScript(lua.UPDATE_PROFILE)
+EXPIRE_LEASE = LuaScript(lua.EXPIRE_LEASE)
+DISCONNECT = LuaScript(lua.DISCONNECT)
+PUBLISH_TO_USER = LuaScript(lua.PUBLISH_TO_USER)
+
+
+def common_args(maxlen: int = STREAM_MAXLEN) -> list[Any]:
+    return [
+        redis_keys.GEO_ONLINE_PREFIX,
+        redis_keys.H3_BUCKET_PREFIX,
+        redis_keys.ARTISAN_EVENTS,
+        maxlen,
+        redis_keys.LIVE_DIRTY,
+        redis_keys.LIVE_IDS,
+    ]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def set_busy(redis: Redis, artisan_id: uuid.UUID | str) -> None:
+    """The artisan accepted a job: BUSY, out of the GEO/H3 sets and ineligible in every index."""
+    aid = str(artisan_id)
+    await SET_BUSY(redis, [*common_args(), aid, redis_keys.live_artisan(aid)])
+
+
+async def set_available(redis: Redis, artisan_id: uuid.UUID | str) -> str:
+    """The job ended (COMPLETED or CANCELLED): ONLINE again if the artisan still has an open
+    socket or a fix from the last 5 minutes (and is verified and has not asked to be
+    OFFLINE), else OFFLINE. Returns the new status."""
+    aid = str(artisan_id)
+    status = await SET_AVAILABLE(
+        redis,
+        [
+            *common_args(),
+            aid,
+            redis_keys.live_artisan(aid),
+            redis_keys.user_nodes(aid),
+            now_ms(),
+            RECENT_FIX_MS,
+        ],
+    )
+    return str(status)
+
+
+async def update_profile(
+    redis: Redis,
+    artisan_id: uuid.UUID | str,
+    *,
+    specialty: str | None = None,
+    level: str | None = None,
+    rating: float | None = None,
+    verified: bool | None = None,
+) -> None:
+    """Mirror a profile change (review -> rating, admin verify/reject, specialty edit) into
+    the live state and the indexes. `verified=False` forces OFFLINE. No-op for an artisan
+    who never connected (their next connection reads PostgreSQL)."""
+    aid = str(artisan_id)
+    pairs: list[Any] = []
+    if specialty is not None:
+        pairs += ["specialty", specialty]
+    if level is not None:
+        pairs += ["level", level]
+    if rating is not None:
+        pairs += ["rating", repr(float(rating))]
+    if verified is not None:
+        pairs += ["verified", "1" if verified else "0"]
+    if not pairs:
+        return
+    await UPDATE_PROFILE(redis, [*common_args(), aid, redis_keys.live_artisan(aid), *pairs])
+
+
+async def read_live(redis: Redis, artisan_id: uuid.UUID | str) -> dict[str, Any] | None:
+    """{lat, lon, ts (epoch ms), h3 (hex), current_status} of the last accepted fix, or None."""
+    values = await redis.hmget(
+        redis_keys.live_artisan(str(artisan_id)), ["lat", "lon", "ts", "h3", "current_status"]
+    )
+    lat, lon, ts, cell, status = values
+    if lat is None or lon is None or ts is None:
+        return None
+    return {
+        "lat": float(lat),
+        "lon": float(lon),
+        "ts": int(float(ts)),
+        "h3": cell,
+        "current_status": status or "OFFLINE",
+    }
+
+
+async def connect_artisan(
+    redis: Redis,
+    artisan_id: str,
+    *,
+    specialty: str,
+    level: str,
+    rating: float,
+    verified: bool,
+) -> tuple[tuple[float, float, int] | None, str]:
+    """Store the profile read from PostgreSQL; returns (last fix or None, current status)."""
+    lat, lon, ts, status = await CONNECT(
+        redis,
+        [
+            *common_args(),
+            artisan_id,
+            redis_keys.live_artisan(artisan_id),
+            specialty,
+            level,
+            repr(float(rating)),
+            "1" if verified else "0",
+        ],
+    )
+    last = None
+    if lat and lon and ts:
+        last = (float(lat), float(lon), int(float(ts)))
+    return last, str(status)
+
+
+async def set_presence(redis: Redis, artisan_id: str, wanted: str, recent_fix_ms: int) -> str:
+    """Presence frame: returns the effective status (ONLINE needs verified + a recent fix)."""
+    status = await PRESENCE(
+        redis,
+        [
+            *common_args(),
+            artisan_id,
+            redis_keys.live_artisan(artisan_id),
+            wanted,
+            now_ms(),
+            recent_fix_ms,
+        ],
+    )
+    return str(status)
+
+
+async def expire_lease(redis: Redis, artisan_id: str) -> bool:
+    """OFFLINE an artisan whose presence lease ran out (no socket anywhere for the grace)."""
+    done = await EXPIRE_LEASE(
+        redis,
+        [
+            *common_args(),
+            artisan_id,
+            redis_keys.live_artisan(artisan_id),
+            redis_keys.PRESENCE_LEASES,
+            now_ms(),
+        ],
+    )
+    return bool(done)

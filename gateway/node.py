@@ -1,0 +1,168 @@
+"""This process's gateway runtime: its node id, local sessions, batcher and notifier."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from prometheus_client import Counter
+from redis.asyncio import Redis
+
+from dispatch import appkeys, redis_keys
+from dispatch.metrics import Metrics
+from dispatch.middleware import METRICS
+from dispatch.settings import Settings
+from gateway import live
+from gateway.config import GatewayConfig
+from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
+from gateway.session import Session
+from gateway.tracking import location_frame
+
+log = logging.getLogger("zendo.gateway")
+
+
+class Gateway:
+    """Created in `setup`; Redis and PostgreSQL are looked up once the app has started."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.settings: Settings = app[appkeys.SETTINGS]
+        self.node_id = self.settings.node_id
+        self.metrics: Metrics = app[METRICS]
+        self.sessions: dict[str, set[Session]] = {}
+        self.rejected = {r: self.metrics.pings_rejected.labels(reason=r) for r in REASONS}
+        self.notify_failures = Counter(
+            "zendo_notify_failures",
+            "Frames that could not be pushed",
+            registry=self.metrics.registry,
+        )
+        # Set when Redis came back (re-announce users, re-hydrate live state).
+        self.resync = asyncio.Event()
+        self.epoch: str | None = None
+        self._batcher: LocationBatcher | None = None
+
+    @property
+    def config(self) -> GatewayConfig:
+        return self.app[appkeys.GATEWAY_CONFIG]
+
+    @property
+    def redis(self) -> Redis:
+        return self.app[appkeys.REDIS]
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.app[appkeys.PG_POOL]
+
+    @property
+    def batcher(self) -> LocationBatcher:
+        if self._batcher is None:
+            self._batcher = LocationBatcher(
+                self.redis, chunk=self.config.lua_chunk, on_tracked=self.forward_tracked
+            )
+        return self._batcher
+
+    @property
+    def lease_ms(self) -> int:
+        """How far a connected artisan's presence lease reaches past a refresh."""
+        return int((self.config.registry_ttl_s + self.settings.ws_offline_grace_s) * 1000)
+
+    # --- sessions -------------------------------------------------------------------
+
+    async def open(self, session: Session) -> None:
+        """Register a new authenticated socket (and an artisan's profile) here and in Redis."""
+        if session.is_artisan:
+            await self._load_artisan(session)
+        self.sessions.setdefault(session.user_id, set()).add(session)
+        try:
+            await self._announce(
+                [session.user_id], artisans={session.user_id} if session.is_artisan else set()
+            )
+        except Exception as exc:  # Redis down: the refresh loop announces us later
+            log.warning("registry update failed for %s: %s", session.user_id, exc)
+
+    async def _load_artisan(self, session: Session) -> None:
+        row = await self.pool.fetchrow(
+            "SELECT status, level, rating, specialty FROM artisans WHERE user_id = $1",
+            uuid.UUID(session.user_id),
+        )
+        last = None
+        if row is not None:
+            session.verified = row["status"] == "VERIFIED"
+            session.specialty = row["specialty"]
+            try:
+                last, _status = await live.connect_artisan(
+                    self.redis,
+                    session.user_id,
+                    specialty=row["specialty"],
+                    level=row["level"],
+                    rating=float(row["rating"]),
+                    verified=session.verified,
+                )
+            except Exception as exc:
+                log.warning("live state unavailable for %s: %s", session.user_id, exc)
+        session.validator = FixValidator(self.settings.ping_rate_per_s, last)
+
+    async def close(self, session: Session) -> None:
+        """Forget a closed socket; the user's last one here starts their offline grace."""
+        local = self.sessions.get(session.user_id)
+        if local is not None:
+            local.discard(session)
+            if local:
+                return
+            del self.sessions[session.user_id]
+        try:
+            await live.DISCONNECT(
+                self.redis,
+                [
+                    self.node_id,
+                    session.user_id,
+                    live.now_ms(),
+                    int(self.settings.ws_offline_grace_s * 1000),
+                    "1" if session.is_artisan else "0",
+                ],
+                keys=[redis_keys.user_nodes(session.user_id), redis_keys.PRESENCE_LEASES],
+            )
+        except Exception as exc:
+            log.warning("registry cleanup failed for %s: %s", session.user_id, exc)
+
+    async def _announce(self, user_ids: list[str], artisans: set[str]) -> None:
+        """user -> node entries (and artisans' presence leases) valid for another TTL."""
+        now = live.now_ms()
+        ttl_ms = int(self.config.registry_ttl_s * 1000)
+        pipe = self.redis.pipeline(transaction=False)
+        for user_id in user_ids:
+            key = redis_keys.user_nodes(user_id)
+            pipe.zadd(key, {self.node_id: now + ttl_ms})
+            pipe.pexpire(key, ttl_ms)
+            if user_id in artisans:
+                pipe.zadd(redis_keys.PRESENCE_LEASES, {user_id: now + self.lease_ms}, gt=True)
+        await pipe.execute()
+
+    async def announce_all(self, chunk: int = 1000) -> None:
+        users = list(self.sessions)
+        artisans = {u for u, ss in self.sessions.items() if any(s.is_artisan for s in ss)}
+        for start in range(0, len(users), chunk):
+            await self._announce(users[start : start + chunk], artisans)
+
+    # --- delivery -------------------------------------------------------------------
+
+    def deliver_local(self, user_id: str, data: bytes) -> int:
+        sessions = self.sessions.get(user_id)
+        if not sessions:
+            return 0
+        return sum(1 for s in list(sessions) if s.send_raw(data))
+
+    async def forward_tracked(self, entries: list[TrackedFix]) -> None:
+        notifier = self.app[appkeys.NOTIFIER]
+        frames = [location_frame(entry) for entry in entries]
+        await asyncio.gather(*(notifier.notify(client, frame) for client, frame in frames))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "sessions": sum(len(s) for s in self.sessions.values()),
+            "users": len(self.sessions),
+        }

@@ -1,0 +1,104 @@
+"""Push a frame to a user whichever gateway process holds their sockets.
+
+Registry: `un:{user}` is a sorted set node id -> expiry (ms), refreshed by each
+process for its users and trimmed on disconnect. Each process subscribes to its
+own channel `node:{id}`; `notify` delivers to local sockets directly and, in one
+Lua call, publishes to the channel of every other live node of that user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from dispatch import appkeys, redis_keys
+from gateway import live
+from gateway.node import Gateway
+from gateway.session import encode
+
+log = logging.getLogger("zendo.gateway")
+
+
+class Notifier:
+    """app[appkeys.NOTIFIER]."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def notify(self, user_id: uuid.UUID | str, frame: dict[str, Any]) -> None:
+        """Deliver a server -> client frame to every socket of the user, on any process.
+
+        Never raises for delivery problems (logged and counted in
+        zendo_notify_failures_total); a user with no open socket: the frame is dropped.
+        """
+        uid = str(user_id)
+        try:
+            data = encode(frame)
+        except TypeError:
+            log.exception("frame for %s is not JSON serialisable", uid)
+            self.gateway.notify_failures.inc()
+            return
+        self.gateway.deliver_local(uid, data)
+        try:
+            await live.PUBLISH_TO_USER(
+                self.gateway.redis,
+                [
+                    live.now_ms(),
+                    self.gateway.node_id,
+                    redis_keys.NODE_CHANNEL_PREFIX,
+                    f"{uid}\n{data.decode()}",
+                ],
+                keys=[redis_keys.user_nodes(uid)],
+            )
+        except Exception as exc:
+            log.warning("notify %s: publish failed: %s", uid, exc)
+            self.gateway.notify_failures.inc()
+
+
+def _on_message(gateway: Gateway, payload: str) -> None:
+    user_id, sep, frame = payload.partition("\n")
+    if sep:
+        gateway.deliver_local(user_id, frame.encode())
+
+
+async def listen(gateway: Gateway) -> None:
+    """Subscribe to this node's channel; on a Redis failure reconnect with backoff."""
+    channel = redis_keys.node_channel(gateway.node_id)
+    backoff = 0.05
+    connected_before = False
+    while True:
+        pubsub = gateway.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(channel)
+            if connected_before:
+                gateway.resync.set()  # Redis may have restarted: re-announce our users
+            connected_before = True
+            backoff = 0.05
+            while True:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    _on_message(gateway, message["data"])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("pub/sub listener: %s; reconnecting in %.2fs", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+        finally:
+            try:
+                await asyncio.shield(pubsub.aclose())
+            except Exception:
+                pass
+
+
+async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
+    gateway: Gateway = app[appkeys.GATEWAY]
+    task = asyncio.create_task(listen(gateway), name="gateway-pubsub")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

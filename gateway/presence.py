@@ -1,0 +1,111 @@
+"""Presence upkeep: the registry refresh (and re-hydration after Redis data loss) and
+the offline sweeper.
+
+Leases: `live:leases` maps artisan id -> epoch ms at which they go OFFLINE. A
+process holding one of their sockets keeps pushing it forward (registry TTL +
+grace); when the last socket anywhere closes it is set to now + grace; when a
+process dies its leases simply stop moving. The sweeper, in every process, turns
+expired leases into OFFLINE with an atomic script (idempotent across processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from dispatch import appkeys, redis_keys
+from gateway import live
+from gateway.node import Gateway
+
+log = logging.getLogger("zendo.gateway")
+
+
+async def check_epoch(gateway: Gateway) -> bool:
+    """True when Redis lost its data since we last looked (restart without persistence)."""
+    redis = gateway.redis
+    await redis.set(redis_keys.LIVE_EPOCH, secrets.token_hex(8), nx=True)
+    epoch = await redis.get(redis_keys.LIVE_EPOCH)
+    lost = gateway.epoch is not None and epoch != gateway.epoch
+    gateway.epoch = epoch
+    return lost
+
+
+async def rehydrate(gateway: Gateway) -> None:
+    """Write back the live profile of every artisan connected here (from PostgreSQL)."""
+    artisan_ids = [u for u, ss in gateway.sessions.items() if any(s.is_artisan for s in ss)]
+    if not artisan_ids:
+        return
+    rows = await gateway.pool.fetch(
+        "SELECT user_id, status, level, rating, specialty FROM artisans WHERE user_id = ANY($1::uuid[])",
+        [uuid.UUID(a) for a in artisan_ids],
+    )
+    for row in rows:
+        await live.connect_artisan(
+            gateway.redis,
+            str(row["user_id"]),
+            specialty=row["specialty"],
+            level=row["level"],
+            rating=float(row["rating"]),
+            verified=row["status"] == "VERIFIED",
+        )
+    log.info("re-hydrated live state of %d artisans after Redis data loss", len(rows))
+
+
+async def refresh_loop(gateway: Gateway) -> None:
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(gateway.resync.wait(), gateway.config.registry_refresh_s)
+        gateway.resync.clear()
+        try:
+            if await check_epoch(gateway):
+                await rehydrate(gateway)
+            await gateway.announce_all()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("registry refresh failed: %s", exc)
+            await asyncio.sleep(min(1.0, gateway.config.registry_refresh_s))
+            gateway.resync.set()
+
+
+async def sweep_once(gateway: Gateway, limit: int = 500) -> int:
+    due = await gateway.redis.zrangebyscore(
+        redis_keys.PRESENCE_LEASES, "-inf", live.now_ms(), start=0, num=limit
+    )
+    count = 0
+    for artisan_id in due:
+        if await live.expire_lease(gateway.redis, artisan_id):
+            count += 1
+    return count
+
+
+async def sweep_loop(gateway: Gateway) -> None:
+    interval = min(1.0, max(0.05, gateway.settings.ws_offline_grace_s / 4))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await sweep_once(gateway)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("presence sweep failed: %s", exc)
+
+
+async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
+    gateway: Gateway = app[appkeys.GATEWAY]
+    with contextlib.suppress(Exception):
+        await check_epoch(gateway)
+    tasks = [
+        asyncio.create_task(refresh_loop(gateway), name="gateway-registry"),
+        asyncio.create_task(sweep_loop(gateway), name="gateway-sweeper"),
+    ]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

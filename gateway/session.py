@@ -1,0 +1,168 @@
+"""One authenticated socket: its identity, its bounded send queue and writer task.
+
+Only the handler task reads from the socket. Writes go through `send`, which never
+awaits: frames are queued (at most `send_queue_max`) and a writer task, created on
+demand and gone when the queue is empty, writes them in order. A client that lets
+the queue fill up is a slow consumer: it is closed with 1013 ("try again later":
+it may reconnect) so that it never stalls the producers or other sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from gateway.location import FixValidator
+
+log = logging.getLogger("zendo.gateway")
+
+CLOSE_POLICY = 1008  # junk frames
+CLOSE_TOO_BIG = 1009
+CLOSE_SLOW_CONSUMER = 1013
+CLOSE_UNAUTHORIZED = 4401
+_CLOSE_TIMEOUT_S = 1.0
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """Server -> client frames: orjson (UUID and datetime natively, Decimal as number)."""
+    return orjson.dumps(frame, default=_default, option=orjson.OPT_UTC_Z)
+
+
+class Session:
+    __slots__ = (
+        "_closing",
+        "_queue",
+        "_writer",
+        "actions",
+        "expires_at",
+        "expiry_handle",
+        "junk",
+        "max_queue",
+        "not_verified_sent",
+        "pending_actions",
+        "role",
+        "specialty",
+        "transport",
+        "user_id",
+        "validator",
+        "verified",
+        "ws",
+    )
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        *,
+        user_id: str,
+        role: str,
+        expires_at: int,
+        max_queue: int,
+    ) -> None:
+        self.ws = ws
+        self.transport = request.transport
+        self.user_id = user_id
+        self.role = role
+        self.expires_at = expires_at
+        self.max_queue = max_queue
+        self._queue: deque[bytes] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+        self.expiry_handle: asyncio.TimerHandle | None = None
+        self.actions: asyncio.Task[None] | None = None
+        self.pending_actions = 0
+        self.junk: deque[float] = deque()
+        self.validator: FixValidator | None = None
+        self.verified = False
+        self.specialty = ""
+        self.not_verified_sent = False
+
+    @property
+    def is_artisan(self) -> bool:
+        return self.role == "ARTISAN"
+
+    @property
+    def closing(self) -> bool:
+        return self._closing or self.ws.closed
+
+    def send(self, frame: dict[str, Any]) -> bool:
+        return self.send_raw(encode(frame))
+
+    def send_raw(self, data: bytes) -> bool:
+        """Queue an encoded text frame; False (and the socket is closed) if it is full."""
+        if self.closing:
+            return False
+        if len(self._queue) >= self.max_queue:
+            log.warning("slow consumer %s: send queue full, disconnecting", self.user_id)
+            self.close_soon(CLOSE_SLOW_CONSUMER, "slow consumer")
+            return False
+        self._queue.append(data)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        return True
+
+    def send_error(self, code: str, detail: str) -> None:
+        self.send({"type": "error", "code": code, "detail": detail})
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue and not self.ws.closed:
+                await self.ws.send_frame(self._queue.popleft(), WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError):
+            self._queue.clear()  # the peer is gone; the read loop sees it too
+        finally:
+            self._writer = None
+
+    def close_soon(self, code: int, message: str) -> None:
+        """Close from any task without awaiting (the read loop then ends)."""
+        if self._closing:
+            return
+        self._closing = True
+        task = asyncio.get_running_loop().create_task(self._close(code, message))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    async def _close(self, code: int, message: str) -> None:
+        writer = self._writer
+        if writer is not None and code == CLOSE_SLOW_CONSUMER:
+            # The writer is stuck waiting for the peer to read: abandon its frames.
+            writer.cancel()
+            self._queue.clear()
+        elif writer is not None:
+            # Flush what is queued (e.g. an error frame) before the close frame.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(writer), _CLOSE_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(
+                self.ws.close(code=code, message=message.encode()), _CLOSE_TIMEOUT_S
+            )
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if self.transport is not None:
+                self.transport.abort()
+
+    def stop(self) -> None:
+        """Release timers and tasks once the read loop has ended."""
+        if self.expiry_handle is not None:
+            self.expiry_handle.cancel()
+        if self._writer is not None:
+            self._writer.cancel()
+        self._queue.clear()
+
+
+# Close tasks are fire-and-forget; keep references so they are not garbage collected.
+_background: set[asyncio.Task[None]] = set()

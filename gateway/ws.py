@@ -1,0 +1,277 @@
+"""`GET /ws`: handshake checks, authentication, and the read loop (CONTRACT §5).
+
+The read loop is the only reader of the socket and never awaits Redis or the
+database: fixes go to the batcher, presence and offer frames to a per-socket
+chain of tasks (so they run in order without blocking reads).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from aiohttp import WSMsgType, web
+
+from dispatch import appkeys
+from dispatch.auth.guards import bearer_token
+from dispatch.auth.principal import Principal
+from dispatch.auth.tokens import verify_access_token
+from dispatch.errors import BadRequest, Forbidden, Unauthorized, ZendoError
+from gateway import live
+from gateway.frames import (
+    AuthFrame,
+    BadFrame,
+    LocationFrame,
+    OfferAcceptFrame,
+    OfferDeclineFrame,
+    PresenceFrame,
+    decode_frame,
+)
+from gateway.location import OUT_OF_RANGE, RATE_LIMITED, Fix
+from gateway.node import Gateway
+from gateway.session import CLOSE_POLICY, CLOSE_UNAUTHORIZED, Session
+
+log = logging.getLogger("zendo.gateway")
+_REJECT_DETAIL = {
+    "out_of_range": "lat/lon out of range or not finite",
+    "clock_skew": "ts is more than 5 minutes off server time",
+    "out_of_order": "ts is older than the last accepted fix",
+    "too_fast": "implies more than 70 m/s since the last fix",
+}
+
+
+def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.rstrip("/") not in allowed:
+        raise Forbidden("Origin is not allowed", code="origin_not_allowed")
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    gateway: Gateway = request.app[appkeys.GATEWAY]
+    settings = gateway.settings
+    config = gateway.config
+    _check_origin(request, settings.cors_origins)
+    principal: Principal | None = None
+    token = bearer_token(request)
+    if token is not None:
+        principal = verify_access_token(settings.jwt_secret, token)  # 401 before the upgrade
+    ws = web.WebSocketResponse(
+        heartbeat=config.heartbeat_s,
+        max_msg_size=config.max_msg_size,
+        compress=False,  # permessage-deflate costs ~100 KiB of zlib state per socket
+        writer_limit=config.writer_limit,
+        decode_text=False,
+    )
+    if not ws.can_prepare(request).ok:
+        raise BadRequest("Expected a WebSocket upgrade", code="upgrade_required")
+    await ws.prepare(request)
+    gateway.metrics.ws_connections.inc()
+    try:
+        if principal is None:
+            principal = await _first_frame_auth(ws, settings.jwt_secret, settings.ws_auth_timeout_s)
+            if principal is None:
+                return ws
+        session = Session(
+            ws,
+            request,
+            user_id=str(principal.user_id),
+            role=principal.role,
+            expires_at=principal.expires_at,
+            max_queue=config.send_queue_max,
+        )
+        try:
+            await gateway.open(session)
+        except Exception:
+            log.exception("could not open session for %s", session.user_id)
+            await ws.close(code=1011, message=b"unavailable")
+            return ws
+        try:
+            session.send(
+                {
+                    "type": "hello",
+                    "user_id": session.user_id,
+                    "role": session.role,
+                    "server_time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                }
+            )
+            _schedule_expiry(session)
+            await _read_loop(gateway, session)
+        finally:
+            session.stop()
+            await asyncio.shield(gateway.close(session))
+    finally:
+        gateway.metrics.ws_connections.dec()
+    return ws
+
+
+async def _first_frame_auth(
+    ws: web.WebSocketResponse, secret: str, timeout_s: float
+) -> Principal | None:
+    try:
+        msg = await ws.receive(timeout=timeout_s)
+    except TimeoutError:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authentication timeout")
+        return None
+    if msg.type is not WSMsgType.TEXT:
+        if not ws.closed:
+            await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authenticate first")
+        return None
+    try:
+        frame = decode_frame(msg.data)
+        if not isinstance(frame, AuthFrame):
+            raise Unauthorized("The first frame must be an auth frame")
+        return verify_access_token(secret, frame.token)
+    except (BadFrame, Unauthorized) as exc:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=str(exc)[:100].encode())
+        return None
+
+
+def _schedule_expiry(session: Session) -> None:
+    if session.expiry_handle is not None:
+        session.expiry_handle.cancel()
+    loop = asyncio.get_running_loop()
+    delay = max(0.0, session.expires_at - time.time())
+    session.expiry_handle = loop.call_later(
+        delay, session.close_soon, CLOSE_UNAUTHORIZED, "token expired"
+    )
+
+
+async def _read_loop(gateway: Gateway, session: Session) -> None:
+    ws = session.ws
+    while True:
+        msg = await ws.receive()
+        if msg.type is WSMsgType.TEXT:
+            _on_text(gateway, session, msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            _junk(gateway, session, "binary_frame", "Only text frames are accepted")
+        else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. over 16 KiB: aiohttp closed with 1009)
+            return
+
+
+def _junk(gateway: Gateway, session: Session, code: str, detail: str) -> None:
+    session.send_error(code, detail)
+    now = time.monotonic()
+    junk = session.junk
+    junk.append(now)
+    window = gateway.config.junk_window_s
+    while junk and now - junk[0] > window:
+        junk.popleft()
+    if len(junk) >= gateway.config.junk_limit:
+        session.close_soon(CLOSE_POLICY, "too many bad frames")
+
+
+def _on_text(gateway: Gateway, session: Session, data: bytes) -> None:
+    try:
+        frame = decode_frame(data)
+    except BadFrame as exc:
+        if exc.code == OUT_OF_RANGE and session.is_artisan:
+            gateway.rejected[OUT_OF_RANGE].inc()
+            session.send_error(OUT_OF_RANGE, _REJECT_DETAIL[OUT_OF_RANGE])
+        else:
+            _junk(gateway, session, exc.code, exc.detail)
+        return
+    if isinstance(frame, LocationFrame):
+        if _artisan_only(session, "location"):
+            _on_location(gateway, session, frame)
+    elif isinstance(frame, AuthFrame):
+        _on_renewal(gateway, session, frame)
+    elif isinstance(frame, PresenceFrame):
+        if _artisan_only(session, "presence"):
+            _chain(gateway, session, lambda: _on_presence(gateway, session, frame.status))
+    elif isinstance(frame, OfferAcceptFrame | OfferDeclineFrame):
+        if _artisan_only(session, frame.__struct_config__.tag):  # type: ignore[arg-type]
+            _chain(gateway, session, lambda: _on_offer(gateway, session, frame))
+
+
+def _artisan_only(session: Session, frame_type: str) -> bool:
+    if session.is_artisan:
+        return True
+    session.send_error("forbidden", f"{frame_type} frames are for artisans")
+    return False
+
+
+def _on_location(gateway: Gateway, session: Session, frame: LocationFrame) -> None:
+    validator = session.validator
+    assert validator is not None
+    ts = int(frame.ts)
+    reason = validator.check(frame.lat, frame.lon, ts, live.now_ms())
+    if reason is not None:
+        gateway.rejected[reason].inc()
+        if reason != RATE_LIMITED:  # excess is dropped silently (and counted)
+            session.send_error(reason, _REJECT_DETAIL[reason])
+        return
+    gateway.metrics.pings_accepted.inc()
+    gateway.batcher.add(Fix(session.user_id, frame.lat, frame.lon, ts, frame.heading))
+    if not session.verified and not session.not_verified_sent:
+        session.not_verified_sent = True
+        session.send_error("not_verified", "Position stored, but only VERIFIED artisans go ONLINE")
+
+
+def _on_renewal(gateway: Gateway, session: Session, frame: AuthFrame) -> None:
+    try:
+        principal = verify_access_token(gateway.settings.jwt_secret, frame.token)
+    except Unauthorized as exc:
+        session.send_error(exc.code, exc.detail)
+        return
+    if str(principal.user_id) != session.user_id or principal.role != session.role:
+        session.send_error("user_mismatch", "The token is for another user")
+        return
+    session.expires_at = max(session.expires_at, principal.expires_at)
+    _schedule_expiry(session)
+    session.send({"type": "auth.renewed", "expires_at": session.expires_at})
+
+
+def _chain(gateway: Gateway, session: Session, work: Callable[[], Awaitable[None]]) -> None:
+    """Run `work` after the socket's previous action: ordered, off the read loop."""
+    if session.pending_actions >= gateway.config.max_pending_actions:
+        session.send_error("too_many_requests", "Too many pending requests on this socket")
+        return
+    previous = session.actions
+    session.pending_actions += 1
+
+    async def run() -> None:
+        try:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except ZendoError as exc:
+            session.send_error(exc.code, exc.detail)
+        except Exception:
+            log.exception("socket action failed for %s", session.user_id)
+            session.send_error("internal_error", "The request could not be processed")
+        finally:
+            session.pending_actions -= 1
+
+    session.actions = asyncio.get_running_loop().create_task(run())
+
+
+async def _on_presence(gateway: Gateway, session: Session, wanted: str) -> None:
+    if wanted == "ONLINE" and not session.verified:
+        session.send_error("not_verified", "Only VERIFIED artisans can go ONLINE")
+        return
+    recent_ms = int(gateway.config.recent_fix_s * 1000)
+    status = await live.set_presence(gateway.redis, session.user_id, wanted, recent_ms)
+    session.send({"type": "presence", "status": status})
+
+
+async def _on_offer(
+    gateway: Gateway, session: Session, frame: OfferAcceptFrame | OfferDeclineFrame
+) -> None:
+    actions = gateway.app.get(appkeys.OFFER_ACTIONS)
+    kind = "offer.accept" if isinstance(frame, OfferAcceptFrame) else "offer.decline"
+    if actions is None:
+        session.send_error("unavailable", "Offers cannot be answered right now")
+        return
+    artisan_id = uuid.UUID(session.user_id)
+    ack: dict[str, object] = {"type": "ack", "for": kind, "offer_id": str(frame.offer_id)}
+    if isinstance(frame, OfferAcceptFrame):
+        ack["intervention"] = await actions.accept(artisan_id=artisan_id, offer_id=frame.offer_id)
+    else:
+        await actions.decline(artisan_id=artisan_id, offer_id=frame.offer_id)
+    session.send(ack)

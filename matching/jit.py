@@ -1,0 +1,101 @@
+"""numba set-up shared by every kernel module: the decorator, array aliases, constants.
+
+All mutable state lives in plain numpy arrays owned by :class:`matching.store.Store`;
+the kernels never allocate persistent state, they report ``NEED_*`` codes instead
+so that the Python side can grow an array (capacity doubling) and retry.
+
+Every kernel is compiled with ``cache=True`` (the machine code is stored next to
+its module in ``__pycache__``); :func:`matching.warmup` forces compilation or
+cache loading once, at server start-up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Final, TypeVar, cast
+
+import numpy as np
+import numpy.typing as npt
+
+try:
+    import numba
+except ImportError as exc:  # pragma: no cover - exercised only without numba
+    raise ImportError(
+        "matching: numba is REQUIRED and could not be imported "
+        f"({exc}). Install the pinned version (pip install numba==0.68.1). "
+        "There is deliberately no pure-Python fallback: it would be ~1000x slower "
+        "and silently break the dispatch latency budget."
+    ) from exc
+
+from matching.codes import EARTH_RADIUS_KM, SPECIALTIES
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def jit(fn: F) -> F:
+    """``numba.njit(cache=True)`` with the wrapped function's type kept for mypy."""
+    return cast(F, numba.njit(cache=True)(fn))
+
+
+F64 = npt.NDArray[np.float64]
+F32 = npt.NDArray[np.float32]
+I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+I8 = npt.NDArray[np.int8]
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+
+R_KM: Final = EARTH_RADIUS_KM
+DEG2RAD: Final = math.pi / 180.0
+#: Slack (km) for float32 unit vectors (prefilter and bucket boxes; float32 error < 2 m).
+PREFILTER_MARGIN_KM: Final = 0.005
+#: Slack on score comparisons used only to *skip* work (never to accept).
+SCORE_EPS: Final = 1e-9
+
+N_SPEC: Final = len(SPECIALTIES)
+# meta[] (int64) layout: counters, ONLINE count per specialty, pool free-list heads
+M_N: Final = 0
+M_POOL_USED: Final = 1
+M_NBUCKETS: Final = 2
+M_CNT: Final = 3
+M_FHEAD: Final = M_CNT + N_SPEC
+N_SIZE_CLASSES: Final = 40
+META_LEN: Final = M_FHEAD + N_SIZE_CLASSES
+# fmeta[] (float64) layout: policy (bonus per level code, km per star), max bonus per specialty
+F_RPM: Final = 3
+F_MAXB: Final = 4
+FMETA_LEN: Final = F_MAXB + N_SPEC
+
+# mutation return codes
+OK: Final = 0
+NEED_MAIN: Final = 1
+NEED_POOL: Final = 2
+NEED_BUCKETS: Final = 3
+
+# query return codes
+Q_DONE: Final = 0
+Q_MORE: Final = 1
+Q_OVERFLOW: Final = 2
+Q_BRUTE: Final = 3
+# query result flags
+FLAG_NEED_SORT: Final = 1
+FLAG_SIDE_IDS: Final = 2
+
+SPEC_SHIFT: Final = 56  # H3 cell bits 56-58 are always zero: the specialty goes there
+#: bytes per id in the query's text output: 36 UUID characters and a ',' separator
+ID_STRIDE: Final = 37
+HEX: Final = np.frombuffer(b"0123456789abcdef", dtype=np.uint8).copy()
+TOP_BIT: Final = np.uint64(1 << 63)
+F32_BIG: Final = 3.0e38
+
+
+@jit
+def mix64(x: np.uint64) -> np.uint64:
+    """SplitMix-style finaliser used by both hash tables."""
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    x ^= x >> np.uint64(33)
+    return x

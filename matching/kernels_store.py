@@ -1,0 +1,371 @@
+# numba kernels mix Python ints with numpy scalars (np.int64/np.uint64 steer numba's
+# typing); mypy cannot model that, so these codes are relaxed here only.
+# mypy: disable-error-code="return-value,no-any-return,assignment,arg-type"
+"""Mutation kernels: bucket table, pooled bucket blocks, upsert / remove / compact.
+
+Layout (owned by :class:`matching.store.Store`):
+
+* per artisan slot: ``m_f`` (lat, lon, rating) f64, ``m_id`` (hi, lo) i64,
+  ``m_i`` (bucket row, pool position) i32, ``m_b`` (specialty, level, status, id kind) i8;
+* ``htab``: id -> slot (see :mod:`matching.kernels_ids`);
+* ``bt``: (specialty, cell) bucket hash table, rows (key, block start, size, size class);
+  ``bb``: per bucket row, the float32 bounding box (min xyz, max xyz) of its members'
+  unit vectors (grow-only while the bucket is non-empty, reset when it empties);
+* pool, one entry per ONLINE artisan, in power-of-two blocks per bucket:
+  ``p_hot`` (x, y, z, bonus rounded up) f32 -- the only data the prefilter touches --,
+  ``p_f`` (lat, lon, rating term) f64 and ``p_i`` (slot, level) i32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from matching.jit import (
+    DEG2RAD,
+    F32,
+    F32_BIG,
+    F64,
+    F_MAXB,
+    F_RPM,
+    I8,
+    I32,
+    I64,
+    M_CNT,
+    M_FHEAD,
+    M_N,
+    M_NBUCKETS,
+    M_POOL_USED,
+    NEED_BUCKETS,
+    NEED_MAIN,
+    NEED_POOL,
+    OK,
+    SPEC_SHIFT,
+    U64,
+    jit,
+    mix64,
+)
+from matching.kernels_ids import id_delete_at, id_find
+
+# --------------------------------------------------------------------------- buckets
+
+
+@jit
+def bucket_find(bt: I64, key: int) -> tuple[int, int]:
+    """Return (row, -1) if ``key`` is in the bucket table, else (-1, empty row)."""
+    mask = bt.shape[0] - 1
+    i = np.int64(mix64(np.uint64(key)) & np.uint64(mask))
+    while True:
+        kk = bt[i, 0]
+        if kk < 0:
+            return -1, i
+        if kk == key:
+            return i, -1
+        i = (i + 1) & mask
+
+
+@jit
+def _box_reset(bb: F32, b: int) -> None:
+    for c in range(3):
+        bb[b, c] = np.inf
+        bb[b, 3 + c] = -np.inf
+
+
+@jit
+def _box_add(bb: F32, b: int, p: int, p_hot: F32) -> None:
+    for c in range(3):
+        v = p_hot[p, c]
+        if v < bb[b, c]:
+            bb[b, c] = v
+        if v > bb[b, 3 + c]:
+            bb[b, 3 + c] = v
+
+
+@jit
+def k_rehash_buckets(new_bt: I64, new_bb: F32, old_bt: I64, old_bb: F32, p_i: I32, m_i: I32) -> None:
+    """Move every bucket row of ``old_bt`` into ``new_bt`` and re-point its artisans."""
+    new_bt[:, 0] = -1
+    for r in range(old_bt.shape[0]):
+        key = old_bt[r, 0]
+        if key < 0:
+            continue
+        _, pos = bucket_find(new_bt, key)
+        for c in range(4):
+            new_bt[pos, c] = old_bt[r, c]
+        for c in range(8):
+            new_bb[pos, c] = old_bb[r, c]
+        start = old_bt[r, 1]
+        for j in range(start, start + old_bt[r, 2]):
+            m_i[p_i[j, 0], 0] = pos
+
+
+# --------------------------------------------------------------------------- pool blocks
+
+
+@jit
+def _can_alloc(cls: int, meta: I64, p_i: I32) -> bool:
+    return meta[M_FHEAD + cls] >= 0 or meta[M_POOL_USED] + (1 << cls) <= p_i.shape[0]
+
+
+@jit
+def _alloc(cls: int, meta: I64, p_i: I32) -> int:
+    s = meta[M_FHEAD + cls]
+    if s >= 0:
+        meta[M_FHEAD + cls] = p_i[s, 0]
+        return int(s)
+    s = meta[M_POOL_USED]
+    meta[M_POOL_USED] = s + (1 << cls)
+    return int(s)
+
+
+@jit
+def _free(start: int, cls: int, meta: I64, p_i: I32) -> None:
+    p_i[start, 0] = meta[M_FHEAD + cls]
+    meta[M_FHEAD + cls] = start
+
+
+@jit
+def _pool_copy(src: int, dst: int, p_hot: F32, p_f: F64, p_i: I32) -> None:
+    for c in range(4):
+        p_hot[dst, c] = p_hot[src, c]
+    for c in range(3):
+        p_f[dst, c] = p_f[src, c]
+    p_i[dst, 0] = p_i[src, 0]
+    p_i[dst, 1] = p_i[src, 1]
+
+
+@jit
+def _bucket_add(
+    b: int, slot: int, bt: I64, m_i: I32, meta: I64, p_hot: F32, p_f: F64, p_i: I32
+) -> int:
+    start = int(bt[b, 1])
+    size = int(bt[b, 2])
+    cls = int(bt[b, 3])
+    cap = 0 if cls < 0 else 1 << cls
+    if size == cap:
+        ncls = cls + 1
+        ns = _alloc(ncls, meta, p_i)
+        for j in range(size):
+            _pool_copy(start + j, ns + j, p_hot, p_f, p_i)
+            m_i[p_i[ns + j, 0], 1] = ns + j
+        if cls >= 0:
+            _free(start, cls, meta, p_i)
+        start = ns
+        bt[b, 1] = ns
+        bt[b, 3] = ncls
+    pos = start + size
+    bt[b, 2] = size + 1
+    p_i[pos, 0] = slot
+    return pos
+
+
+@jit
+def _bucket_remove(
+    b: int, pos: int, bt: I64, bb: F32, m_i: I32, meta: I64, p_hot: F32, p_f: F64, p_i: I32
+) -> None:
+    start = int(bt[b, 1])
+    size = int(bt[b, 2])
+    last = start + size - 1
+    if pos != last:
+        _pool_copy(last, pos, p_hot, p_f, p_i)
+        m_i[p_i[pos, 0], 1] = pos
+    bt[b, 2] = size - 1
+    if size == 1:
+        _free(start, int(bt[b, 3]), meta, p_i)
+        bt[b, 1] = -1
+        bt[b, 3] = -1
+        _box_reset(bb, b)
+
+
+# --------------------------------------------------------------------------- mutation
+
+
+@jit
+def _bonus_hi(bonus: float) -> np.float32:
+    """A float32 >= ``bonus`` (so that the float32 prefilter never over-prunes)."""
+    if bonus > F32_BIG:
+        return np.float32(np.inf)
+    if bonus < -F32_BIG:
+        return np.float32(-F32_BIG)
+    # float32 rounding is within 2**-24 relative: this margin always rounds up
+    return np.float32(bonus + abs(bonus) * 1e-6 + 1e-6)
+
+
+@jit
+def _upsert_one(
+    m_f: F64, m_id: I64, m_i: I32, m_b: I8, htab: I32,
+    p_hot: F32, p_f: F64, p_i: I32, bt: I64, bb: F32, meta: I64, fmeta: F64,
+    hi: int, lo: int, kind: int, lat: float, lon: float, rating: float,
+    spec: int, level: int, status: int, cell: int,
+) -> int:  # fmt: skip
+    slot, hpos = id_find(htab, m_id, m_b, hi, lo, kind)
+    n = meta[M_N]
+    if slot < 0 and (n >= m_f.shape[0] or 2 * (n + 1) > htab.shape[0]):
+        return NEED_MAIN
+    online = status == 0
+    b = -1
+    empty = -1
+    key = 0
+    if online:
+        key = cell | (np.int64(spec) << SPEC_SHIFT)
+        b, empty = bucket_find(bt, key)
+        if b < 0:
+            if 2 * (meta[M_NBUCKETS] + 1) > bt.shape[0]:
+                return NEED_BUCKETS
+            if not _can_alloc(0, meta, p_i):
+                return NEED_POOL
+        elif not (slot >= 0 and m_i[slot, 0] == b):
+            cls = bt[b, 3]
+            if bt[b, 2] == (0 if cls < 0 else 1 << cls):
+                if not _can_alloc(cls + 1, meta, p_i):
+                    return NEED_POOL
+    # ---- no failure possible below this line
+    if slot < 0:
+        slot = n
+        meta[M_N] = n + 1
+        htab[hpos] = slot
+        m_id[slot, 0] = hi
+        m_id[slot, 1] = lo
+        m_b[slot, 3] = kind
+        m_i[slot, 0] = -1
+        m_i[slot, 1] = -1
+    else:
+        old_b = m_i[slot, 0]
+        if old_b >= 0 and not (online and old_b == b):
+            _bucket_remove(old_b, m_i[slot, 1], bt, bb, m_i, meta, p_hot, p_f, p_i)
+            meta[M_CNT + m_b[slot, 0]] -= 1
+            m_i[slot, 0] = -1
+            m_i[slot, 1] = -1
+    m_f[slot, 0] = lat
+    m_f[slot, 1] = lon
+    m_f[slot, 2] = rating
+    m_b[slot, 0] = spec
+    m_b[slot, 1] = level
+    m_b[slot, 2] = status
+    if online:
+        if b < 0:
+            b = empty
+            meta[M_NBUCKETS] += 1
+            bt[b, 0] = key
+            bt[b, 1] = -1
+            bt[b, 2] = 0
+            bt[b, 3] = -1
+            _box_reset(bb, b)
+        if m_i[slot, 0] == b:
+            pos = m_i[slot, 1]
+        else:
+            pos = _bucket_add(b, slot, bt, m_i, meta, p_hot, p_f, p_i)
+            m_i[slot, 0] = b
+            m_i[slot, 1] = pos
+            meta[M_CNT + spec] += 1
+        la = lat * DEG2RAD
+        lo_ = lon * DEG2RAD
+        cl = math.cos(la)
+        rr = fmeta[F_RPM] * (rating - 4.0)  # same expression and order as the policy
+        bonus = fmeta[level] + rr
+        p_hot[pos, 0] = cl * math.cos(lo_)
+        p_hot[pos, 1] = cl * math.sin(lo_)
+        p_hot[pos, 2] = math.sin(la)
+        p_hot[pos, 3] = _bonus_hi(bonus)
+        p_f[pos, 0] = lat
+        p_f[pos, 1] = lon
+        p_f[pos, 2] = rr
+        p_i[pos, 1] = level
+        _box_add(bb, b, pos, p_hot)
+        if bonus > fmeta[F_MAXB + spec]:
+            fmeta[F_MAXB + spec] = bonus
+    return OK
+
+
+@jit
+def k_upsert(
+    m_f: F64, m_id: I64, m_i: I32, m_b: I8, htab: I32,
+    p_hot: F32, p_f: F64, p_i: I32, bt: I64, bb: F32, meta: I64, fmeta: F64,
+    hi: int, lo: int, kind: int, lat: float, lon: float, rating: float,
+    spec: int, level: int, status: int, cell: int,
+) -> int:  # fmt: skip
+    return _upsert_one(
+        m_f, m_id, m_i, m_b, htab, p_hot, p_f, p_i, bt, bb, meta, fmeta,
+        hi, lo, kind, lat, lon, rating, spec, level, status, cell,
+    )  # fmt: skip
+
+
+@jit
+def k_upsert_batch(
+    m_f: F64, m_id: I64, m_i: I32, m_b: I8, htab: I32,
+    p_hot: F32, p_f: F64, p_i: I32, bt: I64, bb: F32, meta: I64, fmeta: F64,
+    his: I64, los: I64, kinds: I8, lats: F64, lons: F64, ratings: F64,
+    specs: I8, levels: I8, statuses: I8, cells: U64, start: int,
+) -> tuple[int, int]:  # fmt: skip
+    """Upsert rows ``start..``; returns (code, index of the first row not applied)."""
+    for j in range(start, his.shape[0]):
+        code = _upsert_one(
+            m_f, m_id, m_i, m_b, htab, p_hot, p_f, p_i, bt, bb, meta, fmeta,
+            his[j], los[j], kinds[j], lats[j], lons[j], ratings[j],
+            specs[j], levels[j], statuses[j], np.int64(cells[j]),
+        )  # fmt: skip
+        if code != OK:
+            return code, j
+    return OK, his.shape[0]
+
+
+@jit
+def k_remove(
+    m_f: F64, m_id: I64, m_i: I32, m_b: I8, htab: I32,
+    p_hot: F32, p_f: F64, p_i: I32, bt: I64, bb: F32, meta: I64, fmeta: F64,
+    hi: int, lo: int, kind: int,
+) -> bool:  # fmt: skip
+    slot, hpos = id_find(htab, m_id, m_b, hi, lo, kind)
+    if slot < 0:
+        return False
+    if m_i[slot, 0] >= 0:
+        _bucket_remove(m_i[slot, 0], m_i[slot, 1], bt, bb, m_i, meta, p_hot, p_f, p_i)
+        meta[M_CNT + m_b[slot, 0]] -= 1
+    id_delete_at(htab, hpos, m_id, m_b)
+    last = meta[M_N] - 1
+    if slot != last:
+        _, lpos = id_find(htab, m_id, m_b, m_id[last, 0], m_id[last, 1], m_b[last, 3])
+        htab[lpos] = slot
+        for c in range(3):
+            m_f[slot, c] = m_f[last, c]
+        for c in range(2):
+            m_id[slot, c] = m_id[last, c]
+            m_i[slot, c] = m_i[last, c]
+        for c in range(4):
+            m_b[slot, c] = m_b[last, c]
+        if m_i[slot, 1] >= 0:
+            p_i[m_i[slot, 1], 0] = slot
+    meta[M_N] = last
+    return True
+
+
+@jit
+def k_compact(
+    bt: I64, bb: F32, cls: I64, starts: I64, m_i: I32,
+    o_hot: F32, o_f: F64, o_i: I32, n_hot: F32, n_f: F64, n_i: I32,
+) -> None:  # fmt: skip
+    """Copy every bucket's block to ``starts[row]`` of the new pool; tighten the boxes."""
+    for b in range(bt.shape[0]):
+        if bt[b, 0] < 0:
+            continue
+        size = bt[b, 2]
+        _box_reset(bb, b)
+        if size == 0:
+            bt[b, 1] = -1
+            bt[b, 3] = -1
+            continue
+        src = bt[b, 1]
+        dst = starts[b]
+        for j in range(size):
+            for c in range(4):
+                n_hot[dst + j, c] = o_hot[src + j, c]
+            for c in range(3):
+                n_f[dst + j, c] = o_f[src + j, c]
+            s = o_i[src + j, 0]
+            n_i[dst + j, 0] = s
+            n_i[dst + j, 1] = o_i[src + j, 1]
+            m_i[s, 1] = dst + j
+            _box_add(bb, b, dst + j, n_hot)
+        bt[b, 1] = dst
+        bt[b, 3] = cls[b]
