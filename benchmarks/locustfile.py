@@ -20,7 +20,8 @@ and WebSocket problems as failures of type "WS".
 
 Environment: ZENDO_SEED_FILE (required), ZENDO_BENCH_ACCEPT_DELAY ("min,max" seconds,
 default "1,3"), ZENDO_BENCH_DECLINE_SHARE (default 0.1), ZENDO_BENCH_CLIENT_PACING
-(seconds between a client's requests, default 6), ZENDO_BENCH_WORK_S (seconds spent
+(seconds between a client's requests, default 6), ZENDO_BENCH_CLIENTS (how many client
+users; interventions/s = clients / pacing), ZENDO_BENCH_WORK_S (seconds spent
 per status step, default 0.5), ZENDO_BENCH_ADMIN_EMAIL / _PASSWORD.
 """
 
@@ -83,7 +84,10 @@ def _ws_failure(env: Environment, name: str, exc: BaseException | str) -> None:
         name=name,
         response_time=0,
         response_length=0,
-        exception=exc if isinstance(exc, BaseException) else RuntimeError(exc),
+        # Short messages, so locust's error table groups them.
+        exception=RuntimeError(
+            f"{type(exc).__name__ if isinstance(exc, BaseException) else ''} {str(exc)[:120]}"
+        ),
         context={},
     )
 
@@ -112,7 +116,9 @@ class SocketUser(FastHttpUser):
         started = time.perf_counter()
         try:
             self.ws = websocket.create_connection(
-                _ws_url(self.host), header=[f"Authorization: Bearer {self.profile['access_token']}"]
+                _ws_url(self.host),
+                header=[f"Authorization: Bearer {self.profile['access_token']}"],
+                suppress_origin=True,  # a native app sends no Origin
             )
             hello = json.loads(self.ws.recv())
             if hello.get("type") != "hello":
@@ -216,6 +222,8 @@ class ArtisanUser(SocketUser):
 
 class ClientUser(SocketUser):
     weight = 3
+    # With ZENDO_BENCH_CLIENTS set, exactly that many clients; the rest are artisans.
+    fixed_count = int(os.environ.get("ZENDO_BENCH_CLIENTS", "0"))
     wait_time = constant_pacing(CLIENT_PACING)
 
     def on_start(self) -> None:
@@ -262,7 +270,10 @@ class ClientUser(SocketUser):
         job = frame["intervention"]
         if job["status"] == "ASSIGNED" and job["id"] in ACCEPT_SENT:
             _latency(
-                self.environment, "accept -> client status frame", ACCEPT_SENT.pop(job["id"]), received
+                self.environment,
+                "accept -> client status frame",
+                ACCEPT_SENT.pop(job["id"]),
+                received,
             )
         if job["status"] in ("COMPLETED", "UNFULFILLED", "CANCELLED"):
             self.finished[job["id"]] = job["status"]
@@ -288,8 +299,7 @@ class AdminUser(FastHttpUser):
             return
         spot = random.choice(ARTISANS)
         self.client.get(
-            f"/admin/match?lat={spot['lat']}&lon={spot['lon']}"
-            f"&specialty={spot['specialty']}&k=10",
+            f"/admin/match?lat={spot['lat']}&lon={spot['lon']}&specialty={spot['specialty']}&k=10",
             headers={"Authorization": f"Bearer {self.token}"},
             name="/admin/match",
         )

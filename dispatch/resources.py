@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from dispatch import appkeys
 from dispatch.db import create_pool
 from dispatch.ratelimit import RateLimiter
+
+PG_CLOSE_TIMEOUT_S = 10.0
+REDIS_MAX_CONNECTIONS = 256
+REDIS_POOL_TIMEOUT_S = 5.0
 
 
 async def pg_pool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -18,19 +23,28 @@ async def pg_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        await pool.close()
+        # A connection lost mid-query can keep a graceful close waiting forever.
+        try:
+            await asyncio.wait_for(pool.close(), PG_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            pool.terminate()
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    redis = Redis.from_url(
+    # A blocking pool makes a burst wait briefly for a connection instead of
+    # failing: redis-py's default pool raises once its 100 connections are busy.
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=REDIS_POOL_TIMEOUT_S,
         decode_responses=True,
         health_check_interval=10,
         socket_connect_timeout=2,
         socket_keepalive=True,
         retry_on_timeout=True,
     )
+    redis = Redis.from_pool(pool)
     app[appkeys.REDIS] = redis
     app[appkeys.LOGIN_LIMITER] = RateLimiter(
         redis, scope="login", limit=settings.login_attempts_per_min, window_s=60

@@ -10,7 +10,6 @@ it may reconnect) so that it never stalls the producers or other sockets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from decimal import Decimal
@@ -145,15 +144,19 @@ class Session:
             self._queue.clear()
         elif writer is not None:
             # Flush what is queued (e.g. an error frame) before the close frame.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(writer), _CLOSE_TIMEOUT_S)
-        try:
-            await asyncio.wait_for(
-                self.ws.close(code=code, message=message.encode()), _CLOSE_TIMEOUT_S
-            )
-        except (TimeoutError, ConnectionError, RuntimeError):
-            if self.transport is not None:
-                self.transport.abort()
+            await asyncio.wait([writer], timeout=_CLOSE_TIMEOUT_S)
+        # asyncio.wait, not wait_for: a close stuck on a full socket buffer is abandoned,
+        # not cancelled and awaited; the transport is then aborted (the peer sees 1006).
+        closing = asyncio.get_running_loop().create_task(
+            self.ws.close(code=code, message=message.encode())
+        )
+        closing.add_done_callback(_ignore_result)
+        done, _pending = await asyncio.wait([closing], timeout=_CLOSE_TIMEOUT_S)
+        # A slow peer leaves unread data in the socket buffer: a graceful close would
+        # wait for it forever, so the connection is aborted (the peer sees a reset).
+        stuck = not done or closing.cancelled() or code == CLOSE_SLOW_CONSUMER
+        if stuck and self.transport is not None:
+            self.transport.abort()
 
     def stop(self) -> None:
         """Release timers and tasks once the read loop has ended."""
@@ -162,6 +165,11 @@ class Session:
         if self._writer is not None:
             self._writer.cancel()
         self._queue.clear()
+
+
+def _ignore_result(task: asyncio.Task[bool]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so a reset peer is not logged as "never retrieved"
 
 
 # Close tasks are fire-and-forget; keep references so they are not garbage collected.

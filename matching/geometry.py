@@ -32,7 +32,7 @@ multiplying it by a safety factor of 0.85.  ``tests/matching`` re-checks the
 bound at the poles, the antimeridian and random places.
 
 Pentagons distort the grid (and make ``grid_disk`` return unordered cells),
-so queries within ``PENTAGON_EXCLUSION_KM`` of any resolution-9 pentagon
+so queries within ``PENTAGON_EXCLUSION_KM`` of any resolution-``H3_RES`` pentagon
 centre use the exact brute-force kernel instead of the ring walk; so do
 queries whose ring walk would need more than ``MAX_RINGS`` rings or more
 cells than the specialty has ONLINE artisans (large ``max_km``, huge policy
@@ -88,6 +88,6 @@ def pentagon_unit_vectors() -> npt.NDArray[np.float64]:
     return out
 
 
-def pentagon_chord_threshold() -> float:
-    """Chord length (unit sphere) equivalent to ``PENTAGON_EXCLUSION_KM``."""
-    return float(2.0 * np.sin(PENTAGON_EXCLUSION_KM / (2.0 * EARTH_RADIUS_KM)))
+def pentagon_chord_threshold(extra_km: float = 0.0) -> float:
+    """Chord length (unit sphere) equivalent to ``PENTAGON_EXCLUSION_KM + extra_km``."""
+    return float(2.0 * np.sin((PENTAGON_EXCLUSION_KM + extra_km) / (2.0 * EARTH_RADIUS_KM)))

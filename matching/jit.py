@@ -90,6 +90,21 @@ TOP_BIT: Final = np.uint64(1 << 63)
 F32_BIG: Final = 3.0e38
 
 
+def entry_point(dispatcher: Any, *example_args: object) -> Callable[..., Any]:
+    """The compiled entry point of ``dispatcher`` for the types of ``example_args``.
+
+    ``Dispatcher.compile`` returns the machine-code wrapper for one signature
+    (loaded from the on-disk cache when present).  Calling it directly skips
+    numba's per-call type resolution (~0.25 µs on a 20-argument kernel); the
+    callers guarantee that every later call uses exactly these types (arrays are
+    allocated by :class:`matching.store.Store` with fixed dtypes, scalars are
+    Python ints/floats).
+    """
+    typeof: Any = numba.typeof  # untyped in numba
+    sig = tuple(typeof(a) for a in example_args)
+    return cast(Callable[..., Any], dispatcher.compile(sig))
+
+
 @jit
 def mix64(x: np.uint64) -> np.uint64:
     """SplitMix-style finaliser used by both hash tables."""

@@ -19,6 +19,7 @@ Layout (owned by :class:`matching.store.Store`):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -83,7 +84,9 @@ def _box_add(bb: F32, b: int, p: int, p_hot: F32) -> None:
 
 
 @jit
-def k_rehash_buckets(new_bt: I64, new_bb: F32, old_bt: I64, old_bb: F32, p_i: I32, m_i: I32) -> None:
+def k_rehash_buckets(
+    new_bt: I64, new_bb: F32, old_bt: I64, old_bb: F32, p_i: I32, m_i: I32
+) -> None:
     """Move every bucket row of ``old_bt`` into ``new_bt`` and re-point its artisans."""
     new_bt[:, 0] = -1
     for r in range(old_bt.shape[0]):
@@ -280,13 +283,13 @@ def _upsert_one(
 
 @jit
 def k_upsert(
-    m_f: F64, m_id: I64, m_i: I32, m_b: I8, htab: I32,
-    p_hot: F32, p_f: F64, p_i: I32, bt: I64, bb: F32, meta: I64, fmeta: F64,
-    hi: int, lo: int, kind: int, lat: float, lon: float, rating: float,
+    st: Any, hi: int, lo: int, kind: int, lat: float, lon: float, rating: float,
     spec: int, level: int, status: int, cell: int,
 ) -> int:  # fmt: skip
+    """Single-row upsert on a :class:`matching.state.State` (returns OK or NEED_*)."""
     return _upsert_one(
-        m_f, m_id, m_i, m_b, htab, p_hot, p_f, p_i, bt, bb, meta, fmeta,
+        st.m_f, st.m_id, st.m_i, st.m_b, st.htab, st.p_hot, st.p_f, st.p_i,
+        st.bt, st.bb, st.meta, st.fmeta,
         hi, lo, kind, lat, lon, rating, spec, level, status, cell,
     )  # fmt: skip
 

@@ -92,9 +92,9 @@ class Effects:
         self.first_offer_of = self.first_offer_of or other.first_offer_of
 
     async def apply(self, app: web.Application) -> None:
-        # Live state first: an artisan must leave the index before anyone else is matched.
-        await self._live_state(app)
-        await self._push_frames(app)
+        # Concurrently: the pushes should not wait for the live-state round trips, and
+        # PostgreSQL (not the index) already keeps a BUSY artisan from being matched.
+        await asyncio.gather(self._live_state(app), self._push_frames(app))
         if self.first_offer_of is not None:
             elapsed = time.time() - self.first_offer_of.timestamp()
             app[METRICS].first_offer_seconds.observe(max(0.0, elapsed))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import h3
@@ -12,7 +13,12 @@ from matching_reference import Rec, assert_same, brute
 
 from matching import LEVELS, SPECIALTIES, STATUSES, ArtisanIndex, RankingPolicy
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# MATCHING_HYPOTHESIS_EXAMPLES=500 for a longer local run
+SETTINGS = settings(
+    max_examples=int(os.environ.get("MATCHING_HYPOTHESIS_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 _PENTAGONS = [h3.cell_to_latlng(p) for p in h3.get_pentagons(9)]
 CENTRES = [

@@ -1,0 +1,394 @@
+"""Gateway benchmark (not a test): sockets, pings/s, lag, RSS per socket, bare ceiling.
+
+    .venv/bin/python -m benchmarks.bench_gateway [--sockets 15000] [--active 10000]
+
+Seeds verified artisans into the database (TRUNCATEs it: use a scratch/test one), starts
+one gateway process (`zendo serve`) and a few load-generator processes (benchmarks/
+loadgen.py), all on loopback, then in one run measures:
+  1. RSS per open authenticated socket (VmRSS delta / sockets),
+  2. accepted pings/s with `--active` sockets at 1 Hz, and the ping-to-visible lag
+     (probe sockets: fix sent -> readable via GET /admin/artisans/{id}/live, and in an
+     ArtisanIndex mirror in this process, as a dispatcher would see it) p50/p99,
+  3. the gateway ceiling: every socket sending flat out (accepted pings/s),
+  4. the bare aiohttp receive-loop ceiling (benchmarks/bare_ws.py) with the same driver,
+and prints the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from redis.asyncio import Redis
+
+from dispatch.auth.tokens import issue_access_token
+from tests.gateway.processes import free_port, wait_healthy
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "bench-secret-" + "x" * 40
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_pid() -> int | None:
+    out = subprocess.run(["pidof", "redis-server"], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+def rss_kib(pid: int) -> int:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", text).group(1))  # type: ignore[union-attr]
+
+
+async def seed(dsn: str, redis_url: str, n: int) -> tuple[list[uuid.UUID], uuid.UUID]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("TRUNCATE users CASCADE")
+        emails = [f"bench-{i}@example.com" for i in range(n)]
+        ids = await conn.fetch(
+            """INSERT INTO users (email, password_hash, role, is_verified)
+               SELECT e, 'x', 'ARTISAN', true FROM unnest($1::text[]) AS e RETURNING id""",
+            emails,
+        )
+        artisan_ids = [r["id"] for r in ids]
+        specialties = [
+            "PLUMBER",
+            "ELECTRICIAN",
+            "LOCKSMITH",
+            "HEATING",
+            "GLAZIER",
+            "APPLIANCE_REPAIR",
+        ]
+        await conn.execute(
+            """INSERT INTO artisans (user_id, status, level, specialty, rating)
+               SELECT id, 'VERIFIED', 'STANDARD', s, 4.5 FROM unnest($1::uuid[], $2::text[]) AS t(id, s)""",
+            artisan_ids,
+            [specialties[i % 6] for i in range(n)],
+        )
+        admin = await conn.fetchval(
+            "INSERT INTO users (email, password_hash, role, is_verified) VALUES ('bench-admin@example.com','x','ADMIN',true) RETURNING id"
+        )
+    finally:
+        await conn.close()
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+    return artisan_ids, admin
+
+
+def token(user_id: uuid.UUID, role: str) -> str:
+    return issue_access_token(SECRET, user_id=user_id, role=role, ttl_s=3600)
+
+
+def start_gateway(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ZENDO_PORT": str(port),
+        "ZENDO_DATABASE_URL": args.database_url,
+        "ZENDO_REDIS_URL": args.redis_url,
+        "ZENDO_JWT_SECRET": SECRET,
+        "ZENDO_PING_RATE_PER_S": "1000",
+        "ZENDO_STATE_DIR": "/tmp/zendo-bench",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open("/tmp/zendo-bench-gateway.log", "wb"),
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000)),
+    )
+
+
+class Workers:
+    def __init__(self, n: int) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipes = []
+        self.procs = []
+        from benchmarks.loadgen import run_worker
+
+        for _ in range(n):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=run_worker, args=(child,), daemon=True)
+            proc.start()
+            self.pipes.append(parent)
+            self.procs.append(proc)
+
+    async def call_each(self, commands: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        for pipe, command in zip(self.pipes, commands, strict=True):
+            pipe.send(command)
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(loop.run_in_executor(None, p.recv) for p in self.pipes)))
+
+    async def call_all(self, *command: Any) -> list[dict[str, Any]]:
+        return await self.call_each([command] * len(self.pipes))
+
+    async def connect(self, url: str, tokens: list[str | None]) -> int:
+        n = len(self.pipes)
+        results = await self.call_each([("connect", url, tokens[i::n]) for i in range(n)])
+        return sum(r["connected"] for r in results)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+
+
+async def metric(session: aiohttp.ClientSession, port: int, name: str) -> float:
+    async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    match = re.search(rf"^{name} ([0-9.e+]+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def probe_lag(
+    port: int, probes: list[tuple[uuid.UUID, str]], admin_token: str, index: Any, seconds: float
+) -> tuple[list[float], list[float]]:
+    """Each probe artisan sends a fix every ~0.5 s and times its visibility."""
+    http_lags: list[float] = []
+    index_lags: list[float] = []
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with aiohttp.ClientSession() as session:
+
+        async def one(artisan_id: uuid.UUID, tok: str, k: int) -> None:
+            ws = await session.ws_connect(
+                f"http://127.0.0.1:{port}/ws", headers={"Authorization": f"Bearer {tok}"}
+            )
+            await ws.receive()
+            reader = asyncio.create_task(_drain(ws))
+            lat = 48.80 + k * 0.001
+            deadline = time.monotonic() + seconds
+            await asyncio.sleep(k * 0.025)
+            while time.monotonic() < deadline:
+                lat += 0.00001
+                sent = time.perf_counter()
+                await ws.send_str(
+                    f'{{"type":"location","lat":{lat:.7f},"lon":2.3,"ts":{int(time.time() * 1000)}}}'
+                )
+                seen_http = seen_index = None
+                while seen_http is None or seen_index is None:
+                    if seen_index is None:
+                        rec = index.get(str(artisan_id))
+                        if rec is not None and abs(rec.lat - lat) < 1e-9:
+                            seen_index = time.perf_counter() - sent
+                    if seen_http is None:
+                        async with session.get(
+                            f"http://127.0.0.1:{port}/admin/artisans/{artisan_id}/live",
+                            headers=headers,
+                        ) as resp:
+                            if resp.status == 200 and abs((await resp.json())["lat"] - lat) < 1e-9:
+                                seen_http = time.perf_counter() - sent
+                    if time.perf_counter() - sent > 5:
+                        break
+                    await asyncio.sleep(0.003)
+                if seen_http is not None:
+                    http_lags.append(seen_http)
+                if seen_index is not None:
+                    index_lags.append(seen_index)
+                await asyncio.sleep(0.5)
+            reader.cancel()
+            await ws.close()
+
+        await asyncio.gather(*(one(a, t, k) for k, (a, t) in enumerate(probes)))
+    return http_lags, index_lags
+
+
+async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
+    async for _msg in ws:
+        pass
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] * 1000
+
+
+async def main(args: argparse.Namespace) -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    report: dict[str, Any] = {}
+    n_probes = 20
+    t0 = time.monotonic()
+    artisan_ids, admin_id = await seed(args.database_url, args.redis_url, args.sockets + n_probes)
+    print(f"seeded {len(artisan_ids)} artisans in {time.monotonic() - t0:.1f}s", flush=True)
+    probes = [(a, token(a, "ARTISAN")) for a in artisan_ids[:n_probes]]
+    load_tokens: list[str | None] = [token(a, "ARTISAN") for a in artisan_ids[n_probes:]]
+    admin_token = token(admin_id, "ADMIN")
+
+    import matching
+    from gateway.mirror import follow, new_index
+
+    await asyncio.to_thread(matching.warmup)
+    index = new_index()
+    mirror_redis = Redis.from_url(args.redis_url, decode_responses=True)
+    mirror_task = asyncio.create_task(follow(mirror_redis, index))
+
+    port = free_port()
+    gateway = start_gateway(args, port)
+    workers = Workers(args.workers)
+    try:
+        await wait_healthy(port, timeout_s=60)
+        await asyncio.sleep(1.0)
+        rss_before = rss_kib(gateway.pid)
+        t0 = time.monotonic()
+        connected = await workers.connect(f"http://127.0.0.1:{port}/ws", load_tokens)
+        await asyncio.sleep(2.0)
+        rss_after = rss_kib(gateway.pid)
+        report["sockets"] = connected
+        report["connect_s"] = time.monotonic() - t0
+        report["rss_before_mib"] = rss_before / 1024
+        report["rss_after_mib"] = rss_after / 1024
+        report["rss_per_socket_kib"] = (rss_after - rss_before) / max(1, connected)
+        print(
+            f"connected {connected} sockets in {report['connect_s']:.1f}s; "
+            f"RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB = "
+            f"{report['rss_per_socket_kib']:.1f} KiB/socket",
+            flush=True,
+        )
+
+        async with aiohttp.ClientSession() as session:
+            per_worker = args.active // args.workers
+            before = await metric(session, port, "zendo_pings_accepted_total")
+            rpid = redis_pid()
+            cpu0 = (
+                cpu_s(gateway.pid),
+                cpu_s(rpid) if rpid else 0.0,
+                sum(cpu_s(p.pid) for p in workers.procs),
+            )
+            t0 = time.monotonic()
+            rate_task = asyncio.create_task(
+                workers.call_all("rate", 1.0, args.duration, per_worker)
+            )
+            await asyncio.sleep(3.0)  # let the 1 Hz load settle before probing
+            probe_task = asyncio.create_task(
+                probe_lag(port, probes, admin_token, index, args.duration - 6)
+            )
+            results = await rate_task
+            elapsed = max(r["elapsed"] for r in results)
+            after = await metric(session, port, "zendo_pings_accepted_total")
+            http_lags, index_lags = await probe_task
+            sent = sum(r["sent"] for r in results)
+            cpu1 = (
+                cpu_s(gateway.pid),
+                cpu_s(rpid) if rpid else 0.0,
+                sum(cpu_s(p.pid) for p in workers.procs),
+            )
+            report["rate_cpu_cores"] = {
+                name: round((b - a) / elapsed, 2)
+                for name, a, b in zip(("gateway", "redis", "loadgen"), cpu0, cpu1, strict=True)
+            }
+            print(f"CPU cores busy during the 1 Hz phase: {report['rate_cpu_cores']}", flush=True)
+            report["rate_sent_per_s"] = sent / elapsed
+            report["rate_accepted_per_s"] = (after - before) / elapsed
+            report["lag_http_ms"] = (pct(http_lags, 0.5), pct(http_lags, 0.99), len(http_lags))
+            report["lag_index_ms"] = (pct(index_lags, 0.5), pct(index_lags, 0.99), len(index_lags))
+            print(
+                f"1 Hz x {args.active}: sent {report['rate_sent_per_s']:.0f}/s, accepted "
+                f"{report['rate_accepted_per_s']:.0f}/s; lag /live p50 {report['lag_http_ms'][0]:.1f} ms "
+                f"p99 {report['lag_http_ms'][1]:.1f} ms (n={len(http_lags)}); index p50 "
+                f"{report['lag_index_ms'][0]:.1f} ms p99 {report['lag_index_ms'][1]:.1f} ms",
+                flush=True,
+            )
+
+            before = await metric(session, port, "zendo_pings_accepted_total")
+            t0 = time.monotonic()
+            results = await workers.call_all("flat", args.flat_s, args.flat_sockets // args.workers)
+            await asyncio.sleep(0.5)
+            elapsed = time.monotonic() - t0
+            after = await metric(session, port, "zendo_pings_accepted_total")
+            report["gateway_ceiling_per_s"] = (after - before) / elapsed
+            report["gateway_flat_sent_per_s"] = sum(r["sent"] for r in results) / elapsed
+            print(
+                f"gateway ceiling: {report['gateway_ceiling_per_s']:.0f} accepted/s "
+                f"(offered {report['gateway_flat_sent_per_s']:.0f}/s)",
+                flush=True,
+            )
+        await workers.call_all("close")
+    finally:
+        workers.stop()
+        gateway.terminate()
+        try:
+            gateway.wait(timeout=90)  # graceful shutdown of thousands of sockets is slow
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+            gateway.wait()
+        mirror_task.cancel()
+        await asyncio.gather(mirror_task, return_exceptions=True)
+        await mirror_redis.aclose()
+
+    bare_port = free_port()
+    bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+        [sys.executable, "-m", "benchmarks.bare_ws", str(bare_port)], cwd=ROOT
+    )
+    workers = Workers(args.workers)
+    try:
+        deadline = time.monotonic() + 20
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    async with session.get(f"http://127.0.0.1:{bare_port}/count") as resp:
+                        before = (await resp.json())["count"]
+                        break
+                except aiohttp.ClientError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+            await workers.connect(f"http://127.0.0.1:{bare_port}/ws", [None] * args.flat_sockets)
+            t0 = time.monotonic()
+            results = await workers.call_all("flat", args.flat_s, args.flat_sockets // args.workers)
+            await asyncio.sleep(0.5)
+            elapsed = time.monotonic() - t0
+            async with session.get(f"http://127.0.0.1:{bare_port}/count") as resp:
+                after = (await resp.json())["count"]
+        report["bare_ceiling_per_s"] = (after - before) / elapsed
+        print(f"bare ceiling: {report['bare_ceiling_per_s']:.0f} frames/s", flush=True)
+        await workers.call_all("close")
+    finally:
+        workers.stop()
+        bare.terminate()
+        bare.wait(timeout=10)
+    ratio = report["gateway_ceiling_per_s"] / report["bare_ceiling_per_s"]
+    print(f"ratio gateway/bare ceiling: {ratio:.2f}", flush=True)
+    print(report, flush=True)
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("ZENDO_DATABASE_URL", "postgresql:///zendo_test_gateway"),
+    )
+    p.add_argument(
+        "--redis-url", default=os.environ.get("ZENDO_REDIS_URL", "redis://127.0.0.1:6379/4")
+    )
+    p.add_argument("--sockets", type=int, default=15000)
+    p.add_argument("--active", type=int, default=10000)
+    p.add_argument("--duration", type=float, default=20.0)
+    p.add_argument("--flat-sockets", type=int, default=2000)
+    p.add_argument("--flat-s", type=float, default=8.0)
+    p.add_argument("--workers", type=int, default=3)
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))

@@ -1,0 +1,331 @@
+# numba kernels mix Python ints with numpy scalars (np.int64/np.uint64 steer numba's
+# typing); mypy cannot model that, so these codes are relaxed here only.
+# mypy: disable-error-code="return-value,no-any-return,assignment,arg-type"
+"""Query kernels: the ring walk over H3 disks, the exact brute force, the naive scan.
+
+Both search kernels keep a sorted top-k buffer (``o_f`` = score, distance rows;
+``o_i[0]`` = slots) holding the k best plus every entry tied with the k-th on
+(score, distance), so that ties can be ordered by id afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from matching.jit import (
+    DEG2RAD,
+    F32,
+    F64,
+    F_MAXB,
+    F_RPM,
+    FLAG_NEED_SORT,
+    FLAG_SIDE_IDS,
+    HEX,
+    I8,
+    I32,
+    I64,
+    M_CNT,
+    PREFILTER_MARGIN_KM,
+    Q_DONE,
+    Q_MORE,
+    Q_OVERFLOW,
+    R_KM,
+    SCORE_EPS,
+    SPEC_SHIFT,
+    TOP_BIT,
+    U8,
+    U64,
+    jit,
+)
+from matching.kernels_store import bucket_find
+
+#: buckets sorted by insertion below this count, by ``np.argsort`` above
+_INSERTION_SORT_MAX = 48
+
+
+@jit
+def _before(sa: float, da: float, a: int, sb: float, db: float, b: int, m_id: I64, m_b: I8) -> bool:
+    """Strict ranking order: score, distance, then id (kind, then 128-bit value)."""
+    if sa != sb:
+        return sa < sb
+    if da != db:
+        return da < db
+    if m_b[a, 3] != m_b[b, 3]:
+        return m_b[a, 3] < m_b[b, 3]
+    if m_id[a, 0] != m_id[b, 0]:
+        return m_id[a, 0] < m_id[b, 0]
+    return m_id[a, 1] < m_id[b, 1]
+
+
+@jit
+def _scan(
+    p0: int, p1: int, p_hot: F32, p_f: F64, p_i: I32, m_id: I64, m_b: I8, fmeta: F64,
+    qx: float, qy: float, qz: float, qlat: float, qlon: float, cosq: float,
+    k: int, max_km: float, excl: I64, o_score: F64, o_dist: F64, o_slot: I64, count: int,
+) -> int:  # fmt: skip
+    """Rank pool entries p0..p1 into the sorted top-k buffer; -1 on buffer overflow."""
+    cap = o_score.shape[0]
+    nex = excl.shape[0]
+    qlat_r = qlat * DEG2RAD
+    for p in range(p0, p1):
+        # float32 chord lower bound with the entry's own (rounded-up) bonus
+        dx = p_hot[p, 0] - qx
+        dy = p_hot[p, 1] - qy
+        dz = p_hot[p, 2] - qz
+        lbd = R_KM * math.sqrt(dx * dx + dy * dy + dz * dz) - PREFILTER_MARGIN_KM
+        if lbd > max_km:
+            continue
+        full = count >= k
+        if full and lbd - p_hot[p, 3] > o_score[k - 1] + SCORE_EPS:
+            continue
+        # exact contract haversine, float64
+        p2 = p_f[p, 0] * DEG2RAD
+        s1 = math.sin((p2 - qlat_r) * 0.5)
+        s2 = math.sin(((p_f[p, 1] - qlon) * DEG2RAD) * 0.5)
+        a = s1 * s1 + cosq * math.cos(p2) * s2 * s2
+        if a > 1.0:
+            a = 1.0
+        d = 2.0 * R_KM * math.asin(math.sqrt(a))
+        if d > max_km:
+            continue
+        sc = d - fmeta[p_i[p, 1]] - p_f[p, 2]
+        if full and (sc > o_score[k - 1] or (sc == o_score[k - 1] and d > o_dist[k - 1])):
+            continue
+        slot = p_i[p, 0]
+        if nex > 0:
+            e = np.searchsorted(excl, slot)
+            if e < nex and excl[e] == slot:
+                continue
+        if count >= cap:
+            return -1
+        j = count
+        while j > 0 and _before(
+            sc, d, slot, o_score[j - 1], o_dist[j - 1], o_slot[j - 1], m_id, m_b
+        ):
+            o_score[j] = o_score[j - 1]
+            o_dist[j] = o_dist[j - 1]
+            o_slot[j] = o_slot[j - 1]
+            j -= 1
+        o_score[j] = sc
+        o_dist[j] = d
+        o_slot[j] = slot
+        count += 1
+        if count > k:
+            ks = o_score[k - 1]
+            kd = o_dist[k - 1]
+            while count > k and (
+                o_score[count - 1] > ks or (o_score[count - 1] == ks and o_dist[count - 1] > kd)
+            ):
+                count -= 1
+    return count
+
+
+@jit
+def _finalize(count: int, o_f: F64, o_i: I64, m_id: I64, m_b: I8, o_hex: U8) -> int:
+    """Write canonical UUID text (kind 0) or side keys (kind 1, in ``o_i[1]``).
+
+    Each id takes 36 characters and a ',' in ``o_hex``.  Returns FLAG_SIDE_IDS if
+    any entry has a non-UUID id, plus FLAG_NEED_SORT if such an entry is tied
+    with a neighbour on (score, distance): the caller then orders by the id string.
+    """
+    # gather first: the k random slot reads are independent, so their cache
+    # misses overlap instead of being serialised by the formatting loop
+    words = np.empty((count, 3), dtype=np.int64)
+    for i in range(count):
+        s = o_i[0, i]
+        words[i, 0] = m_id[s, 0]
+        words[i, 1] = m_id[s, 1]
+        words[i, 2] = m_b[s, 3]
+    flags = 0
+    for i in range(count):
+        o_hex[i, 36] = 44  # ','
+        if words[i, 2] == 0:
+            o_i[1, i] = -1
+            pos = 35
+            for w in range(1, -1, -1):
+                v = np.uint64(words[i, w]) ^ TOP_BIT
+                for _ in range(16):
+                    if pos == 8 or pos == 13 or pos == 18 or pos == 23:
+                        o_hex[i, pos] = 45  # '-'
+                        pos -= 1
+                    o_hex[i, pos] = HEX[int(v & np.uint64(15))]
+                    v >>= np.uint64(4)
+                    pos -= 1
+        else:
+            flags |= FLAG_SIDE_IDS
+            o_i[1, i] = words[i, 1]
+            for c in range(36):
+                o_hex[i, c] = 63  # '?' placeholder, replaced in Python
+            if i > 0 and o_f[0, i] == o_f[0, i - 1] and o_f[1, i] == o_f[1, i - 1]:
+                flags |= FLAG_NEED_SORT
+            if i + 1 < count and o_f[0, i] == o_f[0, i + 1] and o_f[1, i] == o_f[1, i + 1]:
+                flags |= FLAG_NEED_SORT
+    return flags
+
+
+@jit
+def _qsetup(qlat: float, qlon: float) -> tuple[float, float, float, float]:
+    la = qlat * DEG2RAD
+    lo = qlon * DEG2RAD
+    cl = math.cos(la)
+    return cl * math.cos(lo), cl * math.sin(lo), math.sin(la), cl
+
+
+@jit
+def _box_lb_km(bb: F32, b: int, qx: float, qy: float, qz: float) -> float:
+    """Lower bound (km) of the distance from q to any member of bucket ``b``.
+
+    Chord distance to the members' float32 bounding box; chord <= arc.
+    """
+    dx = max(bb[b, 0] - qx, 0.0, qx - bb[b, 3])
+    dy = max(bb[b, 1] - qy, 0.0, qy - bb[b, 4])
+    dz = max(bb[b, 2] - qz, 0.0, qz - bb[b, 5])
+    return R_KM * math.sqrt(dx * dx + dy * dy + dz * dz) - PREFILTER_MARGIN_KM
+
+
+@jit
+def k_query_rings(
+    st: Any, disk: U64, ringlb: F64, excl: I64,
+    o_f: F64, o_i: I64, o_hex: U8,
+    qlat: float, qlon: float, max_km: float, spec: int, k: int,
+    r_from: int, r_to: int, count: int, seen: int,
+) -> tuple[int, int, int, int]:  # fmt: skip
+    """Search rings r_from..r_to of ``disk`` (ring-ordered ``grid_disk`` output).
+
+    The non-empty buckets of those rings are visited nearest box first; a bucket
+    whose box bound cannot beat the k-th score ends the visit.  Returns
+    (code, count, seen, flags); ``count``/``seen`` carry over to the next call
+    when the code is Q_MORE (the bound does not yet allow stopping: pass a
+    larger disk).  Q_OVERFLOW means too many exact ties for the buffer.
+    ``st`` is a :class:`matching.state.State`.
+    """
+    bt, bb, p_hot, p_f, p_i = st.bt, st.bb, st.p_hot, st.p_f, st.p_i
+    m_id, m_b, meta, fmeta = st.m_id, st.m_b, st.meta, st.fmeta
+    total = meta[M_CNT + spec]
+    if total == 0:
+        return Q_DONE, 0, 0, 0
+    qx, qy, qz, cosq = _qsetup(qlat, qlon)
+    o_score = o_f[0]
+    o_dist = o_f[1]
+    o_slot = o_i[0]
+    maxb = fmeta[F_MAXB + spec]
+    shift = np.int64(spec) << SPEC_SHIFT
+    i0 = 0 if r_from == 0 else 3 * r_from * (r_from - 1) + 1
+    i1 = 3 * r_to * (r_to + 1) + 1
+    rows = np.empty(i1 - i0, dtype=np.int64)
+    lbs = np.empty(i1 - i0, dtype=np.float64)
+    m = 0
+    for ci in range(i0, i1):
+        b, _ = bucket_find(bt, np.int64(disk[ci]) | shift)
+        if b < 0:
+            continue
+        size = bt[b, 2]
+        if size == 0:
+            continue
+        seen += size  # accounted for: scanned below or provably out of reach
+        lbc = _box_lb_km(bb, b, qx, qy, qz)
+        if lbc > max_km:
+            continue
+        rows[m] = b
+        lbs[m] = lbc
+        m += 1
+    if m > _INSERTION_SORT_MAX:
+        order = np.argsort(lbs[:m], kind="mergesort")
+        lbs[:m] = lbs[:m][order]
+        rows[:m] = rows[:m][order]
+    else:
+        for t in range(1, m):
+            lv = lbs[t]
+            rv = rows[t]
+            j = t
+            while j > 0 and lbs[j - 1] > lv:
+                lbs[j] = lbs[j - 1]
+                rows[j] = rows[j - 1]
+                j -= 1
+            lbs[j] = lv
+            rows[j] = rv
+    for t in range(m):
+        if count >= k and lbs[t] - maxb > o_score[k - 1] + SCORE_EPS:
+            break  # this bucket and every farther one cannot make the top k
+        b = rows[t]
+        p0 = int(bt[b, 1])
+        count = _scan(
+            p0, p0 + int(bt[b, 2]), p_hot, p_f, p_i, m_id, m_b, fmeta,
+            qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_dist, o_slot, count,
+        )  # fmt: skip
+        if count < 0:
+            return Q_OVERFLOW, 0, seen, 0
+    nlb = ringlb[r_to + 1]
+    done = seen >= total or nlb > max_km
+    if not done and count >= k and nlb - maxb > o_score[k - 1] + SCORE_EPS:
+        done = True
+    if not done:
+        return Q_MORE, count, seen, 0
+    return Q_DONE, count, seen, _finalize(count, o_f, o_i, m_id, m_b, o_hex)
+
+
+@jit
+def k_query_brute(
+    bt: I64, bb: F32, p_hot: F32, p_f: F64, p_i: I32, m_id: I64, m_b: I8, fmeta: F64,
+    excl: I64, o_f: F64, o_i: I64, o_hex: U8,
+    qlat: float, qlon: float, max_km: float, spec: int, k: int,
+) -> tuple[int, int, int]:  # fmt: skip
+    """Exact scan of every ONLINE artisan of ``spec`` (no H3 walk); (code, count, flags)."""
+    qx, qy, qz, cosq = _qsetup(qlat, qlon)
+    maxb = fmeta[F_MAXB + spec]
+    o_score = o_f[0]
+    count = 0
+    for b in range(bt.shape[0]):
+        key = bt[b, 0]
+        if key < 0 or (key >> SPEC_SHIFT) & 7 != spec:
+            continue
+        size = int(bt[b, 2])
+        if size == 0:
+            continue
+        lbc = _box_lb_km(bb, b, qx, qy, qz)
+        if lbc > max_km or (count >= k and lbc - maxb > o_score[k - 1] + SCORE_EPS):
+            continue
+        p0 = int(bt[b, 1])
+        count = _scan(
+            p0, p0 + size, p_hot, p_f, p_i, m_id, m_b, fmeta,
+            qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_f[1], o_i[0], count,
+        )  # fmt: skip
+        if count < 0:
+            return Q_OVERFLOW, 0, 0
+    return Q_DONE, count, _finalize(count, o_f, o_i, m_id, m_b, o_hex)
+
+
+@jit
+def k_naive_scan(
+    m_f: F64, m_b: I8, n: int, spec: int, qlat: float, qlon: float, k: int,
+    max_km: float, fmeta: F64, o_score: F64, o_slot: I64,
+) -> int:  # fmt: skip
+    """Reference for benchmarks only: scan all n artisans, no index, no prefilter."""
+    count = 0
+    cosq = math.cos(qlat * DEG2RAD)
+    for s in range(n):
+        if m_b[s, 2] != 0 or m_b[s, 0] != spec:
+            continue
+        p2 = m_f[s, 0] * DEG2RAD
+        s1 = math.sin((p2 - qlat * DEG2RAD) * 0.5)
+        s2 = math.sin(((m_f[s, 1] - qlon) * DEG2RAD) * 0.5)
+        a = min(1.0, s1 * s1 + cosq * math.cos(p2) * s2 * s2)
+        d = 2.0 * R_KM * math.asin(math.sqrt(a))
+        if d > max_km:
+            continue
+        sc = d - fmeta[m_b[s, 1]] - fmeta[F_RPM] * (m_f[s, 2] - 4.0)
+        if count == k and sc >= o_score[k - 1]:
+            continue
+        j = count if count < k else k - 1
+        while j > 0 and o_score[j - 1] > sc:
+            o_score[j] = o_score[j - 1]
+            o_slot[j] = o_slot[j - 1]
+            j -= 1
+        o_score[j] = sc
+        o_slot[j] = s
+        if count < k:
+            count += 1
+    return count

@@ -1,0 +1,176 @@
+"""The numpy arrays behind :class:`matching.ArtisanIndex` and their growth.
+
+See :mod:`matching.kernels_store` for the layout.  Arrays are capacity-doubled
+(never reallocated per call): kernels report ``NEED_*`` codes, :meth:`Store.grow`
+enlarges the array concerned, and the caller retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from matching import kernels_ids as _kid
+from matching import kernels_query as _kq
+from matching import kernels_store as _kst
+from matching.jit import (
+    F_MAXB,
+    FMETA_LEN,
+    M_FHEAD,
+    M_N,
+    M_POOL_USED,
+    META_LEN,
+    NEED_BUCKETS,
+    NEED_MAIN,
+    NEED_POOL,
+    entry_point,
+)
+from matching.state import State
+
+# numba dispatchers are opaque to mypy: call them through Any-typed aliases
+KID: Any = _kid
+KST: Any = _kst
+KQ: Any = _kq
+#: types of k_upsert's scalar arguments: hi, lo, kind, lat, lon, rating, spec, level, status, cell
+_UPSERT_SCALARS: tuple[object, ...] = (0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
+
+
+_ENTRY_POINTS: dict[str, Callable[..., Any]] = {}
+
+
+def fast_kernel(name: str, dispatcher: Any, *example_args: object) -> Callable[..., Any]:
+    """``entry_point`` of ``dispatcher``, resolved once per process."""
+    fn = _ENTRY_POINTS.get(name)
+    if fn is None:
+        fn = _ENTRY_POINTS[name] = entry_point(dispatcher, *example_args)
+    return fn
+
+
+def _rings_examples() -> tuple[object, ...]:
+    """Arguments with the types k_query_rings is always called with (after the store's)."""
+    f64, i64 = np.float64, np.int64
+    return (
+        np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=f64), np.zeros(0, dtype=i64),
+        np.zeros((2, 1), dtype=f64), np.zeros((2, 1), dtype=i64), np.zeros((1, 1), dtype=np.uint8),
+        0.0, 0.0, 0.0, 0, 0, 0, 0, 0, 0,
+    )  # fmt: skip
+
+
+def pow2_at_least(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+class Store:
+    """Owns every array; ``mut`` is the argument tuple shared by the mutation kernels."""
+
+    def __init__(self, policy_row: list[float], capacity: int) -> None:
+        cap = pow2_at_least(max(16, capacity))
+        self.m_f = np.zeros((cap, 3), dtype=np.float64)
+        self.m_id = np.zeros((cap, 2), dtype=np.int64)
+        self.m_i = np.full((cap, 2), -1, dtype=np.int32)
+        self.m_b = np.zeros((cap, 4), dtype=np.int8)
+        self.htab = np.full(2 * cap, -1, dtype=np.int32)
+        pcap = max(64, cap // 2)
+        self.p_hot = np.zeros((pcap, 4), dtype=np.float32)
+        self.p_f = np.zeros((pcap, 3), dtype=np.float64)
+        self.p_i = np.full((pcap, 2), -1, dtype=np.int32)
+        self.bt = np.full((256, 4), -1, dtype=np.int64)
+        self.bb = np.zeros((256, 8), dtype=np.float32)
+        self.meta = np.zeros(META_LEN, dtype=np.int64)
+        self.meta[M_FHEAD:] = -1
+        self.fmeta = np.full(FMETA_LEN, -np.inf, dtype=np.float64)
+        self.fmeta[:F_MAXB] = policy_row
+        self.pack()
+        #: the hot single-row upsert, called without numba's type dispatch
+        self.k_upsert = fast_kernel("k_upsert", KST.k_upsert, self.state, *_UPSERT_SCALARS)
+        #: the ring-walk query kernel, likewise (see walk.run for the argument list)
+        self.k_query_rings = fast_kernel(
+            "k_query_rings", KQ.k_query_rings, self.state, *_rings_examples()
+        )
+
+    def pack(self) -> None:
+        """Rebuild the kernel arguments (tuple and State) after any array was replaced."""
+        self.mut: tuple[Any, ...] = (
+            self.m_f, self.m_id, self.m_i, self.m_b, self.htab,
+            self.p_hot, self.p_f, self.p_i, self.bt, self.bb, self.meta, self.fmeta,
+        )  # fmt: skip
+        self.state = State(*self.mut)
+
+    @property
+    def n(self) -> int:
+        return int(self.meta[M_N])
+
+    def arrays(self) -> tuple[Any, ...]:
+        return self.mut
+
+    # ------------------------------------------------------------------ growth
+
+    def grow_main(self, needed: int) -> None:
+        cap = self.m_f.shape[0]
+        n = self.n
+        if needed > cap:
+            ncap = pow2_at_least(needed)
+            for name in ("m_f", "m_id", "m_i", "m_b"):
+                old = getattr(self, name)
+                new = np.empty((ncap, old.shape[1]), dtype=old.dtype)
+                new[:n] = old[:n]
+                setattr(self, name, new)
+        tcap = pow2_at_least(2 * needed)
+        if tcap > self.htab.shape[0]:
+            self.htab = np.empty(tcap, dtype=np.int32)
+            KID.k_rehash_ids(self.htab, self.m_id, self.m_b, n)
+        self.pack()
+
+    def _grow_pool(self) -> None:
+        used = int(self.meta[M_POOL_USED])
+        ncap = max(self.p_i.shape[0] + self.p_i.shape[0] // 4, 64)
+        for name in ("p_hot", "p_f", "p_i"):
+            old = getattr(self, name)
+            new = np.empty((ncap, old.shape[1]), dtype=old.dtype)
+            new[:used] = old[:used]
+            setattr(self, name, new)
+        self.pack()
+
+    def _grow_buckets(self) -> None:
+        rows = 2 * self.bt.shape[0]
+        new_bt = np.empty((rows, 4), dtype=np.int64)
+        new_bb = np.zeros((rows, 8), dtype=np.float32)
+        KST.k_rehash_buckets(new_bt, new_bb, self.bt, self.bb, self.p_i, self.m_i)
+        self.bt, self.bb = new_bt, new_bb
+        self.pack()
+
+    def grow(self, code: int) -> None:
+        """Enlarge what a kernel's ``NEED_*`` code asks for."""
+        if code == NEED_MAIN:
+            self.grow_main(2 * self.m_f.shape[0])
+        elif code == NEED_POOL:
+            self._grow_pool()
+        elif code == NEED_BUCKETS:
+            self._grow_buckets()
+        else:  # pragma: no cover
+            raise RuntimeError(f"unexpected kernel code {code}")
+
+    def compact(self) -> None:
+        """Repack the pool bucket by bucket (drops free blocks and slack), tighten boxes."""
+        bt = self.bt
+        sizes = np.where(bt[:, 0] >= 0, bt[:, 2], 0)
+        cls = np.where(sizes > 0, np.ceil(np.log2(np.maximum(sizes, 1))).astype(np.int64), -1)
+        caps = np.where(cls >= 0, np.left_shift(1, np.maximum(cls, 0)), 0)
+        total = int(caps.sum())
+        pcap = max(64, total + total // 8)
+        n_hot = np.empty((pcap, 4), dtype=np.float32)
+        n_f = np.empty((pcap, 3), dtype=np.float64)
+        n_i = np.full((pcap, 2), -1, dtype=np.int32)
+        starts = np.concatenate(([0], np.cumsum(caps)[:-1])).astype(np.int64)
+        KST.k_compact(
+            bt, self.bb, cls, starts, self.m_i, self.p_hot, self.p_f, self.p_i, n_hot, n_f, n_i
+        )
+        self.p_hot, self.p_f, self.p_i = n_hot, n_f, n_i
+        self.meta[M_FHEAD:] = -1
+        self.meta[M_POOL_USED] = total
+        self.pack()
+
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in self.mut)

@@ -1,0 +1,89 @@
+"""Input checks shared by the index's methods (every failure is a ``ValueError``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+REAL_TYPES = (int, float, np.integer, np.floating)
+
+
+def real(x: object, name: str) -> float:
+    """``x`` as a float if it is a real number (bools excluded), else ``ValueError``."""
+    if isinstance(x, bool) or not isinstance(x, REAL_TYPES):
+        raise ValueError(f"{name} must be a real number, got {x!r}")
+    return float(x)
+
+
+def bad_lat(lat: float) -> ValueError:
+    return ValueError(f"lat must be a finite number in [-90, 90], got {lat!r}")
+
+
+def bad_lon(lon: float) -> ValueError:
+    return ValueError(f"lon must be a finite number in [-180, 180], got {lon!r}")
+
+
+def bad_rating(rating: float) -> ValueError:
+    return ValueError(f"rating must be a finite number in [0, 5], got {rating!r}")
+
+
+def bad_id(artisan_id: object) -> ValueError:
+    return ValueError(f"artisan_id must be a non-empty str, got {artisan_id!r}")
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    if k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    return int(k)
+
+
+def check_max_km(max_km: object) -> float:
+    value = real(max_km, "max_km")
+    if not 0.0 <= value < float("inf"):
+        raise ValueError(f"max_km must be a finite number >= 0, got {max_km!r}")
+    return value
+
+
+def float_column(col: Any, name: str) -> npt.NDArray[np.float64]:
+    """A bulk-load column as contiguous float64, or ``ValueError`` naming the bad row."""
+    try:
+        arr = np.asarray(col)
+        if arr.dtype == np.bool_ or arr.dtype.kind not in "iuf":
+            if arr.dtype == object:
+                for i, x in enumerate(col):
+                    if isinstance(x, bool) or not isinstance(x, REAL_TYPES):
+                        raise ValueError(f"row {i}: {name} must be a real number, got {x!r}")
+            raise ValueError(f"{name} column must hold real numbers (dtype {arr.dtype})")
+        return np.ascontiguousarray(arr, dtype=np.float64).reshape(-1)
+    except (TypeError, OverflowError) as exc:
+        raise ValueError(f"{name} column must hold real numbers: {exc}") from exc
+
+
+def check_range(arr: npt.NDArray[np.float64], lo: float, hi: float, name: str) -> None:
+    bad = ~((arr >= lo) & (arr <= hi))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"row {i}: {name} must be a finite number in [{lo:g}, {hi:g}], got {arr[i]!r}"
+        )
+
+
+def code_column(
+    col: Any, table: dict[str, int], names: tuple[str, ...], what: str
+) -> npt.NDArray[np.int8]:
+    values = col.tolist() if isinstance(col, np.ndarray) else col
+    get = table.get
+    out = np.empty(len(values), dtype=np.int8)
+    try:
+        codes = [get(v, -1) for v in values]
+    except TypeError:
+        codes = [get(v, -1) if isinstance(v, str) else -1 for v in values]
+    out[:] = codes
+    if (out < 0).any():
+        i = int(np.flatnonzero(out < 0)[0])
+        raise ValueError(f"row {i}: unknown {what} {values[i]!r}; expected one of {names}")
+    return out

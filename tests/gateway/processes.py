@@ -1,0 +1,98 @@
+"""Helpers to run real gateway processes and a private redis-server in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from dispatch.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(
+    settings: Settings, port: int, log_path: Path, **gw_env: str
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "ZENDO_HOST": "127.0.0.1",
+        "ZENDO_PORT": str(port),
+        "ZENDO_DATABASE_URL": settings.database_url,
+        "ZENDO_REDIS_URL": settings.redis_url,
+        "ZENDO_JWT_SECRET": settings.jwt_secret,
+        "ZENDO_CORS_ORIGINS": ",".join(settings.cors_origins),
+        "ZENDO_BCRYPT_ROUNDS": "10",
+        "ZENDO_STATE_DIR": str(settings.state_dir),
+        "ZENDO_GW_REGISTRY_REFRESH_S": "0.3",
+        "ZENDO_GW_REGISTRY_TTL_S": "2",
+        **gw_env,
+    }
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def wait_healthy(port: int, timeout_s: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"server on {port} did not start")
+            await asyncio.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_redis(port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def wait_redis(port: int, timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            _r, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return
+        except OSError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.05)

@@ -1,0 +1,86 @@
+"""The ArtisanIndex mirror follows fixes, BUSY and OFFLINE, and rebuilds at start-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from dispatch import appkeys
+from dispatch.settings import Settings
+from gateway import live
+from gateway.mirror import get_index
+from tests.gateway.conftest import MakeClient, connect, eventually, fix, new_artisan, now_ms
+
+
+def _status(client: TestClient[Any, Any], artisan_id: Any) -> str | None:
+    record = get_index(client.app).get(str(artisan_id))
+    return None if record is None else record.status
+
+
+async def test_mirror_follows_fixes_busy_and_offline(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    artisan_id, token = await new_artisan(db, gw_settings, specialty="GLAZIER", level="PRO_PLUS")
+    ws = await connect(gw, token)
+    await ws.send_json(fix(48.8600, 2.3400, now_ms()))
+
+    async def online() -> bool:
+        return _status(gw, artisan_id) == "ONLINE"
+
+    await eventually(online)
+    index = get_index(gw.app)
+    found = index.query(48.8601, 2.3401, "GLAZIER", k=5, max_km=1.0)
+    assert [c.artisan_id for c in found] == [str(artisan_id)]
+    record = index.get(str(artisan_id))
+    assert (record.lat, record.lon, record.level, record.rating) == (48.86, 2.34, "PRO_PLUS", 4.5)
+
+    await live.set_busy(gw.app[appkeys.REDIS], artisan_id)
+
+    async def busy() -> bool:
+        return _status(gw, artisan_id) == "BUSY"
+
+    await eventually(busy)
+    assert index.query(48.8601, 2.3401, "GLAZIER", k=5, max_km=1.0) == []
+    await live.set_available(gw.app[appkeys.REDIS], artisan_id)
+    await eventually(online)
+
+    await ws.send_json({"type": "presence", "status": "OFFLINE"})
+
+    async def offline() -> bool:
+        return _status(gw, artisan_id) == "OFFLINE"
+
+    await eventually(offline)
+    await ws.close()
+
+
+async def test_mirror_rebuilds_from_live_state_at_start_up(
+    make_client: MakeClient, db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    first = await make_client()
+    ids = []
+    for i in range(3):
+        artisan_id, token = await new_artisan(db, gw_settings, specialty="PLUMBER")
+        ws = await connect(first, token)
+        await ws.send_json(fix(48.85 + i * 0.01, 2.35, now_ms()))
+        ids.append((artisan_id, ws))
+    await live.set_busy(first.app[appkeys.REDIS], ids[2][0])
+
+    async def all_stored() -> bool:
+        states = [await live.read_live(first.app[appkeys.REDIS], a) for a, _ in ids]
+        return all(s is not None for s in states)
+
+    await eventually(all_stored)
+    # A new process (fresh app) starts: its index is rebuilt from Redis.
+    second = await make_client()
+    index = get_index(second.app)
+
+    async def rebuilt() -> bool:
+        return all(str(a) in index for a, _ in ids)
+
+    await eventually(rebuilt)
+    assert [index.get(str(a)).status for a, _ in ids] == ["ONLINE", "ONLINE", "BUSY"]
+    assert abs(index.get(str(ids[1][0])).lat - 48.86) < 1e-9
+    for _a, ws in ids:
+        await ws.close()

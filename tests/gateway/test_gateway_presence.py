@@ -1,0 +1,196 @@
+"""Presence: ONLINE on a fix (verified only), OFFLINE on request or after the grace,
+BUSY from dispatch, and the PostgreSQL write-behind."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+
+from dispatch import appkeys, redis_keys
+from dispatch.settings import Settings
+from gateway import live
+from tests.gateway.conftest import connect, eventually, fix, new_artisan, now_ms, recv_type
+
+
+async def _status(client: TestClient[Any, Any], artisan_id: uuid.UUID) -> str | None:
+    return await client.app[appkeys.REDIS].hget(
+        redis_keys.live_artisan(str(artisan_id)), "current_status"
+    )
+
+
+async def _in_geo(client: TestClient[Any, Any], artisan_id: uuid.UUID, specialty: str) -> bool:
+    score = await client.app[appkeys.REDIS].zscore(
+        redis_keys.geo_online(specialty), str(artisan_id)
+    )
+    return score is not None
+
+
+async def test_first_fix_makes_a_verified_artisan_online_and_presence_offline_removes_them(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    artisan_id, token = await new_artisan(db, gw_settings, specialty="HEATING")
+    ws = await connect(gw, token)
+    assert await _status(gw, artisan_id) == "OFFLINE"
+    await ws.send_json(fix())
+    await eventually(lambda: _in_geo(gw, artisan_id, "HEATING"))
+    assert await _status(gw, artisan_id) == "ONLINE"
+
+    await ws.send_json({"type": "presence", "status": "OFFLINE"})
+    assert (await recv_type(ws, "presence"))["status"] == "OFFLINE"
+    assert not await _in_geo(gw, artisan_id, "HEATING")
+    # fixes while OFFLINE update the position but do not bring them back
+    await ws.send_json(fix(48.8567, 2.3522, now_ms() + 1000))
+    await eventually(lambda: _ts_at_least(gw, artisan_id))
+    assert await _status(gw, artisan_id) == "OFFLINE"
+
+    await ws.send_json({"type": "presence", "status": "ONLINE"})
+    assert (await recv_type(ws, "presence"))["status"] == "ONLINE"
+    assert await _in_geo(gw, artisan_id, "HEATING")
+    await ws.close()
+
+
+async def _ts_at_least(client: TestClient[Any, Any], artisan_id: uuid.UUID) -> bool:
+    state = await live.read_live(client.app[appkeys.REDIS], artisan_id)
+    return state is not None and state["lat"] == 48.8567
+
+
+async def test_presence_online_without_a_fix_stays_offline(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    _artisan_id, token = await new_artisan(db, gw_settings)
+    ws = await connect(gw, token)
+    await ws.send_json({"type": "presence", "status": "ONLINE"})
+    assert (await recv_type(ws, "presence"))["status"] == "OFFLINE"
+    await ws.close()
+
+
+async def test_unverified_artisan_cannot_go_online(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    artisan_id, token = await new_artisan(db, gw_settings, artisan_status="PENDING")
+    ws = await connect(gw, token)
+    await ws.send_json({"type": "presence", "status": "ONLINE"})
+    assert (await recv_type(ws, "error"))["code"] == "not_verified"
+    await ws.send_json(fix())
+    assert (await recv_type(ws, "error"))["code"] == "not_verified"
+    await eventually(lambda: live.read_live(gw.app[appkeys.REDIS], artisan_id))
+    assert await _status(gw, artisan_id) == "OFFLINE"
+    assert not await _in_geo(gw, artisan_id, "PLUMBER")
+    await ws.close()
+
+
+async def test_offline_after_grace_once_the_last_socket_closed(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    artisan_id, token = await new_artisan(db, gw_settings)
+    first = await connect(gw, token)
+    second = await connect(gw, token)
+    await first.send_json(fix())
+    await eventually(lambda: _is(gw, artisan_id, "ONLINE"))
+    await first.close()
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(gw_settings.ws_offline_grace_s + 0.5)
+    assert await _status(gw, artisan_id) == "ONLINE"  # a socket is still open
+    closed_at = loop.time()
+    await second.close()
+    await eventually(lambda: _is(gw, artisan_id, "OFFLINE"), within=5.0)
+    assert loop.time() - closed_at >= gw_settings.ws_offline_grace_s - 0.05
+    assert not await _in_geo(gw, artisan_id, "PLUMBER")
+
+
+async def test_reconnect_within_grace_stays_online(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    artisan_id, token = await new_artisan(db, gw_settings)
+    ws = await connect(gw, token)
+    await ws.send_json(fix())
+    await eventually(lambda: _is(gw, artisan_id, "ONLINE"))
+    await ws.close()
+    again = await connect(gw, token)
+    await asyncio.sleep(gw_settings.ws_offline_grace_s + 0.6)
+    assert await _status(gw, artisan_id) == "ONLINE"
+    await again.close()
+
+
+async def _is(client: TestClient[Any, Any], artisan_id: uuid.UUID, status: str) -> bool:
+    return await _status(client, artisan_id) == status
+
+
+async def test_busy_keeps_fixes_out_of_geo_and_set_available_restores(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    redis = gw.app[appkeys.REDIS]
+    artisan_id, token = await new_artisan(db, gw_settings)
+    ws = await connect(gw, token)
+    await ws.send_json(fix())
+    await eventually(lambda: _in_geo(gw, artisan_id, "PLUMBER"))
+    await live.set_busy(redis, artisan_id)
+    assert await _status(gw, artisan_id) == "BUSY"
+    assert not await _in_geo(gw, artisan_id, "PLUMBER")
+    await ws.send_json(fix(48.8570, 2.3522, now_ms() + 1000))
+    await eventually(lambda: _lat_is(gw, artisan_id, 48.8570))
+    assert await _status(gw, artisan_id) == "BUSY"
+    assert not await _in_geo(gw, artisan_id, "PLUMBER")
+    assert await live.set_available(redis, artisan_id) == "ONLINE"
+    assert await _in_geo(gw, artisan_id, "PLUMBER")
+    await ws.close()
+
+
+async def _lat_is(client: TestClient[Any, Any], artisan_id: uuid.UUID, lat: float) -> bool:
+    state = await live.read_live(client.app[appkeys.REDIS], artisan_id)
+    return state is not None and state["lat"] == lat
+
+
+async def test_update_profile_rejected_forces_offline(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    redis = gw.app[appkeys.REDIS]
+    artisan_id, token = await new_artisan(db, gw_settings)
+    ws = await connect(gw, token)
+    await ws.send_json(fix())
+    await eventually(lambda: _in_geo(gw, artisan_id, "PLUMBER"))
+    await live.update_profile(redis, artisan_id, rating=3.25, specialty="GLAZIER")
+    assert await _in_geo(gw, artisan_id, "GLAZIER")
+    assert not await _in_geo(gw, artisan_id, "PLUMBER")
+    assert float(await redis.hget(redis_keys.live_artisan(str(artisan_id)), "rating")) == 3.25
+    await live.update_profile(redis, artisan_id, verified=False)
+    assert await _status(gw, artisan_id) == "OFFLINE"
+    assert not await _in_geo(gw, artisan_id, "GLAZIER")
+    await ws.close()
+
+
+async def test_write_behind_lands_positions_and_status_in_postgres(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    artisan_id, token = await new_artisan(db, gw_settings)
+    ws = await connect(gw, token)
+    ts = now_ms()
+    await ws.send_json(fix(48.8600, 2.3400, ts))
+
+    async def row() -> asyncpg.Record | None:
+        r = await db.fetchrow(
+            """SELECT ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon,
+                      location_updated_at, current_status FROM artisans WHERE user_id = $1""",
+            artisan_id,
+        )
+        return r if r is not None and r["lat"] is not None else None
+
+    r = await eventually(row)
+    assert abs(r["lat"] - 48.86) < 1e-9 and abs(r["lon"] - 2.34) < 1e-9
+    assert int(r["location_updated_at"].timestamp() * 1000) == ts
+    assert r["current_status"] == "ONLINE"
+    await ws.send_json({"type": "presence", "status": "OFFLINE"})
+    await recv_type(ws, "presence")
+
+    async def offline() -> bool:
+        status = await db.fetchval(
+            "SELECT current_status FROM artisans WHERE user_id = $1", artisan_id
+        )
+        return status == "OFFLINE"
+
+    await eventually(offline)
+    await ws.close()

@@ -1,0 +1,166 @@
+"""Pushes in one process: notify to every socket of a user, tracking frames only to the
+right client, offer frames routed to the offers context, slow consumers cut off."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from dispatch import appkeys
+from dispatch.settings import Settings
+from gateway import tracking
+from tests.factories import bearer
+from tests.gateway.conftest import (
+    FAST_CONFIG,
+    MakeClient,
+    connect,
+    fix,
+    new_artisan,
+    new_user,
+    now_ms,
+    recv_type,
+)
+
+
+async def test_notify_reaches_every_socket_of_the_user_only(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    user_id, token = await new_user(db, gw_settings)
+    _other, other_token = await new_user(db, gw_settings)
+    a, b = await connect(gw, token), await connect(gw, token)
+    other = await connect(gw, other_token)
+    frame = {
+        "type": "intervention.status",
+        "intervention": {"id": str(uuid.uuid4()), "status": "ASSIGNED"},
+    }
+    await gw.app[appkeys.NOTIFIER].notify(user_id, frame)
+    assert await recv_type(a, "intervention.status") == frame
+    assert await recv_type(b, "intervention.status") == frame
+    await other.send_json({"type": "bogus"})  # the next frame `other` sees is its own error
+    assert (await other.receive_json(timeout=2))["type"] == "error"
+    # a user without a socket: silently dropped
+    await gw.app[appkeys.NOTIFIER].notify(uuid.uuid4(), frame)
+    for ws in (a, b, other):
+        await ws.close()
+
+
+async def test_tracking_forwards_fixes_to_the_client_of_the_job_only(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    artisan_id, artisan_token = await new_artisan(db, gw_settings)
+    client_id, client_token = await new_user(db, gw_settings)
+    _stranger, stranger_token = await new_user(db, gw_settings)
+    artisan = await connect(gw, artisan_token)
+    client = await connect(gw, client_token)
+    stranger = await connect(gw, stranger_token)
+    intervention_id = uuid.uuid4()
+    redis = gw.app[appkeys.REDIS]
+    await tracking.start_tracking(
+        redis,
+        artisan_id=artisan_id,
+        intervention_id=intervention_id,
+        client_id=client_id,
+        job_lat=48.8700,
+        job_lon=2.3522,
+    )
+    ts = now_ms()
+    await artisan.send_json(fix(48.8600, 2.3522, ts, heading=12.5))
+    frame = await recv_type(client, "artisan.location")
+    expected_eta = round(1111.95 * 1.3 / (25000 / 3600))
+    assert frame["intervention_id"] == str(intervention_id)
+    assert (frame["lat"], frame["lon"], frame["heading"], frame["ts"]) == (48.86, 2.3522, 12.5, ts)
+    assert abs(frame["eta_s"] - expected_eta) <= 2
+    await tracking.stop_tracking(redis, artisan_id=artisan_id)
+    await artisan.send_json(fix(48.8601, 2.3522, ts + 1000))
+    await asyncio.sleep(0.3)
+    await client.send_json({"type": "bogus"})
+    assert (await client.receive_json(timeout=2))["type"] == "error"  # no second location frame
+    await stranger.send_json({"type": "bogus"})
+    assert (await stranger.receive_json(timeout=2))["type"] == "error"
+    for ws in (artisan, client, stranger):
+        await ws.close()
+
+
+async def test_offer_frames_map_domain_errors_to_error_frames(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    _artisan_id, token = await new_artisan(db, gw_settings)
+    ws = await connect(gw, token)
+    await ws.send_json({"type": "offer.accept", "offer_id": str(uuid.uuid4())})
+    error = await recv_type(ws, "error")
+    assert error["code"] == "not_found"
+    await ws.send_json({"type": "offer.decline", "offer_id": str(uuid.uuid4())})
+    assert (await recv_type(ws, "error"))["code"] == "not_found"
+    await ws.close()
+
+
+async def test_offer_frames_without_offer_actions_are_unavailable(
+    gw_settings: Settings,
+    clean_state: None,
+    db: asyncpg.Connection,
+    aiohttp_client: Any,
+) -> None:
+    from dispatch.app import create_app
+
+    app: web.Application = create_app(gw_settings)
+    app[appkeys.GATEWAY_CONFIG] = FAST_CONFIG
+    app.pop(appkeys.OFFER_ACTIONS, None)
+    client = await aiohttp_client(app)
+    _artisan_id, token = await new_artisan(db, gw_settings)
+    ws = await connect(client, token)
+    await ws.send_json({"type": "offer.accept", "offer_id": str(uuid.uuid4())})
+    assert (await recv_type(ws, "error"))["code"] == "unavailable"
+    await ws.close()
+
+
+async def test_slow_consumer_is_disconnected_and_others_are_unaffected(
+    make_client: MakeClient, db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    client = await make_client()
+    slow_id, slow_token = await new_user(db, gw_settings)
+    fast_id, fast_token = await new_user(db, gw_settings)
+    # The slow client never reads: a tiny receive buffer makes the server's writes stall.
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        slow = await session.ws_connect(
+            client.make_url("/ws"), headers=bearer(slow_token), max_msg_size=0, autoping=False
+        )
+        sock = slow._response.connection.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        import socket
+
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow._response.connection.transport.pause_reading()  # type: ignore[union-attr]
+        fast = await connect(client, fast_token)
+        notifier = client.app[appkeys.NOTIFIER]
+        big = {"type": "intervention.status", "intervention": {"description": "x" * 8000}}
+        loop = asyncio.get_running_loop()
+        slowest = 0.0
+        for i in range(2000):
+            started = loop.time()
+            await notifier.notify(slow_id, big)
+            slowest = max(slowest, loop.time() - started)
+            if i % 50 == 0:
+                await notifier.notify(fast_id, {"type": "intervention.status", "n": i})
+                await asyncio.sleep(0)
+        # the producer never waited for the slow socket (one Redis round trip per call)
+        assert slowest < 0.5
+        assert (await recv_type(fast, "intervention.status", n=1950))["n"] == 1950
+        gateway = client.app[appkeys.GATEWAY]
+
+        async def slow_gone() -> bool:
+            return str(slow_id) not in gateway.sessions
+
+        from tests.gateway.conftest import eventually
+
+        await eventually(slow_gone, within=5.0)
+        slow._response.connection.transport.abort()  # type: ignore[union-attr]
+        assert str(fast_id) in gateway.sessions
+        await fast.send_json({"type": "bogus"})
+        assert (await recv_type(fast, "error"))["code"] == "unknown_type"
+        await fast.close()
