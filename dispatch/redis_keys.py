@@ -31,6 +31,12 @@ PRESENCE_LEASES = f"{PREFIX}live:leases"
 # persistence) and gateways re-hydrate the live state of their connected artisans.
 LIVE_EPOCH = f"{PREFIX}live:epoch"
 NODE_CHANNEL_PREFIX = f"{PREFIX}node:"
+# Sorted set artisan id -> epoch ms of their last fix, for ONLINE artisans only: the stale
+# sweep turns those without a recent fix OFFLINE (gateway/presence.py).
+LIVE_FRESH = f"{PREFIX}live:fresh"
+# Prefixes of `tracking(...)` and `user_nodes(...)`, passed to batch Lua scripts.
+TRACKING_PREFIX = f"{PREFIX}trk:"
+USER_NODES_PREFIX = f"{PREFIX}un:"
 
 
 def live_artisan(artisan_id: str) -> str:
@@ -50,12 +56,12 @@ def h3_bucket(cell: str) -> str:
 
 def tracking(artisan_id: str) -> str:
     """Hash: intervention_id, client_id, job_lat, job_lon while a client tracks the artisan."""
-    return f"{PREFIX}trk:{artisan_id}"
+    return f"{TRACKING_PREFIX}{artisan_id}"
 
 
 def user_nodes(user_id: str) -> str:
     """Sorted set node id -> expiry epoch ms: which gateway processes hold the user's sockets."""
-    return f"{PREFIX}un:{user_id}"
+    return f"{USER_NODES_PREFIX}{user_id}"
 
 
 def node_channel(node_id: str) -> str:

@@ -26,11 +26,23 @@ class GatewayConfig:
     registry_refresh_s: float = 10.0
     # ...and an entry not refreshed within this TTL is considered gone (process died).
     registry_ttl_s: float = 30.0
-    # A presence ONLINE request needs a fix at most this old.
-    recent_fix_s: float = 300.0
+    # ONLINE needs a fix at most this old: a presence ONLINE request is refused without
+    # one, and the stale sweep turns ONLINE artisans whose fixes stopped OFFLINE (until
+    # their next fix). Same default as live.RECENT_FIX_MS.
+    recent_fix_s: float = 120.0
+    # How often the presence sweeper runs (expired leases, stale fixes).
+    sweep_interval_s: float = 1.0
     writebehind_interval_s: float = 2.0
-    # Fixes per Lua call; a flush is still one pipeline (one round trip).
-    lua_chunk: int = 500
+    # Fixes per Lua call (bounds the time one script holds Redis, ~5 µs per fix, and the
+    # packing time on our loop); a flush is still one pipeline (one round trip).
+    lua_chunk: int = 1000
+    # Flushes in flight at once: the next batch is packed while Redis applies one.
+    max_inflight_flushes: int = 2
+    # Graceful shutdown: every socket gets a 1001 close frame, concurrently; those not
+    # closed within this time are aborted. Then one batched registry cleanup.
+    shutdown_close_s: float = 2.0
+    # gc gen-0 threshold while the gateway runs (0: Python's default); see gateway._gc_ctx.
+    gc_gen0_threshold: int = 50_000
     # Pending offer actions per socket before further ones are refused.
     max_pending_actions: int = 8
 

@@ -19,9 +19,14 @@ from redis.exceptions import NoScriptError
 from dispatch import redis_keys
 from gateway import lua
 
-# Stream length cap (approximate trimming). A mirror further behind than this rebuilds.
-STREAM_MAXLEN = 100_000
-RECENT_FIX_MS = 300_000
+# The events stream keeps about this much history (XADD MINID ~, approximate): a fix
+# batch is one entry, so a cap in entries would not bound memory; at 10,000 fixes/s,
+# 30 s is ~30 MB. A mirror that falls further behind loses events (it rebuilds after a
+# Redis error only).
+STREAM_RETAIN_MS = 30_000
+# "Recent fix": ONLINE needs a fix at most this old (presence requests, end of a job, and
+# the stale sweep; GatewayConfig.recent_fix_s is the gateway's copy of the default).
+RECENT_FIX_MS = 120_000
 STATUSES = ("ONLINE", "BUSY", "OFFLINE")
 
 
@@ -46,19 +51,28 @@ SET_BUSY = LuaScript(lua.SET_BUSY)
 SET_AVAILABLE = LuaScript(lua.SET_AVAILABLE)
 UPDATE_PROFILE = LuaScript(lua.UPDATE_PROFILE)
 EXPIRE_LEASE = LuaScript(lua.EXPIRE_LEASE)
+EXPIRE_STALE = LuaScript(lua.EXPIRE_STALE)
 DISCONNECT = LuaScript(lua.DISCONNECT)
+DISCONNECT_MANY = LuaScript(lua.DISCONNECT_MANY)
+ANNOUNCE = LuaScript(lua.ANNOUNCE)
+POP_DIRTY = LuaScript(lua.POP_DIRTY)
 PUBLISH_TO_USER = LuaScript(lua.PUBLISH_TO_USER)
 
 
-def common_args(maxlen: int = STREAM_MAXLEN) -> list[Any]:
-    return [
-        redis_keys.GEO_ONLINE_PREFIX,
-        redis_keys.H3_BUCKET_PREFIX,
-        redis_keys.ARTISAN_EVENTS,
-        maxlen,
-        redis_keys.LIVE_DIRTY,
-        redis_keys.LIVE_IDS,
-    ]
+_COMMON_ARGS = (
+    redis_keys.GEO_ONLINE_PREFIX,
+    redis_keys.H3_BUCKET_PREFIX,
+    redis_keys.ARTISAN_EVENTS,
+    STREAM_RETAIN_MS,
+    redis_keys.LIVE_DIRTY,
+    redis_keys.LIVE_IDS,
+    redis_keys.LIVE_FRESH,
+)
+
+
+def common_args() -> list[Any]:
+    """The ARGV head every live-state script starts with (see gateway/lua.py)."""
+    return list(_COMMON_ARGS)
 
 
 def now_ms() -> int:
@@ -72,9 +86,9 @@ async def set_busy(redis: Redis, artisan_id: uuid.UUID | str) -> None:
 
 
 async def set_available(redis: Redis, artisan_id: uuid.UUID | str) -> str:
-    """The job ended (COMPLETED or CANCELLED): ONLINE again if the artisan still has an open
-    socket or a fix from the last 5 minutes (and is verified and has not asked to be
-    OFFLINE), else OFFLINE. Returns the new status."""
+    """The job ended (COMPLETED or CANCELLED): ONLINE again if the artisan has a fix from
+    the last RECENT_FIX_MS (2 minutes) and is verified and has not asked to be OFFLINE,
+    else OFFLINE (their next fix makes them ONLINE). Returns the new status."""
     aid = str(artisan_id)
     status = await SET_AVAILABLE(
         redis,
@@ -82,7 +96,6 @@ async def set_available(redis: Redis, artisan_id: uuid.UUID | str) -> str:
             *common_args(),
             aid,
             redis_keys.live_artisan(aid),
-            redis_keys.user_nodes(aid),
             now_ms(),
             RECENT_FIX_MS,
         ],
@@ -191,3 +204,13 @@ async def expire_lease(redis: Redis, artisan_id: str) -> bool:
         ],
     )
     return bool(done)
+
+
+async def expire_stale(redis: Redis, recent_fix_ms: int, limit: int = 1000) -> int:
+    """The stale sweep: ONLINE artisans whose last fix is older than `recent_fix_ms` go
+    OFFLINE (until their next fix). Returns how many (at most `limit` per call)."""
+    count = await EXPIRE_STALE(
+        redis,
+        [*common_args(), redis_keys.LIVE_ARTISAN_PREFIX, now_ms() - recent_fix_ms, limit],
+    )
+    return int(count)

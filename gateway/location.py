@@ -1,9 +1,10 @@
 """The location pipeline: per-connection validation and rate limit, then batching.
 
 Accepted fixes are collected in a dict (latest fix per artisan) and one flusher
-task writes each batch with a single Redis pipeline. The flusher wakes when the
-first fix of a batch arrives, so a batch holds what arrived during one event-loop
-iteration, plus whatever arrived while the previous flush was in flight.
+task writes each batch with a single Redis pipeline (see LocationBatcher). The
+flusher wakes when the first fix of a batch arrives, so a batch holds what arrived
+during one event-loop iteration, plus whatever arrived while earlier flushes were
+in flight.
 
 H3 resolution 8 (mean cell ≈ 0.74 km², edge ≈ 0.46 km): fine enough to count
 artisans per neighbourhood, coarse enough that a 15 km match radius is a grid disk
@@ -17,8 +18,6 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 import h3
 from redis.asyncio import Redis
@@ -26,6 +25,7 @@ from redis.exceptions import NoScriptError
 
 from dispatch import redis_keys
 from gateway import live
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")
 
@@ -100,86 +100,128 @@ class FixValidator:
         return None
 
 
-@dataclass(slots=True)
-class Fix:
-    artisan_id: str
-    lat: float
-    lon: float
-    ts: int
-    heading: float | None
-
-
+# (lat, lon, ts, heading) of an accepted fix, keyed by artisan id in the batch.
+Fix = tuple[float, float, int, float | None]
 TrackedFix = list[str]
 OnTracked = Callable[[list[TrackedFix]], Awaitable[None]]
+OnAccepted = Callable[[int], None]
+
+
+def _pack(batch: list[tuple[str, Fix]]) -> str:
+    """Rows "id|lat|lon|ts|cell|heading\n" for APPLY_FIXES (repr: exact round trip)."""
+    cell = h3.latlng_to_cell
+    return "".join(
+        [
+            f"{aid}|{lat!r}|{lon!r}|{ts}|{cell(lat, lon, H3_RESOLUTION)}|"
+            f"{'' if heading is None else repr(heading)}\n"
+            for aid, (lat, lon, ts, heading) in batch
+        ]
+    )
 
 
 class LocationBatcher:
-    """Collects accepted fixes and writes them in batches (one pipeline per batch)."""
+    """Collects accepted fixes (latest per artisan) and writes them in batches.
 
-    def __init__(self, redis: Redis, *, chunk: int, on_tracked: OnTracked) -> None:
+    The flusher wakes on the first fix of a batch, takes everything pending, and sends
+    it as one pipeline of APPLY_FIXES calls of at most `chunk` fixes each (so neither
+    the packing here nor one script in Redis runs long). Up to `max_inflight` flushes
+    overlap, so fixes are packed while Redis applies the previous batch; order across
+    overlapping flushes does not matter (the script keeps the newest `ts`). Per-fix
+    Python work is a dict store on receipt, then one f-string and one H3 call here.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        chunk: int,
+        on_tracked: OnTracked,
+        on_accepted: OnAccepted | None = None,
+        max_inflight: int = 2,
+    ) -> None:
         self.redis = redis
         self.chunk = chunk
         self.on_tracked = on_tracked
+        # Accepted fixes are counted here and reported once per batch (a Prometheus
+        # Counter.inc per fix costs more than everything else `add` does).
+        self.on_accepted = on_accepted
+        self.accepted = 0
         self.pending: dict[str, Fix] = {}
         self.wakeup = asyncio.Event()
+        self.slots = asyncio.Semaphore(max_inflight)
+        self.inflight: set[asyncio.Task[None]] = set()
         self.batches = 0
         self.flushed = 0
+        self.failures = 0
+        self.head = [
+            *live.common_args(),
+            redis_keys.LIVE_ARTISAN_PREFIX,
+            redis_keys.TRACKING_PREFIX,
+        ]
 
-    def add(self, fix: Fix) -> None:
-        self.pending[fix.artisan_id] = fix
-        self.wakeup.set()
+    def add(self, artisan_id: str, fix: Fix) -> None:
+        pending = self.pending
+        if not pending:
+            self.wakeup.set()
+        pending[artisan_id] = fix
+        self.accepted += 1
 
     async def run(self) -> None:
-        """The flusher loop; on a Redis error the batch is kept (newer fixes win) and retried."""
-        backoff = 0.05
-        while True:
-            await self.wakeup.wait()
-            self.wakeup.clear()
-            batch, self.pending = self.pending, {}
-            if not batch:
-                continue
-            try:
-                await self.flush(batch)
-                backoff = 0.05
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("location flush failed (%s); retrying in %.2fs", exc, backoff)
-                batch.update(self.pending)
-                self.pending = batch
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                self.wakeup.set()
+        """The flusher loop; a failed batch is put back (newer fixes win) and retried."""
+        try:
+            while True:
+                await self.wakeup.wait()
+                await self.slots.acquire()
+                self.wakeup.clear()
+                batch, self.pending = self.pending, {}
+                if self.accepted and self.on_accepted is not None:
+                    self.on_accepted(self.accepted)
+                    self.accepted = 0
+                if not batch:
+                    self.slots.release()
+                    continue
+                task = asyncio.get_running_loop().create_task(self._flush_task(batch))
+                self.inflight.add(task)
+                task.add_done_callback(self.inflight.discard)
+        finally:
+            await stop_tasks(*self.inflight)
+
+    async def _flush_task(self, batch: dict[str, Fix]) -> None:
+        try:
+            await self.flush(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.failures += 1
+            backoff = min(2.0, 0.05 * 2 ** min(self.failures, 6))
+            log.warning("location flush failed (%s); retrying in %.2fs", exc, backoff)
+            for artisan_id, fix in batch.items():
+                self.pending.setdefault(artisan_id, fix)  # a newer pending fix wins
+            await asyncio.sleep(backoff)
+            self.wakeup.set()
+        else:
+            self.failures = 0
+        finally:
+            self.slots.release()
 
     async def flush(self, batch: dict[str, Fix]) -> None:
-        fixes = list(batch.values())
-        head = live.common_args()
+        items = list(batch.items())
+        packed = [_pack(items[i : i + self.chunk]) for i in range(0, len(items), self.chunk)]
         try:
-            tracked = await self._execute(fixes, head)
+            tracked = await self._execute(packed)
         except NoScriptError:
             await self.redis.script_load(live.APPLY_FIXES.source)
-            tracked = await self._execute(fixes, head)
+            tracked = await self._execute(packed)
         self.batches += 1
-        self.flushed += len(fixes)
+        self.flushed += len(items)
         if tracked:
             await self.on_tracked(tracked)
 
-    async def _execute(self, fixes: list[Fix], head: list[Any]) -> list[TrackedFix]:
+    async def _execute(self, packed: list[str]) -> list[TrackedFix]:
+        if len(packed) == 1:
+            return list(await self.redis.evalsha(live.APPLY_FIXES.sha, 0, *self.head, packed[0]))
         pipe = self.redis.pipeline(transaction=False)
-        for start in range(0, len(fixes), self.chunk):
-            part = fixes[start : start + self.chunk]
-            args: list[Any] = [*head, len(part)]
-            for f in part:
-                args += (
-                    f.artisan_id,
-                    repr(f.lat),
-                    repr(f.lon),
-                    f.ts,
-                    h3.latlng_to_cell(f.lat, f.lon, H3_RESOLUTION),
-                    "" if f.heading is None else repr(f.heading),
-                    redis_keys.live_artisan(f.artisan_id),
-                    redis_keys.tracking(f.artisan_id),
-                )
-            pipe.evalsha(live.APPLY_FIXES.sha, 0, *args)
+        for rows in packed:
+            pipe.evalsha(live.APPLY_FIXES.sha, 0, *self.head, rows)
         results = await pipe.execute()
         return [entry for result in results for entry in result]

@@ -1,15 +1,21 @@
 """Lua scripts for the live state: every multi-key update is one atomic script.
 
 Common ARGV head (see `live.common_args`): GEO prefix, H3 prefix, events stream,
-stream MAXLEN, dirty set, ids set. Scripts touch keys derived from the hash
-(specialty GEO set, H3 bucket), so they pass prefixes rather than KEYS; the
+stream retention (ms), dirty set, ids set, fresh set. Scripts touch keys derived from
+the hash (specialty GEO set, H3 bucket), so they pass prefixes rather than KEYS; the
 deployment is a single Redis (not Cluster), where that is allowed.
+
+Batch inputs and outputs are packed strings (rows separated by a newline, fields by "|"):
+one bulk string costs redis-py a fraction of what thousands of separate arguments or
+reply elements cost (no hiredis: the RESP parser is pure Python). Ids are UUIDs and the
+other fields numbers, enums or H3 hex, so neither separator can occur in a field.
 """
 
 from __future__ import annotations
 
 _PRELUDE = r"""
-local GEO_P, H3_P, STREAM, MAXLEN, DIRTY, IDS = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local GEO_P, H3_P, STREAM, RETAIN_MS, DIRTY, IDS, FRESH =
+  ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
 local FIELDS = {'lat', 'lon', 'ts', 'h3', 'current_status', 'specialty', 'level', 'rating', 'verified', 'avail'}
 local function load(key)
   local v = redis.call('HMGET', key, unpack(FIELDS))
@@ -20,39 +26,48 @@ end
 local function unplace(id, spec, cell)
   if spec then redis.call('ZREM', GEO_P .. spec, id) end
   if cell then redis.call('SREM', H3_P .. cell, id) end
+  redis.call('ZREM', FRESH, id)
 end
--- GEO and H3 membership follow current_status: only ONLINE artisans are in them.
+-- GEO and H3 membership follow current_status: only ONLINE artisans are in them. FRESH
+-- holds their last fix time, so the stale sweep finds those whose fixes stopped.
 local function place(id, h)
   local lat = tonumber(h.lat or '')
   if h.current_status == 'ONLINE' and lat and h.specialty and math.abs(lat) < 85.05 then
     redis.call('GEOADD', GEO_P .. h.specialty, h.lon, h.lat, id)
     if h.h3 then redis.call('SADD', H3_P .. h.h3, id) end
+    redis.call('ZADD', FRESH, tonumber(h.ts or '0') or 0, id)
   else
     unplace(id, h.specialty, h.h3)
   end
 end
--- Every change becomes a full snapshot on the stream, so a mirror needs no other read.
-local function emit(id, h, kind)
-  redis.call('XADD', STREAM, 'MAXLEN', '~', MAXLEN, '*', 'k', kind, 'id', id,
-    'st', h.current_status or 'OFFLINE', 'lat', h.lat or '', 'lon', h.lon or '',
-    'sp', h.specialty or '', 'lv', h.level or '', 'rt', h.rating or '', 'ts', h.ts or '')
+-- Every change becomes a full snapshot row on the stream, so a mirror needs no other
+-- read. Rows: id|status|lat|lon|specialty|level|rating|ts. One XADD per script call
+-- (a fix batch is one entry), trimmed to the last RETAIN_MS milliseconds.
+local EVENTS = {}
+local function emit(id, h)
+  EVENTS[#EVENTS + 1] = table.concat({id, h.current_status or 'OFFLINE', h.lat or '', h.lon or '',
+    h.specialty or '', h.level or '', h.rating or '', h.ts or ''}, '|')
   redis.call('SADD', DIRTY, id)
+end
+local function publish(kind)
+  if #EVENTS == 0 then return end
+  local t = redis.call('TIME')
+  local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - RETAIN_MS
+  redis.call('XADD', STREAM, 'MINID', '~', minid, '*', 'k', kind, 'd', table.concat(EVENTS, '\n'))
+  EVENTS = {}
 end
 """
 
-# ARGV[7] = n, then per fix: id, lat, lon, ts, cell, heading, hash key, tracking key.
-# Returns one entry per fix of a tracked artisan: {id, intervention, client, job_lat,
-# job_lon, lat, lon, ts, heading}.
+# ARGV[8..] = live hash prefix, tracking prefix, then the batch: rows
+# "id|lat|lon|ts|cell|heading\n". Returns one entry per fix of a tracked artisan:
+# {id, intervention, client, job_lat, job_lon, lat, lon, ts, heading}.
 APPLY_FIXES = (
     _PRELUDE
     + r"""
+local LIVE_P, TRK_P = ARGV[8], ARGV[9]
 local out = {}
-local n = tonumber(ARGV[7])
-for i = 0, n - 1 do
-  local o = 8 + i * 8
-  local id, lat, lon, ts, cell, heading, hkey, tkey =
-    ARGV[o], ARGV[o + 1], ARGV[o + 2], ARGV[o + 3], ARGV[o + 4], ARGV[o + 5], ARGV[o + 6], ARGV[o + 7]
-  local h = load(hkey)
+for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[10], '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n') do
+  local h = load(LIVE_P .. id)
   -- Another socket (or process) may already have stored a newer fix.
   if (not h.ts) or tonumber(ts) >= tonumber(h.ts) then
     local status = h.current_status or 'OFFLINE'
@@ -61,30 +76,31 @@ for i = 0, n - 1 do
     end
     if h.h3 and h.h3 ~= cell then redis.call('SREM', H3_P .. h.h3, id) end
     h.lat, h.lon, h.ts, h.h3, h.current_status = lat, lon, ts, cell, status
-    redis.call('HSET', hkey, 'lat', lat, 'lon', lon, 'ts', ts, 'h3', cell, 'current_status', status)
+    redis.call('HSET', LIVE_P .. id, 'lat', lat, 'lon', lon, 'ts', ts, 'h3', cell, 'current_status', status)
     place(id, h)
     redis.call('SADD', IDS, id)
-    emit(id, h, 'fix')
-    local t = redis.call('HMGET', tkey, 'intervention_id', 'client_id', 'job_lat', 'job_lon')
+    emit(id, h)
+    local t = redis.call('HMGET', TRK_P .. id, 'intervention_id', 'client_id', 'job_lat', 'job_lon')
     if t[1] and t[2] then
-      table.insert(out, {id, t[1], t[2], t[3] or '', t[4] or '', lat, lon, ts, heading})
+      out[#out + 1] = {id, t[1], t[2], t[3] or '', t[4] or '', lat, lon, ts, heading}
     end
   end
 end
+publish('fix')
 return out
 """
 )
 
-# ARGV[7..] = id, hash key, specialty, level, rating, verified ('1'|'0').
+# ARGV[8..] = id, hash key, specialty, level, rating, verified ('1'|'0').
 # A (re)connecting artisan: profile from PostgreSQL, availability reset to wanted.
 # Returns {lat, lon, ts, current_status} (false for missing values).
 CONNECT = (
     _PRELUDE
     + r"""
-local id, hkey = ARGV[7], ARGV[8]
+local id, hkey = ARGV[8], ARGV[9]
 local h = load(hkey)
-if h.specialty and h.specialty ~= ARGV[9] then redis.call('ZREM', GEO_P .. h.specialty, id) end
-h.specialty, h.level, h.rating, h.verified, h.avail = ARGV[9], ARGV[10], ARGV[11], ARGV[12], '1'
+if h.specialty and h.specialty ~= ARGV[10] then redis.call('ZREM', GEO_P .. h.specialty, id) end
+h.specialty, h.level, h.rating, h.verified, h.avail = ARGV[10], ARGV[11], ARGV[12], ARGV[13], '1'
 local status = h.current_status or 'OFFLINE'
 if h.verified ~= '1' then status = 'OFFLINE' end
 h.current_status = status
@@ -92,17 +108,18 @@ redis.call('HSET', hkey, 'specialty', h.specialty, 'level', h.level, 'rating', h
   'verified', h.verified, 'avail', '1', 'current_status', status)
 place(id, h)
 redis.call('SADD', IDS, id)
-emit(id, h, 'profile')
+emit(id, h)
+publish('profile')
 return {h.lat or false, h.lon or false, h.ts or false, status}
 """
 )
 
-# ARGV[7..] = id, hash key, wanted ('ONLINE'|'OFFLINE'), now ms, recent-fix ms.
+# ARGV[8..] = id, hash key, wanted ('ONLINE'|'OFFLINE'), now ms, recent-fix ms.
 # Returns the effective current_status.
 PRESENCE = (
     _PRELUDE
     + r"""
-local id, hkey, wanted, now, recent = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local id, hkey, wanted, now, recent = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
 local h = load(hkey)
 local status = h.current_status or 'OFFLINE'
 if wanted == 'OFFLINE' then
@@ -117,57 +134,59 @@ h.current_status = status
 redis.call('HSET', hkey, 'avail', h.avail, 'current_status', status)
 place(id, h)
 redis.call('SADD', IDS, id)
-emit(id, h, 'status')
+emit(id, h)
+publish('status')
 return status
 """
 )
 
-# ARGV[7..] = id, hash key. Dispatch: the artisan accepted a job.
+# ARGV[8..] = id, hash key. Dispatch: the artisan accepted a job.
 SET_BUSY = (
     _PRELUDE
     + r"""
-local id, hkey = ARGV[7], ARGV[8]
+local id, hkey = ARGV[8], ARGV[9]
 local h = load(hkey)
 h.current_status = 'BUSY'
 redis.call('HSET', hkey, 'current_status', 'BUSY')
 place(id, h)
 redis.call('SADD', IDS, id)
-emit(id, h, 'status')
+emit(id, h)
+publish('status')
 return 'BUSY'
 """
 )
 
-# ARGV[7..] = id, hash key, user->nodes key, now ms, recent-fix ms.
-# The job ended: ONLINE if they still have a socket or a recent fix (and want work).
+# ARGV[8..] = id, hash key, now ms, recent-fix ms.
+# The job ended: ONLINE if they have a recent fix (and are verified and want work).
 SET_AVAILABLE = (
     _PRELUDE
     + r"""
-local id, hkey, unkey, now, recent = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local id, hkey, now, recent = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
 if redis.call('EXISTS', hkey) == 0 then return 'OFFLINE' end
 local h = load(hkey)
-local connected = redis.call('ZCOUNT', unkey, '(' .. now, '+inf') > 0
 local fresh = h.ts and (now - tonumber(h.ts)) <= recent
 local status = 'OFFLINE'
-if h.verified == '1' and h.avail ~= '0' and h.lat and h.specialty and (connected or fresh) then
+if h.verified == '1' and h.avail ~= '0' and h.lat and h.specialty and fresh then
   status = 'ONLINE'
 end
 h.current_status = status
 redis.call('HSET', hkey, 'current_status', status)
 place(id, h)
-emit(id, h, 'status')
+emit(id, h)
+publish('status')
 return status
 """
 )
 
-# ARGV[7..] = id, hash key, then field/value pairs among specialty, level, rating, verified.
+# ARGV[8..] = id, hash key, then field/value pairs among specialty, level, rating, verified.
 # No-op (returns 0) for an artisan without live state: the next connect reads PostgreSQL.
 UPDATE_PROFILE = (
     _PRELUDE
     + r"""
-local id, hkey = ARGV[7], ARGV[8]
+local id, hkey = ARGV[8], ARGV[9]
 if redis.call('EXISTS', hkey) == 0 then return 0 end
 local h = load(hkey)
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   local f, v = ARGV[i], ARGV[i + 1]
   if f == 'specialty' and h.specialty and h.specialty ~= v then
     redis.call('ZREM', GEO_P .. h.specialty, id)
@@ -180,16 +199,17 @@ if h.verified ~= '1' then
   redis.call('HSET', hkey, 'current_status', 'OFFLINE')
 end
 place(id, h)
-emit(id, h, 'profile')
+emit(id, h)
+publish('profile')
 return 1
 """
 )
 
-# ARGV[7..] = id, hash key, leases key, now ms. The sweeper: a lease ran out.
+# ARGV[8..] = id, hash key, leases key, now ms. The sweeper: a lease ran out.
 EXPIRE_LEASE = (
     _PRELUDE
     + r"""
-local id, hkey, leases, now = ARGV[7], ARGV[8], ARGV[9], tonumber(ARGV[10])
+local id, hkey, leases, now = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
 local score = redis.call('ZSCORE', leases, id)
 if (not score) or tonumber(score) > now then return 0 end
 redis.call('ZREM', leases, id)
@@ -198,10 +218,35 @@ if h.current_status == 'ONLINE' then
   h.current_status = 'OFFLINE'
   redis.call('HSET', hkey, 'current_status', 'OFFLINE')
   place(id, h)
-  emit(id, h, 'status')
+  emit(id, h)
+  publish('status')
   return 1
 end
 return 0
+"""
+)
+
+# ARGV[8..] = live hash prefix, cutoff ms, limit. The stale sweep: ONLINE artisans whose
+# last fix is at or before the cutoff go OFFLINE (until their next fix, which puts them
+# back ONLINE). Returns how many went OFFLINE.
+EXPIRE_STALE = (
+    _PRELUDE
+    + r"""
+local LIVE_P, cutoff, limit = ARGV[8], tonumber(ARGV[9]), tonumber(ARGV[10])
+local due = redis.call('ZRANGEBYSCORE', FRESH, '-inf', cutoff, 'LIMIT', 0, limit)
+local n = 0
+for _, id in ipairs(due) do
+  local h = load(LIVE_P .. id)
+  if h.current_status == 'ONLINE' and (tonumber(h.ts or '0') or 0) <= cutoff then
+    h.current_status = 'OFFLINE'
+    redis.call('HSET', LIVE_P .. id, 'current_status', 'OFFLINE')
+    emit(id, h)
+    n = n + 1
+  end
+  place(id, h)  -- OFFLINE (or BUSY): out of FRESH; ONLINE with a newer fix: score repaired
+end
+publish('status')
+return n
 """
 )
 
@@ -216,6 +261,39 @@ end
 return 1
 """
 
+# ARGV: user->nodes prefix, leases key, node, now ms, grace ms, then rows "user|a\n"
+# (a = 1 for an artisan). DISCONNECT for many users at once (a process shutting down).
+DISCONNECT_MANY = r"""
+local UN_P, leases, node, now, grace = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local n = 0
+for uid, artisan in string.gmatch(ARGV[6], '([^|]*)|([^\n]*)\n') do
+  local key = UN_P .. uid
+  redis.call('ZREM', key, node)
+  if artisan == '1' and redis.call('ZCOUNT', key, '(' .. now, '+inf') == 0 then
+    redis.call('ZADD', leases, now + grace, uid)
+  end
+  n = n + 1
+end
+return n
+"""
+
+# ARGV: user->nodes prefix, leases key, node, now ms, registry ttl ms, lease ms, then rows
+# "user|a\n" (a = 1 for an artisan). The registry refresh: this node holds these users'
+# sockets for another TTL, and their presence leases move forward (never backwards).
+ANNOUNCE = r"""
+local UN_P, leases, node = ARGV[1], ARGV[2], ARGV[3]
+local now, ttl, lease = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local n = 0
+for uid, artisan in string.gmatch(ARGV[7], '([^|]*)|([^\n]*)\n') do
+  local key = UN_P .. uid
+  redis.call('ZADD', key, now + ttl, node)
+  redis.call('PEXPIRE', key, ttl)
+  if artisan == '1' then redis.call('ZADD', leases, 'GT', now + lease, uid) end
+  n = n + 1
+end
+return n
+"""
+
 # KEYS: user->nodes key. ARGV: now ms, this node, channel prefix, payload.
 # Publish a frame to every other node holding a socket of the user.
 PUBLISH_TO_USER = r"""
@@ -228,4 +306,18 @@ for _, node in ipairs(nodes) do
   end
 end
 return sent
+"""
+
+# ARGV: dirty set, live hash prefix, limit. The write-behind: pops up to `limit` changed
+# artisans and returns their rows "id|lat|lon|ts|status\n" as one string.
+POP_DIRTY = r"""
+local LIVE_P = ARGV[2]
+local ids = redis.call('SPOP', ARGV[1], tonumber(ARGV[3]))
+local rows = {}
+for i, id in ipairs(ids) do
+  local v = redis.call('HMGET', LIVE_P .. id, 'lat', 'lon', 'ts', 'current_status')
+  rows[i] = table.concat({id, v[1] or '', v[2] or '', v[3] or '', v[4] or ''}, '|')
+end
+if #rows == 0 then return '' end
+return table.concat(rows, '\n') .. '\n'
 """

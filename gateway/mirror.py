@@ -18,6 +18,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from dispatch import appkeys, redis_keys
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")
 _HASH_FIELDS = ("lat", "lon", "specialty", "level", "rating", "current_status")
@@ -29,8 +30,10 @@ def get_index(app: web.Application) -> Any:
 
 
 def new_index() -> Any:
-    from matching import ArtisanIndex, RankingPolicy
+    """A warmed-up index. Blocking (numba loads or compiles its kernels): call it in a thread."""
+    from matching import ArtisanIndex, RankingPolicy, warmup
 
+    warmup()
     return ArtisanIndex(policy=RankingPolicy())
 
 
@@ -56,6 +59,16 @@ def _apply(index: Any, rows: list[tuple[str, str, str, str, str, str, str]]) -> 
     return len(ids)
 
 
+def parse_event(packed: str) -> list[tuple[str, str, str, str, str, str, str]]:
+    """Rows of one stream entry (gateway/lua.py `emit`: id|status|lat|lon|specialty|
+    level|rating|ts per line) as (id, lat, lon, specialty, level, rating, status)."""
+    rows = []
+    for line in packed.split("\n"):
+        aid, status, lat, lon, spec, level, rating, _ts = line.split("|")
+        rows.append((aid, lat, lon, spec, level, rating, status))
+    return rows
+
+
 async def rebuild(redis: Redis, index: Any, chunk: int = 2000) -> str:
     """Load every live hash into the index; returns the stream id to tail from."""
     newest = await redis.xrevrange(redis_keys.ARTISAN_EVENTS, count=1)
@@ -76,47 +89,53 @@ async def rebuild(redis: Redis, index: Any, chunk: int = 2000) -> str:
 async def tail(redis: Redis, index: Any, last_id: str, *, block_ms: int = 1000) -> None:
     """Follow the events stream; raises on Redis errors (the caller rebuilds)."""
     while True:
-        reply = await redis.xread({redis_keys.ARTISAN_EVENTS: last_id}, count=5000, block=block_ms)
+        reply = await redis.xread({redis_keys.ARTISAN_EVENTS: last_id}, count=200, block=block_ms)
         if not reply:
             continue
         _stream, entries = reply[0]
-        rows = [
-            (f["id"], f["lat"], f["lon"], f["sp"], f["lv"], f["rt"], f["st"]) for _eid, f in entries
-        ]
-        _apply(index, rows)
+        _apply(index, [row for _eid, f in entries for row in parse_event(f["d"])])
         last_id = entries[-1][0]
 
 
-async def follow(redis: Redis, index: Any) -> None:
+async def follow(redis: Redis, index: Any, last_id: str | None = None) -> None:
+    """Tail the stream from `last_id` (or rebuild first); rebuild after any Redis failure."""
     backoff = 0.05
     while True:
         try:
-            last_id = await rebuild(redis, index)
+            if last_id is None:
+                last_id = await rebuild(redis, index)
             backoff = 0.05
             await tail(redis, index, last_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            last_id = None
             log.warning("index mirror: %s; rebuilding in %.2fs", exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
 
 async def mirror_ctx(app: web.Application) -> AsyncIterator[None]:
-    index = app.get(appkeys.MATCH_INDEX)
-    if index is None:
+    # Off the event loop: numba's kernels load (or compile) here, not on the first query.
+    try:
+        index = await asyncio.to_thread(new_index)
+    except ImportError:  # the matching library is optional for a gateway-only process
+        log.warning("matching library unavailable: this process has no ArtisanIndex")
         yield
         return
     redis = app[appkeys.REDIS]
+    # The index is published only once it holds the fleet: a dispatcher resuming jobs
+    # at start-up must not rank against an empty index and give up on them.
+    last_id: str | None
+    try:
+        last_id = await rebuild(redis, index)
+    except Exception as exc:
+        last_id = None
+        log.warning("index mirror rebuild failed: %s", exc)
+    app[appkeys.MATCH_INDEX] = index
     task: asyncio.Task[None] | None = None
     if app[appkeys.SETTINGS].run_background:
-        task = asyncio.create_task(follow(redis, index), name="gateway-index-mirror")
-    else:
-        try:
-            await rebuild(redis, index)
-        except Exception as exc:
-            log.warning("index mirror rebuild failed: %s", exc)
+        task = asyncio.create_task(follow(redis, index, last_id), name="gateway-index-mirror")
     yield
     if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks(task)  # re-cancels: redis-py can swallow one cancellation

@@ -44,6 +44,8 @@ class Gateway:
         self.resync = asyncio.Event()
         self.epoch: str | None = None
         self._batcher: LocationBatcher | None = None
+        # Set by `shutdown`: closing sockets then skip their one-by-one registry cleanup.
+        self.shutting_down = False
 
     @property
     def config(self) -> GatewayConfig:
@@ -61,7 +63,11 @@ class Gateway:
     def batcher(self) -> LocationBatcher:
         if self._batcher is None:
             self._batcher = LocationBatcher(
-                self.redis, chunk=self.config.lua_chunk, on_tracked=self.forward_tracked
+                self.redis,
+                chunk=self.config.lua_chunk,
+                on_tracked=self.forward_tracked,
+                on_accepted=self.metrics.pings_accepted.inc,
+                max_inflight=self.config.max_inflight_flushes,
             )
         return self._batcher
 
@@ -114,6 +120,8 @@ class Gateway:
             if local:
                 return
             del self.sessions[session.user_id]
+        if self.shutting_down:
+            return  # `shutdown` cleans up every user of this node in a few calls
         try:
             await live.DISCONNECT(
                 self.redis,
@@ -131,22 +139,61 @@ class Gateway:
 
     async def _announce(self, user_ids: list[str], artisans: set[str]) -> None:
         """user -> node entries (and artisans' presence leases) valid for another TTL."""
-        now = live.now_ms()
-        ttl_ms = int(self.config.registry_ttl_s * 1000)
-        pipe = self.redis.pipeline(transaction=False)
-        for user_id in user_ids:
-            key = redis_keys.user_nodes(user_id)
-            pipe.zadd(key, {self.node_id: now + ttl_ms})
-            pipe.pexpire(key, ttl_ms)
-            if user_id in artisans:
-                pipe.zadd(redis_keys.PRESENCE_LEASES, {user_id: now + self.lease_ms}, gt=True)
-        await pipe.execute()
+        rows = "".join([f"{u}|{'1' if u in artisans else '0'}\n" for u in user_ids])
+        await live.ANNOUNCE(
+            self.redis,
+            [
+                redis_keys.USER_NODES_PREFIX,
+                redis_keys.PRESENCE_LEASES,
+                self.node_id,
+                live.now_ms(),
+                int(self.config.registry_ttl_s * 1000),
+                self.lease_ms,
+                rows,
+            ],
+        )
 
-    async def announce_all(self, chunk: int = 1000) -> None:
+    async def announce_all(self, chunk: int = 2000) -> None:
+        """Refresh every local user's registry entry: one script call per `chunk` users."""
         users = list(self.sessions)
         artisans = {u for u, ss in self.sessions.items() if any(s.is_artisan for s in ss)}
         for start in range(0, len(users), chunk):
             await self._announce(users[start : start + chunk], artisans)
+
+    async def shutdown(self) -> None:
+        """Bounded graceful shutdown (app.on_shutdown): every socket gets a 1001 close
+        frame at once; those still open after `shutdown_close_s` are aborted. Then the
+        registry entries of all users here are removed (and artisans' offline grace
+        started) in one script call per 2,000 users, instead of one per socket."""
+        self.shutting_down = True
+        users = [(u, any(s.is_artisan for s in ss)) for u, ss in self.sessions.items()]
+        sessions = [s for ss in self.sessions.values() for s in ss]
+        if sessions:
+            loop = asyncio.get_running_loop()
+            closing = [loop.create_task(s.close_now(1001, "server shutdown")) for s in sessions]
+            await asyncio.wait(closing, timeout=self.config.shutdown_close_s)
+            for session, task in zip(sessions, closing, strict=True):
+                if not task.done():
+                    task.cancel()
+                    session.abort()
+            await asyncio.gather(*closing, return_exceptions=True)
+        grace_ms = int(self.settings.ws_offline_grace_s * 1000)
+        try:
+            for start in range(0, len(users), 2000):
+                rows = "".join(f"{u}|{'1' if a else '0'}\n" for u, a in users[start : start + 2000])
+                await live.DISCONNECT_MANY(
+                    self.redis,
+                    [
+                        redis_keys.USER_NODES_PREFIX,
+                        redis_keys.PRESENCE_LEASES,
+                        self.node_id,
+                        live.now_ms(),
+                        grace_ms,
+                        rows,
+                    ],
+                )
+        except Exception as exc:  # the registry TTL and leases expire on their own
+            log.warning("registry cleanup at shutdown failed: %s", exc)
 
     # --- delivery -------------------------------------------------------------------
 

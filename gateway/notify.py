@@ -20,6 +20,7 @@ from dispatch import appkeys, redis_keys
 from gateway import live
 from gateway.node import Gateway
 from gateway.session import encode
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")
 
@@ -100,5 +101,4 @@ async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
     gateway: Gateway = app[appkeys.GATEWAY]
     task = asyncio.create_task(listen(gateway), name="gateway-pubsub")
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    await stop_tasks(task)

@@ -1,11 +1,17 @@
 """Presence upkeep: the registry refresh (and re-hydration after Redis data loss) and
-the offline sweeper.
+the offline sweeper (expired leases and stale fixes).
 
 Leases: `live:leases` maps artisan id -> epoch ms at which they go OFFLINE. A
 process holding one of their sockets keeps pushing it forward (registry TTL +
 grace); when the last socket anywhere closes it is set to now + grace; when a
 process dies its leases simply stop moving. The sweeper, in every process, turns
 expired leases into OFFLINE with an atomic script (idempotent across processes).
+
+Stale fixes: ONLINE needs a recent fix. `live:fresh` maps each ONLINE artisan to the
+time of their last fix (kept by the live-state scripts); the sweeper turns those whose
+last fix is older than GatewayConfig.recent_fix_s (default 120 s) OFFLINE, even if their
+socket is still open. Their next fix makes them ONLINE again (unless they asked to be
+OFFLINE or are not verified).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from aiohttp import web
 from dispatch import appkeys, redis_keys
 from gateway import live
 from gateway.node import Gateway
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")
 
@@ -85,12 +92,28 @@ async def sweep_once(gateway: Gateway, limit: int = 500) -> int:
     return count
 
 
+async def sweep_stale(gateway: Gateway, limit: int = 1000) -> int:
+    """OFFLINE every ONLINE artisan without a fix in the last `recent_fix_s`."""
+    recent_ms = int(gateway.config.recent_fix_s * 1000)
+    total = 0
+    while (count := await live.expire_stale(gateway.redis, recent_ms, limit)) > 0:
+        total += count
+        if count < limit:
+            break
+    return total
+
+
 async def sweep_loop(gateway: Gateway) -> None:
-    interval = min(1.0, max(0.05, gateway.settings.ws_offline_grace_s / 4))
+    config = gateway.config
+    interval = min(
+        config.sweep_interval_s, gateway.settings.ws_offline_grace_s / 4, config.recent_fix_s / 4
+    )
+    interval = max(0.05, interval)
     while True:
         await asyncio.sleep(interval)
         try:
             await sweep_once(gateway)
+            await sweep_stale(gateway)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -106,6 +129,4 @@ async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(sweep_loop(gateway), name="gateway-sweeper"),
     ]
     yield
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await stop_tasks(*tasks)

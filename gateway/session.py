@@ -158,6 +158,20 @@ class Session:
         if stuck and self.transport is not None:
             self.transport.abort()
 
+    async def close_now(self, code: int, message: str) -> None:
+        """Shutdown: drop queued frames and send the close frame (the caller bounds the
+        wait and aborts what is left)."""
+        self._closing = True
+        if self._writer is not None:
+            self._writer.cancel()
+        self._queue.clear()
+        await self.ws.close(code=code, message=message.encode())
+
+    def abort(self) -> None:
+        """Drop the connection without a closing handshake (the peer sees 1006)."""
+        if self.transport is not None:
+            self.transport.abort()
+
     def stop(self) -> None:
         """Release timers and tasks once the read loop has ended."""
         if self.expiry_handle is not None:

@@ -1,8 +1,9 @@
 """Write-behind: the latest live positions and statuses into PostgreSQL, in batches.
 
 Changed artisans are in the Redis set `live:dirty` (added by the Lua scripts); any
-process pops up to `limit` of them and writes them in ONE statement. On failure
-the ids go back into the set. Current status is only written as ONLINE/BUSY for
+process pops up to `limit` of them with their hash fields in one script call (one
+packed string: cheap to parse) and writes them in ONE statement. On failure the ids
+go back into the set. Current status is only written as ONLINE/BUSY for
 VERIFIED rows (the schema's CHECK), OFFLINE otherwise.
 """
 
@@ -10,17 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
 from dispatch import appkeys, redis_keys
+from gateway import live
+from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")
+_STATUSES = frozenset(("ONLINE", "BUSY", "OFFLINE"))
 
 _UPDATE = """
 UPDATE artisans AS a
@@ -28,29 +30,35 @@ UPDATE artisans AS a
                        ELSE ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326)::geography END,
        location_updated_at = COALESCE(u.fix_at, a.location_updated_at),
        current_status = CASE WHEN a.status = 'VERIFIED' THEN u.status ELSE 'OFFLINE' END
-  FROM unnest($1::uuid[], $2::float8[], $3::float8[], $4::timestamptz[], $5::text[])
-       AS u(id, lat, lon, fix_at, status)
+  FROM (SELECT id::uuid, lat, lon, to_timestamp(ts_ms / 1000.0) AS fix_at, status
+          FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::text[])
+               AS r(id, lat, lon, ts_ms, status)) AS u
  WHERE a.user_id = u.id
 """
 
 
-async def flush_once(redis: Redis, pool: asyncpg.Pool, limit: int = 10_000) -> int:
-    ids: list[str] = await redis.spop(redis_keys.LIVE_DIRTY, limit) or []  # type: ignore[assignment]
-    if not ids:
+# Rows per pop + UPDATE: small enough that neither the script (which holds Redis) nor
+# the parsing here nor one UPDATE runs long; a backlog is drained chunk after chunk.
+CHUNK = 2000
+
+
+async def flush_once(redis: Redis, pool: asyncpg.Pool, limit: int = CHUNK) -> int:
+    packed: str = await live.POP_DIRTY(
+        redis, [redis_keys.LIVE_DIRTY, redis_keys.LIVE_ARTISAN_PREFIX, limit]
+    )
+    if not packed:
         return 0
+    rows = [row.split("|") for row in packed.split("\n") if row]
+    ids = [r[0] for r in rows]
     try:
-        pipe = redis.pipeline(transaction=False)
-        for aid in ids:
-            pipe.hmget(redis_keys.live_artisan(aid), ["lat", "lon", "ts", "current_status"])
-        values = await pipe.execute()
-        uids, lats, lons, fix_ats, statuses = [], [], [], [], []
-        for aid, (lat, lon, ts, status) in zip(ids, values, strict=True):
-            uids.append(uuid.UUID(aid))
-            lats.append(float(lat) if lat else None)
-            lons.append(float(lon) if lon else None)
-            fix_ats.append(datetime.fromtimestamp(int(float(ts)) / 1000, UTC) if ts else None)
-            statuses.append(status if status in ("ONLINE", "BUSY", "OFFLINE") else "OFFLINE")
-        await pool.execute(_UPDATE, uids, lats, lons, fix_ats, statuses)
+        await pool.execute(
+            _UPDATE,
+            ids,
+            [float(r[1]) if r[1] else None for r in rows],
+            [float(r[2]) if r[2] else None for r in rows],
+            [float(r[3]) if r[3] else None for r in rows],
+            [r[4] if r[4] in _STATUSES else "OFFLINE" for r in rows],
+        )
     except BaseException:
         try:
             await asyncio.shield(redis.sadd(redis_keys.LIVE_DIRTY, *ids))
@@ -65,7 +73,7 @@ async def run(app: web.Application) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            while await flush_once(app[appkeys.REDIS], app[appkeys.PG_POOL]) >= 10_000:
+            while await flush_once(app[appkeys.REDIS], app[appkeys.PG_POOL]) >= CHUNK:
                 pass
         except asyncio.CancelledError:
             raise
@@ -76,9 +84,10 @@ async def run(app: web.Application) -> None:
 async def writebehind_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(run(app), name="gateway-write-behind")
     yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    try:  # last positions of a clean shutdown
-        await flush_once(app[appkeys.REDIS], app[appkeys.PG_POOL])
+    await stop_tasks(task)
+    try:  # last positions of a clean shutdown (bounded: other processes drain the rest)
+        for _ in range(25):
+            if await flush_once(app[appkeys.REDIS], app[appkeys.PG_POOL]) < CHUNK:
+                break
     except Exception as exc:
         log.warning("final write-behind failed: %s", exc)

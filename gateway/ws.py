@@ -31,7 +31,7 @@ from gateway.frames import (
     PresenceFrame,
     decode_frame,
 )
-from gateway.location import OUT_OF_RANGE, RATE_LIMITED, Fix
+from gateway.location import OUT_OF_RANGE, RATE_LIMITED
 from gateway.node import Gateway
 from gateway.session import CLOSE_POLICY, CLOSE_UNAUTHORIZED, Session
 
@@ -204,8 +204,7 @@ def _on_location(gateway: Gateway, session: Session, frame: LocationFrame) -> No
         if reason != RATE_LIMITED:  # excess is dropped silently (and counted)
             session.send_error(reason, _REJECT_DETAIL[reason])
         return
-    gateway.metrics.pings_accepted.inc()
-    gateway.batcher.add(Fix(session.user_id, frame.lat, frame.lon, ts, frame.heading))
+    gateway.batcher.add(session.user_id, (frame.lat, frame.lon, ts, frame.heading))
     if not session.verified and not session.not_verified_sent:
         session.not_verified_sent = True
         session.send_error("not_verified", "Position stored, but only VERIFIED artisans go ONLINE")

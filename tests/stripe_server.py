@@ -58,11 +58,15 @@ class RecordedRequest:
     params: dict[str, Any]
     idempotency_key: str | None
     replayed: bool = False
+    by_client: bool = False  # sent with the publishable key (the client app)
 
 
 @dataclass
 class FakeStripe:
     api_key: str = "sk_test_zendo"
+    # What a client app holds (Stripe.js / mobile SDK): it may only confirm a PaymentIntent
+    # whose client_secret it presents.
+    publishable_key: str = "pk_test_zendo"
     requests: list[RecordedRequest] = field(default_factory=list)
     accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     intents: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -71,6 +75,8 @@ class FakeStripe:
     events: list[dict[str, Any]] = field(default_factory=list)
     # Set to make the next N API calls fail with a 500 (network trouble at Stripe).
     fail_next: int = 0
+    # Answers for the next API calls instead of handling them (e.g. a 403), in order.
+    next_failures: list[StripeFailure] = field(default_factory=list)
     _idempotent: dict[str, tuple[str, int, dict[str, Any]]] = field(default_factory=dict)
 
     # -- helpers the tests use -----------------------------------------------------
@@ -126,6 +132,10 @@ class FakeStripe:
             payment_method="pm_card_visa",
         )
         return self._event("payment_intent.amount_capturable_updated", intent)
+
+    def post_calls(self) -> list[tuple[str, str | None]]:
+        """(path, idempotency key) of every POST our server made (replays left out)."""
+        return [(r.path, r.idempotency_key) for r in self.calls("POST", "/v1/") if not r.by_client]
 
     async def deliver(
         self,
@@ -274,7 +284,29 @@ class FakeStripe:
         self._event("charge.refunded", charge)
         return self.refunds[refund_id]
 
+    async def _client_confirm(self, request: web.Request) -> web.Response:
+        """POST /v1/payment_intents/{id}/confirm with the publishable key, as Stripe.js
+        does: the client_secret must be the intent's."""
+        params = _parse_form(await request.text())
+        intent_id = request.match_info["tail"].split("/")[1]
+        intent = self.intents.get(intent_id)
+        recorded = RecordedRequest("POST", request.path, params, None, by_client=True)
+        self.requests.append(recorded)
+        if intent is None or params.get("client_secret") != intent["client_secret"]:
+            return self._error(
+                StripeFailure(404, "resource_missing", f"No such payment_intent: '{intent_id}'")
+            )
+        try:
+            self.confirm(intent_id)
+        except StripeFailure as exc:
+            return self._error(exc)
+        return web.json_response({k: intent[k] for k in ("id", "object", "status")})
+
     async def handle(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") == f"Bearer {self.publishable_key}":
+            parts = request.path.strip("/").split("/")
+            if request.method == "POST" and len(parts) == 4 and parts[3] == "confirm":
+                return await self._client_confirm(request)
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return self._error(
                 StripeFailure(
@@ -303,6 +335,8 @@ class FakeStripe:
         if self.fail_next > 0:
             self.fail_next -= 1
             return self._error(StripeFailure(500, "api_error", "Stripe had a problem", "api_error"))
+        if self.next_failures:
+            return self._error(self.next_failures.pop(0))
         try:
             status, body = (
                 200,

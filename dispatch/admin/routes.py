@@ -13,6 +13,7 @@ from dispatch.artisans.routes import path_uuid
 from dispatch.auth.guards import authenticate, requires_role
 from dispatch.errors import FieldError, ValidationFailed
 from dispatch.jsonutil import json_response, read_json
+from dispatch.offers.service import revoke_pending_for_artisan
 
 routes = web.RouteTableDef()
 _STATUSES = ("PENDING", "VERIFIED", "REJECTED")
@@ -101,6 +102,8 @@ async def reject_artisan(request: web.Request) -> web.Response:
         artisan_id,
         body.reason.strip(),
     )
+    # After the reject commits: their pending offers are revoked and those jobs cascade.
+    await revoke_pending_for_artisan(app, artisan_id)
     return json_response(result)
 
 

@@ -47,6 +47,9 @@ class Effects:
     ratings: list[tuple[uuid.UUID, float]] = field(default_factory=list)
     outcomes: Counter[str] = field(default_factory=Counter)
     kick: list[uuid.UUID] = field(default_factory=list)
+    # Jobs that left SEARCHING: their pending offer-expiry timer here would only wake a
+    # step with nothing to do.
+    settled: list[uuid.UUID] = field(default_factory=list)
     # Set when this transaction sent a job's first offers: the job's creation time.
     first_offer_of: datetime | None = None
 
@@ -89,12 +92,14 @@ class Effects:
         self.ratings += other.ratings
         self.outcomes.update(other.outcomes)
         self.kick += other.kick
+        self.settled += other.settled
         self.first_offer_of = self.first_offer_of or other.first_offer_of
 
     async def apply(self, app: web.Application) -> None:
         # Concurrently: the pushes should not wait for the live-state round trips, and
         # PostgreSQL (not the index) already keeps a BUSY artisan from being matched.
-        await asyncio.gather(self._live_state(app), self._push_frames(app))
+        # Pushes first: each notify delivers to local sockets before its first await.
+        await asyncio.gather(self._push_frames(app), self._live_state(app))
         if self.first_offer_of is not None:
             elapsed = time.time() - self.first_offer_of.timestamp()
             app[METRICS].first_offer_seconds.observe(max(0.0, elapsed))
@@ -103,6 +108,8 @@ class Effects:
         await self._payments(app)
         dispatcher = app.get(appkeys.DISPATCHER)
         if dispatcher is not None:
+            for intervention_id in self.settled:
+                dispatcher.disarm(intervention_id)
             for intervention_id in self.kick:
                 dispatcher.kick(intervention_id)
 

@@ -87,6 +87,10 @@ class Dispatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def disarm(self, intervention_id: uuid.UUID) -> None:
+        """The job left SEARCHING: drop its in-process timer (the durable row is cleared)."""
+        self._arm(intervention_id, None)
+
     def _arm(self, intervention_id: uuid.UUID, delay_s: float | None) -> None:
         old = self._timers.pop(intervention_id, None)
         if old is not None:
@@ -115,8 +119,38 @@ class Dispatcher:
     async def step(self, intervention_id: uuid.UUID) -> None:
         pool = self._app[appkeys.PG_POOL]
         result = await run_in_transaction(pool, lambda conn: self._step(conn, intervention_id))
+        await self.after_commit(intervention_id, result)
+
+    async def after_commit(self, intervention_id: uuid.UUID, result: StepResult) -> None:
+        """Push what a committed step decided and arm the job's next in-process timer."""
         await result.effects.apply(self._app)
         self._arm(intervention_id, result.next_in_s)
+
+    async def offer_new_job(
+        self, conn: asyncpg.Connection, job: asyncpg.Record
+    ) -> StepResult | None:
+        """The first offers of a job, inside the transaction that creates it.
+
+        The hot path: no second transaction, no row lock to take (the creating
+        transaction's uncommitted row is invisible to everyone else), no offers to
+        read. Returns None when no free artisan was found within the radius (or the
+        index is not ready): the caller then kicks a normal step after the commit,
+        which widens or gives up, so a job is always created SEARCHING.
+        """
+        effects = Effects()
+        try:
+            found = await self._matcher.offer(
+                conn, job, set(), self._settings.offer_batch, self._radius(0)
+            )
+        except NoIndex:
+            return None
+        if not found.offers:
+            return None
+        for offer in found.offers:
+            effects.push(offer["artisan_id"], found.frames[offer["id"]])
+        effects.first_offer_of = job["created_at"]
+        deadline = min(o["expires_at"] for o in found.offers)
+        return await self._reschedule(conn, job, effects, deadline, 0)
 
     async def _step(self, conn: asyncpg.Connection, intervention_id: uuid.UUID) -> StepResult:
         effects = Effects()
@@ -124,9 +158,10 @@ class Dispatcher:
         job = await interventions_repo.get(conn, intervention_id=intervention_id, for_update=True)
         if job is None or job["status"] != SEARCHING:
             return StepResult(effects, None)
-        for expired in await offers_repo.expire_due(conn, intervention_id=intervention_id):
-            effects.offer_result(expired["artisan_id"], expired["id"], "expired")
-        offers = await offers_repo.for_intervention(conn, intervention_id=intervention_id)
+        offers = await offers_repo.expire_and_list(conn, intervention_id=intervention_id)
+        for offer in offers:
+            if offer["just_expired"]:
+                effects.offer_result(offer["artisan_id"], offer["id"], "expired")
         asked = {o["artisan_id"] for o in offers}
         deadlines = [o["expires_at"] for o in offers if o["status"] == "PENDING"]
         wanted = self._settings.offer_batch - len(deadlines)
@@ -159,7 +194,7 @@ class Dispatcher:
         )
         if waiting and elapsed < self.config.search_window_s:
             return await self._reschedule(conn, job, effects, None, search_round)
-        return await self._give_up(conn, job, effects)
+        return await self._give_up(conn, job, effects, asked=len(offers))
 
     def _radius(self, search_round: int) -> float:
         factor = WIDEN_FACTOR if search_round else 1.0
@@ -193,25 +228,20 @@ class Dispatcher:
         return StepResult(effects, float(delay))
 
     async def _give_up(
-        self, conn: asyncpg.Connection, job: asyncpg.Record, effects: Effects
+        self, conn: asyncpg.Connection, job: asyncpg.Record, effects: Effects, *, asked: int
     ) -> StepResult:
         check_transition(SEARCHING, UNFULFILLED, "SYSTEM")
-        row = await interventions_repo.transition(
-            conn, intervention_id=job["id"], expected=SEARCHING, target=UNFULFILLED
+        row = await interventions_repo.transition_logged(
+            conn,
+            intervention_id=job["id"],
+            expected=SEARCHING,
+            target=UNFULFILLED,
+            actor_id=None,
+            actor_role="SYSTEM",
+            data={"asked": asked},
         )
         if row is None:  # unreachable while we hold the row lock; be safe anyway
             return StepResult(effects, None)
-        await interventions_repo.insert_event(
-            conn,
-            intervention_id=job["id"],
-            from_status=SEARCHING,
-            to_status=UNFULFILLED,
-            actor_id=None,
-            actor_role="SYSTEM",
-            data={
-                "asked": len(await offers_repo.for_intervention(conn, intervention_id=job["id"]))
-            },
-        )
         effects.status(row)
         return StepResult(effects, None)
 

@@ -86,23 +86,20 @@ class Matcher:
             )
             if not candidates:
                 break
-            ids = [uuid.UUID(c.artisan_id) for c in candidates]
-            states = await offers_repo.candidate_states(conn, artisan_ids=ids)
-            free = [(i, c) for i, c in zip(ids, candidates, strict=True) if states[i] == "free"]
-            chosen = free[:wanted]
-            found.waiting = found.waiting or any(s == "engaged" for s in states.values())
-            inserted = []
-            if chosen:
-                inserted = await offers_repo.insert_many(
-                    conn,
-                    intervention_id=job["id"],
-                    artisan_ids=[i for i, _ in chosen],
-                    distances_km=[float(c.distance_km) for _, c in chosen],
-                    scores=[float(c.score) for _, c in chosen],
-                    timeout_s=timeout_s,
-                )
-            got = {o["artisan_id"] for o in inserted}
-            if len(got) < len(chosen):
+            rows = await offers_repo.offer_to_first_free(
+                conn,
+                intervention_id=job["id"],
+                artisan_ids=[uuid.UUID(c.artisan_id) for c in candidates],
+                distances_km=[float(c.distance_km) for c in candidates],
+                scores=[float(c.score) for c in candidates],
+                wanted=wanted,
+                timeout_s=timeout_s,
+            )
+            free = [r["artisan_id"] for r in rows if r["state"] == "free"]
+            chosen = set(free[:wanted])
+            inserted = [r for r in rows if r["id"] is not None]
+            found.waiting = found.waiting or any(r["state"] == "engaged" for r in rows)
+            if len(inserted) < len(chosen):
                 found.waiting = True  # lost a race: that artisan just got another offer
             for offer in inserted:
                 found.offers.append(offer)
@@ -110,7 +107,7 @@ class Matcher:
             wanted -= len(inserted)
             # Everyone looked at and not chosen-and-inserted is passed over next round;
             # untried free candidates stay in play.
-            tried_or_unfit = {i for i in ids if states[i] != "free"} | {i for i, _ in chosen}
+            tried_or_unfit = {r["artisan_id"] for r in rows if r["state"] != "free"} | chosen
             skip |= {str(i) for i in tried_or_unfit}
             if wanted <= 0 or len(candidates) < k:
                 break

@@ -28,22 +28,30 @@ async def insert(
     start_code: str,
     idempotency_key: str | None,
     price: tuple[int, str] | None,
+    actor_role: str,
 ) -> asyncpg.Record | None:
-    """Insert a SEARCHING job; None when the idempotency key exists.
+    """Insert a SEARCHING job and its creation event (one round trip); None when the
+    idempotency key exists.
 
-    The creating process steps it right after the commit; the job only becomes due for
-    the pollers a second later, as the fallback should that process die in between
-    (and so pollers do not contend with the first step).
+    The creating transaction usually sends the first offer itself and moves
+    next_check_at to its expiry; otherwise the job becomes due for the pollers a second
+    later, as the fallback should the creating process die before its first step.
     """
     return await conn.fetchrow(
-        f"""INSERT INTO interventions
-              (client_id, specialty, location, address, description, start_code,
-               idempotency_key, price_amount, price_currency, next_check_at)
-            VALUES ($1, $2, ST_SetSRID(ST_MakePoint($4, $3), 4326)::geography, $5, $6, $7,
-                    $8, $9, $10, clock_timestamp() + interval '1 second')
-            ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL
-            DO NOTHING
-            RETURNING {COLUMNS}""",
+        f"""WITH job AS (
+              INSERT INTO interventions
+                (client_id, specialty, location, address, description, start_code,
+                 idempotency_key, price_amount, price_currency, next_check_at)
+              VALUES ($1, $2, ST_SetSRID(ST_MakePoint($4, $3), 4326)::geography, $5, $6, $7,
+                      $8, $9, $10, clock_timestamp() + interval '1 second')
+              ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+              DO NOTHING
+              RETURNING *),
+            event AS (
+              INSERT INTO intervention_events
+                (intervention_id, from_status, to_status, actor_id, actor_role, at)
+              SELECT id, NULL, status, client_id, $11, clock_timestamp() FROM job)
+            SELECT {COLUMNS} FROM job""",
         client_id,
         specialty,
         lat,
@@ -54,6 +62,7 @@ async def insert(
         idempotency_key,
         price[0] if price else None,
         price[1] if price else None,
+        actor_role,
     )
 
 
@@ -99,59 +108,57 @@ async def list_for(
     )
 
 
-async def transition(
+async def transition_logged(
     conn: asyncpg.Connection,
     *,
     intervention_id: uuid.UUID,
     expected: str,
     target: str,
+    actor_id: uuid.UUID | None,
+    actor_role: str,
+    data: dict[str, Any] | None = None,
     artisan_id: uuid.UUID | None = None,
     clear_artisan: bool = False,
 ) -> asyncpg.Record | None:
-    """Conditional status change; None when the job is no longer in `expected`.
-
-    `artisan_id` is set when assigning; `clear_artisan` puts the job back on the market
-    (and restarts its search).
-    """
+    """`transition` and its intervention_events row in one round trip (no row, no event)."""
     return await conn.fetchrow(
-        f"""UPDATE interventions SET
-              status = $3::varchar,
-              artisan_id = CASE WHEN $5 THEN NULL ELSE COALESCE($4, artisan_id) END,
-              next_check_at = CASE WHEN $3::varchar = 'SEARCHING' THEN clock_timestamp() END,
-              search_round = CASE WHEN $5 THEN 0 ELSE search_round END,
-              search_started_at = CASE WHEN $5 THEN clock_timestamp()
-                                       ELSE search_started_at END,
-              updated_at = clock_timestamp()
-            WHERE id = $1 AND status = $2
-            RETURNING {COLUMNS}""",
+        f"""WITH job AS (
+              UPDATE interventions SET
+                status = $3::varchar,
+                artisan_id = CASE WHEN $5 THEN NULL ELSE COALESCE($4, artisan_id) END,
+                next_check_at = CASE WHEN $3::varchar = 'SEARCHING' THEN clock_timestamp() END,
+                search_round = CASE WHEN $5 THEN 0 ELSE search_round END,
+                search_started_at = CASE WHEN $5 THEN clock_timestamp()
+                                         ELSE search_started_at END,
+                updated_at = clock_timestamp()
+              WHERE id = $1 AND status = $2
+              RETURNING *),
+            event AS (
+              INSERT INTO intervention_events
+                (intervention_id, from_status, to_status, actor_id, actor_role, data, at)
+              SELECT id, $2, $3, $6, $7, $8::jsonb, clock_timestamp() FROM job)
+            SELECT {COLUMNS} FROM job""",
         intervention_id,
         expected,
         target,
         artisan_id,
         clear_artisan,
-    )
-
-
-async def insert_event(
-    conn: asyncpg.Connection,
-    *,
-    intervention_id: uuid.UUID,
-    from_status: str | None,
-    to_status: str,
-    actor_id: uuid.UUID | None,
-    actor_role: str,
-    data: dict[str, Any] | None = None,
-) -> None:
-    await conn.execute(
-        """INSERT INTO intervention_events
-             (intervention_id, from_status, to_status, actor_id, actor_role, data, at)
-           VALUES ($1, $2, $3, $4, $5, $6, clock_timestamp())""",
-        intervention_id,
-        from_status,
-        to_status,
         actor_id,
         actor_role,
         data,
+    )
+
+
+async def get_for_offer(
+    conn: asyncpg.Connection, *, offer_id: uuid.UUID, artisan_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """Lock and return the job of one of the artisan's offers (None: no such offer)."""
+    return await conn.fetchrow(
+        f"""SELECT {COLUMNS} FROM interventions
+            WHERE id = (SELECT intervention_id FROM offers WHERE id = $1 AND artisan_id = $2)
+            FOR UPDATE""",
+        offer_id,
+        artisan_id,
     )
 
 

@@ -19,6 +19,7 @@ from dispatch import appkeys
 from dispatch.auth.principal import Principal
 from dispatch.db import run_in_transaction
 from dispatch.dispatcher.effects import Effects
+from dispatch.dispatcher.engine import StepResult
 from dispatch.errors import Conflict, FieldError, NotFound, ValidationFailed
 from dispatch.interventions import repo
 from dispatch.interventions import statemachine as sm
@@ -61,13 +62,15 @@ async def create(
             detail="This location is outside the served area", code="out_of_area"
         )
 
-    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, bool]:
+    dispatcher = app.get(appkeys.DISPATCHER)
+
+    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, StepResult | None, bool]:
         if idempotency_key is not None:
             existing = await repo.get_by_idempotency_key(
                 conn, client_id=principal.user_id, key=idempotency_key
             )
             if existing is not None:
-                return existing, False
+                return existing, None, False
         row = await repo.insert(
             conn,
             client_id=principal.user_id,
@@ -79,6 +82,7 @@ async def create(
             start_code=f"{secrets.randbelow(10_000):04d}",
             idempotency_key=idempotency_key,
             price=await _quote(app, conn, body.specialty),
+            actor_role=principal.role,
         )
         if row is None:  # a concurrent request with the same key won the insert
             assert idempotency_key is not None
@@ -86,21 +90,17 @@ async def create(
                 conn, client_id=principal.user_id, key=idempotency_key
             )
             assert existing is not None
-            return existing, False
-        await repo.insert_event(
-            conn,
-            intervention_id=row["id"],
-            from_status=None,
-            to_status=sm.SEARCHING,
-            actor_id=principal.user_id,
-            actor_role=principal.role,
-        )
-        return row, True
+            return existing, None, False
+        # The first offer goes out in this same transaction: one commit, no second one.
+        first = await dispatcher.offer_new_job(conn, row) if dispatcher is not None else None
+        return row, first, True
 
-    row, created = await run_in_transaction(app[appkeys.PG_POOL], work)
-    if created:
-        effects = Effects(kick=[row["id"]])  # the first offer goes out now, not at a poll
-        await effects.apply(app)
+    row, first, created = await run_in_transaction(app[appkeys.PG_POOL], work)
+    if first is not None:
+        await dispatcher.after_commit(row["id"], first)
+    elif created:
+        # Nobody free nearby (or no index yet): a full step widens or gives up, now.
+        await Effects(kick=[row["id"]]).apply(app)
     return intervention_json(row, for_client=True), created
 
 
@@ -150,24 +150,18 @@ async def _change(
 ) -> asyncpg.Record:
     """The one place a status changes: check, conditional UPDATE, event row."""
     sm.check_transition(row["status"], target, principal.role)
-    updated = await repo.transition(
+    updated = await repo.transition_logged(
         conn,
         intervention_id=row["id"],
         expected=row["status"],
         target=target,
         clear_artisan=clear_artisan,
-    )
-    if updated is None:
-        raise sm.IllegalTransition("The intervention changed meanwhile; reload it")
-    await repo.insert_event(
-        conn,
-        intervention_id=row["id"],
-        from_status=row["status"],
-        to_status=target,
         actor_id=principal.user_id,
         actor_role=principal.role,
         data=data,
     )
+    if updated is None:
+        raise sm.IllegalTransition("The intervention changed meanwhile; reload it")
     return updated
 
 
@@ -191,8 +185,10 @@ async def cancel(app: web.Application, principal: Principal, intervention_id: uu
             await offers_repo.withdraw_accepted(
                 conn, intervention_id=row["id"], artisan_id=principal.user_id
             )
-            await _free_artisan(conn, principal.user_id, fx)
+            await _free_artisan(conn, principal.user_id, fx)  # set_available + stop tracking
             fx.status(updated, also_artisan=principal.user_id)
+            # Release this artisan's hold; the next accept's on_assigned makes a fresh one.
+            fx.payments.append(("on_cancelled", row["id"]))
             fx.kick.append(row["id"])
             return updated, fx
         updated = await _change(conn, row, sm.CANCELLED, principal)
@@ -204,6 +200,7 @@ async def cancel(app: web.Application, principal: Principal, intervention_id: uu
             await _free_artisan(conn, artisan_id, fx)
         fx.status(updated)
         fx.payments.append(("on_cancelled", row["id"]))
+        fx.settled.append(row["id"])
         return updated, fx
 
     row, fx = await run_in_transaction(app[appkeys.PG_POOL], work)

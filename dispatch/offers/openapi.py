@@ -24,8 +24,9 @@ PATHS: dict[str, Any] = {
             "description": (
                 "Atomic: the first accept of a job wins. 409 `offer_expired` after the "
                 "offer's `expires_at` (or once declined), 409 `offer_taken` when another "
-                "artisan got the job or it was cancelled, 409 `artisan_busy` when you "
-                "already hold a job; someone else's offer is a 404. Accepting makes you "
+                "artisan got the job, it was cancelled or the offer was revoked, 409 "
+                "`artisan_busy` when you already hold a job, 409 `artisan_not_verified` "
+                "when your account is no longer verified; someone else's offer is a 404. Accepting makes you "
                 "BUSY; other pending offers of the job get `offer.result` `taken`. "
                 "Repeating a successful accept returns the job again."
             ),

@@ -20,13 +20,24 @@ async def get(conn: asyncpg.Connection, *, offer_id: uuid.UUID) -> asyncpg.Recor
     return await conn.fetchrow(f"SELECT {OFFER_COLUMNS} FROM offers WHERE id = $1", offer_id)
 
 
-async def expire_due(
+async def expire_and_list(
     conn: asyncpg.Connection, *, intervention_id: uuid.UUID
 ) -> list[asyncpg.Record]:
+    """Expire the job's due PENDING offers and list all its offers, in one round trip.
+
+    Rows: id, artisan_id, status (after expiry), expires_at, just_expired. The caller
+    holds the job's row lock, which every other writer of these offers takes first."""
     return await conn.fetch(
-        """UPDATE offers SET status = 'EXPIRED', responded_at = clock_timestamp()
-           WHERE intervention_id = $1 AND status = 'PENDING' AND expires_at <= clock_timestamp()
-           RETURNING id, artisan_id""",
+        """WITH expired AS (
+             UPDATE offers SET status = 'EXPIRED', responded_at = clock_timestamp()
+             WHERE intervention_id = $1 AND status = 'PENDING'
+               AND expires_at <= clock_timestamp()
+             RETURNING id)
+           SELECT o.id, o.artisan_id, o.expires_at,
+                  CASE WHEN e.id IS NULL THEN o.status ELSE 'EXPIRED' END AS status,
+                  e.id IS NOT NULL AS just_expired
+           FROM offers o LEFT JOIN expired e ON e.id = o.id
+           WHERE o.intervention_id = $1""",
         intervention_id,
     )
 
@@ -40,54 +51,59 @@ async def for_intervention(
     )
 
 
-async def candidate_states(
-    conn: asyncpg.Connection, *, artisan_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, str]:
-    """What PostgreSQL says of each candidate the index proposed.
-
-    'free', 'unverified' (or unknown), 'busy' (holds a job) or 'engaged' (has a pending
-    offer for another job). PostgreSQL, not the index mirror, is the authority.
-    """
-    rows = await conn.fetch(
-        """SELECT a.user_id,
-             CASE WHEN a.status <> 'VERIFIED' THEN 'unverified'
-                  WHEN EXISTS (SELECT 1 FROM interventions i WHERE i.artisan_id = a.user_id
-                               AND i.status = ANY($2::text[])) THEN 'busy'
-                  WHEN EXISTS (SELECT 1 FROM offers o WHERE o.artisan_id = a.user_id
+# What PostgreSQL says of a candidate the index proposed: 'free', 'unverified' (or
+# unknown), 'busy' (holds a job) or 'engaged' (has a pending offer for another job).
+# PostgreSQL, not the index mirror, is the authority.
+_CANDIDATE_STATE = """CASE WHEN a.status IS DISTINCT FROM 'VERIFIED' THEN 'unverified'
+                  WHEN EXISTS (SELECT 1 FROM interventions i WHERE i.artisan_id = c.artisan_id
+                               AND i.status = ANY($ACTIVE::text[])) THEN 'busy'
+                  WHEN EXISTS (SELECT 1 FROM offers o WHERE o.artisan_id = c.artisan_id
                                AND o.status = 'PENDING') THEN 'engaged'
-                  ELSE 'free' END AS state
-           FROM artisans a WHERE a.user_id = ANY($1::uuid[])""",
-        list(artisan_ids),
-        _ACTIVE,
-    )
-    states = {r["user_id"]: r["state"] for r in rows}
-    return {a: states.get(a, "unverified") for a in artisan_ids}
+                  ELSE 'free' END"""
 
 
-async def insert_many(
+async def offer_to_first_free(
     conn: asyncpg.Connection,
     *,
     intervention_id: uuid.UUID,
     artisan_ids: Sequence[uuid.UUID],
     distances_km: Sequence[float],
     scores: Sequence[float],
+    wanted: int,
     timeout_s: float,
 ) -> list[asyncpg.Record]:
-    """Insert PENDING offers; rows that hit a unique index (already asked for this job,
-    or the artisan got another pending offer meanwhile) are skipped, not raised."""
+    """Check the ranked candidates and offer the job to the first `wanted` free ones, in
+    one round trip (the dispatcher's hot path).
+
+    One row per candidate, in rank order: artisan_id, state, and the offer's columns
+    (id NULL unless an offer was inserted for them). An insert that hits a unique index
+    (another dispatcher just offered that artisan a job) is skipped, not raised."""
     return await conn.fetch(
-        f"""INSERT INTO offers
-              (intervention_id, artisan_id, distance_km, score, created_at, expires_at)
-            SELECT $1, a, d, s, clock_timestamp(),
-                   clock_timestamp() + make_interval(secs => $5)
-            FROM unnest($2::uuid[], $3::float8[], $4::float8[]) AS t(a, d, s)
-            ON CONFLICT DO NOTHING
-            RETURNING {OFFER_COLUMNS}""",
+        f"""WITH cand AS (
+              SELECT * FROM unnest($2::uuid[], $3::float8[], $4::float8[])
+                WITH ORDINALITY AS t(artisan_id, distance_km, score, rank)),
+            checked AS (
+              SELECT c.*, {_CANDIDATE_STATE.replace("$ACTIVE", "$7")} AS state
+              FROM cand c LEFT JOIN artisans a ON a.user_id = c.artisan_id),
+            inserted AS (
+              INSERT INTO offers
+                (intervention_id, artisan_id, distance_km, score, created_at, expires_at)
+              SELECT $1, artisan_id, distance_km, score, clock_timestamp(),
+                     clock_timestamp() + make_interval(secs => $5)
+              FROM (SELECT * FROM checked WHERE state = 'free' ORDER BY rank LIMIT $6) f
+              ON CONFLICT DO NOTHING
+              RETURNING {OFFER_COLUMNS})
+            SELECT c.artisan_id, c.state, c.rank, i.id, i.intervention_id, i.status,
+                   i.distance_km, i.score, i.created_at, i.expires_at
+            FROM checked c LEFT JOIN inserted i ON i.artisan_id = c.artisan_id
+            ORDER BY c.rank""",
         intervention_id,
         list(artisan_ids),
         list(distances_km),
         list(scores),
         timeout_s,
+        wanted,
+        _ACTIVE,
     )
 
 
@@ -113,6 +129,37 @@ async def decline(
             WHERE id = $1 AND artisan_id = $2 AND status = 'PENDING'
             RETURNING {OFFER_COLUMNS}""",
         offer_id,
+        artisan_id,
+    )
+
+
+async def make_busy_if_verified(conn: asyncpg.Connection, *, artisan_id: uuid.UUID) -> bool:
+    """The accepting artisan becomes BUSY, but only while still VERIFIED.
+
+    One conditional UPDATE: it waits for a concurrent admin reject (which locks the
+    artisan row) and re-reads the committed status, so a rejected artisan never gets a
+    job; a reject that comes after sees BUSY and is refused (409) by the admin context.
+    """
+    return bool(
+        await conn.fetchval(
+            """UPDATE artisans SET current_status = 'BUSY'
+               WHERE user_id = $1 AND status = 'VERIFIED' RETURNING TRUE""",
+            artisan_id,
+        )
+    )
+
+
+async def revoke_pending_for_artisan(
+    conn: asyncpg.Connection, *, artisan_id: uuid.UUID
+) -> list[asyncpg.Record]:
+    """REVOKED for every pending offer of one artisan (at most one, by the unique index).
+
+    A single statement that locks only offer rows, so it cannot deadlock with a
+    dispatcher step (which locks the job row first, then offers)."""
+    return await conn.fetch(
+        """UPDATE offers SET status = 'REVOKED', responded_at = clock_timestamp()
+           WHERE artisan_id = $1 AND status = 'PENDING'
+           RETURNING id, intervention_id""",
         artisan_id,
     )
 

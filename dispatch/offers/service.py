@@ -41,6 +41,10 @@ class ArtisanBusy(Conflict):
     code = "artisan_busy"
 
 
+class ArtisanNotVerified(Conflict):
+    code = "artisan_not_verified"
+
+
 def _unique_violation_to_conflict(exc: asyncpg.UniqueViolationError) -> Conflict:
     if exc.constraint_name == "interventions_one_active_per_artisan":
         return ArtisanBusy("You already hold an active job")
@@ -56,11 +60,13 @@ class OfferActions:
 
         async def work(conn: asyncpg.Connection) -> tuple[dict[str, Any], Effects]:
             effects = Effects()  # fresh per attempt: a retried transaction starts over
-            offer = await _own_offer(conn, offer_id=offer_id, artisan_id=artisan_id)
-            job = await interventions_repo.get(
-                conn, intervention_id=offer["intervention_id"], for_update=True
+            # The job row is locked first (one lock order everywhere), in the same
+            # round trip that checks the offer is this artisan's.
+            job = await interventions_repo.get_for_offer(
+                conn, offer_id=offer_id, artisan_id=artisan_id
             )
-            assert job is not None  # offers cascade-delete with their job
+            if job is None:
+                raise NotFound("No such offer")
             accepted = await offers_repo.accept(conn, offer_id=offer_id, artisan_id=artisan_id)
             if accepted is None:
                 current = await offers_repo.get(conn, offer_id=offer_id)
@@ -73,28 +79,22 @@ class OfferActions:
                 raise OfferTaken("This job is no longer available")
             if job["status"] != SEARCHING:  # the rollback undoes the ACCEPTED above
                 raise OfferTaken("This job is no longer available")
+            # An admin may have rejected the artisan since the offer went out.
+            if not await offers_repo.make_busy_if_verified(conn, artisan_id=artisan_id):
+                raise ArtisanNotVerified("Your account is not verified any more")
             check_transition(SEARCHING, ASSIGNED, "ARTISAN")
-            row = await interventions_repo.transition(
+            row = await interventions_repo.transition_logged(
                 conn,
                 intervention_id=job["id"],
                 expected=SEARCHING,
                 target=ASSIGNED,
                 artisan_id=artisan_id,
-            )
-            if row is None:
-                raise OfferTaken("This job is no longer available")
-            await interventions_repo.insert_event(
-                conn,
-                intervention_id=job["id"],
-                from_status=SEARCHING,
-                to_status=ASSIGNED,
                 actor_id=artisan_id,
                 actor_role="ARTISAN",
                 data={"offer_id": str(offer_id)},
             )
-            await interventions_repo.set_artisan_current_status(
-                conn, artisan_id=artisan_id, current_status="BUSY"
-            )
+            if row is None:
+                raise OfferTaken("This job is no longer available")
             taken = await offers_repo.close_pending_for_intervention(
                 conn, intervention_id=job["id"], outcome="TAKEN"
             )
@@ -107,6 +107,7 @@ class OfferActions:
                 TrackingStart(artisan_id, job["id"], job["client_id"], job["lat"], job["lon"])
             )
             effects.payments.append(("on_assigned", job["id"]))
+            effects.settled.append(job["id"])
             return intervention_json(row, for_client=False), effects
 
         try:
@@ -146,6 +147,30 @@ class OfferActions:
 
         effects = await run_in_transaction(self._app[appkeys.PG_POOL], work)
         await effects.apply(self._app)
+
+
+async def revoke_pending_for_artisan(app: web.Application, artisan_id: uuid.UUID) -> int:
+    """Revoke the artisan's pending offers (an admin rejected them); returns how many.
+
+    Called by the admin context after its reject commits. Each affected job is stepped
+    at once, so its cascade moves on without waiting for the offer's expiry. Idempotent:
+    an artisan with no pending offer costs one UPDATE that matches nothing."""
+
+    async def work(conn: asyncpg.Connection) -> Effects:
+        effects = Effects()
+        revoked = await offers_repo.revoke_pending_for_artisan(conn, artisan_id=artisan_id)
+        for offer in revoked:
+            effects.offer_result(artisan_id, offer["id"], "revoked")
+            effects.kick.append(offer["intervention_id"])
+        # No next_check_at change here: that would lock a job row after an offer row
+        # (the reverse of the dispatcher's order). The job's durable deadline is the
+        # revoked offer's expiry, so should this process die before the kick, a poller
+        # still resumes the cascade then.
+        return effects
+
+    effects = await run_in_transaction(app[appkeys.PG_POOL], work)
+    await effects.apply(app)
+    return len(effects.kick)
 
 
 async def _own_offer(

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from dispatch import appkeys
+from dispatch.auth.guards import authenticate, requires_auth
+from dispatch.errors import NotFound
 from dispatch.jsonutil import json_response, read_body
 from dispatch.payments.service import PaymentsService
 from dispatch.payments.stripe_client import stripe_api
@@ -67,6 +70,20 @@ async def stripe_webhook(request: web.Request) -> web.Response:
         request.headers.get("Stripe-Signature"),
     )
     return json_response(result)
+
+
+@routes.get("/interventions/{intervention_id}/payment")
+@requires_auth
+async def intervention_payment(request: web.Request) -> web.Response:
+    """The hold's state and, for the client to confirm it, its client_secret."""
+    principal = authenticate(request)
+    try:
+        intervention_id = uuid.UUID(request.match_info["intervention_id"])
+    except ValueError as exc:
+        raise NotFound("No such intervention") from exc
+    service: PaymentsService = request.app[appkeys.PAYMENTS]
+    view = await service.client_payment(principal.user_id, intervention_id)
+    return json_response(view, headers={"Cache-Control": "no-store"})
 
 
 def setup(app: web.Application) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -18,10 +18,18 @@ ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 
 def put_in_index(app: Any, rows: list[tuple[uuid.UUID, float, float]]) -> None:
-    for artisan_id, lat, lon in rows:
-        app[appkeys.MATCH_INDEX].upsert(
-            str(artisan_id), lat, lon, "PLUMBER", "STANDARD", 4.0, "ONLINE"
-        )
+    """Fill the app's index mirror as it starts: the mirror creates the index in its own
+    start-up step, and this one (appended last) runs right after, with no await between
+    it and the dispatcher poller's start, so the poller never sees it empty."""
+
+    async def fill(app: Any) -> AsyncIterator[None]:
+        for artisan_id, lat, lon in rows:
+            app[appkeys.MATCH_INDEX].upsert(
+                str(artisan_id), lat, lon, "PLUMBER", "STANDARD", 4.0, "ONLINE"
+            )
+        yield
+
+    app.cleanup_ctx.append(fill)
 
 
 async def test_a_restarted_dispatcher_resumes_the_cascade(

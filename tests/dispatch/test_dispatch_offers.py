@@ -94,9 +94,10 @@ async def test_search_widens_once_then_unfulfilled(world: World) -> None:
     offer = await world.recorder.offer_for(outer)
     assert 14 < offer["intervention"]["distance_km"] < 16
     await world.client.post(f"/offers/{offer['offer_id']}/decline", headers=world.auth(outer))
-    await world.wait_status(job["id"], "UNFULFILLED")
-    frames = world.recorder.of(client, "intervention.status")
+    # Pushed right after the commit: wait for the frame, not only the row.
+    frames = await world.recorder.wait_for(lambda: world.recorder.of(client, "intervention.status"))
     assert frames[-1]["intervention"]["status"] == "UNFULFILLED"
+    assert await world.status(job["id"]) == "UNFULFILLED"
     events = await world.db.fetch(
         "SELECT to_status, actor_role FROM intervention_events WHERE intervention_id = $1 ORDER BY id",
         uuid.UUID(job["id"]),

@@ -11,6 +11,7 @@ from dispatch import appkeys, redis_keys
 from dispatch.middleware import METRICS
 from dispatch.settings import Settings
 from gateway.location import H3_RESOLUTION
+from gateway.mirror import parse_event
 from tests.factories import bearer
 from tests.gateway.conftest import (
     MakeClient,
@@ -114,7 +115,8 @@ async def test_accepted_fix_reaches_live_state_geo_and_h3(
     assert stored["level"] == "ELITE" and stored["specialty"] == "LOCKSMITH"
     assert float(stored["rating"]) == 4.5
     events = await redis.xrange(redis_keys.ARTISAN_EVENTS)
-    assert any(f["k"] == "fix" and f["id"] == str(artisan_id) for _i, f in events)
+    rows = [row for _i, f in events if f["k"] == "fix" for row in parse_event(f["d"])]
+    assert (str(artisan_id), "48.86", "2.34", "LOCKSMITH", "ELITE", "4.5", "ONLINE") in rows
     await ws.close()
 
 

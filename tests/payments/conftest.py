@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 
 from dispatch.app import create_app
 from dispatch.settings import Settings
+from tests.factories import create_user
 from tests.stripe_server import FakeStripe
 
 StartApp = Callable[[Settings], Awaitable[TestClient[Any, Any]]]
@@ -164,3 +165,32 @@ async def insert_intervention(
         status,
     )
     return intervention_id
+
+
+async def stripe_artisan(
+    db: Any, fake: FakeStripe, *, specialty: str = "PLUMBER"
+) -> tuple[uuid.UUID, str]:
+    """A verified artisan with a Connect account the fake Stripe knows: (id, account)."""
+    artisan = await create_user(db, role="ARTISAN", specialty=specialty)
+    account = "acct_" + uuid.uuid4().hex[:10]
+    fake.accounts[account] = {"id": account, "object": "account", "payouts_enabled": True}
+    await db.execute(
+        "UPDATE artisans SET stripe_account_id = $2, payouts_enabled = true WHERE user_id = $1",
+        artisan,
+        account,
+    )
+    return artisan, account
+
+
+async def confirm_as_client_app(
+    http: aiohttp.ClientSession, stripe_base: str, fake: FakeStripe, client_secret: str
+) -> int:
+    """What Stripe.js `confirmCardPayment(client_secret)` sends: the publishable key, the
+    intent id taken from the secret, the secret itself and a card."""
+    intent_id = client_secret.split("_secret_")[0]
+    async with http.post(
+        f"{stripe_base}/v1/payment_intents/{intent_id}/confirm",
+        data={"client_secret": client_secret, "payment_method": "pm_card_visa"},
+        headers={"Authorization": f"Bearer {fake.publishable_key}"},
+    ) as resp:
+        return resp.status

@@ -40,6 +40,11 @@ async def _payment(db: asyncpg.Connection, job: uuid.UUID) -> asyncpg.Record:
     return row
 
 
+async def _set_status(db: asyncpg.Connection, job: uuid.UUID, status: str) -> None:
+    """The lifecycle commits the job's new status, then calls the payment hook."""
+    await db.execute("UPDATE interventions SET status = $2 WHERE id = $1", job, status)
+
+
 async def _service(
     start_app: StartApp, pay_settings: Settings
 ) -> tuple[TestClient[Any, Any], PaymentsService]:
@@ -128,6 +133,7 @@ async def test_capture_on_completion(
         "UPDATE payments SET status = 'REQUIRES_CAPTURE' WHERE intervention_id = $1", job
     )
 
+    await _set_status(db, job, "COMPLETED")
     await payments.on_completed(job)
     payment = await _payment(db, job)
     assert payment["status"] == "CAPTURED" and payment["captured_at"] is not None
@@ -150,6 +156,7 @@ async def test_capture_after_a_cancellation_is_handled(
     await payments.on_assigned(job)
     intent_id = (await _payment(db, job))["stripe_payment_intent_id"]
     fake.confirm(intent_id)
+    await _set_status(db, job, "CANCELLED")
     await payments.on_cancelled(job)
     assert (await _payment(db, job))["status"] == "CANCELLED"
     assert fake.intents[intent_id]["status"] == "canceled"
@@ -170,6 +177,7 @@ async def test_capture_after_a_cancellation_is_handled(
     await db.execute(
         "UPDATE payments SET status = 'REQUIRES_CAPTURE' WHERE intervention_id = $1", job2
     )
+    await _set_status(db, job2, "COMPLETED")
     await payments.on_completed(job2)
     payment = await _payment(db, job2)
     assert payment["status"] == "CANCELLED"
@@ -188,10 +196,11 @@ async def test_refund_after_capture_happens_once(
     await payments.on_assigned(job)
     intent_id = (await _payment(db, job))["stripe_payment_intent_id"]
     fake.confirm(intent_id)
+    await _set_status(db, job, "COMPLETED")
     await payments.on_completed(job)
     assert (await _payment(db, job))["status"] == "CAPTURED"
 
-    await payments.on_cancelled(job)
+    await payments.on_cancelled(job)  # e.g. an admin refund of a finished job
     payment = await _payment(db, job)
     assert payment["status"] == "REFUNDED" and payment["stripe_refund_id"] in fake.refunds
     refund = fake.refunds[payment["stripe_refund_id"]]

@@ -149,6 +149,7 @@ async def test_out_of_order_events_converge_on_the_current_state(
     await db.execute(
         "UPDATE payments SET status = 'REQUIRES_CAPTURE' WHERE intervention_id = $1", job
     )
+    await db.execute("UPDATE interventions SET status = 'COMPLETED' WHERE id = $1", job)
     await payments.on_completed(job)
     types = [e["type"] for e in fake.events]
     assert types == [

@@ -1,0 +1,163 @@
+"""The location batcher: packed batches split into bounded script calls, latest fix per
+artisan, accepted pings counted once per batch, a failed flush retried."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+import h3
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from dispatch import appkeys, redis_keys
+from dispatch.settings import Settings
+from gateway import live, writebehind
+from gateway.location import H3_RESOLUTION, LocationBatcher, TrackedFix
+from gateway.mirror import parse_event
+from tests.gateway.conftest import eventually, new_artisan, now_ms
+
+
+async def _profiles(redis: Redis, n: int) -> list[str]:
+    ids = [str(uuid.uuid4()) for _ in range(n)]
+    for aid in ids:
+        await live.connect_artisan(
+            redis, aid, specialty="GLAZIER", level="STANDARD", rating=4.0, verified=True
+        )
+    return ids
+
+
+async def test_a_batch_larger_than_a_chunk_is_written_whole_with_the_latest_fix_each(
+    gw: TestClient[Any, Any],
+) -> None:
+    redis = gw.app[appkeys.REDIS]
+    ids = await _profiles(redis, 7)
+    accepted: list[int] = []
+    tracked: list[list[TrackedFix]] = []
+
+    async def on_tracked(entries: list[TrackedFix]) -> None:
+        tracked.append(entries)
+
+    batcher = LocationBatcher(redis, chunk=3, on_tracked=on_tracked, on_accepted=accepted.append)
+    ts = now_ms()
+    for k, aid in enumerate(ids):
+        batcher.add(aid, (48.80 + k * 0.01, 2.30, ts, None))
+        batcher.add(aid, (48.80 + k * 0.01, 2.31, ts + 1000, 90.0))  # the newer one wins
+    await redis.hset(
+        redis_keys.tracking(ids[0]),
+        mapping={"intervention_id": "job-1", "client_id": "client-1", "job_lat": "48.81"},
+    )
+    task = asyncio.create_task(batcher.run())
+    try:
+        await eventually(lambda: _async(batcher.flushed == 7))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert batcher.batches == 1 and accepted == [14]
+    for k, aid in enumerate(ids):
+        state = await live.read_live(redis, aid)
+        lat = 48.80 + k * 0.01
+        assert state == {
+            "lat": lat,
+            "lon": 2.31,
+            "ts": ts + 1000,
+            "h3": h3.latlng_to_cell(lat, 2.31, H3_RESOLUTION),
+            "current_status": "ONLINE",
+        }
+        assert await redis.zscore(redis_keys.LIVE_FRESH, aid) == ts + 1000
+    # Tracking comes back from the same script call: only the tracked artisan, newest fix.
+    assert [e[:3] + e[5:] for batch in tracked for e in batch] == [
+        [ids[0], "job-1", "client-1", "48.8", "2.31", str(ts + 1000), "90.0"]
+    ]
+    # Three script calls (3 + 3 + 1 fixes): three stream entries, one row per artisan.
+    events = [f for _i, f in await redis.xrange(redis_keys.ARTISAN_EVENTS) if f["k"] == "fix"]
+    ours = [[r for r in parse_event(f["d"]) if r[0] in ids] for f in events]
+    assert sorted(len(rows) for rows in ours if rows) == [1, 3, 3]
+
+
+async def test_an_older_fix_never_overwrites_a_newer_one(gw: TestClient[Any, Any]) -> None:
+    redis = gw.app[appkeys.REDIS]
+    (aid,) = await _profiles(redis, 1)
+
+    async def ignore(_entries: list[TrackedFix]) -> None:
+        return None
+
+    batcher = LocationBatcher(redis, chunk=10, on_tracked=ignore)
+    ts = now_ms()
+    await batcher.flush({aid: (48.85, 2.35, ts, None)})
+    await batcher.flush({aid: (48.70, 2.35, ts - 5000, None)})  # e.g. another socket, late
+    state = await live.read_live(redis, aid)
+    assert state is not None and state["lat"] == 48.85 and state["ts"] == ts
+
+
+async def test_a_failed_flush_keeps_the_batch_and_newer_fixes_win(
+    gw: TestClient[Any, Any],
+) -> None:
+    redis = gw.app[appkeys.REDIS]
+    ids = await _profiles(redis, 2)
+
+    async def ignore(_entries: list[TrackedFix]) -> None:
+        return None
+
+    batcher = LocationBatcher(redis, chunk=10, on_tracked=ignore)
+    real_flush = batcher.flush
+    calls: list[dict[str, Any]] = []
+
+    async def flaky(batch: dict[str, Any]) -> None:
+        calls.append(dict(batch))
+        if len(calls) == 1:
+            batcher.add(ids[0], (48.90, 2.35, ts + 500, None))  # arrives during the failure
+            raise ConnectionError("redis went away")
+        await real_flush(batch)
+
+    batcher.flush = flaky  # type: ignore[method-assign]
+    ts = now_ms()
+    batcher.add(ids[0], (48.85, 2.35, ts, None))
+    batcher.add(ids[1], (48.86, 2.35, ts, None))
+    task = asyncio.create_task(batcher.run())
+    try:
+        await eventually(lambda: _async(batcher.flushed == 2))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert calls[1] == {ids[0]: (48.90, 2.35, ts + 500, None), ids[1]: (48.86, 2.35, ts, None)}
+    first = await live.read_live(redis, ids[0])
+    assert first is not None and first["lat"] == 48.90
+
+
+async def test_write_behind_pops_packed_rows_into_postgres_in_one_statement(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    """A dirty id without a live hash (or a PostgreSQL row) is popped and ignored."""
+    redis = gw.app[appkeys.REDIS]
+    ts = now_ms() - 1234
+    artisans = [(await new_artisan(db, gw_settings))[0] for _ in range(2)]
+    for k, aid in enumerate(artisans):
+        await live.connect_artisan(
+            redis, str(aid), specialty="PLUMBER", level="STANDARD", rating=4.5, verified=True
+        )
+        await redis.hset(
+            redis_keys.live_artisan(str(aid)),
+            mapping={"lat": 48.8 + k / 10, "lon": 2.3, "ts": ts},
+        )
+        await live.set_available(redis, aid)
+    await redis.sadd(redis_keys.LIVE_DIRTY, str(uuid.uuid4()))
+    popped = 0
+    while n := await writebehind.flush_once(redis, gw.app[appkeys.PG_POOL]):
+        popped += n  # the app's own write-behind may take some of them first
+    assert popped <= 3 and await redis.scard(redis_keys.LIVE_DIRTY) == 0
+    for k, aid in enumerate(artisans):
+        row = await db.fetchrow(
+            """SELECT ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon,
+                      location_updated_at, current_status FROM artisans WHERE user_id = $1""",
+            aid,
+        )
+        assert abs(row["lat"] - (48.8 + k / 10)) < 1e-9 and abs(row["lon"] - 2.3) < 1e-9
+        assert int(row["location_updated_at"].timestamp() * 1000) == ts
+        assert row["current_status"] == "ONLINE"
+
+
+async def _async(value: bool) -> bool:
+    return value
