@@ -48,6 +48,10 @@ class Stats:
     post_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
+    # Batch accounting over the jobs created while measuring: offer frames per job and
+    # how each of their offers ended (`offer.result` outcome; "none" = no result yet).
+    offers_per_job: list[int] = field(default_factory=list)
+    offer_results: Counter[str] = field(default_factory=Counter)
 
 
 class Harness:
@@ -67,6 +71,13 @@ class Harness:
         self.first_offer: dict[str, float] = {}
         self.accept_sent: dict[str, float] = {}
         self.measuring = False
+        # Batch mode (ZENDO_OFFER_BATCH > 1): a job's offer reaches several artisans; only
+        # the first socket to read it accepts (the fastest human), the others wait for
+        # their `offer.result` (`taken`) and do nothing more.
+        self.accepting_job: set[str] = set()
+        self.measured_jobs: set[str] = set()
+        self.offers_of_job: dict[str, list[str]] = {}
+        self.offer_outcome: dict[str, str] = {}
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -156,10 +167,15 @@ class Harness:
             kind = frame["type"]
             if kind == "offer":
                 job_id = frame["intervention"]["id"]
+                self.offers_of_job.setdefault(job_id, []).append(frame["offer_id"])
                 if job_id not in self.first_offer:
                     self.first_offer[job_id] = received
                     self._pair_first_offer(job_id)
-                self.spawn(self._accept(ws, frame))
+                if job_id not in self.accepting_job:
+                    self.accepting_job.add(job_id)
+                    self.spawn(self._accept(ws, frame))
+            elif kind == "offer.result":
+                self.offer_outcome[frame["offer_id"]] = frame["outcome"]
             elif kind == "error":
                 self.stats.errors[f"error frame {frame.get('code')}"] += 1
         if not self.stopping:
@@ -244,6 +260,8 @@ class Harness:
             self.stats.errors[f"POST /interventions {status}"] += 1
             return
         job_id = orjson.loads(payload)["id"]
+        if self.measuring:
+            self.measured_jobs.add(job_id)
         self.post_sent[job_id] = sent
         self._pair_first_offer(job_id)
 
@@ -269,6 +287,11 @@ class Harness:
         self.measuring = False
         never = sum(1 for _ in self.post_sent)
         self.stats.errors["job without an offer (at the end)"] += never
+        for job_id in self.measured_jobs:
+            offer_ids = self.offers_of_job.get(job_id, [])
+            self.stats.offers_per_job.append(len(offer_ids))
+            for offer_id in offer_ids:
+                self.stats.offer_results[self.offer_outcome.get(offer_id, "none")] += 1
         print(f"created {created} interventions", flush=True)
 
     async def run(self) -> Stats:
@@ -309,7 +332,21 @@ def report(stats: Stats) -> dict[str, Any]:
             "mean": round(statistics.fmean(values), 1) if values else None,
         }
 
+    offers = sum(stats.offers_per_job)
+    jobs = len(stats.offers_per_job)
     return {
+        "offers per job": {
+            "jobs": jobs,
+            "offers": offers,
+            "mean": round(offers / jobs, 2) if jobs else None,
+            "distribution": dict(sorted(Counter(stats.offers_per_job).items())),
+        },
+        "offer results (share of offers)": {
+            outcome: f"{count} ({100 * count / offers:.1f} %)"
+            for outcome, count in stats.offer_results.most_common()
+        }
+        if offers
+        else {},
         "create -> first offer frame (ms)": row(stats.first_offer_ms),
         "accept -> client status frame (ms)": row(stats.accept_ms),
         "POST /interventions (ms)": row(stats.post_ms),
