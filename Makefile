@@ -21,7 +21,7 @@ setup: venv services
 # Reinstall only when pyproject.toml changes.
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml dispatch/__init__.py matching/__init__.py gateway/__init__.py
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || ./scripts/ensure-python-venv.sh $(PYTHON) $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
