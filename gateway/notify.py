@@ -93,7 +93,7 @@ async def listen(gateway: Gateway) -> None:
         finally:
             try:
                 await asyncio.shield(pubsub.aclose())
-            except Exception:
+            except Exception:  # closing a connection that already broke can fail too
                 pass
 
 
