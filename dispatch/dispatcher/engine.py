@@ -37,7 +37,7 @@ from dispatch.db import run_in_transaction
 from dispatch.dispatcher.effects import Effects
 from dispatch.dispatcher.matcher import Matcher, NoIndex
 from dispatch.interventions import repo as interventions_repo
-from dispatch.interventions.statemachine import SEARCHING, UNFULFILLED, check_transition
+from dispatch.interventions.statemachine import SEARCHING, UNFULFILLED
 from dispatch.offers import repo as offers_repo
 
 log = logging.getLogger("zendo.dispatch")
@@ -230,7 +230,6 @@ class Dispatcher:
     async def _give_up(
         self, conn: asyncpg.Connection, job: asyncpg.Record, effects: Effects, *, asked: int
     ) -> StepResult:
-        check_transition(SEARCHING, UNFULFILLED, "SYSTEM")
         row = await interventions_repo.transition_logged(
             conn,
             intervention_id=job["id"],

@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from dispatch.interventions.statemachine import ACTIVE
+from dispatch.interventions.statemachine import ACTIVE, check_transition
 
 COLUMNS = """id, client_id, artisan_id, specialty,
     ST_Y(location::geometry) AS lat, ST_X(location::geometry) AS lon,
@@ -120,7 +120,10 @@ async def transition_logged(
     artisan_id: uuid.UUID | None = None,
     clear_artisan: bool = False,
 ) -> asyncpg.Record | None:
-    """`transition` and its intervention_events row in one round trip (no row, no event)."""
+    """The one door every status change goes through: the state machine's check, then
+    the conditional UPDATE and its intervention_events row in one round trip (no row,
+    no event). Raises IllegalTransition (409) for a move the state machine forbids."""
+    check_transition(expected, target, actor_role)
     return await conn.fetchrow(
         f"""WITH job AS (
               UPDATE interventions SET

@@ -1,7 +1,7 @@
 """The intervention lifecycle: create, read, cancel, progress, rate.
 
-Every status change goes through `statemachine.check_transition` and a
-conditional UPDATE, writes an intervention_events row in the same
+Every status change goes through `repo.transition_logged` (the state machine's
+check and a conditional UPDATE), writes an intervention_events row in the same
 transaction, and tells the client and artisan only after the commit.
 """
 
@@ -148,8 +148,7 @@ async def _change(
     clear_artisan: bool = False,
     data: dict[str, Any] | None = None,
 ) -> asyncpg.Record:
-    """The one place a status changes: check, conditional UPDATE, event row."""
-    sm.check_transition(row["status"], target, principal.role)
+    """A status change by a user; `repo.transition_logged` checks the state machine."""
     updated = await repo.transition_logged(
         conn,
         intervention_id=row["id"],
@@ -233,6 +232,7 @@ async def advance(
     async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, Effects]:
         fx = Effects()
         row = await _assigned_to(conn, principal, intervention_id, lock=True)
+        # Checked before the start code too, so an illegal move is a 409 whatever the code.
         sm.check_transition(row["status"], target, principal.role)
         if target == sm.IN_PROGRESS and not secrets.compare_digest(
             (start_code or "").encode(), row["start_code"].encode()

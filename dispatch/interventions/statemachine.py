@@ -1,7 +1,7 @@
 """The intervention lifecycle (CONTRACT §4), in one place.
 
-Every status change in the code base asks `check_transition` first and then
-writes with a conditional UPDATE (`... WHERE status = $expected`), so a lost
+Every status change in the code base goes through `repo.transition_logged`,
+which asks `check_transition` first and then writes with a conditional UPDATE (`... WHERE status = $expected`), so a lost
 update shows up as a 409 rather than a silent overwrite.
 """
 

@@ -23,7 +23,7 @@ from dispatch.dispatcher.effects import Effects, TrackingStart
 from dispatch.errors import Conflict, NotFound
 from dispatch.interventions import repo as interventions_repo
 from dispatch.interventions.schemas import intervention_json
-from dispatch.interventions.statemachine import ACTIVE, ASSIGNED, SEARCHING, check_transition
+from dispatch.interventions.statemachine import ACTIVE, ASSIGNED, SEARCHING
 from dispatch.offers import repo as offers_repo
 
 _EXPIRED_STATES = frozenset({"EXPIRED", "DECLINED", "PENDING"})
@@ -82,7 +82,6 @@ class OfferActions:
             # An admin may have rejected the artisan since the offer went out.
             if not await offers_repo.make_busy_if_verified(conn, artisan_id=artisan_id):
                 raise ArtisanNotVerified("Your account is not verified any more")
-            check_transition(SEARCHING, ASSIGNED, "ARTISAN")
             row = await interventions_repo.transition_logged(
                 conn,
                 intervention_id=job["id"],
