@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import random
@@ -40,6 +41,9 @@ import aiohttp
 import orjson
 import uvloop
 
+from gateway.config import GatewayConfig
+from gateway.gcpacer import GcPacer
+
 
 @dataclass
 class Stats:
@@ -52,6 +56,10 @@ class Stats:
     # how each of their offers ended (`offer.result` outcome; "none" = no result yet).
     offers_per_job: list[int] = field(default_factory=list)
     offer_results: Counter[str] = field(default_factory=Counter)
+    # The harness holds as many sockets as the server and has the same GC problem: its
+    # own pauses would show up as server latency. It paces its GC like the gateway
+    # (gateway/gcpacer.py) and reports what pauses remain.
+    harness_gc_ms: list[float] = field(default_factory=list)
 
 
 class Harness:
@@ -297,6 +305,7 @@ class Harness:
     async def run(self) -> Stats:
         conn = aiohttp.TCPConnector(limit=0, force_close=False)
         self.session = aiohttp.ClientSession(connector=conn)
+        pacer = _pace_gc(self.stats)
         try:
             await self.connect_all()
             fixer = asyncio.create_task(self.fixes())
@@ -311,7 +320,26 @@ class Harness:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
             await self.session.close()
+            pacer.stop()
         return self.stats
+
+
+def _pace_gc(stats: Stats) -> GcPacer:
+    config = GatewayConfig()
+    gc.set_threshold(config.gc_gen0_threshold, config.gc_gen1_threshold, config.gc_gen2_threshold)
+    gc.freeze()
+    started = [0.0]
+
+    def on_gc(phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            stats.harness_gc_ms.append((time.perf_counter() - started[0]) * 1e3)
+
+    gc.callbacks.append(on_gc)
+    pacer = GcPacer(config)
+    pacer.start(asyncio.get_running_loop())
+    return pacer
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -350,6 +378,11 @@ def report(stats: Stats) -> dict[str, Any]:
         "create -> first offer frame (ms)": row(stats.first_offer_ms),
         "accept -> client status frame (ms)": row(stats.accept_ms),
         "POST /interventions (ms)": row(stats.post_ms),
+        "harness GC pauses (ms)": {
+            "count": len(stats.harness_gc_ms),
+            "over 10 ms": sum(1 for ms in stats.harness_gc_ms if ms > 10),
+            "max": round(max(stats.harness_gc_ms), 1) if stats.harness_gc_ms else None,
+        },
         "outcomes": dict(stats.outcomes),
         "errors": dict(stats.errors),
     }

@@ -17,8 +17,11 @@ class Metrics:
     pings_rejected: Counter
     match_seconds: Histogram
     first_offer_seconds: Histogram
+    accept_notify_seconds: Histogram
     offers: Counter
     http_requests: Counter
+    loop_lag_seconds: Histogram
+    gc_pause_seconds: Histogram
 
     @classmethod
     def create(cls) -> Metrics:
@@ -49,11 +52,30 @@ class Metrics:
                 buckets=_LATENCY_BUCKETS,
                 registry=registry,
             ),
+            accept_notify_seconds=Histogram(
+                "zendo_dispatch_accept_notify_seconds",
+                "Offer accept received to its effects applied (status frames queued, live state set)",
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
             offers=Counter("zendo_offers", "Offers by outcome", ["outcome"], registry=registry),
             http_requests=Counter(
                 "zendo_http_requests",
                 "HTTP requests by route and status",
                 ["route", "status"],
+                registry=registry,
+            ),
+            loop_lag_seconds=Histogram(
+                "zendo_event_loop_lag_seconds",
+                "How late the event loop runs a timer (sampled every 25 ms)",
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            gc_pause_seconds=Histogram(
+                "zendo_gc_pause_seconds",
+                "Garbage collection pauses, by generation",
+                ["generation"],
+                buckets=_LATENCY_BUCKETS,
                 registry=registry,
             ),
         )

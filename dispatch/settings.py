@@ -96,6 +96,8 @@ class Settings:
     # Background tasks (dispatch loop, index mirror, write-behind) can be turned
     # off for processes that only serve HTTP, and for focused tests.
     run_background: bool = True
+    # > 0: log the loop thread's stack when the event loop stalls this long (diagnostic).
+    stall_trace_ms: float = 0.0
 
     @property
     def payments_enabled(self) -> bool:
@@ -166,4 +168,5 @@ class Settings:
             public_base_url=env.get("ZENDO_PUBLIC_BASE_URL", f"http://{host}:{port}"),
             state_dir=state_dir,
             run_background=env.get("ZENDO_BACKGROUND", "1") != "0",
+            stall_trace_ms=_float(env, "ZENDO_STALL_TRACE_MS", 0.0),
         )

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from dispatch import appkeys
-from gateway import admin_routes, mirror, notify, presence, writebehind
+from gateway import admin_routes, gcpacer, mirror, notify, presence, writebehind
 from gateway.config import GatewayConfig
 from gateway.node import Gateway
 from gateway.tasks import stop_tasks
 from gateway.ws import ws_handler
-
-
-async def _gc_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Young-generation GC threshold for a process holding thousands of sockets.
-
-    With Python's default (700) a gen-0 collection runs every few hundred allocations,
-    so short-lived per-frame objects (receive futures, frames, pending fixes) that live
-    ~1 s get promoted to the old generation; that makes full collections frequent, and
-    with 10,000 sockets (millions of tracked objects) each one stops the loop for ~1 s.
-    A higher threshold lets them die young. Restored at cleanup (tests share a process).
-    """
-    threshold = app[appkeys.GATEWAY_CONFIG].gc_gen0_threshold
-    previous = gc.get_threshold()
-    if threshold > 0:
-        gc.set_threshold(threshold, previous[1], previous[2])
-    yield
-    gc.set_threshold(*previous)
 
 
 async def _flusher_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -68,7 +50,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/ws", ws_handler)
     app.on_shutdown.append(_shutdown)
     app.router.add_routes(admin_routes.routes)
-    app.cleanup_ctx.append(_gc_ctx)
+    app.cleanup_ctx.append(gcpacer.gc_ctx)
     app.cleanup_ctx.append(_flusher_ctx)
     app.cleanup_ctx.append(notify.listener_ctx)
     app.cleanup_ctx.append(_background(presence.presence_ctx))

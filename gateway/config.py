@@ -41,8 +41,14 @@ class GatewayConfig:
     # Graceful shutdown: every socket gets a 1001 close frame, concurrently; those not
     # closed within this time are aborted. Then one batched registry cleanup.
     shutdown_close_s: float = 2.0
-    # gc gen-0 threshold while the gateway runs (0: Python's default); see gateway._gc_ctx.
-    gc_gen0_threshold: int = 50_000
+    # Garbage collection (gateway/gcpacer.py): young collections every
+    # gc_young_interval_s (0: only CPython's own trigger); gen 1 every gc_gen1_threshold
+    # of them (5 min), gen 2 every gc_gen2_threshold gen-1 ones (100 min). CPython's own
+    # trigger keeps gc_gen0_threshold for bursts (any threshold 0: Python's defaults).
+    gc_young_interval_s: float = 0.1
+    gc_gen0_threshold: int = 10_000
+    gc_gen1_threshold: int = 3_000
+    gc_gen2_threshold: int = 20
     # Pending offer actions per socket before further ones are refused.
     max_pending_actions: int = 8
 

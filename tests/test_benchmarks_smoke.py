@@ -24,7 +24,11 @@ def test_locustfile_defines_the_three_user_classes() -> None:
 
 
 def test_micro_benchmarks_have_a_cli() -> None:
-    for module in ("benchmarks.bench_matching", "benchmarks.bench_gateway"):
+    for module in (
+        "benchmarks.bench_matching",
+        "benchmarks.bench_gateway",
+        "benchmarks.bench_dispatch",
+    ):
         out = subprocess.run(
             [sys.executable, "-m", module, "--help"],
             cwd=ROOT,

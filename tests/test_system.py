@@ -39,6 +39,9 @@ async def test_metrics_exposes_contract_names(client: TestClient[Any, Any]) -> N
         "zendo_pings_accepted_total",
         "zendo_match_seconds",
         "zendo_dispatch_first_offer_seconds",
+        "zendo_dispatch_accept_notify_seconds",
+        "zendo_event_loop_lag_seconds",
+        "zendo_gc_pause_seconds",
         'zendo_http_requests_total{route="/healthz",status="200"}',
     ):
         assert name in text, name

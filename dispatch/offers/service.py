@@ -11,6 +11,7 @@ artisan) turn any race that slips past the lock into a UniqueViolation -> 409.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -24,6 +25,7 @@ from dispatch.errors import Conflict, NotFound
 from dispatch.interventions import repo as interventions_repo
 from dispatch.interventions.schemas import intervention_json
 from dispatch.interventions.statemachine import ACTIVE, ASSIGNED, SEARCHING
+from dispatch.middleware import METRICS
 from dispatch.offers import repo as offers_repo
 
 _EXPIRED_STATES = frozenset({"EXPIRED", "DECLINED", "PENDING"})
@@ -57,6 +59,7 @@ class OfferActions:
 
     async def accept(self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID) -> dict[str, Any]:
         """Accept; returns the intervention (artisan's view). 404 / 409 offer_expired|taken."""
+        started = time.perf_counter()
 
         async def work(conn: asyncpg.Connection) -> tuple[dict[str, Any], Effects]:
             effects = Effects()  # fresh per attempt: a retried transaction starts over
@@ -114,6 +117,8 @@ class OfferActions:
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation_to_conflict(exc) from exc
         await effects.apply(self._app)
+        if effects.frames:  # a retried accept changes nothing and is not timed
+            self._app[METRICS].accept_notify_seconds.observe(time.perf_counter() - started)
         return result
 
     async def decline(self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID) -> None:

@@ -12,6 +12,7 @@ from dispatch.jsonutil import json_response
 from dispatch.middleware import METRICS
 from dispatch.openapi import build_spec
 from dispatch.settings import SPECIALTIES
+from dispatch.system.runtime import runtime_ctx
 
 routes = web.RouteTableDef()
 _PROBE_TIMEOUT_S = 2.0
@@ -74,3 +75,4 @@ async def openapi(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.router.add_routes(routes)
+    app.cleanup_ctx.append(runtime_ctx)

@@ -84,6 +84,8 @@ async def test_decline_then_timeout_cascade_then_accept(world: World) -> None:
     assert metric(world, "zendo_offers_total", outcome="declined") == 1
     assert metric(world, "zendo_offers_total", outcome="expired") == 1
     assert metric(world, "zendo_offers_total", outcome="accepted") == 1
+    # Timed once: the late (rejected) accept is not a notification.
+    assert metric(world, "zendo_dispatch_accept_notify_seconds_count") == 1
 
 
 async def test_search_widens_once_then_unfulfilled(world: World) -> None:

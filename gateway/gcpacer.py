@@ -1,0 +1,80 @@
+"""Garbage collection paced by a clock, for a process holding thousands of sockets.
+
+Measured with 10,000 sockets (docs/BENCHMARKS_dispatch.md): almost nothing here is
+cyclic garbage (collections free 0-40 objects) and objects die by reference counting,
+so what the collector costs is scanning live objects. Each socket keeps a few
+medium-lived ones (its pending receive: coroutines, a future, a timer) until its next
+frame, ~4 s later. CPython starts a young collection on the *net* count of new objects,
+which barely moves while sockets replace their waiters one for one: young collections
+came every 10-20 s, each scanning every socket's waiter (~100,000 objects, 30-70 ms
+stops), and gen-1 ones took 250-300 ms.
+
+So the pacer collects the young generation on a clock (`gc_young_interval_s`): it then
+only holds that long's worth of objects, about a millisecond to scan. It counts its own
+young collections to run gen 1 every `gc_gen1_threshold` of them and gen 2 every
+`gc_gen2_threshold` gen-1 collections (minutes, then hours: each costs a stop that
+grows with the live objects, 100-300 ms with 10,000 sockets). CPython's own trigger
+stays armed (`gc_gen0_threshold`) for bursts of allocation between two ticks. What
+exists once the process is up (modules, the app) is frozen out of every collection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from dispatch import appkeys
+from gateway.config import GatewayConfig
+
+
+class GcPacer:
+    def __init__(self, config: GatewayConfig) -> None:
+        self._config = config
+        self._young_since_gen1 = 0
+        self._gen1_since_gen2 = 0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._config.gc_young_interval_s > 0:
+            self._handle = loop.call_later(self._config.gc_young_interval_s, self._tick, loop)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def next_generation(self) -> int:
+        """The generation the next tick collects, and the counts advanced for it."""
+        self._young_since_gen1 += 1
+        if self._young_since_gen1 < self._config.gc_gen1_threshold:
+            return 0
+        self._young_since_gen1 = 0
+        self._gen1_since_gen2 += 1
+        if self._gen1_since_gen2 < self._config.gc_gen2_threshold:
+            return 1
+        self._gen1_since_gen2 = 0
+        return 2
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        gc.collect(self.next_generation())
+        self._handle = loop.call_later(self._config.gc_young_interval_s, self._tick, loop)
+
+
+async def gc_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Thresholds, freeze and pacer for the app's lifetime; restored at cleanup (tests
+    share a process)."""
+    config = app[appkeys.GATEWAY_CONFIG]
+    previous = gc.get_threshold()
+    thresholds = (config.gc_gen0_threshold, config.gc_gen1_threshold, config.gc_gen2_threshold)
+    if all(t > 0 for t in thresholds):
+        gc.set_threshold(*thresholds)
+    gc.freeze()
+    pacer = GcPacer(config)
+    pacer.start(asyncio.get_running_loop())
+    yield
+    pacer.stop()
+    gc.unfreeze()
+    gc.set_threshold(*previous)
