@@ -27,6 +27,7 @@ per status step, default 0.5), ZENDO_BENCH_ADMIN_EMAIL / _PASSWORD.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -38,6 +39,9 @@ import gevent
 import websocket
 from locust import FastHttpUser, between, constant, constant_pacing, events, task
 from locust.env import Environment
+
+from gateway.config import GatewayConfig
+from gateway.gcpacer import GcPacer
 
 SPECIALTIES = ("PLUMBER", "ELECTRICIAN", "LOCKSMITH", "HEATING", "GLAZIER", "APPLIANCE_REPAIR")
 ACCEPT_DELAY = tuple(float(x) for x in os.environ.get("ZENDO_BENCH_ACCEPT_DELAY", "1,3").split(","))
@@ -309,3 +313,21 @@ class AdminUser(FastHttpUser):
 def _check_seed(environment: Environment, **_kwargs: Any) -> None:
     if not ARTISANS or not CLIENTS:
         raise RuntimeError("set ZENDO_SEED_FILE to a `zendo seed` JSONL file with both roles")
+
+
+@events.init.add_listener
+def _pace_gc(environment: Environment, **_kwargs: Any) -> None:
+    """Locust holds as many sockets as the server and has the same GC problem (see
+    gateway/gcpacer.py): with CPython's own trigger its collections stop every greenlet
+    for 30-300 ms, and that would be read as server latency. Same policy, on a greenlet."""
+    config = GatewayConfig()
+    gc.set_threshold(config.gc_gen0_threshold, config.gc_gen1_threshold, config.gc_gen2_threshold)
+    gc.freeze()
+    pacer = GcPacer(config)
+
+    def run() -> None:
+        while True:
+            gevent.sleep(config.gc_young_interval_s)
+            gc.collect(pacer.next_generation())
+
+    gevent.spawn(run)

@@ -54,7 +54,7 @@ class Metrics:
             ),
             accept_notify_seconds=Histogram(
                 "zendo_dispatch_accept_notify_seconds",
-                "Offer accept received to its effects applied (status frames queued, live state set)",
+                "Offer accept received to its frames handed to the sockets (or their node's channel)",
                 buckets=_LATENCY_BUCKETS,
                 registry=registry,
             ),

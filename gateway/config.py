@@ -33,6 +33,10 @@ class GatewayConfig:
     # How often the presence sweeper runs (expired leases, stale fixes).
     sweep_interval_s: float = 1.0
     writebehind_interval_s: float = 2.0
+    # PostgreSQL keeps the last position at this resolution (gateway/writebehind.py):
+    # rewritten after a move of over min_move_m, or when the last write is max_age_s old.
+    writebehind_min_move_m: float = 25.0
+    writebehind_max_age_s: float = 60.0
     # Fixes per Lua call (bounds the time one script holds Redis, ~5 µs per fix, and the
     # packing time on our loop); a flush is still one pipeline (one round trip).
     lua_chunk: int = 1000

@@ -52,6 +52,8 @@ class Effects:
     settled: list[uuid.UUID] = field(default_factory=list)
     # Set when this transaction sent a job's first offers: the job's creation time.
     first_offer_of: datetime | None = None
+    # perf_counter() once every frame was handed to its socket (or its node's channel).
+    pushed_at: float = 0.0
 
     def push(self, user_id: uuid.UUID, frame: dict[str, Any]) -> None:
         self.frames.append((user_id, frame))
@@ -121,6 +123,7 @@ class Effects:
             *(_maybe_await(notifier.notify(uid, frame)) for uid, frame in self.frames),
             return_exceptions=True,
         )
+        self.pushed_at = time.perf_counter()
         for (uid, frame), result in zip(self.frames, results, strict=True):
             if isinstance(result, BaseException):
                 log.warning("push of %s to %s failed: %r", frame.get("type"), uid, result)

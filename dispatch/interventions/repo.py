@@ -152,19 +152,6 @@ async def transition_logged(
     )
 
 
-async def get_for_offer(
-    conn: asyncpg.Connection, *, offer_id: uuid.UUID, artisan_id: uuid.UUID
-) -> asyncpg.Record | None:
-    """Lock and return the job of one of the artisan's offers (None: no such offer)."""
-    return await conn.fetchrow(
-        f"""SELECT {COLUMNS} FROM interventions
-            WHERE id = (SELECT intervention_id FROM offers WHERE id = $1 AND artisan_id = $2)
-            FOR UPDATE""",
-        offer_id,
-        artisan_id,
-    )
-
-
 async def events(conn: asyncpg.Connection, *, intervention_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT from_status, to_status, actor_id, actor_role, data, at

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from dispatch.interventions.repo import COLUMNS as JOB_COLUMNS
 from dispatch.interventions.statemachine import ACTIVE
 
 OFFER_COLUMNS = (
@@ -107,18 +108,34 @@ async def offer_to_first_free(
     )
 
 
-async def accept(
+async def lock_job_and_accept(
     conn: asyncpg.Connection, *, offer_id: uuid.UUID, artisan_id: uuid.UUID
-) -> asyncpg.Record | None:
-    """PENDING and not yet expired -> ACCEPTED; None otherwise."""
-    return await conn.fetchrow(
-        f"""UPDATE offers SET status = 'ACCEPTED', responded_at = clock_timestamp()
-            WHERE id = $1 AND artisan_id = $2 AND status = 'PENDING'
-              AND expires_at > clock_timestamp()
-            RETURNING {OFFER_COLUMNS}""",
+) -> tuple[asyncpg.Record | None, bool]:
+    """Lock the job of one of the artisan's offers, then accept that offer if it is still
+    PENDING and unexpired (the hot path: one round trip).
+
+    Returns (job, accepted); (None, False) when the artisan has no such offer. The job row
+    is locked before the offer row is written (the lock order everywhere): the UPDATE
+    cannot pass its `EXISTS (SELECT 1 FROM job)` test before the locking CTE has run. A
+    job row that another transaction changed while we waited for its lock comes back as
+    committed, and the offer row is re-checked the same way (READ COMMITTED)."""
+    row = await conn.fetchrow(
+        f"""WITH job AS (
+              SELECT {JOB_COLUMNS} FROM interventions
+              WHERE id = (SELECT intervention_id FROM offers WHERE id = $1 AND artisan_id = $2)
+              FOR UPDATE),
+            accepted AS (
+              UPDATE offers SET status = 'ACCEPTED', responded_at = clock_timestamp()
+              WHERE id = $1 AND artisan_id = $2 AND status = 'PENDING'
+                AND expires_at > clock_timestamp() AND EXISTS (SELECT 1 FROM job)
+              RETURNING id)
+            SELECT job.*, EXISTS (SELECT 1 FROM accepted) AS offer_accepted FROM job""",
         offer_id,
         artisan_id,
     )
+    if row is None:
+        return None, False
+    return row, bool(row["offer_accepted"])
 
 
 async def decline(
@@ -133,20 +150,30 @@ async def decline(
     )
 
 
-async def make_busy_if_verified(conn: asyncpg.Connection, *, artisan_id: uuid.UUID) -> bool:
-    """The accepting artisan becomes BUSY, but only while still VERIFIED.
+async def make_busy_and_close_others(
+    conn: asyncpg.Connection, *, artisan_id: uuid.UUID, intervention_id: uuid.UUID
+) -> tuple[bool, list[asyncpg.Record]]:
+    """The accepting artisan becomes BUSY, but only while still VERIFIED; if so, the
+    job's other pending offers end TAKEN. One round trip; the caller holds the job lock.
 
-    One conditional UPDATE: it waits for a concurrent admin reject (which locks the
-    artisan row) and re-reads the committed status, so a rejected artisan never gets a
-    job; a reject that comes after sees BUSY and is refused (409) by the admin context.
-    """
-    return bool(
-        await conn.fetchval(
-            """UPDATE artisans SET current_status = 'BUSY'
-               WHERE user_id = $1 AND status = 'VERIFIED' RETURNING TRUE""",
-            artisan_id,
-        )
+    Returns (busy, taken offers as id, artisan_id). The artisan's UPDATE waits for a
+    concurrent admin reject (which locks the artisan row) and re-reads the committed
+    status, so a rejected artisan never gets a job; a reject that comes after sees BUSY
+    and is refused (409) by the admin context."""
+    rows = await conn.fetch(
+        """WITH busy AS (
+             UPDATE artisans SET current_status = 'BUSY'
+             WHERE user_id = $1 AND status = 'VERIFIED' RETURNING user_id),
+           taken AS (
+             UPDATE offers SET status = 'TAKEN', responded_at = clock_timestamp()
+             WHERE intervention_id = $2 AND status = 'PENDING' AND EXISTS (SELECT 1 FROM busy)
+             RETURNING id, artisan_id)
+           SELECT EXISTS (SELECT 1 FROM busy) AS busy, taken.id, taken.artisan_id
+           FROM (SELECT 1) AS one LEFT JOIN taken ON TRUE""",
+        artisan_id,
+        intervention_id,
     )
+    return bool(rows[0]["busy"]), [r for r in rows if r["id"] is not None]
 
 
 async def revoke_pending_for_artisan(

@@ -3,8 +3,9 @@
 `app[appkeys.OFFER_ACTIONS]` is an `OfferActions`; the gateway calls it for
 `offer.accept` / `offer.decline` frames.
 
-Acceptance is one transaction: lock the job row, then conditional UPDATEs
-(offer PENDING and unexpired -> ACCEPTED; job SEARCHING -> ASSIGNED). The
+Acceptance is one transaction of three statements: lock the job row and accept the
+offer (PENDING and unexpired -> ACCEPTED); make the artisan BUSY if still VERIFIED and
+close the job's other pending offers (TAKEN); job SEARCHING -> ASSIGNED. The
 partial unique indexes (one accepted offer per job, one active job per
 artisan) turn any race that slips past the lock into a UniqueViolation -> 409.
 """
@@ -63,15 +64,12 @@ class OfferActions:
 
         async def work(conn: asyncpg.Connection) -> tuple[dict[str, Any], Effects]:
             effects = Effects()  # fresh per attempt: a retried transaction starts over
-            # The job row is locked first (one lock order everywhere), in the same
-            # round trip that checks the offer is this artisan's.
-            job = await interventions_repo.get_for_offer(
+            job, accepted = await offers_repo.lock_job_and_accept(
                 conn, offer_id=offer_id, artisan_id=artisan_id
             )
             if job is None:
                 raise NotFound("No such offer")
-            accepted = await offers_repo.accept(conn, offer_id=offer_id, artisan_id=artisan_id)
-            if accepted is None:
+            if not accepted:
                 current = await offers_repo.get(conn, offer_id=offer_id)
                 assert current is not None
                 if current["status"] == "ACCEPTED" and job["artisan_id"] == artisan_id:
@@ -83,7 +81,10 @@ class OfferActions:
             if job["status"] != SEARCHING:  # the rollback undoes the ACCEPTED above
                 raise OfferTaken("This job is no longer available")
             # An admin may have rejected the artisan since the offer went out.
-            if not await offers_repo.make_busy_if_verified(conn, artisan_id=artisan_id):
+            busy, taken = await offers_repo.make_busy_and_close_others(
+                conn, artisan_id=artisan_id, intervention_id=job["id"]
+            )
+            if not busy:
                 raise ArtisanNotVerified("Your account is not verified any more")
             row = await interventions_repo.transition_logged(
                 conn,
@@ -97,9 +98,6 @@ class OfferActions:
             )
             if row is None:
                 raise OfferTaken("This job is no longer available")
-            taken = await offers_repo.close_pending_for_intervention(
-                conn, intervention_id=job["id"], outcome="TAKEN"
-            )
             effects.offer_result(artisan_id, offer_id, "accepted")
             for other in taken:
                 effects.offer_result(other["artisan_id"], other["id"], "taken")
@@ -117,8 +115,8 @@ class OfferActions:
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation_to_conflict(exc) from exc
         await effects.apply(self._app)
-        if effects.frames:  # a retried accept changes nothing and is not timed
-            self._app[METRICS].accept_notify_seconds.observe(time.perf_counter() - started)
+        if effects.pushed_at:  # a retried accept pushes nothing and is not timed
+            self._app[METRICS].accept_notify_seconds.observe(effects.pushed_at - started)
         return result
 
     async def decline(self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID) -> None:

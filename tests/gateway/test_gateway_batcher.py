@@ -161,3 +161,50 @@ async def test_write_behind_pops_packed_rows_into_postgres_in_one_statement(
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_write_behind_rewrites_a_row_only_when_it_moved_aged_or_changed_status(
+    make_client: Any, db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    gw = await make_client(run_background=False)  # only this test's flushes write
+    redis = gw.app[appkeys.REDIS]
+    pool = gw.app[appkeys.PG_POOL]
+    aid = (await new_artisan(db, gw_settings))[0]
+    await live.connect_artisan(
+        redis, str(aid), specialty="PLUMBER", level="STANDARD", rating=4.5, verified=True
+    )
+    t0 = now_ms() - 120_000
+    await redis.hset(redis_keys.live_artisan(str(aid)), mapping={"lat": 48.8, "lon": 2.3, "ts": t0})
+    await live.set_available(redis, aid)  # ONLINE needs a position
+
+    async def fix_and_flush(lat: float, ts: int) -> asyncpg.Record:
+        await redis.hset(
+            redis_keys.live_artisan(str(aid)), mapping={"lat": lat, "lon": 2.3, "ts": ts}
+        )
+        await redis.sadd(redis_keys.LIVE_DIRTY, str(aid))
+        assert await writebehind.flush_once(redis, pool) == 1
+        row = await db.fetchrow(
+            """SELECT xmin::text::bigint AS version, ST_Y(location::geometry) AS lat,
+                      location_updated_at, current_status FROM artisans WHERE user_id = $1""",
+            aid,
+        )
+        assert row is not None
+        return row
+
+    first = await fix_and_flush(48.8, t0)  # the first position is always written
+    assert abs(first["lat"] - 48.8) < 1e-9 and first["current_status"] == "ONLINE"
+    # ~5.6 m away, 1 s later: not rewritten (same row version, first fix kept).
+    drift = await fix_and_flush(48.80005, t0 + 1_000)
+    assert drift["version"] == first["version"]
+    assert int(drift["location_updated_at"].timestamp() * 1000) == t0
+    # ~110 m away: rewritten.
+    moved = await fix_and_flush(48.801, t0 + 2_000)
+    assert moved["version"] != first["version"] and abs(moved["lat"] - 48.801) < 1e-9
+    # Standing still, but the last write is 60 s old: rewritten with the new time.
+    aged = await fix_and_flush(48.801, t0 + 62_000)
+    assert aged["version"] != moved["version"]
+    assert int(aged["location_updated_at"].timestamp() * 1000) == t0 + 62_000
+    # Standing still, status changed: rewritten.
+    await live.set_busy(redis, aid)
+    busy = await fix_and_flush(48.801, t0 + 63_000)
+    assert busy["version"] != aged["version"] and busy["current_status"] == "BUSY"

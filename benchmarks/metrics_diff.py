@@ -1,0 +1,87 @@
+"""Quantiles of the server's histograms between two `/metrics` scrapes.
+
+Load runs start with a ramp (sockets connecting); scraping `/metrics` once the ramp is
+over and again at the end, then diffing, gives the server's own view of the steady
+state only:
+
+    .venv/bin/python -m benchmarks.metrics_diff /tmp/ramp.txt /tmp/end.txt
+
+Quantiles are interpolated linearly inside a bucket, as Prometheus' histogram_quantile
+does, so they are estimates bounded by the bucket edges (printed too).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+from prometheus_client.parser import text_string_to_metric_families
+
+HISTOGRAMS = (
+    "zendo_dispatch_first_offer_seconds",
+    "zendo_dispatch_accept_notify_seconds",
+    "zendo_event_loop_lag_seconds",
+    "zendo_gc_pause_seconds",
+)
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]]
+
+
+def _buckets(path: str) -> Series:
+    with open(path) as fh:
+        text = fh.read()
+    out: Series = defaultdict(dict)
+    for family in text_string_to_metric_families(text):
+        if family.name not in HISTOGRAMS:
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_bucket"):
+                continue
+            labels = {k: v for k, v in sample.labels.items() if k != "le"}
+            key = (family.name, tuple(sorted(labels.items())))
+            out[key][float(sample.labels["le"])] = sample.value
+    return out
+
+
+def quantile(buckets: dict[float, float], q: float) -> tuple[float, float, float]:
+    """(estimate, lower edge, upper edge) of quantile q of cumulative `buckets`."""
+    edges = sorted(buckets)
+    total = buckets[edges[-1]]
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for edge in edges:
+        count = buckets[edge]
+        if count >= rank:
+            if edge == float("inf"):
+                return lower, lower, edge
+            inside = count - below
+            share = (rank - below) / inside if inside else 1.0
+            return lower + (edge - lower) * share, lower, edge
+        lower, below = edge, count
+    return lower, lower, float("inf")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("before", help="/metrics scraped at the start of the window")
+    parser.add_argument("after", help="/metrics scraped at its end")
+    args = parser.parse_args()
+    before, after = _buckets(args.before), _buckets(args.after)
+    for key in sorted(after):
+        name, labels = key
+        diff = {le: n - before.get(key, {}).get(le, 0.0) for le, n in after[key].items()}
+        total = diff[float("inf")]
+        label = ",".join(f"{k}={v}" for k, v in labels)
+        head = f"{name}{{{label}}}" if label else name
+        if not total:
+            print(f"{head}: no observations")
+            continue
+        cells = []
+        for q in (0.5, 0.9, 0.99, 0.999):
+            est, lo, hi = quantile(diff, q)
+            cells.append(f"p{q * 100:g} ≈ {est * 1e3:.1f} ms ({lo * 1e3:g}–{hi * 1e3:g})")
+        over = total - diff.get(0.025, total)
+        print(f"{head}: n={total:.0f}; " + "; ".join(cells) + f"; > 25 ms: {over:.0f}")
+
+
+if __name__ == "__main__":
+    main()
