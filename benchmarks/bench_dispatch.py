@@ -42,7 +42,7 @@ import orjson
 import uvloop
 
 from gateway.config import GatewayConfig
-from gateway.gcpacer import GcPacer
+from gateway.gcpacer import GcPacer, take_over
 
 
 @dataclass
@@ -326,8 +326,7 @@ class Harness:
 
 def _pace_gc(stats: Stats) -> GcPacer:
     config = GatewayConfig()
-    gc.set_threshold(config.gc_gen0_threshold, config.gc_gen1_threshold, config.gc_gen2_threshold)
-    gc.freeze()
+    take_over(config)
     started = [0.0]
 
     def on_gc(phase: str, _info: dict[str, int]) -> None:

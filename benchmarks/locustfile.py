@@ -41,7 +41,7 @@ from locust import FastHttpUser, between, constant, constant_pacing, events, tas
 from locust.env import Environment
 
 from gateway.config import GatewayConfig
-from gateway.gcpacer import GcPacer
+from gateway.gcpacer import GcPacer, take_over
 
 SPECIALTIES = ("PLUMBER", "ELECTRICIAN", "LOCKSMITH", "HEATING", "GLAZIER", "APPLIANCE_REPAIR")
 ACCEPT_DELAY = tuple(float(x) for x in os.environ.get("ZENDO_BENCH_ACCEPT_DELAY", "1,3").split(","))
@@ -321,8 +321,7 @@ def _pace_gc(environment: Environment, **_kwargs: Any) -> None:
     gateway/gcpacer.py): with CPython's own trigger its collections stop every greenlet
     for 30-300 ms, and that would be read as server latency. Same policy, on a greenlet."""
     config = GatewayConfig()
-    gc.set_threshold(config.gc_gen0_threshold, config.gc_gen1_threshold, config.gc_gen2_threshold)
-    gc.freeze()
+    take_over(config)
     pacer = GcPacer(config)
 
     def run() -> None:

@@ -147,3 +147,25 @@ async def test_gateway_paces_collections_and_restores_gc_at_cleanup(
     young_after_cleanup = gc.get_stats()[0]["collections"]
     await asyncio.sleep(0.1)
     assert gc.get_stats()[0]["collections"] - young_after_cleanup < 5  # the pacer stopped
+
+
+async def test_pacer_ticks_only_when_cpython_stayed_quiet() -> None:
+    """Under a burst of allocation CPython's own trigger keeps gen 0 small; a clocked
+    collection on top of it only cost (the gateway's flat-out ceiling fell 3x)."""
+    loop = asyncio.get_running_loop()
+    pacer = GcPacer(GatewayConfig(gc_young_interval_s=1000))  # ticked by hand here
+    gc.disable()  # no automatic collection between the lines below
+    try:
+        pacer._tick(loop)  # the first tick only takes note of the count
+        before = gc.get_stats()[0]["collections"]
+        pacer._tick(loop)  # quiet since: collects
+        assert gc.get_stats()[0]["collections"] == before + 1
+        gc.collect(0)  # stands for CPython's own trigger
+        seen = gc.get_stats()[0]["collections"]
+        pacer._tick(loop)  # not quiet: skipped
+        assert gc.get_stats()[0]["collections"] == seen
+        pacer._tick(loop)  # quiet again: collects
+        assert gc.get_stats()[0]["collections"] == seen + 1
+    finally:
+        gc.enable()
+        pacer.stop()
