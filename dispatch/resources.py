@@ -18,7 +18,8 @@ REDIS_POOL_TIMEOUT_S = 5.0
 
 
 async def pg_pool_ctx(app: web.Application) -> AsyncIterator[None]:
-    pool = await create_pool(app[appkeys.SETTINGS].database_url)
+    settings = app[appkeys.SETTINGS]
+    pool = await create_pool(settings.database_url, max_size=settings.pg_pool_max_size)
     app[appkeys.PG_POOL] = pool
     try:
         yield

@@ -58,6 +58,7 @@ def test_secrets_are_masked_in_repr(tmp_path: Path) -> None:
         ("ZENDO_MATCH_RADIUS_KM", "inf"),
         ("ZENDO_STORAGE", "ftp"),
         ("ZENDO_PORT", "http"),
+        ("ZENDO_PG_POOL_MAX", "1"),
     ],
 )
 def test_invalid_values_are_refused(tmp_path: Path, name: str, value: str) -> None:
@@ -69,3 +70,8 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
     s = Settings.from_env(_env(tmp_path))
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_pool_size_is_read_from_the_environment(tmp_path: Path) -> None:
+    assert Settings.from_env(_env(tmp_path)).pg_pool_max_size == 40
+    assert Settings.from_env(_env(tmp_path, ZENDO_PG_POOL_MAX="7")).pg_pool_max_size == 7

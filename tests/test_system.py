@@ -78,3 +78,14 @@ async def test_cors_allows_only_the_allowlist(client: TestClient[Any, Any]) -> N
     assert "Access-Control-Allow-Origin" not in bad.headers
     plain = await client.get("/healthz", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in plain.headers
+
+
+async def test_the_pool_is_sized_by_the_settings(
+    settings: Any, clean_state: None, aiohttp_client: Any
+) -> None:
+    from dispatch import appkeys
+    from dispatch.app import create_app
+
+    app = create_app(settings.replace(pg_pool_max_size=3, run_background=False))
+    await aiohttp_client(app)
+    assert app[appkeys.PG_POOL].get_max_size() == 3
