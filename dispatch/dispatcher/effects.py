@@ -120,7 +120,7 @@ class Effects:
         if notifier is None or not self.frames:
             return
         results = await asyncio.gather(
-            *(_maybe_await(notifier.notify(uid, frame)) for uid, frame in self.frames),
+            *(_notify(notifier, uid, frame) for uid, frame in self.frames),
             return_exceptions=True,
         )
         self.pushed_at = time.perf_counter()
@@ -177,6 +177,13 @@ async def _payment_call(payments: Any, method: str, intervention_id: uuid.UUID) 
         await _maybe_await(getattr(payments, method)(intervention_id))
     except Exception:
         log.exception("payments.%s(%s) failed", method, intervention_id)
+
+
+async def _notify(notifier: Any, user_id: uuid.UUID, frame: dict[str, Any]) -> Any:
+    # notify() is called inside this coroutine, not when the gather is built: were the
+    # gather cancelled (shutdown) before its tasks start, an already-made notify()
+    # coroutine would never be awaited (RuntimeWarning at collection).
+    return await _maybe_await(notifier.notify(user_id, frame))
 
 
 async def _maybe_await(value: Any) -> Any:
