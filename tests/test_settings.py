@@ -59,6 +59,9 @@ def test_secrets_are_masked_in_repr(tmp_path: Path) -> None:
         ("ZENDO_STORAGE", "ftp"),
         ("ZENDO_PORT", "http"),
         ("ZENDO_PG_POOL_MAX", "1"),
+        ("ZENDO_PG_POOL_MAX", "many"),
+        ("ZENDO_STALL_TRACE_MS", "-5"),
+        ("ZENDO_STALL_TRACE_MS", "soon"),
     ],
 )
 def test_invalid_values_are_refused(tmp_path: Path, name: str, value: str) -> None:
