@@ -234,6 +234,11 @@ class ClientUser(SocketUser):
         self.profile = CLIENTS[next(_next_client) % len(CLIENTS)]
         self.finished: dict[str, str] = {}
         self.open_socket()
+        # Locust spawns fixed_count users first, so every client starts within the first
+        # second and constant_pacing would keep them in step: 300 creations in a burst
+        # every CLIENT_PACING s instead of the steady rate asked for. A random phase per
+        # client makes the arrivals independent, like real clients'.
+        gevent.sleep(random.uniform(0, CLIENT_PACING))
 
     @task
     def request_and_follow(self) -> None:

@@ -9,7 +9,8 @@ deadline in `interventions.next_check_at`.
 
 Who runs steps, and when:
 - the process that created, declined or released a job, right after its commit
-  (so the first offer never waits for a poll);
+  (a new job's first offers are written by its creating statement itself, see
+  `offers_repo.create_job_with_offers`; a step follows only if they fell short);
 - an in-process timer at the job's next deadline (offer expiry, re-check);
 - a poller in every process that claims due jobs with FOR UPDATE SKIP LOCKED and
   leases them (next_check_at = now + lease) before stepping them, so the
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from aiohttp import web
 from dispatch import appkeys
 from dispatch.db import run_in_transaction
 from dispatch.dispatcher.effects import Effects
-from dispatch.dispatcher.matcher import Matcher, NoIndex
+from dispatch.dispatcher.matcher import OVERFETCH, Matcher, NoIndex
 from dispatch.interventions import repo as interventions_repo
 from dispatch.interventions.statemachine import SEARCHING, UNFULFILLED
 from dispatch.offers import repo as offers_repo
@@ -126,31 +127,40 @@ class Dispatcher:
         await result.effects.apply(self._app)
         self._arm(intervention_id, result.next_in_s)
 
-    async def offer_new_job(
-        self, conn: asyncpg.Connection, job: asyncpg.Record
-    ) -> StepResult | None:
-        """The first offers of a job, inside the transaction that creates it.
-
-        The hot path: no second transaction, no row lock to take (the creating
-        transaction's uncommitted row is invisible to everyone else), no offers to
-        read. Returns None when no free artisan was found within the radius (or the
-        index is not ready): the caller then kicks a normal step after the commit,
-        which widens or gives up, so a job is always created SEARCHING.
-        """
-        effects = Effects()
+    def first_candidates(self, *, lat: float, lon: float, specialty: str) -> list[Any]:
+        """The index's ranking for a job about to be created, best first (empty when the
+        index is not ready). The creating statement checks them in PostgreSQL and offers
+        the job to the first free ones (`offers_repo.create_job_with_offers`)."""
         try:
-            found = await self._matcher.offer(
-                conn, job, set(), self._settings.offer_batch, self._radius(0)
+            return self._matcher.rank(
+                lat,
+                lon,
+                specialty,
+                k=self._settings.offer_batch + OVERFETCH,
+                max_km=self._radius(0),
             )
         except NoIndex:
-            return None
-        if not found.offers:
-            return None
-        for offer in found.offers:
-            effects.push(offer["artisan_id"], found.frames[offer["id"]])
-        effects.first_offer_of = job["created_at"]
-        deadline = min(o["expires_at"] for o in found.offers)
-        return await self._reschedule(conn, job, effects, deadline, 0)
+            return []
+
+    async def after_create(
+        self, job: Mapping[str, Any], offers: list[dict[str, Any]], frames: list[dict[str, Any]]
+    ) -> None:
+        """Push a new job's first offers (already committed with it) and arm its timer.
+
+        Fewer offers than `offer_batch` (nobody free in the first ranking, lost races, no
+        index yet): a full step right away, which tops up, widens or gives up, so a job
+        is never left waiting for the poller."""
+        effects = Effects()
+        for offer, frame in zip(offers, frames, strict=True):
+            effects.push(offer["artisan_id"], frame)
+        if offers:
+            effects.first_offer_of = job["created_at"]
+        complete = len(offers) >= self._settings.offer_batch
+        if not complete:
+            effects.kick.append(job["id"])
+        await effects.apply(self._app)
+        if complete:
+            self._arm(job["id"], self._settings.offer_timeout_s)
 
     async def _step(self, conn: asyncpg.Connection, intervention_id: uuid.UUID) -> StepResult:
         effects = Effects()

@@ -24,7 +24,7 @@ from dispatch.middleware import METRICS
 from dispatch.offers import repo as offers_repo
 
 # Extra candidates fetched per round, since some may turn out busy or engaged.
-_OVERFETCH = 8
+OVERFETCH = 8
 _MAX_ROUNDS = 4
 
 
@@ -38,6 +38,15 @@ class Found:
     frames: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
     # Some eligible candidate is answering another job's offer right now.
     waiting: bool = False
+
+
+def candidate_columns(candidates: list[Any]) -> dict[str, list[Any]]:
+    """The index's ranking as the offer statements' array arguments."""
+    return {
+        "artisan_ids": [uuid.UUID(c.artisan_id) for c in candidates],
+        "distances_km": [float(c.distance_km) for c in candidates],
+        "scores": [float(c.score) for c in candidates],
+    }
 
 
 class Matcher:
@@ -80,7 +89,7 @@ class Matcher:
         skip = {str(a) for a in asked}
         timeout_s = self._app[appkeys.SETTINGS].offer_timeout_s
         for _ in range(_MAX_ROUNDS):
-            k = wanted + _OVERFETCH
+            k = wanted + OVERFETCH
             candidates = self.rank(
                 job["lat"], job["lon"], job["specialty"], k=k, max_km=max_km, exclude=skip
             )
@@ -89,9 +98,7 @@ class Matcher:
             rows = await offers_repo.offer_to_first_free(
                 conn,
                 intervention_id=job["id"],
-                artisan_ids=[uuid.UUID(c.artisan_id) for c in candidates],
-                distances_km=[float(c.distance_km) for c in candidates],
-                scores=[float(c.score) for c in candidates],
+                **candidate_columns(candidates),
                 wanted=wanted,
                 timeout_s=timeout_s,
             )

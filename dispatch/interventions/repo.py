@@ -16,56 +16,6 @@ COLUMNS = """id, client_id, artisan_id, specialty,
 _ACTIVE = sorted(ACTIVE)
 
 
-async def insert(
-    conn: asyncpg.Connection,
-    *,
-    client_id: uuid.UUID,
-    specialty: str,
-    lat: float,
-    lon: float,
-    address: str | None,
-    description: str | None,
-    start_code: str,
-    idempotency_key: str | None,
-    price: tuple[int, str] | None,
-    actor_role: str,
-) -> asyncpg.Record | None:
-    """Insert a SEARCHING job and its creation event (one round trip); None when the
-    idempotency key exists.
-
-    The creating transaction usually sends the first offer itself and moves
-    next_check_at to its expiry; otherwise the job becomes due for the pollers a second
-    later, as the fallback should the creating process die before its first step.
-    """
-    return await conn.fetchrow(
-        f"""WITH job AS (
-              INSERT INTO interventions
-                (client_id, specialty, location, address, description, start_code,
-                 idempotency_key, price_amount, price_currency, next_check_at)
-              VALUES ($1, $2, ST_SetSRID(ST_MakePoint($4, $3), 4326)::geography, $5, $6, $7,
-                      $8, $9, $10, clock_timestamp() + interval '1 second')
-              ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL
-              DO NOTHING
-              RETURNING *),
-            event AS (
-              INSERT INTO intervention_events
-                (intervention_id, from_status, to_status, actor_id, actor_role, at)
-              SELECT id, NULL, status, client_id, $11, clock_timestamp() FROM job)
-            SELECT {COLUMNS} FROM job""",
-        client_id,
-        specialty,
-        lat,
-        lon,
-        address,
-        description,
-        start_code,
-        idempotency_key,
-        price[0] if price else None,
-        price[1] if price else None,
-        actor_role,
-    )
-
-
 async def get_by_idempotency_key(
     conn: asyncpg.Connection, *, client_id: uuid.UUID, key: str
 ) -> asyncpg.Record | None:
@@ -108,6 +58,48 @@ async def list_for(
     )
 
 
+def transition_ctes(
+    *,
+    job_id: str,
+    expected: str,
+    target: str,
+    actor_role: str,
+    actor_id: str,
+    data: str = "NULL",
+    artisan_id: str = "NULL",
+    clear_artisan: bool = False,
+    guard: str = "TRUE",
+) -> str:
+    """The one door every status change goes through, as two CTEs for a bigger statement.
+
+    Asks the state machine first (IllegalTransition, 409, for a forbidden move), then
+    writes `moved` (the conditional UPDATE: `WHERE status = expected AND guard`,
+    RETURNING *) and its intervention_events row: no row, no event. `expected`,
+    `target` and `actor_role` are checked names, inlined; the other arguments are SQL
+    expressions (placeholders or CTE lookups) of the enclosing statement."""
+    check_transition(expected, target, actor_role)
+    new_artisan = "NULL" if clear_artisan else f"COALESCE({artisan_id}, artisan_id)"
+    # Back on the market: due for a step now, and a new search from round 0.
+    next_check = "clock_timestamp()" if target == "SEARCHING" else "NULL"
+    search_round = "0" if clear_artisan else "search_round"
+    search_started = "clock_timestamp()" if clear_artisan else "search_started_at"
+    return f"""moved AS (
+              UPDATE interventions SET
+                status = '{target}',
+                artisan_id = {new_artisan},
+                next_check_at = {next_check},
+                search_round = {search_round},
+                search_started_at = {search_started},
+                updated_at = clock_timestamp()
+              WHERE id = {job_id} AND status = '{expected}' AND {guard}
+              RETURNING *),
+            moved_event AS (
+              INSERT INTO intervention_events
+                (intervention_id, from_status, to_status, actor_id, actor_role, data, at)
+              SELECT id, '{expected}', '{target}', {actor_id}, '{actor_role}',
+                     {data}::jsonb, clock_timestamp() FROM moved)"""
+
+
 async def transition_logged(
     conn: asyncpg.Connection,
     *,
@@ -120,36 +112,22 @@ async def transition_logged(
     artisan_id: uuid.UUID | None = None,
     clear_artisan: bool = False,
 ) -> asyncpg.Record | None:
-    """The one door every status change goes through: the state machine's check, then
-    the conditional UPDATE and its intervention_events row in one round trip (no row,
-    no event). Raises IllegalTransition (409) for a move the state machine forbids."""
-    check_transition(expected, target, actor_role)
-    return await conn.fetchrow(
-        f"""WITH job AS (
-              UPDATE interventions SET
-                status = $3::varchar,
-                artisan_id = CASE WHEN $5 THEN NULL ELSE COALESCE($4, artisan_id) END,
-                next_check_at = CASE WHEN $3::varchar = 'SEARCHING' THEN clock_timestamp() END,
-                search_round = CASE WHEN $5 THEN 0 ELSE search_round END,
-                search_started_at = CASE WHEN $5 THEN clock_timestamp()
-                                         ELSE search_started_at END,
-                updated_at = clock_timestamp()
-              WHERE id = $1 AND status = $2
-              RETURNING *),
-            event AS (
-              INSERT INTO intervention_events
-                (intervention_id, from_status, to_status, actor_id, actor_role, data, at)
-              SELECT id, $2, $3, $6, $7, $8::jsonb, clock_timestamp() FROM job)
-            SELECT {COLUMNS} FROM job""",
-        intervention_id,
-        expected,
-        target,
-        artisan_id,
-        clear_artisan,
-        actor_id,
-        actor_role,
-        data,
+    """One status change in one round trip (see `transition_ctes`); None when the job is
+    no longer in `expected`. Raises IllegalTransition (409) for a forbidden move."""
+    args: list[Any] = [intervention_id, actor_id, data]
+    if not clear_artisan:
+        args.append(artisan_id)
+    ctes = transition_ctes(
+        job_id="$1",
+        expected=expected,
+        target=target,
+        actor_role=actor_role,
+        actor_id="$2::uuid",
+        data="$3",
+        artisan_id="$4::uuid",
+        clear_artisan=clear_artisan,
     )
+    return await conn.fetchrow(f"WITH {ctes} SELECT {COLUMNS} FROM moved", *args)
 
 
 async def events(conn: asyncpg.Connection, *, intervention_id: uuid.UUID) -> list[asyncpg.Record]:

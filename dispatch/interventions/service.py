@@ -7,7 +7,6 @@ transaction, and tells the client and artisan only after the commit.
 
 from __future__ import annotations
 
-import inspect
 import secrets
 import uuid
 from typing import Any
@@ -17,16 +16,15 @@ from aiohttp import web
 
 from dispatch import appkeys
 from dispatch.auth.principal import Principal
-from dispatch.db import run_in_transaction
+from dispatch.db import run_in_transaction, run_statement
 from dispatch.dispatcher.effects import Effects
-from dispatch.dispatcher.engine import StepResult
+from dispatch.dispatcher.matcher import candidate_columns
 from dispatch.errors import Conflict, FieldError, NotFound, ValidationFailed
 from dispatch.interventions import repo
 from dispatch.interventions import statemachine as sm
 from dispatch.interventions.area import service_area
-from dispatch.interventions.schemas import CreateIntervention, intervention_json
+from dispatch.interventions.schemas import CreateIntervention, intervention_json, offer_frame
 from dispatch.offers import repo as offers_repo
-from dispatch.payments.service import quote as payments_quote
 from dispatch.ratelimit import RateLimiter
 
 START_CODE_GUESSES = 5  # per intervention, per START_CODE_WINDOW_S
@@ -41,37 +39,30 @@ def _view(row: asyncpg.Record, principal: Principal) -> dict[str, Any]:
     return intervention_json(row, for_client=row["client_id"] == principal.user_id)
 
 
-async def _quote(
-    app: web.Application, conn: asyncpg.Connection, specialty: str
-) -> tuple[int, str] | None:
-    """The server's price for a specialty (never taken from the client)."""
-    quote = getattr(app.get(appkeys.PAYMENTS), "quote", None) or payments_quote
-    result = quote(conn, specialty)
-    return await result if inspect.isawaitable(result) else result
-
-
 async def create(
     app: web.Application,
     principal: Principal,
     body: CreateIntervention,
     idempotency_key: str | None,
 ) -> tuple[dict[str, Any], bool]:
-    """Returns (intervention, created). A replayed Idempotency-Key returns the first one."""
+    """Returns (intervention, created). A replayed Idempotency-Key returns the first one.
+
+    One statement writes the job, its event and its first offers (one round trip, its
+    own implicit transaction); the ranking comes from the in-memory index before it."""
     if not service_area(app).covers(body.lat, body.lon):
         raise ValidationFailed(
             detail="This location is outside the served area", code="out_of_area"
         )
-
+    settings = app[appkeys.SETTINGS]
     dispatcher = app.get(appkeys.DISPATCHER)
+    candidates = (
+        dispatcher.first_candidates(lat=body.lat, lon=body.lon, specialty=body.specialty)
+        if dispatcher is not None
+        else []
+    )
 
-    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, StepResult | None, bool]:
-        if idempotency_key is not None:
-            existing = await repo.get_by_idempotency_key(
-                conn, client_id=principal.user_id, key=idempotency_key
-            )
-            if existing is not None:
-                return existing, None, False
-        row = await repo.insert(
+    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, list[asyncpg.Record], bool]:
+        rows = await offers_repo.create_job_with_offers(
             conn,
             client_id=principal.user_id,
             specialty=body.specialty,
@@ -81,27 +72,35 @@ async def create(
             description=body.description,
             start_code=f"{secrets.randbelow(10_000):04d}",
             idempotency_key=idempotency_key,
-            price=await _quote(app, conn, body.specialty),
             actor_role=principal.role,
+            **candidate_columns(candidates),
+            wanted=settings.offer_batch,
+            timeout_s=settings.offer_timeout_s,
         )
-        if row is None:  # a concurrent request with the same key won the insert
+        if not rows[0]["priced"]:
+            raise ValidationFailed([FieldError("specialty", "no price for this specialty")])
+        if rows[0]["id"] is None:  # this key was used before (perhaps just now): that job
             assert idempotency_key is not None
             existing = await repo.get_by_idempotency_key(
                 conn, client_id=principal.user_id, key=idempotency_key
             )
             assert existing is not None
-            return existing, None, False
-        # The first offer goes out in this same transaction: one commit, no second one.
-        first = await dispatcher.offer_new_job(conn, row) if dispatcher is not None else None
-        return row, first, True
+            return existing, [], False
+        return rows[0], [r for r in rows if r["offer_id"] is not None], True
 
-    row, first, created = await run_in_transaction(app[appkeys.PG_POOL], work)
-    if first is not None:
-        await dispatcher.after_commit(row["id"], first)
-    elif created:
-        # Nobody free nearby (or no index yet): a full step widens or gives up, now.
-        await Effects(kick=[row["id"]]).apply(app)
-    return intervention_json(row, for_client=True), created
+    job, offer_rows, created = await run_statement(app[appkeys.PG_POOL], work)
+    if created and dispatcher is not None:
+        offers = [
+            {
+                "id": r["offer_id"],
+                "artisan_id": r["offer_artisan_id"],
+                "distance_km": r["offer_distance_km"],
+                "expires_at": r["offer_expires_at"],
+            }
+            for r in offer_rows
+        ]
+        await dispatcher.after_create(job, offers, [offer_frame(o, job) for o in offers])
+    return intervention_json(job, for_client=True), created
 
 
 async def _visible(

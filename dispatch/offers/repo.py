@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from dispatch.interventions.repo import COLUMNS as JOB_COLUMNS
-from dispatch.interventions.statemachine import ACTIVE
+from dispatch.interventions.repo import transition_ctes
+from dispatch.interventions.statemachine import ACTIVE, ASSIGNED, SEARCHING
 
 OFFER_COLUMNS = (
     "id, intervention_id, artisan_id, status, distance_km, score, created_at, expires_at"
@@ -63,6 +64,104 @@ _CANDIDATE_STATE = """CASE WHEN a.status IS DISTINCT FROM 'VERIFIED' THEN 'unver
                   ELSE 'free' END"""
 
 
+def _checked_candidates(*, ids: str, distances: str, scores: str, active: str) -> str:
+    """CTEs `cand` (the index's ranking, in order) and `checked` (+ PostgreSQL's state)."""
+    return f"""cand AS (
+              SELECT * FROM unnest({ids}::uuid[], {distances}::float8[], {scores}::float8[])
+                WITH ORDINALITY AS t(artisan_id, distance_km, score, rank)),
+            checked AS (
+              SELECT c.*, {_CANDIDATE_STATE.replace("$ACTIVE", active)} AS state
+              FROM cand c LEFT JOIN artisans a ON a.user_id = c.artisan_id)"""
+
+
+async def create_job_with_offers(
+    conn: asyncpg.Connection,
+    *,
+    client_id: uuid.UUID,
+    specialty: str,
+    lat: float,
+    lon: float,
+    address: str | None,
+    description: str | None,
+    start_code: str,
+    idempotency_key: str | None,
+    actor_role: str,
+    artisan_ids: Sequence[uuid.UUID],
+    distances_km: Sequence[float],
+    scores: Sequence[float],
+    wanted: int,
+    timeout_s: float,
+) -> list[asyncpg.Record]:
+    """Create a SEARCHING job, its creation event and its first offers in ONE statement:
+    no BEGIN, no COMMIT, one round trip (the product's hottest path).
+
+    The price is the server's (`specialty_prices`): with no price for the specialty
+    nothing is written. The ranked candidates (from the index) are checked as in
+    `offer_to_first_free` and the first `wanted` free ones get an offer. next_check_at is
+    the offers' expiry when some candidate was free, else a second from now (the
+    fallback should the creating process die before its first step).
+
+    Rows: one per inserted offer (offer_* columns), or a single row without one; each
+    row carries the job's columns (NULL when the idempotency key exists: nothing was
+    written), `priced` and `free` (how many checked candidates were free, at most
+    `wanted`). An offer insert that hits a unique index is skipped, not raised."""
+    return await conn.fetch(
+        f"""WITH {_checked_candidates(ids="$10", distances="$11", scores="$12", active="$15")},
+            free AS (SELECT * FROM checked WHERE state = 'free' ORDER BY rank LIMIT $13),
+            price AS (SELECT amount, currency FROM specialty_prices WHERE specialty = $2),
+            job AS (
+              INSERT INTO interventions
+                (client_id, specialty, location, address, description, start_code,
+                 idempotency_key, price_amount, price_currency, next_check_at, first_offer_at)
+              SELECT $1, $2, ST_SetSRID(ST_MakePoint($4, $3), 4326)::geography, $5, $6, $7,
+                     $8, price.amount, price.currency,
+                     CASE WHEN EXISTS (SELECT 1 FROM free)
+                          THEN clock_timestamp() + make_interval(secs => $14)
+                          ELSE clock_timestamp() + interval '1 second' END,
+                     CASE WHEN EXISTS (SELECT 1 FROM free) THEN clock_timestamp() END
+              FROM price
+              ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL
+              DO NOTHING
+              RETURNING *),
+            job_event AS (
+              INSERT INTO intervention_events
+                (intervention_id, from_status, to_status, actor_id, actor_role, at)
+              SELECT id, NULL, status, client_id, $9, clock_timestamp() FROM job),
+            offered AS (
+              INSERT INTO offers
+                (intervention_id, artisan_id, distance_km, score, created_at, expires_at)
+              SELECT job.id, f.artisan_id, f.distance_km, f.score, clock_timestamp(),
+                     clock_timestamp() + make_interval(secs => $14)
+              FROM job CROSS JOIN (SELECT * FROM free ORDER BY rank) f
+              ON CONFLICT DO NOTHING
+              RETURNING {OFFER_COLUMNS}),
+            created AS (SELECT {JOB_COLUMNS} FROM job)
+            SELECT created.*, o.id AS offer_id, o.artisan_id AS offer_artisan_id,
+                   o.distance_km AS offer_distance_km, o.score AS offer_score,
+                   o.expires_at AS offer_expires_at,
+                   EXISTS (SELECT 1 FROM price) AS priced,
+                   (SELECT count(*) FROM free) AS free
+            FROM (SELECT 1) AS one
+              LEFT JOIN created ON TRUE
+              LEFT JOIN offered o ON TRUE""",
+        client_id,
+        specialty,
+        lat,
+        lon,
+        address,
+        description,
+        start_code,
+        idempotency_key,
+        actor_role,
+        list(artisan_ids),
+        list(distances_km),
+        list(scores),
+        wanted,
+        timeout_s,
+        _ACTIVE,
+    )
+
+
 async def offer_to_first_free(
     conn: asyncpg.Connection,
     *,
@@ -80,12 +179,7 @@ async def offer_to_first_free(
     (id NULL unless an offer was inserted for them). An insert that hits a unique index
     (another dispatcher just offered that artisan a job) is skipped, not raised."""
     return await conn.fetch(
-        f"""WITH cand AS (
-              SELECT * FROM unnest($2::uuid[], $3::float8[], $4::float8[])
-                WITH ORDINALITY AS t(artisan_id, distance_km, score, rank)),
-            checked AS (
-              SELECT c.*, {_CANDIDATE_STATE.replace("$ACTIVE", "$7")} AS state
-              FROM cand c LEFT JOIN artisans a ON a.user_id = c.artisan_id),
+        f"""WITH {_checked_candidates(ids="$2", distances="$3", scores="$4", active="$7")},
             inserted AS (
               INSERT INTO offers
                 (intervention_id, artisan_id, distance_km, score, created_at, expires_at)
@@ -108,34 +202,78 @@ async def offer_to_first_free(
     )
 
 
-async def lock_job_and_accept(
+async def accept(
     conn: asyncpg.Connection, *, offer_id: uuid.UUID, artisan_id: uuid.UUID
-) -> tuple[asyncpg.Record | None, bool]:
-    """Lock the job of one of the artisan's offers, then accept that offer if it is still
-    PENDING and unexpired (the hot path: one round trip).
+) -> asyncpg.Record | None:
+    """Accept one of the artisan's offers in ONE statement (no BEGIN/COMMIT round trips):
+    lock the job row, then the artisan's row (still VERIFIED?), accept the offer if it
+    is PENDING and unexpired and the job SEARCHING, make the artisan BUSY, close the
+    job's other pending offers (TAKEN) and move the job SEARCHING -> ASSIGNED through
+    the status door. Either all of it happens or none of it.
 
-    Returns (job, accepted); (None, False) when the artisan has no such offer. The job row
-    is locked before the offer row is written (the lock order everywhere): the UPDATE
-    cannot pass its `EXISTS (SELECT 1 FROM job)` test before the locking CTE has run. A
-    job row that another transaction changed while we waited for its lock comes back as
-    committed, and the offer row is re-checked the same way (READ COMMITTED)."""
-    row = await conn.fetchrow(
+    Returns None when the artisan has no such offer; else one row: the job's columns
+    (ASSIGNED when accepted, else as locked), `offer_accepted`, `verified`, and the
+    TAKEN offers as `taken_ids` / `taken_artisans`. Locks are taken job, artisan,
+    offers: each step's one-time `EXISTS` on the previous CTE orders them, and a row
+    changed while we waited for its lock is re-read as committed (READ COMMITTED). A
+    race that slips past the locks hits a partial unique index (UniqueViolation)."""
+    move = transition_ctes(
+        job_id="(SELECT id FROM job)",
+        expected=SEARCHING,
+        target=ASSIGNED,
+        actor_role="ARTISAN",
+        actor_id="$2::uuid",
+        data="jsonb_build_object('offer_id', $1::text)",
+        artisan_id="$2::uuid",
+        guard="EXISTS (SELECT 1 FROM busy)",
+    )
+    return await conn.fetchrow(
         f"""WITH job AS (
-              SELECT {JOB_COLUMNS} FROM interventions
+              SELECT * FROM interventions
               WHERE id = (SELECT intervention_id FROM offers WHERE id = $1 AND artisan_id = $2)
               FOR UPDATE),
+            art AS (
+              SELECT user_id FROM artisans
+              WHERE user_id = $2 AND status = 'VERIFIED' AND EXISTS (SELECT 1 FROM job)
+              FOR NO KEY UPDATE),
             accepted AS (
               UPDATE offers SET status = 'ACCEPTED', responded_at = clock_timestamp()
               WHERE id = $1 AND artisan_id = $2 AND status = 'PENDING'
-                AND expires_at > clock_timestamp() AND EXISTS (SELECT 1 FROM job)
-              RETURNING id)
-            SELECT job.*, EXISTS (SELECT 1 FROM accepted) AS offer_accepted FROM job""",
+                AND expires_at > clock_timestamp()
+                AND EXISTS (SELECT 1 FROM job WHERE status = 'SEARCHING')
+                AND EXISTS (SELECT 1 FROM art)
+              RETURNING id),
+            busy AS (
+              UPDATE artisans SET current_status = 'BUSY'
+              WHERE user_id = $2 AND status = 'VERIFIED' AND EXISTS (SELECT 1 FROM accepted)
+              RETURNING user_id),
+            taken AS (
+              UPDATE offers SET status = 'TAKEN', responded_at = clock_timestamp()
+              WHERE intervention_id = (SELECT id FROM job) AND status = 'PENDING' AND id <> $1
+                AND EXISTS (SELECT 1 FROM busy)
+              RETURNING id, artisan_id),
+            {move},
+            latest AS (
+              SELECT * FROM moved
+              UNION ALL SELECT * FROM job WHERE NOT EXISTS (SELECT 1 FROM moved))
+            SELECT {JOB_COLUMNS},
+                   EXISTS (SELECT 1 FROM accepted) AS offer_accepted,
+                   EXISTS (SELECT 1 FROM art) AS verified,
+                   ARRAY(SELECT id FROM taken) AS taken_ids,
+                   ARRAY(SELECT artisan_id FROM taken) AS taken_artisans
+            FROM latest""",
         offer_id,
         artisan_id,
     )
-    if row is None:
-        return None, False
-    return row, bool(row["offer_accepted"])
+
+
+async def offer_state(conn: asyncpg.Connection, *, offer_id: uuid.UUID) -> asyncpg.Record | None:
+    """Why an accept did not take: the offer's status, and whether it is still open."""
+    return await conn.fetchrow(
+        """SELECT status, status = 'PENDING' AND expires_at > clock_timestamp() AS open
+           FROM offers WHERE id = $1""",
+        offer_id,
+    )
 
 
 async def decline(
@@ -148,32 +286,6 @@ async def decline(
         offer_id,
         artisan_id,
     )
-
-
-async def make_busy_and_close_others(
-    conn: asyncpg.Connection, *, artisan_id: uuid.UUID, intervention_id: uuid.UUID
-) -> tuple[bool, list[asyncpg.Record]]:
-    """The accepting artisan becomes BUSY, but only while still VERIFIED; if so, the
-    job's other pending offers end TAKEN. One round trip; the caller holds the job lock.
-
-    Returns (busy, taken offers as id, artisan_id). The artisan's UPDATE waits for a
-    concurrent admin reject (which locks the artisan row) and re-reads the committed
-    status, so a rejected artisan never gets a job; a reject that comes after sees BUSY
-    and is refused (409) by the admin context."""
-    rows = await conn.fetch(
-        """WITH busy AS (
-             UPDATE artisans SET current_status = 'BUSY'
-             WHERE user_id = $1 AND status = 'VERIFIED' RETURNING user_id),
-           taken AS (
-             UPDATE offers SET status = 'TAKEN', responded_at = clock_timestamp()
-             WHERE intervention_id = $2 AND status = 'PENDING' AND EXISTS (SELECT 1 FROM busy)
-             RETURNING id, artisan_id)
-           SELECT EXISTS (SELECT 1 FROM busy) AS busy, taken.id, taken.artisan_id
-           FROM (SELECT 1) AS one LEFT JOIN taken ON TRUE""",
-        artisan_id,
-        intervention_id,
-    )
-    return bool(rows[0]["busy"]), [r for r in rows if r["id"] is not None]
 
 
 async def revoke_pending_for_artisan(

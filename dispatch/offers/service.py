@@ -3,11 +3,12 @@
 `app[appkeys.OFFER_ACTIONS]` is an `OfferActions`; the gateway calls it for
 `offer.accept` / `offer.decline` frames.
 
-Acceptance is one transaction of three statements: lock the job row and accept the
-offer (PENDING and unexpired -> ACCEPTED); make the artisan BUSY if still VERIFIED and
-close the job's other pending offers (TAKEN); job SEARCHING -> ASSIGNED. The
+Acceptance is ONE statement (`offers_repo.accept`), so one round trip and no
+BEGIN/COMMIT: lock the job row and the artisan's, accept the offer (PENDING and
+unexpired -> ACCEPTED), make the artisan BUSY if still VERIFIED, close the job's other
+pending offers (TAKEN) and move the job SEARCHING -> ASSIGNED, all or nothing. The
 partial unique indexes (one accepted offer per job, one active job per
-artisan) turn any race that slips past the lock into a UniqueViolation -> 409.
+artisan) turn any race that slips past the locks into a UniqueViolation -> 409.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import asyncpg
 from aiohttp import web
 
 from dispatch import appkeys
-from dispatch.db import run_in_transaction
+from dispatch.db import run_in_transaction, run_statement
 from dispatch.dispatcher.effects import Effects, TrackingStart
 from dispatch.errors import Conflict, NotFound
 from dispatch.interventions import repo as interventions_repo
 from dispatch.interventions.schemas import intervention_json
-from dispatch.interventions.statemachine import ACTIVE, ASSIGNED, SEARCHING
+from dispatch.interventions.statemachine import ACTIVE, SEARCHING
 from dispatch.middleware import METRICS
 from dispatch.offers import repo as offers_repo
 
@@ -63,55 +64,37 @@ class OfferActions:
         started = time.perf_counter()
 
         async def work(conn: asyncpg.Connection) -> tuple[dict[str, Any], Effects]:
-            effects = Effects()  # fresh per attempt: a retried transaction starts over
-            job, accepted = await offers_repo.lock_job_and_accept(
-                conn, offer_id=offer_id, artisan_id=artisan_id
-            )
-            if job is None:
-                raise NotFound("No such offer")
-            if not accepted:
-                current = await offers_repo.get(conn, offer_id=offer_id)
-                assert current is not None
-                if current["status"] == "ACCEPTED" and job["artisan_id"] == artisan_id:
-                    if job["status"] in ACTIVE:  # a retried accept: same answer, no new effects
-                        return intervention_json(job, for_client=False), effects
-                if current["status"] in _EXPIRED_STATES:
-                    raise OfferExpired("This offer has expired")
-                raise OfferTaken("This job is no longer available")
-            if job["status"] != SEARCHING:  # the rollback undoes the ACCEPTED above
-                raise OfferTaken("This job is no longer available")
-            # An admin may have rejected the artisan since the offer went out.
-            busy, taken = await offers_repo.make_busy_and_close_others(
-                conn, artisan_id=artisan_id, intervention_id=job["id"]
-            )
-            if not busy:
-                raise ArtisanNotVerified("Your account is not verified any more")
-            row = await interventions_repo.transition_logged(
-                conn,
-                intervention_id=job["id"],
-                expected=SEARCHING,
-                target=ASSIGNED,
-                artisan_id=artisan_id,
-                actor_id=artisan_id,
-                actor_role="ARTISAN",
-                data={"offer_id": str(offer_id)},
-            )
+            effects = Effects()  # fresh per attempt: a retried statement starts over
+            row = await offers_repo.accept(conn, offer_id=offer_id, artisan_id=artisan_id)
             if row is None:
+                raise NotFound("No such offer")
+            if not row["offer_accepted"]:  # nothing was written: say why
+                offer = await offers_repo.offer_state(conn, offer_id=offer_id)
+                assert offer is not None
+                if offer["status"] == "ACCEPTED" and row["artisan_id"] == artisan_id:
+                    if row["status"] in ACTIVE:  # a retried accept: same answer, no new effects
+                        return intervention_json(row, for_client=False), effects
+                if offer["status"] in _EXPIRED_STATES and not offer["open"]:
+                    raise OfferExpired("This offer has expired")
+                if offer["open"] and row["status"] == SEARCHING and not row["verified"]:
+                    raise ArtisanNotVerified("Your account is not verified any more")
                 raise OfferTaken("This job is no longer available")
             effects.offer_result(artisan_id, offer_id, "accepted")
-            for other in taken:
-                effects.offer_result(other["artisan_id"], other["id"], "taken")
+            for other_id, other_artisan in zip(
+                row["taken_ids"], row["taken_artisans"], strict=True
+            ):
+                effects.offer_result(other_artisan, other_id, "taken")
             effects.status(row)
             effects.busy.append(artisan_id)
             effects.track.append(
-                TrackingStart(artisan_id, job["id"], job["client_id"], job["lat"], job["lon"])
+                TrackingStart(artisan_id, row["id"], row["client_id"], row["lat"], row["lon"])
             )
-            effects.payments.append(("on_assigned", job["id"]))
-            effects.settled.append(job["id"])
+            effects.payments.append(("on_assigned", row["id"]))
+            effects.settled.append(row["id"])
             return intervention_json(row, for_client=False), effects
 
         try:
-            result, effects = await run_in_transaction(self._app[appkeys.PG_POOL], work)
+            result, effects = await run_statement(self._app[appkeys.PG_POOL], work)
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation_to_conflict(exc) from exc
         await effects.apply(self._app)
