@@ -65,17 +65,25 @@ async def run_statement(
     pool: asyncpg.Pool,
     work: Callable[[asyncpg.Connection], Awaitable[T]],
     *,
+    then: Callable[[T], Awaitable[object]] | None = None,
     attempts: int = 5,
 ) -> T:
     """Run `work` outside an explicit transaction, retrying deadlocks.
 
     For hot paths written as ONE data-modifying statement, which PostgreSQL runs
     atomically in its own implicit transaction: no BEGIN and no COMMIT round trips. Any
-    further statement in `work` runs (and commits) on its own, so it may only read."""
+    further statement in `work` runs (and commits) on its own, so it may only read.
+
+    `then` gets the result once `work` returned, i.e. once its statement committed, and
+    before the connection goes back to the pool: asyncpg releases through a shielded
+    task, a loop turn or two that the post-commit pushes need not wait for."""
     for attempt in range(1, attempts + 1):
         try:
             async with pool.acquire() as conn:
-                return await work(conn)
+                result = await work(conn)
+                if then is not None:
+                    await then(result)
+                return result
         except _RETRYABLE:
             if attempt == attempts:
                 raise

@@ -37,14 +37,26 @@ class Notifier:
         Never raises for delivery problems (logged and counted in
         zendo_notify_failures_total); a user with no open socket: the frame is dropped.
         """
-        uid = str(user_id)
+        data = self.deliver(user_id, frame)
+        if data is not None:
+            await self.publish(user_id, data)
+
+    def deliver(self, user_id: uuid.UUID | str, frame: dict[str, Any]) -> bytes | None:
+        """The local half of `notify`, with no await: onto this process's sockets of the
+        user now. Returns the encoded frame for `publish` (None: not serialisable)."""
         try:
             data = encode(frame)
         except TypeError:
-            log.exception("frame for %s is not JSON serialisable", uid)
+            log.exception("frame for %s is not JSON serialisable", user_id)
             self.gateway.notify_failures.inc()
-            return
-        self.gateway.deliver_local(uid, data)
+            return None
+        self.gateway.deliver_local(str(user_id), data)
+        return data
+
+    async def publish(self, user_id: uuid.UUID | str, data: bytes) -> None:
+        """The remote half of `notify`: to every other live node holding the user, in
+        one Lua call."""
+        uid = str(user_id)
         try:
             await live.PUBLISH_TO_USER(
                 self.gateway.redis,

@@ -100,8 +100,9 @@ class Effects:
     async def apply(self, app: web.Application) -> None:
         # Concurrently: the pushes should not wait for the live-state round trips, and
         # PostgreSQL (not the index) already keeps a BUSY artisan from being matched.
-        # Pushes first: each notify delivers to local sockets before its first await.
-        await asyncio.gather(self._push_frames(app), self._live_state(app))
+        # Pushes first: local sockets get their frames before the first await.
+        encoded = self._deliver(app)
+        await asyncio.gather(self._publish_remote(app, encoded), self._live_state(app))
         if self.first_offer_of is not None:
             elapsed = time.time() - self.first_offer_of.timestamp()
             app[METRICS].first_offer_seconds.observe(max(0.0, elapsed))
@@ -115,18 +116,29 @@ class Effects:
             for intervention_id in self.kick:
                 dispatcher.kick(intervention_id)
 
-    async def _push_frames(self, app: web.Application) -> None:
+    def _deliver(self, app: web.Application) -> list[tuple[uuid.UUID, bytes]]:
+        """Frames onto this process's sockets now, with no await (a task per frame would
+        cost each push a loop turn or two under load); returns what other processes'
+        sockets still need."""
+        notifier = app.get(appkeys.NOTIFIER)
+        if notifier is None:
+            return []
+        encoded = [(uid, notifier.deliver(uid, frame)) for uid, frame in self.frames]
+        return [(uid, data) for uid, data in encoded if data is not None]
+
+    async def _publish_remote(
+        self, app: web.Application, encoded: list[tuple[uuid.UUID, bytes]]
+    ) -> None:
         notifier = app.get(appkeys.NOTIFIER)
         if notifier is None or not self.frames:
             return
         results = await asyncio.gather(
-            *(_notify(notifier, uid, frame) for uid, frame in self.frames),
-            return_exceptions=True,
+            *(_publish(notifier, uid, data) for uid, data in encoded), return_exceptions=True
         )
         self.pushed_at = time.perf_counter()
-        for (uid, frame), result in zip(self.frames, results, strict=True):
+        for result in results:
             if isinstance(result, BaseException):
-                log.warning("push of %s to %s failed: %r", frame.get("type"), uid, result)
+                log.warning("cross-process push failed: %r", result)
 
     async def _live_state(self, app: web.Application) -> None:
         if not (self.busy or self.available or self.track or self.untrack or self.ratings):
@@ -179,11 +191,11 @@ async def _payment_call(payments: Any, method: str, intervention_id: uuid.UUID) 
         log.exception("payments.%s(%s) failed", method, intervention_id)
 
 
-async def _notify(notifier: Any, user_id: uuid.UUID, frame: dict[str, Any]) -> Any:
-    # notify() is called inside this coroutine, not when the gather is built: were the
-    # gather cancelled (shutdown) before its tasks start, an already-made notify()
+async def _publish(notifier: Any, user_id: uuid.UUID, data: bytes) -> None:
+    # publish() is called inside this coroutine, not when the gather is built: were the
+    # gather cancelled (shutdown) before its tasks start, an already-made publish()
     # coroutine would never be awaited (RuntimeWarning at collection).
-    return await _maybe_await(notifier.notify(user_id, frame))
+    await notifier.publish(user_id, data)
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -130,6 +130,40 @@ async def transition_logged(
     return await conn.fetchrow(f"WITH {ctes} SELECT {COLUMNS} FROM moved", *args)
 
 
+async def advance_own(
+    conn: asyncpg.Connection,
+    *,
+    intervention_id: uuid.UUID,
+    artisan_id: uuid.UUID,
+    expected: str,
+    target: str,
+    start_code: str | None,
+    free_artisan: bool,
+) -> asyncpg.Record | None:
+    """The assigned artisan moves their job on, in ONE statement (no BEGIN/COMMIT round
+    trips): through the status door, only if it is theirs, in `expected`, and (when
+    given) the start code matches; with `free_artisan` the artisan is ONLINE again in the
+    same statement. None when nothing moved (the caller finds out why)."""
+    ctes = transition_ctes(
+        job_id="$1",
+        expected=expected,
+        target=target,
+        actor_role="ARTISAN",
+        actor_id="$2::uuid",
+        guard="artisan_id = $2 AND ($3::text IS NULL OR start_code = $3::text)",
+    )
+    freed = (
+        """, freed AS (
+              UPDATE artisans SET current_status = 'ONLINE'
+              WHERE user_id = $2 AND EXISTS (SELECT 1 FROM moved))"""
+        if free_artisan
+        else ""
+    )
+    return await conn.fetchrow(
+        f"WITH {ctes}{freed} SELECT {COLUMNS} FROM moved", intervention_id, artisan_id, start_code
+    )
+
+
 async def events(conn: asyncpg.Connection, *, intervention_id: uuid.UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT from_status, to_status, actor_id, actor_role, data, at

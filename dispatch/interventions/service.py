@@ -88,8 +88,10 @@ async def create(
             return existing, [], False
         return rows[0], [r for r in rows if r["offer_id"] is not None], True
 
-    job, offer_rows, created = await run_statement(app[appkeys.PG_POOL], work)
-    if created and dispatcher is not None:
+    async def tell(outcome: tuple[asyncpg.Record, list[asyncpg.Record], bool]) -> None:
+        job, offer_rows, created = outcome
+        if not created or dispatcher is None:
+            return
         offers = [
             {
                 "id": r["offer_id"],
@@ -100,6 +102,8 @@ async def create(
             for r in offer_rows
         ]
         await dispatcher.after_create(job, offers, [offer_frame(o, job) for o in offers])
+
+    job, _, created = await run_statement(app[appkeys.PG_POOL], work, then=tell)
     return intervention_json(job, for_client=True), created
 
 
@@ -228,8 +232,30 @@ async def advance(
         )
         await limiter.hit(str(intervention_id))
 
-    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, Effects]:
+    def effects_of(updated: asyncpg.Record) -> Effects:
         fx = Effects()
+        if target == sm.IN_PROGRESS:
+            fx.untrack.append(principal.user_id)  # the client no longer needs the position
+        if target == sm.COMPLETED:
+            fx.available.append(principal.user_id)
+            fx.untrack.append(principal.user_id)
+            fx.payments.append(("on_completed", updated["id"]))
+        fx.status(updated)
+        return fx
+
+    async def fast(conn: asyncpg.Connection) -> asyncpg.Record | None:
+        # The usual case in one statement; anything unusual is explained by `work`.
+        return await repo.advance_own(
+            conn,
+            intervention_id=intervention_id,
+            artisan_id=principal.user_id,
+            expected=sm.ARTISAN_PREVIOUS[target],
+            target=target,
+            start_code=start_code if target == sm.IN_PROGRESS else None,
+            free_artisan=target == sm.COMPLETED,
+        )
+
+    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, Effects]:
         row = await _assigned_to(conn, principal, intervention_id, lock=True)
         # Checked before the start code too, so an illegal move is a 409 whatever the code.
         sm.check_transition(row["status"], target, principal.role)
@@ -238,14 +264,21 @@ async def advance(
         ):
             raise WrongStartCode(detail="The start code is wrong")
         updated = await _change(conn, row, target, principal)
-        if target == sm.IN_PROGRESS:
-            fx.untrack.append(principal.user_id)  # the client no longer needs the position
         if target == sm.COMPLETED:
-            await _free_artisan(conn, principal.user_id, fx)
-            fx.payments.append(("on_completed", row["id"]))
-        fx.status(updated)
-        return updated, fx
+            await repo.set_artisan_current_status(
+                conn, artisan_id=principal.user_id, current_status="ONLINE"
+            )
+        return updated, effects_of(updated)
 
+    async def tell(moved: asyncpg.Record | None) -> None:
+        if moved is not None:
+            await effects_of(moved).apply(app)
+
+    moved = None
+    if principal.role == "ARTISAN" and target in sm.ARTISAN_PREVIOUS:
+        moved = await run_statement(app[appkeys.PG_POOL], fast, then=tell)
+    if moved is not None:
+        return _view(moved, principal)
     row, fx = await run_in_transaction(app[appkeys.PG_POOL], work)
     await fx.apply(app)
     return _view(row, principal)

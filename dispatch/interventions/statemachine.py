@@ -61,6 +61,15 @@ TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {
 }
 
 
+# The assigned artisan's own moves each have exactly one origin: target -> from.
+ARTISAN_PREVIOUS: dict[str, str] = {
+    to: frm
+    for (frm, to), roles in TRANSITIONS.items()
+    if to in ARTISAN_PROGRESS and "ARTISAN" in roles
+}
+assert len(ARTISAN_PREVIOUS) == len(ARTISAN_PROGRESS)
+
+
 class IllegalTransition(Conflict):
     code = "illegal_transition"
 

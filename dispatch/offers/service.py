@@ -93,11 +93,13 @@ class OfferActions:
             effects.settled.append(row["id"])
             return intervention_json(row, for_client=False), effects
 
+        async def tell(outcome: tuple[dict[str, Any], Effects]) -> None:
+            await outcome[1].apply(self._app)
+
         try:
-            result, effects = await run_statement(self._app[appkeys.PG_POOL], work)
+            result, effects = await run_statement(self._app[appkeys.PG_POOL], work, then=tell)
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation_to_conflict(exc) from exc
-        await effects.apply(self._app)
         if effects.pushed_at:  # a retried accept pushes nothing and is not timed
             self._app[METRICS].accept_notify_seconds.observe(effects.pushed_at - started)
         return result

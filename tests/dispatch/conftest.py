@@ -39,8 +39,15 @@ class FrameRecorder:
         self._changed = asyncio.Event()
 
     async def notify(self, user_id: uuid.UUID | str, frame: dict[str, Any]) -> None:
+        self.deliver(user_id, frame)
+
+    def deliver(self, user_id: uuid.UUID | str, frame: dict[str, Any]) -> bytes:
         self.frames.append((str(user_id), frame))
         self._changed.set()
+        return b""
+
+    async def publish(self, user_id: uuid.UUID | str, data: bytes) -> None:
+        """No other process in these tests."""
 
     def of(self, user_id: uuid.UUID | str, type_: str | None = None) -> list[dict[str, Any]]:
         return [

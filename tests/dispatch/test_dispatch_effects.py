@@ -17,15 +17,22 @@ from dispatch.dispatcher.effects import Effects
 class _Notifier:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.published: list[bytes] = []
 
-    async def notify(self, user_id: uuid.UUID, frame: dict[str, Any]) -> None:
+    def deliver(self, user_id: uuid.UUID, frame: dict[str, Any]) -> bytes:
         self.sent.append(frame)
+        return b"frame"
+
+    async def publish(self, user_id: uuid.UUID, data: bytes) -> None:
+        self.published.append(data)
 
 
 async def test_a_push_cancelled_before_it_starts_leaves_no_unawaited_coroutine() -> None:
     """Found as a rare teardown error: a dispatcher task cancelled at app shutdown, in
     the instant between building the push gather and its tasks starting, left notify()
-    coroutines that were never awaited (a RuntimeWarning when collected)."""
+    coroutines that were never awaited (a RuntimeWarning when collected). Local
+    deliveries happen before the first await; the cross-process publishes are what a
+    cancellation can cut short."""
     app = web.Application()
     notifier = _Notifier()
     app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
@@ -33,15 +40,16 @@ async def test_a_push_cancelled_before_it_starts_leaves_no_unawaited_coroutine()
     for _ in range(3):
         effects.push(uuid.uuid4(), {"type": "offer.result"})
     task = asyncio.create_task(effects.apply(app))
-    # Two loop turns: apply() starts its gather, then _push_frames builds the push
-    # gather; the push tasks themselves have not run yet.
+    # Two loop turns: apply() delivers locally and starts its gather, then
+    # _publish_remote builds the publish gather; its tasks have not run yet.
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     gc.collect()  # a never-awaited coroutine would warn here (an error under pytest)
-    assert notifier.sent == []
+    assert len(notifier.sent) == 3  # delivered before the first await
+    assert notifier.published == []
 
 
 async def test_pushes_reach_the_notifier() -> None:
@@ -52,4 +60,21 @@ async def test_pushes_reach_the_notifier() -> None:
     effects.push(uuid.uuid4(), {"type": "offer.result"})
     await effects.apply(app)
     assert notifier.sent == [{"type": "offer.result"}]
+    assert notifier.published == [b"frame"]
     assert effects.pushed_at > 0
+
+
+async def test_local_sockets_get_their_frames_before_the_first_await() -> None:
+    """No loop turn between a commit and the local push: a task per frame used to cost
+    one or two turns under load."""
+    app = web.Application()
+    notifier = _Notifier()
+    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+    effects = Effects()
+    effects.push(uuid.uuid4(), {"type": "intervention.status"})
+    task = asyncio.ensure_future(effects.apply(app))
+    await asyncio.sleep(0)  # apply() has run up to its first await, no further
+    assert notifier.sent == [{"type": "intervention.status"}]
+    assert notifier.published == []
+    await task
+    assert notifier.published == [b"frame"]
