@@ -6,7 +6,10 @@ import os
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
 
 SPECIALTIES: tuple[str, ...] = (
     "PLUMBER",
@@ -23,6 +26,18 @@ _SECRET_FIELDS = frozenset({"jwt_secret", "stripe_api_key", "stripe_webhook_secr
 
 class SettingsError(ValueError):
     """A configuration value is missing or invalid."""
+
+
+def _gateway_config(env: dict[str, str] | None = None) -> GatewayConfig:
+    # Imported here: the gateway package imports dispatch modules that import this one.
+    from gateway.config import GatewayConfig
+
+    if env is None:
+        return GatewayConfig()
+    try:
+        return GatewayConfig.from_env(env)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int | None = None) -> int:
@@ -101,6 +116,8 @@ class Settings:
     pg_pool_max_size: int = 40
     # > 0: log the loop thread's stack when the event loop stalls this long (diagnostic).
     stall_trace_ms: float = 0.0
+    # The gateway's knobs (ZENDO_GW_*), read with the rest.
+    gateway: GatewayConfig = field(default_factory=_gateway_config)
 
     @property
     def payments_enabled(self) -> bool:
@@ -173,4 +190,5 @@ class Settings:
             run_background=env.get("ZENDO_BACKGROUND", "1") != "0",
             stall_trace_ms=_float(env, "ZENDO_STALL_TRACE_MS", 0.0),
             pg_pool_max_size=_int(env, "ZENDO_PG_POOL_MAX", 40, minimum=2),
+            gateway=_gateway_config(env),
         )

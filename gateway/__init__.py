@@ -9,7 +9,6 @@ from aiohttp import web
 
 from dispatch import appkeys
 from gateway import admin_routes, gcpacer, mirror, notify, presence, writebehind
-from gateway.config import GatewayConfig
 from gateway.node import Gateway
 from gateway.tasks import stop_tasks
 from gateway.ws import ws_handler
@@ -43,7 +42,7 @@ def _background(ctx):  # type: ignore[no-untyped-def]
 
 def setup(app: web.Application) -> None:
     """Mount `/ws`, `/admin/artisans/{id}/live` and the gateway's background tasks."""
-    app[appkeys.GATEWAY_CONFIG] = GatewayConfig.from_env()
+    app[appkeys.GATEWAY_CONFIG] = app[appkeys.SETTINGS].gateway
     gateway = Gateway(app)
     app[appkeys.GATEWAY] = gateway
     app[appkeys.NOTIFIER] = notify.Notifier(gateway)

@@ -6,6 +6,7 @@ be tuned too; `Settings` keeps the contract's variables (auth timeout, grace).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -58,10 +59,20 @@ class GatewayConfig:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> GatewayConfig:
+        """`ZENDO_GW_<FIELD>` overrides; ValueError names the variable and the value."""
         env = dict(os.environ if env is None else env)
         changes: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"ZENDO_GW_{f.name.upper()}")
-            if raw:
-                changes[f.name] = int(raw) if f.type == "int" else float(raw)
+            name = f"ZENDO_GW_{f.name.upper()}"
+            raw = env.get(name)
+            if not raw:
+                continue
+            try:
+                value: float = int(raw) if f.type == "int" else float(raw)
+            except ValueError:
+                kind = "an integer" if f.type == "int" else "a number"
+                raise ValueError(f"{name} must be {kind}, got {raw!r}") from None
+            if not 0 <= value < math.inf:
+                raise ValueError(f"{name} must be a finite number >= 0, got {raw!r}")
+            changes[f.name] = value
         return replace(cls(), **changes)

@@ -62,6 +62,10 @@ def test_secrets_are_masked_in_repr(tmp_path: Path) -> None:
         ("ZENDO_PG_POOL_MAX", "many"),
         ("ZENDO_STALL_TRACE_MS", "-5"),
         ("ZENDO_STALL_TRACE_MS", "soon"),
+        ("ZENDO_GW_SEND_QUEUE_MAX", "lots"),
+        ("ZENDO_GW_SEND_QUEUE_MAX", "1.5"),
+        ("ZENDO_GW_HEARTBEAT_S", "-1"),
+        ("ZENDO_GW_HEARTBEAT_S", "inf"),
     ],
 )
 def test_invalid_values_are_refused(tmp_path: Path, name: str, value: str) -> None:
@@ -78,3 +82,23 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 def test_pool_size_is_read_from_the_environment(tmp_path: Path) -> None:
     assert Settings.from_env(_env(tmp_path)).pg_pool_max_size == 40
     assert Settings.from_env(_env(tmp_path, ZENDO_PG_POOL_MAX="7")).pg_pool_max_size == 7
+
+
+def test_gateway_knobs_are_read_with_the_settings(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        _env(tmp_path, ZENDO_GW_SEND_QUEUE_MAX="64", ZENDO_GW_HEARTBEAT_S="7.5")
+    )
+    assert settings.gateway.send_queue_max == 64
+    assert settings.gateway.heartbeat_s == 7.5
+    assert Settings.from_env(_env(tmp_path)).gateway.send_queue_max == 256
+
+
+def test_a_bad_gateway_knob_stops_the_cli_with_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dispatch.cli import main
+
+    for key, value in _env(tmp_path, ZENDO_GW_MAX_MSG_SIZE="big").items():
+        monkeypatch.setenv(key, value)
+    assert main(["migrate"]) == 2
+    assert "ZENDO_GW_MAX_MSG_SIZE must be an integer, got 'big'" in capsys.readouterr().err
