@@ -82,6 +82,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             role=principal.role,
             expires_at=principal.expires_at,
             max_queue=config.send_queue_max,
+            write_limit=config.writer_limit,
         )
         try:
             await gateway.open(session)
@@ -234,7 +235,9 @@ def _chain(gateway: Gateway, session: Session, work: Callable[[], Awaitable[None
 
     async def run() -> None:
         try:
-            if previous is not None:
+            # asyncio.wait() on a finished task still costs loop turns (its callback
+            # is scheduled); usually the previous action is long done.
+            if previous is not None and not previous.done():
                 await asyncio.wait([previous])
             await work()
         except asyncio.CancelledError:

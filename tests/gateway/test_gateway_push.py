@@ -50,6 +50,29 @@ async def test_notify_reaches_every_socket_of_the_user_only(
         await ws.close()
 
 
+async def test_frames_of_every_length_class_arrive_whole_and_in_order(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    """Pushes go straight onto the transport when nothing is queued (RFC 6455 framing
+    of our own): 7-bit, 16-bit and 64-bit payload lengths, back to back."""
+    user_id, token = await new_user(db, gw_settings)
+    ws = await connect(gw, token)
+    notifier = gw.app[appkeys.NOTIFIER]
+    # Encoded sizes around the length-class edges: 125/126 bytes, 65,535/65,536 bytes.
+    overhead = len(b'{"type":"intervention.status","pad":""}')
+    sizes = [125, 126, 65_535, 65_536, 200_000]
+    for size in sizes:
+        await notifier.notify(
+            user_id, {"type": "intervention.status", "pad": "x" * (size - overhead)}
+        )
+    for size in sizes:
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.TEXT
+        assert len(msg.data.encode()) == size
+        assert msg.json()["pad"] == "x" * (size - overhead)
+    await ws.close()
+
+
 async def test_tracking_forwards_fixes_to_the_client_of_the_job_only(
     gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
 ) -> None:
