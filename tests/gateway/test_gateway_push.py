@@ -53,8 +53,7 @@ async def test_notify_reaches_every_socket_of_the_user_only(
 async def test_frames_of_every_length_class_arrive_whole_and_in_order(
     gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
 ) -> None:
-    """Pushes go straight onto the transport when nothing is queued (RFC 6455 framing
-    of our own): 7-bit, 16-bit and 64-bit payload lengths, back to back."""
+    """7-bit, 16-bit and 64-bit payload lengths, back to back through one send queue."""
     user_id, token = await new_user(db, gw_settings)
     ws = await connect(gw, token)
     notifier = gw.app[appkeys.NOTIFIER]
