@@ -38,6 +38,7 @@ from dispatch.db import run_in_transaction
 from dispatch.dispatcher.effects import Effects
 from dispatch.dispatcher.matcher import OVERFETCH, Matcher, NoIndex
 from dispatch.interventions import repo as interventions_repo
+from dispatch.interventions.schemas import offer_frame
 from dispatch.interventions.statemachine import SEARCHING, UNFULFILLED
 from dispatch.offers import repo as offers_repo
 
@@ -142,17 +143,15 @@ class Dispatcher:
         except NoIndex:
             return []
 
-    async def after_create(
-        self, job: Mapping[str, Any], offers: list[dict[str, Any]], frames: list[dict[str, Any]]
-    ) -> None:
+    async def after_create(self, job: Mapping[str, Any], offers: list[dict[str, Any]]) -> None:
         """Push a new job's first offers (already committed with it) and arm its timer.
 
         Fewer offers than `offer_batch` (nobody free in the first ranking, lost races, no
         index yet): a full step right away, which tops up, widens or gives up, so a job
         is never left waiting for the poller."""
         effects = Effects()
-        for offer, frame in zip(offers, frames, strict=True):
-            effects.push(offer["artisan_id"], frame)
+        for offer in offers:
+            effects.push(offer["artisan_id"], offer_frame(offer, job))
         if offers:
             effects.first_offer_of = job["created_at"]
         complete = len(offers) >= self._settings.offer_batch

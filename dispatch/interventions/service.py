@@ -23,7 +23,7 @@ from dispatch.errors import Conflict, FieldError, NotFound, ValidationFailed
 from dispatch.interventions import repo
 from dispatch.interventions import statemachine as sm
 from dispatch.interventions.area import service_area
-from dispatch.interventions.schemas import CreateIntervention, intervention_json, offer_frame
+from dispatch.interventions.schemas import CreateIntervention, intervention_json
 from dispatch.offers import repo as offers_repo
 from dispatch.ratelimit import RateLimiter
 
@@ -101,7 +101,7 @@ async def create(
             }
             for r in offer_rows
         ]
-        await dispatcher.after_create(job, offers, [offer_frame(o, job) for o in offers])
+        await dispatcher.after_create(job, offers)
 
     job, _, created = await run_statement(app[appkeys.PG_POOL], work, then=tell)
     return intervention_json(job, for_client=True), created
@@ -167,10 +167,15 @@ async def _change(
     return updated
 
 
-async def _free_artisan(conn: asyncpg.Connection, artisan_id: uuid.UUID, fx: Effects) -> None:
-    await repo.set_artisan_current_status(conn, artisan_id=artisan_id, current_status="ONLINE")
+def _freed(fx: Effects, artisan_id: uuid.UUID) -> None:
+    """What a freed artisan's live state needs once the commit is done."""
     fx.available.append(artisan_id)
     fx.untrack.append(artisan_id)
+
+
+async def _free_artisan(conn: asyncpg.Connection, artisan_id: uuid.UUID, fx: Effects) -> None:
+    await repo.set_artisan_current_status(conn, artisan_id=artisan_id, current_status="ONLINE")
+    _freed(fx, artisan_id)
 
 
 async def cancel(app: web.Application, principal: Principal, intervention_id: uuid.UUID) -> dict:
@@ -237,8 +242,7 @@ async def advance(
         if target == sm.IN_PROGRESS:
             fx.untrack.append(principal.user_id)  # the client no longer needs the position
         if target == sm.COMPLETED:
-            fx.available.append(principal.user_id)
-            fx.untrack.append(principal.user_id)
+            _freed(fx, principal.user_id)
             fx.payments.append(("on_completed", updated["id"]))
         fx.status(updated)
         return fx
