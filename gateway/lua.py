@@ -294,15 +294,18 @@ end
 return n
 """
 
-# KEYS: user->nodes key. ARGV: now ms, this node, channel prefix, payload.
-# Publish a frame to every other node holding a socket of the user.
-PUBLISH_TO_USER = r"""
-local nodes = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+# KEYS: one user->nodes key per frame. ARGV: now ms, this node, channel prefix, then one
+# payload per key. Publishes each frame to every other live node holding a socket of its
+# user: the frames of one committed change cost one round trip, not one each.
+PUBLISH_TO_USERS = r"""
 local sent = 0
-for _, node in ipairs(nodes) do
-  if node ~= ARGV[2] then
-    redis.call('PUBLISH', ARGV[3] .. node, ARGV[4])
-    sent = sent + 1
+for i, key in ipairs(KEYS) do
+  local nodes = redis.call('ZRANGEBYSCORE', key, '(' .. ARGV[1], '+inf')
+  for _, node in ipairs(nodes) do
+    if node ~= ARGV[2] then
+      redis.call('PUBLISH', ARGV[3] .. node, ARGV[3 + i])
+      sent = sent + 1
+    end
   end
 end
 return sent

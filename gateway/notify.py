@@ -3,7 +3,8 @@
 Registry: `un:{user}` is a sorted set node id -> expiry (ms), refreshed by each
 process for its users and trimmed on disconnect. Each process subscribes to its
 own channel `node:{id}`; `notify` delivers to local sockets directly and, in one
-Lua call, publishes to the channel of every other live node of that user.
+Lua call, publishes to the channel of every other live node of that user
+(`publish_many`: the frames of several users in one call).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -54,23 +55,28 @@ class Notifier:
         return data
 
     async def publish(self, user_id: uuid.UUID | str, data: bytes) -> None:
-        """The remote half of `notify`: to every other live node holding the user, in
-        one Lua call."""
-        uid = str(user_id)
+        """The remote half of `notify`: to every other live node holding the user."""
+        await self.publish_many([(user_id, data)])
+
+    async def publish_many(self, frames: Sequence[tuple[uuid.UUID | str, bytes]]) -> None:
+        """Remote halves of several `notify`s (e.g. all the pushes of one committed
+        change), in one Lua call: one Redis round trip whatever their number."""
+        if not frames:
+            return
         try:
-            await live.PUBLISH_TO_USER(
+            await live.PUBLISH_TO_USERS(
                 self.gateway.redis,
                 [
                     live.now_ms(),
                     self.gateway.node_id,
                     redis_keys.NODE_CHANNEL_PREFIX,
-                    f"{uid}\n{data.decode()}",
+                    *(f"{uid}\n{data.decode()}" for uid, data in frames),
                 ],
-                keys=[redis_keys.user_nodes(uid)],
+                keys=[redis_keys.user_nodes(str(uid)) for uid, _data in frames],
             )
         except Exception as exc:
-            log.warning("notify %s: publish failed: %s", uid, exc)
-            self.gateway.notify_failures.inc()
+            log.warning("publish of %d frame(s) failed: %s", len(frames), exc)
+            self.gateway.notify_failures.inc(len(frames))
 
 
 def _on_message(gateway: Gateway, payload: str) -> None:

@@ -155,6 +155,10 @@ async def seed(
     try:
         async with conn.transaction():
             await _copy_users(conn, users, artisan_rows)
+        # A bulk load outruns autovacuum's analyze by a minute or more, and until then
+        # the planner guesses at empty tables: the hot statements got plans several
+        # times slower on a fresh database.
+        await conn.execute("ANALYZE users, artisans")
     except asyncpg.UniqueViolationError:
         _err("seed emails collided with existing users; run it again")
         return 1

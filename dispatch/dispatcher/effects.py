@@ -132,13 +132,11 @@ class Effects:
         notifier = app.get(appkeys.NOTIFIER)
         if notifier is None or not self.frames:
             return
-        results = await asyncio.gather(
-            *(_publish(notifier, uid, data) for uid, data in encoded), return_exceptions=True
-        )
+        try:
+            await notifier.publish_many(encoded)
+        except Exception as exc:  # the notifier logs its own failures; this is a backstop
+            log.warning("cross-process push failed: %r", exc)
         self.pushed_at = time.perf_counter()
-        for result in results:
-            if isinstance(result, BaseException):
-                log.warning("cross-process push failed: %r", result)
 
     async def _live_state(self, app: web.Application) -> None:
         if not (self.busy or self.available or self.track or self.untrack or self.ratings):
@@ -189,13 +187,6 @@ async def _payment_call(payments: Any, method: str, intervention_id: uuid.UUID) 
         await _maybe_await(getattr(payments, method)(intervention_id))
     except Exception:
         log.exception("payments.%s(%s) failed", method, intervention_id)
-
-
-async def _publish(notifier: Any, user_id: uuid.UUID, data: bytes) -> None:
-    # publish() is called inside this coroutine, not when the gather is built: were the
-    # gather cancelled (shutdown) before its tasks start, an already-made publish()
-    # coroutine would never be awaited (RuntimeWarning at collection).
-    await notifier.publish(user_id, data)
 
 
 async def _maybe_await(value: Any) -> Any:

@@ -15,7 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from dispatch import appkeys
+from dispatch.auth import tokens
 from dispatch.auth.guards import authenticate, requires_auth, requires_role, role_prefix_middleware
+from dispatch.errors import Unauthorized
 from dispatch.middleware import error_middleware
 from dispatch.settings import Settings
 from tests.auth.helpers import register
@@ -205,3 +207,38 @@ async def test_real_app_guards_admin_and_artisan_prefixes(
 async def test_token_of_a_deleted_user_is_401_on_me(client: Client, settings: Settings) -> None:
     resp = await client.get("/auth/me", headers=_tok(settings, "CLIENT"))
     assert resp.status == 401
+
+
+
+async def test_a_cached_token_expires_like_a_fresh_one(
+    guarded: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verified tokens are cached; the cache must not outlive the token's exp."""
+    token = jwt.encode(_claims(role="CLIENT", exp=int(time.time()) + 60), settings.jwt_secret)
+    for _ in range(2):  # the second request is a cache hit
+        resp = await guarded.get("/decorated/anyone", headers=bearer(token))
+        assert resp.status == 200
+    assert (settings.jwt_secret, token) in tokens._verified
+    later = time.time() + 61
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    resp = await guarded.get("/decorated/anyone", headers=bearer(token))
+    assert resp.status == 401
+    assert (await resp.json())["code"] == "token_expired"
+    assert (settings.jwt_secret, token) not in tokens._verified
+
+
+def test_the_token_cache_is_keyed_by_secret_and_bounded(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = jwt.encode(_claims(role="CLIENT"), settings.jwt_secret)
+    assert tokens.verify_access_token(settings.jwt_secret, token).role == "CLIENT"
+    with pytest.raises(Unauthorized) as caught:  # a cached token, another key: decoded again
+        tokens.verify_access_token("another-secret-" + "q" * 40, token)
+    assert caught.value.code == "invalid_token"
+    monkeypatch.setattr(tokens, "_VERIFIED_MAX", 8)
+    fresh = [jwt.encode(_claims(jti=str(i)), settings.jwt_secret) for i in range(20)]
+    for each in fresh:
+        tokens.verify_access_token(settings.jwt_secret, each)
+    assert len(tokens._verified) <= 8
+    assert (settings.jwt_secret, fresh[-1]) in tokens._verified  # oldest out first
+    assert (settings.jwt_secret, fresh[0]) not in tokens._verified

@@ -46,7 +46,7 @@ class FrameRecorder:
         self._changed.set()
         return b""
 
-    async def publish(self, user_id: uuid.UUID | str, data: bytes) -> None:
+    async def publish_many(self, frames: list[tuple[uuid.UUID | str, bytes]]) -> None:
         """No other process in these tests."""
 
     def of(self, user_id: uuid.UUID | str, type_: str | None = None) -> list[dict[str, Any]]:

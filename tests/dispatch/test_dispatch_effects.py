@@ -23,8 +23,9 @@ class _Notifier:
         self.sent.append(frame)
         return b"frame"
 
-    async def publish(self, user_id: uuid.UUID, data: bytes) -> None:
-        self.published.append(data)
+    async def publish_many(self, frames: list[tuple[uuid.UUID, bytes]]) -> None:
+        await asyncio.sleep(0)  # a real publish is a Redis round trip
+        self.published += [data for _uid, data in frames]
 
 
 async def test_a_push_cancelled_before_it_starts_leaves_no_unawaited_coroutine() -> None:

@@ -186,3 +186,45 @@ async def test_slow_consumer_is_disconnected_and_others_are_unaffected(
         await fast.send_json({"type": "bogus"})
         assert (await recv_type(fast, "error"))["code"] == "unknown_type"
         await fast.close()
+
+
+async def test_publish_many_sends_each_frame_to_the_other_nodes_of_its_user_only(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    """The pushes of one committed change go out in one Lua call; each frame must still
+    reach exactly the other live nodes of its own user."""
+    from redis.asyncio import Redis
+
+    from dispatch import redis_keys
+    from gateway import live
+
+    notifier = gw.app[appkeys.NOTIFIER]
+    here = notifier.gateway.node_id
+    remote_user, local_user, gone_user = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    redis = Redis.from_url(gw_settings.redis_url)
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        alive, expired = live.now_ms() + 60_000, live.now_ms() - 1
+        await redis.zadd(redis_keys.user_nodes(str(remote_user)), {"other": alive, here: alive})
+        await redis.zadd(redis_keys.user_nodes(str(local_user)), {here: alive})
+        await redis.zadd(redis_keys.user_nodes(str(gone_user)), {"other": expired})
+        await pubsub.subscribe(redis_keys.node_channel("other"), redis_keys.node_channel(here))
+        await notifier.publish_many(
+            [(local_user, b'{"n":1}'), (remote_user, b'{"n":2}'), (gone_user, b'{"n":3}')]
+        )
+        await notifier.publish_many([])  # nothing to send: no call
+        received = []
+        async with asyncio.timeout(5):
+            while not received:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    received.append(message)
+        await asyncio.sleep(0.2)  # anything else published would have arrived by now
+        while (message := await pubsub.get_message(timeout=0.1)) is not None:
+            received.append(message)
+        assert [(m["channel"], m["data"]) for m in received] == [
+            (redis_keys.node_channel("other").encode(), f'{remote_user}\n{{"n":2}}'.encode())
+        ]
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()
