@@ -209,7 +209,6 @@ async def test_token_of_a_deleted_user_is_401_on_me(client: Client, settings: Se
     assert resp.status == 401
 
 
-
 async def test_a_cached_token_expires_like_a_fresh_one(
     guarded: Client, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
