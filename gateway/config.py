@@ -43,6 +43,10 @@ class GatewayConfig:
     lua_chunk: int = 1000
     # Flushes in flight at once: the next batch is packed while Redis applies one.
     max_inflight_flushes: int = 2
+    # At most one flush per this many seconds (a fix waits at most that long to reach
+    # Redis and the index). With 2,500 fixes/s a flush went out every 5 ms with a dozen
+    # fixes; each one costs a Redis call, a stream event and a mirror read on every node.
+    flush_linger_s: float = 0.02
     # Graceful shutdown: every socket gets a 1001 close frame, concurrently; those not
     # closed within this time are aborted. Then one batched registry cleanup.
     shutdown_close_s: float = 2.0

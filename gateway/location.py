@@ -138,8 +138,11 @@ class LocationBatcher:
         on_tracked: OnTracked,
         on_accepted: OnAccepted | None = None,
         max_inflight: int = 2,
+        linger_s: float = 0.0,
     ) -> None:
         self.redis = redis
+        self.linger_s = linger_s
+        self._last_flush = float("-inf")
         self.chunk = chunk
         self.on_tracked = on_tracked
         # Accepted fixes are counted here and reported once per batch (a Prometheus
@@ -172,6 +175,12 @@ class LocationBatcher:
             while True:
                 await self.wakeup.wait()
                 await self.slots.acquire()
+                # At most one flush per linger: a fix waits at most that long, and under
+                # load each Redis call, stream event and mirror read carries more fixes.
+                wait = self._last_flush + self.linger_s - asyncio.get_running_loop().time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._last_flush = asyncio.get_running_loop().time()
                 self.wakeup.clear()
                 batch, self.pending = self.pending, {}
                 if self.accepted and self.on_accepted is not None:

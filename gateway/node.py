@@ -68,6 +68,7 @@ class Gateway:
                 on_tracked=self.forward_tracked,
                 on_accepted=self.metrics.pings_accepted.inc,
                 max_inflight=self.config.max_inflight_flushes,
+                linger_s=self.config.flush_linger_s,
             )
         return self._batcher
 

@@ -127,6 +127,43 @@ async def test_a_failed_flush_keeps_the_batch_and_newer_fixes_win(
     assert first is not None and first["lat"] == 48.90
 
 
+async def test_flushes_are_at_least_a_linger_apart_and_the_first_goes_at_once(
+    gw: TestClient[Any, Any],
+) -> None:
+    redis = gw.app[appkeys.REDIS]
+    ids = await _profiles(redis, 3)
+    flushed_at: list[tuple[float, int]] = []
+
+    async def ignore(_entries: list[TrackedFix]) -> None:
+        return None
+
+    batcher = LocationBatcher(redis, chunk=10, on_tracked=ignore, linger_s=0.2)
+    real_flush = batcher.flush
+
+    async def timed(batch: dict[str, Any]) -> None:
+        flushed_at.append((asyncio.get_running_loop().time(), len(batch)))
+        await real_flush(batch)
+
+    batcher.flush = timed  # type: ignore[method-assign]
+    task = asyncio.create_task(batcher.run())
+    try:
+        ts = now_ms()
+        started = asyncio.get_running_loop().time()
+        batcher.add(ids[0], (48.85, 2.35, ts, None))
+        await eventually(lambda: _async(batcher.flushed == 1))
+        batcher.add(ids[1], (48.85, 2.35, ts, None))  # these two wait for the linger...
+        await asyncio.sleep(0.05)
+        batcher.add(ids[2], (48.85, 2.35, ts, None))
+        await eventually(lambda: _async(batcher.flushed == 3))  # ...and go out together
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    (first, n_first), (second, n_second) = flushed_at
+    assert first - started < 0.1 and n_first == 1  # an idle batcher does not linger
+    assert second - first >= 0.2 - 0.005 and n_second == 2
+    assert await live.read_live(redis, ids[2]) is not None
+
+
 async def test_write_behind_pops_packed_rows_into_postgres_in_one_statement(
     gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
 ) -> None:
