@@ -206,8 +206,12 @@ class Gateway:
 
     async def forward_tracked(self, entries: list[TrackedFix]) -> None:
         notifier = self.app[appkeys.NOTIFIER]
-        frames = [location_frame(entry) for entry in entries]
-        await asyncio.gather(*(notifier.notify(client, frame) for client, frame in frames))
+        # Local sockets now; the other nodes get the whole flush's frames in one call.
+        delivered = [
+            (client, notifier.deliver(client, frame))
+            for client, frame in map(location_frame, entries)
+        ]
+        await notifier.publish_many([(client, data) for client, data in delivered if data])
 
     def stats(self) -> dict[str, Any]:
         return {

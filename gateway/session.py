@@ -1,8 +1,10 @@
 """One authenticated socket: its identity, its bounded send queue and writer task.
 
 Only the handler task reads from the socket. Writes go through `send`, which never
-awaits: frames are queued (at most `send_queue_max`) and a writer task, created on
-demand and gone when the queue is empty, writes them in order. A client that lets
+awaits. When nothing is queued and the transport's buffer is below the writer limit,
+the frame goes onto the transport at once (a writer task would cost it a loop turn).
+Otherwise frames are queued (at most `send_queue_max`) and a writer task, created on
+demand and gone when the queue is empty, writes them in order as the peer reads. A client that lets
 the queue fill up is a slow consumer: it is closed with 1013 ("try again later":
 it may reconnect) so that it never stalls the producers or other sockets.
 """
@@ -42,6 +44,18 @@ def encode(frame: dict[str, Any]) -> bytes:
     return orjson.dumps(frame, default=_default, option=orjson.OPT_UTC_Z)
 
 
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, unfragmented RFC 6455 text frame (server -> client, no extension)."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x81, size))
+    elif size < 1 << 16:
+        header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+    return header + payload
+
+
 class Session:
     __slots__ = (
         "_closing",
@@ -60,6 +74,7 @@ class Session:
         "user_id",
         "validator",
         "verified",
+        "write_limit",
         "ws",
     )
 
@@ -72,6 +87,7 @@ class Session:
         role: str,
         expires_at: int,
         max_queue: int,
+        write_limit: int = 32 * 1024,
     ) -> None:
         self.ws = ws
         self.transport = request.transport
@@ -79,6 +95,7 @@ class Session:
         self.role = role
         self.expires_at = expires_at
         self.max_queue = max_queue
+        self.write_limit = write_limit
         self._queue: deque[bytes] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
@@ -106,6 +123,18 @@ class Session:
         """Queue an encoded text frame; False (and the socket is closed) if it is full."""
         if self.closing:
             return False
+        transport = self.transport
+        if (
+            self._writer is None
+            and transport is not None
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() < self.write_limit
+        ):
+            # Nothing queued and the socket keeps up: straight onto the transport, now.
+            # A writer task would cost the frame a loop turn; it is only needed to wait
+            # for a slow reader (and then the queue bounds what that reader can cost).
+            transport.write(text_frame(data))
+            return True
         if len(self._queue) >= self.max_queue:
             log.warning("slow consumer %s: send queue full, disconnecting", self.user_id)
             self.close_soon(CLOSE_SLOW_CONSUMER, "slow consumer")

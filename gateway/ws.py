@@ -82,6 +82,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             role=principal.role,
             expires_at=principal.expires_at,
             max_queue=config.send_queue_max,
+            write_limit=config.writer_limit,
         )
         try:
             await gateway.open(session)
