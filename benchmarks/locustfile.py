@@ -180,6 +180,11 @@ class ArtisanUser(SocketUser):
         self.profile = ARTISANS[next(_next_artisan) % len(ARTISANS)]
         self.lat, self.lon = float(self.profile["lat"]), float(self.profile["lon"])
         self.open_socket()  # the first fix (the ping task) makes the artisan ONLINE
+        # The phase of an artisan's pings is set by when its socket opened. A server
+        # that falls behind during the ramp completes handshakes in clumps, which then
+        # ping in step every 4 s: a burst load that real apps, started independently,
+        # do not make. A random phase per artisan, as for the clients.
+        gevent.sleep(random.uniform(0, 4))
 
     @task
     def ping(self) -> None:
