@@ -4,9 +4,9 @@ Only the handler task reads from the socket. Writes go through `send`, which nev
 awaits. When nothing is queued and the transport's buffer is below the writer limit,
 the frame goes onto the transport at once (a writer task would cost it a loop turn).
 Otherwise frames are queued (at most `send_queue_max`) and a writer task, created on
-demand and gone when the queue is empty, writes them in order as the peer reads. A client that lets
-the queue fill up is a slow consumer: it is closed with 1013 ("try again later":
-it may reconnect) so that it never stalls the producers or other sockets.
+demand and gone when the queue is empty, writes them in order as the peer reads. A
+client that lets the queue fill up is a slow consumer: it is closed with 1013 ("try
+again later": it may reconnect) so that it never stalls the producers or other sockets.
 """
 
 from __future__ import annotations
