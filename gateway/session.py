@@ -87,7 +87,7 @@ class Session:
         role: str,
         expires_at: int,
         max_queue: int,
-        write_limit: int = 32 * 1024,
+        write_limit: int,
     ) -> None:
         self.ws = ws
         self.transport = request.transport

@@ -132,10 +132,7 @@ class Effects:
         notifier = app.get(appkeys.NOTIFIER)
         if notifier is None or not self.frames:
             return
-        try:
-            await notifier.publish_many(encoded)
-        except Exception as exc:  # the notifier logs its own failures; this is a backstop
-            log.warning("cross-process push failed: %r", exc)
+        await notifier.publish_many(encoded)  # never raises: it logs and counts failures
         self.pushed_at = time.perf_counter()
 
     async def _live_state(self, app: web.Application) -> None:
