@@ -22,7 +22,10 @@ Environment: ZENDO_SEED_FILE (required), ZENDO_BENCH_ACCEPT_DELAY ("min,max" sec
 default "1,3"), ZENDO_BENCH_DECLINE_SHARE (default 0.1), ZENDO_BENCH_CLIENT_PACING
 (seconds between a client's requests, default 6), ZENDO_BENCH_CLIENTS (how many client
 users; interventions/s = clients / pacing), ZENDO_BENCH_WORK_S (seconds spent
-per status step, default 0.5), ZENDO_BENCH_ADMIN_EMAIL / _PASSWORD.
+per status step, default 0.5), ZENDO_BENCH_ADMIN_EMAIL / _PASSWORD,
+ZENDO_BENCH_WARMUP_S (default 0: with N > 0, the statistics are reset again N s after
+the last user started, so that they cover the steady state only; `--reset-stats` alone
+resets them when the last user has *started*, while 10,000 sockets are still settling).
 """
 
 from __future__ import annotations
@@ -32,23 +35,24 @@ import itertools
 import json
 import os
 import random
+import select
 import time
 from typing import Any
 
 import gevent
+import gevent.monkey
 import gevent.resolver.blocking
+import geventhttpclient.connectionpool
 import websocket
 from locust import FastHttpUser, between, constant, constant_pacing, events, task
 from locust.env import Environment
-
-from gateway.config import GatewayConfig
-from gateway.gcpacer import GcPacer, take_over
 
 SPECIALTIES = ("PLUMBER", "ELECTRICIAN", "LOCKSMITH", "HEATING", "GLAZIER", "APPLIANCE_REPAIR")
 ACCEPT_DELAY = tuple(float(x) for x in os.environ.get("ZENDO_BENCH_ACCEPT_DELAY", "1,3").split(","))
 DECLINE_SHARE = float(os.environ.get("ZENDO_BENCH_DECLINE_SHARE", "0.1"))
 CLIENT_PACING = float(os.environ.get("ZENDO_BENCH_CLIENT_PACING", "6"))
 WORK_S = float(os.environ.get("ZENDO_BENCH_WORK_S", "0.5"))
+WARMUP_S = float(os.environ.get("ZENDO_BENCH_WARMUP_S", "0"))
 FOLLOW_TIMEOUT_S = 90.0
 
 
@@ -330,6 +334,15 @@ def _check_seed(environment: Environment, **_kwargs: Any) -> None:
 
 
 @events.init.add_listener
+def _reset_after_warm_up(environment: Environment, **_kwargs: Any) -> None:
+    def on_spawning_complete(**_kw: Any) -> None:
+        if WARMUP_S > 0:
+            gevent.spawn_later(WARMUP_S, environment.stats.reset_all)
+
+    environment.events.spawning_complete.add_listener(on_spawning_complete)
+
+
+@events.init.add_listener
 def _resolve_in_line(environment: Environment, **_kwargs: Any) -> None:
     """gevent resolves names on a thread pool by default, even an IP literal. Every
     artisan opens a new HTTP connection per job (its keep-alive one timed out long
@@ -338,18 +351,36 @@ def _resolve_in_line(environment: Environment, **_kwargs: Any) -> None:
     gevent.get_hub().resolver = gevent.resolver.blocking.Resolver()
 
 
+_real_poll = gevent.monkey.get_original("select", "poll")
+
+
+def _idle_socket_alive(_pool: Any, sock: Any) -> bool:
+    """An idle keep-alive socket is reusable when it has nothing to read (no FIN, no
+    stray bytes). The same test as geventhttpclient's, with poll() for its select():
+    select() raises ValueError for a descriptor past 1023 (FD_SETSIZE), which
+    geventhttpclient 2.6 takes for a dead socket. With 10,000 WebSockets open every
+    pooled HTTP socket is past 1023, so every request opened a new connection (93 % of
+    them, 230/s) where a real app reuses its own; the server accepts one connection per
+    loop turn and they queued for up to a second. Also, gevent's select() yields to the
+    hub even with a zero timeout; the real poll() does not."""
+    if sock is None or sock.fileno() < 0:
+        return False
+    poller = _real_poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return not poller.poll(0)
+
+
 @events.init.add_listener
-def _pace_gc(environment: Environment, **_kwargs: Any) -> None:
-    """Locust holds as many sockets as the server and has the same GC problem (see
-    gateway/gcpacer.py): with CPython's own trigger its collections stop every greenlet
-    for 30-300 ms, and that would be read as server latency. Same policy, on a greenlet."""
-    config = GatewayConfig()
-    take_over(config)
-    pacer = GcPacer(config)
+def _keep_alive_past_fd_1023(environment: Environment, **_kwargs: Any) -> None:
+    geventhttpclient.connectionpool.ConnectionPool._is_socket_alive = _idle_socket_alive
 
-    def run() -> None:
-        while True:
-            gevent.sleep(config.gc_young_interval_s)
-            gc.collect(pacer.next_generation())
 
-    gevent.spawn(run)
+@events.init.add_listener
+def _no_gc(environment: Environment, **_kwargs: Any) -> None:
+    """Locust holds as many sockets as the server: CPython's own GC trigger stopped every
+    greenlet for 30-300 ms, which would be read as server latency, and young collections
+    on a clock (the server's policy, gateway/gcpacer.py) cost locust a tenth of its CPU,
+    CPU that the server it measures shares. A load generator lives for minutes and makes
+    little cyclic garbage: no collections at all."""
+    gc.freeze()
+    gc.disable()

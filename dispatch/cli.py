@@ -44,12 +44,14 @@ def _logging_off_the_loop() -> Iterator[None]:
 async def _serve(settings: Settings) -> None:
     from dispatch.app import create_app
     from dispatch.middleware import JsonAccessLogger
+    from dispatch.system.listener import MultiAcceptSite
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log_class=JsonAccessLogger, handle_signals=False)
     await runner.setup()
-    # backlog sized for thousands of sockets reconnecting at once
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
+    # backlog sized for thousands of sockets reconnecting at once, and all of a wake's
+    # waiting connections accepted at once (uvloop's own listener takes one per turn)
+    site = MultiAcceptSite(runner, settings.host, settings.port, backlog=4096)
     await site.start()
     logging.getLogger("zendo").info(
         "zendo serving on http://%s:%s (payments %s)",

@@ -28,6 +28,7 @@ def test_micro_benchmarks_have_a_cli() -> None:
         "benchmarks.bench_matching",
         "benchmarks.bench_gateway",
         "benchmarks.bench_dispatch",
+        "benchmarks.bench_accept",
     ):
         out = subprocess.run(
             [sys.executable, "-m", module, "--help"],
@@ -38,3 +39,37 @@ def test_micro_benchmarks_have_a_cli() -> None:
             check=True,
         ).stdout
         assert "usage" in out.lower()
+
+
+_KEEP_ALIVE_CHECK = """
+import os, socket
+from benchmarks import locustfile
+from geventhttpclient.connectionpool import ConnectionPool
+
+original = ConnectionPool._is_socket_alive  # before locust's init hook replaces it
+listener = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(listener.getsockname())
+server, _ = listener.accept()
+high = socket.socket(fileno=os.dup2(client.fileno(), 1500))  # past FD_SETSIZE
+print("original", original(None, high))
+print("idle", locustfile._idle_socket_alive(None, high))
+server.sendall(b"stray")
+print("stray bytes", locustfile._idle_socket_alive(None, high))
+high.recv(16)
+server.close()
+print("peer closed", locustfile._idle_socket_alive(None, high))
+"""
+
+
+def test_locust_reuses_idle_keep_alive_sockets_past_descriptor_1023() -> None:
+    """geventhttpclient's own check (select) calls every socket past fd 1023 dead, so
+    with 10,000 WebSockets open each request opened a new connection."""
+    out = subprocess.run(
+        [sys.executable, "-c", _KEEP_ALIVE_CHECK],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()
+    assert out == ["original False", "idle True", "stray bytes False", "peer closed False"]

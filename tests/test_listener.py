@@ -1,0 +1,128 @@
+"""MultiAcceptSite: every waiting connection is taken at one wake-up, and served."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import pytest
+import uvloop
+from aiohttp import web
+
+from dispatch.system.listener import MultiAcceptSite
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def run(loop_name: str, scenario: Coroutine[Any, Any, None]) -> None:
+    with asyncio.Runner(loop_factory=LOOPS[loop_name]) as runner:
+        runner.run(scenario)
+
+
+async def _ok(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def _started_site(**kwargs: Any) -> tuple[web.AppRunner, MultiAcceptSite]:
+    app = web.Application()
+    app.router.add_get("/", _ok)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = MultiAcceptSite(runner, "127.0.0.1", 0, **kwargs)
+    await site.start()
+    return runner, site
+
+
+def _queue_connections(port: int, n: int) -> list[socket.socket]:
+    """Connections the kernel completes and queues while nobody calls accept()."""
+    return [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+
+
+async def _get(sock: socket.socket) -> bytes:
+    loop = asyncio.get_running_loop()
+    sock.setblocking(False)
+    await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    data = b""
+    while b"\r\n\r\nok" not in data:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_one_wake_up_takes_every_waiting_connection(loop_name: str) -> None:
+    async def scenario() -> None:
+        runner, site = await _started_site()
+        clients = _queue_connections(site.port, 50)
+        try:
+            loop = asyncio.get_running_loop()
+            site._accept_waiting(loop)  # the reader callback, as the loop would call it
+            assert len(site._tasks) == 50
+            assert site._sock is not None
+            with pytest.raises(BlockingIOError):  # the kernel's queue is empty
+                site._sock.accept()
+            replies = await asyncio.gather(*(_get(c) for c in clients))
+            assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
+        finally:
+            for c in clients:
+                c.close()
+            await runner.cleanup()
+
+    run(loop_name, scenario())
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_a_wake_up_takes_at_most_its_bound_and_the_rest_follow(loop_name: str) -> None:
+    async def scenario() -> None:
+        runner, site = await _started_site(accepts_per_wake=4)
+        clients = _queue_connections(site.port, 10)
+        try:
+            site._accept_waiting(asyncio.get_running_loop())
+            assert len(site._tasks) == 4
+            # The listening socket stays readable: the loop's reader takes the rest.
+            replies = await asyncio.gather(*(_get(c) for c in clients))
+            assert len(replies) == 10
+            assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
+        finally:
+            for c in clients:
+                c.close()
+            await runner.cleanup()
+
+    run(loop_name, scenario())
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_stop_closes_the_listening_socket(loop_name: str) -> None:
+    async def scenario() -> None:
+        runner, site = await _started_site()
+        port = site.port
+        assert site.name == f"http://127.0.0.1:{port}"
+        await runner.cleanup()  # stops every site
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+    run(loop_name, scenario())
+
+
+def test_a_port_in_use_fails_at_start() -> None:
+    async def scenario() -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            app = web.Application()
+            runner = web.AppRunner(app, handle_signals=False)
+            await runner.setup()
+            site = MultiAcceptSite(runner, "127.0.0.1", taken.getsockname()[1])
+            try:
+                with pytest.raises(OSError, match="in use"):
+                    await site.start()
+            finally:
+                await runner.cleanup()
+
+    run("uvloop", scenario())
