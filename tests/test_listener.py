@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -38,9 +39,20 @@ async def _started_site(**kwargs: Any) -> tuple[web.AppRunner, MultiAcceptSite]:
     return runner, site
 
 
-def _queue_connections(port: int, n: int) -> list[socket.socket]:
-    """Connections the kernel completes and queues while nobody calls accept()."""
-    return [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+@asynccontextmanager
+async def _queued(
+    n: int, **site_kwargs: Any
+) -> AsyncIterator[tuple[MultiAcceptSite, list[socket.socket]]]:
+    """A started site and `n` connections the kernel completed and queued while nobody
+    called accept()."""
+    runner, site = await _started_site(**site_kwargs)
+    clients = [socket.create_connection(("127.0.0.1", site.port)) for _ in range(n)]
+    try:
+        yield site, clients
+    finally:
+        for client in clients:
+            client.close()
+        await runner.cleanup()
 
 
 async def _get(sock: socket.socket) -> bytes:
@@ -58,21 +70,14 @@ async def _get(sock: socket.socket) -> bytes:
 @pytest.mark.parametrize("loop_name", sorted(LOOPS))
 def test_one_wake_up_takes_every_waiting_connection(loop_name: str) -> None:
     async def scenario() -> None:
-        runner, site = await _started_site()
-        clients = _queue_connections(site.port, 50)
-        try:
-            loop = asyncio.get_running_loop()
-            site._accept_waiting(loop)  # the reader callback, as the loop would call it
+        async with _queued(50) as (site, clients):
+            site._accept_waiting(asyncio.get_running_loop())  # as the loop's reader would
             assert len(site._tasks) == 50
             assert site._sock is not None
             with pytest.raises(BlockingIOError):  # the kernel's queue is empty
                 site._sock.accept()
             replies = await asyncio.gather(*(_get(c) for c in clients))
             assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
-        finally:
-            for c in clients:
-                c.close()
-            await runner.cleanup()
 
     run(loop_name, scenario())
 
@@ -80,19 +85,13 @@ def test_one_wake_up_takes_every_waiting_connection(loop_name: str) -> None:
 @pytest.mark.parametrize("loop_name", sorted(LOOPS))
 def test_a_wake_up_takes_at_most_its_bound_and_the_rest_follow(loop_name: str) -> None:
     async def scenario() -> None:
-        runner, site = await _started_site(accepts_per_wake=4)
-        clients = _queue_connections(site.port, 10)
-        try:
+        async with _queued(10, accepts_per_wake=4) as (site, clients):
             site._accept_waiting(asyncio.get_running_loop())
             assert len(site._tasks) == 4
             # The listening socket stays readable: the loop's reader takes the rest.
             replies = await asyncio.gather(*(_get(c) for c in clients))
             assert len(replies) == 10
             assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
-        finally:
-            for c in clients:
-                c.close()
-            await runner.cleanup()
 
     run(loop_name, scenario())
 
