@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -125,3 +128,75 @@ def test_a_port_in_use_fails_at_start() -> None:
                 await runner.cleanup()
 
     run("uvloop", scenario())
+
+
+_LOW_FD_SERVER = """
+import asyncio, os, resource, sys
+import uvloop
+from aiohttp import web
+from dispatch.system import listener
+
+listener.RETRY_AFTER_S = 0.2
+
+async def ok(_request):
+    return web.Response(text="ok")
+
+async def main():
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = listener.MultiAcceptSite(runner, "127.0.0.1", 0)
+    await site.start()
+    highest = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (highest + 4, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    print(site.port, flush=True)
+    await asyncio.Event().wait()
+
+uvloop.run(main())
+"""
+
+
+def test_descriptor_exhaustion_pauses_accepting_then_resumes(tmp_path: Any) -> None:
+    """Out of descriptors, the queued connections wait in the kernel: one warning per
+    pause (no spinning on a readable socket), and they are served once fds free up."""
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-c", _LOW_FD_SERVER], stdout=subprocess.PIPE, stderr=log, text=True
+        )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+
+        async def scenario() -> None:
+            clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
+            try:
+                replies = await asyncio.gather(
+                    *(asyncio.wait_for(_get(c), 1.5) for c in clients), return_exceptions=True
+                )
+                served = [c for c, r in zip(clients, replies, strict=True) if isinstance(r, bytes)]
+                waiting = [
+                    c for c, r in zip(clients, replies, strict=True) if not isinstance(r, bytes)
+                ]
+                assert served and waiting, replies  # a few fds to spare, not twelve
+                for c in served:  # frees the server's descriptors
+                    c.close()
+                clients = waiting
+                late = [await _get(c) for c in waiting[: len(served)]]
+                assert all(r.startswith(b"HTTP/1.1 200") for r in late)
+            finally:
+                for c in clients:
+                    c.close()
+
+        started = time.monotonic()
+        run("uvloop", scenario())
+        elapsed = time.monotonic() - started
+    finally:
+        server.terminate()
+        server.wait(10)
+        if server.stdout is not None:
+            server.stdout.close()
+    warnings = log_path.read_text().count("accept: ")
+    # One warning per 0.2 s pause at most: a spinning loop would log thousands.
+    assert 1 <= warnings <= elapsed / 0.2 + 2, warnings

@@ -20,9 +20,11 @@ from aiohttp import web
 
 log = logging.getLogger("zendo.listener")
 
-# Descriptor exhaustion: the connection stays queued in the kernel and is retried at the
-# next wake-up (the listening socket stays readable), rather than failing the loop.
+# Descriptor or memory exhaustion: the connections stay queued in the kernel and the site
+# stops watching its socket for `RETRY_AFTER_S` (it stays readable: watching it would
+# spin the loop and flood the log), as asyncio's own server does.
 _RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+RETRY_AFTER_S = 1.0
 
 
 class MultiAcceptSite(web.BaseSite):
@@ -66,7 +68,11 @@ class MultiAcceptSite(web.BaseSite):
         sock.setblocking(False)
         self._sock = sock
         self._bound = sock.getsockname()[:2]
-        loop.add_reader(sock.fileno(), self._accept_waiting, loop)
+        self._watch(loop)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._sock is not None:  # not stopped meanwhile
+            loop.add_reader(self._sock.fileno(), self._accept_waiting, loop)
 
     def _accept_waiting(self, loop: asyncio.AbstractEventLoop) -> None:
         assert self._sock is not None
@@ -80,10 +86,12 @@ class MultiAcceptSite(web.BaseSite):
             except ConnectionAbortedError:
                 continue  # the client gave up while queued: next one
             except OSError as exc:
-                if exc.errno in _RESOURCE_ERRORS:
-                    log.warning("accept: %s; connections wait in the queue", exc)
-                    return
-                raise
+                if exc.errno not in _RESOURCE_ERRORS:
+                    raise
+                log.warning("accept: %s; retrying in %.1f s", exc, RETRY_AFTER_S)
+                loop.remove_reader(self._sock.fileno())
+                loop.call_later(RETRY_AFTER_S, self._watch, loop)
+                return
             conn.setblocking(False)
             task = loop.create_task(_adopt(loop, factory, conn))
             self._tasks.add(task)
