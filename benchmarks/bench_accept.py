@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from aiohttp import web
 from dispatch.system.listener import MultiAcceptSite
 
 
-async def _serve(site_kind: str, port: int, busy_ms: float) -> None:
+async def _serve(site_kind: str, busy_ms: float) -> None:
     app = web.Application()
 
     async def ok(_request: web.Request) -> web.Response:
@@ -35,12 +34,13 @@ async def _serve(site_kind: str, port: int, busy_ms: float) -> None:
     app.router.add_get("/", ok)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
-    site: web.BaseSite
+    site: web.TCPSite | MultiAcceptSite
     if site_kind == "tcp":
-        site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
+        site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
     else:
-        site = MultiAcceptSite(runner, "127.0.0.1", port, backlog=4096)
+        site = MultiAcceptSite(runner, "127.0.0.1", 0, backlog=4096)
     await site.start()
+    port = site.port
     loop = asyncio.get_running_loop()
 
     def burn() -> None:
@@ -51,7 +51,7 @@ async def _serve(site_kind: str, port: int, busy_ms: float) -> None:
 
     if busy_ms > 0:
         loop.call_soon(burn)
-    print("ready", flush=True)
+    print(port, flush=True)
     await asyncio.Event().wait()
 
 
@@ -76,20 +76,12 @@ async def _storm(port: int, connections: int) -> tuple[float, list[float]]:
     return time.perf_counter() - started, sorted(latencies)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _measure(site_kind: str, connections: int, busy_ms: float) -> tuple[float, float, float]:
-    port = _free_port()
     command = [sys.executable, "-m", "benchmarks.bench_accept", "--serve", site_kind]
-    command += ["--port", str(port), "--busy-ms", str(busy_ms)]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE)
+    server = subprocess.Popen([*command, "--busy-ms", str(busy_ms)], stdout=subprocess.PIPE)
     try:
         assert server.stdout is not None
-        assert server.stdout.readline().strip() == b"ready"
+        port = int(server.stdout.readline())  # the server binds port 0 and says which
         total, lat = uvloop.run(_storm(port, connections))
     finally:
         server.terminate()
@@ -104,10 +96,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--busy-ms", type=float, default=5.0)
     parser.add_argument("--serve", choices=("tcp", "multi"))
-    parser.add_argument("--port", type=int)
     args = parser.parse_args()
     if args.serve:
-        uvloop.run(_serve(args.serve, args.port, args.busy_ms))
+        uvloop.run(_serve(args.serve, args.busy_ms))
         return
     print(f"{args.connections} connections at once, server loop busy {args.busy_ms} ms/turn")
     results = {}

@@ -7,6 +7,8 @@ dispatch benchmark new connections sat in the kernel's accept queue for up to a 
 a minute and more to be let in. This site owns the listening socket and accepts up to
 `accepts_per_wake` connections each time it is readable, then hands each one to the
 loop (`connect_accepted_socket`) with the same aiohttp protocol factory as `TCPSite`.
+The runner's `addresses` does not list it (aiohttp reads them off an asyncio Server,
+which this site has none of): its `port` property gives the bound port, as `TCPSite`'s.
 """
 
 from __future__ import annotations
