@@ -65,7 +65,7 @@ async def run_statement(
     pool: asyncpg.Pool,
     work: Callable[[asyncpg.Connection], Awaitable[T]],
     *,
-    then: Callable[[T], Awaitable[object]] | None = None,
+    then: Callable[[T], object] | None = None,
     attempts: int = 5,
 ) -> T:
     """Run `work` outside an explicit transaction, retrying deadlocks.
@@ -75,14 +75,17 @@ async def run_statement(
     further statement in `work` runs (and commits) on its own, so it may only read.
 
     `then` gets the result once `work` returned, i.e. once its statement committed, and
-    before the connection goes back to the pool: asyncpg releases through a shielded
-    task, a loop turn or two that the post-commit pushes need not wait for."""
+    before the connection goes back to the pool (asyncpg releases through a shielded
+    task, a loop turn or two): it is for handing frames to this process's sockets, and
+    it must not await. Whatever awaits (Redis, other nodes) belongs after this returns:
+    run in `then`, those round trips held every connection 10-90 ms past its statement
+    under load, and the pool of 40 ran dry (docs/BENCHMARKS_dispatch.md, eighth round)."""
     for attempt in range(1, attempts + 1):
         try:
             async with pool.acquire() as conn:
                 result = await work(conn)
                 if then is not None:
-                    await then(result)
+                    then(result)
                 return result
         except _RETRYABLE:
             if attempt == attempts:

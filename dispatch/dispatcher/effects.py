@@ -54,6 +54,8 @@ class Effects:
     first_offer_of: datetime | None = None
     # perf_counter() once every frame was handed to its socket (or its node's channel).
     pushed_at: float = 0.0
+    # What other processes' sockets still need, once `deliver` ran here.
+    remote: list[tuple[uuid.UUID, bytes]] | None = None
 
     def push(self, user_id: uuid.UUID, frame: dict[str, Any]) -> None:
         self.frames.append((user_id, frame))
@@ -85,6 +87,7 @@ class Effects:
             )
 
     def merge(self, other: Effects) -> None:
+        assert self.remote is None and other.remote is None, "merge before delivering"
         self.frames += other.frames
         self.busy += other.busy
         self.available += other.available
@@ -97,12 +100,20 @@ class Effects:
         self.settled += other.settled
         self.first_offer_of = self.first_offer_of or other.first_offer_of
 
+    def deliver(self, app: web.Application) -> None:
+        """Frames onto this process's sockets now, with no await (a task per frame would
+        cost each push a loop turn or two under load); idempotent. A caller still holding
+        the connection that committed calls it before the release, then `apply`."""
+        if self.remote is None:
+            self.remote = self._deliver(app)
+
     async def apply(self, app: web.Application) -> None:
         # Concurrently: the pushes should not wait for the live-state round trips, and
         # PostgreSQL (not the index) already keeps a BUSY artisan from being matched.
         # Pushes first: local sockets get their frames before the first await.
-        encoded = self._deliver(app)
-        await asyncio.gather(self._publish_remote(app, encoded), self._live_state(app))
+        self.deliver(app)
+        assert self.remote is not None
+        await asyncio.gather(self._publish_remote(app, self.remote), self._live_state(app))
         if self.first_offer_of is not None:
             elapsed = time.time() - self.first_offer_of.timestamp()
             app[METRICS].first_offer_seconds.observe(max(0.0, elapsed))
@@ -117,9 +128,7 @@ class Effects:
                 dispatcher.kick(intervention_id)
 
     def _deliver(self, app: web.Application) -> list[tuple[uuid.UUID, bytes]]:
-        """Frames onto this process's sockets now, with no await (a task per frame would
-        cost each push a loop turn or two under load); returns what other processes'
-        sockets still need."""
+        """Returns the encoded frames, for the other processes' sockets."""
         notifier = app.get(appkeys.NOTIFIER)
         if notifier is None:
             return []

@@ -143,18 +143,30 @@ class Dispatcher:
         except NoIndex:
             return []
 
-    async def after_create(self, job: Mapping[str, Any], offers: list[dict[str, Any]]) -> None:
-        """Push a new job's first offers (already committed with it) and arm its timer.
+    def first_offers(self, job: Mapping[str, Any], offer_rows: list[asyncpg.Record]) -> Effects:
+        """The frames of a new job's first offers (one row per offer), committed with it by
+        `offers_repo.create_job_with_offers`; its creator delivers them before releasing
+        the connection, then calls `after_create`."""
+        effects = Effects()
+        for r in offer_rows:
+            offer = {
+                "id": r["offer_id"],
+                "artisan_id": r["offer_artisan_id"],
+                "distance_km": r["offer_distance_km"],
+                "expires_at": r["offer_expires_at"],
+            }
+            effects.push(offer["artisan_id"], offer_frame(offer, job))
+        if offer_rows:
+            effects.first_offer_of = job["created_at"]
+        return effects
+
+    async def after_create(self, job: Mapping[str, Any], offered: int, effects: Effects) -> None:
+        """Apply a new job's `first_offers` and arm its timer.
 
         Fewer offers than `offer_batch` (nobody free in the first ranking, lost races, no
         index yet): a full step right away, which tops up, widens or gives up, so a job
         is never left waiting for the poller."""
-        effects = Effects()
-        for offer in offers:
-            effects.push(offer["artisan_id"], offer_frame(offer, job))
-        if offers:
-            effects.first_offer_of = job["created_at"]
-        complete = len(offers) >= self._settings.offer_batch
+        complete = offered >= self._settings.offer_batch
         if not complete:
             effects.kick.append(job["id"])
         await effects.apply(self._app)

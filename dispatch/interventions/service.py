@@ -88,22 +88,16 @@ async def create(
             return existing, [], False
         return rows[0], [r for r in rows if r["offer_id"] is not None], True
 
-    async def tell(outcome: tuple[asyncpg.Record, list[asyncpg.Record], bool]) -> None:
+    def deliver(outcome: tuple[asyncpg.Record, list[asyncpg.Record], bool]) -> None:
         job, offer_rows, created = outcome
-        if not created or dispatcher is None:
-            return
-        offers = [
-            {
-                "id": r["offer_id"],
-                "artisan_id": r["offer_artisan_id"],
-                "distance_km": r["offer_distance_km"],
-                "expires_at": r["offer_expires_at"],
-            }
-            for r in offer_rows
-        ]
-        await dispatcher.after_create(job, offers)
+        if created and dispatcher is not None:
+            first_offers.append(dispatcher.first_offers(job, offer_rows))
+            first_offers[0].deliver(app)
 
-    job, _, created = await run_statement(app[appkeys.PG_POOL], work, then=tell)
+    first_offers: list[Effects] = []  # filled once the job is committed
+    job, offer_rows, created = await run_statement(app[appkeys.PG_POOL], work, then=deliver)
+    if first_offers and dispatcher is not None:
+        await dispatcher.after_create(job, len(offer_rows), first_offers[0])
     return intervention_json(job, for_client=True), created
 
 
@@ -247,9 +241,9 @@ async def advance(
         fx.status(updated)
         return fx
 
-    async def fast(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    async def fast(conn: asyncpg.Connection) -> tuple[asyncpg.Record, Effects] | None:
         # The usual case in one statement; anything unusual is explained by `work`.
-        return await repo.advance_own(
+        row = await repo.advance_own(
             conn,
             intervention_id=intervention_id,
             artisan_id=principal.user_id,
@@ -258,6 +252,7 @@ async def advance(
             start_code=start_code if target == sm.IN_PROGRESS else None,
             free_artisan=target == sm.COMPLETED,
         )
+        return None if row is None else (row, effects_of(row))
 
     async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, Effects]:
         row = await _assigned_to(conn, principal, intervention_id, lock=True)
@@ -274,15 +269,17 @@ async def advance(
             )
         return updated, effects_of(updated)
 
-    async def tell(moved: asyncpg.Record | None) -> None:
+    def deliver(moved: tuple[asyncpg.Record, Effects] | None) -> None:
         if moved is not None:
-            await effects_of(moved).apply(app)
+            moved[1].deliver(app)
 
     moved = None
     if principal.role == "ARTISAN" and target in sm.ARTISAN_PREVIOUS:
-        moved = await run_statement(app[appkeys.PG_POOL], fast, then=tell)
+        moved = await run_statement(app[appkeys.PG_POOL], fast, then=deliver)
     if moved is not None:
-        return _view(moved, principal)
+        row, fx = moved
+        await fx.apply(app)
+        return _view(row, principal)
     row, fx = await run_in_transaction(app[appkeys.PG_POOL], work)
     await fx.apply(app)
     return _view(row, principal)

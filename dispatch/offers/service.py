@@ -93,13 +93,14 @@ class OfferActions:
             effects.settled.append(row["id"])
             return intervention_json(row, for_client=False), effects
 
-        async def tell(outcome: tuple[dict[str, Any], Effects]) -> None:
-            await outcome[1].apply(self._app)
+        def deliver(outcome: tuple[dict[str, Any], Effects]) -> None:
+            outcome[1].deliver(self._app)
 
         try:
-            result, effects = await run_statement(self._app[appkeys.PG_POOL], work, then=tell)
+            result, effects = await run_statement(self._app[appkeys.PG_POOL], work, then=deliver)
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation_to_conflict(exc) from exc
+        await effects.apply(self._app)
         if effects.pushed_at:  # a retried accept pushes nothing and is not timed
             self._app[METRICS].accept_notify_seconds.observe(effects.pushed_at - started)
         return result
