@@ -79,3 +79,20 @@ async def test_local_sockets_get_their_frames_before_the_first_await() -> None:
     assert notifier.published == []
     await task
     assert notifier.published == [b"frame"]
+
+
+async def test_frames_delivered_before_the_release_are_not_delivered_again() -> None:
+    """A hot path hands its frames to local sockets while it still holds the connection
+    (`deliver`), then applies the rest once the connection is back in the pool."""
+    app = web.Application()
+    notifier = _Notifier()
+    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+    effects = Effects()
+    effects.push(uuid.uuid4(), {"type": "intervention.status"})
+    effects.deliver(app)
+    effects.deliver(app)
+    assert notifier.sent == [{"type": "intervention.status"}]
+    assert notifier.published == []  # the remote half waits for apply()
+    await effects.apply(app)
+    assert notifier.sent == [{"type": "intervention.status"}]
+    assert notifier.published == [b"frame"]
