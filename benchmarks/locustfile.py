@@ -333,6 +333,25 @@ def _check_seed(environment: Environment, **_kwargs: Any) -> None:
         raise RuntimeError("set ZENDO_SEED_FILE to a `zendo seed` JSONL file with both roles")
 
 
+LAG_PROBE_S = 0.01
+
+
+@events.test_start.add_listener
+def _probe_own_loop_lag(environment: Environment, **_kwargs: Any) -> None:
+    """How late a 10 ms timer fires in this process: the share of every LATENCY row that
+    is the load generator's own scheduling (a frame that reached locust's socket waits
+    that long for its greenlet). Reported as the row `locust loop lag (10 ms timer)`."""
+
+    def probe() -> None:
+        while True:
+            started = time.perf_counter()
+            gevent.sleep(LAG_PROBE_S)
+            ended = time.perf_counter()
+            _latency(environment, "locust loop lag (10 ms timer)", started + LAG_PROBE_S, ended)
+
+    gevent.spawn(probe)
+
+
 @events.init.add_listener
 def _reset_after_warm_up(environment: Environment, **_kwargs: Any) -> None:
     def on_spawning_complete(**_kw: Any) -> None:
