@@ -1,8 +1,10 @@
 """`GET /ws`: handshake checks, authentication, and the read loop (CONTRACT §5).
 
-The read loop is the only reader of the socket and never awaits Redis or the
-database: fixes go to the batcher, presence and offer frames to a per-socket
-chain of tasks (so they run in order without blocking reads).
+The read loop is the only reader of the socket. Fixes go to the batcher with no
+await; presence frames to a per-socket chain of tasks (in order, without blocking
+reads); an answer to an offer is awaited by the read loop itself when nothing is
+pending before it (it is chained otherwise), which sends its statement a loop pass
+sooner than a new task would.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -146,7 +149,9 @@ async def _read_loop(gateway: Gateway, session: Session) -> None:
     while True:
         msg = await ws.receive()
         if msg.type is WSMsgType.TEXT:
-            _on_text(gateway, session, msg.data)
+            answer = _on_text(gateway, session, msg.data)
+            if answer is not None:
+                await _perform(session, answer)
         elif msg.type is WSMsgType.BINARY:
             _junk(gateway, session, "binary_frame", "Only text frames are accepted")
         else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. over 16 KiB: aiohttp closed with 1009)
@@ -165,7 +170,11 @@ def _junk(gateway: Gateway, session: Session, code: str, detail: str) -> None:
         session.close_soon(CLOSE_POLICY, "too many bad frames")
 
 
-def _on_text(gateway: Gateway, session: Session, data: bytes) -> None:
+def _on_text(gateway: Gateway, session: Session, data: bytes) -> Coroutine[Any, Any, None] | None:
+    """Handle a frame; an offer answer with nothing pending before it is returned, for
+    the read loop to await: started from a new task, its statement would only be sent on
+    the loop's next pass (0.4 / 4.8 / 18 ms p50 / p90 / p99 in the dispatch benchmark).
+    The socket's next frames wait for it, in order, as they would behind a chained one."""
     try:
         frame = decode_frame(data)
     except BadFrame as exc:
@@ -185,7 +194,10 @@ def _on_text(gateway: Gateway, session: Session, data: bytes) -> None:
             _chain(gateway, session, lambda: _on_presence(gateway, session, frame.status))
     elif isinstance(frame, OfferAcceptFrame | OfferDeclineFrame):
         if _artisan_only(session, frame.__struct_config__.tag):  # type: ignore[arg-type]
+            if session.actions is None or session.actions.done():
+                return _on_offer(gateway, session, frame)
             _chain(gateway, session, lambda: _on_offer(gateway, session, frame))
+    return None
 
 
 def _artisan_only(session: Session, frame_type: str) -> bool:
@@ -239,18 +251,24 @@ def _chain(gateway: Gateway, session: Session, work: Callable[[], Awaitable[None
             # is scheduled); usually the previous action is long done.
             if previous is not None and not previous.done():
                 await asyncio.wait([previous])
-            await work()
-        except asyncio.CancelledError:
-            raise
-        except ZendoError as exc:
-            session.send_error(exc.code, exc.detail)
-        except Exception:
-            log.exception("socket action failed for %s", session.user_id)
-            session.send_error("internal_error", "The request could not be processed")
+            await _perform(session, work())
         finally:
             session.pending_actions -= 1
 
     session.actions = asyncio.get_running_loop().create_task(run())
+
+
+async def _perform(session: Session, action: Awaitable[None]) -> None:
+    """Run one socket action; a failure is answered with an error frame."""
+    try:
+        await action
+    except asyncio.CancelledError:
+        raise
+    except ZendoError as exc:
+        session.send_error(exc.code, exc.detail)
+    except Exception:
+        log.exception("socket action failed for %s", session.user_id)
+        session.send_error("internal_error", "The request could not be processed")
 
 
 async def _on_presence(gateway: Gateway, session: Session, wanted: str) -> None:

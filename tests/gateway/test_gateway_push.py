@@ -228,3 +228,31 @@ async def test_publish_many_sends_each_frame_to_the_other_nodes_of_its_user_only
     finally:
         await pubsub.aclose()
         await redis.aclose()
+
+
+async def test_socket_actions_are_answered_in_the_order_they_were_sent(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    """A presence change runs in a task chained to the socket; an offer answer right
+    behind it is chained too (the read loop awaits an offer answer itself only when
+    nothing is pending), and the one after them is awaited in the read loop."""
+    _artisan_id, token = await new_artisan(db, gw_settings)
+    ws = await connect(gw, token)
+    unknown = str(uuid.uuid4())
+    for frame in (
+        {"type": "presence", "status": "OFFLINE"},
+        {"type": "offer.accept", "offer_id": unknown},
+        {"type": "presence", "status": "OFFLINE"},
+        {"type": "offer.decline", "offer_id": unknown},
+        {"type": "offer.accept", "offer_id": unknown},
+    ):
+        await ws.send_json(frame)
+    answers = [await ws.receive_json(timeout=3) for _ in range(5)]
+    assert [(a["type"], a.get("code")) for a in answers] == [
+        ("presence", None),
+        ("error", "not_found"),
+        ("presence", None),
+        ("error", "not_found"),
+        ("error", "not_found"),
+    ]
+    await ws.close()
