@@ -45,14 +45,19 @@ class Notifier:
     def deliver(self, user_id: uuid.UUID | str, frame: dict[str, Any]) -> bytes | None:
         """The local half of `notify`, with no await: onto this process's sockets of the
         user now. Returns the encoded frame for `publish` (None: not serialisable)."""
+        return self.deliver_here(user_id, frame)[0]
+
+    def deliver_here(
+        self, user_id: uuid.UUID | str, frame: dict[str, Any]
+    ) -> tuple[bytes | None, int]:
+        """`deliver`, also saying how many of this process's sockets took the frame."""
         try:
             data = encode(frame)
         except TypeError:
             log.exception("frame for %s is not JSON serialisable", user_id)
             self.gateway.notify_failures.inc()
-            return None
-        self.gateway.deliver_local(str(user_id), data)
-        return data
+            return None, 0
+        return data, self.gateway.deliver_local(str(user_id), data)
 
     async def publish(self, user_id: uuid.UUID | str, data: bytes) -> None:
         """The remote half of `notify`: to every other live node holding the user."""

@@ -52,8 +52,10 @@ class Effects:
     settled: list[uuid.UUID] = field(default_factory=list)
     # Set when this transaction sent a job's first offers: the job's creation time.
     first_offer_of: datetime | None = None
-    # perf_counter() once every frame was handed to its socket (or its node's channel).
+    # perf_counter() and time.time() once every frame was handed to a socket of this
+    # process or, for a user with no socket here, to the other nodes' channel.
     pushed_at: float = 0.0
+    pushed_wall: float = 0.0
     # What other processes' sockets still need, once `deliver` ran here.
     remote: list[tuple[uuid.UUID, bytes]] | None = None
 
@@ -105,7 +107,9 @@ class Effects:
         cost each push a loop turn or two under load); idempotent. A caller still holding
         the connection that committed calls it before the release, then `apply`."""
         if self.remote is None:
-            self.remote = self._deliver(app)
+            self.remote, all_here = self._deliver(app)
+            if all_here:
+                self._pushed()
 
     async def apply(self, app: web.Application) -> None:
         # Concurrently: the pushes should not wait for the live-state round trips, and
@@ -115,8 +119,10 @@ class Effects:
         assert self.remote is not None
         await asyncio.gather(self._publish_remote(app, self.remote), self._live_state(app))
         if self.first_offer_of is not None:
-            elapsed = time.time() - self.first_offer_of.timestamp()
-            app[METRICS].first_offer_seconds.observe(max(0.0, elapsed))
+            sent = self.pushed_wall or time.time()
+            app[METRICS].first_offer_seconds.observe(
+                max(0.0, sent - self.first_offer_of.timestamp())
+            )
         for outcome, n in self.outcomes.items():
             app[METRICS].offers.labels(outcome=outcome).inc(n)
         await self._payments(app)
@@ -127,13 +133,19 @@ class Effects:
             for intervention_id in self.kick:
                 dispatcher.kick(intervention_id)
 
-    def _deliver(self, app: web.Application) -> list[tuple[uuid.UUID, bytes]]:
-        """Returns the encoded frames, for the other processes' sockets."""
+    def _deliver(self, app: web.Application) -> tuple[list[tuple[uuid.UUID, bytes]], bool]:
+        """Returns the encoded frames (for the other processes' sockets) and whether each
+        one's user had a socket here that took it."""
         notifier = app.get(appkeys.NOTIFIER)
-        if notifier is None:
-            return []
-        encoded = [(uid, notifier.deliver(uid, frame)) for uid, frame in self.frames]
-        return [(uid, data) for uid, data in encoded if data is not None]
+        if notifier is None or not self.frames:
+            return [], False
+        delivered = [(uid, *notifier.deliver_here(uid, frame)) for uid, frame in self.frames]
+        encoded = [(uid, data) for uid, data, _here in delivered if data is not None]
+        return encoded, all(here > 0 for _uid, _data, here in delivered)
+
+    def _pushed(self) -> None:
+        self.pushed_at = time.perf_counter()
+        self.pushed_wall = time.time()
 
     async def _publish_remote(
         self, app: web.Application, encoded: list[tuple[uuid.UUID, bytes]]
@@ -142,7 +154,8 @@ class Effects:
         if notifier is None or not self.frames:
             return
         await notifier.publish_many(encoded)  # never raises: it logs and counts failures
-        self.pushed_at = time.perf_counter()
+        if not self.pushed_at:  # a user had no socket here: sent once the others have it
+            self._pushed()
 
     async def _live_state(self, app: web.Application) -> None:
         if not (self.busy or self.available or self.track or self.untrack or self.ratings):

@@ -46,6 +46,9 @@ class FrameRecorder:
         self._changed.set()
         return b""
 
+    def deliver_here(self, user_id: uuid.UUID | str, frame: dict[str, Any]) -> tuple[bytes, int]:
+        return self.deliver(user_id, frame), 1
+
     async def publish_many(self, frames: list[tuple[uuid.UUID | str, bytes]]) -> None:
         """No other process in these tests."""
 

@@ -15,13 +15,14 @@ from dispatch.dispatcher.effects import Effects
 
 
 class _Notifier:
-    def __init__(self) -> None:
+    def __init__(self, sockets_here: int = 1) -> None:
         self.sent: list[dict[str, Any]] = []
         self.published: list[bytes] = []
+        self.sockets_here = sockets_here
 
-    def deliver(self, user_id: uuid.UUID, frame: dict[str, Any]) -> bytes:
+    def deliver_here(self, user_id: uuid.UUID, frame: dict[str, Any]) -> tuple[bytes, int]:
         self.sent.append(frame)
-        return b"frame"
+        return b"frame", self.sockets_here
 
     async def publish_many(self, frames: list[tuple[uuid.UUID, bytes]]) -> None:
         await asyncio.sleep(0)  # a real publish is a Redis round trip
@@ -96,3 +97,20 @@ async def test_frames_delivered_before_the_release_are_not_delivered_again() -> 
     await effects.apply(app)
     assert notifier.sent == [{"type": "intervention.status"}]
     assert notifier.published == [b"frame"]
+
+
+async def test_a_push_is_timed_at_the_local_socket_or_once_the_other_nodes_have_it() -> None:
+    app = web.Application()
+    app[appkeys.NOTIFIER] = _Notifier(sockets_here=1)  # type: ignore[assignment]
+    here = Effects()
+    here.push(uuid.uuid4(), {"type": "offer"})
+    here.deliver(app)
+    assert here.pushed_at > 0  # written to this process's socket: sent
+
+    app[appkeys.NOTIFIER] = _Notifier(sockets_here=0)  # type: ignore[assignment]
+    elsewhere = Effects()
+    elsewhere.push(uuid.uuid4(), {"type": "offer"})
+    elsewhere.deliver(app)
+    assert elsewhere.pushed_at == 0  # nobody here took it: not sent yet
+    await elsewhere.apply(app)
+    assert elsewhere.pushed_at > 0 and elsewhere.pushed_wall > 0
