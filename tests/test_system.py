@@ -89,3 +89,15 @@ async def test_the_pool_is_sized_by_the_settings(
     app = create_app(settings.replace(pg_pool_max_size=3, run_background=False))
     await aiohttp_client(app)
     assert app[appkeys.PG_POOL].get_max_size() == 3
+
+
+async def test_every_response_carries_a_request_id(client: TestClient[Any, Any]) -> None:
+    first = (await client.get("/healthz")).headers["X-Request-Id"]
+    second = (await client.get("/healthz")).headers["X-Request-Id"]
+    assert len(first) == len(second) == 16 and int(first, 16) >= 0
+    assert first != second
+    assert first[:8] == second[:8]  # the process's prefix, then a counter
+    given = await client.get("/healthz", headers={"X-Request-Id": "trace-123"})
+    assert given.headers["X-Request-Id"] == "trace-123"
+    long = await client.get("/healthz", headers={"X-Request-Id": "x" * 100})
+    assert long.headers["X-Request-Id"] == "x" * 64
