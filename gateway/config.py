@@ -58,10 +58,13 @@ class GatewayConfig:
     # interval allocated), in pauses a third as long (p99 4.6-7 ms against 10-22 ms
     # under the dispatch benchmark's load).
     gc_young_interval_s: float = 0.03
+    # ... but after a collection of d seconds the next one waits at least d / share.
+    gc_max_share: float = 0.05
     gc_gen0_threshold: int = 10_000
     gc_gen1_threshold: int = 10_000
     gc_gen2_threshold: int = 20
-    # Pending offer actions per socket before further ones are refused.
+    # Socket actions (presence changes, offer answers behind them) waiting on one socket
+    # before further ones are refused; an offer answer with nothing pending runs at once.
     max_pending_actions: int = 8
 
     @classmethod

@@ -169,3 +169,13 @@ async def test_pacer_ticks_only_when_cpython_stayed_quiet() -> None:
     finally:
         gc.enable()
         pacer.stop()
+
+
+def test_a_slow_collection_pushes_the_next_tick_back() -> None:
+    """Sockets sending flat out keep many young objects alive whatever the interval: the
+    collector's share of the loop's time is bounded instead."""
+    pacer = GcPacer(GatewayConfig(gc_young_interval_s=0.03, gc_max_share=0.05))
+    assert pacer.next_delay(0.0005) == 0.03  # a usual collection: the interval
+    assert pacer.next_delay(0.010) == pytest.approx(0.2)  # 10 ms is 5 % of 200 ms
+    unbounded = GcPacer(GatewayConfig(gc_young_interval_s=0.03, gc_max_share=0))
+    assert unbounded.next_delay(0.010) == 0.03
