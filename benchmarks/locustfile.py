@@ -219,10 +219,11 @@ class ArtisanUser(SocketUser):
                 _first_offer_pair(self.environment, job_id)
             gevent.spawn_later(random.uniform(*ACCEPT_DELAY), self.answer, frame)
         elif kind == "offer.result" and frame["outcome"] != "accepted":
-            self.closed.add(frame["offer_id"])
             if frame["offer_id"] in self.accepting:
                 self.accepting.discard(frame["offer_id"])
                 self.races_lost += 1  # its 409 is on the way
+            else:
+                self.closed.add(frame["offer_id"])  # not answered yet: it will not be
         elif kind == "ack" and frame.get("for") == "offer.accept":
             self.accepting.discard(frame["offer_id"])
             gevent.spawn(self.work, frame["intervention"]["id"])
