@@ -6,8 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import logging.handlers
-import queue
 import signal
 import sys
 from collections.abc import Iterator
@@ -17,28 +15,23 @@ import uvloop
 from aiohttp import web
 
 from dispatch.settings import Settings, SettingsError
+from dispatch.system.logwriter import LogWriter
 
 
 @contextlib.contextmanager
 def _logging_off_the_loop() -> Iterator[None]:
-    """Records go through a queue to a thread that writes them: a write to stderr can
-    block (a pipe nobody drains fast enough, a file during writeback), and on the event
-    loop that stops every socket. Traced stalls of 25 ms and more under load: one in
-    nine was in the log handler's write. Leaving flushes what is queued."""
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    writer = logging.StreamHandler(sys.stderr)
-    writer.setFormatter(logging.Formatter("%(message)s"))
-    listener = logging.handlers.QueueListener(records, writer)
-    handler = logging.handlers.QueueHandler(records)
+    """Records go to a thread that writes them in batches (dispatch/system/logwriter.py);
+    leaving writes what is queued."""
+    writer = LogWriter(sys.stderr)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    root.addHandler(handler)
-    listener.start()
+    root.addHandler(writer.handler)
+    writer.start()
     try:
         yield
     finally:
-        root.removeHandler(handler)
-        listener.stop()
+        root.removeHandler(writer.handler)
+        writer.stop()
 
 
 async def _serve(settings: Settings) -> None:

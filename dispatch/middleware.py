@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -91,6 +92,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         detail = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
         return problem(exc.status, code, exc.reason, detail or exc.reason, headers=headers)
+    except asyncpg.ForeignKeyViolationError as exc:
+        # A row the request refers to went away after it was checked, or was never
+        # checked: a token outliving its deleted account, an artisan removed while the
+        # index still ranked it. The request is consistent; the data moved under it.
+        log.warning("%s %s refers to a missing row: %s", request.method, request.path, exc)
+        return problem(
+            409, "conflict", "Conflict", "The request refers to a record that no longer exists"
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(

@@ -1,35 +1,48 @@
 """The CLI's log records are written by a thread (a blocking write to stderr must not
-hold the event loop), all of them before the command returns, and nothing is left
-installed on the root logger afterwards."""
+hold the event loop), in batches, all of them before the command returns, and nothing
+is left installed on the root logger afterwards."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import threading
 
 import pytest
 
 from dispatch import cli
+from dispatch.system.logwriter import LogWriter
+
+
+class _CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+        self.writer_threads: set[str] = set()
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        self.writer_threads.add(threading.current_thread().name)
+        return super().write(text)
 
 
 def test_records_are_written_off_the_calling_thread_and_flushed_on_exit(
     monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     writers: set[str] = set()
-    real_emit = logging.StreamHandler.emit
+    real_write = LogWriter._write
 
-    def emit(self: logging.StreamHandler, record: logging.LogRecord) -> None:  # type: ignore[type-arg]
-        if type(self) is logging.StreamHandler:  # ours; pytest's capture handlers subclass it
-            writers.add(threading.current_thread().name)
-        real_emit(self, record)
+    def write(self: LogWriter, records: list[logging.LogRecord]) -> None:
+        writers.add(threading.current_thread().name)
+        real_write(self, records)
 
     def run(_args: argparse.Namespace) -> int:
         for i in range(500):
             logging.getLogger("zendo").info("record %d", i)
         return 7
 
-    monkeypatch.setattr(logging.StreamHandler, "emit", emit)
+    monkeypatch.setattr(LogWriter, "_write", write)
     monkeypatch.setattr(cli, "_run", run)
     handlers_before = list(logging.getLogger().handlers)
     assert cli.main(["migrate"]) == 7
@@ -39,3 +52,54 @@ def test_records_are_written_off_the_calling_thread_and_flushed_on_exit(
     ]
     assert writers and threading.current_thread().name not in writers
     assert logging.getLogger().handlers == handlers_before
+
+
+def _logger(writer: LogWriter, name: str) -> logging.Logger:
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(writer.handler)
+    return logger
+
+
+def test_a_burst_of_records_is_written_in_a_few_writes() -> None:
+    stream = _CountingStream()
+    writer = LogWriter(stream, linger_s=0.05)
+    logger = _logger(writer, "zendo.test.burst")
+    writer.start()
+    try:
+        for i in range(1000):
+            logger.info("line %d", i)
+    finally:
+        logger.removeHandler(writer.handler)
+        writer.stop()
+    assert stream.getvalue().splitlines() == [f"line {i}" for i in range(1000)]
+    assert 1 <= stream.writes <= 3  # one per linger, not one per record
+    assert stream.writer_threads == {"zendo-log-writer"}
+
+
+def test_a_bad_record_or_a_failing_stream_does_not_stop_the_writer() -> None:
+    failed = threading.Event()
+
+    class BrokenOnce(_CountingStream):
+        def write(self, text: str) -> int:
+            if not failed.is_set():
+                failed.set()
+                raise OSError("stderr went away")
+            return super().write(text)
+
+    stream = BrokenOnce()
+    writer = LogWriter(stream, linger_s=0.01)
+    logger = _logger(writer, "zendo.test.bad")
+    writer.start()
+    try:
+        logger.info("lost with the failed write")
+        assert failed.wait(5)
+        logger.info("%d apples", "three")  # the arguments do not fit the format
+        logger.info("still written")
+    finally:
+        logger.removeHandler(writer.handler)
+        writer.stop()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("unformattable log record: '%d apples'")
+    assert lines[1:] == ["still written"]

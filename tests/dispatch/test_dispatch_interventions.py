@@ -144,3 +144,18 @@ async def test_list_is_mine_only_and_filters(world: World) -> None:
     for bad in ("limit=0", "limit=101", "limit=abc", "status=NOPE"):
         resp = await world.client.get(f"/interventions?{bad}", headers=world.auth(a))
         assert resp.status == 422, bad
+
+
+async def test_a_token_outliving_its_deleted_account_gets_409_not_500(world: World) -> None:
+    client = await world.user()
+    headers = world.auth(client)  # an access token stays valid until it expires
+    await world.db.execute("DELETE FROM users WHERE id = $1", client)
+    resp = await world.client.post(
+        "/interventions",
+        json={"specialty": "PLUMBER", "lat": PARIS[0], "lon": PARIS[1]},
+        headers=headers,
+    )
+    assert resp.status == 409
+    assert resp.content_type == "application/problem+json"
+    assert (await resp.json())["code"] == "conflict"
+    assert await world.db.fetchval("SELECT count(*) FROM interventions") == 0
