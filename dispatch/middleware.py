@@ -13,9 +13,16 @@ import asyncpg
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from redis import exceptions as redis_errors
 
 from dispatch import appkeys
-from dispatch.errors import RateLimited, Unauthorized, ValidationFailed, ZendoError
+from dispatch.errors import (
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationFailed,
+    ZendoError,
+)
 from dispatch.metrics import Metrics
 
 log = logging.getLogger("zendo.http")
@@ -100,6 +107,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return problem(
             409, "conflict", "Conflict", "The request refers to a record that no longer exists"
         )
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+        # Redis down, or its pool exhausted for longer than the pool's timeout (a storm
+        # of work queued ahead): nothing was half-done, the request can be retried.
+        log.warning("%s %s: redis unavailable: %s", request.method, request.path, exc)
+        unavailable = ServiceUnavailable("A backing service is unavailable; retry shortly")
+        response = problem_from_error(unavailable)
+        response.headers["Retry-After"] = "1"
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(

@@ -18,6 +18,7 @@ from dispatch.middleware import METRICS
 from dispatch.settings import Settings
 from gateway import live
 from gateway.config import GatewayConfig
+from gateway.departures import Departures
 from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
 from gateway.session import Session
 from gateway.tracking import location_frame
@@ -46,6 +47,12 @@ class Gateway:
         self._batcher: LocationBatcher | None = None
         # Set by `shutdown`: closing sockets then skip their one-by-one registry cleanup.
         self.shutting_down = False
+        self.departures = Departures(
+            lambda: self.redis,
+            node_id=self.node_id,
+            grace_ms=int(self.settings.ws_offline_grace_s * 1000),
+            is_here=self.sessions.__contains__,
+        )
 
     @property
     def config(self) -> GatewayConfig:
@@ -123,20 +130,7 @@ class Gateway:
             del self.sessions[session.user_id]
         if self.shutting_down:
             return  # `shutdown` cleans up every user of this node in a few calls
-        try:
-            await live.DISCONNECT(
-                self.redis,
-                [
-                    self.node_id,
-                    session.user_id,
-                    live.now_ms(),
-                    int(self.settings.ws_offline_grace_s * 1000),
-                    "1" if session.is_artisan else "0",
-                ],
-                keys=[redis_keys.user_nodes(session.user_id), redis_keys.PRESENCE_LEASES],
-            )
-        except Exception as exc:
-            log.warning("registry cleanup failed for %s: %s", session.user_id, exc)
+        self.departures.add(session.user_id, is_artisan=session.is_artisan)
 
     async def _announce(self, user_ids: list[str], artisans: set[str]) -> None:
         """user -> node entries (and artisans' presence leases) valid for another TTL."""
@@ -178,23 +172,8 @@ class Gateway:
                     task.cancel()
                     session.abort()
             await asyncio.gather(*closing, return_exceptions=True)
-        grace_ms = int(self.settings.ws_offline_grace_s * 1000)
-        try:
-            for start in range(0, len(users), 2000):
-                rows = "".join(f"{u}|{'1' if a else '0'}\n" for u, a in users[start : start + 2000])
-                await live.DISCONNECT_MANY(
-                    self.redis,
-                    [
-                        redis_keys.USER_NODES_PREFIX,
-                        redis_keys.PRESENCE_LEASES,
-                        self.node_id,
-                        live.now_ms(),
-                        grace_ms,
-                        rows,
-                    ],
-                )
-        except Exception as exc:  # the registry TTL and leases expire on their own
-            log.warning("registry cleanup at shutdown failed: %s", exc)
+        await self.departures.stop()
+        await self.departures.write(users + self.departures.drain())
 
     # --- delivery -------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from dispatch import appkeys
 from dispatch.interventions import statemachine as sm
 from tests.dispatch.conftest import World
 
@@ -230,3 +231,19 @@ async def test_artisan_withdrawal_puts_the_job_back_without_them(world: World) -
     assert (
         world.recorder.of(client, "intervention.status")[-1]["intervention"]["status"] == "ASSIGNED"
     )
+
+
+async def test_redis_unreachable_at_the_start_code_check_is_503_not_500(world: World) -> None:
+    _client, artisan, job = await assigned_job(world)
+    for status in ("EN_ROUTE", "ARRIVED"):
+        assert (await move(world, artisan, job["id"], status)).status == 200
+    pool = world.app[appkeys.REDIS].connection_pool
+    pool.connection_kwargs["port"] = 1  # nothing listens there: every new connection fails
+    await pool.disconnect()
+    pool.reset()  # forget the open connections: the next ones are made with port 1
+    resp = await move(world, artisan, job["id"], "IN_PROGRESS", start_code=job["start_code"])
+    assert resp.status == 503
+    assert resp.content_type == "application/problem+json"
+    assert resp.headers["Retry-After"] == "1"
+    assert (await resp.json())["code"] == "unavailable"
+    assert await world.status(job["id"]) == "ARRIVED"  # nothing half-done
