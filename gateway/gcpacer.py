@@ -11,7 +11,8 @@ stops), and gen-1 ones took 250-300 ms.
 
 So the pacer collects the young generation on a clock (`gc_young_interval_s`): it then
 only holds that long's worth of objects, about a millisecond to scan. A slow collection
-pushes the next tick back (up to `gc_max_interval_s`) so that collecting stays under `gc_max_share` of the time. A tick is skipped
+pushes the next tick back (up to `gc_max_interval_s`) so that collecting stays under
+`gc_max_share` of the time. A tick is skipped
 when CPython's own trigger collected since the last one (a burst of allocation, e.g.
 sockets sending flat out): ticking on top of it cut the gateway's flat-out ceiling from
 44,000 to 9,000-23,000 fixes/s. It counts its own
@@ -70,9 +71,7 @@ class GcPacer:
         sending flat out keep thousands of young waiters alive whatever the interval:
         each collection then costs the same, and ticking every 30 ms cut the gateway's
         flat-out ceiling from 88,930 to 22,695 fixes/s. The wait is capped at
-        `gc_max_interval_s`: with 10,000 sockets each pinging every 4 s the young
-        generation grows with the wait, so backing off without bound only made the pauses
-        longer, for the same CPU."""
+        `gc_max_interval_s`, so that it cannot grow without bound."""
         interval = self._config.gc_young_interval_s
         share = self._config.gc_max_share
         if share <= 0:
