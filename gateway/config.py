@@ -59,13 +59,13 @@ class GatewayConfig:
     # under the dispatch benchmark's load).
     gc_young_interval_s: float = 0.03
     # ... but after a collection of d seconds the next one waits at least d / share,
-    # and at most gc_max_interval_s. Longer waits do save CPU under load: what requests
-    # hold while in flight is scanned once per collection, so collecting more often
-    # costs more (dispatch benchmark on a 2-core machine: a 100 ms cap gave young pauses
-    # p50 16 / p99 46 ms for 12 % of the server's CPU; no cap, p50 5 / p99 69 ms for
-    # about 5 %). The cap only stops the wait from growing without bound.
+    # and at most gc_max_interval_s. Under the dispatch benchmark (10,000 sockets, a
+    # 2-core machine) the young generation grows with the wait, so an unbounded wait
+    # fed on itself: young pauses p50 33-60 / p99 98-184 ms with no cap or a 1 s one,
+    # p50 16 / p99 46 ms with 100 ms (p50 4 / p99 21 ms with no back-off at all, which
+    # costs the gateway's flat-out ceiling: see next_delay).
     gc_max_share: float = 0.05
-    gc_max_interval_s: float = 1.0
+    gc_max_interval_s: float = 0.1
     gc_gen0_threshold: int = 10_000
     gc_gen1_threshold: int = 10_000
     gc_gen2_threshold: int = 20

@@ -180,5 +180,6 @@ def test_a_slow_collection_pushes_the_next_tick_back() -> None:
     assert pacer.next_delay(0.0005) == 0.03  # a usual collection: the interval
     assert pacer.next_delay(0.010) == pytest.approx(0.2)  # 10 ms is 5 % of 200 ms
     assert pacer.next_delay(0.080) == 1.0  # 5 % would be 1.6 s: capped
+    assert GcPacer(GatewayConfig()).next_delay(0.010) == 0.1  # the default cap
     unbounded = GcPacer(GatewayConfig(gc_young_interval_s=0.03, gc_max_share=0))
     assert unbounded.next_delay(0.010) == 0.03
