@@ -250,19 +250,10 @@ return n
 """
 )
 
-# KEYS: user->nodes key, leases key. ARGV: node, id, now ms, grace ms, is_artisan.
-# The last socket of a user on this node closed.
-DISCONNECT = r"""
-redis.call('ZREM', KEYS[1], ARGV[1])
-local now = tonumber(ARGV[3])
-if ARGV[5] == '1' and redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf') == 0 then
-  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]), ARGV[2])
-end
-return 1
-"""
-
 # ARGV: user->nodes prefix, leases key, node, now ms, grace ms, then rows "user|a\n"
-# (a = 1 for an artisan). DISCONNECT for many users at once (a process shutting down).
+# (a = 1 for an artisan). Users whose last socket on this node closed (batched by
+# gateway/departures.py, or everyone at shutdown): the node leaves their entry, and an
+# artisan no other node holds starts the offline grace.
 DISCONNECT_MANY = r"""
 local UN_P, leases, node, now, grace = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = 0
