@@ -86,9 +86,17 @@ async def rebuild(redis: Redis, index: Any, chunk: int = 2000) -> str:
     return last_id
 
 
-async def tail(redis: Redis, index: Any, last_id: str, *, block_ms: int = 1000) -> None:
-    """Follow the events stream; raises on Redis errors (the caller rebuilds)."""
-    while True:
+async def tail(
+    redis: Redis,
+    index: Any,
+    last_id: str,
+    *,
+    block_ms: int = 1000,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Follow the events stream until `stop` is set; raises on Redis errors (the caller
+    rebuilds)."""
+    while stop is None or not stop.is_set():
         reply = await redis.xread({redis_keys.ARTISAN_EVENTS: last_id}, count=200, block=block_ms)
         if not reply:
             continue
@@ -97,15 +105,26 @@ async def tail(redis: Redis, index: Any, last_id: str, *, block_ms: int = 1000) 
         last_id = entries[-1][0]
 
 
-async def follow(redis: Redis, index: Any, last_id: str | None = None) -> None:
-    """Tail the stream from `last_id` (or rebuild first); rebuild after any Redis failure."""
+async def follow(
+    redis: Redis,
+    index: Any,
+    last_id: str | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    block_ms: int = 1000,
+) -> None:
+    """Tail the stream from `last_id` (or rebuild first); rebuild after any Redis failure.
+
+    Returns within `block_ms` of `stop` being set, cancelled or not: a cancellation
+    that lands inside redis-py's blocking XREAD can be swallowed, and a shutdown once
+    waited forever on this loop (asyncio.Runner's final cancel-and-wait)."""
     backoff = 0.05
-    while True:
+    while stop is None or not stop.is_set():
         try:
             if last_id is None:
                 last_id = await rebuild(redis, index)
             backoff = 0.05
-            await tail(redis, index, last_id)
+            await tail(redis, index, last_id, block_ms=block_ms, stop=stop)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -134,8 +153,12 @@ async def mirror_ctx(app: web.Application) -> AsyncIterator[None]:
         log.warning("index mirror rebuild failed: %s", exc)
     app[appkeys.MATCH_INDEX] = index
     task: asyncio.Task[None] | None = None
+    stopping = asyncio.Event()
     if app[appkeys.SETTINGS].run_background:
-        task = asyncio.create_task(follow(redis, index, last_id), name="gateway-index-mirror")
+        task = asyncio.create_task(
+            follow(redis, index, last_id, stop=stopping), name="gateway-index-mirror"
+        )
     yield
+    stopping.set()
     if task is not None:
         await stop_tasks(task)  # re-cancels: redis-py can swallow one cancellation

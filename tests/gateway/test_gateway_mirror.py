@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -10,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from dispatch import appkeys
 from dispatch.settings import Settings
 from gateway import live
-from gateway.mirror import get_index
+from gateway.mirror import follow, get_index
 from tests.gateway.conftest import MakeClient, connect, eventually, fix, new_artisan, now_ms
 
 
@@ -84,3 +85,19 @@ async def test_mirror_rebuilds_from_live_state_at_start_up(
     assert abs(index.get(str(ids[1][0])).lat - 48.86) < 1e-9
     for _a, ws in ids:
         await ws.close()
+
+
+async def test_the_mirror_loop_ends_on_its_stop_flag_without_a_cancel(
+    gw: TestClient[Any, Any],
+) -> None:
+    """A cancellation swallowed inside redis-py's blocking XREAD once left shutdown
+    waiting forever; the loop also ends on its own flag, within one XREAD block."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        follow(gw.app[appkeys.REDIS], get_index(gw.app), stop=stop, block_ms=100)
+    )
+    await asyncio.sleep(0.3)  # rebuilt, and now blocked in XREAD
+    assert not task.done()
+    stop.set()
+    await asyncio.wait_for(task, timeout=2.0)
+    assert task.done() and not task.cancelled()
