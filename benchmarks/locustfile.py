@@ -43,6 +43,7 @@ import gevent
 import gevent.monkey
 import gevent.resolver.blocking
 import geventhttpclient.connectionpool
+import orjson
 import websocket
 from locust import FastHttpUser, between, constant, constant_pacing, events, task
 from locust.env import Environment
@@ -129,7 +130,7 @@ class SocketUser(FastHttpUser):
                 header=[f"Authorization: Bearer {self.profile['access_token']}"],
                 suppress_origin=True,  # a native app sends no Origin
                 # websocket-client checks UTF-8 in pure Python, which cost locust 7 % of
-                # its CPU (the frames are JSON from orjson; a bad one fails json.loads).
+                # its CPU (the frames are JSON from orjson; a bad one fails to parse).
                 skip_utf8_validation=True,
             )
             hello = json.loads(self.ws.recv())
@@ -146,7 +147,8 @@ class SocketUser(FastHttpUser):
         if self.ws is None:
             return
         try:
-            self.ws.send(json.dumps(frame))
+            # orjson: the stdlib encoder was 4 % of this process's CPU (2,500 fixes/s)
+            self.ws.send(orjson.dumps(frame))
         except Exception as exc:
             _ws_failure(self.environment, f"send {frame['type']}", exc)
 
@@ -161,7 +163,7 @@ class SocketUser(FastHttpUser):
                 return
             if not raw:
                 return
-            frame = json.loads(raw)
+            frame = orjson.loads(raw)
             if frame.get("type") == "error":
                 if not self.expected_error(frame):
                     _ws_failure(self.environment, f"error frame {frame.get('code')}", str(frame))
