@@ -120,8 +120,9 @@ class Gateway:
                 log.warning("live state unavailable for %s: %s", session.user_id, exc)
         session.validator = FixValidator(self.settings.ping_rate_per_s, last)
 
-    async def close(self, session: Session) -> None:
-        """Forget a closed socket; the user's last one here starts their offline grace."""
+    def close(self, session: Session) -> None:
+        """Forget a closed socket; the user's last one here starts their offline grace
+        (written to Redis by `departures`, batched)."""
         local = self.sessions.get(session.user_id)
         if local is not None:
             local.discard(session)

@@ -106,7 +106,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             await _read_loop(gateway, session)
         finally:
             session.stop()
-            await asyncio.shield(gateway.close(session))
+            gateway.close(session)
     finally:
         gateway.metrics.ws_connections.dec()
     return ws
