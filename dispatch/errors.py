@@ -81,3 +81,13 @@ class RateLimited(ZendoError):
 
 class ServiceUnavailable(ZendoError):
     status, code, title = 503, "unavailable", "Service Unavailable"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        code: str | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after_s = retry_after_s

@@ -64,7 +64,7 @@ def problem_from_error(exc: ZendoError) -> web.Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="zendo"'
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, RateLimited | ServiceUnavailable) and exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
     errors = None
     if isinstance(exc, ValidationFailed):
@@ -111,10 +111,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # Redis down, or its pool exhausted for longer than the pool's timeout (a storm
         # of work queued ahead): nothing was half-done, the request can be retried.
         log.warning("%s %s: redis unavailable: %s", request.method, request.path, exc)
-        unavailable = ServiceUnavailable("A backing service is unavailable; retry shortly")
-        response = problem_from_error(unavailable)
-        response.headers["Retry-After"] = "1"
-        return response
+        return problem_from_error(
+            ServiceUnavailable("A backing service is unavailable; retry shortly", retry_after_s=1)
+        )
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(
