@@ -40,12 +40,14 @@ import time
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.monkey
+import gevent.pool
 import gevent.resolver.blocking
 import geventhttpclient.connectionpool
 import orjson
 import websocket
-from locust import FastHttpUser, between, constant, constant_pacing, events, task
+from locust import FastHttpUser, between, constant, events, task
 from locust.env import Environment
 
 SPECIALTIES = ("PLUMBER", "ELECTRICIAN", "LOCKSMITH", "HEATING", "GLAZIER", "APPLIANCE_REPAIR")
@@ -281,20 +283,31 @@ class ClientUser(SocketUser):
     weight = 3
     # With ZENDO_BENCH_CLIENTS set, exactly that many clients; the rest are artisans.
     fixed_count = int(os.environ.get("ZENDO_BENCH_CLIENTS", "0"))
-    wait_time = constant_pacing(CLIENT_PACING)
 
     def on_start(self) -> None:
         self.profile = CLIENTS[next(_next_client) % len(CLIENTS)]
-        self.finished: dict[str, str] = {}
+        # job id -> its final status, set by on_frame; one follower greenlet per job.
+        self.outcomes: dict[str, gevent.event.AsyncResult] = {}
+        self.followers = gevent.pool.Group()
         self.open_socket()
         # Locust spawns fixed_count users first, so every client starts within the first
-        # second and constant_pacing would keep them in step: 300 creations in a burst
-        # every CLIENT_PACING s instead of the steady rate asked for. A random phase per
-        # client makes the arrivals independent, like real clients'.
-        gevent.sleep(random.uniform(0, CLIENT_PACING))
+        # second: each takes a random phase, so that the arrivals are independent, like
+        # real clients', rather than 300 creations at once every CLIENT_PACING s.
+        self.next_request_at = time.perf_counter() + random.uniform(0, CLIENT_PACING)
+        gevent.sleep(self.next_request_at - time.perf_counter())
+
+    def wait_time(self) -> float:
+        """One request every CLIENT_PACING s from the client's own phase. (locust's
+        constant_pacing counts from the user's creation, so it undid the phase taken in
+        on_start: every client fired within the same half second.)"""
+        self.next_request_at = max(self.next_request_at + CLIENT_PACING, time.perf_counter())
+        return max(0.0, self.next_request_at - time.perf_counter())
 
     @task
-    def request_and_follow(self) -> None:
+    def request(self) -> None:
+        """Create a job and hand its following to a greenlet of its own, so that the
+        arrivals are open-loop: when the task also followed the job, a job longer than the
+        pacing (a decline, a timeout) moved the client's next one to its completion."""
         spot = random.choice(ARTISANS)
         specialty = spot["specialty"] or random.choice(SPECIALTIES)
         body = {
@@ -314,16 +327,22 @@ class ClientUser(SocketUser):
         job_id = job["id"]
         START_CODES[job_id] = job["start_code"]
         POST_SENT[job_id] = sent
+        outcome = self.outcomes.setdefault(job_id, gevent.event.AsyncResult())
         _first_offer_pair(self.environment, job_id)
-        deadline = time.monotonic() + FOLLOW_TIMEOUT_S
-        while job_id not in self.finished and time.monotonic() < deadline:
-            gevent.sleep(0.2)
-        outcome = self.finished.pop(job_id, "TIMEOUT")
-        POST_SENT.pop(job_id, None)
-        START_CODES.pop(job_id, None)
-        if outcome not in ("COMPLETED", "UNFULFILLED"):
-            _ws_failure(self.environment, f"job ended {outcome}", outcome)
-        elif outcome == "UNFULFILLED":
+        self.followers.spawn(self.follow, job_id, sent, outcome)
+
+    def follow(self, job_id: str, sent: float, outcome: gevent.event.AsyncResult) -> None:
+        try:
+            status = outcome.get(timeout=FOLLOW_TIMEOUT_S)
+        except gevent.Timeout:
+            status = "TIMEOUT"
+        finally:
+            self.outcomes.pop(job_id, None)
+            POST_SENT.pop(job_id, None)
+            START_CODES.pop(job_id, None)
+        if status not in ("COMPLETED", "UNFULFILLED"):
+            _ws_failure(self.environment, f"job ended {status}", status)
+        elif status == "UNFULFILLED":
             _latency(self.environment, "job UNFULFILLED (count)", sent, sent)
 
     def on_frame(self, frame: dict[str, Any], received: float) -> None:
@@ -338,7 +357,13 @@ class ClientUser(SocketUser):
                 received,
             )
         if job["status"] in ("COMPLETED", "UNFULFILLED", "CANCELLED"):
-            self.finished[job["id"]] = job["status"]
+            # A status frame can beat the POST's answer: the result is created by
+            # whichever of the two comes first.
+            self.outcomes.setdefault(job["id"], gevent.event.AsyncResult()).set(job["status"])
+
+    def on_stop(self) -> None:
+        self.followers.kill(block=False)  # jobs still open when the run ends are not failures
+        super().on_stop()
 
 
 class AdminUser(FastHttpUser):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,36 @@ def test_locust_reuses_idle_keep_alive_sockets_past_descriptor_1023() -> None:
         check=True,
     ).stdout.splitlines()
     assert out == ["original False", "idle True", "stray bytes False", "peer closed False"]
+
+
+_PACING_CHECK = """
+import time, types
+from benchmarks import locustfile
+
+client = types.SimpleNamespace(next_request_at=0.0)
+# A request that started on its slot 0.05 s ago: the next one is one pacing after the slot.
+client.next_request_at = time.perf_counter() - 0.05
+print(locustfile.ClientUser.wait_time(client))
+# A client that fell 100 s behind goes on now, with no burst of catch-up requests.
+client.next_request_at = time.perf_counter() - 100
+print(locustfile.ClientUser.wait_time(client))
+print(locustfile.ClientUser.wait_time(client))
+"""
+
+
+def test_clients_keep_their_own_phase() -> None:
+    """locust's constant_pacing counts from the user's creation, which undid the random
+    phase each client takes: all 300 clients fired within the same half second."""
+    out = subprocess.run(
+        [sys.executable, "-c", _PACING_CHECK],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "ZENDO_BENCH_CLIENT_PACING": "6"},
+    ).stdout.split()
+    on_slot, behind, after_behind = (float(x) for x in out)
+    assert 5.9 < on_slot <= 5.95
+    assert behind == 0.0
+    assert 5.99 < after_behind <= 6.0
