@@ -340,6 +340,7 @@ class ClientUser(SocketUser):
             self.outcomes.pop(job_id, None)
             POST_SENT.pop(job_id, None)
             START_CODES.pop(job_id, None)
+            ACCEPT_SENT.pop(job_id, None)  # a losing accept sent after the ASSIGNED frame
         if status not in ("COMPLETED", "UNFULFILLED"):
             _ws_failure(self.environment, f"job ended {status}", status)
         elif status == "UNFULFILLED":
