@@ -13,18 +13,22 @@ import logging
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiohttp import web
 
 from dispatch import appkeys
+from dispatch.db import run_statement
 from dispatch.interventions.schemas import intervention_json
 from dispatch.middleware import METRICS
 
 log = logging.getLogger("zendo.dispatch")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,3 +214,19 @@ async def _payment_call(payments: Any, method: str, intervention_id: uuid.UUID) 
 
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
+
+
+async def run_statement_and_deliver(
+    app: web.Application,
+    work: Callable[[asyncpg.Connection], Awaitable[tuple[T, Effects] | None]],
+) -> tuple[T, Effects] | None:
+    """`run_statement` for a one-statement hot path whose `work` returns its result with
+    the committed change's effects (or None when it wrote nothing): their frames go to
+    this process's sockets before the connection goes back to the pool. The caller
+    then awaits `effects.apply(app)` for the rest (Redis, other nodes, metrics)."""
+
+    def deliver(outcome: tuple[T, Effects] | None) -> None:
+        if outcome is not None:
+            outcome[1].deliver(app)
+
+    return await run_statement(app[appkeys.PG_POOL], work, then=deliver)

@@ -16,8 +16,8 @@ from aiohttp import web
 
 from dispatch import appkeys
 from dispatch.auth.principal import Principal
-from dispatch.db import run_in_transaction, run_statement
-from dispatch.dispatcher.effects import Effects
+from dispatch.db import run_in_transaction
+from dispatch.dispatcher.effects import Effects, run_statement_and_deliver
 from dispatch.dispatcher.matcher import candidate_columns
 from dispatch.errors import Conflict, FieldError, NotFound, ValidationFailed
 from dispatch.interventions import repo
@@ -61,7 +61,7 @@ async def create(
         else []
     )
 
-    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, list[asyncpg.Record], bool]:
+    async def work(conn: asyncpg.Connection) -> tuple[tuple[asyncpg.Record, int, bool], Effects]:
         rows = await offers_repo.create_job_with_offers(
             conn,
             client_id=principal.user_id,
@@ -85,19 +85,18 @@ async def create(
                 conn, client_id=principal.user_id, key=idempotency_key
             )
             assert existing is not None
-            return existing, [], False
-        return rows[0], [r for r in rows if r["offer_id"] is not None], True
+            return (existing, 0, False), Effects()
+        offer_rows = [r for r in rows if r["offer_id"] is not None]
+        first_offers = (
+            dispatcher.first_offers(rows[0], offer_rows) if dispatcher is not None else Effects()
+        )
+        return (rows[0], len(offer_rows), True), first_offers
 
-    def deliver(outcome: tuple[asyncpg.Record, list[asyncpg.Record], bool]) -> None:
-        job, offer_rows, created = outcome
-        if created and dispatcher is not None:
-            first_offers.append(dispatcher.first_offers(job, offer_rows))
-            first_offers[0].deliver(app)
-
-    first_offers: list[Effects] = []  # filled once the job is committed
-    job, offer_rows, created = await run_statement(app[appkeys.PG_POOL], work, then=deliver)
-    if first_offers and dispatcher is not None:
-        await dispatcher.after_create(job, len(offer_rows), first_offers[0])
+    outcome = await run_statement_and_deliver(app, work)
+    assert outcome is not None  # work raises or returns
+    (job, offered, created), first_offers = outcome
+    if created and dispatcher is not None:
+        await dispatcher.after_create(job, offered, first_offers)
     return intervention_json(job, for_client=True), created
 
 
@@ -269,13 +268,9 @@ async def advance(
             )
         return updated, effects_of(updated)
 
-    def deliver(moved: tuple[asyncpg.Record, Effects] | None) -> None:
-        if moved is not None:
-            moved[1].deliver(app)
-
     moved = None
     if principal.role == "ARTISAN" and target in sm.ARTISAN_PREVIOUS:
-        moved = await run_statement(app[appkeys.PG_POOL], fast, then=deliver)
+        moved = await run_statement_and_deliver(app, fast)
     if moved is not None:
         row, fx = moved
         await fx.apply(app)

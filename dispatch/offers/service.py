@@ -21,8 +21,8 @@ import asyncpg
 from aiohttp import web
 
 from dispatch import appkeys
-from dispatch.db import run_in_transaction, run_statement
-from dispatch.dispatcher.effects import Effects, TrackingStart
+from dispatch.db import run_in_transaction
+from dispatch.dispatcher.effects import Effects, TrackingStart, run_statement_and_deliver
 from dispatch.errors import Conflict, NotFound
 from dispatch.interventions import repo as interventions_repo
 from dispatch.interventions.schemas import intervention_json
@@ -93,13 +93,12 @@ class OfferActions:
             effects.settled.append(row["id"])
             return intervention_json(row, for_client=False), effects
 
-        def deliver(outcome: tuple[dict[str, Any], Effects]) -> None:
-            outcome[1].deliver(self._app)
-
         try:
-            result, effects = await run_statement(self._app[appkeys.PG_POOL], work, then=deliver)
+            accepted = await run_statement_and_deliver(self._app, work)
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation_to_conflict(exc) from exc
+        assert accepted is not None  # work raises or returns
+        result, effects = accepted
         await effects.apply(self._app)
         if effects.pushed_at:  # a retried accept pushes nothing and is not timed
             self._app[METRICS].accept_notify_seconds.observe(effects.pushed_at - started)
