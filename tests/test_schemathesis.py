@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +33,7 @@ import pytest
 
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.factories import create_user, token_for
+from tests.ports import free_port
 
 # The console script installed beside this interpreter (the project venv).
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -45,13 +45,6 @@ SCHEMATHESIS_CONFIG = """
 [checks.not_a_server_error]
 expected-statuses = ["2xx", "3xx", "4xx", "503"]
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _server_errors(log: Path, limit: int = 6000) -> str:
@@ -81,7 +74,7 @@ async def _wait_healthy(base_url: str, proc: asyncio.subprocess.Process, log: Pa
 @pytest.fixture
 async def live_server(clean_state: None, tmp_path: Path) -> AsyncIterator[str]:
     """Base URL of a `zendo serve` subprocess; its log is `tmp_path / "server.log"`."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "ZENDO_HOST": "127.0.0.1",

@@ -19,7 +19,8 @@ from dispatch.settings import Settings
 from gateway import tracking
 from tests.factories import bearer
 from tests.gateway.conftest import fix, new_artisan, new_user, now_ms, recv_type
-from tests.gateway.processes import free_port, start_server, stop, wait_healthy
+from tests.gateway.processes import start_server, stop, wait_healthy
+from tests.ports import free_port
 
 
 @pytest.fixture

@@ -27,7 +27,8 @@ from tests.gateway.conftest import (
     now_ms,
     recv_type,
 )
-from tests.gateway.processes import free_port, start_redis, stop, wait_redis
+from tests.gateway.processes import start_redis, stop, wait_redis
+from tests.ports import free_port
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from dispatch import redis_keys
 from dispatch.settings import Settings
 from tests.factories import bearer, token_for
 from tests.gateway.conftest import new_artisan, now_ms
-from tests.gateway.processes import free_port, start_server, stop, wait_healthy
+from tests.gateway.processes import start_server, stop, wait_healthy
+from tests.ports import free_port
 
 READING = 300  # clients that read (they answer the close handshake)
 SILENT = 40  # clients that never read: the server must give up on them

@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient
 from dispatch.app import create_app
 from dispatch.settings import Settings
 from tests.factories import create_user
+from tests.ports import free_port
 from tests.stripe_server import FakeStripe
 
 StartApp = Callable[[Settings], Awaitable[TestClient[Any, Any]]]
@@ -28,13 +29,6 @@ WEBHOOK_SECRET = "whsec_test_" + "s" * 24
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(200)
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(300)
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n" + b"1 0 obj\n<<>>\nendobj\n" * 20
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
