@@ -34,7 +34,8 @@ import asyncpg
 from redis.asyncio import Redis
 
 from dispatch.auth.tokens import issue_access_token
-from tests.gateway.processes import free_port, wait_healthy
+from tests.gateway.processes import wait_healthy
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-" + "x" * 40

@@ -42,6 +42,20 @@ def test_micro_benchmarks_have_a_cli() -> None:
         assert "usage" in out.lower()
 
 
+def _python_lines(script: str, **env: str) -> list[str]:
+    """The output lines of `script` run by a fresh interpreter: importing the locustfile
+    patches gevent into the whole process."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, **env},
+    ).stdout.splitlines()
+
+
 _KEEP_ALIVE_CHECK = """
 import os, socket
 from benchmarks import locustfile
@@ -65,24 +79,20 @@ print("peer closed", locustfile._idle_socket_alive(None, high))
 def test_locust_reuses_idle_keep_alive_sockets_past_descriptor_1023() -> None:
     """geventhttpclient's own check (select) calls every socket past fd 1023 dead, so
     with 10,000 WebSockets open each request opened a new connection."""
-    out = subprocess.run(
-        [sys.executable, "-c", _KEEP_ALIVE_CHECK],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout.splitlines()
-    assert out == ["original False", "idle True", "stray bytes False", "peer closed False"]
+    assert _python_lines(_KEEP_ALIVE_CHECK) == [
+        "original False",
+        "idle True",
+        "stray bytes False",
+        "peer closed False",
+    ]
 
 
 _PACING_CHECK = """
 import time, types
 from benchmarks import locustfile
 
-client = types.SimpleNamespace(next_request_at=0.0)
 # A request that started on its slot 0.05 s ago: the next one is one pacing after the slot.
-client.next_request_at = time.perf_counter() - 0.05
+client = types.SimpleNamespace(next_request_at=time.perf_counter() - 0.05)
 print(locustfile.ClientUser.wait_time(client))
 # A client that fell 100 s behind goes on now, with no burst of catch-up requests.
 client.next_request_at = time.perf_counter() - 100
@@ -94,15 +104,7 @@ print(locustfile.ClientUser.wait_time(client))
 def test_clients_keep_their_own_phase() -> None:
     """locust's constant_pacing counts from the user's creation, which undid the random
     phase each client takes: all 300 clients fired within the same half second."""
-    out = subprocess.run(
-        [sys.executable, "-c", _PACING_CHECK],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        env={**os.environ, "ZENDO_BENCH_CLIENT_PACING": "6"},
-    ).stdout.split()
+    out = _python_lines(_PACING_CHECK, ZENDO_BENCH_CLIENT_PACING="6")
     on_slot, behind, after_behind = (float(x) for x in out)
     assert 5.9 < on_slot <= 5.95
     assert behind == 0.0
