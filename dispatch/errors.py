@@ -15,6 +15,8 @@ class ZendoError(Exception):
     status: int = 500
     code: str = "internal_error"
     title: str = "Internal Server Error"
+    # Set by errors worth retrying later: the answer's Retry-After header, in seconds.
+    retry_after_s: int | None = None
 
     def __init__(self, detail: str | None = None, *, code: str | None = None) -> None:
         super().__init__(detail or self.title)

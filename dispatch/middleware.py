@@ -17,7 +17,6 @@ from redis import exceptions as redis_errors
 
 from dispatch import appkeys
 from dispatch.errors import (
-    RateLimited,
     ServiceUnavailable,
     Unauthorized,
     ValidationFailed,
@@ -64,7 +63,7 @@ def problem_from_error(exc: ZendoError) -> web.Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="zendo"'
-    if isinstance(exc, RateLimited | ServiceUnavailable) and exc.retry_after_s is not None:
+    if exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
     errors = None
     if isinstance(exc, ValidationFailed):

@@ -28,7 +28,8 @@ from dispatch.middleware import METRICS
 
 log = logging.getLogger("zendo.dispatch")
 
-T = TypeVar("T")
+# What a one-statement hot path returns: (result, effects), or None when it wrote nothing.
+Outcome = TypeVar("Outcome", bound=tuple[Any, "Effects"] | None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,14 +219,14 @@ async def _maybe_await(value: Any) -> Any:
 
 async def run_statement_and_deliver(
     app: web.Application,
-    work: Callable[[asyncpg.Connection], Awaitable[tuple[T, Effects] | None]],
-) -> tuple[T, Effects] | None:
+    work: Callable[[asyncpg.Connection], Awaitable[Outcome]],
+) -> Outcome:
     """`run_statement` for a one-statement hot path whose `work` returns its result with
     the committed change's effects (or None when it wrote nothing): their frames go to
     this process's sockets before the connection goes back to the pool. The caller
     then awaits `effects.apply(app)` for the rest (Redis, other nodes, metrics)."""
 
-    def deliver(outcome: tuple[T, Effects] | None) -> None:
+    def deliver(outcome: Outcome) -> None:
         if outcome is not None:
             outcome[1].deliver(app)
 

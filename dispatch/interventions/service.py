@@ -92,9 +92,7 @@ async def create(
         )
         return (rows[0], len(offer_rows), True), first_offers
 
-    outcome = await run_statement_and_deliver(app, work)
-    assert outcome is not None  # work raises or returns
-    (job, offered, created), first_offers = outcome
+    (job, offered, created), first_offers = await run_statement_and_deliver(app, work)
     if created and dispatcher is not None:
         await dispatcher.after_create(job, offered, first_offers)
     return intervention_json(job, for_client=True), created

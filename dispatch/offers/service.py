@@ -94,11 +94,9 @@ class OfferActions:
             return intervention_json(row, for_client=False), effects
 
         try:
-            accepted = await run_statement_and_deliver(self._app, work)
+            result, effects = await run_statement_and_deliver(self._app, work)
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation_to_conflict(exc) from exc
-        assert accepted is not None  # work raises or returns
-        result, effects = accepted
         await effects.apply(self._app)
         if effects.pushed_at:  # a retried accept pushes nothing and is not timed
             self._app[METRICS].accept_notify_seconds.observe(effects.pushed_at - started)
