@@ -5,9 +5,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY core ./core
 COPY dispatch ./dispatch
 COPY matching ./matching
 COPY gateway ./gateway
+COPY zendo ./zendo
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install .
 
 FROM python:3.11-slim

@@ -20,7 +20,7 @@ setup: venv services
 
 # Reinstall only when pyproject.toml changes.
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml dispatch/__init__.py matching/__init__.py gateway/__init__.py
+$(VENV)/.installed: pyproject.toml core/__init__.py dispatch/__init__.py gateway/__init__.py matching/__init__.py zendo/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || ./scripts/ensure-python-venv.sh $(PYTHON) $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'

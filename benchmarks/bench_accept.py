@@ -22,7 +22,7 @@ import time
 import uvloop
 from aiohttp import web
 
-from dispatch.system.listener import MultiAcceptSite
+from zendo.system.listener import MultiAcceptSite
 
 
 async def _serve(site_kind: str, busy_ms: float) -> None:

@@ -41,7 +41,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from gateway.config import GatewayConfig
+from core.gateway_config import GatewayConfig
 from gateway.gcpacer import GcPacer, take_over
 
 

@@ -33,7 +33,7 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from dispatch.auth.tokens import issue_access_token
+from core.tokens import issue_access_token
 from tests.gateway.processes import wait_healthy
 from tests.ports import free_port
 
@@ -107,7 +107,7 @@ def start_gateway(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes
         "ZENDO_STATE_DIR": "/tmp/zendo-bench",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "zendo.cli", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -1,1 +1,2 @@
-"""Zendo dispatch service: REST API, dispatch loop and the `zendo` CLI."""
+"""The dispatch contexts: REST routes, services and repos, one folder per domain
+(auth, artisans, admin, interventions, offers, payments, storage) and the dispatcher."""

@@ -6,10 +6,10 @@ import uuid
 
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.auth.guards import requires_role
-from dispatch.errors import NotFound
-from dispatch.jsonutil import json_response
+from core import appkeys
+from core.errors import NotFound
+from core.guards import requires_role
+from core.jsonutil import json_response
 from gateway import live
 
 routes = web.RouteTableDef()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from dispatch import redis_keys
+from core import redis_keys
 from gateway import live
 from gateway.tasks import stop_tasks
 

@@ -32,8 +32,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dispatch import appkeys
-from gateway.config import GatewayConfig
+from core.gateway_config import GatewayConfig
+from gateway import appkeys as gateway_keys
 
 
 class GcPacer:
@@ -107,7 +107,7 @@ def take_over(config: GatewayConfig) -> tuple[int, int, int]:
 async def gc_ctx(app: web.Application) -> AsyncIterator[None]:
     """Thresholds, freeze and pacer for the app's lifetime; restored at cleanup (tests
     share a process)."""
-    config = app[appkeys.GATEWAY_CONFIG]
+    config = app[gateway_keys.GATEWAY_CONFIG]
     previous = take_over(config)
     pacer = GcPacer(config)
     pacer.start(asyncio.get_running_loop())

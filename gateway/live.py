@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from dispatch import redis_keys
+from core import redis_keys
 from gateway import lua
 
 # The events stream keeps about this much history (XADD MINID ~, approximate): a fix

@@ -23,7 +23,7 @@ import h3
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-from dispatch import redis_keys
+from core import redis_keys
 from gateway import live
 from gateway.tasks import stop_tasks
 

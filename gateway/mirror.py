@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 from redis.asyncio import Redis
 
-from dispatch import appkeys, redis_keys
+from core import appkeys, redis_keys
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")

@@ -12,12 +12,13 @@ from aiohttp import web
 from prometheus_client import Counter
 from redis.asyncio import Redis
 
-from dispatch import appkeys, redis_keys
-from dispatch.metrics import Metrics
-from dispatch.middleware import METRICS
-from dispatch.settings import Settings
+from core import appkeys, redis_keys
+from core.appkeys import METRICS
+from core.gateway_config import GatewayConfig
+from core.metrics import Metrics
+from core.settings import Settings
+from gateway import appkeys as gateway_keys
 from gateway import live
-from gateway.config import GatewayConfig
 from gateway.departures import Departures
 from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
 from gateway.session import Session
@@ -56,7 +57,7 @@ class Gateway:
 
     @property
     def config(self) -> GatewayConfig:
-        return self.app[appkeys.GATEWAY_CONFIG]
+        return self.app[gateway_keys.GATEWAY_CONFIG]
 
     @property
     def redis(self) -> Redis:
@@ -188,7 +189,7 @@ class Gateway:
         notifier = self.app[appkeys.NOTIFIER]
         # Local sockets now; the other nodes get the whole flush's frames in one call.
         delivered = [
-            (client, notifier.deliver(client, frame))
+            (client, notifier.deliver_here(client, frame)[0])
             for client, frame in map(location_frame, entries)
         ]
         await notifier.publish_many([(client, data) for client, data in delivered if data])

@@ -17,7 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dispatch import appkeys, redis_keys
+from core import redis_keys
+from gateway import appkeys as gateway_keys
 from gateway import live
 from gateway.node import Gateway
 from gateway.session import encode
@@ -121,7 +122,7 @@ async def listen(gateway: Gateway) -> None:
 
 
 async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
-    gateway: Gateway = app[appkeys.GATEWAY]
+    gateway: Gateway = app[gateway_keys.GATEWAY]
     task = asyncio.create_task(listen(gateway), name="gateway-pubsub")
     yield
     await stop_tasks(task)

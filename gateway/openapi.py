@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.openapi.common import BEARER, UUID, json_ok, problems, ref
+from core.openapi import BEARER, UUID, json_ok, problems, ref
 
 _WS_DESCRIPTION = """\
 WebSocket endpoint (CONTRACT §5). Authenticate with `Authorization: Bearer <access>`

@@ -25,7 +25,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dispatch import appkeys, redis_keys
+from core import redis_keys
+from gateway import appkeys as gateway_keys
 from gateway import live
 from gateway.node import Gateway
 from gateway.tasks import stop_tasks
@@ -121,7 +122,7 @@ async def sweep_loop(gateway: Gateway) -> None:
 
 
 async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
-    gateway: Gateway = app[appkeys.GATEWAY]
+    gateway: Gateway = app[gateway_keys.GATEWAY]
     with contextlib.suppress(Exception):
         await check_epoch(gateway)
     tasks = [

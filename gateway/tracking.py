@@ -17,7 +17,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from dispatch import redis_keys
+from core import redis_keys
 from gateway.location import haversine_m
 
 URBAN_SPEED_M_S = 25_000 / 3600

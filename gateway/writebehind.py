@@ -17,7 +17,8 @@ import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
 
-from dispatch import appkeys, redis_keys
+from core import appkeys, redis_keys
+from gateway import appkeys as gateway_keys
 from gateway import live
 from gateway.tasks import stop_tasks
 
@@ -90,7 +91,7 @@ async def flush_once(
 
 
 def _flush(app: web.Application) -> Awaitable[int]:
-    config = app[appkeys.GATEWAY_CONFIG]
+    config = app[gateway_keys.GATEWAY_CONFIG]
     return flush_once(
         app[appkeys.REDIS],
         app[appkeys.PG_POOL],
@@ -100,7 +101,7 @@ def _flush(app: web.Application) -> Awaitable[int]:
 
 
 async def run(app: web.Application) -> None:
-    interval = app[appkeys.GATEWAY_CONFIG].writebehind_interval_s
+    interval = app[gateway_keys.GATEWAY_CONFIG].writebehind_interval_s
     while True:
         await asyncio.sleep(interval)
         try:

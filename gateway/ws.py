@@ -19,11 +19,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from dispatch import appkeys
-from dispatch.auth.guards import bearer_token
-from dispatch.auth.principal import Principal
-from dispatch.auth.tokens import verify_access_token
-from dispatch.errors import BadRequest, Forbidden, Unauthorized, ZendoError
+from core import appkeys
+from core.errors import BadRequest, Forbidden, Unauthorized, ZendoError
+from core.guards import bearer_token
+from core.principal import Principal
+from core.tokens import verify_access_token
+from gateway import appkeys as gateway_keys
 from gateway import live
 from gateway.frames import (
     AuthFrame,
@@ -54,7 +55,7 @@ def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
 
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
-    gateway: Gateway = request.app[appkeys.GATEWAY]
+    gateway: Gateway = request.app[gateway_keys.GATEWAY]
     settings = gateway.settings
     config = gateway.config
     _check_origin(request, settings.cors_origins)

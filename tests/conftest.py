@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from dispatch.settings import Settings
+from core.settings import Settings
 
 TEST_DATABASE_URL = os.environ.get("ZENDO_TEST_DATABASE_URL", "postgresql:///zendo_test")
 TEST_REDIS_URL = os.environ.get("ZENDO_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
@@ -66,7 +66,7 @@ async def clean_state() -> None:
 
 @pytest.fixture
 async def app(settings: Settings, clean_state: None) -> web.Application:
-    from dispatch.app import create_app
+    from zendo.app import create_app
 
     return create_app(settings)
 

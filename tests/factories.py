@@ -8,8 +8,8 @@ import uuid
 import asyncpg
 import bcrypt
 
-from dispatch.auth.tokens import issue_access_token
-from dispatch.settings import Settings
+from core.settings import Settings
+from core.tokens import issue_access_token
 
 DEFAULT_PASSWORD = "correct-horse-battery"
 

@@ -11,8 +11,8 @@ import threading
 
 import pytest
 
-from dispatch import cli
-from dispatch.system.logwriter import LogWriter
+from zendo import cli
+from zendo.system.logwriter import LogWriter
 
 
 class _CountingStream(io.StringIO):

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from dispatch.auth.tokens import verify_access_token
-from dispatch.settings import Settings
+from core.settings import Settings
+from core.tokens import verify_access_token
 from tests.factories import create_user, token_for
 
 

@@ -15,7 +15,7 @@ import pytest
 import uvloop
 from aiohttp import web
 
-from dispatch.system.listener import MultiAcceptSite
+from zendo.system.listener import MultiAcceptSite
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -134,7 +134,7 @@ _LOW_FD_SERVER = """
 import asyncio, os, resource, sys
 import uvloop
 from aiohttp import web
-from dispatch.system import listener
+from zendo.system import listener
 
 listener.RETRY_AFTER_S = 0.2
 

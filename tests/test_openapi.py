@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from dispatch.openapi import build_spec
+from zendo.openapi import build_spec
 
 _IGNORED_METHODS = {"HEAD", "OPTIONS", "*"}
 

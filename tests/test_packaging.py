@@ -34,6 +34,6 @@ def test_dockerfile_copies_only_existing_paths_and_runs_the_console_script() -> 
             for src in line.split()[1:-1]:
                 assert (ROOT / src).exists(), src
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["zendo"] == "dispatch.cli:main"
+    assert scripts["zendo"] == "zendo.cli:main"
     assert re.search(r"zendo migrate && exec zendo serve", text)
     assert "EXPOSE 8080" in text

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from dispatch.errors import RateLimited
-from dispatch.ratelimit import RateLimiter
+from core.errors import RateLimited
+from core.ratelimit import RateLimiter
 from tests.conftest import TEST_REDIS_URL
 
 

@@ -14,9 +14,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from dispatch import appkeys
-from dispatch.settings import Settings
-from gateway.config import GatewayConfig
+from core.gateway_config import GatewayConfig
+from core.settings import Settings
+from gateway import appkeys as gateway_keys
 from gateway.gcpacer import GcPacer
 
 MakeApp = Callable[..., Any]
@@ -38,11 +38,11 @@ async def make_app(
     async def make(
         config: GatewayConfig | None = None, **changes: Any
     ) -> tuple[web.Application, TestClient[Any, Any]]:
-        from dispatch.app import create_app
+        from zendo.app import create_app
 
         app = create_app(settings.replace(run_background=False, **changes))
         if config is not None:
-            app[appkeys.GATEWAY_CONFIG] = config
+            app[gateway_keys.GATEWAY_CONFIG] = config
         return app, await aiohttp_client(app)
 
     return make
@@ -78,7 +78,7 @@ async def test_gc_pauses_are_timed_by_generation(make_app: MakeApp) -> None:
 
 
 async def test_runtime_hooks_are_removed_at_cleanup(settings: Settings, clean_state: None) -> None:
-    from dispatch.app import create_app
+    from zendo.app import create_app
 
     callbacks_before = list(gc.callbacks)
     app = create_app(settings.replace(run_background=False, stall_trace_ms=40.0))
@@ -122,14 +122,14 @@ def test_pacer_runs_older_generations_every_nth_collection() -> None:
 async def test_gateway_paces_collections_and_restores_gc_at_cleanup(
     settings: Settings, clean_state: None
 ) -> None:
-    from dispatch.app import create_app
+    from zendo.app import create_app
 
     thresholds_before = gc.get_threshold()
     config = GatewayConfig(
         gc_young_interval_s=0.01, gc_gen0_threshold=12_345, gc_gen1_threshold=4, gc_gen2_threshold=3
     )
     app = create_app(settings.replace(run_background=False))
-    app[appkeys.GATEWAY_CONFIG] = config
+    app[gateway_keys.GATEWAY_CONFIG] = config
     runner = web.AppRunner(app)
     await runner.setup()
     try:

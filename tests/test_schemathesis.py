@@ -94,7 +94,7 @@ async def live_server(clean_state: None, tmp_path: Path) -> AsyncIterator[str]:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "dispatch.cli",
+            "zendo.cli",
             "serve",
             cwd=tmp_path,
             env=env,
@@ -136,7 +136,7 @@ async def _token(base_url: str, role: str) -> str:
         user_id = await create_user(conn, role=role, lat=48.8566, lon=2.3522)
     finally:
         await conn.close()
-    from dispatch.settings import Settings
+    from core.settings import Settings
 
     # A long-lived token: the run must not outlive it.
     return token_for(Settings(jwt_secret=JWT_SECRET), user_id, role, ttl_s=3600)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatch.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -96,7 +96,7 @@ def test_gateway_knobs_are_read_with_the_settings(tmp_path: Path) -> None:
 def test_a_bad_gateway_knob_stops_the_cli_with_a_clear_message(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from dispatch.cli import main
+    from zendo.cli import main
 
     for key, value in _env(tmp_path, ZENDO_GW_MAX_MSG_SIZE="big").items():
         monkeypatch.setenv(key, value)

@@ -4,7 +4,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from dispatch.settings import SPECIALTIES
+from core.settings import SPECIALTIES
 
 
 async def test_healthz_and_security_headers(client: TestClient[Any, Any]) -> None:
@@ -83,8 +83,8 @@ async def test_cors_allows_only_the_allowlist(client: TestClient[Any, Any]) -> N
 async def test_the_pool_is_sized_by_the_settings(
     settings: Any, clean_state: None, aiohttp_client: Any
 ) -> None:
-    from dispatch import appkeys
-    from dispatch.app import create_app
+    from core import appkeys
+    from zendo.app import create_app
 
     app = create_app(settings.replace(pg_pool_max_size=3, run_background=False))
     await aiohttp_client(app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.openapi.common import BEARER, TIMESTAMP, UUID, json_body, json_ok, problems, ref
+from core.openapi import BEARER, TIMESTAMP, UUID, json_body, json_ok, problems, ref
 
 
 def _path_id(name: str) -> dict[str, Any]:

@@ -7,12 +7,11 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
-from dispatch import appkeys
+from core.errors import FieldError, ValidationFailed
+from core.guards import authenticate, requires_role
+from core.jsonutil import json_response, read_json
 from dispatch.admin import service
 from dispatch.artisans.routes import path_uuid
-from dispatch.auth.guards import authenticate, requires_role
-from dispatch.errors import FieldError, ValidationFailed
-from dispatch.jsonutil import json_response, read_json
 from dispatch.offers.service import revoke_pending_for_artisan
 
 routes = web.RouteTableDef()
@@ -53,8 +52,7 @@ async def list_artisans(request: web.Request) -> web.Response:
     offset = _int_param(request, "offset", 0, 0, 10_000_000)
     app = request.app
     items, total = await service.list_artisans(
-        app[appkeys.PG_POOL],
-        app[appkeys.STORAGE],
+        app,
         authenticate(request).user_id,
         status=status,
         limit=limit,
@@ -68,8 +66,7 @@ async def list_artisans(request: web.Request) -> web.Response:
 async def artisan_documents(request: web.Request) -> web.Response:
     app = request.app
     docs = await service.artisan_documents(
-        app[appkeys.PG_POOL],
-        app[appkeys.STORAGE],
+        app,
         authenticate(request).user_id,
         path_uuid(request, "artisan_id"),
     )
@@ -81,8 +78,7 @@ async def artisan_documents(request: web.Request) -> web.Response:
 async def verify_artisan(request: web.Request) -> web.Response:
     app = request.app
     result = await service.verify_artisan(
-        app[appkeys.PG_POOL],
-        app[appkeys.REDIS],
+        app,
         authenticate(request).user_id,
         path_uuid(request, "artisan_id"),
     )
@@ -96,8 +92,7 @@ async def reject_artisan(request: web.Request) -> web.Response:
     body = await read_json(request, RejectBody)
     app = request.app
     result = await service.reject_artisan(
-        app[appkeys.PG_POOL],
-        app[appkeys.REDIS],
+        app,
         authenticate(request).user_id,
         artisan_id,
         body.reason.strip(),
@@ -113,7 +108,7 @@ async def review_document(request: web.Request) -> web.Response:
     document_id = path_uuid(request, "document_id")
     body = await read_json(request, ReviewBody)
     result = await service.review_document(
-        request.app[appkeys.PG_POOL],
+        request.app,
         authenticate(request).user_id,
         document_id,
         body.status,

@@ -7,13 +7,16 @@ import uuid
 from typing import Any
 
 import asyncpg
-from redis.asyncio import Redis
+from aiohttp import web
 
+from core import appkeys
+from core.db import transaction
+from core.effects import ProfileChanged
+from core.errors import Conflict, NotFound
+from core.outbox import Outbox, commit
+from dispatch import appkeys as dispatch_keys
 from dispatch.admin import repo
 from dispatch.artisans import repo as artisan_repo
-from dispatch.artisans.live_sync import update_live_profile
-from dispatch.db import transaction
-from dispatch.errors import Conflict, NotFound
 from dispatch.storage.base import Storage
 
 
@@ -44,15 +47,15 @@ async def _documents_with_links(
 
 
 async def list_artisans(
-    pool: asyncpg.Pool,
-    storage: Storage,
+    app: web.Application,
     admin_id: uuid.UUID,
     *,
     status: str | None,
     limit: int,
     offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    async with transaction(pool) as conn:
+    storage = app[dispatch_keys.STORAGE]
+    async with transaction(app[appkeys.PG_POOL]) as conn:
         rows, total = await repo.list_artisans(conn, status=status, limit=limit, offset=offset)
         ids = [r["user_id"] for r in rows]
         docs = await artisan_repo.list_documents(conn, artisan_ids=ids, uploaded_only=True)
@@ -82,9 +85,9 @@ async def list_artisans(
 
 
 async def artisan_documents(
-    pool: asyncpg.Pool, storage: Storage, admin_id: uuid.UUID, artisan_id: uuid.UUID
+    app: web.Application, admin_id: uuid.UUID, artisan_id: uuid.UUID
 ) -> list[dict[str, Any]]:
-    async with transaction(pool) as conn:
+    async with transaction(app[appkeys.PG_POOL]) as conn:
         if await artisan_repo.fetch_artisan(conn, user_id=artisan_id) is None:
             raise NotFound("No such artisan")
         rows = await artisan_repo.list_documents(conn, artisan_ids=[artisan_id], uploaded_only=True)
@@ -96,14 +99,15 @@ async def artisan_documents(
             target_id=artisan_id,
             data={"documents": [str(r["id"]) for r in rows]},
         )
-    return await _documents_with_links(storage, rows)
+    return await _documents_with_links(app[dispatch_keys.STORAGE], rows)
 
 
 async def verify_artisan(
-    pool: asyncpg.Pool, redis: Redis, admin_id: uuid.UUID, artisan_id: uuid.UUID
+    app: web.Application, admin_id: uuid.UUID, artisan_id: uuid.UUID
 ) -> dict[str, Any]:
     """PENDING or REJECTED -> VERIFIED. Verifying a VERIFIED artisan is a no-op (200)."""
-    async with transaction(pool) as conn:
+
+    async def work(conn: asyncpg.Connection, outbox: Outbox) -> asyncpg.Record:
         row = await artisan_repo.fetch_artisan(conn, user_id=artisan_id, for_update=True)
         if row is None:
             raise NotFound("No such artisan")
@@ -118,18 +122,21 @@ async def verify_artisan(
             target_id=artisan_id,
             data={"from": row["status"], "to": "VERIFIED", "changed": changed},
         )
-        row = await artisan_repo.fetch_artisan(conn, user_id=artisan_id)
-    if changed:
-        await update_live_profile(redis, artisan_id, verified=True)
+        if changed:
+            outbox.live.append(ProfileChanged(artisan_id, verified=True))
+        return await artisan_repo.fetch_artisan(conn, user_id=artisan_id)
+
+    row, _ = await commit(app, work)
     return _admin_artisan_json(row)
 
 
 async def reject_artisan(
-    pool: asyncpg.Pool, redis: Redis, admin_id: uuid.UUID, artisan_id: uuid.UUID, reason: str
+    app: web.Application, admin_id: uuid.UUID, artisan_id: uuid.UUID, reason: str
 ) -> dict[str, Any]:
     """PENDING or VERIFIED -> REJECTED (an ONLINE artisan goes OFFLINE). 409 while BUSY:
     the job in progress has to finish or be cancelled first. Re-rejecting updates the reason."""
-    async with transaction(pool) as conn:
+
+    async def work(conn: asyncpg.Connection, outbox: Outbox) -> asyncpg.Record:
         row = await artisan_repo.fetch_artisan(conn, user_id=artisan_id, for_update=True)
         if row is None:
             raise NotFound("No such artisan")
@@ -149,20 +156,22 @@ async def reject_artisan(
                 "was": row["current_status"],
             },
         )
-        updated = await artisan_repo.fetch_artisan(conn, user_id=artisan_id)
-    if row["status"] == "VERIFIED":
-        await update_live_profile(redis, artisan_id, verified=False)
+        if row["status"] == "VERIFIED":
+            outbox.live.append(ProfileChanged(artisan_id, verified=False))
+        return await artisan_repo.fetch_artisan(conn, user_id=artisan_id)
+
+    updated, _ = await commit(app, work)
     return _admin_artisan_json(updated)
 
 
 async def review_document(
-    pool: asyncpg.Pool,
+    app: web.Application,
     admin_id: uuid.UUID,
     document_id: uuid.UUID,
     status: str,
     reason: str | None,
 ) -> dict[str, Any]:
-    async with transaction(pool) as conn:
+    async with transaction(app[appkeys.PG_POOL]) as conn:
         row = await artisan_repo.fetch_document(conn, document_id=document_id, for_update=True)
         if row is None:
             raise NotFound("No such document")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.openapi.common import (
+from core.openapi import (
     BEARER,
     SPECIALTY,
     TIMESTAMP,

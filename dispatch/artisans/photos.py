@@ -8,10 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from core.db import transaction
+from core.errors import Conflict, NotFound
+from core.principal import Principal
 from dispatch.artisans.schemas import PHOTO_CONTENT_TYPES, NewPhoto
-from dispatch.auth.principal import Principal
-from dispatch.db import transaction
-from dispatch.errors import Conflict, NotFound
 from dispatch.storage.base import Storage, check_uploaded_object, validate_declared
 
 MAX_PHOTOS_PER_INTERVENTION = 20

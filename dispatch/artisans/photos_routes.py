@@ -6,12 +6,13 @@ import uuid
 
 from aiohttp import web
 
-from dispatch import appkeys
+from core import appkeys
+from core.errors import NotFound
+from core.guards import authenticate, requires_auth, requires_role
+from core.jsonutil import json_response, read_json
+from dispatch import appkeys as dispatch_keys
 from dispatch.artisans import photos
 from dispatch.artisans.schemas import NewPhoto
-from dispatch.auth.guards import authenticate, requires_auth, requires_role
-from dispatch.errors import NotFound
-from dispatch.jsonutil import json_response, read_json
 
 routes = web.RouteTableDef()
 
@@ -31,7 +32,7 @@ async def create_photo(request: web.Request) -> web.Response:
     body = await read_json(request, NewPhoto)
     app = request.app
     result = await photos.create_photo(
-        app[appkeys.PG_POOL], app[appkeys.STORAGE], artisan_id, intervention_id, body
+        app[appkeys.PG_POOL], app[dispatch_keys.STORAGE], artisan_id, intervention_id, body
     )
     return json_response(result, status=201)
 
@@ -43,7 +44,7 @@ async def complete_photo(request: web.Request) -> web.Response:
     app = request.app
     result = await photos.complete_photo(
         app[appkeys.PG_POOL],
-        app[appkeys.STORAGE],
+        app[dispatch_keys.STORAGE],
         artisan_id,
         _uuid(request, "intervention_id"),
         _uuid(request, "photo_id"),
@@ -57,7 +58,7 @@ async def list_photos(request: web.Request) -> web.Response:
     app = request.app
     result = await photos.list_photos(
         app[appkeys.PG_POOL],
-        app[appkeys.STORAGE],
+        app[dispatch_keys.STORAGE],
         authenticate(request),
         _uuid(request, "intervention_id"),
     )

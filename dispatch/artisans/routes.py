@@ -9,12 +9,12 @@ import uuid
 
 from aiohttp import web
 
-from dispatch import appkeys
+from core.errors import NotFound
+from core.guards import authenticate, requires_role
+from core.jsonutil import json_response, read_json
+from dispatch import appkeys as dispatch_keys
 from dispatch.artisans import photos_routes, service
 from dispatch.artisans.schemas import NewDocument, ProfilePatch
-from dispatch.auth.guards import authenticate, requires_role
-from dispatch.errors import NotFound
-from dispatch.jsonutil import json_response, read_json
 
 routes = web.RouteTableDef()
 
@@ -30,7 +30,7 @@ def path_uuid(request: web.Request, name: str) -> uuid.UUID:
 @requires_role("ARTISAN")
 async def get_profile(request: web.Request) -> web.Response:
     user_id = authenticate(request).user_id
-    return json_response(await service.get_profile(request.app[appkeys.PG_POOL], user_id))
+    return json_response(await service.get_profile(request.app, user_id))
 
 
 @routes.patch("/artisan/profile")
@@ -38,10 +38,7 @@ async def get_profile(request: web.Request) -> web.Response:
 async def patch_profile(request: web.Request) -> web.Response:
     user_id = authenticate(request).user_id
     patch = await read_json(request, ProfilePatch)
-    app = request.app
-    return json_response(
-        await service.patch_profile(app[appkeys.PG_POOL], app[appkeys.REDIS], user_id, patch)
-    )
+    return json_response(await service.patch_profile(request.app, user_id, patch))
 
 
 @routes.post("/artisan/documents")
@@ -49,10 +46,7 @@ async def patch_profile(request: web.Request) -> web.Response:
 async def create_document(request: web.Request) -> web.Response:
     user_id = authenticate(request).user_id
     body = await read_json(request, NewDocument)
-    app = request.app
-    result = await service.create_document(
-        app[appkeys.PG_POOL], app[appkeys.STORAGE], user_id, body
-    )
+    result = await service.create_document(request.app, user_id, body)
     return json_response(result, status=201)
 
 
@@ -60,7 +54,7 @@ async def create_document(request: web.Request) -> web.Response:
 @requires_role("ARTISAN")
 async def list_documents(request: web.Request) -> web.Response:
     user_id = authenticate(request).user_id
-    return json_response(await service.list_documents(request.app[appkeys.PG_POOL], user_id))
+    return json_response(await service.list_documents(request.app, user_id))
 
 
 @routes.post("/artisan/documents/{document_id}/complete")
@@ -68,10 +62,7 @@ async def list_documents(request: web.Request) -> web.Response:
 async def complete_document(request: web.Request) -> web.Response:
     user_id = authenticate(request).user_id
     document_id = path_uuid(request, "document_id")
-    app = request.app
-    result = await service.complete_document(
-        app[appkeys.PG_POOL], app[appkeys.STORAGE], user_id, document_id
-    )
+    result = await service.complete_document(request.app, user_id, document_id)
     return json_response(result)
 
 
@@ -79,7 +70,7 @@ async def complete_document(request: web.Request) -> web.Response:
 @requires_role("ARTISAN")
 async def payouts_onboarding(request: web.Request) -> web.Response:
     user_id = authenticate(request).user_id
-    link = await request.app[appkeys.PAYMENTS].onboarding_link(user_id)
+    link = await request.app[dispatch_keys.PAYMENTS].onboarding_link(user_id)
     return json_response(link)
 
 

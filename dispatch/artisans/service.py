@@ -7,14 +7,17 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from redis.asyncio import Redis
+from aiohttp import web
 
+from core import appkeys
+from core.db import transaction
+from core.effects import ProfileChanged
+from core.errors import Conflict, NotFound
+from core.outbox import Outbox, commit
+from dispatch import appkeys as dispatch_keys
 from dispatch.artisans import repo
-from dispatch.artisans.live_sync import update_live_profile
 from dispatch.artisans.schemas import DOCUMENT_CONTENT_TYPES, NewDocument, ProfilePatch
-from dispatch.db import transaction
-from dispatch.errors import Conflict, NotFound
-from dispatch.storage.base import Storage, check_uploaded_object, validate_declared
+from dispatch.storage.base import check_uploaded_object, validate_declared
 
 MAX_DOCUMENTS_PER_ARTISAN = 30
 
@@ -32,39 +35,38 @@ def _profile_json(row: asyncpg.Record) -> dict[str, Any]:
     return {**repo.artisan_json(row), "phone_number": row["phone_number"]}
 
 
-async def get_profile(pool: asyncpg.Pool, user_id: uuid.UUID) -> dict[str, Any]:
-    async with pool.acquire() as conn:
+async def get_profile(app: web.Application, user_id: uuid.UUID) -> dict[str, Any]:
+    async with app[appkeys.PG_POOL].acquire() as conn:
         return _profile_json(await _artisan_or_404(conn, user_id))
 
 
 async def patch_profile(
-    pool: asyncpg.Pool, redis: Redis, user_id: uuid.UUID, patch: ProfilePatch
+    app: web.Application, user_id: uuid.UUID, patch: ProfilePatch
 ) -> dict[str, Any]:
-    specialty_changed = False
-    async with transaction(pool) as conn:
+    async def work(conn: asyncpg.Connection, outbox: Outbox) -> asyncpg.Record:
         row = await _artisan_or_404(conn, user_id, for_update=True)
         if patch.specialty is not msgspec.UNSET and patch.specialty != row["specialty"]:
             # A job in progress was matched on the old specialty.
             if row["current_status"] == "BUSY":
                 raise Conflict("The specialty cannot change during a job", code="artisan_busy")
             await repo.update_specialty(conn, user_id=user_id, specialty=patch.specialty)
-            specialty_changed = True
+            outbox.live.append(ProfileChanged(user_id, specialty=patch.specialty))
         if patch.phone_number is not msgspec.UNSET:
             await repo.update_phone(conn, user_id=user_id, phone_number=patch.phone_number)
-        row = await _artisan_or_404(conn, user_id)
-    if specialty_changed:
-        await update_live_profile(redis, user_id, specialty=row["specialty"])
+        return await _artisan_or_404(conn, user_id)
+
+    row, _ = await commit(app, work)
     return _profile_json(row)
 
 
 async def create_document(
-    pool: asyncpg.Pool, storage: Storage, artisan_id: uuid.UUID, body: NewDocument
+    app: web.Application, artisan_id: uuid.UUID, body: NewDocument
 ) -> dict[str, Any]:
     validate_declared(body.content_type, body.size_bytes, DOCUMENT_CONTENT_TYPES)
     document_id = uuid.uuid4()
     # Keys are generated here, never taken from the client.
     key = f"documents/{artisan_id}/{document_id}"
-    async with transaction(pool) as conn:
+    async with transaction(app[appkeys.PG_POOL]) as conn:
         await _artisan_or_404(conn, artisan_id, for_update=True)
         if await repo.count_documents(conn, artisan_id=artisan_id) >= MAX_DOCUMENTS_PER_ARTISAN:
             raise Conflict("Too many documents for this artisan", code="too_many_documents")
@@ -77,15 +79,16 @@ async def create_document(
             size_bytes=body.size_bytes,
             storage_key=key,
         )
-    upload = await storage.presign_upload(
+    upload = await app[dispatch_keys.STORAGE].presign_upload(
         key, content_type=body.content_type, max_bytes=body.size_bytes
     )
     return {"document_id": document_id, "upload": upload.to_json()}
 
 
 async def complete_document(
-    pool: asyncpg.Pool, storage: Storage, artisan_id: uuid.UUID, document_id: uuid.UUID
+    app: web.Application, artisan_id: uuid.UUID, document_id: uuid.UUID
 ) -> dict[str, Any]:
+    pool = app[appkeys.PG_POOL]
     async with pool.acquire() as conn:
         row = await repo.fetch_document(conn, document_id=document_id, artisan_id=artisan_id)
     if row is None:
@@ -93,7 +96,7 @@ async def complete_document(
     if row["status"] != "PENDING_UPLOAD":
         return repo.document_json(row)  # already completed: idempotent
     stored = await check_uploaded_object(
-        storage,
+        app[dispatch_keys.STORAGE],
         row["storage_key"],
         content_type=row["content_type"],
         declared_size=row["size_bytes"],
@@ -111,8 +114,8 @@ async def complete_document(
         )
 
 
-async def list_documents(pool: asyncpg.Pool, artisan_id: uuid.UUID) -> list[dict[str, Any]]:
-    async with pool.acquire() as conn:
+async def list_documents(app: web.Application, artisan_id: uuid.UUID) -> list[dict[str, Any]]:
+    async with app[appkeys.PG_POOL].acquire() as conn:
         await _artisan_or_404(conn, artisan_id)
         rows = await repo.list_documents(conn, artisan_ids=[artisan_id])
     return [repo.document_json(r) for r in rows]

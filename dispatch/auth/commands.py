@@ -22,9 +22,9 @@ from pathlib import Path
 import asyncpg
 import orjson
 
+from core.settings import LEVELS, SPECIALTIES, Settings
+from core.tokens import issue_access_token
 from dispatch.auth import passwords, repo, schemas
-from dispatch.auth.tokens import issue_access_token
-from dispatch.settings import LEVELS, SPECIALTIES, Settings
 
 EARTH_RADIUS_KM = 6371.0088
 SEED_EMAIL_DOMAIN = "seed.zendo.test"

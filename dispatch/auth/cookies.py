@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dispatch.errors import Unauthorized
+from core.errors import Unauthorized
 
 COOKIE_NAME = "zendo_rt"
 COOKIE_PATH = "/auth"

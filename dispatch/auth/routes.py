@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dispatch import appkeys
+from core import appkeys
+from core.errors import FieldError, ValidationFailed
+from core.guards import authenticate, requires_auth
+from core.jsonutil import decode_as, json_response, read_body, read_json
+from dispatch import appkeys as dispatch_keys
 from dispatch.auth import cookies, passwords, service
-from dispatch.auth.guards import authenticate, requires_auth
 from dispatch.auth.schemas import LoginRequest, RefreshRequest, RegisterRequest
-from dispatch.errors import FieldError, ValidationFailed
-from dispatch.jsonutil import decode_as, json_response, read_body, read_json
 
 routes = web.RouteTableDef()
 
@@ -57,7 +58,7 @@ async def login(request: web.Request) -> web.Response:
     grant = await service.login(
         request.app[appkeys.PG_POOL],
         request.app[appkeys.SETTINGS],
-        request.app[appkeys.LOGIN_LIMITER],
+        request.app[dispatch_keys.LOGIN_LIMITER],
         body,
         # The peer address; X-Forwarded-For is not trusted (no proxy is assumed).
         client_ip=request.remote or "unknown",

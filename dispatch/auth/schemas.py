@@ -11,9 +11,9 @@ import re
 
 import msgspec
 
+from core.errors import FieldError, ValidationFailed
+from core.settings import SPECIALTIES
 from dispatch.auth import passwords
-from dispatch.errors import FieldError, ValidationFailed
-from dispatch.settings import SPECIALTIES
 
 REGISTRABLE_ROLES: tuple[str, ...] = ("CLIENT", "ARTISAN")
 EMAIL_MAX_LENGTH = 254

@@ -14,18 +14,18 @@ from typing import Any
 import asyncpg
 from redis.exceptions import RedisError
 
-from dispatch.auth import passwords, repo, schemas
-from dispatch.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
-from dispatch.db import transaction
-from dispatch.errors import (
+from core.db import transaction
+from core.errors import (
     Conflict,
     InvalidCredentials,
     ServiceUnavailable,
     Unauthorized,
     ValidationFailed,
 )
-from dispatch.ratelimit import RateLimiter
-from dispatch.settings import Settings
+from core.ratelimit import RateLimiter
+from core.settings import Settings
+from core.tokens import hash_refresh_token, issue_access_token, new_refresh_token
+from dispatch.auth import passwords, repo, schemas
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,12 +6,12 @@ import math
 
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.auth.guards import requires_role
+from core import appkeys
+from core.errors import FieldError, ServiceUnavailable, ValidationFailed
+from core.guards import requires_role
+from core.jsonutil import json_response
+from core.settings import SPECIALTIES
 from dispatch.dispatcher.matcher import Matcher, NoIndex
-from dispatch.errors import FieldError, ServiceUnavailable, ValidationFailed
-from dispatch.jsonutil import json_response
-from dispatch.settings import SPECIALTIES
 
 routes = web.RouteTableDef()
 MAX_K = 100

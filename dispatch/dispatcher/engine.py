@@ -33,12 +33,11 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.db import run_in_transaction
-from dispatch.dispatcher.effects import Effects
+from core import appkeys
+from core.outbox import Outbox, commit
 from dispatch.dispatcher.matcher import OVERFETCH, Matcher, NoIndex
 from dispatch.interventions import repo as interventions_repo
-from dispatch.interventions.schemas import offer_frame
+from dispatch.interventions.schemas import offer_frame, push_status
 from dispatch.interventions.statemachine import SEARCHING, UNFULFILLED
 from dispatch.offers import repo as offers_repo
 
@@ -57,12 +56,6 @@ class DispatcherConfig:
     # After this long without a single free candidate, waiting jobs become UNFULFILLED.
     search_window_s: float = 120.0
     claim_batch: int = 50
-
-
-@dataclass(frozen=True, slots=True)
-class StepResult:
-    effects: Effects
-    next_in_s: float | None  # None: the job no longer needs driving
 
 
 class Dispatcher:
@@ -119,14 +112,11 @@ class Dispatcher:
 
     # ---- the step ----------------------------------------------------------------------
     async def step(self, intervention_id: uuid.UUID) -> None:
-        pool = self._app[appkeys.PG_POOL]
-        result = await run_in_transaction(pool, lambda conn: self._step(conn, intervention_id))
-        await self.after_commit(intervention_id, result)
-
-    async def after_commit(self, intervention_id: uuid.UUID, result: StepResult) -> None:
-        """Push what a committed step decided and arm the job's next in-process timer."""
-        await result.effects.apply(self._app)
-        self._arm(intervention_id, result.next_in_s)
+        """Drive one job forward, then arm its next in-process timer."""
+        next_in_s, _ = await commit(
+            self._app, lambda conn, outbox: self._step(conn, intervention_id, outbox)
+        )
+        self._arm(intervention_id, next_in_s)
 
     def first_candidates(self, *, lat: float, lon: float, specialty: str) -> list[Any]:
         """The index's ranking for a job about to be created, best first (empty when the
@@ -143,11 +133,14 @@ class Dispatcher:
         except NoIndex:
             return []
 
-    def first_offers(self, job: Mapping[str, Any], offer_rows: list[asyncpg.Record]) -> Effects:
-        """The frames of a new job's first offers (one row per offer), committed with it by
-        `offers_repo.create_job_with_offers`; its creator delivers them before releasing
-        the connection, then calls `after_create`."""
-        effects = Effects()
+    def first_offers(
+        self, job: Mapping[str, Any], offer_rows: list[asyncpg.Record], effects: Outbox
+    ) -> None:
+        """Records the frames of a new job's first offers (one row per offer), committed
+        with it by `offers_repo.create_job_with_offers`. Fewer offers than `offer_batch`
+        (nobody free in the first ranking, lost races, no index yet): a full step right
+        after the commit, which tops up, widens or gives up, so a job is never left
+        waiting for the poller."""
         for r in offer_rows:
             offer = {
                 "id": r["offer_id"],
@@ -158,27 +151,23 @@ class Dispatcher:
             effects.push(offer["artisan_id"], offer_frame(offer, job))
         if offer_rows:
             effects.first_offer_of = job["created_at"]
-        return effects
-
-    async def after_create(self, job: Mapping[str, Any], offered: int, effects: Effects) -> None:
-        """Apply a new job's `first_offers` and arm its timer.
-
-        Fewer offers than `offer_batch` (nobody free in the first ranking, lost races, no
-        index yet): a full step right away, which tops up, widens or gives up, so a job
-        is never left waiting for the poller."""
-        complete = offered >= self._settings.offer_batch
-        if not complete:
+        if len(offer_rows) < self._settings.offer_batch:
             effects.kick.append(job["id"])
-        await effects.apply(self._app)
-        if complete:
+
+    def after_create(self, job: Mapping[str, Any], offered: int) -> None:
+        """Arm a new job's timer at its first offers' expiry, once they are committed and
+        pushed (a job short of offers was kicked instead, see `first_offers`)."""
+        if offered >= self._settings.offer_batch:
             self._arm(job["id"], self._settings.offer_timeout_s)
 
-    async def _step(self, conn: asyncpg.Connection, intervention_id: uuid.UUID) -> StepResult:
-        effects = Effects()
+    async def _step(
+        self, conn: asyncpg.Connection, intervention_id: uuid.UUID, effects: Outbox
+    ) -> float | None:
+        """Returns the delay to the job's next deadline; None: it needs no more driving."""
         # Waits for (never skips) a concurrent holder: whatever it committed, we see.
         job = await interventions_repo.get(conn, intervention_id=intervention_id, for_update=True)
         if job is None or job["status"] != SEARCHING:
-            return StepResult(effects, None)
+            return None
         offers = await offers_repo.expire_and_list(conn, intervention_id=intervention_id)
         for offer in offers:
             if offer["just_expired"]:
@@ -225,10 +214,10 @@ class Dispatcher:
         self,
         conn: asyncpg.Connection,
         job: asyncpg.Record,
-        effects: Effects,
+        effects: Outbox,
         deadline: object,
         search_round: int,
-    ) -> StepResult:
+    ) -> float | None:
         """Store the job's next deadline (an offer expiry, or now + recheck_s)."""
         delay = await conn.fetchval(
             """UPDATE interventions SET
@@ -246,11 +235,11 @@ class Dispatcher:
             search_round,
             effects.first_offer_of is not None,
         )
-        return StepResult(effects, float(delay))
+        return float(delay)
 
     async def _give_up(
-        self, conn: asyncpg.Connection, job: asyncpg.Record, effects: Effects, *, asked: int
-    ) -> StepResult:
+        self, conn: asyncpg.Connection, job: asyncpg.Record, effects: Outbox, *, asked: int
+    ) -> float | None:
         row = await interventions_repo.transition_logged(
             conn,
             intervention_id=job["id"],
@@ -261,9 +250,9 @@ class Dispatcher:
             data={"asked": asked},
         )
         if row is None:  # unreachable while we hold the row lock; be safe anyway
-            return StepResult(effects, None)
-        effects.status(row)
-        return StepResult(effects, None)
+            return None
+        push_status(effects, row)
+        return None
 
     # ---- the poller -------------------------------------------------------------------------
     async def claim_due(self) -> list[uuid.UUID]:

@@ -18,9 +18,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from dispatch import appkeys
+from core import appkeys
+from core.appkeys import METRICS
 from dispatch.interventions.schemas import offer_frame
-from dispatch.middleware import METRICS
 from dispatch.offers import repo as offers_repo
 
 # Extra candidates fetched per round, since some may turn out busy or engaged.

@@ -13,7 +13,8 @@ import shapely
 from aiohttp import web
 from shapely.geometry import shape
 
-from dispatch import appkeys
+from core import appkeys
+from dispatch import appkeys as dispatch_keys
 
 
 class ServiceArea:
@@ -44,9 +45,11 @@ class ServiceArea:
 
 def setup_service_area(app: web.Application) -> None:
     """Load at app creation, so a broken ZENDO_SERVICE_AREAS fails the start-up loudly."""
-    app[appkeys.SERVICE_AREA] = ServiceArea.from_geojson(app[appkeys.SETTINGS].service_areas_path)
+    app[dispatch_keys.SERVICE_AREA] = ServiceArea.from_geojson(
+        app[appkeys.SETTINGS].service_areas_path
+    )
 
 
 def service_area(app: web.Application) -> ServiceArea:
-    area: ServiceArea = app[appkeys.SERVICE_AREA]
+    area: ServiceArea = app[dispatch_keys.SERVICE_AREA]
     return area

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.interventions.statemachine import STATUSES
-from dispatch.openapi.common import (
+from core.openapi import (
     BEARER,
     SPECIALTY,
     TIMESTAMP,
@@ -15,6 +14,7 @@ from dispatch.openapi.common import (
     problems,
     ref,
 )
+from dispatch.interventions.statemachine import STATUSES
 
 _ID_PARAM: dict[str, Any] = {
     "name": "id",

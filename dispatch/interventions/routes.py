@@ -6,9 +6,10 @@ import uuid
 
 from aiohttp import web
 
-from dispatch.auth.guards import authenticate, requires_auth, requires_role
+from core.errors import FieldError, NotFound, ValidationFailed
+from core.guards import authenticate, requires_auth, requires_role
+from core.jsonutil import json_response, read_json
 from dispatch.dispatcher import setup as dispatcher_setup
-from dispatch.errors import FieldError, NotFound, ValidationFailed
 from dispatch.interventions import service
 from dispatch.interventions.area import setup_service_area
 from dispatch.interventions.schemas import (
@@ -18,7 +19,6 @@ from dispatch.interventions.schemas import (
     check_idempotency_key,
 )
 from dispatch.interventions.statemachine import STATUSES
-from dispatch.jsonutil import json_response, read_json
 
 routes = web.RouteTableDef()
 MAX_LIST_LIMIT = 100

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
 
-from dispatch.errors import FieldError, ValidationFailed
+from core.errors import FieldError, ValidationFailed
+from core.outbox import Outbox
 
 Specialty = Literal["PLUMBER", "ELECTRICIAN", "LOCKSMITH", "HEATING", "GLAZIER", "APPLIANCE_REPAIR"]
 Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
@@ -94,3 +96,22 @@ def offer_frame(offer: asyncpg.Record, job: asyncpg.Record) -> dict[str, Any]:
         },
         "expires_at": iso(offer["expires_at"]),
     }
+
+
+def push_status(
+    outbox: Outbox, row: asyncpg.Record, *, also_artisan: uuid.UUID | None = None
+) -> None:
+    """intervention.status to the client, and to the artisan concerned (if any)."""
+    outbox.push(
+        row["client_id"],
+        {"type": "intervention.status", "intervention": intervention_json(row, for_client=True)},
+    )
+    artisan = also_artisan or row["artisan_id"]
+    if artisan is not None:
+        outbox.push(
+            artisan,
+            {
+                "type": "intervention.status",
+                "intervention": intervention_json(row, for_client=False),
+            },
+        )

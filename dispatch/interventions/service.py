@@ -14,18 +14,25 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.auth.principal import Principal
-from dispatch.db import run_in_transaction
-from dispatch.dispatcher.effects import Effects, run_statement_and_deliver
+from core import appkeys
+from core.effects import (
+    MarkAvailable,
+    PaymentEvent,
+    PaymentStep,
+    ProfileChanged,
+    TrackingStop,
+)
+from core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from core.outbox import Outbox, commit
+from core.principal import Principal
+from core.ratelimit import RateLimiter
+from dispatch import appkeys as dispatch_keys
 from dispatch.dispatcher.matcher import candidate_columns
-from dispatch.errors import Conflict, FieldError, NotFound, ValidationFailed
 from dispatch.interventions import repo
 from dispatch.interventions import statemachine as sm
 from dispatch.interventions.area import service_area
-from dispatch.interventions.schemas import CreateIntervention, intervention_json
+from dispatch.interventions.schemas import CreateIntervention, intervention_json, push_status
 from dispatch.offers import repo as offers_repo
-from dispatch.ratelimit import RateLimiter
 
 START_CODE_GUESSES = 5  # per intervention, per START_CODE_WINDOW_S
 START_CODE_WINDOW_S = 600.0
@@ -54,14 +61,14 @@ async def create(
             detail="This location is outside the served area", code="out_of_area"
         )
     settings = app[appkeys.SETTINGS]
-    dispatcher = app.get(appkeys.DISPATCHER)
+    dispatcher = app.get(dispatch_keys.DISPATCHER)
     candidates = (
         dispatcher.first_candidates(lat=body.lat, lon=body.lon, specialty=body.specialty)
         if dispatcher is not None
         else []
     )
 
-    async def work(conn: asyncpg.Connection) -> tuple[tuple[asyncpg.Record, int, bool], Effects]:
+    async def work(conn: asyncpg.Connection, outbox: Outbox) -> tuple[asyncpg.Record, int, bool]:
         rows = await offers_repo.create_job_with_offers(
             conn,
             client_id=principal.user_id,
@@ -85,16 +92,15 @@ async def create(
                 conn, client_id=principal.user_id, key=idempotency_key
             )
             assert existing is not None
-            return (existing, 0, False), Effects()
+            return existing, 0, False
         offer_rows = [r for r in rows if r["offer_id"] is not None]
-        first_offers = (
-            dispatcher.first_offers(rows[0], offer_rows) if dispatcher is not None else Effects()
-        )
-        return (rows[0], len(offer_rows), True), first_offers
+        if dispatcher is not None:
+            dispatcher.first_offers(rows[0], offer_rows, outbox)
+        return rows[0], len(offer_rows), True
 
-    (job, offered, created), first_offers = await run_statement_and_deliver(app, work)
+    (job, offered, created), _ = await commit(app, work, transaction=False)
     if created and dispatcher is not None:
-        await dispatcher.after_create(job, offered, first_offers)
+        dispatcher.after_create(job, offered)
     return intervention_json(job, for_client=True), created
 
 
@@ -158,22 +164,20 @@ async def _change(
     return updated
 
 
-def _freed(fx: Effects, artisan_id: uuid.UUID) -> None:
+def _freed(outbox: Outbox, artisan_id: uuid.UUID) -> None:
     """What a freed artisan's live state needs once the commit is done."""
-    fx.available.append(artisan_id)
-    fx.untrack.append(artisan_id)
+    outbox.live += [MarkAvailable(artisan_id), TrackingStop(artisan_id)]
 
 
-async def _free_artisan(conn: asyncpg.Connection, artisan_id: uuid.UUID, fx: Effects) -> None:
+async def _free_artisan(conn: asyncpg.Connection, artisan_id: uuid.UUID, outbox: Outbox) -> None:
     await repo.set_artisan_current_status(conn, artisan_id=artisan_id, current_status="ONLINE")
-    _freed(fx, artisan_id)
+    _freed(outbox, artisan_id)
 
 
 async def cancel(app: web.Application, principal: Principal, intervention_id: uuid.UUID) -> dict:
     """Client (or admin): CANCELLED before IN_PROGRESS. Assigned artisan: back to SEARCHING."""
 
-    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, Effects]:
-        fx = Effects()
+    async def work(conn: asyncpg.Connection, fx: Outbox) -> asyncpg.Record:
         row = await _visible(conn, principal, intervention_id, lock=True)
         artisan_id = row["artisan_id"]
         if principal.role == "ARTISAN":
@@ -184,11 +188,11 @@ async def cancel(app: web.Application, principal: Principal, intervention_id: uu
                 conn, intervention_id=row["id"], artisan_id=principal.user_id
             )
             await _free_artisan(conn, principal.user_id, fx)  # set_available + stop tracking
-            fx.status(updated, also_artisan=principal.user_id)
-            # Release this artisan's hold; the next accept's on_assigned makes a fresh one.
-            fx.payments.append(("on_cancelled", row["id"]))
+            push_status(fx, updated, also_artisan=principal.user_id)
+            # Release this artisan's hold; the next accept's ASSIGNED step makes a fresh one.
+            fx.payments.append(PaymentStep(PaymentEvent.CANCELLED, row["id"]))
             fx.kick.append(row["id"])
-            return updated, fx
+            return updated
         updated = await _change(conn, row, sm.CANCELLED, principal)
         for offer in await offers_repo.close_pending_for_intervention(
             conn, intervention_id=row["id"], outcome="REVOKED"
@@ -196,13 +200,12 @@ async def cancel(app: web.Application, principal: Principal, intervention_id: uu
             fx.offer_result(offer["artisan_id"], offer["id"], "revoked")
         if artisan_id is not None:
             await _free_artisan(conn, artisan_id, fx)
-        fx.status(updated)
-        fx.payments.append(("on_cancelled", row["id"]))
+        push_status(fx, updated)
+        fx.payments.append(PaymentStep(PaymentEvent.CANCELLED, row["id"]))
         fx.settled.append(row["id"])
-        return updated, fx
+        return updated
 
-    row, fx = await run_in_transaction(app[appkeys.PG_POOL], work)
-    await fx.apply(app)
+    row, _ = await commit(app, work)
     return _view(row, principal)
 
 
@@ -228,17 +231,16 @@ async def advance(
         )
         await limiter.hit(str(intervention_id))
 
-    def effects_of(updated: asyncpg.Record) -> Effects:
-        fx = Effects()
-        if target == sm.IN_PROGRESS:
-            fx.untrack.append(principal.user_id)  # the client no longer needs the position
+    def record(fx: Outbox, updated: asyncpg.Record) -> asyncpg.Record:
+        if target == sm.IN_PROGRESS:  # the client no longer needs the position
+            fx.live.append(TrackingStop(principal.user_id))
         if target == sm.COMPLETED:
             _freed(fx, principal.user_id)
-            fx.payments.append(("on_completed", updated["id"]))
-        fx.status(updated)
-        return fx
+            fx.payments.append(PaymentStep(PaymentEvent.COMPLETED, updated["id"]))
+        push_status(fx, updated)
+        return updated
 
-    async def fast(conn: asyncpg.Connection) -> tuple[asyncpg.Record, Effects] | None:
+    async def fast(conn: asyncpg.Connection, fx: Outbox) -> asyncpg.Record | None:
         # The usual case in one statement; anything unusual is explained by `work`.
         row = await repo.advance_own(
             conn,
@@ -249,9 +251,9 @@ async def advance(
             start_code=start_code if target == sm.IN_PROGRESS else None,
             free_artisan=target == sm.COMPLETED,
         )
-        return None if row is None else (row, effects_of(row))
+        return None if row is None else record(fx, row)
 
-    async def work(conn: asyncpg.Connection) -> tuple[asyncpg.Record, Effects]:
+    async def work(conn: asyncpg.Connection, fx: Outbox) -> asyncpg.Record:
         row = await _assigned_to(conn, principal, intervention_id, lock=True)
         # Checked before the start code too, so an illegal move is a 409 whatever the code.
         sm.check_transition(row["status"], target, principal.role)
@@ -264,17 +266,13 @@ async def advance(
             await repo.set_artisan_current_status(
                 conn, artisan_id=principal.user_id, current_status="ONLINE"
             )
-        return updated, effects_of(updated)
+        return record(fx, updated)
 
-    moved = None
     if principal.role == "ARTISAN" and target in sm.ARTISAN_PREVIOUS:
-        moved = await run_statement_and_deliver(app, fast)
-    if moved is not None:
-        row, fx = moved
-        await fx.apply(app)
-        return _view(row, principal)
-    row, fx = await run_in_transaction(app[appkeys.PG_POOL], work)
-    await fx.apply(app)
+        moved, _ = await commit(app, fast, transaction=False)
+        if moved is not None:
+            return _view(moved, principal)
+    row, _ = await commit(app, work)
     return _view(row, principal)
 
 
@@ -295,8 +293,7 @@ async def rate(
     stars: int,
     comment: str | None,
 ) -> dict[str, Any]:
-    async def work(conn: asyncpg.Connection) -> tuple[dict[str, Any], Effects]:
-        fx = Effects()
+    async def work(conn: asyncpg.Connection, fx: Outbox) -> dict[str, Any]:
         row = await _visible(conn, principal, intervention_id, lock=True)
         if row["client_id"] != principal.user_id:
             raise NotFound("No such intervention")
@@ -315,7 +312,7 @@ async def rate(
         except asyncpg.UniqueViolationError as exc:
             raise Conflict("This intervention is already rated", code="already_rated") from exc
         rating = await repo.add_to_artisan_rating(conn, artisan_id=row["artisan_id"], stars=stars)
-        fx.ratings.append((row["artisan_id"], rating))
+        fx.live.append(ProfileChanged(row["artisan_id"], rating=rating))
         body = {
             "intervention_id": str(row["id"]),
             "artisan_id": str(row["artisan_id"]),
@@ -323,8 +320,7 @@ async def rate(
             "comment": comment,
             "artisan_rating": rating,
         }
-        return body, fx
+        return body
 
-    body, fx = await run_in_transaction(app[appkeys.PG_POOL], work)
-    await fx.apply(app)
+    body, _ = await commit(app, work)
     return body

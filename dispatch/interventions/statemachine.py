@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from dispatch.errors import Conflict
+from core.errors import Conflict
 
 SEARCHING: Final = "SEARCHING"
 ASSIGNED: Final = "ASSIGNED"

@@ -6,11 +6,11 @@ import uuid
 
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.auth.guards import authenticate, requires_role
-from dispatch.errors import NotFound
-from dispatch.jsonutil import json_response
-from dispatch.offers.service import OfferActions, offer_actions
+from core import appkeys
+from core.errors import NotFound
+from core.guards import authenticate, requires_role
+from core.jsonutil import json_response
+from dispatch.offers.service import OfferActions
 
 routes = web.RouteTableDef()
 
@@ -26,7 +26,7 @@ def _offer_id(request: web.Request) -> uuid.UUID:
 @requires_role("ARTISAN")
 async def accept_offer(request: web.Request) -> web.Response:
     offer_id = _offer_id(request)
-    job = await offer_actions(request.app).accept(
+    job = await request.app[appkeys.OFFER_ACTIONS].accept(
         artisan_id=authenticate(request).user_id, offer_id=offer_id
     )
     return json_response(job)
@@ -36,7 +36,7 @@ async def accept_offer(request: web.Request) -> web.Response:
 @requires_role("ARTISAN")
 async def decline_offer(request: web.Request) -> web.Response:
     offer_id = _offer_id(request)
-    await offer_actions(request.app).decline(
+    await request.app[appkeys.OFFER_ACTIONS].decline(
         artisan_id=authenticate(request).user_id, offer_id=offer_id
     )
     return web.Response(status=204)

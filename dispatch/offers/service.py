@@ -20,14 +20,13 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.db import run_in_transaction
-from dispatch.dispatcher.effects import Effects, TrackingStart, run_statement_and_deliver
-from dispatch.errors import Conflict, NotFound
+from core import appkeys
+from core.effects import MarkBusy, PaymentEvent, PaymentStep, TrackingStart
+from core.errors import Conflict, NotFound
+from core.outbox import Outbox, commit
 from dispatch.interventions import repo as interventions_repo
-from dispatch.interventions.schemas import intervention_json
+from dispatch.interventions.schemas import intervention_json, push_status
 from dispatch.interventions.statemachine import ACTIVE, SEARCHING
-from dispatch.middleware import METRICS
 from dispatch.offers import repo as offers_repo
 
 _EXPIRED_STATES = frozenset({"EXPIRED", "DECLINED", "PENDING"})
@@ -63,8 +62,7 @@ class OfferActions:
         """Accept; returns the intervention (artisan's view). 404 / 409 offer_expired|taken."""
         started = time.perf_counter()
 
-        async def work(conn: asyncpg.Connection) -> tuple[dict[str, Any], Effects]:
-            effects = Effects()  # fresh per attempt: a retried statement starts over
+        async def work(conn: asyncpg.Connection, effects: Outbox) -> dict[str, Any]:
             row = await offers_repo.accept(conn, offer_id=offer_id, artisan_id=artisan_id)
             if row is None:
                 raise NotFound("No such offer")
@@ -73,7 +71,7 @@ class OfferActions:
                 assert offer is not None
                 if offer["status"] == "ACCEPTED" and row["artisan_id"] == artisan_id:
                     if row["status"] in ACTIVE:  # a retried accept: same answer, no new effects
-                        return intervention_json(row, for_client=False), effects
+                        return intervention_json(row, for_client=False)
                 if offer["status"] in _EXPIRED_STATES and not offer["open"]:
                     raise OfferExpired("This offer has expired")
                 if offer["open"] and row["status"] == SEARCHING and not row["verified"]:
@@ -84,29 +82,27 @@ class OfferActions:
                 row["taken_ids"], row["taken_artisans"], strict=True
             ):
                 effects.offer_result(other_artisan, other_id, "taken")
-            effects.status(row)
-            effects.busy.append(artisan_id)
-            effects.track.append(
-                TrackingStart(artisan_id, row["id"], row["client_id"], row["lat"], row["lon"])
-            )
-            effects.payments.append(("on_assigned", row["id"]))
+            push_status(effects, row)
+            effects.live += [
+                MarkBusy(artisan_id),
+                TrackingStart(artisan_id, row["id"], row["client_id"], row["lat"], row["lon"]),
+            ]
+            effects.payments.append(PaymentStep(PaymentEvent.ASSIGNED, row["id"]))
             effects.settled.append(row["id"])
-            return intervention_json(row, for_client=False), effects
+            return intervention_json(row, for_client=False)
 
         try:
-            result, effects = await run_statement_and_deliver(self._app, work)
+            result, effects = await commit(self._app, work, transaction=False)
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation_to_conflict(exc) from exc
-        await effects.apply(self._app)
         if effects.pushed_at:  # a retried accept pushes nothing and is not timed
-            self._app[METRICS].accept_notify_seconds.observe(effects.pushed_at - started)
+            self._app[appkeys.METRICS].accept_notify_seconds.observe(effects.pushed_at - started)
         return result
 
     async def decline(self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID) -> None:
         """Decline; the job cascades to the next artisan at once. Idempotent."""
 
-        async def work(conn: asyncpg.Connection) -> Effects:
-            effects = Effects()
+        async def work(conn: asyncpg.Connection, effects: Outbox) -> None:
             offer = await _own_offer(conn, offer_id=offer_id, artisan_id=artisan_id)
             job_id = offer["intervention_id"]
             await interventions_repo.get(conn, intervention_id=job_id, for_update=True)
@@ -118,7 +114,7 @@ class OfferActions:
                         "You accepted this offer; cancel the intervention instead",
                         code="offer_accepted",
                     )
-                return effects  # already declined, expired, taken or revoked: nothing left to do
+                return  # already declined, expired, taken or revoked: nothing left to do
             # We step it right after the commit; should this process die first, a poller
             # will within a second.
             await conn.execute(
@@ -128,10 +124,8 @@ class OfferActions:
             )
             effects.outcomes["declined"] += 1
             effects.kick.append(job_id)
-            return effects
 
-        effects = await run_in_transaction(self._app[appkeys.PG_POOL], work)
-        await effects.apply(self._app)
+        await commit(self._app, work)
 
 
 async def revoke_pending_for_artisan(app: web.Application, artisan_id: uuid.UUID) -> int:
@@ -141,8 +135,7 @@ async def revoke_pending_for_artisan(app: web.Application, artisan_id: uuid.UUID
     at once, so its cascade moves on without waiting for the offer's expiry. Idempotent:
     an artisan with no pending offer costs one UPDATE that matches nothing."""
 
-    async def work(conn: asyncpg.Connection) -> Effects:
-        effects = Effects()
+    async def work(conn: asyncpg.Connection, effects: Outbox) -> int:
         revoked = await offers_repo.revoke_pending_for_artisan(conn, artisan_id=artisan_id)
         for offer in revoked:
             effects.offer_result(artisan_id, offer["id"], "revoked")
@@ -151,11 +144,10 @@ async def revoke_pending_for_artisan(app: web.Application, artisan_id: uuid.UUID
         # (the reverse of the dispatcher's order). The job's durable deadline is the
         # revoked offer's expiry, so should this process die before the kick, a poller
         # still resumes the cascade then.
-        return effects
+        return len(revoked)
 
-    effects = await run_in_transaction(app[appkeys.PG_POOL], work)
-    await effects.apply(app)
-    return len(effects.kick)
+    revoked, _ = await commit(app, work)
+    return revoked
 
 
 async def _own_offer(
@@ -165,8 +157,3 @@ async def _own_offer(
     if offer is None or offer["artisan_id"] != artisan_id:
         raise NotFound("No such offer")
     return offer
-
-
-def offer_actions(app: web.Application) -> OfferActions:
-    actions: OfferActions = app[appkeys.OFFER_ACTIONS]
-    return actions

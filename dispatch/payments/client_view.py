@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import stripe
 
-from dispatch.errors import NotFound, ServiceUnavailable
+from core.errors import NotFound, ServiceUnavailable
 from dispatch.payments import repo
 from dispatch.payments.common import HOLDABLE_JOB, intent_status, other_artisan, stripe_error_text
 

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import stripe
 
-from dispatch.errors import FieldError, ValidationFailed
+from core.errors import FieldError, ValidationFailed
 from dispatch.payments import repo
 
 # A job being worked on: its payment should be a live hold for its current artisan.

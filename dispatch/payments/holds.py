@@ -20,7 +20,8 @@ from typing import Any
 import asyncpg
 import stripe
 
-from dispatch.db import transaction
+from core.db import transaction
+from core.settings import Settings
 from dispatch.payments import repo
 from dispatch.payments.common import (
     HOLDABLE_JOB,
@@ -34,7 +35,6 @@ from dispatch.payments.common import (
     stripe_error_text,
 )
 from dispatch.payments.stripe_client import StripeApi
-from dispatch.settings import Settings
 
 log = logging.getLogger("zendo.payments")
 # Releasing a previous artisan's hold, then holding for the current one: two rounds;

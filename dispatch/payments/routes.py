@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.auth.guards import authenticate, requires_auth
-from dispatch.errors import NotFound
-from dispatch.jsonutil import json_response, read_body
+from core import appkeys
+from core.errors import NotFound
+from core.guards import authenticate, requires_auth
+from core.jsonutil import json_response, read_body
+from dispatch import appkeys as dispatch_keys
 from dispatch.payments.service import PaymentsService
 from dispatch.payments.stripe_client import stripe_api
 from dispatch.payments.webhooks import handle_webhook
@@ -27,12 +28,17 @@ async def payments_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     pool = app[appkeys.PG_POOL]
     if not settings.payments_enabled:
-        app[appkeys.PAYMENTS] = PaymentsService(pool, settings, None)
+        _provide(app, PaymentsService(pool, settings, None))
         yield
         return
     async with stripe_api(settings) as api:
-        app[appkeys.PAYMENTS] = PaymentsService(pool, settings, api)
+        _provide(app, PaymentsService(pool, settings, api))
         yield
+
+
+def _provide(app: web.Application, service: PaymentsService) -> None:
+    app[dispatch_keys.PAYMENTS] = service
+    app[appkeys.PAYMENT_STEPS] = service  # the outbox's payment steps
 
 
 async def _reconcile_forever(service: PaymentsService) -> None:
@@ -46,7 +52,7 @@ async def _reconcile_forever(service: PaymentsService) -> None:
 
 async def reconcile_ctx(app: web.Application) -> AsyncIterator[None]:
     """Retries payment steps that did not finish (one background task)."""
-    service: PaymentsService = app[appkeys.PAYMENTS]
+    service: PaymentsService = app[dispatch_keys.PAYMENTS]
     if not (service.enabled and app[appkeys.SETTINGS].run_background):
         yield
         return
@@ -61,7 +67,7 @@ async def reconcile_ctx(app: web.Application) -> AsyncIterator[None]:
 async def stripe_webhook(request: web.Request) -> web.Response:
     """Stripe calls this without a login; the signature is the authentication."""
     payload = await read_body(request)  # the raw bytes: the signature covers them exactly
-    service: PaymentsService = request.app[appkeys.PAYMENTS]
+    service: PaymentsService = request.app[dispatch_keys.PAYMENTS]
     result = await handle_webhook(
         service.pool,
         service.api,
@@ -81,7 +87,7 @@ async def intervention_payment(request: web.Request) -> web.Response:
         intervention_id = uuid.UUID(request.match_info["intervention_id"])
     except ValueError as exc:
         raise NotFound("No such intervention") from exc
-    service: PaymentsService = request.app[appkeys.PAYMENTS]
+    service: PaymentsService = request.app[dispatch_keys.PAYMENTS]
     view = await service.client_payment(principal.user_id, intervention_id)
     return json_response(view, headers={"Cache-Control": "no-store"})
 

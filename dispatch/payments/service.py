@@ -20,7 +20,9 @@ from typing import Any
 import asyncpg
 import stripe
 
-from dispatch.errors import NotFound, ServiceUnavailable
+from core.effects import PaymentEvent, PaymentStep
+from core.errors import NotFound, ServiceUnavailable
+from core.settings import Settings
 from dispatch.payments import client_view, repo
 from dispatch.payments.common import (
     intent_status,
@@ -30,14 +32,13 @@ from dispatch.payments.common import (
 )
 from dispatch.payments.holds import HoldSteps
 from dispatch.payments.stripe_client import StripeApi
-from dispatch.settings import Settings
 
 __all__ = ["PaymentsService", "intent_status", "platform_fee", "quote", "stripe_error_text"]
 log = logging.getLogger("zendo.payments")
 
 
 class PaymentsService:
-    """At app[appkeys.PAYMENTS]. `api` is None when payments are off."""
+    """At app[dispatch_keys.PAYMENTS]. `api` is None when payments are off."""
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings, api: StripeApi | None) -> None:
         self.pool = pool
@@ -98,6 +99,16 @@ class PaymentsService:
         return {"url": link.url, "expires_at": datetime.fromtimestamp(link.expires_at, UTC)}
 
     # -- lifecycle hooks --------------------------------------------------------------
+
+    async def run_step(self, step: PaymentStep) -> None:
+        """A post-commit step of the outbox (core.ports.PaymentSteps)."""
+        match step.event:
+            case PaymentEvent.ASSIGNED:
+                await self.on_assigned(step.intervention_id)
+            case PaymentEvent.COMPLETED:
+                await self.on_completed(step.intervention_id)
+            case PaymentEvent.CANCELLED:
+                await self.on_cancelled(step.intervention_id)
 
     async def on_assigned(self, intervention_id: uuid.UUID) -> None:
         """Hold the price: a manual-capture PaymentIntent paying out to the job's current

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import stripe
 
-from dispatch.settings import Settings
+from core.settings import Settings
 
 _TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5)
 

@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 import stripe
 
-from dispatch.db import transaction
-from dispatch.errors import BadRequest, ServiceUnavailable
+from core.db import transaction
+from core.errors import BadRequest, ServiceUnavailable
 from dispatch.payments import repo
 from dispatch.payments.common import intent_status, stripe_error_text
 from dispatch.payments.stripe_client import StripeApi

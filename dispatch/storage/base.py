@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from dispatch.errors import FieldError, ValidationFailed
+from core.errors import FieldError, ValidationFailed
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 UPLOAD_TTL_S = 600

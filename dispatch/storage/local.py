@@ -16,7 +16,7 @@ from pathlib import Path
 
 import orjson
 
-from dispatch.errors import Forbidden
+from core.errors import Forbidden
 from dispatch.storage.base import DOWNLOAD_TTL_S, UPLOAD_TTL_S, DownloadLink, UploadTarget
 
 _KEY_RE = re.compile(r"^[a-z]+(/[0-9a-f-]{1,64}){1,4}$")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.openapi.common import problems
+from core.openapi import problems
 
 _TOKEN = {
     "name": "token",

@@ -13,8 +13,9 @@ from typing import IO
 
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
+from core import appkeys
+from core.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
+from dispatch import appkeys as dispatch_keys
 from dispatch.storage.base import Storage
 from dispatch.storage.local import LocalStorage
 from dispatch.storage.s3 import S3Storage, s3_client
@@ -24,12 +25,12 @@ _CHUNK_BYTES = 64 * 1024
 
 
 def get_storage(app: web.Application) -> Storage:
-    storage: Storage = app[appkeys.STORAGE]
+    storage: Storage = app[dispatch_keys.STORAGE]
     return storage
 
 
 def _local(request: web.Request) -> LocalStorage:
-    storage = request.app[appkeys.STORAGE]
+    storage = request.app[dispatch_keys.STORAGE]
     if not isinstance(storage, LocalStorage):
         raise NotFound("Local storage URLs are not served by this deployment")
     return storage
@@ -39,12 +40,12 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
     if settings.storage == "s3":
         async with s3_client(settings) as client:
-            app[appkeys.STORAGE] = S3Storage(client, settings.s3_bucket)
+            app[dispatch_keys.STORAGE] = S3Storage(client, settings.s3_bucket)
             yield
         return
     root = settings.state_dir / "storage"
     await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
-    app[appkeys.STORAGE] = LocalStorage(
+    app[dispatch_keys.STORAGE] = LocalStorage(
         root, secret=settings.jwt_secret, public_base_url=settings.public_base_url
     )
     yield

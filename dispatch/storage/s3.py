@@ -12,7 +12,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from dispatch.settings import Settings
+from core.settings import Settings
 from dispatch.storage.base import DOWNLOAD_TTL_S, UPLOAD_TTL_S, DownloadLink, UploadTarget
 
 

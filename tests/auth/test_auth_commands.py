@@ -15,9 +15,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from core.settings import LEVELS, SPECIALTIES, Settings
+from core.tokens import verify_access_token
 from dispatch.auth import commands
-from dispatch.auth.tokens import verify_access_token
-from dispatch.settings import LEVELS, SPECIALTIES, Settings
 from tests.auth.helpers import login, register
 from tests.factories import bearer
 
@@ -182,7 +182,7 @@ async def _zendo(settings: Settings, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "dispatch.cli",
+        "zendo.cli",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,

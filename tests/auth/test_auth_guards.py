@@ -14,14 +14,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.auth import tokens
-from dispatch.auth.guards import authenticate, requires_auth, requires_role, role_prefix_middleware
-from dispatch.errors import Unauthorized
-from dispatch.middleware import error_middleware
-from dispatch.settings import Settings
+from core import appkeys, tokens
+from core.errors import Unauthorized
+from core.guards import authenticate, requires_auth, requires_role, role_prefix_middleware
+from core.settings import Settings
 from tests.auth.helpers import register
 from tests.factories import bearer, token_for
+from zendo.middleware import error_middleware
 
 Client = TestClient[Any, Any]
 MakeClient = Callable[..., Awaitable[Client]]

@@ -12,8 +12,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from core.settings import Settings
 from dispatch.auth import passwords
-from dispatch.settings import Settings
 from tests.auth.helpers import PASSWORD, login, register
 from tests.factories import DEFAULT_PASSWORD, create_user
 
@@ -204,7 +204,7 @@ async def test_login_is_rate_limited_per_ip(client: Client) -> None:
 async def test_login_fails_closed_without_redis(
     settings: Settings, clean_state: None, aiohttp_client: Any
 ) -> None:
-    from dispatch.app import create_app
+    from zendo.app import create_app
 
     app = create_app(settings.replace(redis_url="redis://127.0.0.1:1/0"))
     no_redis = await aiohttp_client(app)

@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch.auth.tokens import hash_refresh_token, verify_access_token
-from dispatch.settings import Settings
+from core.settings import Settings
+from core.tokens import hash_refresh_token, verify_access_token
 from tests.auth.helpers import register
 
 Client = TestClient[Any, Any]

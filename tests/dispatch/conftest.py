@@ -20,12 +20,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.app import create_app
+from core import appkeys
+from core.settings import Settings
+from dispatch import appkeys as dispatch_keys
 from dispatch.dispatcher import DispatcherConfig
-from dispatch.settings import Settings
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.factories import bearer, create_user, token_for
+from zendo.app import create_app
 
 PARIS = (48.8566, 2.3522)
 FAST = DispatcherConfig(poll_interval_s=0.05, lease_s=2.0, recheck_s=0.2, search_window_s=3.0)
@@ -182,7 +183,7 @@ def settings(tmp_path: Path) -> Settings:
 
 def build_app(settings: Settings, recorder: FrameRecorder | None) -> web.Application:
     app = create_app(settings)
-    app[appkeys.DISPATCHER].config = FAST
+    app[dispatch_keys.DISPATCHER].config = FAST
     if recorder is not None:
         app[appkeys.NOTIFIER] = recorder
     return app

@@ -11,7 +11,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
+from core import appkeys
+from dispatch import appkeys as dispatch_keys
 from tests.dispatch.conftest import FAST, FrameRecorder, World, build_app
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -90,7 +91,7 @@ async def test_two_dispatchers_never_send_duplicate_offers(
     for app in apps:
         put_in_index(app, artisans)
         # One job per claim, so both pollers get a share of the work.
-        app[appkeys.DISPATCHER].config = replace(FAST, claim_batch=1)
+        app[dispatch_keys.DISPATCHER].config = replace(FAST, claim_batch=1)
     await world.client.close()
     for app in apps:
         await aiohttp_client(app)
@@ -139,11 +140,11 @@ async def test_claims_are_exclusive_leases(world: World, aiohttp_client: ClientF
     apps = [build_app(settings.replace(node_id=f"node-{i}"), None) for i in range(2)]
     for app in apps:
         await aiohttp_client(app)
-    claims = await asyncio.gather(*(app[appkeys.DISPATCHER].claim_due() for app in apps))
+    claims = await asyncio.gather(*(app[dispatch_keys.DISPATCHER].claim_due() for app in apps))
     a, b = (set(c) for c in claims)
     assert not a & b and len(a | b) == 30
     # Leased: nothing is due again until the lease ends.
-    assert await apps[0][appkeys.DISPATCHER].claim_due() == []
+    assert await apps[0][dispatch_keys.DISPATCHER].claim_due() == []
     assert await world.db.fetchval(
         "SELECT count(*) FROM interventions WHERE lease_owner IS NOT NULL"
     ) == len(a | b)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from dispatch import appkeys, redis_keys
+from core import appkeys, redis_keys
+from dispatch import appkeys as dispatch_keys
 from gateway import live
 from tests.dispatch.conftest import World, poll_until
 from tests.factories import create_user, token_for
@@ -95,7 +96,7 @@ class PaymentCalls:
 async def test_artisan_giving_the_job_back_releases_payment_tracking_and_live_state(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    payments = PaymentCalls(monkeypatch, world.app[appkeys.PAYMENTS])
+    payments = PaymentCalls(monkeypatch, world.app[dispatch_keys.PAYMENTS])
     redis = world.app[appkeys.REDIS]
     first = await world.artisan(*NEAR)
     second = await world.artisan(*MID)
@@ -182,7 +183,7 @@ async def test_an_accepted_job_keeps_no_offer_timer(world: World) -> None:
     client = await world.user()
     job = await world.request(client)
     offer = await world.recorder.offer_for(artisan)
-    timers = world.app[appkeys.DISPATCHER]._timers
+    timers = world.app[dispatch_keys.DISPATCHER]._timers
     assert uuid.UUID(job["id"]) in timers  # armed for the offer's expiry
     assert (await world.accept(artisan, offer["offer_id"])).status == 200
     assert uuid.UUID(job["id"]) not in timers  # no wasted wake-up 20 s later

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dispatch import appkeys
+from core import appkeys
 from dispatch.interventions import statemachine as sm
 from tests.dispatch.conftest import World
 

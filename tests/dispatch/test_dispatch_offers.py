@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from dispatch import appkeys
-from dispatch.middleware import METRICS
+from core.appkeys import METRICS
+from dispatch import appkeys as dispatch_keys
 from tests.dispatch.conftest import World
 
 # ~1.1 km per 0.01° of latitude around Paris.
@@ -114,7 +114,7 @@ async def test_nobody_at_all_is_unfulfilled_right_away(world: World) -> None:
 
 
 async def test_batch_offers_first_accept_wins_others_get_taken(world: World) -> None:
-    world.app[appkeys.DISPATCHER]._settings = world.settings.replace(offer_batch=3)
+    world.app[dispatch_keys.DISPATCHER]._settings = world.settings.replace(offer_batch=3)
     artisans = [await world.artisan(48.857 + i * 0.001, 2.3522) for i in range(4)]
     client = await world.user()
     job = await world.request(client)
@@ -132,7 +132,7 @@ async def test_batch_offers_first_accept_wins_others_get_taken(world: World) -> 
 
 
 async def test_twenty_concurrent_accepts_have_exactly_one_winner(world: World) -> None:
-    world.app[appkeys.DISPATCHER]._settings = world.settings.replace(
+    world.app[dispatch_keys.DISPATCHER]._settings = world.settings.replace(
         offer_batch=20, offer_timeout_s=5.0
     )
     artisans = [await world.artisan(48.857 + i * 0.0005, 2.3522) for i in range(20)]

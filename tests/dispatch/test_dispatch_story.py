@@ -14,11 +14,12 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.app import create_app
-from dispatch.settings import Settings
+from core import appkeys
+from core.settings import Settings
+from dispatch import appkeys as dispatch_keys
 from tests.dispatch.conftest import FAST, poll_until
 from tests.factories import bearer, create_user, token_for
+from zendo.app import create_app
 
 
 class Socket:
@@ -69,7 +70,7 @@ async def live_client(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
 ) -> AsyncIterator[TestClient[Any, Any]]:
     app = create_app(settings.replace(ping_rate_per_s=20.0))
-    app[appkeys.DISPATCHER].config = FAST
+    app[dispatch_keys.DISPATCHER].config = FAST
     yield await aiohttp_client(app)
 
 

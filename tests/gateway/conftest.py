@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.settings import Settings
-from gateway.config import GatewayConfig
+from core.gateway_config import GatewayConfig
+from core.settings import Settings
+from gateway import appkeys as gateway_keys
 from tests.factories import bearer, create_user, token_for
 
 FAST_CONFIG = GatewayConfig(
@@ -36,11 +36,11 @@ async def make_client(
     gw_settings: Settings, clean_state: None, aiohttp_client: Callable[..., Any]
 ) -> MakeClient:
     async def make(config: GatewayConfig = FAST_CONFIG, **changes: Any) -> TestClient[Any, Any]:
-        from dispatch.app import create_app
+        from zendo.app import create_app
 
         changes.setdefault("node_id", secrets.token_hex(6))  # one node id per app
         app: web.Application = create_app(gw_settings.replace(**changes))
-        app[appkeys.GATEWAY_CONFIG] = config
+        app[gateway_keys.GATEWAY_CONFIG] = config
         return await aiohttp_client(app)
 
     return make

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from dispatch.settings import Settings
+from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def start_server(
     }
     with log_path.open("wb") as log:  # the child keeps its own descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "dispatch.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "zendo.cli", "serve", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=log,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from dispatch import redis_keys
+from core import redis_keys
 from gateway import live
 from gateway.departures import Departures
 from tests.conftest import TEST_REDIS_URL

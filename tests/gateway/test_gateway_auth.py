@@ -9,7 +9,7 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch.settings import Settings
+from core.settings import Settings
 from tests.factories import bearer, token_for
 from tests.gateway.conftest import MakeClient, connect, new_user, recv_close, recv_type
 

@@ -12,8 +12,8 @@ import h3
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from dispatch import appkeys, redis_keys
-from dispatch.settings import Settings
+from core import appkeys, redis_keys
+from core.settings import Settings
 from gateway import live, writebehind
 from gateway.location import H3_RESOLUTION, LocationBatcher, TrackedFix
 from gateway.mirror import parse_event

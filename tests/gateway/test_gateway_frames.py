@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch.settings import Settings
+from core.settings import Settings
 from tests.gateway.conftest import connect, new_artisan, new_user, recv_close, recv_type
 
 

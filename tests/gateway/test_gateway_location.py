@@ -7,9 +7,9 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys, redis_keys
-from dispatch.middleware import METRICS
-from dispatch.settings import Settings
+from core import appkeys, redis_keys
+from core.appkeys import METRICS
+from core.settings import Settings
 from gateway.location import H3_RESOLUTION
 from gateway.mirror import parse_event
 from tests.factories import bearer

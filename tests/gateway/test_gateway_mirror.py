@@ -8,8 +8,8 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.settings import Settings
+from core import appkeys
+from core.settings import Settings
 from gateway import live
 from gateway.mirror import follow, get_index
 from tests.gateway.conftest import MakeClient, connect, eventually, fix, new_artisan, now_ms

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from dispatch.settings import Settings
+from core.settings import Settings
 from gateway import tracking
 from tests.factories import bearer
 from tests.gateway.conftest import fix, new_artisan, new_user, now_ms, recv_type

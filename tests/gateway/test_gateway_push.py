@@ -12,8 +12,9 @@ import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.settings import Settings
+from core import appkeys
+from core.settings import Settings
+from gateway import appkeys as gateway_keys
 from gateway import tracking
 from tests.factories import bearer
 from tests.gateway.conftest import (
@@ -128,10 +129,10 @@ async def test_offer_frames_without_offer_actions_are_unavailable(
     db: asyncpg.Connection,
     aiohttp_client: Any,
 ) -> None:
-    from dispatch.app import create_app
+    from zendo.app import create_app
 
     app: web.Application = create_app(gw_settings)
-    app[appkeys.GATEWAY_CONFIG] = FAST_CONFIG
+    app[gateway_keys.GATEWAY_CONFIG] = FAST_CONFIG
     app.pop(appkeys.OFFER_ACTIONS, None)
     client = await aiohttp_client(app)
     _artisan_id, token = await new_artisan(db, gw_settings)
@@ -173,7 +174,7 @@ async def test_slow_consumer_is_disconnected_and_others_are_unaffected(
         # the producer never waited for the slow socket (one Redis round trip per call)
         assert slowest < 0.5
         assert (await recv_type(fast, "intervention.status", n=1950))["n"] == 1950
-        gateway = client.app[appkeys.GATEWAY]
+        gateway = client.app[gateway_keys.GATEWAY]
 
         async def slow_gone() -> bool:
             return str(slow_id) not in gateway.sessions
@@ -195,7 +196,7 @@ async def test_publish_many_sends_each_frame_to_the_other_nodes_of_its_user_only
     reach exactly the other live nodes of its own user."""
     from redis.asyncio import Redis
 
-    from dispatch import redis_keys
+    from core import redis_keys
     from gateway import live
 
     notifier = gw.app[appkeys.NOTIFIER]

@@ -13,8 +13,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from dispatch import appkeys
-from dispatch.settings import Settings
+from core import appkeys
+from core.settings import Settings
+from gateway import appkeys as gateway_keys
 from gateway import live
 from gateway.mirror import get_index
 from tests.gateway.conftest import (
@@ -100,6 +101,6 @@ async def test_redis_restart_keeps_sockets_and_resumes(
 
     await eventually(delivered, within=10.0, interval=0.1)
     assert not artisan.closed and not client.closed
-    assert holder.app[appkeys.GATEWAY].stats()["sessions"] == 2
+    assert holder.app[gateway_keys.GATEWAY].stats()["sessions"] == 2
     await artisan.close()
     await client.close()

@@ -14,8 +14,8 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from dispatch import redis_keys
-from dispatch.settings import Settings
+from core import redis_keys
+from core.settings import Settings
 from tests.factories import bearer, token_for
 from tests.gateway.conftest import new_artisan, now_ms
 from tests.gateway.processes import start_server, stop, wait_healthy

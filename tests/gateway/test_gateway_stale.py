@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys, redis_keys
-from dispatch.settings import Settings
+from core import appkeys, redis_keys
+from core.settings import Settings
 from gateway import live
 from gateway.mirror import parse_event
 from tests.gateway.conftest import (

@@ -18,11 +18,11 @@ from aiobotocore.session import get_session
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from dispatch.app import create_app
-from dispatch.settings import Settings
+from core.settings import Settings
 from tests.factories import create_user
 from tests.ports import free_port
 from tests.stripe_server import FakeStripe
+from zendo.app import create_app
 
 StartApp = Callable[[Settings], Awaitable[TestClient[Any, Any]]]
 WEBHOOK_SECRET = "whsec_test_" + "s" * 24

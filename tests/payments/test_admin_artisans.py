@@ -9,8 +9,8 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys, redis_keys
-from dispatch.settings import Settings
+from core import appkeys, redis_keys
+from core.settings import Settings
 from tests.factories import bearer, create_user, token_for
 from tests.payments.conftest import PNG, StartApp, send_upload
 

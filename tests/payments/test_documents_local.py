@@ -9,8 +9,8 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.settings import Settings
+from core.settings import Settings
+from dispatch import appkeys as dispatch_keys
 from dispatch.storage.local import LocalStorage, UrlClaims
 from tests.factories import bearer, create_user, token_for
 from tests.payments.conftest import JPEG, PDF, PNG, StartApp, send_upload
@@ -181,7 +181,7 @@ async def test_expired_and_tampered_urls_are_refused(
 ) -> None:
     client = await start_app(settings)
     _, auth = await _artisan(db, settings)
-    storage = client.app[appkeys.STORAGE]
+    storage = client.app[dispatch_keys.STORAGE]
     assert isinstance(storage, LocalStorage)
     key = "documents/00000000-0000-0000-0000-000000000001/00000000-0000-0000-0000-000000000002"
     past = int(time.time()) - 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import asyncpg
 
-from dispatch.settings import Settings
+from core.settings import Settings
 from tests.factories import bearer, create_user, token_for
 from tests.payments.conftest import JPEG, PNG, StartApp, insert_intervention, send_upload
 

@@ -19,8 +19,8 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.settings import Settings
+from core.settings import Settings
+from dispatch import appkeys as dispatch_keys
 from tests.factories import bearer, create_user, token_for
 from tests.payments.conftest import JPEG, PDF, PNG, StartApp, send_upload
 
@@ -102,7 +102,7 @@ async def test_s3_policy_and_links_are_short_lived_and_constrained(
     assert 500 < ttl <= 600
 
     # Download links are presigned GETs valid for 5 minutes.
-    link = await client.app[appkeys.STORAGE].presign_download(
+    link = await client.app[dispatch_keys.STORAGE].presign_download(
         fields["key"], content_type="image/png"
     )
     query = parse_qs(urlparse(link.url).query)

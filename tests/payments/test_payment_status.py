@@ -11,8 +11,8 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.settings import Settings
+from core.settings import Settings
+from dispatch import appkeys as dispatch_keys
 from tests.factories import bearer, create_user, token_for
 from tests.payments.conftest import (
     StartApp,
@@ -45,7 +45,7 @@ async def test_client_reads_the_secret_confirms_and_sees_the_hold(
 ) -> None:
     fake, stripe_base = fake_stripe
     client = await start_app(pay_settings)
-    payments = client.app[appkeys.PAYMENTS]
+    payments = client.app[dispatch_keys.PAYMENTS]
     artisan, _ = await stripe_artisan(db, fake, specialty="GLAZIER")
     customer = await create_user(db, role="CLIENT")
     price = await db.fetchval("SELECT amount FROM specialty_prices WHERE specialty = 'GLAZIER'")
@@ -119,7 +119,7 @@ async def test_only_the_client_sees_it(
     artisan, _ = await stripe_artisan(db, fake)
     customer = await create_user(db, role="CLIENT")
     job = await insert_intervention(db, client_id=customer, artisan_id=artisan)
-    await client.app[appkeys.PAYMENTS].on_assigned(job)
+    await client.app[dispatch_keys.PAYMENTS].on_assigned(job)
     other_client = await create_user(db, role="CLIENT")
     admin = await create_user(db, role="ADMIN")
     for user, role in ((other_client, "CLIENT"), (artisan, "ARTISAN"), (admin, "ADMIN")):
@@ -145,7 +145,7 @@ async def test_stripe_down_and_payments_off(
     artisan, _ = await stripe_artisan(db, fake)
     customer = await create_user(db, role="CLIENT")
     job = await insert_intervention(db, client_id=customer, artisan_id=artisan)
-    await client.app[appkeys.PAYMENTS].on_assigned(job)
+    await client.app[dispatch_keys.PAYMENTS].on_assigned(job)
     fake.fail_next = 3  # more failures than the SDK retries
     status, body, _ = await _get(client, pay_settings, job, customer, "CLIENT")
     assert (status, body["code"]) == (503, "payments_unavailable")

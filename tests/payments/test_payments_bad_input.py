@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.settings import Settings
+from core.settings import Settings
+from dispatch import appkeys as dispatch_keys
 from tests.factories import create_user
 from tests.payments.conftest import (
     WEBHOOK_SECRET,
@@ -115,7 +115,7 @@ async def test_events_about_unknown_or_odd_objects_are_acknowledged(
     assert len([r for r in fake.requests if r.method == "GET"]) == 3
 
     # A PaymentIntent that exists at Stripe but has no payments row here.
-    api = client.app[appkeys.PAYMENTS].api
+    api = client.app[dispatch_keys.PAYMENTS].api
     intent = await api.create_payment_intent(
         {"amount": 500, "currency": "eur", "capture_method": "manual"},
         idempotency_key="not-ours",
@@ -147,7 +147,7 @@ async def test_hooks_tolerate_unknown_ids_and_missing_rows(
 ) -> None:
     fake, _ = fake_stripe
     client = await start_app(pay_settings)
-    payments = client.app[appkeys.PAYMENTS]
+    payments = client.app[dispatch_keys.PAYMENTS]
     nobody = uuid.uuid4()
     for hook in (payments.on_assigned, payments.on_completed, payments.on_cancelled):
         await hook(nobody)  # an id that is no intervention: no exception

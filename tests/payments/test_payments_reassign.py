@@ -12,9 +12,9 @@ import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
+from core.settings import Settings
+from dispatch import appkeys as dispatch_keys
 from dispatch.payments.service import PaymentsService
-from dispatch.settings import Settings
 from tests.factories import bearer, create_user, token_for
 from tests.payments.conftest import (
     WEBHOOK_SECRET,
@@ -56,7 +56,7 @@ async def _setup(
     job = await insert_intervention(db, client_id=customer, artisan_id=first)
     people = {"first": first, "second": second, "first_acct": first_acct}
     people["second_acct"] = second_acct
-    return client, client.app[appkeys.PAYMENTS], job, customer, people
+    return client, client.app[dispatch_keys.PAYMENTS], job, customer, people
 
 
 async def test_give_back_then_another_artisan_completes(

@@ -10,9 +10,9 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
+from core.settings import Settings
+from dispatch import appkeys as dispatch_keys
 from dispatch.payments.service import PaymentsService, platform_fee
-from dispatch.settings import Settings
 from tests.factories import bearer, create_user, token_for
 from tests.payments.conftest import StartApp, insert_intervention
 from tests.stripe_server import FakeStripe
@@ -49,7 +49,7 @@ async def _service(
     start_app: StartApp, pay_settings: Settings
 ) -> tuple[TestClient[Any, Any], PaymentsService]:
     client = await start_app(pay_settings)
-    return client, client.app[appkeys.PAYMENTS]
+    return client, client.app[dispatch_keys.PAYMENTS]
 
 
 async def test_hold_on_assignment_uses_the_server_price(
@@ -234,7 +234,7 @@ async def test_hooks_are_no_ops_without_a_stripe_key(
     start_app: StartApp, settings: Settings, db: asyncpg.Connection
 ) -> None:
     client = await start_app(settings)
-    payments = client.app[appkeys.PAYMENTS]
+    payments = client.app[dispatch_keys.PAYMENTS]
     assert not payments.enabled
     artisan = await create_user(db, role="ARTISAN")
     customer = await create_user(db, role="CLIENT")

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from dispatch import appkeys
-from dispatch.settings import Settings
+from core.settings import Settings
+from dispatch import appkeys as dispatch_keys
 from tests.factories import bearer, create_user, token_for
 from tests.payments.conftest import WEBHOOK_SECRET, StartApp, insert_intervention
 from tests.stripe_server import FakeStripe, sign
@@ -139,7 +139,7 @@ async def test_out_of_order_events_converge_on_the_current_state(
     artisan, _, account = await _onboarded_artisan(client, db, pay_settings)
     customer = await create_user(db, role="CLIENT")
     job = await insert_intervention(db, client_id=customer, artisan_id=artisan)
-    payments = client.app[appkeys.PAYMENTS]
+    payments = client.app[dispatch_keys.PAYMENTS]
     fake.events.clear()
     await payments.on_assigned(job)
     intent_id = await db.fetchval(

@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.auth.principal import Principal
-from dispatch.auth.tokens import verify_access_token
-from dispatch.errors import Forbidden, Unauthorized
+from core import appkeys
+from core.errors import Forbidden, Unauthorized
+from core.principal import Principal
+from core.tokens import verify_access_token
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _PREFIX_ROLES = (("/admin/", "ADMIN"), ("/artisan/", "ARTISAN"))

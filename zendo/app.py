@@ -1,31 +1,36 @@
-"""The app factory. No side effects at import; tests build the app the same way."""
+"""The composition root: the one app factory. No side effects at import; tests build
+the app the same way.
+
+Each layer's `setup(app)` mounts its routes, its background tasks (one cleanup_ctx
+each) and the ports it provides to the others (`core.ports`): the gateway the
+notifier and the live state, the offers context the offer actions, the payments
+context the payment steps, the dispatcher its hooks."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from dispatch import appkeys
+from core import appkeys
+from core.guards import role_prefix_middleware
+from core.jsonutil import MAX_BODY_BYTES
+from core.metrics import Metrics
+from core.settings import Settings
 from dispatch.admin import routes as admin_routes
 from dispatch.artisans import routes as artisan_routes
 from dispatch.auth import routes as auth_routes
-from dispatch.auth.guards import role_prefix_middleware
 from dispatch.interventions import routes as intervention_routes
-from dispatch.jsonutil import MAX_BODY_BYTES
-from dispatch.metrics import Metrics
-from dispatch.middleware import (
-    METRICS,
+from dispatch.offers import routes as offer_routes
+from dispatch.payments import routes as payment_routes
+from dispatch.storage import routes as storage_routes
+from gateway import routes as gateway_routes
+from zendo.middleware import (
     cors_middleware,
     error_middleware,
     metrics_middleware,
     security_headers,
 )
-from dispatch.offers import routes as offer_routes
-from dispatch.payments import routes as payment_routes
-from dispatch.resources import pg_pool_ctx, redis_ctx
-from dispatch.settings import Settings
-from dispatch.storage import routes as storage_routes
-from dispatch.system import routes as system_routes
-from gateway import setup as gateway_setup
+from zendo.resources import pg_pool_ctx, redis_ctx
+from zendo.system import routes as system_routes
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -39,7 +44,7 @@ def create_app(settings: Settings) -> web.Application:
         ],
     )
     app[appkeys.SETTINGS] = settings
-    app[METRICS] = Metrics.create()
+    app[appkeys.METRICS] = Metrics.create()
     app.on_response_prepare.append(security_headers)
 
     # Resources first, in dependency order; contexts append their background
@@ -54,7 +59,7 @@ def create_app(settings: Settings) -> web.Application:
         admin_routes.setup,
         payment_routes.setup,
         storage_routes.setup,
-        gateway_setup,
+        gateway_routes.setup,
         intervention_routes.setup,
         offer_routes.setup,
     ):

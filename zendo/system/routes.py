@@ -7,12 +7,12 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dispatch import appkeys
-from dispatch.jsonutil import json_response
-from dispatch.middleware import METRICS
-from dispatch.openapi import build_spec
-from dispatch.settings import SPECIALTIES
-from dispatch.system.runtime import runtime_ctx
+from core import appkeys
+from core.appkeys import METRICS
+from core.jsonutil import json_response
+from core.settings import SPECIALTIES
+from zendo.openapi import build_spec
+from zendo.system.runtime import runtime_ctx
 
 routes = web.RouteTableDef()
 _PROBE_TIMEOUT_S = 2.0

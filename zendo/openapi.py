@@ -10,15 +10,16 @@ import copy
 import functools
 from typing import Any
 
+from core import openapi as common
 from dispatch.admin import openapi as admin
 from dispatch.artisans import openapi as artisans
 from dispatch.auth import openapi as auth
 from dispatch.interventions import openapi as interventions
 from dispatch.offers import openapi as offers
-from dispatch.openapi import common, system
 from dispatch.payments import openapi as payments
 from dispatch.storage import openapi as storage
 from gateway import openapi as gateway
+from zendo.system import openapi as system
 
 FRAGMENTS = (system, auth, artisans, admin, interventions, offers, payments, storage, gateway)
 

@@ -12,8 +12,8 @@ import time
 
 from redis.asyncio import Redis
 
-from dispatch import redis_keys
-from dispatch.errors import RateLimited
+from core import redis_keys
+from core.errors import RateLimited
 
 # KEYS[1] window key; ARGV: now_ms, window_ms, limit, member
 # Returns 0 when allowed, else milliseconds until a slot frees up.

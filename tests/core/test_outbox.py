@@ -1,17 +1,22 @@
-"""Post-commit effects: pushes cancelled at shutdown leave nothing half-made."""
+"""The outbox: what runs while the connection is held, what runs after, and pushes
+cancelled at shutdown that leave nothing half-made."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.dispatcher.effects import Effects
+from core import appkeys
+from core.db import create_pool
+from core.outbox import Outbox, commit
+from tests.conftest import TEST_DATABASE_URL
 
 
 class _Notifier:
@@ -38,7 +43,7 @@ async def test_a_push_cancelled_before_it_starts_leaves_no_unawaited_coroutine()
     app = web.Application()
     notifier = _Notifier()
     app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
-    effects = Effects()
+    effects = Outbox()
     for _ in range(3):
         effects.push(uuid.uuid4(), {"type": "offer.result"})
     task = asyncio.create_task(effects.apply(app))
@@ -58,7 +63,7 @@ async def test_pushes_reach_the_notifier() -> None:
     app = web.Application()
     notifier = _Notifier()
     app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
-    effects = Effects()
+    effects = Outbox()
     effects.push(uuid.uuid4(), {"type": "offer.result"})
     await effects.apply(app)
     assert notifier.sent == [{"type": "offer.result"}]
@@ -72,7 +77,7 @@ async def test_local_sockets_get_their_frames_before_the_first_await() -> None:
     app = web.Application()
     notifier = _Notifier()
     app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
-    effects = Effects()
+    effects = Outbox()
     effects.push(uuid.uuid4(), {"type": "intervention.status"})
     task = asyncio.ensure_future(effects.apply(app))
     await asyncio.sleep(0)  # apply() has run up to its first await, no further
@@ -88,7 +93,7 @@ async def test_frames_delivered_before_the_release_are_not_delivered_again() -> 
     app = web.Application()
     notifier = _Notifier()
     app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
-    effects = Effects()
+    effects = Outbox()
     effects.push(uuid.uuid4(), {"type": "intervention.status"})
     effects.deliver(app)
     effects.deliver(app)
@@ -102,15 +107,78 @@ async def test_frames_delivered_before_the_release_are_not_delivered_again() -> 
 async def test_a_push_is_timed_at_the_local_socket_or_once_the_other_nodes_have_it() -> None:
     app = web.Application()
     app[appkeys.NOTIFIER] = _Notifier(sockets_here=1)  # type: ignore[assignment]
-    here = Effects()
+    here = Outbox()
     here.push(uuid.uuid4(), {"type": "offer"})
     here.deliver(app)
     assert here.pushed_at > 0  # written to this process's socket: sent
 
     app[appkeys.NOTIFIER] = _Notifier(sockets_here=0)  # type: ignore[assignment]
-    elsewhere = Effects()
+    elsewhere = Outbox()
     elsewhere.push(uuid.uuid4(), {"type": "offer"})
     elsewhere.deliver(app)
     assert elsewhere.pushed_at == 0  # nobody here took it: not sent yet
     await elsewhere.apply(app)
     assert elsewhere.pushed_at > 0 and elsewhere.pushed_wall > 0
+
+
+@pytest.fixture
+async def one_connection_pool(clean_state: None) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(TEST_DATABASE_URL, min_size=1, max_size=1)
+    yield pool
+    await pool.close()
+
+
+class _PoolWatcher(_Notifier):
+    """Records how many connections were idle when each frame reached a local socket."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__()
+        self.pool = pool
+        self.idle_at_delivery: list[int] = []
+
+    def deliver_here(self, user_id: uuid.UUID, frame: dict[str, Any]) -> tuple[bytes, int]:
+        self.idle_at_delivery.append(self.pool.get_idle_size())
+        return super().deliver_here(user_id, frame)
+
+
+@pytest.mark.parametrize("transaction", [True, False])
+async def test_local_delivery_runs_while_the_connection_is_held_and_it_is_free_on_return(
+    one_connection_pool: asyncpg.Pool, transaction: bool
+) -> None:
+    pool = one_connection_pool
+    app = web.Application()
+    app[appkeys.PG_POOL] = pool
+    notifier = _PoolWatcher(pool)
+    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+
+    async def work(conn: asyncpg.Connection, outbox: Outbox) -> int:
+        value: int = await conn.fetchval("SELECT 41 + 1")
+        outbox.push(uuid.uuid4(), {"type": "offer"})
+        return value
+
+    result, _ = await commit(app, work, transaction=transaction)
+    assert result == 42
+    assert notifier.idle_at_delivery == [0]  # delivered with the only connection still out
+    # Back in the pool once commit returned: whatever the caller awaits next
+    # (Redis, other nodes) does not hold it.
+    assert pool.get_idle_size() == 1
+    assert notifier.published == [b"frame"]
+    async with pool.acquire(timeout=0.5) as conn:
+        assert await conn.fetchval("SELECT 1") == 1
+
+
+async def test_a_failing_statement_delivers_nothing(one_connection_pool: asyncpg.Pool) -> None:
+    app = web.Application()
+    app[appkeys.PG_POOL] = one_connection_pool
+    notifier = _Notifier()
+    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+
+    async def work(conn: asyncpg.Connection, outbox: Outbox) -> object:
+        outbox.push(uuid.uuid4(), {"type": "offer"})
+        return await conn.fetchval("SELECT 1 / 0")
+
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        await commit(app, work)
+    assert notifier.sent == []
+    assert notifier.published == []
+    assert one_connection_pool.get_idle_size() == 1

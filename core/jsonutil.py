@@ -9,7 +9,7 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from dispatch.errors import FieldError, MalformedJSON, PayloadTooLarge, ValidationFailed
+from core.errors import FieldError, MalformedJSON, PayloadTooLarge, ValidationFailed
 
 T = TypeVar("T")
 MAX_BODY_BYTES = 1024 * 1024

@@ -13,8 +13,8 @@ import uuid
 
 import jwt
 
-from dispatch.auth.principal import ROLES, Principal
-from dispatch.errors import Unauthorized
+from core.errors import Unauthorized
+from core.principal import ROLES, Principal
 
 ALGORITHM = "HS256"
 ISSUER = "zendo"

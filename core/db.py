@@ -15,7 +15,7 @@ import asyncpg
 import orjson
 
 T = TypeVar("T")
-_RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -61,39 +61,6 @@ async def transaction(
         yield conn
 
 
-async def run_statement(
-    pool: asyncpg.Pool,
-    work: Callable[[asyncpg.Connection], Awaitable[T]],
-    *,
-    then: Callable[[T], object] | None = None,
-    attempts: int = 5,
-) -> T:
-    """Run `work` outside an explicit transaction, retrying deadlocks.
-
-    For hot paths written as ONE data-modifying statement, which PostgreSQL runs
-    atomically in its own implicit transaction: no BEGIN and no COMMIT round trips. Any
-    further statement in `work` runs (and commits) on its own, so it may only read.
-
-    `then` gets the result once `work` returned, i.e. once its statement committed, and
-    before the connection goes back to the pool (asyncpg releases through a shielded
-    task, a loop turn or two): it is for handing frames to this process's sockets, and
-    it must not await. Whatever awaits (Redis, other nodes) belongs after this returns:
-    run in `then`, those round trips held every connection 10-90 ms past its statement
-    under load, and the pool of 40 ran dry (docs/BENCHMARKS_dispatch.md, eighth round)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            async with pool.acquire() as conn:
-                result = await work(conn)
-                if then is not None:
-                    then(result)
-                return result
-        except _RETRYABLE:
-            if attempt == attempts:
-                raise
-            await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
-    raise AssertionError("unreachable")
-
-
 async def run_in_transaction(
     pool: asyncpg.Pool,
     work: Callable[[asyncpg.Connection], Awaitable[T]],
@@ -106,7 +73,7 @@ async def run_in_transaction(
         try:
             async with transaction(pool, isolation=isolation) as conn:
                 return await work(conn)
-        except _RETRYABLE:
+        except RETRYABLE:
             if attempt == attempts:
                 raise
             await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))

@@ -15,18 +15,16 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from redis import exceptions as redis_errors
 
-from dispatch import appkeys
-from dispatch.errors import (
+from core import appkeys
+from core.errors import (
     ServiceUnavailable,
     Unauthorized,
     ValidationFailed,
     ZendoError,
 )
-from dispatch.metrics import Metrics
 
 log = logging.getLogger("zendo.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-METRICS = web.AppKey("metrics", Metrics)
 
 _CSP = "default-src 'none'; frame-ancestors 'none'"
 _CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Zendo-Client"
@@ -171,7 +169,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
-        request.app[METRICS].http_requests.labels(route=route, status=str(status)).inc()
+        request.app[appkeys.METRICS].http_requests.labels(route=route, status=str(status)).inc()
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -24,8 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
-from dispatch import appkeys
-from dispatch.middleware import METRICS
+from core import appkeys
+from core.appkeys import METRICS
 
 log = logging.getLogger("zendo.runtime")
 _LAG_PROBE_S = 0.025

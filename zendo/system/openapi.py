@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatch.openapi.common import SPECIALTY, json_ok, problems
+from core.openapi import SPECIALTY, json_ok, problems
 
 _READY = {
     "type": "object",

@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from dispatch import appkeys
-from dispatch.db import create_pool
-from dispatch.ratelimit import RateLimiter
+from core import appkeys
+from core.db import create_pool
+from core.ratelimit import RateLimiter
+from dispatch import appkeys as dispatch_keys
 
 PG_CLOSE_TIMEOUT_S = 10.0
 REDIS_MAX_CONNECTIONS = 256
@@ -47,7 +48,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     redis = Redis.from_pool(pool)
     app[appkeys.REDIS] = redis
-    app[appkeys.LOGIN_LIMITER] = RateLimiter(
+    app[dispatch_keys.LOGIN_LIMITER] = RateLimiter(
         redis, scope="login", limit=settings.login_attempts_per_min, window_s=60
     )
     try:

@@ -14,8 +14,8 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from dispatch.settings import Settings, SettingsError
-from dispatch.system.logwriter import LogWriter
+from core.settings import Settings, SettingsError
+from zendo.system.logwriter import LogWriter
 
 
 @contextlib.contextmanager
@@ -35,9 +35,9 @@ def _logging_off_the_loop() -> Iterator[None]:
 
 
 async def _serve(settings: Settings) -> None:
-    from dispatch.app import create_app
-    from dispatch.middleware import JsonAccessLogger
-    from dispatch.system.listener import MultiAcceptSite
+    from zendo.app import create_app
+    from zendo.middleware import JsonAccessLogger
+    from zendo.system.listener import MultiAcceptSite
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log_class=JsonAccessLogger, handle_signals=False)

@@ -6,10 +6,9 @@ import os
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from gateway.config import GatewayConfig
+from core.gateway_config import GatewayConfig
 
 SPECIALTIES: tuple[str, ...] = (
     "PLUMBER",
@@ -29,9 +28,6 @@ class SettingsError(ValueError):
 
 
 def _gateway_config(env: dict[str, str] | None = None) -> GatewayConfig:
-    # Imported here: the gateway package imports dispatch modules that import this one.
-    from gateway.config import GatewayConfig
-
     if env is None:
         return GatewayConfig()
     try:

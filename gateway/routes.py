@@ -1,0 +1,60 @@
+"""Mounts the gateway: `/ws`, the admin live view, its ports and background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from core import appkeys
+from gateway import admin_routes, gcpacer, mirror, notify, presence, writebehind
+from gateway import appkeys as gateway_keys
+from gateway.live_state import RedisLiveState
+from gateway.node import Gateway
+from gateway.tasks import stop_tasks
+from gateway.ws import ws_handler
+
+
+async def _flusher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The location batch flusher (runs even without other background loops: the socket
+    path depends on it)."""
+    gateway: Gateway = app[gateway_keys.GATEWAY]
+    task = asyncio.create_task(gateway.batcher.run(), name="gateway-flusher")
+    yield
+    await stop_tasks(task)
+
+
+async def _shutdown(app: web.Application) -> None:
+    """Close every socket at once, within GatewayConfig.shutdown_close_s (else aiohttp
+    waits for each WebSocket handler until its shutdown timeout)."""
+    await app[gateway_keys.GATEWAY].shutdown()
+
+
+def _background(ctx):  # type: ignore[no-untyped-def]
+    async def maybe(app: web.Application) -> AsyncIterator[None]:
+        if not app[appkeys.SETTINGS].run_background:
+            yield
+            return
+        async for _ in ctx(app):
+            yield
+
+    return maybe
+
+
+def setup(app: web.Application) -> None:
+    """Mount `/ws`, `/admin/artisans/{id}/live` and the gateway's background tasks."""
+    app[gateway_keys.GATEWAY_CONFIG] = app[appkeys.SETTINGS].gateway
+    gateway = Gateway(app)
+    app[gateway_keys.GATEWAY] = gateway
+    app[appkeys.NOTIFIER] = notify.Notifier(gateway)
+    app[appkeys.LIVE_STATE] = RedisLiveState(app)
+    app.router.add_get("/ws", ws_handler)
+    app.on_shutdown.append(_shutdown)
+    app.router.add_routes(admin_routes.routes)
+    app.cleanup_ctx.append(gcpacer.gc_ctx)
+    app.cleanup_ctx.append(_flusher_ctx)
+    app.cleanup_ctx.append(notify.listener_ctx)
+    app.cleanup_ctx.append(_background(presence.presence_ctx))
+    app.cleanup_ctx.append(_background(writebehind.writebehind_ctx))
+    app.cleanup_ctx.append(mirror.mirror_ctx)
