@@ -50,7 +50,8 @@ import websocket
 from locust import FastHttpUser, between, constant, events, task
 from locust.env import Environment
 
-SPECIALTIES = ("PLUMBER", "ELECTRICIAN", "LOCKSMITH", "HEATING", "GLAZIER", "APPLIANCE_REPAIR")
+from core.domain import SPECIALTIES
+
 ACCEPT_DELAY = tuple(float(x) for x in os.environ.get("ZENDO_BENCH_ACCEPT_DELAY", "1,3").split(","))
 DECLINE_SHARE = float(os.environ.get("ZENDO_BENCH_DECLINE_SHARE", "0.1"))
 CLIENT_PACING = float(os.environ.get("ZENDO_BENCH_CLIENT_PACING", "6"))

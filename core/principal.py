@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-ROLES: tuple[str, ...] = ("CLIENT", "ARTISAN", "ADMIN")
+from core.domain import ROLES as DOMAIN_ROLES
+
+ROLES: tuple[str, ...] = DOMAIN_ROLES
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,16 +7,17 @@ Functions other contexts call: `set_busy`, `set_available`, `update_profile`, `r
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.commands.core import AsyncScript
 
 from core import redis_keys
+from core.gateway_config import RECENT_FIX_S
 from gateway import lua
 
 # The events stream keeps about this much history (XADD MINID ~, approximate): a fix
@@ -24,38 +25,41 @@ from gateway import lua
 # 30 s is ~30 MB. A mirror that falls further behind loses events (it rebuilds after a
 # Redis error only).
 STREAM_RETAIN_MS = 30_000
-# "Recent fix": ONLINE needs a fix at most this old (presence requests, end of a job, and
-# the stale sweep; GatewayConfig.recent_fix_s is the gateway's copy of the default).
-RECENT_FIX_MS = 120_000
-STATUSES = ("ONLINE", "BUSY", "OFFLINE")
+# "Recent fix": ONLINE needs a fix at most this old at the end of a job (set_available);
+# the same value as the presence requests and the stale sweep (core.gateway_config).
+RECENT_FIX_MS = round(RECENT_FIX_S * 1000)
 
 
-class LuaScript:
-    """EVALSHA with a fallback to EVAL (the script cache is empty after a Redis restart)."""
+class Script:
+    """A script of gateway/lua.py, run through the object redis-py's `register_script`
+    returns for each client: EVALSHA, and SCRIPT LOAD on NOSCRIPT (after a restart)."""
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self._by_client: weakref.WeakKeyDictionary[Redis, AsyncScript] = weakref.WeakKeyDictionary()
+
+    def registered(self, redis: Redis) -> AsyncScript:
+        script = self._by_client.get(redis)
+        if script is None:
+            script = self._by_client[redis] = redis.register_script(self.source)
+        return script
 
     async def __call__(self, redis: Redis, args: Sequence[Any], keys: Sequence[str] = ()) -> Any:
-        try:
-            return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
-        except NoScriptError:
-            return await redis.eval(self.source, len(keys), *keys, *args)  # type: ignore[misc]
+        return await self.registered(redis)(keys=list(keys), args=list(args))
 
 
-APPLY_FIXES = LuaScript(lua.APPLY_FIXES)
-CONNECT = LuaScript(lua.CONNECT)
-PRESENCE = LuaScript(lua.PRESENCE)
-SET_BUSY = LuaScript(lua.SET_BUSY)
-SET_AVAILABLE = LuaScript(lua.SET_AVAILABLE)
-UPDATE_PROFILE = LuaScript(lua.UPDATE_PROFILE)
-EXPIRE_LEASE = LuaScript(lua.EXPIRE_LEASE)
-EXPIRE_STALE = LuaScript(lua.EXPIRE_STALE)
-DISCONNECT_MANY = LuaScript(lua.DISCONNECT_MANY)
-ANNOUNCE = LuaScript(lua.ANNOUNCE)
-POP_DIRTY = LuaScript(lua.POP_DIRTY)
-PUBLISH_TO_USERS = LuaScript(lua.PUBLISH_TO_USERS)
+APPLY_FIXES = Script(lua.APPLY_FIXES)
+CONNECT = Script(lua.CONNECT)
+PRESENCE = Script(lua.PRESENCE)
+SET_BUSY = Script(lua.SET_BUSY)
+SET_AVAILABLE = Script(lua.SET_AVAILABLE)
+UPDATE_PROFILE = Script(lua.UPDATE_PROFILE)
+EXPIRE_LEASE = Script(lua.EXPIRE_LEASE)
+EXPIRE_STALE = Script(lua.EXPIRE_STALE)
+DISCONNECT_MANY = Script(lua.DISCONNECT_MANY)
+ANNOUNCE = Script(lua.ANNOUNCE)
+POP_DIRTY = Script(lua.POP_DIRTY)
+PUBLISH_TO_USERS = Script(lua.PUBLISH_TO_USERS)
 
 
 _COMMON_ARGS = (

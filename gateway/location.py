@@ -21,9 +21,11 @@ from collections.abc import Awaitable, Callable
 
 import h3
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from core import redis_keys
+from core.domain import EARTH_RADIUS_KM
 from gateway import live
 from gateway.tasks import stop_tasks
 
@@ -32,7 +34,7 @@ log = logging.getLogger("zendo.gateway")
 H3_RESOLUTION = 8
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 MAX_SPEED_M_S = 70.0
-EARTH_RADIUS_M = 6_371_008.8
+EARTH_RADIUS_M = EARTH_RADIUS_KM * 1000.0
 
 OUT_OF_RANGE = "out_of_range"
 CLOCK_SKEW = "clock_skew"
@@ -216,21 +218,22 @@ class LocationBatcher:
     async def flush(self, batch: dict[str, Fix]) -> None:
         items = list(batch.items())
         packed = [_pack(items[i : i + self.chunk]) for i in range(0, len(items), self.chunk)]
+        script = live.APPLY_FIXES.registered(self.redis)
         try:
-            tracked = await self._execute(packed)
-        except NoScriptError:
-            await self.redis.script_load(live.APPLY_FIXES.source)
-            tracked = await self._execute(packed)
+            tracked = await self._execute(script, packed)
+        except NoScriptError:  # a pipeline does not load it by itself
+            await self.redis.script_load(script.script)
+            tracked = await self._execute(script, packed)
         self.batches += 1
         self.flushed += len(items)
         if tracked:
             await self.on_tracked(tracked)
 
-    async def _execute(self, packed: list[str]) -> list[TrackedFix]:
+    async def _execute(self, script: AsyncScript, packed: list[str]) -> list[TrackedFix]:
         if len(packed) == 1:
-            return list(await self.redis.evalsha(live.APPLY_FIXES.sha, 0, *self.head, packed[0]))
+            return list(await script(args=[*self.head, packed[0]]))
         pipe = self.redis.pipeline(transaction=False)
         for rows in packed:
-            pipe.evalsha(live.APPLY_FIXES.sha, 0, *self.head, rows)
+            pipe.evalsha(script.sha, 0, *self.head, rows)
         results = await pipe.execute()
         return [entry for result in results for entry in result]

@@ -18,7 +18,7 @@ from core.gateway_config import GatewayConfig
 from core.metrics import Metrics
 from core.settings import Settings
 from gateway import appkeys as gateway_keys
-from gateway import live
+from gateway import live, repo
 from gateway.departures import Departures
 from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
 from gateway.session import Session
@@ -100,10 +100,8 @@ class Gateway:
             log.warning("registry update failed for %s: %s", session.user_id, exc)
 
     async def _load_artisan(self, session: Session) -> None:
-        row = await self.pool.fetchrow(
-            "SELECT status, level, rating, specialty FROM artisans WHERE user_id = $1",
-            uuid.UUID(session.user_id),
-        )
+        async with self.pool.acquire() as conn:
+            row = await repo.live_profile(conn, artisan_id=uuid.UUID(session.user_id))
         last = None
         if row is not None:
             session.verified = row["status"] == "VERIFIED"

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from core import redis_keys
 from gateway import appkeys as gateway_keys
-from gateway import live
+from gateway import live, repo
 from gateway.node import Gateway
 from gateway.tasks import stop_tasks
 
@@ -49,10 +49,8 @@ async def rehydrate(gateway: Gateway) -> None:
     artisan_ids = [u for u, ss in gateway.sessions.items() if any(s.is_artisan for s in ss)]
     if not artisan_ids:
         return
-    rows = await gateway.pool.fetch(
-        "SELECT user_id, status, level, rating, specialty FROM artisans WHERE user_id = ANY($1::uuid[])",
-        [uuid.UUID(a) for a in artisan_ids],
-    )
+    async with gateway.pool.acquire() as conn:
+        rows = await repo.live_profiles(conn, artisan_ids=[uuid.UUID(a) for a in artisan_ids])
     for row in rows:
         await live.connect_artisan(
             gateway.redis,

@@ -18,37 +18,12 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from core import appkeys, redis_keys
+from core.domain import PRESENCE_STATUSES
 from gateway import appkeys as gateway_keys
-from gateway import live
+from gateway import live, repo
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")
-_STATUSES = frozenset(("ONLINE", "BUSY", "OFFLINE"))
-
-# A row is rewritten only when something worth keeping changed: the status, a first
-# position, a move of over `min_move_m`, or a last write older than `max_age_s`. An
-# artisan waiting for work drifts a few metres per fix; rewriting all of them every
-# flush (a new row version and an entry in each of the table's four indexes, GiST
-# included) was PostgreSQL's largest load in the dispatch benchmark and put 10-30 ms on
-# the tail of every commit. Rows that fail the test are neither written nor locked.
-_NEW_STATUS = "CASE WHEN a.status = 'VERIFIED' THEN u.status ELSE 'OFFLINE' END"
-_UPDATE = f"""
-UPDATE artisans AS a
-   SET location = CASE WHEN u.lat IS NULL THEN a.location ELSE u.point END,
-       location_updated_at = COALESCE(u.fix_at, a.location_updated_at),
-       current_status = {_NEW_STATUS}
-  FROM (SELECT id::uuid AS id, lat, to_timestamp(ts_ms / 1000.0) AS fix_at, status,
-               ST_SetSRID(ST_MakePoint(lon, lat), 4326)::geography AS point
-          FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::text[])
-               AS r(id, lat, lon, ts_ms, status)) AS u
- WHERE a.user_id = u.id
-   AND (a.current_status IS DISTINCT FROM {_NEW_STATUS}
-        OR (u.lat IS NOT NULL
-            AND (a.location IS NULL OR a.location_updated_at IS NULL
-                 OR u.fix_at >= a.location_updated_at + make_interval(secs => $7)
-                 OR NOT ST_DWithin(a.location, u.point, $6, false))))
-"""
-
 
 # Rows per pop + UPDATE: small enough that neither the script (which holds Redis) nor
 # the parsing here nor one UPDATE runs long; a backlog is drained chunk after chunk.
@@ -71,16 +46,17 @@ async def flush_once(
     rows = [row.split("|") for row in packed.split("\n") if row]
     ids = [r[0] for r in rows]
     try:
-        await pool.execute(
-            _UPDATE,
-            ids,
-            [float(r[1]) if r[1] else None for r in rows],
-            [float(r[2]) if r[2] else None for r in rows],
-            [float(r[3]) if r[3] else None for r in rows],
-            [r[4] if r[4] in _STATUSES else "OFFLINE" for r in rows],
-            min_move_m,
-            max_age_s,
-        )
+        async with pool.acquire() as conn:
+            await repo.write_positions(
+                conn,
+                ids=ids,
+                lats=[float(r[1]) if r[1] else None for r in rows],
+                lons=[float(r[2]) if r[2] else None for r in rows],
+                ts_ms=[float(r[3]) if r[3] else None for r in rows],
+                statuses=[r[4] if r[4] in PRESENCE_STATUSES else "OFFLINE" for r in rows],
+                min_move_m=min_move_m,
+                max_age_s=max_age_s,
+            )
     except BaseException:
         try:
             await asyncio.shield(redis.sadd(redis_keys.LIVE_DIRTY, *ids))

@@ -30,9 +30,3 @@ def parse_uuid(s: str) -> tuple[int, int] | None:
         if f"{v:032x}" == h:  # rejects upper case, '_', '+', whitespace, 0x...
             return (v >> 64) - _OFF, (v & _M64) - _OFF
     return None
-
-
-def format_uuid(hi: int, lo: int) -> str:
-    """Inverse of :func:`parse_uuid`."""
-    h = f"{hi + _OFF:016x}{lo + _OFF:016x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

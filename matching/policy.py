@@ -11,7 +11,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from matching.codes import LEVELS, RATING_MAX, RATING_MIN
+from matching.codes import LEVELS
 
 
 class Candidate(NamedTuple):
@@ -67,12 +67,6 @@ class RankingPolicy:
     def level_bonus_array(self) -> npt.NDArray[np.float64]:
         """Level bonuses indexed by level code."""
         return np.array([self.level_bonus_km[lvl] for lvl in LEVELS], dtype=np.float64)
-
-    def max_bonus(self) -> float:
-        """Largest bonus any artisan can get under this policy (ratings in [0, 5])."""
-        rpm = self.rating_km_per_star
-        rating_part = max(rpm * (RATING_MAX - 4.0), rpm * (RATING_MIN - 4.0))
-        return max(self.level_bonus_km.values()) + rating_part
 
     def score(self, distance_km: float, level: str, rating: float) -> float:
         """The contract formula, evaluated in the same order as the kernels."""

@@ -4,7 +4,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from core.settings import SPECIALTIES
+from core.domain import SPECIALTIES
 
 
 async def test_healthz_and_security_headers(client: TestClient[Any, Any]) -> None:

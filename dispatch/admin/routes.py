@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from aiohttp import web
 
+from core.domain import VERIFICATION_STATUSES
 from core.errors import FieldError, ValidationFailed
 from core.guards import authenticate, requires_role
 from core.jsonutil import json_response, read_json
@@ -15,7 +16,6 @@ from dispatch.artisans.routes import path_uuid
 from dispatch.offers.service import revoke_pending_for_artisan
 
 routes = web.RouteTableDef()
-_STATUSES = ("PENDING", "VERIFIED", "REJECTED")
 MAX_PAGE = 100
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=1000, pattern=r"\S")]
 
@@ -46,8 +46,10 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 @requires_role("ADMIN")
 async def list_artisans(request: web.Request) -> web.Response:
     status = request.query.get("status")
-    if status is not None and status not in _STATUSES:
-        raise ValidationFailed([FieldError("status", f"must be one of {', '.join(_STATUSES)}")])
+    if status is not None and status not in VERIFICATION_STATUSES:
+        raise ValidationFailed(
+            [FieldError("status", f"must be one of {', '.join(VERIFICATION_STATUSES)}")]
+        )
     limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
     offset = _int_param(request, "offset", 0, 0, 10_000_000)
     app = request.app

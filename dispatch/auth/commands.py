@@ -22,11 +22,11 @@ from pathlib import Path
 import asyncpg
 import orjson
 
-from core.settings import LEVELS, SPECIALTIES, Settings
+from core.domain import EARTH_RADIUS_KM, LEVELS, SPECIALTIES
+from core.settings import Settings
 from core.tokens import issue_access_token
 from dispatch.auth import passwords, repo, schemas
 
-EARTH_RADIUS_KM = 6371.0088
 SEED_EMAIL_DOMAIN = "seed.zendo.test"
 _LEVEL_WEIGHTS = (0.6, 0.3, 0.1)  # STANDARD, PRO_PLUS, ELITE
 

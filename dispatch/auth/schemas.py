@@ -11,8 +11,8 @@ import re
 
 import msgspec
 
+from core.domain import SPECIALTIES
 from core.errors import FieldError, ValidationFailed
-from core.settings import SPECIALTIES
 from dispatch.auth import passwords
 
 REGISTRABLE_ROLES: tuple[str, ...] = ("CLIENT", "ARTISAN")

@@ -7,10 +7,10 @@ import math
 from aiohttp import web
 
 from core import appkeys
+from core.domain import SPECIALTIES
 from core.errors import FieldError, ServiceUnavailable, ValidationFailed
 from core.guards import requires_role
 from core.jsonutil import json_response
-from core.settings import SPECIALTIES
 from dispatch.dispatcher.matcher import Matcher, NoIndex
 
 routes = web.RouteTableDef()

@@ -180,17 +180,6 @@ async def set_artisan_current_status(
     )
 
 
-async def artisan_has_active_job(conn: asyncpg.Connection, *, artisan_id: uuid.UUID) -> bool:
-    return bool(
-        await conn.fetchval(
-            """SELECT EXISTS (SELECT 1 FROM interventions
-                              WHERE artisan_id = $1 AND status = ANY($2::text[]))""",
-            artisan_id,
-            _ACTIVE,
-        )
-    )
-
-
 async def insert_rating(
     conn: asyncpg.Connection,
     *,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from core.domain import INTERVENTION_STATUSES
 from core.errors import Conflict
 
 SEARCHING: Final = "SEARCHING"
@@ -20,7 +21,8 @@ COMPLETED: Final = "COMPLETED"
 CANCELLED: Final = "CANCELLED"
 UNFULFILLED: Final = "UNFULFILLED"
 
-STATUSES: tuple[str, ...] = (
+STATUSES: tuple[str, ...] = INTERVENTION_STATUSES
+assert set(STATUSES) == {
     SEARCHING,
     ASSIGNED,
     EN_ROUTE,
@@ -29,7 +31,7 @@ STATUSES: tuple[str, ...] = (
     COMPLETED,
     CANCELLED,
     UNFULFILLED,
-)
+}
 # An artisan holding one of these is BUSY (mirrors interventions_one_active_per_artisan).
 ACTIVE: frozenset[str] = frozenset({ASSIGNED, EN_ROUTE, ARRIVED, IN_PROGRESS})
 TERMINAL: frozenset[str] = frozenset({COMPLETED, CANCELLED, UNFULFILLED})

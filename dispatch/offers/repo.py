@@ -44,15 +44,6 @@ async def expire_and_list(
     )
 
 
-async def for_intervention(
-    conn: asyncpg.Connection, *, intervention_id: uuid.UUID
-) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        "SELECT artisan_id, status, expires_at FROM offers WHERE intervention_id = $1",
-        intervention_id,
-    )
-
-
 # What PostgreSQL says of a candidate the index proposed: 'free', 'unverified' (or
 # unknown), 'busy' (holds a job) or 'engaged' (has a pending offer for another job).
 # PostgreSQL, not the index mirror, is the authority.

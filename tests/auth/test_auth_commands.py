@@ -15,7 +15,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.settings import LEVELS, SPECIALTIES, Settings
+from core.domain import LEVELS, SPECIALTIES
+from core.settings import Settings
 from core.tokens import verify_access_token
 from dispatch.auth import commands
 from tests.auth.helpers import login, register

@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.settings import SPECIALTIES, Settings
+from core.domain import SPECIALTIES
+from core.settings import Settings
 from core.tokens import verify_access_token
 from tests.auth.helpers import PASSWORD, register
 from tests.factories import bearer

@@ -9,8 +9,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core import appkeys
 from core.appkeys import METRICS
+from core.domain import SPECIALTIES
 from core.jsonutil import json_response
-from core.settings import SPECIALTIES
 from zendo.openapi import build_spec
 from zendo.system.runtime import runtime_ctx
 

@@ -1,0 +1,66 @@
+"""The gateway's SQL on `artisans`: the live profile a socket starts from, and the
+write-behind of positions and statuses. Each takes a connection (the caller owns the
+transaction) and keyword-only arguments."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import asyncpg
+
+_PROFILE = "SELECT user_id, status, level, rating, specialty FROM artisans"
+
+# A row is rewritten only when something worth keeping changed: the status, a first
+# position, a move of over `min_move_m`, or a last write older than `max_age_s`. An
+# artisan waiting for work drifts a few metres per fix; rewriting all of them every
+# flush (a new row version and an entry in each of the table's four indexes, GiST
+# included) would be PostgreSQL's largest load and lengthen every commit. Rows that
+# fail the test are neither written nor locked.
+_NEW_STATUS = "CASE WHEN a.status = 'VERIFIED' THEN u.status ELSE 'OFFLINE' END"
+_WRITE_POSITIONS = f"""
+UPDATE artisans AS a
+   SET location = CASE WHEN u.lat IS NULL THEN a.location ELSE u.point END,
+       location_updated_at = COALESCE(u.fix_at, a.location_updated_at),
+       current_status = {_NEW_STATUS}
+  FROM (SELECT id::uuid AS id, lat, to_timestamp(ts_ms / 1000.0) AS fix_at, status,
+               ST_SetSRID(ST_MakePoint(lon, lat), 4326)::geography AS point
+          FROM unnest($1::text[], $2::float8[], $3::float8[], $4::float8[], $5::text[])
+               AS r(id, lat, lon, ts_ms, status)) AS u
+ WHERE a.user_id = u.id
+   AND (a.current_status IS DISTINCT FROM {_NEW_STATUS}
+        OR (u.lat IS NOT NULL
+            AND (a.location IS NULL OR a.location_updated_at IS NULL
+                 OR u.fix_at >= a.location_updated_at + make_interval(secs => $7)
+                 OR NOT ST_DWithin(a.location, u.point, $6, false))))
+"""
+
+
+async def live_profile(conn: asyncpg.Connection, *, artisan_id: uuid.UUID) -> asyncpg.Record | None:
+    """What the live state ranks on: status (verification), level, rating, specialty."""
+    row: asyncpg.Record | None = await conn.fetchrow(f"{_PROFILE} WHERE user_id = $1", artisan_id)
+    return row
+
+
+async def live_profiles(
+    conn: asyncpg.Connection, *, artisan_ids: Sequence[uuid.UUID]
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"{_PROFILE} WHERE user_id = ANY($1::uuid[])", list(artisan_ids)
+    )
+    return rows
+
+
+async def write_positions(
+    conn: asyncpg.Connection,
+    *,
+    ids: Sequence[str],
+    lats: Sequence[float | None],
+    lons: Sequence[float | None],
+    ts_ms: Sequence[float | None],
+    statuses: Sequence[str],
+    min_move_m: float,
+    max_age_s: float,
+) -> None:
+    """Last positions and presence statuses into PostgreSQL, one statement."""
+    await conn.execute(_WRITE_POSITIONS, ids, lats, lons, ts_ms, statuses, min_move_m, max_age_s)
