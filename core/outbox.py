@@ -173,7 +173,7 @@ async def commit(
                 raise
             await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
     # Round trips (Redis, other nodes) only once the connection is released: held
-    # through them, every connection stayed busy 10-90 ms past its statement under load
-    # and the pool ran dry.
+    # through them, every connection stays busy past its statement under load and the
+    # pool runs dry.
     await outbox.apply(app)
     return result, outbox

@@ -2,9 +2,9 @@
 
 Accepted fixes are collected in a dict (latest fix per artisan) and one flusher
 task writes each batch with a single Redis pipeline (see LocationBatcher). The
-flusher wakes when the first fix of a batch arrives, so a batch holds what arrived
-during one event-loop iteration, plus whatever arrived while earlier flushes were
-in flight.
+flusher sends at most one batch per flush linger (20 ms) and keeps a bounded number
+of flushes in flight, so a batch holds what arrived since the last one: under load
+each Redis call, stream event and mirror read carries more fixes.
 
 H3 resolution 8 (mean cell ≈ 0.74 km², edge ≈ 0.46 km): fine enough to count
 artisans per neighbourhood, coarse enough that a 15 km match radius is a grid disk

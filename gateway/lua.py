@@ -7,7 +7,7 @@ deployment is a single Redis (not Cluster), where that is allowed.
 
 Batch inputs and outputs are packed strings (rows separated by a newline, fields by "|"):
 one bulk string costs redis-py a fraction of what thousands of separate arguments or
-reply elements cost (no hiredis: the RESP parser is pure Python). Ids are UUIDs and the
+reply elements cost, and Redis parses one argument instead of thousands. Ids are UUIDs and the
 other fields numbers, enums or H3 hex, so neither separator can occur in a field.
 """
 
