@@ -93,3 +93,9 @@ class ServiceUnavailable(ZendoError):
     ) -> None:
         super().__init__(detail, code=code)
         self.retry_after_s = retry_after_s
+
+
+class Overloaded(ServiceUnavailable):
+    """This process is behind: the request is refused at once rather than queued."""
+
+    code, title = "overloaded", "Overloaded"

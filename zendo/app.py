@@ -23,6 +23,7 @@ from dispatch.offers import routes as offer_routes
 from dispatch.payments import routes as payment_routes
 from dispatch.storage import routes as storage_routes
 from gateway import routes as gateway_routes
+from zendo.admission import ADMISSION, Admission, admission_middleware
 from zendo.middleware import (
     cors_middleware,
     error_middleware,
@@ -40,11 +41,13 @@ def create_app(settings: Settings) -> web.Application:
             metrics_middleware,
             cors_middleware(settings.cors_origins),
             error_middleware,
+            admission_middleware,
             role_prefix_middleware,
         ],
     )
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics.create()
+    app[ADMISSION] = Admission()
     app.on_response_prepare.append(security_headers)
 
     # Resources first, in dependency order; contexts append their background

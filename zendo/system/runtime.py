@@ -26,6 +26,7 @@ from aiohttp import web
 
 from core import appkeys
 from core.appkeys import METRICS
+from zendo.admission import ADMISSION
 
 log = logging.getLogger("zendo.runtime")
 _LAG_PROBE_S = 0.025
@@ -33,11 +34,14 @@ _LAG_PROBE_S = 0.025
 
 async def _probe_lag(app: web.Application) -> None:
     lag = app[METRICS].loop_lag_seconds
+    admission = app[ADMISSION]
     loop = asyncio.get_running_loop()
     while True:
         planned = loop.time() + _LAG_PROBE_S
         await asyncio.sleep(_LAG_PROBE_S)
-        lag.observe(max(0.0, loop.time() - planned))
+        late = max(0.0, loop.time() - planned)
+        lag.observe(late)
+        admission.loop_lag_s = late
 
 
 def _gc_timer(app: web.Application, log_above_s: float) -> Any:
