@@ -1,15 +1,20 @@
-"""Gateway tunables. Defaults suit production; tests shorten the intervals.
+"""Gateway tunables. The defaults are the production values; tests pass shorter
+intervals in-process (`settings.gateway`, the `GATEWAY_CONFIG` app key).
 
-Read from `ZENDO_GW_*` environment variables so subprocess servers in tests can
-be tuned too; `Settings` keeps the contract's variables (auth timeout, grace).
+Only three are operator settings, read by `Settings.from_env`: `ZENDO_GW_HEARTBEAT_S`,
+`ZENDO_GW_SEND_QUEUE_MAX` and `ZENDO_GW_SHUTDOWN_CLOSE_S` (README, Configuration). The
+others are not read from the environment. `Settings` keeps the contract's values (auth
+timeout, offline grace).
 """
 
 from __future__ import annotations
 
-import math
-import os
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass
+
+# "Recent fix": ONLINE needs a fix at most this old. One value for the presence request
+# and the stale sweep (`GatewayConfig.recent_fix_s`) and the end of a job
+# (`gateway.live.RECENT_FIX_MS`, passed to the Lua scripts).
+RECENT_FIX_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +34,8 @@ class GatewayConfig:
     registry_ttl_s: float = 30.0
     # ONLINE needs a fix at most this old: a presence ONLINE request is refused without
     # one, and the stale sweep turns ONLINE artisans whose fixes stopped OFFLINE (until
-    # their next fix). Same default as live.RECENT_FIX_MS.
-    recent_fix_s: float = 120.0
+    # their next fix). See RECENT_FIX_S.
+    recent_fix_s: float = RECENT_FIX_S
     # How often the presence sweeper runs (expired leases, stale fixes).
     sweep_interval_s: float = 1.0
     writebehind_interval_s: float = 2.0
@@ -72,23 +77,3 @@ class GatewayConfig:
     # Socket actions (presence changes, offer answers behind them) waiting on one socket
     # before further ones are refused; an offer answer with nothing pending runs at once.
     max_pending_actions: int = 8
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> GatewayConfig:
-        """`ZENDO_GW_<FIELD>` overrides; ValueError names the variable and the value."""
-        env = dict(os.environ if env is None else env)
-        changes: dict[str, Any] = {}
-        for f in fields(cls):
-            name = f"ZENDO_GW_{f.name.upper()}"
-            raw = env.get(name)
-            if not raw:
-                continue
-            try:
-                value: float = int(raw) if f.type == "int" else float(raw)
-            except ValueError:
-                kind = "an integer" if f.type == "int" else "a number"
-                raise ValueError(f"{name} must be {kind}, got {raw!r}") from None
-            if not 0 <= value < math.inf:
-                raise ValueError(f"{name} must be a finite number >= 0, got {raw!r}")
-            changes[f.name] = value
-        return replace(cls(), **changes)

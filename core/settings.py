@@ -27,13 +27,17 @@ class SettingsError(ValueError):
     """A configuration value is missing or invalid."""
 
 
-def _gateway_config(env: dict[str, str] | None = None) -> GatewayConfig:
-    if env is None:
-        return GatewayConfig()
-    try:
-        return GatewayConfig.from_env(env)
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from exc
+def _gateway_config(env: dict[str, str]) -> GatewayConfig:
+    """The gateway's operator settings: the heartbeat (below the idle timeout of any
+    proxy or load balancer in front), the frames one socket may have waiting (memory per
+    socket against slow mobile links) and the close-frame wait of a graceful shutdown
+    (within the orchestrator's stop timeout)."""
+    default = GatewayConfig()
+    return GatewayConfig(
+        heartbeat_s=_float(env, "ZENDO_GW_HEARTBEAT_S", default.heartbeat_s, minimum=1.0),
+        send_queue_max=_int(env, "ZENDO_GW_SEND_QUEUE_MAX", default.send_queue_max, minimum=1),
+        shutdown_close_s=_float(env, "ZENDO_GW_SHUTDOWN_CLOSE_S", default.shutdown_close_s),
+    )
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int | None = None) -> int:
@@ -112,8 +116,9 @@ class Settings:
     pg_pool_max_size: int = 40
     # > 0: log the loop thread's stack when the event loop stalls this long (diagnostic).
     stall_trace_ms: float = 0.0
-    # The gateway's knobs (ZENDO_GW_*), read with the rest.
-    gateway: GatewayConfig = field(default_factory=_gateway_config)
+    # The gateway's knobs: three are read from ZENDO_GW_* (see _gateway_config), the
+    # others keep their defaults unless a test passes a GatewayConfig in-process.
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     @property
     def payments_enabled(self) -> bool:

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from core.gateway_config import GatewayConfig
 from core.settings import Settings, SettingsError
 
 
@@ -66,6 +67,8 @@ def test_secrets_are_masked_in_repr(tmp_path: Path) -> None:
         ("ZENDO_GW_SEND_QUEUE_MAX", "1.5"),
         ("ZENDO_GW_HEARTBEAT_S", "-1"),
         ("ZENDO_GW_HEARTBEAT_S", "inf"),
+        ("ZENDO_GW_HEARTBEAT_S", "0"),
+        ("ZENDO_GW_SHUTDOWN_CLOSE_S", "-1"),
     ],
 )
 def test_invalid_values_are_refused(tmp_path: Path, name: str, value: str) -> None:
@@ -86,11 +89,30 @@ def test_pool_size_is_read_from_the_environment(tmp_path: Path) -> None:
 
 def test_gateway_knobs_are_read_with_the_settings(tmp_path: Path) -> None:
     settings = Settings.from_env(
-        _env(tmp_path, ZENDO_GW_SEND_QUEUE_MAX="64", ZENDO_GW_HEARTBEAT_S="7.5")
+        _env(
+            tmp_path,
+            ZENDO_GW_SEND_QUEUE_MAX="64",
+            ZENDO_GW_HEARTBEAT_S="7.5",
+            ZENDO_GW_SHUTDOWN_CLOSE_S="1",
+        )
     )
     assert settings.gateway.send_queue_max == 64
     assert settings.gateway.heartbeat_s == 7.5
+    assert settings.gateway.shutdown_close_s == 1.0
     assert Settings.from_env(_env(tmp_path)).gateway.send_queue_max == 256
+
+
+def test_other_gateway_knobs_are_constants_not_environment(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        _env(tmp_path, ZENDO_GW_LUA_CHUNK="5", ZENDO_GW_RECENT_FIX_S="1", ZENDO_GW_MAX_MSG_SIZE="x")
+    )
+    assert settings.gateway == GatewayConfig()
+
+
+def test_one_recent_fix_value_for_the_gateway_and_the_lua_scripts() -> None:
+    from gateway import live
+
+    assert live.RECENT_FIX_MS == GatewayConfig().recent_fix_s * 1000
 
 
 def test_a_bad_gateway_knob_stops_the_cli_with_a_clear_message(
@@ -98,7 +120,7 @@ def test_a_bad_gateway_knob_stops_the_cli_with_a_clear_message(
 ) -> None:
     from zendo.cli import main
 
-    for key, value in _env(tmp_path, ZENDO_GW_MAX_MSG_SIZE="big").items():
+    for key, value in _env(tmp_path, ZENDO_GW_SEND_QUEUE_MAX="big").items():
         monkeypatch.setenv(key, value)
     assert main(["migrate"]) == 2
-    assert "ZENDO_GW_MAX_MSG_SIZE must be an integer, got 'big'" in capsys.readouterr().err
+    assert "ZENDO_GW_SEND_QUEUE_MAX must be an integer, got 'big'" in capsys.readouterr().err

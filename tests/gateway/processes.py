@@ -29,8 +29,6 @@ def start_server(
         "ZENDO_CORS_ORIGINS": ",".join(settings.cors_origins),
         "ZENDO_BCRYPT_ROUNDS": "10",
         "ZENDO_STATE_DIR": str(settings.state_dir),
-        "ZENDO_GW_REGISTRY_REFRESH_S": "0.3",
-        "ZENDO_GW_REGISTRY_TTL_S": "2",
         **gw_env,
     }
     with log_path.open("wb") as log:  # the child keeps its own descriptor

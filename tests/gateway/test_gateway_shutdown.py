@@ -29,13 +29,8 @@ async def test_server_with_hundreds_of_sockets_shuts_down_quickly_and_cleans_up(
     clean_state: None, gw_settings: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
     port = free_port()
-    proc = start_server(
-        gw_settings,
-        port,
-        tmp_path / "server.log",
-        ZENDO_GW_SHUTDOWN_CLOSE_S="1",
-        ZENDO_GW_REGISTRY_TTL_S="30",  # announced leases reach now + 30 s + grace (30 s)
-    )
+    # The registry TTL is the default 30 s: announced leases reach now + 30 s + grace (30 s).
+    proc = start_server(gw_settings, port, tmp_path / "server.log", ZENDO_GW_SHUTDOWN_CLOSE_S="1")
     redis = Redis.from_url(gw_settings.redis_url, decode_responses=True)
     connector = aiohttp.TCPConnector(limit=0)
     session = aiohttp.ClientSession(connector=connector)
