@@ -1,6 +1,6 @@
 """Garbage collection paced by a clock, for a process holding thousands of sockets.
 
-Measured with 10,000 sockets (docs/BENCHMARKS_dispatch.md): almost nothing here is
+With 10,000 sockets almost nothing here is
 cyclic garbage (collections free 0-40 objects) and objects die by reference counting,
 so what the collector costs is scanning live objects. Each socket keeps a few
 medium-lived ones (its pending receive: coroutines, a future, a timer) until its next
