@@ -43,7 +43,7 @@ lint: venv
 	$(BIN)/lint-imports
 
 typecheck: venv
-	$(BIN)/mypy matching
+	$(BIN)/mypy core dispatch gateway matching zendo
 
 bench: setup db
 	$(BIN)/python -m benchmarks.bench_matching

@@ -16,11 +16,11 @@ class _Frame(msgspec.Struct, tag_field="type", frozen=True):
     pass
 
 
-class AuthFrame(_Frame, tag="auth"):
+class AuthFrame(_Frame, tag="auth", frozen=True):
     token: str
 
 
-class LocationFrame(_Frame, tag="location"):
+class LocationFrame(_Frame, tag="location", frozen=True):
     lat: float
     lon: float
     ts: float  # epoch ms; a float is tolerated and truncated
@@ -29,20 +29,20 @@ class LocationFrame(_Frame, tag="location"):
     speed: float | None = None
 
 
-class PresenceFrame(_Frame, tag="presence"):
+class PresenceFrame(_Frame, tag="presence", frozen=True):
     status: Literal["ONLINE", "OFFLINE"]
 
 
-class OfferAcceptFrame(_Frame, tag="offer.accept"):
+class OfferAcceptFrame(_Frame, tag="offer.accept", frozen=True):
     offer_id: uuid.UUID
 
 
-class OfferDeclineFrame(_Frame, tag="offer.decline"):
+class OfferDeclineFrame(_Frame, tag="offer.decline", frozen=True):
     offer_id: uuid.UUID
 
 
 ClientFrame = AuthFrame | LocationFrame | PresenceFrame | OfferAcceptFrame | OfferDeclineFrame
-_decoder = msgspec.json.Decoder(ClientFrame)
+_decoder: msgspec.json.Decoder[ClientFrame] = msgspec.json.Decoder(ClientFrame)
 _TYPE_PATH = re.compile(r"at `\$\.type`")
 
 

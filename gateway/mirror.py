@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -72,8 +72,8 @@ def parse_event(packed: str) -> list[tuple[str, str, str, str, str, str, str]]:
 async def rebuild(redis: Redis, index: Any, chunk: int = 2000) -> str:
     """Load every live hash into the index; returns the stream id to tail from."""
     newest = await redis.xrevrange(redis_keys.ARTISAN_EVENTS, count=1)
-    last_id = newest[0][0] if newest else "0-0"
-    ids = sorted(await redis.smembers(redis_keys.LIVE_IDS))
+    last_id = cast(str, newest[0][0]) if newest else "0-0"
+    ids = sorted(cast("set[str]", await redis.smembers(redis_keys.LIVE_IDS)))
     for start in range(0, len(ids), chunk):
         part = ids[start : start + chunk]
         pipe = redis.pipeline(transaction=False)
@@ -81,7 +81,7 @@ async def rebuild(redis: Redis, index: Any, chunk: int = 2000) -> str:
             pipe.hmget(redis_keys.live_artisan(aid), _HASH_FIELDS)
         values = await pipe.execute()
         rows = [(aid, *v) for aid, v in zip(part, values, strict=True) if v[0] is not None]
-        _apply(index, rows)  # type: ignore[arg-type]
+        _apply(index, rows)
     log.info("index mirror rebuilt: %d artisans, tailing from %s", len(ids), last_id)
     return last_id
 
@@ -100,7 +100,9 @@ async def tail(
         reply = await redis.xread({redis_keys.ARTISAN_EVENTS: last_id}, count=200, block=block_ms)
         if not reply:
             continue
-        _stream, entries = reply[0]
+        # redis-py's legacy (RESP2) shape, decoded: [[stream, [(id, {field: value})]]]
+        entries: list[tuple[str, dict[str, str]]]
+        _stream, entries = cast("list[list[Any]]", reply)[0]
         _apply(index, [row for _eid, f in entries for row in parse_event(f["d"])])
         last_id = entries[-1][0]
 

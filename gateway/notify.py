@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -115,8 +115,9 @@ async def listen(gateway: Gateway) -> None:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
         finally:
+            aclose: Callable[[], Awaitable[None]] = pubsub.aclose  # untyped in redis-py
             try:
-                await asyncio.shield(pubsub.aclose())
+                await asyncio.shield(aclose())
             except Exception:  # closing a connection that already broke can fail too
                 pass
 

@@ -22,6 +22,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from typing import cast
 
 from aiohttp import web
 
@@ -38,7 +39,7 @@ async def check_epoch(gateway: Gateway) -> bool:
     """True when Redis lost its data since we last looked (restart without persistence)."""
     redis = gateway.redis
     await redis.set(redis_keys.LIVE_EPOCH, secrets.token_hex(8), nx=True)
-    epoch = await redis.get(redis_keys.LIVE_EPOCH)
+    epoch = cast("str | None", await redis.get(redis_keys.LIVE_EPOCH))  # decoded replies
     lost = gateway.epoch is not None and epoch != gateway.epoch
     gateway.epoch = epoch
     return lost
@@ -81,8 +82,11 @@ async def refresh_loop(gateway: Gateway) -> None:
 
 
 async def sweep_once(gateway: Gateway, limit: int = 500) -> int:
-    due = await gateway.redis.zrangebyscore(
-        redis_keys.PRESENCE_LEASES, "-inf", live.now_ms(), start=0, num=limit
+    due = cast(
+        "list[str]",
+        await gateway.redis.zrangebyscore(
+            redis_keys.PRESENCE_LEASES, "-inf", live.now_ms(), start=0, num=limit
+        ),
     )
     count = 0
     for artisan_id in due:

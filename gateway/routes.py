@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -31,7 +31,9 @@ async def _shutdown(app: web.Application) -> None:
     await app[gateway_keys.GATEWAY].shutdown()
 
 
-def _background(ctx):  # type: ignore[no-untyped-def]
+def _background(
+    ctx: Callable[[web.Application], AsyncIterator[None]],
+) -> Callable[[web.Application], AsyncIterator[None]]:
     async def maybe(app: web.Application) -> AsyncIterator[None]:
         if not app[appkeys.SETTINGS].run_background:
             yield

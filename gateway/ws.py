@@ -184,7 +184,7 @@ def _on_text(gateway: Gateway, session: Session, data: bytes) -> Coroutine[Any, 
             session.send_error(OUT_OF_RANGE, _REJECT_DETAIL[OUT_OF_RANGE])
         else:
             _junk(gateway, session, exc.code, exc.detail)
-        return
+        return None
     if isinstance(frame, LocationFrame):
         if _artisan_only(session, "location"):
             _on_location(gateway, session, frame)

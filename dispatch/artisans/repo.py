@@ -134,7 +134,7 @@ async def mark_document_uploaded(
 async def list_documents(
     conn: asyncpg.Connection, *, artisan_ids: list[uuid.UUID], uploaded_only: bool = False
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         f"""SELECT {DOCUMENT_COLUMNS} FROM artisan_documents
              WHERE artisan_id = ANY($1::uuid[])
                AND (NOT $2 OR status <> 'PENDING_UPLOAD')
@@ -142,3 +142,4 @@ async def list_documents(
         artisan_ids,
         uploaded_only,
     )
+    return rows

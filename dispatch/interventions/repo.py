@@ -44,18 +44,20 @@ async def list_for(
     limit: int,
 ) -> list[asyncpg.Record]:
     """Newest first; by client, by artisan, or (neither given) everyone's."""
-    where, args = ["($1::text IS NULL OR status = $1)"], [status, limit]
+    where = ["($1::text IS NULL OR status = $1)"]
+    args: list[object] = [status, limit]
     if client_id is not None:
         args.append(client_id)
         where.append(f"client_id = ${len(args)}")
     if artisan_id is not None:
         args.append(artisan_id)
         where.append(f"artisan_id = ${len(args)}")
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         f"""SELECT {COLUMNS} FROM interventions WHERE {" AND ".join(where)}
             ORDER BY created_at DESC, id LIMIT $2""",
         *args,
     )
+    return rows
 
 
 def transition_ctes(
@@ -165,11 +167,12 @@ async def advance_own(
 
 
 async def events(conn: asyncpg.Connection, *, intervention_id: uuid.UUID) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT from_status, to_status, actor_id, actor_role, data, at
            FROM intervention_events WHERE intervention_id = $1 ORDER BY id""",
         intervention_id,
     )
+    return rows
 
 
 async def set_artisan_current_status(

@@ -117,7 +117,9 @@ async def _visible(
     return row
 
 
-async def get(app: web.Application, principal: Principal, intervention_id: uuid.UUID) -> dict:
+async def get(
+    app: web.Application, principal: Principal, intervention_id: uuid.UUID
+) -> dict[str, Any]:
     async with app[appkeys.PG_POOL].acquire() as conn:
         return _view(await _visible(conn, principal, intervention_id), principal)
 
@@ -174,7 +176,9 @@ async def _free_artisan(conn: asyncpg.Connection, artisan_id: uuid.UUID, outbox:
     _freed(outbox, artisan_id)
 
 
-async def cancel(app: web.Application, principal: Principal, intervention_id: uuid.UUID) -> dict:
+async def cancel(
+    app: web.Application, principal: Principal, intervention_id: uuid.UUID
+) -> dict[str, Any]:
     """Client (or admin): CANCELLED before IN_PROGRESS. Assigned artisan: back to SEARCHING."""
 
     async def work(conn: asyncpg.Connection, fx: Outbox) -> asyncpg.Record:
@@ -215,7 +219,7 @@ async def advance(
     intervention_id: uuid.UUID,
     target: str,
     start_code: str | None,
-) -> dict:
+) -> dict[str, Any]:
     """The assigned artisan moves the job along: EN_ROUTE, ARRIVED, IN_PROGRESS, COMPLETED."""
     if target == sm.IN_PROGRESS:
         async with app[appkeys.PG_POOL].acquire() as conn:

@@ -29,7 +29,7 @@ async def expire_and_list(
 
     Rows: id, artisan_id, status (after expiry), expires_at, just_expired. The caller
     holds the job's row lock, which every other writer of these offers takes first."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """WITH expired AS (
              UPDATE offers SET status = 'EXPIRED', responded_at = clock_timestamp()
              WHERE intervention_id = $1 AND status = 'PENDING'
@@ -42,6 +42,7 @@ async def expire_and_list(
            WHERE o.intervention_id = $1""",
         intervention_id,
     )
+    return rows
 
 
 # What PostgreSQL says of a candidate the index proposed: 'free', 'unverified' (or
@@ -96,7 +97,7 @@ async def create_job_with_offers(
     row carries the job's columns (NULL when the idempotency key exists: nothing was
     written), `priced` and `free` (how many checked candidates were free, at most
     `wanted`). An offer insert that hits a unique index is skipped, not raised."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         f"""WITH {_checked_candidates(ids="$10", distances="$11", scores="$12", active="$15")},
             free AS (SELECT * FROM checked WHERE state = 'free' ORDER BY rank LIMIT $13),
             price AS (SELECT amount, currency FROM specialty_prices WHERE specialty = $2),
@@ -151,6 +152,7 @@ async def create_job_with_offers(
         timeout_s,
         _ACTIVE,
     )
+    return rows
 
 
 async def offer_to_first_free(
@@ -169,7 +171,7 @@ async def offer_to_first_free(
     One row per candidate, in rank order: artisan_id, state, and the offer's columns
     (id NULL unless an offer was inserted for them). An insert that hits a unique index
     (another dispatcher just offered that artisan a job) is skipped, not raised."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         f"""WITH {_checked_candidates(ids="$2", distances="$3", scores="$4", active="$7")},
             inserted AS (
               INSERT INTO offers
@@ -191,6 +193,7 @@ async def offer_to_first_free(
         wanted,
         _ACTIVE,
     )
+    return rows
 
 
 async def accept(
@@ -286,25 +289,27 @@ async def revoke_pending_for_artisan(
 
     A single statement that locks only offer rows, so it cannot deadlock with a
     dispatcher step (which locks the job row first, then offers)."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """UPDATE offers SET status = 'REVOKED', responded_at = clock_timestamp()
            WHERE artisan_id = $1 AND status = 'PENDING'
            RETURNING id, intervention_id""",
         artisan_id,
     )
+    return rows
 
 
 async def close_pending_for_intervention(
     conn: asyncpg.Connection, *, intervention_id: uuid.UUID, outcome: str
 ) -> list[asyncpg.Record]:
     """Close every still-pending offer of a job (TAKEN after an accept, REVOKED on cancel)."""
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """UPDATE offers SET status = $2, responded_at = clock_timestamp()
            WHERE intervention_id = $1 AND status = 'PENDING'
            RETURNING id, artisan_id""",
         intervention_id,
         outcome,
     )
+    return rows
 
 
 async def withdraw_accepted(

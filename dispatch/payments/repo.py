@@ -134,7 +134,7 @@ async def attach_intent(
 ) -> bool:
     """Record the PaymentIntent of `attempt`; False if that attempt was cancelled or
     replaced meanwhile."""
-    result = await conn.execute(
+    result: str = await conn.execute(
         """UPDATE payments SET stripe_payment_intent_id = $3, last_error = NULL, updated_at = now()
             WHERE intervention_id = $1 AND attempt = $2 AND status = 'PENDING'
               AND (stripe_payment_intent_id IS NULL OR stripe_payment_intent_id = $3)""",
@@ -245,7 +245,7 @@ async def unfinished_payment_steps(
     - COMPLETED with an authorised hold: 'capture' ('assign' if it pays a previous artisan);
     - CANCELLED, UNFULFILLED, or given back (SEARCHING) with a live hold: 'cancel'.
     """
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         """SELECT i.id,
                   CASE WHEN i.status IN ('CANCELLED', 'UNFULFILLED', 'SEARCHING') THEN 'cancel'
                        WHEN p.artisan_id <> i.artisan_id THEN 'assign'
@@ -269,3 +269,4 @@ async def unfinished_payment_steps(
         min_age_s,
         limit,
     )
+    return rows

@@ -78,9 +78,10 @@ class PaymentsService:
                     await repo.set_stripe_account(
                         conn, artisan_id=artisan_id, account_id=account.id
                     )
-                    account_id = (await repo.artisan_account(conn, artisan_id=artisan_id))[
-                        "stripe_account_id"
-                    ]
+                    current = await repo.artisan_account(conn, artisan_id=artisan_id)
+                if current is None:  # the profile was deleted meanwhile
+                    raise NotFound("No artisan profile for this user")
+                account_id = current["stripe_account_id"]
             # Links are single-use: one key per artisan per minute lets a retry reuse one.
             link = await self.api.create_account_link(
                 {
