@@ -2,6 +2,10 @@
 
 The test database is created and migrated by `make test`; each test that uses
 `app`/`client` starts from empty tables and an empty Redis db.
+
+Fixtures shared by every folder live here; a folder's conftest.py holds only what is
+its own. Helpers: tests/factories.py (rows straight into the database), tests/helpers.py
+(register, log in, upload over HTTP), tests/world.py (the dispatch test world).
 """
 
 from __future__ import annotations
@@ -9,8 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -18,6 +23,11 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from core.settings import Settings
+from tests.helpers import StartApp
+from tests.ports import free_port
+
+if TYPE_CHECKING:
+    from tests.world import World
 
 TEST_DATABASE_URL = os.environ.get("ZENDO_TEST_DATABASE_URL", "postgresql:///zendo_test")
 TEST_REDIS_URL = os.environ.get("ZENDO_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
@@ -83,5 +93,58 @@ async def db(clean_state: None) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(TEST_DATABASE_URL)
     try:
         yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def redis(clean_state: None) -> AsyncIterator[Redis]:
+    client = Redis.from_url(TEST_REDIS_URL, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def start_app(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], clean_state: None
+) -> StartApp:
+    """Start the app with `settings` on a free port that its public_base_url names."""
+
+    async def start(settings: Settings) -> TestClient[Any, Any]:
+        from zendo.app import create_app
+
+        port = free_port()
+        # No background loops (dispatcher, mirrors): these tests drive payments directly.
+        app = create_app(
+            settings.replace(public_base_url=f"http://127.0.0.1:{port}", run_background=False)
+        )
+        return await aiohttp_client(app, server_kwargs={"port": port})
+
+    return start
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain HTTP client without any login, like a browser following a link."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def world(
+    settings: Settings,
+    clean_state: None,
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+) -> AsyncIterator[World]:
+    """The app with a `FrameRecorder` as its notifier and a fast dispatcher, with its
+    client and a DB connection (see tests/world.py)."""
+    from tests.world import FrameRecorder, World, build_app
+
+    recorder = FrameRecorder()
+    app = build_app(settings, recorder)
+    client = await aiohttp_client(app)
+    conn = await asyncpg.connect(TEST_DATABASE_URL)
+    try:
+        yield World(app, client, conn, settings, recorder)
     finally:
         await conn.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import uuid
+from typing import Any
 
 import asyncpg
 import bcrypt
@@ -62,3 +63,24 @@ def token_for(settings: Settings, user_id: uuid.UUID, role: str, ttl_s: int = 90
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def insert_intervention(
+    db: Any,
+    *,
+    client_id: uuid.UUID,
+    artisan_id: uuid.UUID | None,
+    status: str = "ASSIGNED",
+    specialty: str = "PLUMBER",
+) -> uuid.UUID:
+    """An intervention row as the dispatch lifecycle would leave it (no price yet)."""
+    intervention_id: uuid.UUID = await db.fetchval(
+        """INSERT INTO interventions (client_id, artisan_id, specialty, location, status, start_code)
+           VALUES ($1, $2, $3, ST_SetSRID(ST_MakePoint(2.35, 48.85), 4326)::geography, $4, '1234')
+           RETURNING id""",
+        client_id,
+        artisan_id,
+        specialty,
+        status,
+    )
+    return intervention_id

@@ -1,8 +1,12 @@
-"""Dispatch test fixtures: short offer timeouts, a fast poller, artisans in the index.
+"""The dispatch test world: short offer timeouts, a fast poller, artisans in the index.
 
 `World` bundles the app, its HTTP client, a DB connection and helpers. Unit-level
 dispatcher tests swap the notifier for a `FrameRecorder` (the end-to-end story test
 uses real sockets through the real gateway instead).
+
+The `world` fixture is in tests/conftest.py. The folders of the dispatch contexts
+(interventions, offers, dispatcher) import `dispatch_settings` into their conftest.py:
+it overrides `settings` there with these timings.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,8 +172,9 @@ async def poll_until(check: Callable[[], Any], within: float = 5.0) -> Any:
             await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+@pytest.fixture(name="settings")
+def dispatch_settings(tmp_path: Path) -> Settings:
+    """`settings` for the dispatch contexts: 1 s offers, a 10 km radius."""
     return Settings(
         database_url=TEST_DATABASE_URL,
         redis_url=TEST_REDIS_URL,
@@ -187,19 +192,3 @@ def build_app(settings: Settings, recorder: FrameRecorder | None) -> web.Applica
     if recorder is not None:
         app[appkeys.NOTIFIER] = recorder
     return app
-
-
-@pytest.fixture
-async def world(
-    settings: Settings,
-    clean_state: None,
-    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
-) -> AsyncIterator[World]:
-    recorder = FrameRecorder()
-    app = build_app(settings, recorder)
-    client = await aiohttp_client(app)
-    conn = await asyncpg.connect(TEST_DATABASE_URL)
-    try:
-        yield World(app, client, conn, settings, recorder)
-    finally:
-        await conn.close()

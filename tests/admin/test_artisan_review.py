@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from core import appkeys, redis_keys
 from core.settings import Settings
 from tests.factories import bearer, create_user, token_for
-from tests.payments.conftest import PNG, StartApp, send_upload
+from tests.helpers import PNG, StartApp, send_upload
 
 
 async def _admin(db: asyncpg.Connection, settings: Settings) -> tuple[Any, dict[str, str]]:

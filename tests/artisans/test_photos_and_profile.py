@@ -6,8 +6,8 @@ import aiohttp
 import asyncpg
 
 from core.settings import Settings
-from tests.factories import bearer, create_user, token_for
-from tests.payments.conftest import JPEG, PNG, StartApp, insert_intervention, send_upload
+from tests.factories import bearer, create_user, insert_intervention, token_for
+from tests.helpers import JPEG, PNG, StartApp, send_upload
 
 
 async def test_assigned_artisan_uploads_before_and_after_photos(

@@ -19,8 +19,8 @@ from core.domain import LEVELS, SPECIALTIES
 from core.settings import Settings
 from core.tokens import verify_access_token
 from dispatch.auth import commands
-from tests.auth.helpers import login, register
 from tests.factories import bearer
+from tests.helpers import login, register
 
 Client = TestClient[Any, Any]
 PARIS = (48.8566, 2.3522)

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from tests.auth.helpers import PASSWORD
+from tests.helpers import PASSWORD
 
 Client = TestClient[Any, Any]
 WEB = {"X-Zendo-Client": "web"}

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from core.settings import Settings
 from dispatch.auth import passwords
-from tests.auth.helpers import PASSWORD, login, register
 from tests.factories import DEFAULT_PASSWORD, create_user
+from tests.helpers import PASSWORD, login, register
 
 Client = TestClient[Any, Any]
 

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from core.settings import Settings
 from core.tokens import hash_refresh_token, verify_access_token
-from tests.auth.helpers import register
+from tests.helpers import register
 
 Client = TestClient[Any, Any]
 

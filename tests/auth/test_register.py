@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 from core.domain import SPECIALTIES
 from core.settings import Settings
 from core.tokens import verify_access_token
-from tests.auth.helpers import PASSWORD, register
 from tests.factories import bearer
+from tests.helpers import PASSWORD, register
 
 Client = TestClient[Any, Any]
 

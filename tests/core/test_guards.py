@@ -18,8 +18,8 @@ from core import appkeys, tokens
 from core.errors import Unauthorized
 from core.guards import authenticate, requires_auth, requires_role, role_prefix_middleware
 from core.settings import Settings
-from tests.auth.helpers import register
 from tests.factories import bearer, token_for
+from tests.helpers import register
 from zendo.middleware import error_middleware
 
 Client = TestClient[Any, Any]

@@ -7,14 +7,6 @@ from redis.asyncio import Redis
 
 from core.errors import RateLimited
 from core.ratelimit import RateLimiter
-from tests.conftest import TEST_REDIS_URL
-
-
-@pytest.fixture
-async def redis(clean_state: None) -> Redis:
-    r = Redis.from_url(TEST_REDIS_URL, decode_responses=True)
-    yield r
-    await r.aclose()
 
 
 async def test_sliding_window_limits_and_sets_retry_after(redis: Redis) -> None:

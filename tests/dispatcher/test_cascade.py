@@ -1,13 +1,12 @@
-"""The dispatcher and acceptance: ranking, cascade, widening, batch, atomic accept."""
+"""The dispatcher: ranking, the offer cascade, widening, giving up, its timers and metrics."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 from core.appkeys import METRICS
 from dispatch import appkeys as dispatch_keys
-from tests.dispatch.conftest import World
+from tests.world import World
 
 # ~1.1 km per 0.01° of latitude around Paris.
 NEAR, MID, FAR = (48.8576, 2.3522), (48.8666, 2.3522), (48.8766, 2.3522)
@@ -113,97 +112,62 @@ async def test_nobody_at_all_is_unfulfilled_right_away(world: World) -> None:
     await world.wait_status(job["id"], "UNFULFILLED", within=1.0)
 
 
-async def test_batch_offers_first_accept_wins_others_get_taken(world: World) -> None:
-    world.app[dispatch_keys.DISPATCHER]._settings = world.settings.replace(offer_batch=3)
-    artisans = [await world.artisan(48.857 + i * 0.001, 2.3522) for i in range(4)]
-    client = await world.user()
-    job = await world.request(client)
-    offers = [await world.recorder.offer_for(a) for a in artisans[:3]]
-    assert world.recorder.of(artisans[3], "offer") == []
-    resp = await world.accept(artisans[1], offers[1]["offer_id"])
-    assert resp.status == 200
-    for loser, offer in ((artisans[0], offers[0]), (artisans[2], offers[2])):
-        assert world.recorder.of(loser, "offer.result") == [
-            {"type": "offer.result", "offer_id": offer["offer_id"], "outcome": "taken"}
-        ]
-        resp = await world.accept(loser, offer["offer_id"])
-        assert resp.status == 409 and (await resp.json())["code"] == "offer_taken"
-    assert await world.status(job["id"]) == "ASSIGNED"
-
-
-async def test_twenty_concurrent_accepts_have_exactly_one_winner(world: World) -> None:
-    world.app[dispatch_keys.DISPATCHER]._settings = world.settings.replace(
-        offer_batch=20, offer_timeout_s=5.0
-    )
-    artisans = [await world.artisan(48.857 + i * 0.0005, 2.3522) for i in range(20)]
-    client = await world.user()
-    job = await world.request(client)
-    offers = [await world.recorder.offer_for(a) for a in artisans]
-    responses = await asyncio.gather(
-        *(world.accept(a, o["offer_id"]) for a, o in zip(artisans, offers, strict=True))
-    )
-    statuses = sorted(r.status for r in responses)
-    assert statuses == [200] + [409] * 19
-    codes = {(await r.json())["code"] for r in responses if r.status == 409}
-    assert codes == {"offer_taken"}
-    winner = next(a for a, r in zip(artisans, responses, strict=True) if r.status == 200)
-    row = await world.db.fetchrow("SELECT status, artisan_id FROM interventions")
-    assert tuple(row) == ("ASSIGNED", winner)
-    assert await world.db.fetchval("SELECT count(*) FROM offers WHERE status = 'ACCEPTED'") == 1
-    assert await world.db.fetchval("SELECT count(*) FROM offers WHERE status = 'PENDING'") == 0
-    del job
-
-
-async def test_two_jobs_racing_for_one_artisan(world: World) -> None:
-    artisan = await world.artisan(*NEAR)
-    c1, c2 = await world.user(), await world.user()
-    jobs = await asyncio.gather(world.request(c1), world.request(c2))
-    offer = await world.recorder.offer_for(artisan)
-    # One pending offer per artisan: the other job is not offered to them meanwhile.
-    await asyncio.sleep(0.2)
-    assert len(world.recorder.of(artisan, "offer")) == 1
-    assert await world.db.fetchval("SELECT count(*) FROM offers") == 1
-    assert (await world.accept(artisan, offer["offer_id"])).status == 200
-    other = next(j for j in jobs if j["id"] != offer["intervention"]["id"])
-    # The artisan is BUSY now; the other job runs out of candidates.
-    await world.wait_status(other["id"], "UNFULFILLED", within=5)
-    active = await world.db.fetchval(
-        "SELECT count(*) FROM interventions WHERE artisan_id = $1", artisan
-    )
-    assert active == 1
-
-
-async def test_accept_and_decline_guard_ownership_and_state(world: World) -> None:
-    artisan = await world.artisan(*NEAR)
-    stranger = await world.artisan(*FAR, online=False)
+async def test_metrics_expose_dispatch_series(world: World) -> None:
+    artisan = await world.artisan(48.8576, 2.3522)
     client = await world.user()
     await world.request(client)
     offer = await world.recorder.offer_for(artisan)
-    oid = offer["offer_id"]
-    assert (await world.accept(stranger, oid)).status == 404
-    resp = await world.client.post(f"/offers/{oid}/decline", headers=world.auth(stranger))
-    assert resp.status == 404
-    assert (await world.accept(artisan, str(uuid.uuid4()))).status == 404
-    assert (await world.accept(artisan, "nope")).status == 404
-    resp = await world.client.post(f"/offers/{oid}/accept", headers=world.auth(client))
-    assert resp.status == 403
-    assert (await world.accept(artisan, oid)).status == 200
-    # A repeated accept answers the same job; declining it now is a conflict.
-    again = await world.accept(artisan, oid)
-    assert again.status == 200 and (await again.json())["artisan_id"] == str(artisan)
-    resp = await world.client.post(f"/offers/{oid}/decline", headers=world.auth(artisan))
-    assert resp.status == 409
+    await world.accept(artisan, offer["offer_id"])
+    text = await (await world.client.get("/metrics")).text()
+    assert 'zendo_offers_total{outcome="accepted"} 1.0' in text
+    assert "zendo_dispatch_first_offer_seconds_count 1.0" in text
+    assert "zendo_match_seconds_count" in text
 
 
-async def test_cancel_revokes_pending_offers(world: World) -> None:
+async def test_unfulfilled_after_one_widening_tells_the_client(world: World) -> None:
+    # 15 km: only in the widened (20 km) search. 25 km: beyond even that.
+    outer = await world.artisan(48.9916, 2.3522)
+    beyond = await world.artisan(49.0816, 2.3522)
+    client = await world.user()
+    job = await world.request(client)
+    offer = await world.recorder.offer_for(outer)
+    # Ignored: it expires, and no second widening reaches the artisan 25 km away.
+    # The frame is pushed right after the commit that marks the job UNFULFILLED.
+    frames = await world.recorder.wait_for(
+        lambda: world.recorder.of(client, "intervention.status"), within=4.0
+    )
+    assert await world.status(job["id"]) == "UNFULFILLED"
+    assert world.recorder.of(beyond) == []
+    assert [f["intervention"]["status"] for f in frames] == ["UNFULFILLED"]
+    assert frames[0]["intervention"]["id"] == job["id"]
+    row = await world.db.fetchrow(
+        "SELECT search_round, next_check_at FROM interventions WHERE id = $1",
+        uuid.UUID(job["id"]),
+    )
+    assert row["search_round"] == 1 and row["next_check_at"] is None
+    offers = await world.db.fetch("SELECT artisan_id, status FROM offers")
+    assert [tuple(o) for o in offers] == [(outer, "EXPIRED")]
+    assert world.recorder.of(outer, "offer.result") == [
+        {"type": "offer.result", "offer_id": offer["offer_id"], "outcome": "expired"}
+    ]
+
+
+async def test_nobody_at_all_tells_the_client_unfulfilled(world: World) -> None:
+    client = await world.user()
+    job = await world.request(client)
+    frames = await world.recorder.wait_for(
+        lambda: world.recorder.of(client, "intervention.status"), within=1.0
+    )
+    assert frames[0]["intervention"]["status"] == "UNFULFILLED"
+    assert frames[0]["intervention"]["start_code"] == job["start_code"]
+
+
+async def test_an_accepted_job_keeps_no_offer_timer(world: World) -> None:
     artisan = await world.artisan(*NEAR)
     client = await world.user()
     job = await world.request(client)
     offer = await world.recorder.offer_for(artisan)
-    resp = await world.client.post(f"/interventions/{job['id']}/cancel", headers=world.auth(client))
-    assert resp.status == 200 and (await resp.json())["status"] == "CANCELLED"
-    assert world.recorder.of(artisan, "offer.result") == [
-        {"type": "offer.result", "offer_id": offer["offer_id"], "outcome": "revoked"}
-    ]
-    resp = await world.accept(artisan, offer["offer_id"])
-    assert resp.status == 409 and (await resp.json())["code"] == "offer_taken"
+    timers = world.app[dispatch_keys.DISPATCHER]._timers
+    assert uuid.UUID(job["id"]) in timers  # armed for the offer's expiry
+    assert (await world.accept(artisan, offer["offer_id"])).status == 200
+    assert uuid.UUID(job["id"]) not in timers  # no wasted wake-up 20 s later

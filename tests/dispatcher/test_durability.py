@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from core import appkeys
 from dispatch import appkeys as dispatch_keys
-from tests.dispatch.conftest import FAST, FrameRecorder, World, build_app
+from tests.world import FAST, FrameRecorder, World, build_app
 
 ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 

@@ -17,8 +17,8 @@ from aiohttp.test_utils import TestClient
 from core import appkeys
 from core.settings import Settings
 from dispatch import appkeys as dispatch_keys
-from tests.dispatch.conftest import FAST, poll_until
 from tests.factories import bearer, create_user, token_for
+from tests.world import FAST, poll_until
 from zendo.app import create_app
 
 

@@ -5,7 +5,6 @@ on this node before the flush keeps their entry. Against the real Redis."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,17 +13,9 @@ from redis.asyncio import Redis
 from core import redis_keys
 from gateway import live
 from gateway.departures import Departures
-from tests.conftest import TEST_REDIS_URL
 
 NODE = "node-a"
 GRACE_MS = 30_000
-
-
-@pytest.fixture
-async def redis(clean_state: None) -> AsyncIterator[Redis]:
-    client = Redis.from_url(TEST_REDIS_URL, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def _register(redis: Redis, user_ids: list[str]) -> None:

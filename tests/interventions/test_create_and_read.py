@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.dispatch.conftest import PARIS, World
+from tests.world import PARIS, World
 
 
 async def test_create_returns_a_searching_priced_intervention_with_a_start_code(
@@ -159,3 +159,14 @@ async def test_a_token_outliving_its_deleted_account_gets_409_not_500(world: Wor
     assert resp.content_type == "application/problem+json"
     assert (await resp.json())["code"] == "conflict"
     assert await world.db.fetchval("SELECT count(*) FROM interventions") == 0
+
+
+async def test_admin_may_cancel_and_read_any_intervention(world: World) -> None:
+    admin = await world.user("ADMIN")
+    client = await world.user()
+    job = await world.request(client)
+    resp = await world.client.get("/interventions", headers=world.auth(admin))
+    assert [j["id"] for j in await resp.json()] == [job["id"]]
+    resp = await world.client.post(f"/interventions/{job['id']}/cancel", headers=world.auth(admin))
+    assert resp.status in (200, 409)  # 409 if the empty search already gave up
+    assert await world.status(job["id"]) in ("CANCELLED", "UNFULFILLED")

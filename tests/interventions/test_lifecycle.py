@@ -8,9 +8,13 @@ from typing import Any
 
 import pytest
 
-from core import appkeys
+from core import appkeys, redis_keys
+from dispatch import appkeys as dispatch_keys
 from dispatch.interventions import statemachine as sm
-from tests.dispatch.conftest import World
+from gateway import live
+from tests.world import World, poll_until
+
+NEAR, MID = (48.8576, 2.3522), (48.8666, 2.3522)
 
 
 async def assigned_job(world: World) -> tuple[uuid.UUID, uuid.UUID, dict[str, Any]]:
@@ -247,3 +251,66 @@ async def test_redis_unreachable_at_the_start_code_check_is_503_not_500(world: W
     assert resp.headers["Retry-After"] == "1"
     assert (await resp.json())["code"] == "unavailable"
     assert await world.status(job["id"]) == "ARRIVED"  # nothing half-done
+
+
+class PaymentCalls:
+    """Wraps the real payments service's hooks and records the order of the calls."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, payments: Any) -> None:
+        self.calls: list[tuple[str, uuid.UUID]] = []
+        for name in ("on_assigned", "on_cancelled", "on_completed"):
+            monkeypatch.setattr(payments, name, self._recorder(name, getattr(payments, name)))
+
+    def _recorder(self, name: str, real: Any) -> Any:
+        async def record(intervention_id: uuid.UUID) -> None:
+            self.calls.append((name, intervention_id))
+            await real(intervention_id)
+
+        return record
+
+
+async def test_artisan_giving_the_job_back_releases_payment_tracking_and_live_state(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    payments = PaymentCalls(monkeypatch, world.app[dispatch_keys.PAYMENTS])
+    redis = world.app[appkeys.REDIS]
+    first = await world.artisan(*NEAR)
+    second = await world.artisan(*MID)
+    client = await world.user()
+    job = await world.request(client)
+    job_id = uuid.UUID(job["id"])
+    offer = await world.recorder.offer_for(first)
+    # Live state as the gateway keeps it for a connected artisan with a fresh fix.
+    await live.connect_artisan(
+        redis, str(first), specialty="PLUMBER", level="STANDARD", rating=4.0, verified=True
+    )
+    await redis.hset(
+        redis_keys.live_artisan(str(first)),
+        mapping={"lat": NEAR[0], "lon": NEAR[1], "ts": live.now_ms()},
+    )
+    assert (await world.accept(first, offer["offer_id"])).status == 200
+    tracking_key = redis_keys.tracking(str(first))
+    live_key = redis_keys.live_artisan(str(first))
+    await poll_until(lambda: redis.exists(tracking_key))
+    assert await redis.hget(live_key, "current_status") == "BUSY"
+
+    resp = await world.client.post(f"/interventions/{job['id']}/cancel", headers=world.auth(first))
+    assert resp.status == 200 and (await resp.json())["status"] == "SEARCHING"
+    assert not await redis.exists(tracking_key)  # the client stops seeing them
+    assert await redis.hget(live_key, "current_status") == "ONLINE"  # set_available
+    assert (
+        await world.db.fetchval("SELECT current_status FROM artisans WHERE user_id = $1", first)
+        == "ONLINE"
+    )
+    await poll_until(lambda: ("on_cancelled", job_id) in payments.calls)
+
+    # Reassigned: on_assigned comes again, after the on_cancelled.
+    offer2 = await world.recorder.offer_for(second)
+    assert (await world.accept(second, offer2["offer_id"])).status == 200
+    await poll_until(lambda: payments.calls.count(("on_assigned", job_id)) == 2)
+    assert payments.calls == [
+        ("on_assigned", job_id),
+        ("on_cancelled", job_id),
+        ("on_assigned", job_id),
+    ]
+    assert len(world.recorder.of(first, "offer")) == 1  # never asked again

@@ -9,9 +9,9 @@ import h3
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from matching_reference import Rec, assert_same, brute
 
 from matching import LEVELS, SPECIALTIES, STATUSES, ArtisanIndex, RankingPolicy
+from tests.matching.matching_reference import Rec, assert_same, brute
 
 # MATCHING_HYPOTHESIS_EXAMPLES=500 for a longer local run
 SETTINGS = settings(

@@ -6,9 +6,9 @@ import uuid
 
 import numpy as np
 import pytest
-from matching_reference import Rec, assert_same, brute
 
 from matching import ArtisanIndex, RankingPolicy, walk
+from tests.matching.matching_reference import Rec, assert_same, brute
 
 
 def _uuid(rng: np.random.Generator) -> str:

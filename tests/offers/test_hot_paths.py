@@ -8,7 +8,7 @@ import json
 import uuid
 
 from dispatch.offers import repo as offers_repo
-from tests.dispatch.conftest import PARIS, World
+from tests.world import PARIS, World
 
 
 async def _create(world: World, client: uuid.UUID, candidates: list[uuid.UUID], **kw: object):

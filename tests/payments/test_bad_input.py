@@ -12,13 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from core.settings import Settings
 from dispatch import appkeys as dispatch_keys
-from tests.factories import create_user
-from tests.payments.conftest import (
-    WEBHOOK_SECRET,
-    StartApp,
-    insert_intervention,
-    stripe_artisan,
-)
+from tests.factories import create_user, insert_intervention
+from tests.helpers import StartApp
+from tests.payments.conftest import WEBHOOK_SECRET, stripe_artisan
 from tests.stripe_server import FakeStripe, StripeFailure, sign
 
 

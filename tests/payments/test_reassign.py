@@ -15,14 +15,9 @@ from aiohttp.test_utils import TestClient
 from core.settings import Settings
 from dispatch import appkeys as dispatch_keys
 from dispatch.payments.service import PaymentsService
-from tests.factories import bearer, create_user, token_for
-from tests.payments.conftest import (
-    WEBHOOK_SECRET,
-    StartApp,
-    confirm_as_client_app,
-    insert_intervention,
-    stripe_artisan,
-)
+from tests.factories import bearer, create_user, insert_intervention, token_for
+from tests.helpers import StartApp
+from tests.payments.conftest import WEBHOOK_SECRET, confirm_as_client_app, stripe_artisan
 from tests.stripe_server import FakeStripe
 
 

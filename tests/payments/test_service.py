@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient
 from core.settings import Settings
 from dispatch import appkeys as dispatch_keys
 from dispatch.payments.service import PaymentsService, platform_fee
-from tests.factories import bearer, create_user, token_for
-from tests.payments.conftest import StartApp, insert_intervention
+from tests.factories import bearer, create_user, insert_intervention, token_for
+from tests.helpers import StartApp
 from tests.stripe_server import FakeStripe
 
 

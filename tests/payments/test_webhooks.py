@@ -12,8 +12,9 @@ from aiohttp.test_utils import TestClient
 
 from core.settings import Settings
 from dispatch import appkeys as dispatch_keys
-from tests.factories import bearer, create_user, token_for
-from tests.payments.conftest import WEBHOOK_SECRET, StartApp, insert_intervention
+from tests.factories import bearer, create_user, insert_intervention, token_for
+from tests.helpers import StartApp
+from tests.payments.conftest import WEBHOOK_SECRET
 from tests.stripe_server import FakeStripe, sign
 
 

@@ -13,7 +13,7 @@ from core.settings import Settings
 from dispatch import appkeys as dispatch_keys
 from dispatch.storage.local import LocalStorage, UrlClaims
 from tests.factories import bearer, create_user, token_for
-from tests.payments.conftest import JPEG, PDF, PNG, StartApp, send_upload
+from tests.helpers import JPEG, PDF, PNG, StartApp, send_upload
 
 
 async def _artisan(db: asyncpg.Connection, settings: Settings) -> tuple[Any, dict[str, str]]:

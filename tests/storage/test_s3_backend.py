@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from core.settings import Settings
 from dispatch import appkeys as dispatch_keys
 from tests.factories import bearer, create_user, token_for
-from tests.payments.conftest import JPEG, PDF, PNG, StartApp, send_upload
+from tests.helpers import JPEG, PDF, PNG, StartApp, send_upload
 
 
 async def _declare(
