@@ -10,15 +10,6 @@ from typing import Any
 
 from core.gateway_config import GatewayConfig
 
-SPECIALTIES: tuple[str, ...] = (
-    "PLUMBER",
-    "ELECTRICIAN",
-    "LOCKSMITH",
-    "HEATING",
-    "GLAZIER",
-    "APPLIANCE_REPAIR",
-)
-LEVELS: tuple[str, ...] = ("STANDARD", "PRO_PLUS", "ELITE")
 DEFAULT_SERVICE_AREAS = Path(__file__).parent / "data" / "ile_de_france.geojson"
 _SECRET_FIELDS = frozenset({"jwt_secret", "stripe_api_key", "stripe_webhook_secret", "aws_secret"})
 
