@@ -14,6 +14,9 @@ async def test_create_returns_a_searching_priced_intervention_with_a_start_code(
     world: World,
 ) -> None:
     client = await world.user()
+    # Someone to offer the job to: with nobody at all, the step that follows the creation
+    # gives up at once, and its UNFULFILLED event could land before the read below.
+    await world.artisan()
     job = await world.request(client, address="1 rue de Rivoli", description="Pipe burst")
     assert job["status"] == "SEARCHING"
     assert job["client_id"] == str(client)
