@@ -7,12 +7,15 @@ import uuid
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 
+from core import appkeys
 from core.db import transaction
 from core.errors import Conflict, NotFound
 from core.principal import Principal
+from dispatch import appkeys as dispatch_keys
 from dispatch.artisans.schemas import PHOTO_CONTENT_TYPES, NewPhoto
-from dispatch.storage.base import Storage, check_uploaded_object, validate_declared
+from dispatch.storage.base import check_uploaded_object, validate_declared
 
 MAX_PHOTOS_PER_INTERVENTION = 20
 _PHOTO_STATUSES = ("ASSIGNED", "EN_ROUTE", "ARRIVED", "IN_PROGRESS", "COMPLETED")
@@ -47,12 +50,12 @@ async def _assigned_intervention(
 
 
 async def create_photo(
-    pool: asyncpg.Pool,
-    storage: Storage,
+    app: web.Application,
     artisan_id: uuid.UUID,
     intervention_id: uuid.UUID,
     body: NewPhoto,
 ) -> dict[str, Any]:
+    pool, storage = app[appkeys.PG_POOL], app[dispatch_keys.STORAGE]
     validate_declared(body.content_type, body.size_bytes, PHOTO_CONTENT_TYPES)
     photo_id = uuid.uuid4()
     key = f"photos/{intervention_id}/{photo_id}"
@@ -86,12 +89,12 @@ async def create_photo(
 
 
 async def complete_photo(
-    pool: asyncpg.Pool,
-    storage: Storage,
+    app: web.Application,
     artisan_id: uuid.UUID,
     intervention_id: uuid.UUID,
     photo_id: uuid.UUID,
 ) -> dict[str, Any]:
+    pool, storage = app[appkeys.PG_POOL], app[dispatch_keys.STORAGE]
     async with pool.acquire() as conn:
         row = await conn.fetchrow(
             f"""SELECT {_COLUMNS} FROM intervention_photos
@@ -123,9 +126,10 @@ async def complete_photo(
 
 
 async def list_photos(
-    pool: asyncpg.Pool, storage: Storage, principal: Principal, intervention_id: uuid.UUID
+    app: web.Application, principal: Principal, intervention_id: uuid.UUID
 ) -> list[dict[str, Any]]:
     """Uploaded photos with short-lived links, for the job's client, its artisan or an admin."""
+    pool, storage = app[appkeys.PG_POOL], app[dispatch_keys.STORAGE]
     async with pool.acquire() as conn:
         job = await conn.fetchrow(
             "SELECT client_id, artisan_id FROM interventions WHERE id = $1", intervention_id

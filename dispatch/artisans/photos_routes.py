@@ -6,11 +6,9 @@ import uuid
 
 from aiohttp import web
 
-from core import appkeys
 from core.errors import NotFound
 from core.guards import authenticate, requires_auth, requires_role
 from core.jsonutil import json_response, read_json
-from dispatch import appkeys as dispatch_keys
 from dispatch.artisans import photos
 from dispatch.artisans.schemas import NewPhoto
 
@@ -30,10 +28,7 @@ async def create_photo(request: web.Request) -> web.Response:
     artisan_id = authenticate(request).user_id
     intervention_id = _uuid(request, "intervention_id")
     body = await read_json(request, NewPhoto)
-    app = request.app
-    result = await photos.create_photo(
-        app[appkeys.PG_POOL], app[dispatch_keys.STORAGE], artisan_id, intervention_id, body
-    )
+    result = await photos.create_photo(request.app, artisan_id, intervention_id, body)
     return json_response(result, status=201)
 
 
@@ -41,10 +36,8 @@ async def create_photo(request: web.Request) -> web.Response:
 @requires_role("ARTISAN")
 async def complete_photo(request: web.Request) -> web.Response:
     artisan_id = authenticate(request).user_id
-    app = request.app
     result = await photos.complete_photo(
-        app[appkeys.PG_POOL],
-        app[dispatch_keys.STORAGE],
+        request.app,
         artisan_id,
         _uuid(request, "intervention_id"),
         _uuid(request, "photo_id"),
@@ -55,10 +48,8 @@ async def complete_photo(request: web.Request) -> web.Response:
 @routes.get("/interventions/{intervention_id}/photos")
 @requires_auth
 async def list_photos(request: web.Request) -> web.Response:
-    app = request.app
     result = await photos.list_photos(
-        app[appkeys.PG_POOL],
-        app[dispatch_keys.STORAGE],
+        request.app,
         authenticate(request),
         _uuid(request, "intervention_id"),
     )

@@ -11,7 +11,6 @@ from core import appkeys
 from core.errors import FieldError, ValidationFailed
 from core.guards import authenticate, requires_auth
 from core.jsonutil import decode_as, json_response, read_body, read_json
-from dispatch import appkeys as dispatch_keys
 from dispatch.auth import cookies, passwords, service
 from dispatch.auth.schemas import LoginRequest, RefreshRequest, RegisterRequest
 
@@ -46,9 +45,7 @@ async def _presented_refresh_token(request: web.Request) -> str:
 @routes.post("/auth/register")
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterRequest)
-    grant = await service.register(
-        request.app[appkeys.PG_POOL], request.app[appkeys.SETTINGS], body
-    )
+    grant = await service.register(request.app, body)
     return _grant_response(request, grant, status=201)
 
 
@@ -56,9 +53,7 @@ async def register(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     body = await read_json(request, LoginRequest)
     grant = await service.login(
-        request.app[appkeys.PG_POOL],
-        request.app[appkeys.SETTINGS],
-        request.app[dispatch_keys.LOGIN_LIMITER],
+        request.app,
         body,
         # The peer address; X-Forwarded-For is not trusted (no proxy is assumed).
         client_ip=request.remote or "unknown",
@@ -69,16 +64,14 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/auth/refresh")
 async def refresh(request: web.Request) -> web.Response:
     token = await _presented_refresh_token(request)
-    grant = await service.refresh(
-        request.app[appkeys.PG_POOL], request.app[appkeys.SETTINGS], token
-    )
+    grant = await service.refresh(request.app, token)
     return _grant_response(request, grant, status=200)
 
 
 @routes.post("/auth/logout")
 async def logout(request: web.Request) -> web.Response:
     token = await _presented_refresh_token(request)
-    await service.logout(request.app[appkeys.PG_POOL], token)
+    await service.logout(request.app, token)
     response = web.Response(status=204)
     if cookies.is_web_client(request) or cookies.COOKIE_NAME in request.cookies:
         cookies.clear_refresh_cookie(response)
@@ -89,7 +82,7 @@ async def logout(request: web.Request) -> web.Response:
 @requires_auth
 async def me(request: web.Request) -> web.Response:
     principal = authenticate(request)
-    user = await service.me(request.app[appkeys.PG_POOL], principal.user_id)
+    user = await service.me(request.app, principal.user_id)
     return json_response(user)
 
 

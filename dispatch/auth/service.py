@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 from redis.exceptions import RedisError
 
+from core import appkeys
 from core.db import transaction
 from core.errors import (
     Conflict,
@@ -22,9 +24,9 @@ from core.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from core.ratelimit import RateLimiter
 from core.settings import Settings
 from core.tokens import hash_refresh_token, issue_access_token, new_refresh_token
+from dispatch import appkeys as dispatch_keys
 from dispatch.auth import passwords, repo, schemas
 
 
@@ -77,9 +79,8 @@ async def _grant_new_family(
     return TokenGrant(access_token=access, refresh_token=refresh, user=user)
 
 
-async def register(
-    pool: asyncpg.Pool, settings: Settings, body: schemas.RegisterRequest
-) -> TokenGrant:
+async def register(app: web.Application, body: schemas.RegisterRequest) -> TokenGrant:
+    pool, settings = app[appkeys.PG_POOL], app[appkeys.SETTINGS]
     schemas.validate_register(body)
     email = schemas.normalise_email(body.email)
     # Hash before taking a connection: bcrypt takes tens of milliseconds.
@@ -109,14 +110,9 @@ def _account_subject(email: str) -> str:
     return "acct:" + hashlib.sha256(email.encode()).hexdigest()[:32]
 
 
-async def login(
-    pool: asyncpg.Pool,
-    settings: Settings,
-    limiter: RateLimiter,
-    body: schemas.LoginRequest,
-    *,
-    client_ip: str,
-) -> TokenGrant:
+async def login(app: web.Application, body: schemas.LoginRequest, *, client_ip: str) -> TokenGrant:
+    pool, settings = app[appkeys.PG_POOL], app[appkeys.SETTINGS]
+    limiter = app[dispatch_keys.LOGIN_LIMITER]
     schemas.validate_login(body)
     email = schemas.normalise_email(body.email)
     # Every attempt counts, successful or not, per IP and per account. Without
@@ -139,7 +135,8 @@ async def login(
 _INVALID_REFRESH = "Invalid refresh token"
 
 
-async def refresh(pool: asyncpg.Pool, settings: Settings, token: str) -> TokenGrant:
+async def refresh(app: web.Application, token: str) -> TokenGrant:
+    pool, settings = app[appkeys.PG_POOL], app[appkeys.SETTINGS]
     """Rotate `token`: it becomes used, and a new token joins its family.
 
     Presenting a token that was already used revokes its whole family (the
@@ -177,16 +174,16 @@ async def refresh(pool: asyncpg.Pool, settings: Settings, token: str) -> TokenGr
     raise Unauthorized(_INVALID_REFRESH, code="invalid_refresh_token")
 
 
-async def logout(pool: asyncpg.Pool, token: str) -> None:
+async def logout(app: web.Application, token: str) -> None:
     """Kill the token's family. Unknown or already-dead tokens are a no-op (idempotent)."""
-    async with transaction(pool) as conn:
+    async with transaction(app[appkeys.PG_POOL]) as conn:
         known = await repo.find_refresh_token(conn, token_hash=hash_refresh_token(token))
         if known is not None:
             await repo.revoke_family(conn, family_id=known["family_id"], reason="LOGOUT")
 
 
-async def me(pool: asyncpg.Pool, user_id: uuid.UUID) -> dict[str, Any]:
-    async with pool.acquire() as conn:
+async def me(app: web.Application, user_id: uuid.UUID) -> dict[str, Any]:
+    async with app[appkeys.PG_POOL].acquire() as conn:
         user = await repo.fetch_user_view(conn, user_id=user_id)
     if user is None:
         raise Unauthorized("This account no longer exists", code="invalid_token")
