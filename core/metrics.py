@@ -13,6 +13,7 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class Metrics:
     registry: CollectorRegistry
     ws_connections: Gauge
+    ws_refused: Counter
     pings_accepted: Counter
     pings_rejected: Counter
     match_seconds: Histogram
@@ -30,6 +31,11 @@ class Metrics:
             registry=registry,
             ws_connections=Gauge(
                 "zendo_ws_connections", "Open WebSocket connections", registry=registry
+            ),
+            ws_refused=Counter(
+                "zendo_ws_refused",
+                "WebSocket handshakes refused before the upgrade for load",
+                registry=registry,
             ),
             pings_accepted=Counter(
                 "zendo_pings_accepted", "Location fixes accepted", registry=registry

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Any
 
 import asyncpg
@@ -18,7 +17,8 @@ from core.gateway_config import GatewayConfig
 from core.metrics import Metrics
 from core.settings import Settings
 from gateway import appkeys as gateway_keys
-from gateway import live, repo
+from gateway import live
+from gateway.arrivals import Arrivals
 from gateway.departures import Departures
 from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
 from gateway.session import Session
@@ -48,11 +48,16 @@ class Gateway:
         self._batcher: LocationBatcher | None = None
         # Set by `shutdown`: closing sockets then skip their one-by-one registry cleanup.
         self.shutting_down = False
+        # Sockets upgraded and not yet sent their hello (gateway/ws.py bounds it).
+        self.opening = 0
         self.departures = Departures(
             lambda: self.redis,
             node_id=self.node_id,
             grace_ms=int(self.settings.ws_offline_grace_s * 1000),
             is_here=self.sessions.__contains__,
+        )
+        self.arrivals = Arrivals(
+            redis=lambda: self.redis, pool=lambda: self.pool, announce_args=self.announce_args
         )
 
     @property
@@ -88,36 +93,27 @@ class Gateway:
     # --- sessions -------------------------------------------------------------------
 
     async def open(self, session: Session) -> None:
-        """Register a new authenticated socket (and an artisan's profile) here and in Redis."""
-        if session.is_artisan:
-            await self._load_artisan(session)
+        """Register a new authenticated socket (and an artisan's profile) here and in
+        Redis, batched with the other sockets opening now (`arrivals`)."""
         self.sessions.setdefault(session.user_id, set()).add(session)
         try:
-            await self._announce(
-                [session.user_id], artisans={session.user_id} if session.is_artisan else set()
-            )
-        except Exception as exc:  # Redis down: the refresh loop announces us later
-            log.warning("registry update failed for %s: %s", session.user_id, exc)
+            profile = await self.arrivals.register(session.user_id, is_artisan=session.is_artisan)
+        except BaseException:
+            self._forget(session)
+            raise
+        if session.is_artisan:
+            if profile is not None:
+                session.verified = profile.verified
+                session.specialty = profile.specialty
+            last = profile.last_fix if profile is not None else None
+            session.validator = FixValidator(self.settings.ping_rate_per_s, last)
 
-    async def _load_artisan(self, session: Session) -> None:
-        async with self.pool.acquire() as conn:
-            row = await repo.live_profile(conn, artisan_id=uuid.UUID(session.user_id))
-        last = None
-        if row is not None:
-            session.verified = row["status"] == "VERIFIED"
-            session.specialty = row["specialty"]
-            try:
-                last, _status = await live.connect_artisan(
-                    self.redis,
-                    session.user_id,
-                    specialty=row["specialty"],
-                    level=row["level"],
-                    rating=float(row["rating"]),
-                    verified=session.verified,
-                )
-            except Exception as exc:
-                log.warning("live state unavailable for %s: %s", session.user_id, exc)
-        session.validator = FixValidator(self.settings.ping_rate_per_s, last)
+    def _forget(self, session: Session) -> None:
+        local = self.sessions.get(session.user_id)
+        if local is not None:
+            local.discard(session)
+            if not local:
+                del self.sessions[session.user_id]
 
     def close(self, session: Session) -> None:
         """Forget a closed socket; the user's last one here starts their offline grace
@@ -135,18 +131,19 @@ class Gateway:
     async def _announce(self, user_ids: list[str], artisans: set[str]) -> None:
         """user -> node entries (and artisans' presence leases) valid for another TTL."""
         rows = "".join([f"{u}|{'1' if u in artisans else '0'}\n" for u in user_ids])
-        await live.ANNOUNCE(
-            self.redis,
-            [
-                redis_keys.USER_NODES_PREFIX,
-                redis_keys.PRESENCE_LEASES,
-                self.node_id,
-                live.now_ms(),
-                int(self.config.registry_ttl_s * 1000),
-                self.lease_ms,
-                rows,
-            ],
-        )
+        await live.ANNOUNCE(self.redis, self.announce_args(rows))
+
+    def announce_args(self, rows: str) -> list[str | int]:
+        """ANNOUNCE's arguments for `rows` ("user|is_artisan" lines)."""
+        return [
+            redis_keys.USER_NODES_PREFIX,
+            redis_keys.PRESENCE_LEASES,
+            self.node_id,
+            live.now_ms(),
+            int(self.config.registry_ttl_s * 1000),
+            self.lease_ms,
+            rows,
+        ]
 
     async def announce_all(self, chunk: int = 2000) -> None:
         """Refresh every local user's registry entry: one script call per `chunk` users."""
@@ -172,6 +169,7 @@ class Gateway:
                     task.cancel()
                     session.abort()
             await asyncio.gather(*closing, return_exceptions=True)
+        await self.arrivals.stop()
         await self.departures.stop()
         await self.departures.write(users + self.departures.drain())
 

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from core import appkeys
-from core.errors import BadRequest, Forbidden, Unauthorized, ZendoError
+from core.errors import BadRequest, Forbidden, Overloaded, Unauthorized, ZendoError
 from core.guards import bearer_token
 from core.principal import Principal
 from core.tokens import verify_access_token
@@ -40,6 +40,9 @@ from gateway.node import Gateway
 from gateway.session import CLOSE_POLICY, CLOSE_UNAUTHORIZED, Session
 
 log = logging.getLogger("zendo.gateway")
+# Sockets between their upgrade and their hello (authenticating, registering) at most;
+# past it new handshakes get 503 `overloaded` before the upgrade.
+MAX_OPENING = 1000
 _REJECT_DETAIL = {
     "out_of_range": "lat/lon out of range or not finite",
     "clock_skew": "ts is more than 5 minutes off server time",
@@ -72,8 +75,15 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     )
     if not ws.can_prepare(request).ok:
         raise BadRequest("Expected a WebSocket upgrade", code="upgrade_required")
+    if gateway.opening >= MAX_OPENING:
+        # Past what this process serves promptly: refused before the upgrade, so the
+        # sockets it admits get their hello quickly (the client retries, README).
+        gateway.metrics.ws_refused.inc()
+        raise Overloaded("Too many sockets opening; retry shortly", retry_after_s=1)
     await ws.prepare(request)
     gateway.metrics.ws_connections.inc()
+    gateway.opening += 1
+    opening = True
     try:
         if principal is None:
             principal = await _first_frame_auth(ws, settings.jwt_secret, settings.ws_auth_timeout_s)
@@ -103,12 +113,16 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                     "server_time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                 }
             )
+            gateway.opening -= 1
+            opening = False
             _schedule_expiry(session)
             await _read_loop(gateway, session)
         finally:
             session.stop()
             gateway.close(session)
     finally:
+        if opening:
+            gateway.opening -= 1
         gateway.metrics.ws_connections.dec()
     return ws
 

@@ -1,0 +1,182 @@
+"""New sockets' registrations, batched, and a bound on how many wait for one.
+
+An authenticated socket needs, before its `hello`: the artisan's profile from
+PostgreSQL, the artisan's live state in Redis (the CONNECT script, which also returns
+the last fix the validator starts from) and the user -> node entry (ANNOUNCE). One by
+one, a reconnect storm of a city's apps costs one pool acquire and query plus two Redis
+round trips per socket, and the sockets wait in line for them.
+
+So an opening socket only queues here; one flush serves every socket queued since the
+last one: one query for all the artisans' profiles, then one Redis pipeline with every
+CONNECT and a single ANNOUNCE. Sockets arriving while a flush runs form the next batch.
+
+`full` says when `max_waiting` sockets are already waiting: the gateway then refuses
+new handshakes before the upgrade (503 `overloaded`, with Retry-After), so that each
+admitted socket gets its `hello` promptly instead of everyone waiting behind a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import asyncpg
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+from core import redis_keys
+from gateway import live, repo
+
+log = logging.getLogger("zendo.gateway")
+
+# Sockets between their upgrade and their hello, at most; past it handshakes are refused.
+MAX_WAITING = 1000
+# Sockets registered per flush (bounds one query, one pipeline and one Lua call).
+CHUNK = 500
+
+
+@dataclass(slots=True)
+class Profile:
+    """What an artisan's socket learns from its registration."""
+
+    verified: bool
+    specialty: str
+    last_fix: tuple[float, float, int] | None
+
+
+@dataclass(slots=True)
+class _Arrival:
+    user_id: str
+    is_artisan: bool
+    done: asyncio.Future[Profile | None]
+
+
+class Arrivals:
+    def __init__(
+        self,
+        *,
+        redis: Callable[[], Redis],
+        pool: Callable[[], asyncpg.Pool],
+        announce_args: Callable[[str], list[str | int]],
+        max_waiting: int = MAX_WAITING,
+        chunk: int = CHUNK,
+    ) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._announce_args = announce_args
+        self.max_waiting = max_waiting
+        self._chunk = chunk
+        self._queue: list[_Arrival] = []
+        self.waiting = 0  # queued or in the flush under way
+        self.batches = 0  # flushes so far (each: one query, one pipeline)
+        self._flusher: asyncio.Task[None] | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.waiting >= self.max_waiting
+
+    async def register(self, user_id: str, *, is_artisan: bool) -> Profile | None:
+        """Queue a socket's registration and wait for it; an artisan's profile (None for
+        a client, or an artisan with no profile row). Raises if PostgreSQL failed."""
+        done: asyncio.Future[Profile | None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Arrival(user_id, is_artisan, done))
+        self.waiting += 1
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(
+                self._run(), name="gateway-arrivals"
+            )
+        try:
+            return await done
+        finally:
+            self.waiting -= 1
+
+    async def stop(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        for arrival in self._queue:
+            if not arrival.done.done():
+                arrival.done.cancel()
+        self._queue.clear()
+
+    async def _run(self) -> None:
+        await asyncio.sleep(0)  # let the handshakes of this loop turn join the batch
+        while self._queue:
+            batch, self._queue = self._queue[: self._chunk], self._queue[self._chunk :]
+            self.batches += 1
+            try:
+                profiles = await self._register(batch)
+            except Exception as exc:
+                for arrival in batch:
+                    if not arrival.done.done():
+                        arrival.done.set_exception(exc)
+                continue
+            for arrival in batch:
+                if not arrival.done.done():
+                    arrival.done.set_result(profiles.get(arrival.user_id))
+
+    async def _register(self, batch: Sequence[_Arrival]) -> dict[str, Profile]:
+        artisan_ids = list(dict.fromkeys(a.user_id for a in batch if a.is_artisan))
+        rows: list[asyncpg.Record] = []
+        if artisan_ids:
+            async with self._pool().acquire() as conn:
+                rows = await repo.live_profiles(
+                    conn, artisan_ids=[uuid.UUID(a) for a in artisan_ids]
+                )
+        profiles = {
+            str(r["user_id"]): Profile(r["status"] == "VERIFIED", r["specialty"], None)
+            for r in rows
+        }
+        user_ids = list(dict.fromkeys(a.user_id for a in batch))
+        try:
+            replies = await self._write(rows, user_ids, set(artisan_ids))
+        except Exception as exc:  # Redis down: the refresh loop announces them later
+            log.warning("registration of %d socket(s) in Redis failed: %s", len(batch), exc)
+            return profiles
+        for row, reply in zip(rows, replies, strict=False):
+            if isinstance(reply, BaseException):
+                log.warning("live state unavailable for %s: %s", row["user_id"], reply)
+                continue
+            lat, lon, ts, _status = cast(list[str], reply)
+            if lat and lon and ts:
+                profiles[str(row["user_id"])].last_fix = (float(lat), float(lon), int(float(ts)))
+        return profiles
+
+    async def _write(
+        self, rows: Sequence[asyncpg.Record], user_ids: list[str], artisans: set[str]
+    ) -> list[object]:
+        """Every CONNECT and one ANNOUNCE, in one pipeline (one round trip)."""
+        redis = self._redis()
+        connect = live.CONNECT.registered(redis)
+        announce = live.ANNOUNCE.registered(redis)
+        rows_arg = "".join(f"{u}|{'1' if u in artisans else '0'}\n" for u in user_ids)
+        for attempt in (1, 2):
+            pipe = redis.pipeline(transaction=False)
+            for row in rows:
+                aid = str(row["user_id"])
+                pipe.evalsha(
+                    connect.sha,
+                    0,
+                    *live.common_args(),
+                    aid,
+                    redis_keys.live_artisan(aid),
+                    row["specialty"],
+                    row["level"],
+                    repr(float(row["rating"])),
+                    "1" if row["status"] == "VERIFIED" else "0",
+                )
+            pipe.evalsha(announce.sha, 0, *self._announce_args(rows_arg))
+            replies: list[object] = await pipe.execute(raise_on_error=False)
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                # A pipeline does not load scripts itself (Redis restarted): load, redo.
+                await redis.script_load(connect.script)
+                await redis.script_load(announce.script)
+                continue
+            break
+        if isinstance(replies[-1], BaseException):
+            log.warning("announce of %d user(s) failed: %s", len(user_ids), replies[-1])
+        return replies[:-1]
