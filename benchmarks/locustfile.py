@@ -50,7 +50,10 @@ import websocket
 from locust import FastHttpUser, between, constant, events, task
 from locust.env import Environment
 
+from benchmarks import reconnect
 from core.domain import SPECIALTIES
+
+CONNECT_ATTEMPTS = 12  # about a minute of back-off at most (benchmarks/reconnect.py)
 
 ACCEPT_DELAY = tuple(float(x) for x in os.environ.get("ZENDO_BENCH_ACCEPT_DELAY", "1,3").split(","))
 DECLINE_SHARE = float(os.environ.get("ZENDO_BENCH_DECLINE_SHARE", "0.1"))
@@ -111,6 +114,18 @@ def _first_offer_pair(env: Environment, job_id: str) -> None:
         _latency(env, "create -> first offer frame", POST_SENT.pop(job_id), FIRST_OFFER[job_id])
 
 
+def _ws_refused(env: Environment) -> None:
+    """A handshake refused for load (503 + Retry-After): retried, counted in its own row."""
+    env.events.request.fire(
+        request_type="WS",
+        name="ws connect refused, retried",
+        response_time=0,
+        response_length=0,
+        exception=None,
+        context={},
+    )
+
+
 def _ws_url(host: str) -> str:
     return host.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
 
@@ -126,25 +141,38 @@ class SocketUser(FastHttpUser):
         return {"Authorization": f"Bearer {self.profile['access_token']}"}
 
     def open_socket(self) -> None:
+        """Connect and wait for hello; a refusal for load is retried by the README's
+        reconnect rule (benchmarks/reconnect.py) and counted apart, not as a failure."""
         started = time.perf_counter()
-        try:
-            self.ws = websocket.create_connection(
-                _ws_url(self.host),
-                header=[f"Authorization: Bearer {self.profile['access_token']}"],
-                suppress_origin=True,  # a native app sends no Origin
-                # websocket-client checks UTF-8 in pure Python, which cost locust 7 % of
-                # its CPU (the frames are JSON from orjson; a bad one fails to parse).
-                skip_utf8_validation=True,
-            )
-            hello = json.loads(self.ws.recv())
-            if hello.get("type") != "hello":
-                raise RuntimeError(f"expected hello, got {hello}")
-        except Exception as exc:
-            _ws_failure(self.environment, "connect", exc)
-            self.ws = None
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                self.ws = websocket.create_connection(
+                    _ws_url(self.host),
+                    header=[f"Authorization: Bearer {self.profile['access_token']}"],
+                    suppress_origin=True,  # a native app sends no Origin
+                    # websocket-client checks UTF-8 in pure Python, which cost locust 7 %
+                    # of its CPU (the frames are JSON from orjson; a bad one fails to parse).
+                    skip_utf8_validation=True,
+                )
+                hello = json.loads(self.ws.recv())
+                if hello.get("type") != "hello":
+                    raise RuntimeError(f"expected hello, got {hello}")
+            except websocket.WebSocketBadStatusException as exc:
+                self.ws = None
+                if exc.status_code != 503 or attempt + 1 == CONNECT_ATTEMPTS:
+                    _ws_failure(self.environment, "connect", exc)
+                    return
+                _ws_refused(self.environment)
+                hint = reconnect.hint_from_headers(exc.resp_headers)
+                gevent.sleep(reconnect.delay_s(attempt, hint))
+                continue
+            except Exception as exc:
+                _ws_failure(self.environment, "connect", exc)
+                self.ws = None
+                return
+            _latency(self.environment, "ws connect", started, time.perf_counter())
+            self.reader = gevent.spawn(self._read_loop)
             return
-        _latency(self.environment, "ws connect", started, time.perf_counter())
-        self.reader = gevent.spawn(self._read_loop)
 
     def send(self, frame: dict[str, Any]) -> None:
         if self.ws is None:
