@@ -141,6 +141,8 @@ class LocationBatcher:
         on_accepted: OnAccepted | None = None,
         max_inflight: int = 2,
         linger_s: float = 0.0,
+        writebehind_move_m: float = 25.0,
+        writebehind_age_s: float = 60.0,
     ) -> None:
         self.redis = redis
         self.linger_s = linger_s
@@ -162,6 +164,8 @@ class LocationBatcher:
             *live.common_args(),
             redis_keys.LIVE_ARTISAN_PREFIX,
             redis_keys.TRACKING_PREFIX,
+            writebehind_move_m,
+            int(writebehind_age_s * 1000),
         ]
 
     def add(self, artisan_id: str, fix: Fix) -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 _PRELUDE = r"""
 local GEO_P, H3_P, STREAM, RETAIN_MS, DIRTY, IDS, FRESH =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
-local FIELDS = {'lat', 'lon', 'ts', 'h3', 'current_status', 'specialty', 'level', 'rating', 'verified', 'avail'}
+local FIELDS = {'lat', 'lon', 'ts', 'h3', 'current_status', 'specialty', 'level', 'rating', 'verified',
+  'avail', 'trk', 'wlat', 'wlon', 'wts', 'wst'}
 local function load(key)
   local v = redis.call('HMGET', key, unpack(FIELDS))
   local h = {}
@@ -44,9 +45,14 @@ end
 -- read. Rows: id|status|lat|lon|specialty|level|rating|ts. One XADD per script call
 -- (a fix batch is one entry), trimmed to the last RETAIN_MS milliseconds.
 local EVENTS = {}
-local function emit(id, h)
+local function row(id, h)
   EVENTS[#EVENTS + 1] = table.concat({id, h.current_status or 'OFFLINE', h.lat or '', h.lon or '',
     h.specialty or '', h.level or '', h.rating or '', h.ts or ''}, '|')
+end
+-- A change for the stream and for the write-behind (a status change always reaches
+-- PostgreSQL).
+local function emit(id, h)
+  row(id, h)
   redis.call('SADD', DIRTY, id)
 end
 local function publish(kind)
@@ -58,31 +64,61 @@ local function publish(kind)
 end
 """
 
-# ARGV[8..] = live hash prefix, tracking prefix, then the batch: rows
-# "id|lat|lon|ts|cell|heading\n". Returns one entry per fix of a tracked artisan:
-# {id, intervention, client, job_lat, job_lon, lat, lon, ts, heading}.
+# ARGV[8..] = live hash prefix, tracking prefix, write-behind move (m) and age (ms),
+# then the batch: rows "id|lat|lon|ts|cell|heading\n". Returns one entry per fix of a
+# tracked artisan: {id, intervention, client, job_lat, job_lon, lat, lon, ts, heading}.
+# A fix is the hot path (thousands a second), so it does only what changed: the H3
+# bucket when the cell or the status changed, the ids set for a first fix, the
+# write-behind's dirty set when PostgreSQL's copy would be rewritten (status changed,
+# moved over `move` metres or `age` ms since the position handed to it: the rule of
+# gateway/repo.py), the tracking record only for a tracked artisan ('trk' in the hash).
 APPLY_FIXES = (
     _PRELUDE
     + r"""
-local LIVE_P, TRK_P = ARGV[8], ARGV[9]
+local LIVE_P, TRK_P, MOVE_M, AGE_MS = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local COS = math.cos
 local out = {}
-for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[10], '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n') do
-  local h = load(LIVE_P .. id)
+for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n') do
+  local hkey = LIVE_P .. id
+  local h = load(hkey)
   -- Another socket (or process) may already have stored a newer fix.
   if (not h.ts) or tonumber(ts) >= tonumber(h.ts) then
-    local status = h.current_status or 'OFFLINE'
+    local was, old_cell, first = h.current_status, h.h3, not h.ts
+    local status = was or 'OFFLINE'
     if status ~= 'BUSY' then
       if h.verified == '1' and h.avail ~= '0' and h.specialty then status = 'ONLINE' else status = 'OFFLINE' end
     end
-    if h.h3 and h.h3 ~= cell then redis.call('SREM', H3_P .. h.h3, id) end
     h.lat, h.lon, h.ts, h.h3, h.current_status = lat, lon, ts, cell, status
-    redis.call('HSET', LIVE_P .. id, 'lat', lat, 'lon', lon, 'ts', ts, 'h3', cell, 'current_status', status)
-    place(id, h)
-    redis.call('SADD', IDS, id)
-    emit(id, h)
-    local t = redis.call('HMGET', TRK_P .. id, 'intervention_id', 'client_id', 'job_lat', 'job_lon')
-    if t[1] and t[2] then
-      out[#out + 1] = {id, t[1], t[2], t[3] or '', t[4] or '', lat, lon, ts, heading}
+    redis.call('HSET', hkey, 'lat', lat, 'lon', lon, 'ts', ts, 'h3', cell, 'current_status', status)
+    local flat = tonumber(lat)
+    if status == 'ONLINE' and flat and math.abs(flat) < 85.05 then
+      redis.call('GEOADD', GEO_P .. h.specialty, lon, lat, id)
+      if old_cell ~= cell or was ~= 'ONLINE' then
+        if old_cell and old_cell ~= cell then redis.call('SREM', H3_P .. old_cell, id) end
+        redis.call('SADD', H3_P .. cell, id)
+      end
+      redis.call('ZADD', FRESH, tonumber(ts) or 0, id)
+    elseif was == 'ONLINE' or first then
+      unplace(id, h.specialty, old_cell)
+    elseif old_cell and old_cell ~= cell then
+      redis.call('SREM', H3_P .. old_cell, id)
+    end
+    if first then redis.call('SADD', IDS, id) end
+    row(id, h)
+    local wlat, wlon, wts = tonumber(h.wlat or ''), tonumber(h.wlon or ''), tonumber(h.wts or '')
+    local due = (not wlat) or (not wlon) or (not wts) or h.wst ~= status
+      or tonumber(ts) >= wts + AGE_MS
+    if not due then
+      local dy = (flat - wlat) * 111194.9
+      local dx = (tonumber(lon) - wlon) * 111194.9 * COS(math.rad(wlat))
+      due = dx * dx + dy * dy > MOVE_M * MOVE_M
+    end
+    if due then redis.call('SADD', DIRTY, id) end
+    if h.trk == '1' then
+      local t = redis.call('HMGET', TRK_P .. id, 'intervention_id', 'client_id', 'job_lat', 'job_lon')
+      if t[1] and t[2] then
+        out[#out + 1] = {id, t[1], t[2], t[3] or '', t[4] or '', lat, lon, ts, heading}
+      end
     end
   end
 end
@@ -311,6 +347,11 @@ local rows = {}
 for i, id in ipairs(ids) do
   local v = redis.call('HMGET', LIVE_P .. id, 'lat', 'lon', 'ts', 'current_status')
   rows[i] = table.concat({id, v[1] or '', v[2] or '', v[3] or '', v[4] or ''}, '|')
+  -- What PostgreSQL is handed: APPLY_FIXES marks the artisan dirty again only when the
+  -- write-behind's rule would rewrite it.
+  if v[1] and v[2] and v[3] then
+    redis.call('HSET', LIVE_P .. id, 'wlat', v[1], 'wlon', v[2], 'wts', v[3], 'wst', v[4] or 'OFFLINE')
+  end
 end
 if #rows == 0 then return '' end
 return table.concat(rows, '\n') .. '\n'

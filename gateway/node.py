@@ -82,6 +82,8 @@ class Gateway:
                 on_accepted=self.metrics.pings_accepted.inc,
                 max_inflight=self.config.max_inflight_flushes,
                 linger_s=self.config.flush_linger_s,
+                writebehind_move_m=self.config.writebehind_min_move_m,
+                writebehind_age_s=self.config.writebehind_max_age_s,
             )
         return self._batcher
 

@@ -53,12 +53,17 @@ async def start_tracking(
         },
     )
     pipe.expire(key, TRACKING_TTL_S)
+    # The fix script reads the tracking record only for an artisan flagged here.
+    pipe.hset(redis_keys.live_artisan(str(artisan_id)), "trk", "1")
     await pipe.execute()
 
 
 async def stop_tracking(redis: Redis, *, artisan_id: uuid.UUID | str) -> None:
     """Stop forwarding the artisan's fixes (job ended, cancelled or IN_PROGRESS)."""
-    await redis.delete(redis_keys.tracking(str(artisan_id)))
+    pipe = redis.pipeline(transaction=True)
+    pipe.delete(redis_keys.tracking(str(artisan_id)))
+    pipe.hdel(redis_keys.live_artisan(str(artisan_id)), "trk")
+    await pipe.execute()
 
 
 def location_frame(entry: list[str]) -> tuple[str, dict[str, Any]]:

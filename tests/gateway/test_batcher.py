@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from core import appkeys, redis_keys
 from core.settings import Settings
-from gateway import live, writebehind
+from gateway import live, tracking, writebehind
 from gateway.location import H3_RESOLUTION, LocationBatcher, TrackedFix
 from gateway.mirror import parse_event
 from tests.gateway.conftest import eventually, new_artisan, now_ms
@@ -45,9 +45,13 @@ async def test_a_batch_larger_than_a_chunk_is_written_whole_with_the_latest_fix_
     for k, aid in enumerate(ids):
         batcher.add(aid, (48.80 + k * 0.01, 2.30, ts, None))
         batcher.add(aid, (48.80 + k * 0.01, 2.31, ts + 1000, 90.0))  # the newer one wins
-    await redis.hset(
-        redis_keys.tracking(ids[0]),
-        mapping={"intervention_id": "job-1", "client_id": "client-1", "job_lat": "48.81"},
+    await tracking.start_tracking(
+        redis,
+        artisan_id=ids[0],
+        intervention_id="job-1",
+        client_id="client-1",
+        job_lat=48.81,
+        job_lon=2.30,
     )
     task = asyncio.create_task(batcher.run())
     try:
@@ -247,3 +251,65 @@ async def test_write_behind_rewrites_a_row_only_when_it_moved_aged_or_changed_st
     await live.set_busy(redis, aid)
     busy = await fix_and_flush(48.801, t0 + 63_000)
     assert busy["version"] != aged["version"] and busy["current_status"] == "BUSY"
+
+
+async def test_a_fix_marks_the_write_behind_only_when_postgresql_would_rewrite_the_row(
+    make_client: Any, db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    """The fix script skips the dirty set (and the write-behind's read of the hash) for a
+    fix within 25 m and 60 s of what PostgreSQL was last handed, with the same status."""
+    gw = await make_client(run_background=False)  # only this test's flushes write
+    redis = gw.app[appkeys.REDIS]
+    pool = gw.app[appkeys.PG_POOL]
+    aid = str((await new_artisan(db, gw_settings))[0])
+    await live.connect_artisan(
+        redis, aid, specialty="PLUMBER", level="STANDARD", rating=4.5, verified=True
+    )
+    batcher = LocationBatcher(redis, chunk=10, on_tracked=_ignore)
+    t0 = now_ms() - 100_000
+
+    async def fix(lat: float, ts: int) -> bool:
+        await batcher.flush({aid: (lat, 2.3, ts, None)})
+        return bool(await redis.sismember(redis_keys.LIVE_DIRTY, aid))
+
+    assert await fix(48.8, t0)  # a first position
+    assert await writebehind.flush_once(redis, pool) == 1
+    assert not await fix(48.80004, t0 + 1_000)  # 4 m: PostgreSQL keeps its row
+    assert not await fix(48.80018, t0 + 2_000)  # 20 m from what it was handed
+    assert await fix(48.8003, t0 + 3_000)  # 33 m: rewritten
+    assert await writebehind.flush_once(redis, pool) == 1
+    assert not await fix(48.8003, t0 + 30_000)
+    assert await fix(48.8003, t0 + 63_000)  # 60 s after the position it was handed
+    assert await writebehind.flush_once(redis, pool) == 1
+    await live.set_busy(redis, aid)  # a status change always reaches it
+    assert await redis.sismember(redis_keys.LIVE_DIRTY, aid)
+
+
+async def test_only_a_tracked_artisans_fixes_are_forwarded(
+    gw: TestClient[Any, Any],
+) -> None:
+    redis = gw.app[appkeys.REDIS]
+    (aid,) = await _profiles(redis, 1)
+    batcher = LocationBatcher(redis, chunk=10, on_tracked=_ignore)
+    ts = now_ms()
+    await tracking.start_tracking(
+        redis,
+        artisan_id=aid,
+        intervention_id="job-1",
+        client_id="client-1",
+        job_lat=48.8,
+        job_lon=2.3,
+    )
+    forwarded = await batcher._execute(live.APPLY_FIXES.registered(redis), [_row(aid, ts)])
+    assert [e[:3] for e in forwarded] == [[aid, "job-1", "client-1"]]
+    await tracking.stop_tracking(redis, artisan_id=aid)
+    assert await batcher._execute(live.APPLY_FIXES.registered(redis), [_row(aid, ts + 1)]) == []
+    assert not await redis.exists(redis_keys.tracking(aid))
+
+
+def _row(aid: str, ts: int) -> str:
+    return f"{aid}|48.8|2.3|{ts}|{h3.latlng_to_cell(48.8, 2.3, H3_RESOLUTION)}|\n"
+
+
+async def _ignore(_entries: list[TrackedFix]) -> None:
+    return None
