@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from core import appkeys, redis_keys
 from gateway.tasks import stop_tasks
+from matching import ArtisanIndex, RankingPolicy, warmup
 
 log = logging.getLogger("zendo.gateway")
 _HASH_FIELDS = ("lat", "lon", "specialty", "level", "rating", "current_status")
@@ -29,10 +30,8 @@ def get_index(app: web.Application) -> Any:
     return app[appkeys.MATCH_INDEX]
 
 
-def new_index() -> Any:
+def new_index() -> ArtisanIndex:
     """A warmed-up index. Blocking (numba loads or compiles its kernels): call it in a thread."""
-    from matching import ArtisanIndex, RankingPolicy, warmup
-
     warmup()
     return ArtisanIndex(policy=RankingPolicy())
 
