@@ -46,9 +46,16 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def redis_pid() -> int | None:
-    out = subprocess.run(["pidof", "redis-server"], capture_output=True, text=True).stdout.split()
-    return int(out[0]) if out else None
+async def redis_pid(redis_url: str) -> int | None:
+    """The pid of the Redis server at `redis_url` (not just any redis-server running)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        info = await redis.info("server")
+    except OSError:
+        return None
+    finally:
+        await redis.aclose()
+    return int(info["process_id"])
 
 
 def rss_kib(pid: int) -> int:
@@ -105,6 +112,7 @@ def start_gateway(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes
         "ZENDO_JWT_SECRET": SECRET,
         "ZENDO_PING_RATE_PER_S": "1000",
         "ZENDO_STATE_DIR": "/tmp/zendo-bench",
+        "ZENDO_WORKERS": "1",  # one process: its CPU and RSS are what is measured
     }
     return subprocess.Popen(
         [sys.executable, "-m", "zendo.cli", "serve", "--port", str(port)],
@@ -268,7 +276,7 @@ async def main(args: argparse.Namespace) -> None:
         async with aiohttp.ClientSession() as session:
             per_worker = args.active // args.workers
             before = await metric(session, port, "zendo_pings_accepted_total")
-            rpid = redis_pid()
+            rpid = await redis_pid(args.redis_url)
             cpu0 = (
                 cpu_s(gateway.pid),
                 cpu_s(rpid) if rpid else 0.0,

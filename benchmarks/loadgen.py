@@ -2,6 +2,8 @@
 
 The parent drives workers through a Pipe with commands:
   ("connect", url, tokens)         open one socket per token (Bearer), wait for hello
+  ("storm", url, tokens, rate)     open them at `rate`/s, refusals retried by the README's
+                                   reconnect rule; times to hello and to being served
   ("rate", hz, seconds, active)    `active` sockets each send `hz` fixes/s (spread evenly)
   ("flat", seconds, active)        `active` sockets send as fast as the loop allows
   ("close",)                       close everything and exit
@@ -20,7 +22,10 @@ from typing import Any
 import aiohttp
 import uvloop
 
+from benchmarks import reconnect
+
 _CENTER = (48.8566, 2.3522)
+STORM_ATTEMPTS = 12  # about a minute of back-off at most
 
 
 class Worker:
@@ -65,6 +70,59 @@ class Worker:
         sem = asyncio.Semaphore(200)
         results = await asyncio.gather(*(self._open(url, t, sem) for t in tokens))
         return {"connected": sum(results), "failed": len(results) - sum(results)}
+
+    async def storm(self, url: str, tokens: list[str], rate: float) -> dict[str, Any]:
+        """Each socket starts at its slot of a steady `rate`/s; a 503 before the upgrade is
+        retried after `reconnect.delay_s` (honouring Retry-After), anything else too."""
+        if self.session is None:
+            connector = aiohttp.TCPConnector(limit=0, force_close=False)
+            self.session = aiohttp.ClientSession(connector=connector)
+        session = self.session
+        hello_s: list[float] = []
+        served_s: list[float] = []
+        counts = {"refused": 0, "errors": 0, "failed": 0}
+        start = time.monotonic()
+
+        async def one(k: int, token: str) -> None:
+            slot = start + k / rate
+            await asyncio.sleep(max(0.0, slot - time.monotonic()))
+            for attempt in range(STORM_ATTEMPTS):
+                hint = 0.0
+                try:
+                    ws = await session.ws_connect(
+                        url, headers={"Authorization": f"Bearer {token}"}, heartbeat=None
+                    )
+                    upgraded = time.monotonic()
+                    msg = await ws.receive(timeout=60)
+                    if msg.type is not aiohttp.WSMsgType.TEXT or '"hello"' not in msg.data:
+                        raise ConnectionError(f"no hello: {msg.type} {msg.extra}")
+                except aiohttp.WSServerHandshakeError as exc:
+                    if exc.status == 503:
+                        counts["refused"] += 1
+                        hint = reconnect.hint_from_headers(dict(exc.headers or {}))
+                    else:
+                        counts["errors"] += 1
+                except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError):
+                    counts["errors"] += 1
+                else:
+                    now = time.monotonic()
+                    hello_s.append(now - upgraded)
+                    served_s.append(now - slot)
+                    self.sockets.append(ws)
+                    self.positions.append(
+                        (
+                            _CENTER[0] + random.uniform(-0.1, 0.1),
+                            _CENTER[1] + random.uniform(-0.1, 0.1),
+                        )
+                    )
+                    self.readers.append(asyncio.create_task(self._drain(ws)))
+                    return
+                if attempt + 1 < STORM_ATTEMPTS:
+                    await asyncio.sleep(reconnect.delay_s(attempt, hint))
+            counts["failed"] += 1
+
+        await asyncio.gather(*(one(k, t) for k, t in enumerate(tokens)))
+        return {"hello_s": hello_s, "served_s": served_s, **counts}
 
     def _frame(self, i: int, move: bool) -> str:
         lat, lon = self.positions[i]

@@ -1,0 +1,185 @@
+"""Reconnect storm (not a test): a city's artisan apps reconnecting at once.
+
+    .venv/bin/python -m benchmarks.bench_storm [--sockets 10000] [--rate 1000]
+
+Seeds verified artisans into the database (TRUNCATEs it: use a scratch one), starts one
+`zendo serve` process, then:
+  1. opens `--sockets` artisan sockets at `--rate` handshakes/s from load-generator
+     processes; a handshake refused for load (503 + Retry-After) is retried by the
+     README's reconnect rule (benchmarks/reconnect.py). Reports how many were served
+     within 60 s, the time from upgrade to `hello` (target: within 1 s for every
+     admitted socket), the time from the socket's slot to being served, and refusals;
+  2. then every socket sends one fix per second for `--duration` s: accepted fixes/s and
+     the fix -> visible lag of probe sockets (through /admin/artisans/{id}/live and an
+     ArtisanIndex mirror here), with the server's and Redis's CPU per accepted fix;
+  3. the bare aiohttp receive loop's flat-out frames/s (the machine's speed reference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+
+from benchmarks.bench_gateway import (
+    ROOT,
+    Workers,
+    cpu_s,
+    metric,
+    pct,
+    probe_lag,
+    redis_pid,
+    seed,
+    start_gateway,
+    token,
+)
+from gateway.mirror import follow, new_index
+from tests.gateway.processes import wait_healthy
+from tests.ports import free_port
+
+N_PROBES = 20
+
+
+async def storm(workers: Workers, url: str, tokens: list[str], rate: float) -> dict[str, Any]:
+    n = len(workers.pipes)
+    t0 = time.monotonic()
+    results = await workers.call_each([("storm", url, tokens[i::n], rate / n) for i in range(n)])
+    hello = [x for r in results for x in r["hello_s"]]
+    served = [x for r in results for x in r["served_s"]]
+    return {
+        "sockets": len(tokens),
+        "served": len(served),
+        "served_within_60s": sum(1 for s in served if s <= 60.0),
+        "elapsed_s": time.monotonic() - t0,
+        "refused": sum(r["refused"] for r in results),
+        "errors": sum(r["errors"] for r in results),
+        "failed": sum(r["failed"] for r in results),
+        "hello_ms": (pct(hello, 0.5), pct(hello, 0.99), max(hello, default=0) * 1000),
+        "hello_over_1s": sum(1 for h in hello if h > 1.0),
+        "served_ms": (pct(served, 0.5), pct(served, 0.99), max(served, default=0) * 1000),
+    }
+
+
+async def bare_reference(workers: Workers, sockets: int, seconds: float) -> float:
+    port = free_port()
+    bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+        [sys.executable, "-m", "benchmarks.bare_ws", str(port)], cwd=ROOT
+    )
+    try:
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/count") as resp:
+                        before = (await resp.json())["count"]
+                        break
+                except aiohttp.ClientError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+            await workers.connect(f"http://127.0.0.1:{port}/ws", [None] * sockets)
+            t0 = time.monotonic()
+            await workers.call_all("flat", seconds, sockets // len(workers.pipes))
+            elapsed = time.monotonic() - t0
+            async with session.get(f"http://127.0.0.1:{port}/count") as resp:
+                after = (await resp.json())["count"]
+        await workers.call_all("close")
+        return float((after - before) / elapsed)
+    finally:
+        bare.terminate()
+        bare.wait(timeout=10)
+
+
+async def main(args: argparse.Namespace) -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    report: dict[str, Any] = {"load_before": os.getloadavg()}
+    artisan_ids, admin_id = await seed(args.database_url, args.redis_url, args.sockets + N_PROBES)
+    probes = [(a, token(a, "ARTISAN")) for a in artisan_ids[:N_PROBES]]
+    tokens = [token(a, "ARTISAN") for a in artisan_ids[N_PROBES:]]
+    admin_token = token(admin_id, "ADMIN")
+    index = await asyncio.to_thread(new_index)
+    mirror_redis = Redis.from_url(args.redis_url, decode_responses=True)
+    mirror_task = asyncio.create_task(follow(mirror_redis, index))
+    port = free_port()
+    server = start_gateway(args, port)
+    workers = Workers(args.workers)
+    try:
+        await wait_healthy(port, timeout_s=60)
+        await asyncio.sleep(1.0)
+        rpid = await redis_pid(args.redis_url)
+        cpu0 = cpu_s(server.pid)
+        report["storm"] = await storm(workers, f"http://127.0.0.1:{port}/ws", tokens, args.rate)
+        report["storm"]["server_cpu_s"] = cpu_s(server.pid) - cpu0
+        print(f"storm: {report['storm']}", flush=True)
+
+        async with aiohttp.ClientSession() as session:
+            active = report["storm"]["served"] // args.workers
+            before = await metric(session, port, "zendo_pings_accepted_total")
+            c0 = (cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
+            t0 = time.monotonic()
+            rate_task = asyncio.create_task(workers.call_all("rate", 1.0, args.duration, active))
+            await asyncio.sleep(3.0)
+            lags = await probe_lag(port, probes, admin_token, index, args.duration - 6)
+            await rate_task
+            elapsed = time.monotonic() - t0
+            after = await metric(session, port, "zendo_pings_accepted_total")
+            c1 = (cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
+        accepted = after - before
+        report["fixes"] = {
+            "accepted_per_s": accepted / elapsed,
+            "lag_live_ms": (pct(lags[0], 0.5), pct(lags[0], 0.99), len(lags[0])),
+            "lag_index_ms": (pct(lags[1], 0.5), pct(lags[1], 0.99), len(lags[1])),
+            "server_cpu_us_per_fix": (c1[0] - c0[0]) / max(1.0, accepted) * 1e6,
+            "redis_cpu_us_per_fix": (c1[1] - c0[1]) / max(1.0, accepted) * 1e6,
+        }
+        print(f"1 Hz: {report['fixes']}", flush=True)
+        await workers.call_all("close")
+    finally:
+        workers.stop()
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        mirror_task.cancel()
+        await asyncio.gather(mirror_task, return_exceptions=True)
+        await mirror_redis.aclose()
+    workers = Workers(args.workers)
+    try:
+        report["bare_frames_per_s"] = await bare_reference(workers, 2000, 8.0)
+    finally:
+        workers.stop()
+    report["load_after"] = os.getloadavg()
+    print(f"speed reference (bare aiohttp loop): {report['bare_frames_per_s']:.0f} frames/s")
+    print(report, flush=True)
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("ZENDO_DATABASE_URL", "postgresql:///zendo_test_gateway"),
+    )
+    p.add_argument(
+        "--redis-url", default=os.environ.get("ZENDO_REDIS_URL", "redis://127.0.0.1:6379/4")
+    )
+    p.add_argument("--sockets", type=int, default=10000)
+    p.add_argument("--rate", type=float, default=1000.0)
+    p.add_argument("--duration", type=float, default=20.0)
+    p.add_argument("--workers", type=int, default=3, help="load-generator processes")
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
