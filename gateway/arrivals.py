@@ -10,15 +10,20 @@ So an opening socket only queues here; one flush serves every socket queued sinc
 last one: one query for all the artisans' profiles, then one Redis pipeline with every
 CONNECT and a single ANNOUNCE. Sockets arriving while a flush runs form the next batch.
 
-`full` says when `max_waiting` sockets are already waiting: the gateway then refuses
-new handshakes before the upgrade (503 `overloaded`, with Retry-After), so that each
-admitted socket gets its `hello` promptly instead of everyone waiting behind a queue.
+`Opening` counts the sockets between their upgrade and their `hello` (authenticating
+or registering). When the oldest of them has waited `MAX_WAIT_S`, or `MAX_OPENING` are
+waiting, the process is not serving new sockets promptly: the gateway then refuses new
+handshakes before the upgrade (503 `overloaded`, with Retry-After), so that each
+admitted socket gets its `hello` within about a second instead of everyone waiting
+behind a queue that grows. The age bound follows the machine's speed; the count bound
+caps the memory a burst can take.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,7 +39,9 @@ from gateway import live, repo
 log = logging.getLogger("zendo.gateway")
 
 # Sockets between their upgrade and their hello, at most; past it handshakes are refused.
-MAX_WAITING = 1000
+MAX_OPENING = 1000
+# ... and how long the oldest of them may have waited before new handshakes are refused.
+MAX_WAIT_S = 0.5
 # Sockets registered per flush (bounds one query, one pipeline and one Lua call).
 CHUNK = 500
 
@@ -46,6 +53,33 @@ class Profile:
     verified: bool
     specialty: str
     last_fix: tuple[float, float, int] | None
+
+
+class Opening:
+    """The sockets between their upgrade and their hello, oldest first."""
+
+    def __init__(self, max_opening: int = MAX_OPENING, max_wait_s: float = MAX_WAIT_S) -> None:
+        self.max_opening = max_opening
+        self.max_wait_s = max_wait_s
+        self._since: dict[int, float] = {}  # insertion order: the oldest first
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self._since)
+
+    def begin(self) -> int:
+        self._next += 1
+        self._since[self._next] = time.monotonic()
+        return self._next
+
+    def end(self, ticket: int) -> None:
+        self._since.pop(ticket, None)
+
+    def full(self) -> bool:
+        if len(self._since) >= self.max_opening:
+            return True
+        oldest = next(iter(self._since.values()), None)
+        return oldest is not None and time.monotonic() - oldest > self.max_wait_s
 
 
 @dataclass(slots=True)
@@ -62,22 +96,16 @@ class Arrivals:
         redis: Callable[[], Redis],
         pool: Callable[[], asyncpg.Pool],
         announce_args: Callable[[str], list[str | int]],
-        max_waiting: int = MAX_WAITING,
         chunk: int = CHUNK,
     ) -> None:
         self._redis = redis
         self._pool = pool
         self._announce_args = announce_args
-        self.max_waiting = max_waiting
         self._chunk = chunk
         self._queue: list[_Arrival] = []
         self.waiting = 0  # queued or in the flush under way
         self.batches = 0  # flushes so far (each: one query, one pipeline)
         self._flusher: asyncio.Task[None] | None = None
-
-    @property
-    def full(self) -> bool:
-        return self.waiting >= self.max_waiting
 
     async def register(self, user_id: str, *, is_artisan: bool) -> Profile | None:
         """Queue a socket's registration and wait for it; an artisan's profile (None for

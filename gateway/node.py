@@ -18,7 +18,7 @@ from core.metrics import Metrics
 from core.settings import Settings
 from gateway import appkeys as gateway_keys
 from gateway import live
-from gateway.arrivals import Arrivals
+from gateway.arrivals import Arrivals, Opening
 from gateway.departures import Departures
 from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
 from gateway.session import Session
@@ -48,8 +48,8 @@ class Gateway:
         self._batcher: LocationBatcher | None = None
         # Set by `shutdown`: closing sockets then skip their one-by-one registry cleanup.
         self.shutting_down = False
-        # Sockets upgraded and not yet sent their hello (gateway/ws.py bounds it).
-        self.opening = 0
+        # Sockets upgraded and not yet sent their hello (gateway/ws.py bounds them).
+        self.opening = Opening()
         self.departures = Departures(
             lambda: self.redis,
             node_id=self.node_id,

@@ -40,9 +40,6 @@ from gateway.node import Gateway
 from gateway.session import CLOSE_POLICY, CLOSE_UNAUTHORIZED, Session
 
 log = logging.getLogger("zendo.gateway")
-# Sockets between their upgrade and their hello (authenticating, registering) at most;
-# past it new handshakes get 503 `overloaded` before the upgrade.
-MAX_OPENING = 1000
 _REJECT_DETAIL = {
     "out_of_range": "lat/lon out of range or not finite",
     "clock_skew": "ts is more than 5 minutes off server time",
@@ -75,15 +72,14 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     )
     if not ws.can_prepare(request).ok:
         raise BadRequest("Expected a WebSocket upgrade", code="upgrade_required")
-    if gateway.opening >= MAX_OPENING:
+    if gateway.opening.full():
         # Past what this process serves promptly: refused before the upgrade, so the
         # sockets it admits get their hello quickly (the client retries, README).
         gateway.metrics.ws_refused.inc()
         raise Overloaded("Too many sockets opening; retry shortly", retry_after_s=1)
     await ws.prepare(request)
     gateway.metrics.ws_connections.inc()
-    gateway.opening += 1
-    opening = True
+    ticket = gateway.opening.begin()
     try:
         if principal is None:
             principal = await _first_frame_auth(ws, settings.jwt_secret, settings.ws_auth_timeout_s)
@@ -113,16 +109,14 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                     "server_time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                 }
             )
-            gateway.opening -= 1
-            opening = False
+            gateway.opening.end(ticket)
             _schedule_expiry(session)
             await _read_loop(gateway, session)
         finally:
             session.stop()
             gateway.close(session)
     finally:
-        if opening:
-            gateway.opening -= 1
+        gateway.opening.end(ticket)  # idempotent: a socket that never got its hello
         gateway.metrics.ws_connections.dec()
     return ws
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from core import redis_keys
 from core.settings import Settings
 from gateway import appkeys as gateway_keys
-from gateway import ws as ws_module
+from gateway.arrivals import Opening
 from tests.factories import bearer
 from tests.gateway.conftest import connect, new_artisan, new_user
 
@@ -32,7 +32,7 @@ async def test_sockets_opening_together_register_in_a_few_batches(
     sockets = await asyncio.gather(*(connect(gw, token) for _uid, token in artisans + clients))
     try:
         assert gateway.arrivals.batches - before < 20  # 80 sockets, not 80 round trips each
-        assert gateway.arrivals.waiting == 0 and gateway.opening == 0
+        assert gateway.arrivals.waiting == 0 and len(gateway.opening) == 0
         redis = gateway.redis
         for uid, _token in artisans + clients:
             assert await redis.zscore(redis_keys.user_nodes(str(uid)), gateway.node_id)
@@ -49,13 +49,32 @@ async def test_handshakes_past_the_bound_are_refused_before_the_upgrade(
 ) -> None:
     _uid, token = await new_user(db, gw_settings)
     gateway = gw.app[gateway_keys.GATEWAY]
-    gateway.opening = ws_module.MAX_OPENING  # as if that many sockets were still opening
+    stuck = gateway.opening.begin()  # a socket upgraded long ago and still without hello
+    await asyncio.sleep(gateway.opening.max_wait_s + 0.05)
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await gw.ws_connect("/ws", headers=bearer(token))
     assert refused.value.status == 503
     assert refused.value.headers is not None
     assert int(refused.value.headers["Retry-After"]) >= 1
     assert gateway.metrics.ws_refused._value.get() == 1
-    gateway.opening = 0
-    sock = await connect(gw, token)  # room again: admitted, hello received
+    gateway.opening.end(stuck)
+    sock = await connect(gw, token)  # served promptly again: admitted, hello received
     await sock.close()
+
+
+def test_opening_is_full_when_the_oldest_waited_too_long_or_too_many_wait() -> None:
+    opening = Opening(max_opening=3, max_wait_s=60.0)
+    tickets = [opening.begin() for _ in range(2)]
+    assert not opening.full()
+    third = opening.begin()
+    assert opening.full() and len(opening) == 3
+    opening.end(third)
+    assert not opening.full()
+    slow = Opening(max_opening=100, max_wait_s=0.0)
+    ticket = slow.begin()
+    assert slow.full()  # the oldest has waited longer than 0 s
+    slow.end(ticket)
+    assert not slow.full()
+    for t in tickets:
+        opening.end(t)
+    assert len(opening) == 0
