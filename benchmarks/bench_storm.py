@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
+from benchmarks import metrics_diff
 from benchmarks.bench_gateway import (
     ROOT,
     Workers,
@@ -66,6 +67,11 @@ async def storm(workers: Workers, url: str, tokens: list[str], rate: float) -> d
         "hello_over_1s": sum(1 for h in hello if h > 1.0),
         "served_ms": (pct(served, 0.5), pct(served, 0.99), max(served, default=0) * 1000),
     }
+
+
+async def scrape(session: aiohttp.ClientSession, port: int) -> metrics_diff.Series:
+    async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        return metrics_diff.buckets_of(await resp.text())
 
 
 async def bare_reference(workers: Workers, sockets: int, seconds: float) -> float:
@@ -124,6 +130,7 @@ async def main(args: argparse.Namespace) -> None:
         async with aiohttp.ClientSession() as session:
             active = report["storm"]["served"] // args.workers
             before = await metric(session, port, "zendo_pings_accepted_total")
+            scrape0 = await scrape(session, port)
             c0 = (cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
             t0 = time.monotonic()
             rate_task = asyncio.create_task(workers.call_all("rate", 1.0, args.duration, active))
@@ -133,6 +140,10 @@ async def main(args: argparse.Namespace) -> None:
             elapsed = time.monotonic() - t0
             after = await metric(session, port, "zendo_pings_accepted_total")
             c1 = (cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
+            scrape1 = await scrape(session, port)
+        for line in metrics_diff.report(scrape0, scrape1):
+            if "loop_lag" in line or "gc_pause" in line:
+                print("server:", line, flush=True)
         accepted = after - before
         report["fixes"] = {
             "accepted_per_s": accepted / elapsed,

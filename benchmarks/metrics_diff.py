@@ -28,7 +28,11 @@ Series = dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]]
 
 def _buckets(path: str) -> Series:
     with open(path) as fh:
-        text = fh.read()
+        return buckets_of(fh.read())
+
+
+def buckets_of(text: str) -> Series:
+    """The histograms' cumulative buckets in a `/metrics` text."""
     out: Series = defaultdict(dict)
     for family in text_string_to_metric_families(text):
         if family.name not in HISTOGRAMS:
@@ -65,7 +69,13 @@ def main() -> None:
     parser.add_argument("before", help="/metrics scraped at the start of the window")
     parser.add_argument("after", help="/metrics scraped at its end")
     args = parser.parse_args()
-    before, after = _buckets(args.before), _buckets(args.after)
+    for line in report(_buckets(args.before), _buckets(args.after)):
+        print(line)
+
+
+def report(before: Series, after: Series) -> list[str]:
+    """One line per histogram: its quantiles over the window between the scrapes."""
+    lines = []
     for key in sorted(after):
         name, labels = key
         diff = {le: n - before.get(key, {}).get(le, 0.0) for le, n in after[key].items()}
@@ -73,14 +83,15 @@ def main() -> None:
         label = ",".join(f"{k}={v}" for k, v in labels)
         head = f"{name}{{{label}}}" if label else name
         if not total:
-            print(f"{head}: no observations")
+            lines.append(f"{head}: no observations")
             continue
         cells = []
         for q in (0.5, 0.9, 0.99, 0.999):
             est, lo, hi = quantile(diff, q)
             cells.append(f"p{q * 100:g} ≈ {est * 1e3:.1f} ms ({lo * 1e3:g}–{hi * 1e3:g})")
         over = total - diff.get(0.025, total)
-        print(f"{head}: n={total:.0f}; " + "; ".join(cells) + f"; > 25 ms: {over:.0f}")
+        lines.append(f"{head}: n={total:.0f}; " + "; ".join(cells) + f"; > 25 ms: {over:.0f}")
+    return lines
 
 
 if __name__ == "__main__":
