@@ -53,6 +53,10 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
     return value
 
 
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
 def _dev_jwt_secret(state_dir: Path) -> str:
     """In dev a random secret is generated once and kept, so tokens survive restarts."""
     path = state_dir / "jwt_secret"
@@ -99,6 +103,8 @@ class Settings:
     ws_offline_grace_s: float = 30.0
     # Each gateway process has its own id for the user -> node registry.
     node_id: str = field(default_factory=lambda: secrets.token_hex(6))
+    # Processes `zendo serve` runs on one port (SO_REUSEPORT), each a node of its own.
+    workers: int = field(default_factory=_cores)
     # Background tasks (dispatch loop, index mirror, write-behind) can be turned
     # off for processes that only serve HTTP, and for focused tests.
     run_background: bool = True
@@ -182,5 +188,6 @@ class Settings:
             run_background=env.get("ZENDO_BACKGROUND", "1") != "0",
             stall_trace_ms=_float(env, "ZENDO_STALL_TRACE_MS", 0.0),
             pg_pool_max_size=_int(env, "ZENDO_PG_POOL_MAX", 40, minimum=2),
+            workers=_int(env, "ZENDO_WORKERS", _cores(), minimum=1),
             gateway=_gateway_config(env),
         )

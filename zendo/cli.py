@@ -1,12 +1,22 @@
-"""The `zendo` command: serve, migrate, create-admin, seed."""
+"""The `zendo` command: serve, migrate, create-admin, seed.
+
+`zendo serve --workers N` (N > 1) runs N worker processes on one port: each is a whole
+`zendo serve` of its own (its own node id, pools, loop and log writer), a node of the
+multi-node design, listening with SO_REUSEPORT so the kernel spreads connections among
+them. This process only supervises: it starts them, forwards SIGINT/SIGTERM, starts a
+crashed one again (a few times a minute at most) and exits when they have.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import logging
+import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,7 +44,10 @@ def _logging_off_the_loop() -> Iterator[None]:
         writer.stop()
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
+    """Serve until SIGINT/SIGTERM. `pool_fd`: this process is a worker of a pool; the
+    port is shared (SO_REUSEPORT) and the descriptor, the read end of a pipe nothing
+    writes to, turns readable (EOF) when the supervisor is gone: the worker stops then."""
     from zendo.app import create_app
     from zendo.middleware import JsonAccessLogger
     from zendo.system.listener import MultiAcceptSite
@@ -42,24 +55,167 @@ async def _serve(settings: Settings) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log_class=JsonAccessLogger, handle_signals=False)
     await runner.setup()
-    # backlog sized for thousands of sockets reconnecting at once, and all of a wake's
-    # waiting connections accepted at once (uvloop's own listener takes one per turn)
-    site = MultiAcceptSite(runner, settings.host, settings.port, backlog=4096)
-    await site.start()
-    logging.getLogger("zendo").info(
-        "zendo serving on http://%s:%s (payments %s)",
-        settings.host,
-        settings.port,
-        "enabled" if settings.payments_enabled else "disabled: no STRIPE_API_KEY",
-    )
+    log = logging.getLogger("zendo")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+    try:  # a port in use fails start(): the started app is cleaned up (else: a hang)
+        # backlog sized for thousands of sockets reconnecting at once, and all of a
+        # wake's waiting connections accepted at once (uvloop's listener takes one a turn)
+        site = MultiAcceptSite(
+            runner, settings.host, settings.port, backlog=4096, reuse_port=pool_fd is not None
+        )
+        await site.start()
+        log.info(
+            "zendo serving on http://%s:%s (node %s, pid %d; payments %s)",
+            settings.host,
+            site.port,
+            settings.node_id,
+            os.getpid(),
+            "enabled" if settings.payments_enabled else "disabled: no STRIPE_API_KEY",
+        )
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if pool_fd is not None:
+
+            def orphaned() -> None:
+                log.warning("the supervising process is gone: stopping")
+                loop.remove_reader(pool_fd)
+                stop.set()
+
+            loop.add_reader(pool_fd, orphaned)
         await stop.wait()
     finally:
         await runner.cleanup()
+
+
+# A worker that exits unasked is started again after RESTART_DELAY_S, unless workers
+# have already been restarted MAX_RESTARTS times in the last RESTART_WINDOW_S: then
+# something is wrong that restarting will not fix (database gone, port taken) and the
+# whole pool stops with exit code 1, for the orchestrator to see.
+RESTART_DELAY_S = 1.0
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
+
+
+def _pool_port(host: str, port: int) -> int:
+    """The port the workers will share, checked free by binding it WITHOUT SO_REUSEPORT
+    (a server already on it, another pool included, makes this fail rather than have
+    the workers join its listeners); port 0 picks a free port here, for all of them."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the workers do
+        probe.bind(address)
+        bound: int = probe.getsockname()[1]
+        return bound
+
+
+async def _supervise(settings: Settings, workers: int) -> int:
+    """Run `workers` worker processes until SIGINT/SIGTERM; 0 when they all stopped as
+    asked, 1 when the pool gave up on crashing workers."""
+    log = logging.getLogger("zendo")
+    loop = asyncio.get_running_loop()
+    # The workers get the read end; the write end is only ever in this process, so they
+    # see EOF once it is gone however it ended (SIGKILL included) and stop.
+    pool_fd, keep_fd = os.pipe()
+    argv = [
+        sys.executable,
+        "-m",
+        "zendo.cli",
+        "serve",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--pool-fd",
+        str(pool_fd),
+    ]
+    running: dict[int, asyncio.subprocess.Process] = {}
+    stopping: list[int] = []  # the signals received
+    stopped = asyncio.Event()
+    restarts: collections.deque[float] = collections.deque()
+
+    def stop(sig: int) -> None:
+        if not stopping:
+            log.info("zendo: stopping %d workers (%s)", len(running), signal.Signals(sig).name)
+        stopping.append(sig)
+        stopped.set()
+        for proc in running.values():
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(sig)
+
+    async def worker(index: int) -> bool:
+        """One worker slot: True when it ended as asked."""
+        while True:
+            # Its own session: a terminal's Ctrl-C reaches the supervisor only, which
+            # forwards it once.
+            proc = await asyncio.create_subprocess_exec(
+                *argv, pass_fds=(pool_fd,), start_new_session=True
+            )
+            running[index] = proc
+            log.info("zendo: worker %d started (pid %d)", index, proc.pid)
+            if stopping:  # asked to stop while it was being started
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(stopping[0])
+            code = await proc.wait()
+            del running[index]
+            if stopping:
+                return code == 0 or -code in stopping
+            log.error("zendo: worker %d (pid %d) exited with %d", index, proc.pid, code)
+            now = loop.time()
+            while restarts and restarts[0] < now - RESTART_WINDOW_S:
+                restarts.popleft()
+            if len(restarts) >= MAX_RESTARTS:
+                log.error(
+                    "zendo: %d restarts within %.0f s: stopping every worker",
+                    len(restarts),
+                    RESTART_WINDOW_S,
+                )
+                stop(signal.SIGTERM)
+                return False
+            restarts.append(now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), RESTART_DELAY_S)
+            if stopping:
+                return True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    log.info(
+        "zendo: %d workers on http://%s:%s (pid %d)",
+        workers,
+        settings.host,
+        settings.port,
+        os.getpid(),
+    )
+    try:
+        ended = await asyncio.gather(*(worker(i) for i in range(workers)))
+    finally:
+        os.close(pool_fd)
+        os.close(keep_fd)
+    return 0 if all(ended) else 1
+
+
+def _serve_pool(settings: Settings, workers: int) -> int:
+    try:
+        port = _pool_port(settings.host, settings.port)
+    except OSError as exc:
+        print(f"zendo: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_supervise(settings.replace(port=port), workers))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _latlon(text: str) -> tuple[float, float]:
@@ -76,6 +232,14 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve HTTP + WebSocket")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes serving the port, each a node (default: ZENDO_WORKERS, else the "
+        "machine's cores); with port 0 one free port is picked for all of them",
+    )
+    # Internal: set by the supervisor on the workers it starts.
+    serve.add_argument("--pool-fd", type=int, help=argparse.SUPPRESS)
     sub.add_parser("migrate", help="apply sql/ migrations")
     admin = sub.add_parser("create-admin", help="create (or reset) an admin user")
     admin.add_argument("--email", required=True)
@@ -105,8 +269,11 @@ def _run(args: argparse.Namespace) -> int:
         changes = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         if changes:
             settings = settings.replace(**changes)
+        workers = args.workers or settings.workers
+        if workers > 1 and args.pool_fd is None:
+            return _serve_pool(settings, workers)
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(_serve(settings))
+            runner.run(_serve(settings, args.pool_fd))
         return 0
     if args.command == "migrate":
         from dispatch.migrate import MigrationError, migrate

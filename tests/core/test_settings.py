@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,21 @@ def test_a_bad_gateway_knob_stops_the_cli_with_a_clear_message(
         monkeypatch.setenv(key, value)
     assert main(["migrate"]) == 2
     assert "ZENDO_GW_SEND_QUEUE_MAX must be an integer, got 'big'" in capsys.readouterr().err
+
+
+def test_workers_default_to_the_cores_and_are_read_from_the_environment(tmp_path: Path) -> None:
+    assert Settings.from_env(_env(tmp_path)).workers == (os.cpu_count() or 1)
+    assert Settings.from_env(_env(tmp_path, ZENDO_WORKERS="")).workers == (os.cpu_count() or 1)
+    assert Settings.from_env(_env(tmp_path, ZENDO_WORKERS="3")).workers == 3
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])
+def test_a_bad_worker_count_stops_the_cli_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    from zendo.cli import main
+
+    for key, val in _env(tmp_path, ZENDO_WORKERS=value).items():
+        monkeypatch.setenv(key, val)
+    assert main(["serve"]) == 2
+    assert "configuration error: ZENDO_WORKERS must be" in capsys.readouterr().err

@@ -130,6 +130,56 @@ def test_a_port_in_use_fails_at_start() -> None:
     run("uvloop", scenario())
 
 
+def test_sites_with_reuse_port_share_one_port_and_both_serve() -> None:
+    """As the workers of `zendo serve --workers N` do: the kernel spreads the
+    connections among the listeners (by a hash of the connection's addresses)."""
+
+    async def scenario() -> None:
+        runners: list[web.AppRunner] = []
+        sites: list[MultiAcceptSite] = []
+        port = 0
+        for name in ("a", "b"):
+
+            async def who(_request: web.Request, name: str = name) -> web.Response:
+                return web.Response(text=name)
+
+            app = web.Application()
+            app.router.add_get("/", who)
+            runner = web.AppRunner(app, handle_signals=False, access_log=None)
+            await runner.setup()
+            runners.append(runner)
+            site = MultiAcceptSite(runner, "127.0.0.1", port, reuse_port=True)
+            await site.start()
+            sites.append(site)
+            port = site.port
+        try:
+            assert sites[0].port == sites[1].port
+            seen: set[bytes] = set()
+            loop = asyncio.get_running_loop()
+            for _ in range(200):  # each one alone: 2**-199 odds of a single listener
+                with socket.create_connection(("127.0.0.1", port)) as sock:
+                    sock.setblocking(False)
+                    await loop.sock_sendall(sock, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+                    data = b""
+                    while not data.endswith((b"\r\n\r\na", b"\r\n\r\nb")):
+                        chunk = await asyncio.wait_for(loop.sock_recv(sock, 4096), 5)
+                        assert chunk, f"closed after {data!r}"
+                        data += chunk
+                    seen.add(data[-1:])
+                if seen == {b"a", b"b"}:
+                    break
+            assert seen == {b"a", b"b"}
+            # Without the option the port is refused while they listen on it.
+            plain = MultiAcceptSite(runners[0], "127.0.0.1", port)
+            with pytest.raises(OSError, match="in use"):
+                await plain.start()
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+
+    run("uvloop", scenario())
+
+
 _LOW_FD_SERVER = """
 import asyncio, os, resource, sys
 import uvloop

@@ -9,6 +9,8 @@ a minute and more to be let in. This site owns the listening socket and accepts 
 loop (`connect_accepted_socket`) with the same aiohttp protocol factory as `TCPSite`.
 The runner's `addresses` does not list it (aiohttp reads them off an asyncio Server,
 which this site has none of): its `port` property gives the bound port, as `TCPSite`'s.
+With `reuse_port` the socket is bound with SO_REUSEPORT, so that several processes
+(`zendo serve --workers N`) listen on one port and the kernel spreads connections.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ RETRY_AFTER_S = 1.0
 
 
 class MultiAcceptSite(web.BaseSite):
-    __slots__ = ("_accepts_per_wake", "_bound", "_host", "_port", "_sock", "_tasks")
+    __slots__ = ("_accepts_per_wake", "_bound", "_host", "_port", "_reuse_port", "_sock", "_tasks")
 
     def __init__(
         self,
@@ -40,10 +42,12 @@ class MultiAcceptSite(web.BaseSite):
         *,
         backlog: int = 4096,
         accepts_per_wake: int = 256,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self._host = host
         self._port = port
+        self._reuse_port = reuse_port
         self._accepts_per_wake = accepts_per_wake
         self._sock: socket.socket | None = None
         self._tasks: set[asyncio.Task[object]] = set()
@@ -66,7 +70,9 @@ class MultiAcceptSite(web.BaseSite):
         family, _, _, _, address = socket.getaddrinfo(
             self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
         )[0]
-        sock = socket.create_server(address, family=family, backlog=self._backlog)
+        sock = socket.create_server(
+            address, family=family, backlog=self._backlog, reuse_port=self._reuse_port
+        )
         sock.setblocking(False)
         self._sock = sock
         self._bound = sock.getsockname()[:2]

@@ -1,0 +1,236 @@
+"""`zendo serve --workers N`: N processes on one port, each a node of its own.
+
+The kernel spreads connections among the workers' SO_REUSEPORT listeners by a hash of
+each connection's addresses, so the tests open sockets until they have one on each
+worker (the user -> node registry in Redis says which), then show a frame crossing
+from one worker to the other through Redis; and that the supervising process forwards
+SIGTERM, starts a killed worker again, and that its workers stop when it is gone."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+from redis.asyncio import Redis
+
+from core import redis_keys
+from core.settings import Settings
+from gateway import tracking
+from tests.factories import bearer
+from tests.gateway.conftest import eventually, fix, new_artisan, new_user, now_ms, recv_type
+from tests.gateway.processes import ROOT, stop, wait_healthy
+from tests.ports import free_port
+
+_STARTED = re.compile(r"zendo: worker (\d+) started \(pid (\d+)\)")
+_SERVING = re.compile(r"zendo serving on http://[^:]+:(\d+) \(node (\w+), pid (\d+);")
+_POOL = re.compile(r"zendo: \d+ workers on http://[^:]+:(\d+) ")
+ATTEMPTS = 200  # sockets opened to find one on the other worker: 2**-200 odds to fail
+
+
+@dataclass
+class Pool:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def workers(self) -> dict[int, int]:
+        """Worker slot -> pid of the last process started in it."""
+        return {int(slot): int(pid) for slot, pid in _STARTED.findall(self.log())}
+
+    def serving(self) -> dict[int, tuple[int, str]]:
+        """pid -> (port, node id) of every worker that is serving."""
+        return {int(pid): (int(port), node) for port, node, pid in _SERVING.findall(self.log())}
+
+
+def _start(settings: Settings, log_path: Path, *args: str) -> Pool:
+    env = {
+        **os.environ,
+        "ZENDO_HOST": "127.0.0.1",
+        "ZENDO_DATABASE_URL": settings.database_url,
+        "ZENDO_REDIS_URL": settings.redis_url,
+        "ZENDO_JWT_SECRET": settings.jwt_secret,  # the tokens the tests mint are valid
+        "ZENDO_CORS_ORIGINS": ",".join(settings.cors_origins),
+        "ZENDO_BCRYPT_ROUNDS": "10",
+        "ZENDO_STATE_DIR": str(settings.state_dir),
+    }
+    with log_path.open("wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "zendo.cli", "serve", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return Pool(proc, log_path)
+
+
+async def _until(check: Callable[[], object], what: str, within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {within}s: {what}")
+        await asyncio.sleep(0.05)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie is gone
+    except FileNotFoundError:
+        return True
+
+
+@pytest.fixture
+async def two_workers(
+    settings: Settings, clean_state: None, tmp_path: Path
+) -> AsyncIterator[tuple[int, Pool]]:
+    port = free_port()
+    pool = _start(settings, tmp_path / "pool.log", "--workers", "2", "--port", str(port))
+    try:
+        await wait_healthy(port)
+        await _until(lambda: len(pool.serving()) == 2, "both workers serving")
+        yield port, pool
+    finally:
+        stop(pool.proc)
+
+
+async def _node_of(redis: Redis, user_id: uuid.UUID) -> str:
+    """The one node holding the user's only socket, from the user -> node registry."""
+    nodes = await eventually(lambda: redis.zrange(redis_keys.user_nodes(str(user_id)), 0, -1))
+    assert len(nodes) == 1, nodes
+    node: str = nodes[0]
+    return node
+
+
+async def test_two_workers_are_two_nodes_and_a_frame_crosses_between_them(
+    two_workers: tuple[int, Pool], db: asyncpg.Connection, settings: Settings
+) -> None:
+    port, pool = two_workers
+    url = f"http://127.0.0.1:{port}/ws"
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        async with aiohttp.ClientSession() as session:
+            client_id, client_token = await new_user(db, settings)
+            client = await session.ws_connect(url, headers=bearer(client_token))
+            await recv_type(client, "hello")
+            client_node = await _node_of(redis, client_id)
+
+            # Artisans connect until one lands on the other worker; each is tracked by
+            # the client from the start, as an assigned job's artisan is.
+            intervention_id = uuid.uuid4()
+            for _ in range(ATTEMPTS):
+                artisan_id, artisan_token = await new_artisan(db, settings)
+                await tracking.start_tracking(
+                    redis,
+                    artisan_id=artisan_id,
+                    intervention_id=intervention_id,
+                    client_id=client_id,
+                    job_lat=48.87,
+                    job_lon=2.35,
+                )
+                artisan = await session.ws_connect(url, headers=bearer(artisan_token))
+                await recv_type(artisan, "hello")
+                artisan_node = await _node_of(redis, artisan_id)
+                if artisan_node != client_node:
+                    break
+                await artisan.close()
+            else:
+                raise AssertionError(f"{ATTEMPTS} sockets, all on node {client_node}")
+
+            # Two nodes, two worker processes of the one pool.
+            serving = pool.serving()
+            nodes = {node: pid for pid, (_port, node) in serving.items()}
+            assert {client_node, artisan_node} <= nodes.keys(), serving
+            assert nodes[client_node] != nodes[artisan_node]
+            assert {p for p, _node in serving.values()} == {port}
+
+            # The artisan's worker accepts the fix; the client's worker sends the frame.
+            ts = now_ms()
+            await artisan.send_json(fix(48.86, 2.35, ts))
+            frame = await recv_type(client, "artisan.location", within=10.0)
+            assert frame["intervention_id"] == str(intervention_id)
+            assert frame["ts"] == ts
+            await artisan.close()
+            await client.close()
+    finally:
+        await redis.aclose()
+
+    # SIGTERM to the supervisor stops every worker, and it exits 0.
+    pids = pool.workers().values()
+    pool.proc.send_signal(signal.SIGTERM)
+    assert pool.proc.wait(timeout=20) == 0
+    assert all(_gone(pid) for pid in pids)
+    assert "zendo: stopping 2 workers (SIGTERM)" in pool.log()
+
+
+async def test_a_killed_worker_is_started_again_and_workers_stop_with_their_supervisor(
+    settings: Settings, clean_state: None, tmp_path: Path
+) -> None:
+    pool = _start(settings, tmp_path / "pool.log", "--workers", "2", "--port", "0")
+    try:
+        # Port 0: the supervisor picks one free port, for both workers.
+        await _until(lambda: _POOL.search(pool.log()), "the pool's port")
+        match = _POOL.search(pool.log())
+        assert match is not None
+        port = int(match.group(1))
+        assert port != 0
+        await _until(lambda: len(pool.serving()) == 2, "both workers serving")
+        assert {p for p, _node in pool.serving().values()} == {port}
+
+        killed = pool.workers()[0]
+        os.kill(killed, signal.SIGKILL)
+        await _until(lambda: pool.workers()[0] != killed, "worker 0 started again")
+        again = pool.workers()[0]
+        await _until(lambda: again in pool.serving(), "the new worker 0 serving")
+        assert f"worker 0 (pid {killed}) exited with -9" in pool.log()
+        assert pool.serving()[again][1] != pool.serving()[killed][1]  # a node id of its own
+        await wait_healthy(port)
+
+        # The supervisor dies without a word: its workers see it and stop.
+        workers = list(pool.workers().values())
+        pool.proc.send_signal(signal.SIGKILL)
+        pool.proc.wait(timeout=10)
+        await _until(lambda: all(_gone(pid) for pid in workers), "the workers stopped")
+        assert pool.log().count("the supervising process is gone: stopping") == 2
+    finally:
+        stop(pool.proc)
+
+
+async def test_a_port_in_use_is_refused_before_any_worker_starts(
+    settings: Settings, tmp_path: Path
+) -> None:
+    port = free_port()
+    taken = await asyncio.start_server(lambda _r, _w: None, "127.0.0.1", port)
+    try:
+        pool = _start(settings, tmp_path / "pool.log", "--workers", "2", "--port", str(port))
+        try:
+            assert pool.proc.wait(timeout=30) == 1
+        finally:
+            stop(pool.proc)
+    finally:
+        taken.close()
+        await taken.wait_closed()
+    assert f"cannot listen on 127.0.0.1:{port}" in pool.log()
+    assert "worker" not in pool.log()
+
+
+def test_workers_must_be_at_least_one(capsys: pytest.CaptureFixture[str]) -> None:
+    from zendo.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--workers", "0"])
+    assert exit_info.value.code == 2
+    assert "--workers: must be >= 1" in capsys.readouterr().err
