@@ -53,6 +53,12 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
     return value
 
 
+def pool_default(workers: int) -> int:
+    """PostgreSQL connections per process when ZENDO_PG_POOL_MAX is not set: 80 for the
+    whole server, 10 to 40 per process (PostgreSQL's default max_connections is 100)."""
+    return max(10, min(40, 80 // workers))
+
+
 def _cores() -> int:
     return os.cpu_count() or 1
 
@@ -140,6 +146,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
+        workers = _int(env, "ZENDO_WORKERS", _cores(), minimum=1)
         state_dir = Path(env.get("ZENDO_STATE_DIR", ".zendo"))
         jwt_secret = env.get("ZENDO_JWT_SECRET") or _dev_jwt_secret(state_dir)
         if len(jwt_secret.encode()) < 32:
@@ -187,7 +194,7 @@ class Settings:
             state_dir=state_dir,
             run_background=env.get("ZENDO_BACKGROUND", "1") != "0",
             stall_trace_ms=_float(env, "ZENDO_STALL_TRACE_MS", 0.0),
-            pg_pool_max_size=_int(env, "ZENDO_PG_POOL_MAX", 40, minimum=2),
-            workers=_int(env, "ZENDO_WORKERS", _cores(), minimum=1),
+            pg_pool_max_size=_int(env, "ZENDO_PG_POOL_MAX", pool_default(workers), minimum=2),
+            workers=workers,
             gateway=_gateway_config(env),
         )

@@ -143,3 +143,13 @@ def test_a_bad_worker_count_stops_the_cli_naming_the_variable(
         monkeypatch.setenv(key, val)
     assert main(["serve"]) == 2
     assert "configuration error: ZENDO_WORKERS must be" in capsys.readouterr().err
+
+
+def test_the_postgresql_pool_shares_80_connections_among_the_workers(tmp_path: Path) -> None:
+    def pool(**env: str) -> int:
+        return Settings.from_env(_env(tmp_path, **env)).pg_pool_max_size
+
+    assert pool(ZENDO_WORKERS="1") == 40
+    assert pool(ZENDO_WORKERS="4") == 20
+    assert pool(ZENDO_WORKERS="16") == 10
+    assert pool(ZENDO_WORKERS="4", ZENDO_PG_POOL_MAX="33") == 33

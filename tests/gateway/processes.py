@@ -29,6 +29,7 @@ def start_server(
         "ZENDO_CORS_ORIGINS": ",".join(settings.cors_origins),
         "ZENDO_BCRYPT_ROUNDS": "10",
         "ZENDO_STATE_DIR": str(settings.state_dir),
+        "ZENDO_WORKERS": "1",  # each server here is one node: the tests start several
         **gw_env,
     }
     with log_path.open("wb") as log:  # the child keeps its own descriptor
