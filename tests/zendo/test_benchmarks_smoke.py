@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -109,3 +112,57 @@ def test_clients_keep_their_own_phase() -> None:
     assert 5.9 < on_slot <= 5.95
     assert behind == 0.0
     assert 5.99 < after_behind <= 6.0
+
+
+@pytest.mark.slow
+def test_cost_model_quick_run_reports_every_figure() -> None:
+    """`bench_cost --quick` end to end against the test database and Redis (both are
+    TRUNCATEd / FLUSHed, as every test's clean_state does): the final JSON line holds
+    every figure. No thresholds: the figures depend on the machine."""
+    database_url = os.environ.get("ZENDO_TEST_DATABASE_URL", "postgresql:///zendo_test")
+    redis_url = os.environ.get("ZENDO_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks.bench_cost", "--quick"),
+            *("--database-url", database_url, "--redis-url", redis_url),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=True,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["speed_ref_bare_frames_per_s"] > 0
+    fix = result["fix"]
+    assert fix["accepted"] > 0
+    for key in ("server_us", "redis_us", "pg_us"):
+        assert fix[f"{key}_gross"] > 0 and key in fix
+    assert result["geoadd"]["redis_us_gross"] > 0 and result["geoadd"]["commands"] > 0
+    assert result["bare_loop"]["us_per_frame_gross"] > 0
+    assert result["bare_loop"]["flat_frames_per_s"] > 0
+    routes = result["routes"]
+    assert set(routes) == {
+        "login",
+        "me",
+        "create",
+        "get",
+        "accept",
+        "EN_ROUTE",
+        "ARRIVED",
+        "IN_PROGRESS",
+        "COMPLETED",
+    }
+    for name, row in routes.items():
+        assert row["ok"] > 0 and row["bare_ok"] > 0, name
+        assert row["server_us_gross"] > 0 and row["bare_server_us_gross"] > 0, name
+        assert "ratio" in row and "pg_us" in row and "redis_us" in row, name
+    job = result["job"]
+    assert job["completed"] > 0
+    assert job["server_us_gross"] > 0 and job["total_us_gross"] > 0
+    assert {"server_fix_vs_bare_frame", "redis_fix_vs_geoadd", "route_accept"} <= set(
+        result["ratios"]
+    )
+    assert all({"limit", "ratio", "met"} <= set(t) for t in result["targets"].values())
+    assert result["capacity"]["jobs_per_s_per_server_core"] is not None
+    assert "artisans_per_server_core_at_0.25_hz" in result["capacity"]
