@@ -17,7 +17,7 @@ _PRELUDE = r"""
 local GEO_P, H3_P, STREAM, RETAIN_MS, DIRTY, IDS, FRESH =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
 local FIELDS = {'lat', 'lon', 'ts', 'h3', 'current_status', 'specialty', 'level', 'rating', 'verified',
-  'avail', 'trk', 'wlat', 'wlon', 'wts', 'wst'}
+  'avail', 'trk', 'wlat', 'wlon', 'wts', 'wst', 'fts'}
 local function load(key)
   local v = redis.call('HMGET', key, unpack(FIELDS))
   local h = {}
@@ -71,12 +71,14 @@ end
 # bucket when the cell or the status changed, the ids set for a first fix, the
 # write-behind's dirty set when PostgreSQL's copy would be rewritten (status changed,
 # moved over `move` metres or `age` ms since the position handed to it: the rule of
-# gateway/repo.py), the tracking record only for a tracked artisan ('trk' in the hash).
+# gateway/repo.py), the freshness index every 10 s of fixes ('fts'), the tracking record
+# only for a tracked artisan ('trk' in the hash).
 APPLY_FIXES = (
     _PRELUDE
     + r"""
 local LIVE_P, TRK_P, MOVE_M, AGE_MS = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
 local COS = math.cos
+local FRESH_STEP_MS = 10000
 local out = {}
 for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n') do
   local hkey = LIVE_P .. id
@@ -97,7 +99,13 @@ for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|
         if old_cell and old_cell ~= cell then redis.call('SREM', H3_P .. old_cell, id) end
         redis.call('SADD', H3_P .. cell, id)
       end
-      redis.call('ZADD', FRESH, tonumber(ts) or 0, id)
+      -- The freshness index moves in steps: the stale sweep re-reads 'ts' from the hash
+      -- before it turns anyone OFFLINE, so a score up to a step old only costs it a read.
+      local fts = tonumber(h.fts or '')
+      if was ~= 'ONLINE' or not fts or tonumber(ts) - fts >= FRESH_STEP_MS then
+        redis.call('ZADD', FRESH, tonumber(ts) or 0, id)
+        redis.call('HSET', hkey, 'fts', ts)
+      end
     elseif was == 'ONLINE' or first then
       unplace(id, h.specialty, old_cell)
     elseif old_cell and old_cell ~= cell then

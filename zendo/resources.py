@@ -43,8 +43,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         decode_responses=True,
         health_check_interval=10,
         socket_connect_timeout=2,
+        # No per-command timeout: redis-py wraps every send in asyncio.wait_for when one
+        # is set, a Task per command, the largest single cost of a location fix here.
+        # A Redis that dies closes the connections (errors, not hangs), keepalive finds a
+        # vanished host, and a process whose requests pile up is shed by admission.
+        socket_timeout=None,
         socket_keepalive=True,
         retry_on_timeout=True,
+        driver_info=None,  # no CLIENT SETINFO (a round trip and a metadata lookup) per connection
     )
     redis = Redis.from_pool(pool)
     app[appkeys.REDIS] = redis
