@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from core import redis_keys
@@ -46,6 +47,11 @@ class Script:
 
     async def __call__(self, redis: Redis, args: Sequence[Any], keys: Sequence[str] = ()) -> Any:
         return await self.registered(redis)(keys=list(keys), args=list(args))
+
+    def queue(self, pipe: Pipeline, redis: Redis, args: Sequence[Any]) -> None:
+        """Add a call to a pipeline (which does not load scripts: on NOSCRIPT, load it
+        with `redis.script_load(self.source)` and run the pipeline again)."""
+        pipe.evalsha(self.registered(redis).sha, 0, *args)
 
 
 APPLY_FIXES = Script(lua.APPLY_FIXES)
@@ -84,26 +90,24 @@ def now_ms() -> int:
 
 async def set_busy(redis: Redis, artisan_id: uuid.UUID | str) -> None:
     """The artisan accepted a job: BUSY, out of the GEO/H3 sets and ineligible in every index."""
+    await SET_BUSY(redis, set_busy_args(artisan_id))
+
+
+def set_busy_args(artisan_id: uuid.UUID | str) -> list[Any]:
     aid = str(artisan_id)
-    await SET_BUSY(redis, [*common_args(), aid, redis_keys.live_artisan(aid)])
+    return [*common_args(), aid, redis_keys.live_artisan(aid)]
 
 
 async def set_available(redis: Redis, artisan_id: uuid.UUID | str) -> str:
     """The job ended (COMPLETED or CANCELLED): ONLINE again if the artisan has a fix from
     the last RECENT_FIX_MS (2 minutes) and is verified and has not asked to be OFFLINE,
     else OFFLINE (their next fix makes them ONLINE). Returns the new status."""
+    return str(await SET_AVAILABLE(redis, set_available_args(artisan_id)))
+
+
+def set_available_args(artisan_id: uuid.UUID | str) -> list[Any]:
     aid = str(artisan_id)
-    status = await SET_AVAILABLE(
-        redis,
-        [
-            *common_args(),
-            aid,
-            redis_keys.live_artisan(aid),
-            now_ms(),
-            RECENT_FIX_MS,
-        ],
-    )
-    return str(status)
+    return [*common_args(), aid, redis_keys.live_artisan(aid), now_ms(), RECENT_FIX_MS]
 
 
 async def update_profile(
@@ -118,6 +122,22 @@ async def update_profile(
     """Mirror a profile change (review -> rating, admin verify/reject, specialty edit) into
     the live state and the indexes. `verified=False` forces OFFLINE. No-op for an artisan
     who never connected (their next connection reads PostgreSQL)."""
+    args = update_profile_args(
+        artisan_id, specialty=specialty, level=level, rating=rating, verified=verified
+    )
+    if args is not None:
+        await UPDATE_PROFILE(redis, args)
+
+
+def update_profile_args(
+    artisan_id: uuid.UUID | str,
+    *,
+    specialty: str | None = None,
+    level: str | None = None,
+    rating: float | None = None,
+    verified: bool | None = None,
+) -> list[Any] | None:
+    """UPDATE_PROFILE's arguments; None when nothing changes."""
     aid = str(artisan_id)
     pairs: list[Any] = []
     if specialty is not None:
@@ -129,8 +149,8 @@ async def update_profile(
     if verified is not None:
         pairs += ["verified", "1" if verified else "0"]
     if not pairs:
-        return
-    await UPDATE_PROFILE(redis, [*common_args(), aid, redis_keys.live_artisan(aid), *pairs])
+        return None
+    return [*common_args(), aid, redis_keys.live_artisan(aid), *pairs]
 
 
 async def read_live(redis: Redis, artisan_id: uuid.UUID | str) -> dict[str, Any] | None:

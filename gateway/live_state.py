@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 from core import appkeys
 from core.effects import (
@@ -28,32 +30,57 @@ class RedisLiveState:
         self._app = app  # the Redis client exists once the app has started
 
     async def apply(self, changes: Sequence[LiveChange]) -> None:
-        """Concurrently, one Redis call per change; a failure is logged and the next
-        presence or profile refresh corrects it (PostgreSQL holds the truth)."""
-        calls = [self._call(change) for change in changes]
-        for result in await asyncio.gather(*calls, return_exceptions=True):
-            if isinstance(result, Exception):
-                log.warning("live state update failed: %r", result)
-
-    def _call(self, change: LiveChange) -> Awaitable[object]:
+        """Every change of one commit in one pipeline (one round trip). A failure is
+        logged; the next presence or profile refresh corrects it (PostgreSQL holds the
+        truth)."""
+        if not changes:
+            return
         redis = self._app[appkeys.REDIS]
-        match change:
-            case MarkBusy(artisan_id):
-                return live.set_busy(redis, artisan_id)
-            case MarkAvailable(artisan_id):
-                return live.set_available(redis, artisan_id)
-            case TrackingStart(artisan_id, intervention_id, client_id, job_lat, job_lon):
-                return tracking.start_tracking(
-                    redis,
-                    artisan_id=artisan_id,
-                    intervention_id=intervention_id,
-                    client_id=client_id,
-                    job_lat=job_lat,
-                    job_lon=job_lon,
-                )
-            case TrackingStop(artisan_id):
-                return tracking.stop_tracking(redis, artisan_id=artisan_id)
-            case ProfileChanged(artisan_id, specialty, rating, verified):
-                return live.update_profile(
-                    redis, artisan_id, specialty=specialty, rating=rating, verified=verified
-                )
+        for attempt in (1, 2):
+            pipe = redis.pipeline(transaction=False)
+            scripts = {s for change in changes if (s := _queue(pipe, redis, change))}
+            try:
+                replies = await pipe.execute(raise_on_error=False)
+            except Exception as exc:
+                log.warning("live state update of %d change(s) failed: %r", len(changes), exc)
+                return
+            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                for script in scripts:  # a pipeline does not load scripts (Redis restarted)
+                    await redis.script_load(script.source)
+                continue
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    log.warning("live state update failed: %r", reply)
+            return
+
+
+def _queue(pipe: Pipeline, redis: Redis, change: LiveChange) -> live.Script | None:
+    """Add the change's commands; returns the script it calls, if any."""
+    match change:
+        case MarkBusy(artisan_id):
+            live.SET_BUSY.queue(pipe, redis, live.set_busy_args(artisan_id))
+            return live.SET_BUSY
+        case MarkAvailable(artisan_id):
+            live.SET_AVAILABLE.queue(pipe, redis, live.set_available_args(artisan_id))
+            return live.SET_AVAILABLE
+        case TrackingStart(artisan_id, intervention_id, client_id, job_lat, job_lon):
+            tracking.queue_start(
+                pipe,
+                artisan_id=artisan_id,
+                intervention_id=intervention_id,
+                client_id=client_id,
+                job_lat=job_lat,
+                job_lon=job_lon,
+            )
+            return None
+        case TrackingStop(artisan_id):
+            tracking.queue_stop(pipe, artisan_id=artisan_id)
+            return None
+        case ProfileChanged(artisan_id, specialty, rating, verified):
+            args = live.update_profile_args(
+                artisan_id, specialty=specialty, rating=rating, verified=verified
+            )
+            if args is None:
+                return None
+            live.UPDATE_PROFILE.queue(pipe, redis, args)
+            return live.UPDATE_PROFILE

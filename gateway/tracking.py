@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from core import redis_keys
 from gateway.location import haversine_m
@@ -41,8 +42,28 @@ async def start_tracking(
 ) -> None:
     """From now on every accepted fix of `artisan_id` is sent to `client_id` as an
     `artisan.location` frame (with `eta_s` to the job at job_lat/job_lon)."""
-    key = redis_keys.tracking(str(artisan_id))
     pipe = redis.pipeline(transaction=True)
+    queue_start(
+        pipe,
+        artisan_id=artisan_id,
+        intervention_id=intervention_id,
+        client_id=client_id,
+        job_lat=job_lat,
+        job_lon=job_lon,
+    )
+    await pipe.execute()
+
+
+def queue_start(
+    pipe: Pipeline,
+    *,
+    artisan_id: uuid.UUID | str,
+    intervention_id: uuid.UUID | str,
+    client_id: uuid.UUID | str,
+    job_lat: float,
+    job_lon: float,
+) -> None:
+    key = redis_keys.tracking(str(artisan_id))
     pipe.hset(
         key,
         mapping={
@@ -55,15 +76,18 @@ async def start_tracking(
     pipe.expire(key, TRACKING_TTL_S)
     # The fix script reads the tracking record only for an artisan flagged here.
     pipe.hset(redis_keys.live_artisan(str(artisan_id)), "trk", "1")
-    await pipe.execute()
 
 
 async def stop_tracking(redis: Redis, *, artisan_id: uuid.UUID | str) -> None:
     """Stop forwarding the artisan's fixes (job ended, cancelled or IN_PROGRESS)."""
     pipe = redis.pipeline(transaction=True)
+    queue_stop(pipe, artisan_id=artisan_id)
+    await pipe.execute()
+
+
+def queue_stop(pipe: Pipeline, *, artisan_id: uuid.UUID | str) -> None:
     pipe.delete(redis_keys.tracking(str(artisan_id)))
     pipe.hdel(redis_keys.live_artisan(str(artisan_id)), "trk")
-    await pipe.execute()
 
 
 def location_frame(entry: list[str]) -> tuple[str, dict[str, Any]]:
