@@ -77,53 +77,60 @@ APPLY_FIXES = (
     _PRELUDE
     + r"""
 local LIVE_P, TRK_P, MOVE_M, AGE_MS = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
-local COS = math.cos
 local FRESH_STEP_MS = 10000
+local COS, RAD, ABS, TONUM, CALL = math.cos, math.rad, math.abs, tonumber, redis.call
 local out = {}
+local n = 0
 for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n') do
   local hkey = LIVE_P .. id
-  local h = load(hkey)
+  -- ts, h3, current_status, specialty, level, rating, verified, avail, trk, wlat, wlon, wts, wst, fts
+  local v = CALL('HMGET', hkey, 'ts', 'h3', 'current_status', 'specialty', 'level', 'rating',
+    'verified', 'avail', 'trk', 'wlat', 'wlon', 'wts', 'wst', 'fts')
+  local nts = TONUM(ts)
+  local old_ts = v[1] and TONUM(v[1])
   -- Another socket (or process) may already have stored a newer fix.
-  if (not h.ts) or tonumber(ts) >= tonumber(h.ts) then
-    local was, old_cell, first = h.current_status, h.h3, not h.ts
+  if (not old_ts) or nts >= old_ts then
+    local old_cell, was, spec = v[2], v[3], v[4]
     local status = was or 'OFFLINE'
     if status ~= 'BUSY' then
-      if h.verified == '1' and h.avail ~= '0' and h.specialty then status = 'ONLINE' else status = 'OFFLINE' end
+      if v[7] == '1' and v[8] ~= '0' and spec then status = 'ONLINE' else status = 'OFFLINE' end
     end
-    h.lat, h.lon, h.ts, h.h3, h.current_status = lat, lon, ts, cell, status
-    redis.call('HSET', hkey, 'lat', lat, 'lon', lon, 'ts', ts, 'h3', cell, 'current_status', status)
-    local flat = tonumber(lat)
-    if status == 'ONLINE' and flat and math.abs(flat) < 85.05 then
-      redis.call('GEOADD', GEO_P .. h.specialty, lon, lat, id)
+    if old_cell == cell and was == status then
+      CALL('HSET', hkey, 'lat', lat, 'lon', lon, 'ts', ts)
+    else
+      CALL('HSET', hkey, 'lat', lat, 'lon', lon, 'ts', ts, 'h3', cell, 'current_status', status)
+    end
+    local flat = TONUM(lat)
+    if status == 'ONLINE' and flat and ABS(flat) < 85.05 then
+      CALL('GEOADD', GEO_P .. spec, lon, lat, id)
       if old_cell ~= cell or was ~= 'ONLINE' then
-        if old_cell and old_cell ~= cell then redis.call('SREM', H3_P .. old_cell, id) end
-        redis.call('SADD', H3_P .. cell, id)
+        if old_cell and old_cell ~= cell then CALL('SREM', H3_P .. old_cell, id) end
+        CALL('SADD', H3_P .. cell, id)
       end
-      -- The freshness index moves in steps: the stale sweep re-reads 'ts' from the hash
-      -- before it turns anyone OFFLINE, so a score up to a step old only costs it a read.
-      local fts = tonumber(h.fts or '')
-      if was ~= 'ONLINE' or not fts or tonumber(ts) - fts >= FRESH_STEP_MS then
-        redis.call('ZADD', FRESH, tonumber(ts) or 0, id)
-        redis.call('HSET', hkey, 'fts', ts)
+      local fts = v[14] and TONUM(v[14])
+      if was ~= 'ONLINE' or not fts or nts - fts >= FRESH_STEP_MS then
+        CALL('ZADD', FRESH, nts, id)
+        CALL('HSET', hkey, 'fts', ts)
       end
-    elseif was == 'ONLINE' or first then
-      unplace(id, h.specialty, old_cell)
+    elseif was == 'ONLINE' or not old_ts then
+      unplace(id, spec, old_cell)
     elseif old_cell and old_cell ~= cell then
-      redis.call('SREM', H3_P .. old_cell, id)
+      CALL('SREM', H3_P .. old_cell, id)
     end
-    if first then redis.call('SADD', IDS, id) end
-    row(id, h)
-    local wlat, wlon, wts = tonumber(h.wlat or ''), tonumber(h.wlon or ''), tonumber(h.wts or '')
-    local due = (not wlat) or (not wlon) or (not wts) or h.wst ~= status
-      or tonumber(ts) >= wts + AGE_MS
+    if not old_ts then CALL('SADD', IDS, id) end
+    n = n + 1
+    EVENTS[n] = id .. '|' .. status .. '|' .. lat .. '|' .. lon .. '|' .. (spec or '') .. '|' ..
+      (v[5] or '') .. '|' .. (v[6] or '') .. '|' .. ts
+    local wlat, wlon, wts = v[10] and TONUM(v[10]), v[11] and TONUM(v[11]), v[12] and TONUM(v[12])
+    local due = (not wlat) or (not wlon) or (not wts) or v[13] ~= status or nts >= wts + AGE_MS
     if not due then
       local dy = (flat - wlat) * 111194.9
-      local dx = (tonumber(lon) - wlon) * 111194.9 * COS(math.rad(wlat))
+      local dx = (TONUM(lon) - wlon) * 111194.9 * COS(RAD(wlat))
       due = dx * dx + dy * dy > MOVE_M * MOVE_M
     end
-    if due then redis.call('SADD', DIRTY, id) end
-    if h.trk == '1' then
-      local t = redis.call('HMGET', TRK_P .. id, 'intervention_id', 'client_id', 'job_lat', 'job_lon')
+    if due then CALL('SADD', DIRTY, id) end
+    if v[9] == '1' then
+      local t = CALL('HMGET', TRK_P .. id, 'intervention_id', 'client_id', 'job_lat', 'job_lon')
       if t[1] and t[2] then
         out[#out + 1] = {id, t[1], t[2], t[3] or '', t[4] or '', lat, lon, ts, heading}
       end
