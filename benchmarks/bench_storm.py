@@ -11,7 +11,10 @@ Seeds verified artisans into the database (TRUNCATEs it: use a scratch one), sta
      admitted socket), the time from the socket's slot to being served, and refusals;
   2. then every socket sends one fix per second for `--duration` s: accepted fixes/s and
      the fix -> visible lag of probe sockets (through /admin/artisans/{id}/live and an
-     ArtisanIndex mirror here), with the server's and Redis's CPU per accepted fix;
+     ArtisanIndex mirror here), with the server's and Redis's CPU per accepted fix; and
+     meanwhile a client creates a job every 0.2 s where an offer probe (an artisan of a
+     specialty nobody else has) stands: POST sent -> `offer` frame on the probe's socket
+     (create -> first offer), then cancels it;
   3. the bare aiohttp receive loop's flat-out frames/s (the machine's speed reference).
 """
 
@@ -27,6 +30,7 @@ import time
 from typing import Any
 
 import aiohttp
+import asyncpg
 from redis.asyncio import Redis
 
 from benchmarks import metrics_diff
@@ -47,6 +51,77 @@ from tests.gateway.processes import wait_healthy
 from tests.ports import free_port
 
 N_PROBES = 20
+N_OFFER_PROBES = 10
+OFFER_SPECIALTY = "APPLIANCE_REPAIR"
+
+
+async def offer_probes(port: int, dsn: str, seconds: float) -> list[float]:
+    """Seconds from each POST /interventions to the `offer` frame on the probe's socket."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        client = await conn.fetchval(
+            "INSERT INTO users (email, password_hash, role, is_verified) "
+            "VALUES ('storm-client@example.com', 'x', 'CLIENT', true) RETURNING id"
+        )
+        ids = await conn.fetch(
+            """INSERT INTO users (email, password_hash, role, is_verified)
+               SELECT 'storm-probe-' || g || '@example.com', 'x', 'ARTISAN', true
+               FROM generate_series(1, $1) g RETURNING id""",
+            N_OFFER_PROBES,
+        )
+        probes = [r["id"] for r in ids]
+        await conn.execute(
+            """INSERT INTO artisans (user_id, status, level, specialty, rating)
+               SELECT id, 'VERIFIED', 'STANDARD', $2, 4.5 FROM unnest($1::uuid[]) AS t(id)""",
+            probes,
+            OFFER_SPECIALTY,
+        )
+    finally:
+        await conn.close()
+    client_headers = {"Authorization": f"Bearer {token(client, 'CLIENT')}"}
+    base = f"http://127.0.0.1:{port}"
+    delays: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        sockets = []
+        for k, artisan in enumerate(probes):
+            ws = await session.ws_connect(
+                f"{base}/ws", headers={"Authorization": f"Bearer {token(artisan, 'ARTISAN')}"}
+            )
+            await ws.receive()  # hello
+            lat, lon = 48.82 + k * 0.005, 2.30
+            await ws.send_str(
+                f'{{"type":"location","lat":{lat},"lon":{lon},"ts":{int(time.time() * 1000)}}}'
+            )
+            sockets.append((ws, lat, lon))
+        await asyncio.sleep(1.0)  # their first fixes reach the index
+        deadline = time.monotonic() + seconds
+        k = 0
+        while time.monotonic() < deadline:
+            ws, lat, lon = sockets[k % len(sockets)]
+            k += 1
+            sent = time.perf_counter()
+            async with session.post(
+                f"{base}/interventions",
+                json={"specialty": OFFER_SPECIALTY, "lat": lat, "lon": lon},
+                headers=client_headers,
+            ) as resp:
+                job = await resp.json()
+            try:
+                while True:
+                    msg = await ws.receive(timeout=5)
+                    if msg.type is aiohttp.WSMsgType.TEXT and '"type":"offer"' in msg.data:
+                        delays.append(time.perf_counter() - sent)
+                        break
+            except TimeoutError:
+                pass
+            async with session.post(
+                f"{base}/interventions/{job['id']}/cancel", headers=client_headers
+            ) as resp:
+                await resp.read()
+            await asyncio.sleep(0.2)
+        for ws, _lat, _lon in sockets:
+            await ws.close()
+    return delays
 
 
 async def storm(workers: Workers, url: str, tokens: list[str], rate: float) -> dict[str, Any]:
@@ -135,7 +210,10 @@ async def main(args: argparse.Namespace) -> None:
             t0 = time.monotonic()
             rate_task = asyncio.create_task(workers.call_all("rate", 1.0, args.duration, active))
             await asyncio.sleep(3.0)
-            lags = await probe_lag(port, probes, admin_token, index, args.duration - 6)
+            lags, offers = await asyncio.gather(
+                probe_lag(port, probes, admin_token, index, args.duration - 6),
+                offer_probes(port, args.database_url, args.duration - 8),
+            )
             await rate_task
             elapsed = time.monotonic() - t0
             after = await metric(session, port, "zendo_pings_accepted_total")
@@ -149,6 +227,7 @@ async def main(args: argparse.Namespace) -> None:
             "accepted_per_s": accepted / elapsed,
             "lag_live_ms": (pct(lags[0], 0.5), pct(lags[0], 0.99), len(lags[0])),
             "lag_index_ms": (pct(lags[1], 0.5), pct(lags[1], 0.99), len(lags[1])),
+            "first_offer_ms": (pct(offers, 0.5), pct(offers, 0.99), len(offers)),
             "server_cpu_us_per_fix": (c1[0] - c0[0]) / max(1.0, accepted) * 1e6,
             "redis_cpu_us_per_fix": (c1[1] - c0[1]) / max(1.0, accepted) * 1e6,
         }
