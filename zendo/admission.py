@@ -9,6 +9,11 @@
 Health checks and metrics are always admitted. A WebSocket handshake is checked like a
 request (a refused one gets the same 503 before the upgrade), but an open socket is
 not counted in flight: it lives for hours and costs only when it sends.
+
+Work in progress goes first: a request that moves an existing job along (an offer's
+answer, a status change, a cancellation) is refused only past twice the bounds, so
+that shedding turns new jobs away rather than stranding the ones under way (a refused
+status change leaves its artisan BUSY and its client waiting).
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ MAX_LOOP_LAG_S = 0.5
 RETRY_AFTER_S = 1
 ALWAYS_ADMITTED = frozenset({"/healthz", "/readyz", "/metrics"})
 WEBSOCKET_PATH = "/ws"
+# Work in progress is refused only past this multiple of the bounds.
+PROGRESS_SLACK = 2.0
+_PROGRESS_SUFFIXES = ("/status", "/cancel", "/accept", "/decline")
+
+
+def in_progress(request: web.Request) -> bool:
+    """A request that moves an existing job along (POST .../status, .../cancel, and an
+    offer's accept or decline)."""
+    return request.method == "POST" and request.path.endswith(_PROGRESS_SUFFIXES)
 
 
 @dataclass(slots=True)
@@ -40,8 +54,12 @@ class Admission:
     loop_lag_s: float = 0.0  # the lag probe's last reading
     refused: int = 0
 
-    def check(self) -> None:
-        if self.in_flight >= self.max_in_flight or self.loop_lag_s > self.max_loop_lag_s:
+    def check(self, *, in_progress: bool = False) -> None:
+        slack = PROGRESS_SLACK if in_progress else 1.0
+        if (
+            self.in_flight >= self.max_in_flight * slack
+            or self.loop_lag_s > self.max_loop_lag_s * slack
+        ):
             self.refused += 1
             raise Overloaded("This server is busy; retry shortly", retry_after_s=RETRY_AFTER_S)
 
@@ -54,7 +72,7 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
     if request.path in ALWAYS_ADMITTED or request.method == "OPTIONS":
         return await handler(request)
     admission = request.app[ADMISSION]
-    admission.check()
+    admission.check(in_progress=in_progress(request))
     if request.path == WEBSOCKET_PATH:
         return await handler(request)
     admission.in_flight += 1

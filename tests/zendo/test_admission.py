@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -80,3 +81,18 @@ async def test_a_late_event_loop_sheds_new_work(client_of: TestClient[Any, Any])
         while admission.loop_lag_s > admission.max_loop_lag_s:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     assert (await client.get("/specialties")).status == 200
+
+
+async def test_work_in_progress_is_admitted_past_the_bound_for_new_work(
+    client_of: TestClient[Any, Any],
+) -> None:
+    """Shedding turns new jobs away before it strands the ones under way."""
+    client = client_of
+    admission = client.app[ADMISSION]  # at most 2 in flight (the fixture)
+    admission.in_flight = 3  # as if 3 requests were being handled: behind, not twice
+    await _overloaded(await client.post("/interventions", json={}))
+    progress = await client.post(f"/interventions/{uuid.uuid4()}/status", json={})
+    assert progress.status == 401  # admitted: it reached the auth check
+    admission.in_flight = 4  # twice the bound: everything is shed
+    await _overloaded(await client.post(f"/interventions/{uuid.uuid4()}/status", json={}))
+    admission.in_flight = 0
