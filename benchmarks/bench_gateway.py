@@ -387,9 +387,10 @@ async def main(args: argparse.Namespace) -> None:
     print(report, flush=True)
 
 
-def parse() -> argparse.Namespace:
+def parser(doc: str | None) -> argparse.ArgumentParser:
+    """The arguments every socket benchmark takes: its scratch database and Redis db."""
     p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
         "--database-url",
@@ -398,6 +399,11 @@ def parse() -> argparse.Namespace:
     p.add_argument(
         "--redis-url", default=os.environ.get("ZENDO_REDIS_URL", "redis://127.0.0.1:6379/4")
     )
+    return p
+
+
+def parse() -> argparse.Namespace:
+    p = parser(__doc__)
     p.add_argument("--sockets", type=int, default=15000)
     p.add_argument("--active", type=int, default=10000)
     p.add_argument("--duration", type=float, default=20.0)

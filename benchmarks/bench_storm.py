@@ -39,6 +39,7 @@ from benchmarks.bench_gateway import (
     Workers,
     cpu_s,
     metric,
+    parser,
     pct,
     probe_lag,
     redis_pid,
@@ -254,16 +255,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def parse() -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--database-url",
-        default=os.environ.get("ZENDO_DATABASE_URL", "postgresql:///zendo_test_gateway"),
-    )
-    p.add_argument(
-        "--redis-url", default=os.environ.get("ZENDO_REDIS_URL", "redis://127.0.0.1:6379/4")
-    )
+    p = parser(__doc__)
     p.add_argument("--sockets", type=int, default=10000)
     p.add_argument("--rate", type=float, default=1000.0)
     p.add_argument("--duration", type=float, default=20.0)
