@@ -351,40 +351,48 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.gather(mirror_task, return_exceptions=True)
         await mirror_redis.aclose()
 
-    bare_port = free_port()
-    bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-        [sys.executable, "-m", "benchmarks.bare_ws", str(bare_port)], cwd=ROOT
-    )
     workers = Workers(args.workers)
+    try:
+        report["bare_ceiling_per_s"] = await bare_ceiling(workers, args.flat_sockets, args.flat_s)
+    finally:
+        workers.stop()
+    print(f"bare ceiling: {report['bare_ceiling_per_s']:.0f} frames/s", flush=True)
+    ratio = report["gateway_ceiling_per_s"] / report["bare_ceiling_per_s"]
+    print(f"ratio gateway/bare ceiling: {ratio:.2f}", flush=True)
+    print(report, flush=True)
+
+
+async def bare_ceiling(workers: Workers, sockets: int, seconds: float) -> float:
+    """The bare aiohttp receive loop's frames/s with `sockets` sending flat out: the
+    machine's speed reference (benchmarks/bare_ws.py, the same driver as the gateway)."""
+    port = free_port()
+    bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+        [sys.executable, "-m", "benchmarks.bare_ws", str(port)], cwd=ROOT
+    )
     try:
         deadline = time.monotonic() + 20
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
-                    async with session.get(f"http://127.0.0.1:{bare_port}/count") as resp:
+                    async with session.get(f"http://127.0.0.1:{port}/count") as resp:
                         before = (await resp.json())["count"]
                         break
                 except aiohttp.ClientError:
                     if time.monotonic() > deadline:
                         raise
                     await asyncio.sleep(0.1)
-            await workers.connect(f"http://127.0.0.1:{bare_port}/ws", [None] * args.flat_sockets)
+            await workers.connect(f"http://127.0.0.1:{port}/ws", [None] * sockets)
             t0 = time.monotonic()
-            results = await workers.call_all("flat", args.flat_s, args.flat_sockets // args.workers)
-            await asyncio.sleep(0.5)
+            await workers.call_all("flat", seconds, sockets // len(workers.pipes))
+            await asyncio.sleep(0.5)  # the frames still buffered are counted too
             elapsed = time.monotonic() - t0
-            async with session.get(f"http://127.0.0.1:{bare_port}/count") as resp:
+            async with session.get(f"http://127.0.0.1:{port}/count") as resp:
                 after = (await resp.json())["count"]
-        report["bare_ceiling_per_s"] = (after - before) / elapsed
-        print(f"bare ceiling: {report['bare_ceiling_per_s']:.0f} frames/s", flush=True)
         await workers.call_all("close")
+        return float((after - before) / elapsed)
     finally:
-        workers.stop()
         bare.terminate()
         bare.wait(timeout=10)
-    ratio = report["gateway_ceiling_per_s"] / report["bare_ceiling_per_s"]
-    print(f"ratio gateway/bare ceiling: {ratio:.2f}", flush=True)
-    print(report, flush=True)
 
 
 def parser(doc: str | None) -> argparse.ArgumentParser:

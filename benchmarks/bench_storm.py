@@ -25,7 +25,6 @@ import asyncio
 import os
 import resource
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -35,8 +34,8 @@ from redis.asyncio import Redis
 
 from benchmarks import metrics_diff
 from benchmarks.bench_gateway import (
-    ROOT,
     Workers,
+    bare_ceiling,
     cpu_s,
     metric,
     parser,
@@ -150,36 +149,6 @@ async def scrape(session: aiohttp.ClientSession, port: int) -> metrics_diff.Seri
         return metrics_diff.buckets_of(await resp.text())
 
 
-async def bare_reference(workers: Workers, sockets: int, seconds: float) -> float:
-    port = free_port()
-    bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-        [sys.executable, "-m", "benchmarks.bare_ws", str(port)], cwd=ROOT
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/count") as resp:
-                        before = (await resp.json())["count"]
-                        break
-                except aiohttp.ClientError:
-                    if time.monotonic() > deadline:
-                        raise
-                    await asyncio.sleep(0.1)
-            await workers.connect(f"http://127.0.0.1:{port}/ws", [None] * sockets)
-            t0 = time.monotonic()
-            await workers.call_all("flat", seconds, sockets // len(workers.pipes))
-            elapsed = time.monotonic() - t0
-            async with session.get(f"http://127.0.0.1:{port}/count") as resp:
-                after = (await resp.json())["count"]
-        await workers.call_all("close")
-        return float((after - before) / elapsed)
-    finally:
-        bare.terminate()
-        bare.wait(timeout=10)
-
-
 async def main(args: argparse.Namespace) -> None:
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -246,7 +215,7 @@ async def main(args: argparse.Namespace) -> None:
         await mirror_redis.aclose()
     workers = Workers(args.workers)
     try:
-        report["bare_frames_per_s"] = await bare_reference(workers, 2000, 8.0)
+        report["bare_frames_per_s"] = await bare_ceiling(workers, 2000, 8.0)
     finally:
         workers.stop()
     report["load_after"] = os.getloadavg()

@@ -31,9 +31,8 @@ from typing import cast
 
 import asyncpg
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.asyncio.client import Pipeline
 
-from core import redis_keys
 from gateway import live, repo
 
 log = logging.getLogger("zendo.gateway")
@@ -179,32 +178,22 @@ class Arrivals:
     ) -> list[object]:
         """Every CONNECT and one ANNOUNCE, in one pipeline (one round trip)."""
         redis = self._redis()
-        connect = live.CONNECT.registered(redis)
-        announce = live.ANNOUNCE.registered(redis)
         rows_arg = "".join(f"{u}|{'1' if u in artisans else '0'}\n" for u in user_ids)
-        for attempt in (1, 2):
-            pipe = redis.pipeline(transaction=False)
+
+        def fill(pipe: Pipeline) -> list[live.Script]:
             for row in rows:
-                aid = str(row["user_id"])
-                pipe.evalsha(
-                    connect.sha,
-                    0,
-                    *live.common_args(),
-                    aid,
-                    redis_keys.live_artisan(aid),
-                    row["specialty"],
-                    row["level"],
-                    repr(float(row["rating"])),
-                    "1" if row["status"] == "VERIFIED" else "0",
+                args = live.connect_args(
+                    str(row["user_id"]),
+                    specialty=row["specialty"],
+                    level=row["level"],
+                    rating=float(row["rating"]),
+                    verified=row["status"] == "VERIFIED",
                 )
-            pipe.evalsha(announce.sha, 0, *self._announce_args(rows_arg))
-            replies: list[object] = await pipe.execute(raise_on_error=False)
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                # A pipeline does not load scripts itself (Redis restarted): load, redo.
-                await redis.script_load(connect.script)
-                await redis.script_load(announce.script)
-                continue
-            break
+                live.CONNECT.queue(pipe, redis, args)
+            live.ANNOUNCE.queue(pipe, redis, self._announce_args(rows_arg))
+            return [live.CONNECT, live.ANNOUNCE]
+
+        replies = await live.run_pipeline(redis, fill)
         if isinstance(replies[-1], BaseException):
             log.warning("announce of %d user(s) failed: %s", len(user_ids), replies[-1])
         return replies[:-1]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import time
 import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from core import redis_keys
 from core.gateway_config import RECENT_FIX_S
@@ -77,6 +78,22 @@ _COMMON_ARGS = (
     redis_keys.LIVE_IDS,
     redis_keys.LIVE_FRESH,
 )
+
+
+async def run_pipeline(redis: Redis, fill: Callable[[Pipeline], Iterable[Script]]) -> list[Any]:
+    """One round trip: a pipeline that `fill` queues (it returns the scripts it called).
+    A command's error comes back as its reply. A pipeline does not load scripts, so on
+    NOSCRIPT (Redis restarted) they are loaded and the pipeline runs once more: the
+    commands queued here are all idempotent."""
+    for attempt in (1, 2):
+        pipe = redis.pipeline(transaction=False)
+        scripts = set(fill(pipe))
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if attempt == 2 or not any(isinstance(r, NoScriptError) for r in replies):
+            return replies
+        for script in scripts:
+            await redis.script_load(script.source)
+    raise AssertionError("unreachable")
 
 
 def common_args() -> list[Any]:
@@ -182,20 +199,28 @@ async def connect_artisan(
     """Store the profile read from PostgreSQL; returns (last fix or None, current status)."""
     lat, lon, ts, status = await CONNECT(
         redis,
-        [
-            *common_args(),
-            artisan_id,
-            redis_keys.live_artisan(artisan_id),
-            specialty,
-            level,
-            repr(float(rating)),
-            "1" if verified else "0",
-        ],
+        connect_args(
+            artisan_id, specialty=specialty, level=level, rating=rating, verified=verified
+        ),
     )
     last = None
     if lat and lon and ts:
         last = (float(lat), float(lon), int(float(ts)))
     return last, str(status)
+
+
+def connect_args(
+    artisan_id: str, *, specialty: str, level: str, rating: float, verified: bool
+) -> list[Any]:
+    return [
+        *common_args(),
+        artisan_id,
+        redis_keys.live_artisan(artisan_id),
+        specialty,
+        level,
+        repr(float(rating)),
+        "1" if verified else "0",
+    ]
 
 
 async def set_presence(redis: Redis, artisan_id: str, wanted: str, recent_fix_ms: int) -> str:

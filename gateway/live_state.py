@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.exceptions import NoScriptError
 
 from core import appkeys
 from core.effects import (
@@ -36,22 +35,18 @@ class RedisLiveState:
         if not changes:
             return
         redis = self._app[appkeys.REDIS]
-        for attempt in (1, 2):
-            pipe = redis.pipeline(transaction=False)
-            scripts = {s for change in changes if (s := _queue(pipe, redis, change))}
-            try:
-                replies = await pipe.execute(raise_on_error=False)
-            except Exception as exc:
-                log.warning("live state update of %d change(s) failed: %r", len(changes), exc)
-                return
-            if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                for script in scripts:  # a pipeline does not load scripts (Redis restarted)
-                    await redis.script_load(script.source)
-                continue
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    log.warning("live state update failed: %r", reply)
+
+        def fill(pipe: Pipeline) -> list[live.Script]:
+            return [s for change in changes if (s := _queue(pipe, redis, change))]
+
+        try:
+            replies = await live.run_pipeline(redis, fill)
+        except Exception as exc:
+            log.warning("live state update of %d change(s) failed: %r", len(changes), exc)
             return
+        for reply in replies:
+            if isinstance(reply, Exception):
+                log.warning("live state update failed: %r", reply)
 
 
 def _queue(pipe: Pipeline, redis: Redis, change: LiveChange) -> live.Script | None:

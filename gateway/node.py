@@ -110,22 +110,22 @@ class Gateway:
             last = profile.last_fix if profile is not None else None
             session.validator = FixValidator(self.settings.ping_rate_per_s, last)
 
-    def _forget(self, session: Session) -> None:
+    def _forget(self, session: Session) -> bool:
+        """Drop the socket from this node's table; True if the user has others here."""
         local = self.sessions.get(session.user_id)
-        if local is not None:
-            local.discard(session)
-            if not local:
-                del self.sessions[session.user_id]
+        if local is None:
+            return False
+        local.discard(session)
+        if local:
+            return True
+        del self.sessions[session.user_id]
+        return False
 
     def close(self, session: Session) -> None:
         """Forget a closed socket; the user's last one here starts their offline grace
         (written to Redis by `departures`, batched)."""
-        local = self.sessions.get(session.user_id)
-        if local is not None:
-            local.discard(session)
-            if local:
-                return
-            del self.sessions[session.user_id]
+        if self._forget(session):
+            return  # the user still has a socket here
         if self.shutting_down:
             return  # `shutdown` cleans up every user of this node in a few calls
         self.departures.add(session.user_id, is_artisan=session.is_artisan)

@@ -10,13 +10,17 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
 
 from core import redis_keys
+from core.db import create_pool
 from core.settings import Settings
 from gateway import appkeys as gateway_keys
-from gateway.arrivals import Opening
+from gateway.arrivals import Arrivals, Opening
+from tests.conftest import TEST_DATABASE_URL
 from tests.factories import bearer
 from tests.gateway.conftest import connect, new_artisan, new_user
+from tests.ports import free_port
 
 
 async def test_sockets_opening_together_register_in_a_few_batches(
@@ -78,3 +82,37 @@ def test_opening_is_full_when_the_oldest_waited_too_long_or_too_many_wait() -> N
     for t in tickets:
         opening.end(t)
     assert len(opening) == 0
+
+
+async def test_a_registration_whose_database_fails_raises_and_leaves_nothing_waiting(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    gateway = gw.app[gateway_keys.GATEWAY]
+    closed = await create_pool(TEST_DATABASE_URL, min_size=1, max_size=1)
+    await closed.close()
+    arrivals = Arrivals(
+        redis=lambda: gateway.redis, pool=lambda: closed, announce_args=gateway.announce_args
+    )
+    artisan, _token = await new_artisan(db, gw_settings)
+    with pytest.raises(asyncpg.InterfaceError):
+        await arrivals.register(str(artisan), is_artisan=True)
+    assert arrivals.waiting == 0
+
+
+async def test_a_registration_without_redis_still_gives_the_profile(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    """Redis down: the socket gets its hello and the refresh loop announces it later."""
+    gateway = gw.app[gateway_keys.GATEWAY]
+    nowhere = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.5)
+    arrivals = Arrivals(
+        redis=lambda: nowhere, pool=lambda: gateway.pool, announce_args=gateway.announce_args
+    )
+    artisan, _token = await new_artisan(db, gw_settings, specialty="HEATING")
+    try:
+        profile = await arrivals.register(str(artisan), is_artisan=True)
+    finally:
+        await nowhere.aclose()
+    assert profile is not None
+    assert (profile.verified, profile.specialty, profile.last_fix) == (True, "HEATING", None)
+    assert arrivals.waiting == 0
