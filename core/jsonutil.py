@@ -13,6 +13,7 @@ from core.errors import FieldError, MalformedJSON, PayloadTooLarge, ValidationFa
 
 T = TypeVar("T")
 MAX_BODY_BYTES = 1024 * 1024
+_NUL_ESCAPE = b"\\u0000"
 _PATH_RE = re.compile(r"at `\$\.?([^`]*)`")
 
 
@@ -29,13 +30,48 @@ def json_response(
 
 
 def decode_as(raw: bytes | str, type_: type[T]) -> T:
-    """Decode and validate; a schema mismatch becomes a 422 naming the field."""
+    """Decode and validate; a schema mismatch becomes a 422 naming the field.
+
+    Bytes that are not UTF-8 and nesting deeper than the decoder's recursion limit are
+    a 400 like any malformed JSON; U+0000 in any decoded string is a 422 (PostgreSQL
+    text cannot hold it).
+    """
     try:
-        return msgspec.json.decode(raw, type=type_, strict=True)
+        value = msgspec.json.decode(raw, type=type_, strict=True)
     except msgspec.ValidationError as exc:
         raise ValidationFailed([_field_error(str(exc))]) from exc
     except msgspec.DecodeError as exc:
         raise MalformedJSON(f"Malformed JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise MalformedJSON("The body is not valid UTF-8") from exc
+    except RecursionError as exc:
+        raise MalformedJSON("JSON is nested too deeply") from exc
+    # JSON can only carry U+0000 escaped; the walk runs only when the escape is there.
+    if _NUL_ESCAPE in (raw if isinstance(raw, bytes) else raw.encode()):
+        field = nul_field(msgspec.to_builtins(value))
+        if field is not None:
+            raise ValidationFailed([FieldError(field or "body", "must not contain U+0000")])
+    return value
+
+
+def nul_field(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first string (value or key) holding U+0000, else None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return path
+            found = nul_field(item, sub)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = nul_field(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _field_error(message: str) -> FieldError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field, fields
@@ -10,6 +11,7 @@ from typing import Any
 
 from core.gateway_config import GatewayConfig
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_SERVICE_AREAS = Path(__file__).parent / "data" / "ile_de_france.geojson"
 _SECRET_FIELDS = frozenset({"jwt_secret", "stripe_api_key", "stripe_webhook_secret", "aws_secret"})
 
@@ -51,6 +53,26 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
     if not value >= minimum or value == float("inf"):
         raise SettingsError(f"{name} must be a finite number >= {minimum}, got {value}")
     return value
+
+
+def _abuse_limits(env: dict[str, str]) -> dict[str, Any]:
+    """CONTRACT §8a's limits, by their Settings field names."""
+    proxies = []
+    for raw in env.get("ZENDO_TRUSTED_PROXIES", "").split(","):
+        if raw.strip():
+            try:
+                proxies.append(ipaddress.ip_network(raw.strip(), strict=False))
+            except ValueError as exc:
+                raise SettingsError(
+                    f"ZENDO_TRUSTED_PROXIES holds {raw.strip()!r}, not an address or CIDR"
+                ) from exc
+    return {
+        "registrations_per_min": _int(env, "ZENDO_REGISTRATIONS_PER_MIN", 20, minimum=1),
+        "max_open_jobs_per_client": _int(env, "ZENDO_MAX_OPEN_JOBS_PER_CLIENT", 3, minimum=1),
+        "jobs_per_min_per_client": _int(env, "ZENDO_JOBS_PER_MIN_PER_CLIENT", 10, minimum=1),
+        "max_sockets_per_user": _int(env, "ZENDO_MAX_SOCKETS_PER_USER", 3, minimum=1),
+        "trusted_proxies": tuple(proxies),
+    }
 
 
 def pool_default(workers: int) -> int:
@@ -122,6 +144,13 @@ class Settings:
     # The gateway's knobs: three are read from ZENDO_GW_* (see _gateway_config), the
     # others keep their defaults unless a test passes a GatewayConfig in-process.
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    # Abuse limits (CONTRACT §8a): what one user or address may take from the others.
+    registrations_per_min: int = 20
+    max_open_jobs_per_client: int = 3
+    jobs_per_min_per_client: int = 10
+    max_sockets_per_user: int = 3
+    # Peers whose X-Forwarded-For is believed (a reverse proxy, a load balancer).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @property
     def payments_enabled(self) -> bool:
@@ -197,4 +226,5 @@ class Settings:
             pg_pool_max_size=_int(env, "ZENDO_PG_POOL_MAX", pool_default(workers), minimum=2),
             workers=workers,
             gateway=_gateway_config(env),
+            **_abuse_limits(env),
         )

@@ -68,3 +68,7 @@ def decode_frame(raw: bytes | str) -> ClientFrame:
         raise BadFrame("invalid_frame", text) from exc
     except msgspec.DecodeError as exc:
         raise BadFrame("malformed_json", f"Malformed JSON: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BadFrame("malformed_json", "The frame is not valid UTF-8") from exc
+    except RecursionError as exc:
+        raise BadFrame("malformed_json", "JSON is nested too deeply") from exc

@@ -26,7 +26,10 @@ log = logging.getLogger("zendo.gateway")
 
 CLOSE_POLICY = 1008  # junk frames
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
 CLOSE_SLOW_CONSUMER = 1013
+# A newer socket of the same user took this one's place (ZENDO_MAX_SOCKETS_PER_USER).
+CLOSE_REPLACED = 4409
 CLOSE_UNAUTHORIZED = 4401
 _CLOSE_TIMEOUT_S = 1.0
 

@@ -37,7 +37,7 @@ from gateway.frames import (
 )
 from gateway.location import OUT_OF_RANGE, RATE_LIMITED
 from gateway.node import Gateway
-from gateway.session import CLOSE_POLICY, CLOSE_UNAUTHORIZED, Session
+from gateway.session import CLOSE_INTERNAL, CLOSE_POLICY, CLOSE_UNAUTHORIZED, Session
 
 log = logging.getLogger("zendo.gateway")
 _REJECT_DETAIL = {
@@ -98,7 +98,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             await gateway.open(session)
         except Exception:
             log.exception("could not open session for %s", session.user_id)
-            await ws.close(code=1011, message=b"unavailable")
+            await ws.close(code=CLOSE_INTERNAL, message=b"unavailable")
             return ws
         try:
             session.send(
@@ -115,6 +115,12 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         finally:
             session.stop()
             gateway.close(session)
+    except Exception:
+        # Past the upgrade the answer can only be a close frame: an error left to the
+        # HTTP middleware would write a 500 response into the WebSocket stream.
+        log.exception("socket failed after the upgrade")
+        if not ws.closed:
+            await ws.close(code=CLOSE_INTERNAL, message=b"internal error")
     finally:
         gateway.opening.end(ticket)  # idempotent: a socket that never got its hello
         gateway.metrics.ws_connections.dec()

@@ -57,6 +57,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[dispatch_keys.LOGIN_LIMITER] = RateLimiter(
         redis, scope="login", limit=settings.login_attempts_per_min, window_s=60
     )
+    app[dispatch_keys.REGISTRATION_LIMITER] = RateLimiter(
+        redis, scope="register", limit=settings.registrations_per_min, window_s=60
+    )
     try:
         yield
     finally:

@@ -19,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import gzip
 import hashlib
 import secrets
+from pathlib import Path
 
 import bcrypt
 
@@ -28,6 +30,8 @@ SCHEME_PREFIX = "$sha256b64$"
 MIN_LENGTH = 8
 MAX_LENGTH = 128
 _BCRYPT_MAX_BYTES = 72
+# Lower-cased, one a line; where it comes from: data/NOTICE.md.
+COMMON_PASSWORDS_FILE = Path(__file__).parent / "data" / "common-passwords.txt.gz"
 
 
 def _prehash(password: str) -> bytes:
@@ -81,3 +85,15 @@ async def burn_verification_time(password: str, rounds: int) -> None:
     """
     dummy = await asyncio.to_thread(dummy_hash, rounds)
     await verify_password(password, dummy)
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    with gzip.open(COMMON_PASSWORDS_FILE, "rt", encoding="utf-8") as fh:
+        return frozenset(line.strip() for line in fh if line.strip())
+
+
+def is_common(password: str) -> bool:
+    """True for a password of the bundled list of common ones (compared lower-cased,
+    as the list is), which registration refuses (ASVS 6.2.4)."""
+    return password.lower().strip() in common_passwords()

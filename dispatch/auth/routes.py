@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from core import appkeys
+from core.clientip import client_ip
 from core.errors import FieldError, ValidationFailed
 from core.guards import authenticate, requires_auth
 from core.jsonutil import decode_as, json_response, read_body, read_json
@@ -42,10 +43,14 @@ async def _presented_refresh_token(request: web.Request) -> str:
     return token
 
 
+def _client_ip(request: web.Request) -> str:
+    return client_ip(request, request.app[appkeys.SETTINGS].trusted_proxies)
+
+
 @routes.post("/auth/register")
 async def register(request: web.Request) -> web.Response:
     body = await read_json(request, RegisterRequest)
-    grant = await service.register(request.app, body)
+    grant = await service.register(request.app, body, client_ip=_client_ip(request))
     return _grant_response(request, grant, status=201)
 
 
@@ -55,8 +60,7 @@ async def login(request: web.Request) -> web.Response:
     grant = await service.login(
         request.app,
         body,
-        # The peer address; X-Forwarded-For is not trusted (no proxy is assumed).
-        client_ip=request.remote or "unknown",
+        client_ip=_client_ip(request),
     )
     return _grant_response(request, grant, status=200)
 
@@ -90,6 +94,7 @@ async def _warm_dummy_hash(app: web.Application) -> AsyncIterator[None]:
     # The first unknown-email login would otherwise also pay for building the
     # dummy hash, and answer measurably slower than a wrong password.
     await asyncio.to_thread(passwords.dummy_hash, app[appkeys.SETTINGS].bcrypt_rounds)
+    await asyncio.to_thread(passwords.common_passwords)
     yield
 
 

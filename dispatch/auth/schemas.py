@@ -64,6 +64,8 @@ def password_error(password: str) -> FieldError | None:
             "password",
             f"must be {passwords.MIN_LENGTH} to {passwords.MAX_LENGTH} characters",
         )
+    if passwords.is_common(password):
+        return FieldError("password", "is too common; choose another")
     return None
 
 

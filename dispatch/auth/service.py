@@ -79,8 +79,16 @@ async def _grant_new_family(
     return TokenGrant(access_token=access, refresh_token=refresh, user=user)
 
 
-async def register(app: web.Application, body: schemas.RegisterRequest) -> TokenGrant:
+async def register(
+    app: web.Application, body: schemas.RegisterRequest, *, client_ip: str
+) -> TokenGrant:
     pool, settings = app[appkeys.PG_POOL], app[appkeys.SETTINGS]
+    # Counted before validation and hashing: each attempt may cost a bcrypt on the
+    # shared pool. Without Redis the limit cannot be enforced: fail closed (503).
+    try:
+        await app[dispatch_keys.REGISTRATION_LIMITER].hit(f"ip:{client_ip}")
+    except RedisError as exc:
+        raise ServiceUnavailable("Registration is unavailable; try again shortly") from exc
     schemas.validate_register(body)
     email = schemas.normalise_email(body.email)
     # Hash before taking a connection: bcrypt takes tens of milliseconds.

@@ -202,13 +202,19 @@ async def test_login_is_rate_limited_per_ip(client: Client) -> None:
 
 
 async def test_login_fails_closed_without_redis(
-    settings: Settings, clean_state: None, aiohttp_client: Any
+    settings: Settings, client: Client, aiohttp_client: Any
 ) -> None:
     from zendo.app import create_app
 
     app = create_app(settings.replace(redis_url="redis://127.0.0.1:1/0"))
     no_redis = await aiohttp_client(app)
-    await register(no_redis, email="solo@example.com")  # registration needs no Redis
+    await register(client, email="solo@example.com")
+    # Registration is rate limited too: without Redis it fails closed as well.
+    resp = await no_redis.post(
+        "/auth/register",
+        json={"email": "other@example.com", "password": PASSWORD, "role": "CLIENT"},
+    )
+    assert resp.status == 503
     resp = await no_redis.post(
         "/auth/login", json={"email": "solo@example.com", "password": PASSWORD}
     )
