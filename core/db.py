@@ -16,6 +16,18 @@ import orjson
 
 T = TypeVar("T")
 RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
+# PostgreSQL restarting, unreachable or out of connections: nothing the request did was
+# wrong and nothing half-done was committed, so it is answered 503 (retry later). Class
+# 08 (connection), 57 (shutdown, starting up), 53300 (too many connections), a socket
+# that broke or was refused, and a statement that outlived `command_timeout`.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.ConnectionDoesNotExistError,
+    ConnectionError,
+    TimeoutError,
+)
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

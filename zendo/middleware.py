@@ -16,6 +16,7 @@ from aiohttp.abc import AbstractAccessLogger
 from redis import exceptions as redis_errors
 
 from core import appkeys
+from core.db import UNAVAILABLE
 from core.errors import (
     ServiceUnavailable,
     Unauthorized,
@@ -103,6 +104,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.warning("%s %s refers to a missing row: %s", request.method, request.path, exc)
         return problem(
             409, "conflict", "Conflict", "The request refers to a record that no longer exists"
+        )
+    except asyncpg.CharacterNotInRepertoireError as exc:
+        # Validation refuses U+0000 before any query; this catches any path it missed.
+        log.warning("%s %s: text PostgreSQL cannot store: %s", request.method, request.path, exc)
+        return problem_from_error(
+            ValidationFailed(detail="A text field holds a character that cannot be stored")
+        )
+    except (*UNAVAILABLE, OSError) as exc:
+        # PostgreSQL restarting or unreachable (OSError: a refused or reset connection).
+        log.warning("%s %s: postgresql unavailable: %r", request.method, request.path, exc)
+        return problem_from_error(
+            ServiceUnavailable("A backing service is unavailable; retry shortly", retry_after_s=1)
         )
     except (redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
         # Redis down, or its pool exhausted for longer than the pool's timeout (a storm
