@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from core import appkeys
 from core.effects import (
@@ -22,7 +23,14 @@ from core.effects import (
     ProfileChanged,
     TrackingStop,
 )
-from core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from core.errors import (
+    Conflict,
+    FieldError,
+    NotFound,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from core.outbox import Outbox, commit
 from core.principal import Principal
 from core.ratelimit import RateLimiter
@@ -38,8 +46,16 @@ START_CODE_GUESSES = 5  # per intervention, per START_CODE_WINDOW_S
 START_CODE_WINDOW_S = 600.0
 
 
+# Retry-After of a 429 too_many_open_jobs: a job stays open for minutes at least.
+OPEN_JOBS_RETRY_AFTER_S = 60
+
+
 class WrongStartCode(ValidationFailed):
     code = "wrong_start_code"
+
+
+class TooManyOpenJobs(RateLimited):
+    code = "too_many_open_jobs"
 
 
 def _view(row: asyncpg.Record, principal: Principal) -> dict[str, Any]:
@@ -61,6 +77,10 @@ async def create(
             detail="This location is outside the served area", code="out_of_area"
         )
     settings = app[appkeys.SETTINGS]
+    try:
+        await app[dispatch_keys.JOB_LIMITER].hit(str(principal.user_id))
+    except RedisError as exc:  # the limit cannot be enforced: fail closed
+        raise ServiceUnavailable("Interventions cannot be created right now") from exc
     dispatcher = app.get(dispatch_keys.DISPATCHER)
     candidates = (
         dispatcher.first_candidates(lat=body.lat, lon=body.lon, specialty=body.specialty)
@@ -83,15 +103,24 @@ async def create(
             **candidate_columns(candidates),
             wanted=settings.offer_batch,
             timeout_s=settings.offer_timeout_s,
+            max_open_jobs=settings.max_open_jobs_per_client,
         )
         if not rows[0]["priced"]:
             raise ValidationFailed([FieldError("specialty", "no price for this specialty")])
         if rows[0]["id"] is None:  # this key was used before (perhaps just now): that job
-            assert idempotency_key is not None
-            existing = await repo.get_by_idempotency_key(
-                conn, client_id=principal.user_id, key=idempotency_key
-            )
-            assert existing is not None
+            existing = None
+            if idempotency_key is not None:
+                existing = await repo.get_by_idempotency_key(
+                    conn, client_id=principal.user_id, key=idempotency_key
+                )
+            if existing is None and not rows[0]["client_exists"]:  # deleted meanwhile
+                raise Conflict("The request refers to a record that no longer exists")
+            if existing is None:
+                assert not rows[0]["has_slot"]
+                raise TooManyOpenJobs(
+                    OPEN_JOBS_RETRY_AFTER_S,
+                    f"At most {settings.max_open_jobs_per_client} open interventions at once",
+                )
             return existing, 0, False
         offer_rows = [r for r in rows if r["offer_id"] is not None]
         if dispatcher is not None:

@@ -83,6 +83,7 @@ async def create_job_with_offers(
     scores: Sequence[float],
     wanted: int,
     timeout_s: float,
+    max_open_jobs: int,
 ) -> list[asyncpg.Record]:
     """Create a SEARCHING job, its creation event and its first offers in ONE statement:
     no BEGIN, no COMMIT, one round trip (the product's hottest path).
@@ -95,12 +96,17 @@ async def create_job_with_offers(
 
     Rows: one per inserted offer (offer_* columns), or a single row without one; each
     row carries the job's columns (NULL when the idempotency key exists: nothing was
-    written), `priced` and `free` (how many checked candidates were free, at most
-    `wanted`). An offer insert that hits a unique index is skipped, not raised."""
+    written), `priced`, `free` (how many checked candidates were free, at most
+    `wanted`), `client_exists` and `has_slot`: false when the client already has
+    `max_open_jobs` open jobs (nothing is written). The slot is taken on the client's row, locked: a
+    concurrent create of the same client waits, then rechecks the count the trigger of
+    sql/010 keeps. An offer insert that hits a unique index is skipped, not raised."""
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""WITH {_checked_candidates(ids="$10", distances="$11", scores="$12", active="$15")},
             free AS (SELECT * FROM checked WHERE state = 'free' ORDER BY rank LIMIT $13),
             price AS (SELECT amount, currency FROM specialty_prices WHERE specialty = $2),
+            client AS (SELECT open_jobs < $16 AS free FROM users WHERE id = $1
+                       FOR NO KEY UPDATE),
             job AS (
               INSERT INTO interventions
                 (client_id, specialty, location, address, description, start_code,
@@ -111,7 +117,7 @@ async def create_job_with_offers(
                           THEN clock_timestamp() + make_interval(secs => $14)
                           ELSE clock_timestamp() + interval '1 second' END,
                      CASE WHEN EXISTS (SELECT 1 FROM free) THEN clock_timestamp() END
-              FROM price
+              FROM price, client WHERE client.free
               ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL
               DO NOTHING
               RETURNING *),
@@ -132,6 +138,8 @@ async def create_job_with_offers(
                    o.distance_km AS offer_distance_km, o.score AS offer_score,
                    o.expires_at AS offer_expires_at,
                    EXISTS (SELECT 1 FROM price) AS priced,
+                   EXISTS (SELECT 1 FROM client) AS client_exists,
+                   EXISTS (SELECT 1 FROM client WHERE free) AS has_slot,
                    (SELECT count(*) FROM free) AS free
             FROM (SELECT 1) AS one
               LEFT JOIN created ON TRUE
@@ -151,6 +159,7 @@ async def create_job_with_offers(
         wanted,
         timeout_s,
         _ACTIVE,
+        max_open_jobs,
     )
     return rows
 

@@ -27,6 +27,7 @@ async def _create(world: World, client: uuid.UUID, candidates: list[uuid.UUID], 
         "scores": [0.5 + i for i in range(len(candidates))],
         "wanted": 1,
         "timeout_s": 20.0,
+        "max_open_jobs": 100,
     }
     args.update(kw)
     return await offers_repo.create_job_with_offers(world.db, **args)  # type: ignore[arg-type]

@@ -1,0 +1,118 @@
+"""Job flooding (CONTRACT §8a): a client keeps at most ZENDO_MAX_OPEN_JOBS_PER_CLIENT
+open interventions, and creates at most ZENDO_JOBS_PER_MIN_PER_CLIENT a minute."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.settings import Settings
+from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
+from tests.world import PARIS, World
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Offers that wait long enough for the jobs to stay open (SEARCHING) meanwhile."""
+    return Settings(
+        database_url=TEST_DATABASE_URL,
+        redis_url=TEST_REDIS_URL,
+        jwt_secret="test-secret-" + "x" * 40,
+        bcrypt_rounds=10,
+        state_dir=tmp_path / ".zendo",
+        offer_timeout_s=30.0,
+        match_radius_km=10.0,
+    )
+
+
+async def _artisans(world: World, n: int) -> None:
+    """Someone to offer each job to, so that no job ends UNFULFILLED at once."""
+    for i in range(n):
+        await world.artisan(PARIS[0] + 0.001 * i, PARIS[1])
+
+
+async def _post(world: World, client: uuid.UUID, **headers: str) -> Any:
+    return await world.client.post(
+        "/interventions",
+        json={"specialty": "PLUMBER", "lat": PARIS[0], "lon": PARIS[1]},
+        headers={**world.auth(client), **headers},
+    )
+
+
+async def test_forty_creates_at_once_open_three_jobs(world: World) -> None:
+    await _artisans(world, 5)
+    client = await world.user()
+    responses = await asyncio.gather(*(_post(world, client) for _ in range(40)))
+    statuses = sorted(r.status for r in responses)
+    assert statuses.count(201) == world.settings.max_open_jobs_per_client == 3
+    assert set(statuses) == {201, 429}
+    refused = next(r for r in responses if r.status == 429)
+    assert refused.content_type == "application/problem+json"
+    body = await refused.json()
+    # The per-minute limit (10) or the open-jobs cap, whichever came first.
+    assert body["code"] in ("too_many_open_jobs", "rate_limited")
+    assert int(refused.headers["Retry-After"]) >= 1
+    open_jobs = await world.db.fetchval(
+        "SELECT count(*) FROM interventions WHERE client_id = $1", client
+    )
+    assert open_jobs == 3
+    assert await world.db.fetchval("SELECT open_jobs FROM users WHERE id = $1", client) == 3
+
+
+async def test_a_closed_job_frees_its_slot_and_others_are_not_affected(world: World) -> None:
+    await _artisans(world, 12)
+    client = await world.user()
+    jobs = [await world.request(client) for _ in range(3)]
+    resp = await _post(world, client)
+    assert resp.status == 429
+    assert (await resp.json())["code"] == "too_many_open_jobs"
+    # Another client is not affected.
+    other = await world.user()
+    await world.request(other)
+    # Cancelling one frees a slot.
+    cancel = await world.client.post(
+        f"/interventions/{jobs[0]['id']}/cancel", headers=world.auth(client)
+    )
+    assert cancel.status == 200
+    assert (await _post(world, client)).status == 201
+    # A replayed Idempotency-Key at the cap still returns its job (nothing new is opened).
+    first = await _post(world, await world.user(), **{"Idempotency-Key": "k1"})
+    assert first.status == 201
+    replay_client = uuid.UUID((await first.json())["client_id"])
+    for _ in range(2):
+        await world.request(replay_client)
+    replay = await _post(world, replay_client, **{"Idempotency-Key": "k1"})
+    assert replay.status == 200
+    assert (await replay.json())["id"] == (await first.json())["id"]
+
+
+async def test_unfulfilled_jobs_are_not_open(world: World) -> None:
+    client = await world.user()
+    # Nobody to offer to: each job ends UNFULFILLED.
+    for _ in range(4):
+        job = await world.request(client)
+        await world.wait_status(job["id"], "UNFULFILLED")
+    assert await world.db.fetchval("SELECT open_jobs FROM users WHERE id = $1", client) == 0
+
+
+async def test_creations_per_minute_are_limited(world: World) -> None:
+    await _artisans(world, 3)
+    client = await world.user()
+    limit = world.settings.jobs_per_min_per_client
+    created = 0
+    for _ in range(limit):
+        job = await world.request(client)
+        created += 1
+        # Keep under the open-jobs cap: cancel at once.
+        resp = await world.client.post(
+            f"/interventions/{job['id']}/cancel", headers=world.auth(client)
+        )
+        assert resp.status == 200
+    resp = await _post(world, client)
+    assert resp.status == 429
+    assert (await resp.json())["code"] == "rate_limited"
+    assert created == limit
