@@ -141,18 +141,21 @@ async def advance_own(
     target: str,
     start_code: str | None,
     free_artisan: bool,
+    max_start_code_failures: int,
 ) -> asyncpg.Record | None:
     """The assigned artisan moves their job on, in ONE statement (no BEGIN/COMMIT round
     trips): through the status door, only if it is theirs, in `expected`, and (when
-    given) the start code matches; with `free_artisan` the artisan is ONLINE again in the
-    same statement. None when nothing moved (the caller finds out why)."""
+    given) the start code matches and the job still takes codes; with `free_artisan` the
+    artisan is ONLINE again in the same statement. None when nothing moved (the caller
+    finds out why)."""
     ctes = transition_ctes(
         job_id="$1",
         expected=expected,
         target=target,
         actor_role="ARTISAN",
         actor_id="$2::uuid",
-        guard="artisan_id = $2 AND ($3::text IS NULL OR start_code = $3::text)",
+        guard="artisan_id = $2 AND ($3::text IS NULL OR "
+        f"(start_code = $3::text AND start_code_failures < {int(max_start_code_failures)}))",
     )
     freed = (
         """, freed AS (
@@ -164,6 +167,43 @@ async def advance_own(
     return await conn.fetchrow(
         f"WITH {ctes}{freed} SELECT {COLUMNS} FROM moved", intervention_id, artisan_id, start_code
     )
+
+
+async def start_code_failures(conn: asyncpg.Connection, *, intervention_id: uuid.UUID) -> int:
+    failures: int | None = await conn.fetchval(
+        "SELECT start_code_failures FROM interventions WHERE id = $1", intervention_id
+    )
+    return failures or 0
+
+
+async def record_start_code_failure(
+    conn: asyncpg.Connection,
+    *,
+    intervention_id: uuid.UUID,
+    expected: str,
+    new_code: str,
+    reissue_every: int,
+    max_failures: int,
+) -> asyncpg.Record | None:
+    """Count one wrong start code; every `reissue_every`-th replaces the code with
+    `new_code` (unless that failure reaches `max_failures`: then the job takes no more
+    codes). None when the job is no longer in `expected` or already at the cap."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        """UPDATE interventions SET
+             start_code_failures = start_code_failures + 1,
+             start_code = CASE
+               WHEN (start_code_failures + 1) % $3 = 0 AND start_code_failures + 1 < $4
+               THEN $5 ELSE start_code END
+           WHERE id = $1 AND status = $2 AND start_code_failures < $4
+           RETURNING id, client_id, start_code, start_code_failures,
+                     start_code_failures % $3 = 0 AND start_code_failures < $4 AS reissued""",
+        intervention_id,
+        expected,
+        reissue_every,
+        max_failures,
+        new_code,
+    )
+    return row
 
 
 async def events(conn: asyncpg.Connection, *, intervention_id: uuid.UUID) -> list[asyncpg.Record]:

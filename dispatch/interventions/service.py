@@ -44,6 +44,12 @@ from dispatch.offers import repo as offers_repo
 
 START_CODE_GUESSES = 5  # per intervention, per START_CODE_WINDOW_S
 START_CODE_WINDOW_S = 600.0
+# Every START_CODE_REISSUE_EVERY-th wrong code the client gets a new code over its
+# socket (each wrong code is told to it too); after START_CODE_MAX_FAILURES wrong codes
+# in all the job takes no more (409 start_code_locked: the client can still cancel), so
+# a job left in ARRIVED gives a guesser at most 15 chances in 10,000.
+START_CODE_REISSUE_EVERY = 5
+START_CODE_MAX_FAILURES = 15
 
 
 # Retry-After of a 429 too_many_open_jobs: a job stays open for minutes at least.
@@ -52,6 +58,10 @@ OPEN_JOBS_RETRY_AFTER_S = 60
 
 class WrongStartCode(ValidationFailed):
     code = "wrong_start_code"
+
+
+class StartCodeLocked(Conflict):
+    code = "start_code_locked"
 
 
 class TooManyOpenJobs(RateLimited):
@@ -283,6 +293,7 @@ async def advance(
             target=target,
             start_code=start_code if target == sm.IN_PROGRESS else None,
             free_artisan=target == sm.COMPLETED,
+            max_start_code_failures=START_CODE_MAX_FAILURES,
         )
         return None if row is None else record(fx, row)
 
@@ -290,10 +301,14 @@ async def advance(
         row = await _assigned_to(conn, principal, intervention_id, lock=True)
         # Checked before the start code too, so an illegal move is a 409 whatever the code.
         sm.check_transition(row["status"], target, principal.role)
-        if target == sm.IN_PROGRESS and not secrets.compare_digest(
-            (start_code or "").encode(), row["start_code"].encode()
-        ):
-            raise WrongStartCode(detail="The start code is wrong")
+        if target == sm.IN_PROGRESS:
+            failures = await repo.start_code_failures(conn, intervention_id=intervention_id)
+            if failures >= START_CODE_MAX_FAILURES:
+                raise StartCodeLocked(
+                    "Too many wrong start codes: this job takes no more; the client can cancel"
+                )
+            if not secrets.compare_digest((start_code or "").encode(), row["start_code"].encode()):
+                raise WrongStartCode(detail="The start code is wrong")
         updated = await _change(conn, row, target, principal)
         if target == sm.COMPLETED:
             await repo.set_artisan_current_status(
@@ -305,8 +320,47 @@ async def advance(
         moved, _ = await commit(app, fast, transaction=False)
         if moved is not None:
             return _view(moved, principal)
-    row, _ = await commit(app, work)
+    try:
+        row, _ = await commit(app, work)
+    except WrongStartCode:
+        reissued = await _start_code_failed(app, intervention_id)
+        raise WrongStartCode(
+            detail="The start code is wrong"
+            + ("; the client was given a new one" if reissued else "")
+        ) from None
     return _view(row, principal)
+
+
+async def _start_code_failed(app: web.Application, intervention_id: uuid.UUID) -> bool:
+    """Count a wrong start code and tell the client (`start_code.failed`, with the new
+    code when this failure reissued it). True when the code was reissued."""
+
+    async def work(conn: asyncpg.Connection, fx: Outbox) -> bool:
+        row = await repo.record_start_code_failure(
+            conn,
+            intervention_id=intervention_id,
+            expected=sm.ARTISAN_PREVIOUS[sm.IN_PROGRESS],
+            new_code=f"{secrets.randbelow(10_000):04d}",
+            reissue_every=START_CODE_REISSUE_EVERY,
+            max_failures=START_CODE_MAX_FAILURES,
+        )
+        if row is None:
+            return False
+        failures = row["start_code_failures"]
+        frame: dict[str, Any] = {
+            "type": "start_code.failed",
+            "intervention_id": str(row["id"]),
+            "failures": failures,
+            "reissued": row["reissued"],
+            "locked": failures >= START_CODE_MAX_FAILURES,
+        }
+        if row["reissued"]:
+            frame["start_code"] = row["start_code"]
+        fx.push(row["client_id"], frame)
+        return bool(row["reissued"])
+
+    reissued, _ = await commit(app, work, transaction=False)
+    return reissued
 
 
 async def _assigned_to(
