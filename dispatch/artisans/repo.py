@@ -69,11 +69,32 @@ async def update_phone(
     await conn.execute("UPDATE users SET phone_number = $2 WHERE id = $1", user_id, phone_number)
 
 
-async def count_documents(conn: asyncpg.Connection, *, artisan_id: uuid.UUID) -> int:
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM artisan_documents WHERE artisan_id = $1", artisan_id
+async def count_documents(conn: asyncpg.Connection, *, artisan_id: uuid.UUID) -> tuple[int, int]:
+    """(uploaded, pending): documents past their upload, and open upload slots."""
+    row = await conn.fetchrow(
+        """SELECT count(*) FILTER (WHERE status <> 'PENDING_UPLOAD') AS uploaded,
+                  count(*) FILTER (WHERE status = 'PENDING_UPLOAD') AS pending
+           FROM artisan_documents WHERE artisan_id = $1""",
+        artisan_id,
     )
-    return count
+    assert row is not None
+    return row["uploaded"], row["pending"]
+
+
+async def expire_upload_slots(
+    conn: asyncpg.Connection, *, artisan_id: uuid.UUID, older_than_s: float
+) -> list[str]:
+    """Delete the artisan's upload slots opened more than `older_than_s` ago and never
+    completed; returns their storage keys (an object may have been sent to them)."""
+    rows = await conn.fetch(
+        """DELETE FROM artisan_documents
+           WHERE artisan_id = $1 AND status = 'PENDING_UPLOAD'
+             AND created_at < now() - make_interval(secs => $2)
+           RETURNING storage_key""",
+        artisan_id,
+        older_than_s,
+    )
+    return [r["storage_key"] for r in rows]
 
 
 async def insert_document(

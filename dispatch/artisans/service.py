@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -17,9 +19,15 @@ from core.outbox import Outbox, commit
 from dispatch import appkeys as dispatch_keys
 from dispatch.artisans import repo
 from dispatch.artisans.schemas import DOCUMENT_CONTENT_TYPES, NewDocument, ProfilePatch
-from dispatch.storage.base import check_uploaded_object, validate_declared
+from dispatch.storage.base import UPLOAD_TTL_S, check_uploaded_object, validate_declared
 
+# Uploaded documents an artisan may have; open upload slots count apart, and a slot not
+# completed within UPLOAD_SLOT_TTL_S (twice its link's lifetime) is abandoned: deleted,
+# with whatever was sent to it, the next time the artisan opens one.
 MAX_DOCUMENTS_PER_ARTISAN = 30
+MAX_PENDING_UPLOADS = 5
+UPLOAD_SLOT_TTL_S = 2 * UPLOAD_TTL_S
+log = logging.getLogger("zendo.artisans")
 
 
 async def _artisan_or_404(
@@ -68,8 +76,17 @@ async def create_document(
     key = f"documents/{artisan_id}/{document_id}"
     async with transaction(app[appkeys.PG_POOL]) as conn:
         await _artisan_or_404(conn, artisan_id, for_update=True)
-        if await repo.count_documents(conn, artisan_id=artisan_id) >= MAX_DOCUMENTS_PER_ARTISAN:
+        abandoned = await repo.expire_upload_slots(
+            conn, artisan_id=artisan_id, older_than_s=UPLOAD_SLOT_TTL_S
+        )
+        uploaded, pending = await repo.count_documents(conn, artisan_id=artisan_id)
+        if uploaded >= MAX_DOCUMENTS_PER_ARTISAN:
             raise Conflict("Too many documents for this artisan", code="too_many_documents")
+        if pending >= MAX_PENDING_UPLOADS:
+            raise Conflict(
+                f"{pending} uploads are still open; complete them or retry in a few minutes",
+                code="too_many_pending_uploads",
+            )
         await repo.insert_document(
             conn,
             document_id=document_id,
@@ -79,7 +96,13 @@ async def create_document(
             size_bytes=body.size_bytes,
             storage_key=key,
         )
-    upload = await app[dispatch_keys.STORAGE].presign_upload(
+    storage = app[dispatch_keys.STORAGE]
+    for stale in abandoned:
+        try:
+            await storage.delete(stale)
+        except Exception as exc:  # the row is gone; an orphan object only costs space
+            log.warning("could not delete an abandoned upload: %r", exc)
+    upload = await storage.presign_upload(
         key, content_type=body.content_type, max_bytes=body.size_bytes
     )
     return {"document_id": document_id, "upload": upload.to_json()}
@@ -95,6 +118,8 @@ async def complete_document(
         raise NotFound("No such document")
     if row["status"] != "PENDING_UPLOAD":
         return repo.document_json(row)  # already completed: idempotent
+    if (datetime.now(UTC) - row["created_at"]).total_seconds() > UPLOAD_SLOT_TTL_S:
+        raise NotFound("This upload slot expired; open a new one", code="upload_expired")
     stored = await check_uploaded_object(
         app[dispatch_keys.STORAGE],
         row["storage_key"],

@@ -193,5 +193,3 @@ async def test_nul_in_a_string_is_a_422(client: Client) -> None:
     # The escape spelled out as text is not a NUL.
     resp = await client.post("/auth/login", json={"email": "a@example.com", "password": "\\u0000"})
     assert resp.status == 401
-
-

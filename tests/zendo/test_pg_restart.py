@@ -75,8 +75,6 @@ async def relay() -> AsyncIterator[Relay]:
             await relay.stop()
 
 
-
-
 async def test_postgresql_restart_answers_503_not_500(
     settings: Settings,
     clean_state: None,
