@@ -67,3 +67,9 @@ def user_nodes(user_id: str) -> str:
 def node_channel(node_id: str) -> str:
     """Pub/sub channel of one gateway process (frames for users whose sockets it holds)."""
     return f"{NODE_CHANNEL_PREFIX}{node_id}"
+
+
+def user_sockets(user_id: str) -> str:
+    """Sorted set `node|socket` -> opened epoch ms: a user's open sockets, for the cap of
+    ZENDO_MAX_SOCKETS_PER_USER (gateway/socket_cap.py)."""
+    return f"{PREFIX}ws:u:{user_id}"

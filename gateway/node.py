@@ -22,6 +22,7 @@ from gateway.arrivals import Arrivals, Opening
 from gateway.departures import Departures
 from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
 from gateway.session import Session
+from gateway.socket_cap import SocketCap
 from gateway.tracking import location_frame
 
 log = logging.getLogger("zendo.gateway")
@@ -55,6 +56,12 @@ class Gateway:
             node_id=self.node_id,
             grace_ms=int(self.settings.ws_offline_grace_s * 1000),
             is_here=self.sessions.__contains__,
+        )
+        self.sockets = SocketCap(
+            lambda: self.redis,
+            node_id=self.node_id,
+            cap=self.settings.max_sockets_per_user,
+            local=self.sessions.get,
         )
         self.arrivals = Arrivals(
             redis=lambda: self.redis, pool=lambda: self.pool, announce_args=self.announce_args
@@ -124,6 +131,8 @@ class Gateway:
     def close(self, session: Session) -> None:
         """Forget a closed socket; the user's last one here starts their offline grace
         (written to Redis by `departures`, batched)."""
+        if not self.shutting_down:
+            self.sockets.closed(session)
         if self._forget(session):
             return  # the user still has a socket here
         if self.shutting_down:
@@ -172,6 +181,7 @@ class Gateway:
                     session.abort()
             await asyncio.gather(*closing, return_exceptions=True)
         await self.arrivals.stop()
+        await self.sockets.stop()
         await self.departures.stop()
         await self.departures.write(users + self.departures.drain())
 

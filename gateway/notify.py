@@ -22,6 +22,7 @@ from gateway import appkeys as gateway_keys
 from gateway import live
 from gateway.node import Gateway
 from gateway.session import encode
+from gateway.socket_cap import CLOSE_PREFIX
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")
@@ -86,6 +87,9 @@ class Notifier:
 
 
 def _on_message(gateway: Gateway, payload: str) -> None:
+    if payload.startswith(CLOSE_PREFIX):
+        gateway.sockets.on_message(payload)
+        return
     user_id, sep, frame = payload.partition("\n")
     if sep:
         gateway.deliver_local(user_id, frame.encode())

@@ -72,6 +72,7 @@ class Session:
         "not_verified_sent",
         "pending_actions",
         "role",
+        "sid",
         "specialty",
         "transport",
         "user_id",
@@ -110,6 +111,8 @@ class Session:
         self.verified = False
         self.specialty = ""
         self.not_verified_sent = False
+        # This process's number for the socket, once counted by the per-user cap.
+        self.sid = ""
 
     @property
     def is_artisan(self) -> bool:

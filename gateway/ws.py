@@ -110,6 +110,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                 }
             )
             gateway.opening.end(ticket)
+            gateway.sockets.opened(session)  # may close the user's oldest socket
             _schedule_expiry(session)
             await _read_loop(gateway, session)
         finally:
