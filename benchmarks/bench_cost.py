@@ -629,6 +629,10 @@ def start_server(args: argparse.Namespace, port: int, ping_rate: float) -> subpr
         "ZENDO_STATE_DIR": "/tmp/zendo-bench-cost",
         "ZENDO_BCRYPT_ROUNDS": str(BCRYPT_ROUNDS),
         "ZENDO_LOGIN_ATTEMPTS_PER_MIN": "1000000",  # every login comes from 127.0.0.1
+        # The abuse limits (CONTRACT §8a) would refuse a load test's traffic.
+        "ZENDO_REGISTRATIONS_PER_MIN": "1000000",
+        "ZENDO_MAX_OPEN_JOBS_PER_CLIENT": "1000000",
+        "ZENDO_JOBS_PER_MIN_PER_CLIENT": "1000000",
         "ZENDO_OFFER_TIMEOUT_S": "600",  # no offer expires between two windows
         "ZENDO_PING_RATE_PER_S": str(ping_rate),
     }

@@ -19,13 +19,14 @@ RETRYABLE = (asyncpg.SerializationError, asyncpg.DeadlockDetectedError)
 # PostgreSQL restarting, unreachable or out of connections: nothing the request did was
 # wrong and nothing half-done was committed, so it is answered 503 (retry later). Class
 # 08 (connection), 57 (shutdown, starting up), 53300 (too many connections), a socket
-# that broke or was refused, and a statement that outlived `command_timeout`.
-UNAVAILABLE: tuple[type[BaseException], ...] = (
+# that broke or was refused (asyncpg raises a plain OSError when a connect fails), and a
+# statement that outlived `command_timeout`.
+UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.OperatorInterventionError,
     asyncpg.TooManyConnectionsError,
     asyncpg.ConnectionDoesNotExistError,
-    ConnectionError,
+    OSError,
     TimeoutError,
 )
 

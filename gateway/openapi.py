@@ -13,9 +13,11 @@ on the handshake, or with a first text frame `{"type":"auth","token":"..."}` wit
 `{"type":"auth.renewed","expires_at"}`); at token expiry without renewal the server
 closes with 4401. After auth the server sends `{"type":"hello","user_id","role","server_time"}`.
 
-Close codes: 4401 unauthenticated / token expired; 1008 too many bad frames
-(10 within 10 s); 1009 frame over 16 KiB; 1013 slow consumer (more than 256
-frames queued for the socket: reconnect); 1011 server could not open the session.
+Close codes: 4401 unauthenticated / token expired; 4409 replaced: the user opened
+more than `ZENDO_MAX_SOCKETS_PER_USER` sockets (default 3, on any process) and this
+was the oldest; 1008 too many bad frames (10 within 10 s); 1009 frame over 16 KiB;
+1013 slow consumer (more than 256 frames queued for the socket: reconnect); 1011
+server could not open the session, or failed after the upgrade.
 
 Client frames (JSON objects with `type`): `auth`, `location`
 `{lat, lon, ts (epoch ms), accuracy?, heading?, speed?}`, `presence`
@@ -30,7 +32,10 @@ offer actions (offer_expired, offer_taken, ...). Presence frames are answered wi
 
 Server frames: `offer`, `offer.result`, `intervention.status`, `artisan.location`
 `{intervention_id, lat, lon, heading, ts, eta_s}` (eta: straight-line distance × 1.3
-at 25 km/h), `error`.
+at 25 km/h), `error`; to the client, on every wrong start code the artisan enters,
+`start_code.failed` `{intervention_id, failures, reissued, locked, start_code?}`:
+every 5th wrong code the code is reissued (`start_code` holds the new one), after 15
+the job takes no more codes (`locked`; the client can still cancel).
 """
 
 PATHS: dict[str, Any] = {
@@ -52,7 +57,7 @@ PATHS: dict[str, Any] = {
             "security": [{}, *BEARER],
             "responses": {
                 "101": {"description": "Switching Protocols: the WebSocket is open"},
-                **problems(400, 401, 403),
+                **problems(400, 401, 403, 503),
             },
         }
     },

@@ -111,8 +111,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return problem_from_error(
             ValidationFailed(detail="A text field holds a character that cannot be stored")
         )
-    except (*UNAVAILABLE, OSError) as exc:
-        # PostgreSQL restarting or unreachable (OSError: a refused or reset connection).
+    except UNAVAILABLE as exc:
+        # PostgreSQL restarting or unreachable, a connection refused or reset.
         log.warning("%s %s: postgresql unavailable: %r", request.method, request.path, exc)
         return problem_from_error(
             ServiceUnavailable("A backing service is unavailable; retry shortly", retry_after_s=1)

@@ -39,6 +39,9 @@ def _build() -> dict[str, Any]:
             if name in schemas and schemas[name] != schema:
                 raise RuntimeError(f"OpenAPI: schema {name} defined twice")
             schemas[name] = schema
+    for name in _request_schemas(paths):
+        schemas[name] = copy.deepcopy(schemas[name])  # the fragments' own stay as written
+        _forbid_nul(schemas[name])
     return {
         "openapi": "3.1.0",
         "info": {
@@ -56,6 +59,36 @@ def _build() -> dict[str, Any]:
         },
         "paths": paths,
     }
+
+
+# Request strings cannot hold U+0000 (PostgreSQL text cannot store it: 422), so every
+# free-text string of a request body says so; enums, formats and patterns already do.
+NO_NUL = "^[^\\x00]*$"
+
+
+def _request_schemas(paths: dict[str, Any]) -> set[str]:
+    names = set()
+    for ops in paths.values():
+        for op in ops.values():
+            for media in op.get("requestBody", {}).get("content", {}).values():
+                target = media.get("schema", {}).get("$ref", "")
+                if target.startswith("#/components/schemas/"):
+                    names.add(target.rsplit("/", 1)[1])
+    return names
+
+
+def _forbid_nul(schema: dict[str, Any]) -> None:
+    types = schema.get("type")
+    is_string = types == "string" or (isinstance(types, list) and "string" in types)
+    if is_string and not {"enum", "const", "pattern", "format"} & set(schema):
+        schema["pattern"] = NO_NUL
+    for sub in schema.get("properties", {}).values():
+        _forbid_nul(sub)
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key, ()):
+            _forbid_nul(sub)
+    if isinstance(schema.get("items"), dict):
+        _forbid_nul(schema["items"])
 
 
 def build_spec() -> dict[str, Any]:

@@ -80,7 +80,12 @@ PATHS: dict[str, Any] = {
                 {
                     "name": "offset",
                     "in": "query",
-                    "schema": {"type": "integer", "minimum": 0, "default": 0},
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 10_000_000,
+                        "default": 0,
+                    },
                 },
             ],
             "responses": {

@@ -155,7 +155,12 @@ PATHS: dict[str, Any] = {
     "/artisan/documents": {
         "post": {
             "summary": "Declare a document and get a signed upload target",
-            "description": "PDF, JPEG or PNG, at most 10 MiB; the URL expires after 10 minutes.",
+            "description": (
+                "PDF, JPEG or PNG, at most 10 MiB; the URL expires after 10 minutes. At "
+                "most 30 uploaded documents (409 `too_many_documents`) and 5 open upload "
+                "slots at once (409 `too_many_pending_uploads`); a slot not completed "
+                "within 20 minutes is abandoned and deleted with what was sent to it."
+            ),
             "security": BEARER,
             "requestBody": json_body(ref("NewDocument")),
             "responses": {
@@ -176,7 +181,8 @@ PATHS: dict[str, Any] = {
         "post": {
             "summary": "Check the uploaded file and mark the document UPLOADED",
             "description": _UPLOAD_ERRORS
-            + " Completing an already completed document returns it unchanged.",
+            + " Completing an already completed document returns it unchanged; a slot "
+            "opened more than 20 minutes ago is 404 `upload_expired`.",
             "security": BEARER,
             "parameters": [_path_id("document_id")],
             "responses": {"200": json_ok(ref("Document")), **problems(401, 403, 404, 422)},

@@ -28,9 +28,9 @@ _WEB_CLIENT_HEADER: dict[str, Any] = {
         "cookie (HttpOnly; Secure; SameSite=Strict; Path=/auth) and left out of the "
         "body. `/auth/refresh` and `/auth/logout` accept that cookie only together "
         "with this header (CSRF guard); the cookie without it is a 401 "
-        "`csrf_header_required`."
+        "`csrf_header_required`. Any other value (or none) is a mobile client."
     ),
-    "schema": {"type": "string", "enum": ["web"]},
+    "schema": {"type": "string"},
 }
 _REFRESH_COOKIE: dict[str, Any] = {
     "name": "zendo_rt",
@@ -65,15 +65,20 @@ PATHS: dict[str, Any] = {
                 "Email is case-insensitive (stored lower-cased). `specialty` is required "
                 "for artisans and refused for clients. `role: ADMIN` is a 422 (admins "
                 "are made with `zendo create-admin`). Passwords are 8 to 128 characters; "
-                "every character counts (no 72-byte bcrypt truncation). An artisan "
-                "starts PENDING until an admin verifies them."
+                "every character counts (no 72-byte bcrypt truncation); one of the "
+                "~20,000 most common passwords is a 422 (`password`: too common). An "
+                "artisan starts PENDING until an admin verifies them. Rate limited per "
+                "client IP (`ZENDO_REGISTRATIONS_PER_MIN`, default 20 a minute): 429 "
+                "`rate_limited` with `Retry-After`; 503 if the limiter (Redis) is down. "
+                "Behind a proxy listed in `ZENDO_TRUSTED_PROXIES` the client IP is read "
+                "from `X-Forwarded-For`."
             ),
             "security": _NO_AUTH,
             "parameters": [_WEB_CLIENT_HEADER],
             "requestBody": json_body(ref("RegisterRequest")),
             "responses": {
                 "201": _token_response("Account created; tokens issued"),
-                **problems(400, 409, 413, 422),
+                **problems(400, 409, 413, 422, 429, 503),
             },
         }
     },
@@ -164,11 +169,17 @@ SCHEMAS: dict[str, Any] = {
         "required": ["email", "password", "role"],
         "properties": {
             "email": {"type": "string", "format": "email", "maxLength": 254},
-            "password": {"type": "string", "minLength": 8, "maxLength": 128},
+            "password": {
+                "type": "string",
+                "minLength": 8,
+                "maxLength": 128,
+                "description": "One of the ~20,000 most common passwords is refused (422).",
+            },
             "role": {"type": "string", "enum": ["CLIENT", "ARTISAN"]},
             "phone_number": {
                 "type": ["string", "null"],
                 "maxLength": 20,
+                "pattern": "^\\+?[0-9](?:[ ().-]*[0-9]){5,14}$",
                 "description": "Optional leading +, digits and spaces/dots/dashes/"
                 "parentheses; 6 to 15 digits.",
             },
@@ -177,6 +188,17 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Required for ARTISAN, refused for CLIENT.",
             },
         },
+        # The specialty rule, in the schema: required for artisans, null or absent for
+        # clients.
+        "oneOf": [
+            {
+                "properties": {"role": {"const": "CLIENT"}, "specialty": {"type": "null"}},
+            },
+            {
+                "required": ["specialty"],
+                "properties": {"role": {"const": "ARTISAN"}, "specialty": SPECIALTY},
+            },
+        ],
     },
     "LoginRequest": {
         "type": "object",

@@ -150,7 +150,12 @@ PATHS: dict[str, Any] = {
                 "the intervention becomes UNFULFILLED (the client gets an "
                 "`intervention.status` frame). With `Idempotency-Key`, a replay by the same "
                 "client returns the first intervention with 200 and dispatches nothing more "
-                "(whatever the replayed body holds)."
+                "(whatever the replayed body holds). Abuse limits (CONTRACT §8a): at most "
+                "`ZENDO_MAX_OPEN_JOBS_PER_CLIENT` (3) interventions not yet COMPLETED, "
+                "CANCELLED or UNFULFILLED, else 429 `too_many_open_jobs`; at most "
+                "`ZENDO_JOBS_PER_MIN_PER_CLIENT` (10) creations a minute, else 429 "
+                "`rate_limited`; both with `Retry-After`. 422 `out_of_area` outside the "
+                "served polygons."
             ),
             "security": BEARER,
             "parameters": [
@@ -166,7 +171,7 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "201": json_ok(ref("Intervention"), "Created, status SEARCHING"),
                 "200": json_ok(ref("Intervention"), "Idempotent replay: the first one"),
-                **problems(400, 401, 403, 413, 422),
+                **problems(400, 401, 403, 409, 413, 422, 429, 503),
             },
         },
         "get": {
@@ -222,12 +227,18 @@ PATHS: dict[str, Any] = {
                 "ASSIGNED → EN_ROUTE → ARRIVED → IN_PROGRESS → COMPLETED, one step at a time. "
                 "IN_PROGRESS needs the client's `start_code`: a wrong one is 422 "
                 "`wrong_start_code`; attempts are limited to 5 per 10 minutes per "
-                "intervention (429). Any other move is 409 `illegal_transition`."
+                "intervention (429). Each wrong code is told to the client over its socket "
+                "(`start_code.failed`); every 5th reissues the code to the client, and after "
+                "15 the job takes no more codes: 409 `start_code_locked` (the client can "
+                "still cancel). Any other move is 409 `illegal_transition`."
             ),
             "security": BEARER,
             "parameters": [_ID_PARAM],
             "requestBody": json_body(ref("StatusChange")),
-            "responses": {"200": _JOB, **problems(400, 401, 403, 404, 409, 413, 422, 429)},
+            "responses": {
+                "200": _JOB,
+                **problems(400, 401, 403, 404, 409, 413, 422, 429, 503),
+            },
         }
     },
     "/interventions/{id}/rating": {

@@ -72,10 +72,10 @@ async def handle_webhook(
     payload: bytes,
     signature: str | None,
 ) -> dict[str, Any]:
+    if not signature:  # never Stripe's, whether or not payments are on
+        raise BadRequest("Missing Stripe-Signature header", code="invalid_signature")
     if api is None or not secret:
         raise ServiceUnavailable("Payments are disabled", code="payments_disabled")
-    if not signature:
-        raise BadRequest("Missing Stripe-Signature header", code="invalid_signature")
     try:
         event: dict[str, Any] = api.construct_event(
             payload.decode("utf-8"), signature, secret
