@@ -153,3 +153,43 @@ def test_the_postgresql_pool_shares_80_connections_among_the_workers(tmp_path: P
     assert pool(ZENDO_WORKERS="4") == 20
     assert pool(ZENDO_WORKERS="16") == 10
     assert pool(ZENDO_WORKERS="4", ZENDO_PG_POOL_MAX="33") == 33
+
+
+def test_abuse_limits_follow_the_contract_and_are_read(tmp_path: Path) -> None:
+    defaults = Settings.from_env(_env(tmp_path))
+    assert (
+        defaults.registrations_per_min,
+        defaults.max_open_jobs_per_client,
+        defaults.jobs_per_min_per_client,
+        defaults.max_sockets_per_user,
+        defaults.trusted_proxies,
+    ) == (20, 3, 10, 3, ())
+    s = Settings.from_env(
+        _env(
+            tmp_path,
+            ZENDO_REGISTRATIONS_PER_MIN="5",
+            ZENDO_MAX_OPEN_JOBS_PER_CLIENT="7",
+            ZENDO_JOBS_PER_MIN_PER_CLIENT="30",
+            ZENDO_MAX_SOCKETS_PER_USER="2",
+            ZENDO_TRUSTED_PROXIES="10.0.0.0/8, 192.0.2.7,::1",
+        )
+    )
+    assert (s.registrations_per_min, s.max_open_jobs_per_client) == (5, 7)
+    assert (s.jobs_per_min_per_client, s.max_sockets_per_user) == (30, 2)
+    assert [str(n) for n in s.trusted_proxies] == ["10.0.0.0/8", "192.0.2.7/32", "::1/128"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ZENDO_TRUSTED_PROXIES", "10.0.0.0/8,not-an-address"),
+        ("ZENDO_MAX_SOCKETS_PER_USER", "0"),
+        ("ZENDO_MAX_OPEN_JOBS_PER_CLIENT", "many"),
+        ("ZENDO_REGISTRATIONS_PER_MIN", "0"),
+    ],
+)
+def test_bad_abuse_limits_are_refused_naming_the_variable(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env(_env(tmp_path, **{name: value}))
