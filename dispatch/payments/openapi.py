@@ -110,7 +110,7 @@ PATHS: dict[str, Any] = {
                     "name": "Stripe-Signature",
                     "in": "header",
                     "required": True,
-                    "schema": {"type": "string"},
+                    "schema": {"type": "string", "minLength": 1},
                 }
             ],
             "requestBody": {

@@ -53,6 +53,7 @@ _REFUSED_WHEN_VALID = {
     "/interventions": "422",  # out_of_area
     "/artisan/documents/{document_id}/complete": "422",  # nothing uploaded
     "/interventions/{intervention_id}/photos/{photo_id}/complete": "422",
+    "/webhooks/stripe": "400",  # a signature the schema cannot tell from a wrong one
 }
 SCHEMATHESIS_CONFIG = """
 [checks.not_a_server_error]
