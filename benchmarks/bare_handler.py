@@ -32,6 +32,7 @@ from dispatch.auth import passwords
 from dispatch.auth import repo as auth_repo
 from dispatch.interventions import repo as interventions_repo
 from dispatch.interventions.schemas import intervention_json
+from dispatch.interventions.service import START_CODE_MAX_FAILURES
 from dispatch.offers import repo as offers_repo
 
 POOL = web.AppKey("pool", asyncpg.Pool)
@@ -159,6 +160,7 @@ async def status(request: web.Request) -> web.Response:
             target=target,
             start_code=body.get("start_code") if target == "IN_PROGRESS" else None,
             free_artisan=target == "COMPLETED",
+            max_start_code_failures=START_CODE_MAX_FAILURES,
         )
     if row is None:
         return _json({"code": "illegal_transition"}, status=409)
