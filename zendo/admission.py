@@ -9,14 +9,24 @@
 - the latency of the requests it has just answered. The two bounds above are far
   limits, reached only when things go badly wrong; on a machine whose CPU is simply
   full (two cores shared with PostgreSQL, Redis and the load generator) neither is
-  reached, and requests slow down together instead. So new work also has an adaptive
-  limit on requests in flight, judged every `WINDOW_S` (and `MIN_ANSWERS`): when the median answer of the
-  window (its handling time plus the loop's lag) was slower than `LATENCY_TARGET_S`, the
-  limit drops to `BACKOFF` times what was in flight at the window's peak; when answers
-  were prompt and the limit in use, it grows by `GROWTH`. Past the limit new work is
-  refused, and what is admitted keeps its latency. The median, not the slowest answer,
-  so that one GC pause or one slow query does not turn new jobs away. Routes slow by
-  design (a password hash takes a bcrypt, off the loop) do not feed it.
+  reached, and requests slow down together instead. So there is also an adaptive limit
+  on requests in flight, judged once a window has lasted `WINDOW_S` and seen
+  `MIN_ANSWERS`: when its median answer (handling time plus the loop's lag) was slower
+  than `LATENCY_TARGET_S`, the limit drops to `BACKOFF` times what was in flight at the
+  window's peak; when answers were prompt and the limit in use, it grows by `GROWTH`.
+  Past the limit new work is refused, and what is admitted keeps its latency. The
+  median, not the slowest answer, so that one GC pause or one slow query does not turn
+  new jobs away. Routes slow by design (a password hash takes a bcrypt, off the loop)
+  do not feed it.
+Health checks and metrics are always admitted. A WebSocket handshake is checked like a
+request (a refused one gets the same 503 before the upgrade), but an open socket is
+not counted in flight: it lives for hours and costs only when it sends.
+
+Work in progress goes first: a request that moves an existing job along (an offer's
+answer, a status change, a cancellation) is refused only past twice the bounds and the
+limit, so that shedding turns new jobs away rather than stranding the ones under way
+(a refused status change leaves its artisan BUSY and its client waiting until it is
+retried).
 """
 
 from __future__ import annotations
@@ -81,17 +91,11 @@ class Admission:
         self.limit = float(self.max_in_flight)
 
     def check(self, *, in_progress: bool = False) -> None:
-        if in_progress:
-            behind = (
-                self.in_flight >= self.max_in_flight * PROGRESS_SLACK
-                or self.loop_lag_s > self.max_loop_lag_s * PROGRESS_SLACK
-            )
-        else:
-            behind = (
-                self.in_flight >= min(self.limit, self.max_in_flight)
-                or self.loop_lag_s > self.max_loop_lag_s
-            )
-        if behind:
+        slack = PROGRESS_SLACK if in_progress else 1.0
+        if (
+            self.in_flight >= min(self.limit, self.max_in_flight) * slack
+            or self.loop_lag_s > self.max_loop_lag_s * slack
+        ):
             self.refused += 1
             raise Overloaded("This server is busy; retry shortly", retry_after_s=RETRY_AFTER_S)
 
