@@ -19,6 +19,7 @@ __all__ = [
     "INTERVENTION_STATUSES",
     "LEVELS",
     "OFFER_STATUSES",
+    "OPEN_INTERVENTION_STATUSES",
     "PRESENCE_STATUSES",
     "ROLES",
     "SPECIALTIES",
@@ -41,3 +42,5 @@ INTERVENTION_STATUSES: Final = (
 )
 OFFER_STATUSES: Final = ("PENDING", "ACCEPTED", "DECLINED", "EXPIRED", "TAKEN", "REVOKED")
 DOCUMENT_KINDS: Final = ("ID_CARD", "KBIS", "INSURANCE")
+# The statuses of a job not yet over (the ops console's open jobs).
+OPEN_INTERVENTION_STATUSES: Final = INTERVENTION_STATUSES[:5]
