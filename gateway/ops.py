@@ -215,7 +215,9 @@ class OpsHub:
                 if status and known is not None:
                     del self.artisans[aid]
                     self.moved.discard(aid)
-                    events.append({"kind": "artisan.status", "artisan": {"id": aid, "status": status}})
+                    events.append(
+                        {"kind": "artisan.status", "artisan": {"id": aid, "status": status}}
+                    )
                 continue
             if known is None:
                 if not (lat and lon):

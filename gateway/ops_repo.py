@@ -36,7 +36,9 @@ async def last_event_id(conn: asyncpg.Connection) -> int:
     return value or 0
 
 
-async def events_after(conn: asyncpg.Connection, *, after_id: int, limit: int) -> list[asyncpg.Record]:
+async def events_after(
+    conn: asyncpg.Connection, *, after_id: int, limit: int
+) -> list[asyncpg.Record]:
     """Status events with id > after_id, with their job's current row."""
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""SELECT e.id AS event_id, e.from_status, e.to_status, e.actor_role, e.at,

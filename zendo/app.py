@@ -24,8 +24,8 @@ from dispatch.ops import routes as ops_routes
 from dispatch.payments import routes as payment_routes
 from dispatch.storage import routes as storage_routes
 from gateway import routes as gateway_routes
-from zendo.console import routes as console_routes
 from zendo.admission import ADMISSION, Admission, admission_middleware
+from zendo.console import routes as console_routes
 from zendo.middleware import (
     cors_middleware,
     error_middleware,

@@ -16,7 +16,7 @@ from dispatch.artisans import openapi as artisans
 from dispatch.auth import openapi as auth
 from dispatch.interventions import openapi as interventions
 from dispatch.offers import openapi as offers
-from dispatch.ops import openapi as ops
+from dispatch.ops import openapi as ops_api
 from dispatch.payments import openapi as payments
 from dispatch.storage import openapi as storage
 from gateway import openapi as gateway
@@ -33,7 +33,7 @@ FRAGMENTS = (
     payments,
     storage,
     gateway,
-    ops,
+    ops_api,
     console,
 )
 

@@ -135,7 +135,12 @@ PATHS: dict[str, Any] = {
                     "name": "window_s",
                     "in": "query",
                     "required": False,
-                    "schema": {"type": "integer", "minimum": 60, "maximum": 604800, "default": 3600},
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 60,
+                        "maximum": 604800,
+                        "default": 3600,
+                    },
                 }
             ],
             "responses": {"200": json_ok(ref("Kpis")), **problems(401, 403, 422)},

@@ -12,7 +12,9 @@ _JOB = """SELECT id, client_id, artisan_id, specialty, status,
           FROM interventions WHERE id = $1"""
 
 
-async def intervention(conn: asyncpg.Connection, *, intervention_id: uuid.UUID) -> asyncpg.Record | None:
+async def intervention(
+    conn: asyncpg.Connection, *, intervention_id: uuid.UUID
+) -> asyncpg.Record | None:
     return await conn.fetchrow(_JOB, intervention_id)
 
 

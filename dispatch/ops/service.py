@@ -127,10 +127,11 @@ def _job_figures(row: asyncpg.Record | None) -> dict[str, Any]:
             "p50": _seconds(row["first_offer_p50"]),
             "p90": _seconds(row["first_offer_p90"]),
         },
-        "time_to_assign_s": {"p50": _seconds(row["assign_p50"]), "p90": _seconds(row["assign_p90"])},
-        "acceptance_rate": (
-            round(int(row["offers_accepted"]) / answered, 4) if answered else None
-        ),
+        "time_to_assign_s": {
+            "p50": _seconds(row["assign_p50"]),
+            "p90": _seconds(row["assign_p90"]),
+        },
+        "acceptance_rate": (round(int(row["offers_accepted"]) / answered, 4) if answered else None),
         "offers_answered": answered,
     }
 

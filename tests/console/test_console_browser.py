@@ -47,11 +47,17 @@ async def servers(
 
 
 @pytest.fixture
-async def page() -> AsyncIterator[Page]:
+def chromium() -> Path:
     assert CHROMIUM.exists(), "make setup installs Debian's chromium (scripts/ensure-chromium.sh)"
+    return CHROMIUM
+
+
+@pytest.fixture
+async def page(chromium: Path) -> AsyncIterator[Page]:
     async with async_playwright() as pw:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
         browser = await pw.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+            executable_path=str(chromium), headless=True, args=["--no-sandbox"]
         )
         try:
             context = await browser.new_context(viewport={"width": 1500, "height": 900})
@@ -141,7 +147,9 @@ async def test_console_shows_the_fleet_and_a_job_moving_through_its_statuses(
 
         await row.click()
         timeline = page.get_by_test_id("timeline")
-        await expect(timeline.locator("li")).to_have_count(7)  # created, offer sent + accepted, 4 moves
+        await expect(timeline.locator("li")).to_have_count(
+            7
+        )  # created, offer sent + accepted, 4 moves
         await expect(timeline.locator('li[data-kind="offer.accepted"]')).to_have_count(1)
         await expect(page.get_by_test_id("kpi-jobs_created")).to_contain_text("1")
         await expect(page.get_by_test_id("kpi-jobs_assigned")).to_contain_text("1")
@@ -161,7 +169,9 @@ async def test_console_shows_the_fleet_and_a_job_moving_through_its_statuses(
 
         # A reload keeps the session: the refresh cookie (web-client flow) signs back in.
         await page.reload()
-        await expect(page.get_by_test_id("artisan-marker")).to_have_count(len(SEEDED), timeout=10_000)
+        await expect(page.get_by_test_id("artisan-marker")).to_have_count(
+            len(SEEDED), timeout=10_000
+        )
         for ws in sockets:
             await ws.close()
     assert blocked == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 import uuid
 from typing import Any
@@ -15,7 +16,15 @@ from core import appkeys, redis_keys
 from core.settings import Settings
 from gateway.ops import OPS_HUB
 from tests.factories import bearer
-from tests.gateway.conftest import MakeClient, connect, eventually, fix, new_artisan, new_user, recv_type
+from tests.gateway.conftest import (
+    MakeClient,
+    connect,
+    eventually,
+    fix,
+    new_artisan,
+    new_user,
+    recv_type,
+)
 
 PARIS = (48.8566, 2.3522)
 
@@ -147,7 +156,7 @@ async def test_positions_are_batched_at_most_once_a_second(
                 moves.append((frame["ts"], event["artisans"]))
     assert len(moves) >= 2, moves  # 1.5 s of fixes: two or three batches, not fifteen
     assert all(len(batch) == 1 and batch[0][0] == str(artisan_id) for _t, batch in moves)
-    gaps = [b[0] - a[0] for a, b in zip(moves, moves[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(moves)]
     assert all(gap >= 950 for gap in gaps), gaps
     assert moves[-1][1][0][1] == PARIS[0] + 15 * step
 

@@ -15,9 +15,7 @@ async def _assigned_job(world: World) -> tuple[dict[str, object], uuid.UUID, uui
     far = await world.artisan(48.87, 2.36)
     job = await world.request(client)
     first = await world.recorder.offer_for(near)
-    resp = await world.client.post(
-        f"/offers/{first['offer_id']}/decline", headers=world.auth(near)
-    )
+    resp = await world.client.post(f"/offers/{first['offer_id']}/decline", headers=world.auth(near))
     assert resp.status == 204
     second = await world.recorder.offer_for(far)
     resp = await world.accept(far, second["offer_id"])
@@ -88,7 +86,12 @@ async def test_kpis_count_the_window_by_specialty(world: World) -> None:
     assert glaziers["acceptance_rate"] is None
     assert body["by_specialty"]["LOCKSMITH"]["jobs_created"] == 0
     assert set(body["by_specialty"]) == {
-        "PLUMBER", "ELECTRICIAN", "LOCKSMITH", "HEATING", "GLAZIER", "APPLIANCE_REPAIR"
+        "PLUMBER",
+        "ELECTRICIAN",
+        "LOCKSMITH",
+        "HEATING",
+        "GLAZIER",
+        "APPLIANCE_REPAIR",
     }
 
 

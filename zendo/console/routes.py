@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
@@ -30,7 +31,7 @@ def _page(body: bytes, content_type: str) -> web.Response:
     return response
 
 
-def _serve(body: bytes, content_type: str) -> web.Handler:
+def _serve(body: bytes, content_type: str) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
         return _page(body, content_type)
 
