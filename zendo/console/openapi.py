@@ -10,7 +10,9 @@ _CSP_NOTE = (
 )
 
 
-def _file(summary: str, media_type: str, operation_id: str) -> dict[str, Any]:
+def _file(
+    summary: str, media_type: str, operation_id: str, schema_type: str = "string"
+) -> dict[str, Any]:
     return {
         "get": {
             "tags": ["console"],
@@ -21,7 +23,7 @@ def _file(summary: str, media_type: str, operation_id: str) -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "The file",
-                    "content": {media_type: {"schema": {"type": "string"}}},
+                    "content": {media_type: {"schema": {"type": schema_type}}},
                 }
             },
         }
@@ -41,6 +43,7 @@ PATHS: dict[str, Any] = {
         "The served polygons (ZENDO_SERVICE_AREAS), the map's base layer",
         "application/geo+json",
         "getConsoleServiceAreas",
+        "object",
     ),
 }
 SCHEMAS: dict[str, Any] = {}
