@@ -59,7 +59,8 @@ class Fleet:
                         await self._drive(http, ws, user, auth)
                     finally:
                         self.connected -= 1
-                    return
+                # The server closed the socket (a restart): back by the reconnect rule.
+                await asyncio.sleep(reconnect.delay_s(attempt))
             except aiohttp.WSServerHandshakeError as exc:
                 hint = reconnect.hint_from_headers(dict(exc.headers or {}))
                 await asyncio.sleep(reconnect.delay_s(attempt, hint))

@@ -142,13 +142,60 @@ async function drawAreas() {
   const scale = 1000 / ((maxLon - minLon) * kx);
   const height = Math.ceil((maxLat - minLat) * scale);
   state.proj = (lat, lon) => [(lon - minLon) * kx * scale, (maxLat - lat) * scale];
-  $("map").setAttribute("viewBox", `-10 -10 1020 ${height + 20}`);
+  state.home = { x: -10, y: -10, w: 1020, h: height + 20 };
+  setView(state.home);
   const layer = $("layer-areas");
   layer.replaceChildren();
   for (const feature of features) {
     const d = rings(feature.geometry || feature).map(pathOf).join(" ");
     layer.append(svgEl("path", { d, class: "area" }));
   }
+}
+
+// Wheel to zoom around the pointer, drag to pan, double-click for the whole area.
+function setView(view) {
+  state.view = view;
+  const map = $("map");
+  map.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
+  const k = Math.max(0.15, view.w / state.home.w);
+  map.style.setProperty("--r", `${(1.8 * k).toFixed(3)}px`);
+  map.style.setProperty("--job", `${(7 * k).toFixed(3)}px`);
+}
+
+function toMap(event) {
+  const point = new DOMPoint(event.clientX, event.clientY);
+  return point.matrixTransform($("map").getScreenCTM().inverse());
+}
+
+function setupZoom() {
+  const map = $("map");
+  map.addEventListener(
+    "wheel",
+    (event) => {
+      event.preventDefault();
+      const at = toMap(event);
+      const v = state.view;
+      const zoom = v.w / state.home.w;
+      const wanted = Math.min(1.5, Math.max(1 / 64, zoom * Math.exp(event.deltaY * 0.0015)));
+      const f = wanted / zoom;
+      setView({ x: at.x - (at.x - v.x) * f, y: at.y - (at.y - v.y) * f, w: v.w * f, h: v.h * f });
+    },
+    { passive: false },
+  );
+  let drag = null;
+  map.addEventListener("pointerdown", (event) => {
+    drag = toMap(event);
+  });
+  window.addEventListener("pointermove", (event) => {
+    if (!drag || !(event.buttons & 1)) return;
+    const at = toMap(event);
+    const v = state.view;
+    setView({ ...v, x: v.x - (at.x - drag.x), y: v.y - (at.y - drag.y) });
+  });
+  window.addEventListener("pointerup", () => {
+    drag = null;
+  });
+  map.addEventListener("dblclick", () => setView(state.home));
 }
 
 function pathOf(ring) {
@@ -166,7 +213,6 @@ function placeArtisan(id, a) {
   const [x, y] = state.proj(a.lat, a.lon);
   if (!a.el) {
     a.el = svgEl("circle", {
-      r: "1.8",
       class: "artisan",
       "data-testid": "artisan-marker",
       "data-artisan-id": id,
@@ -256,7 +302,7 @@ function upsertJob(job) {
     entry.row.lastChild.append(cancel);
     entry.row.addEventListener("click", () => select(job.id));
     $("job-rows").prepend(entry.row);
-    entry.el = svgEl("rect", { width: "7", height: "7", class: "job", "data-testid": "job-marker" });
+    entry.el = svgEl("rect", { class: "job", "data-testid": "job-marker" });
     entry.el.addEventListener("click", () => select(job.id));
     $("layer-jobs").append(entry.el);
   }
@@ -264,8 +310,8 @@ function upsertJob(job) {
   entry.row.children[2].textContent = entry.status;
   entry.row.children[3].textContent = age(entry.created_at);
   const [x, y] = state.proj(entry.lat, entry.lon);
-  entry.el.setAttribute("x", (x - 3.5).toFixed(1));
-  entry.el.setAttribute("y", (y - 3.5).toFixed(1));
+  entry.el.setAttribute("x", x.toFixed(1));
+  entry.el.setAttribute("y", y.toFixed(1));
   entry.el.setAttribute("data-status", entry.status);
   entry.el.setAttribute("data-intervention-id", entry.id);
   state.jobs.set(job.id, entry);
@@ -532,6 +578,7 @@ async function start() {
 function setup() {
   $("login-form").addEventListener("submit", login);
   $("logout").addEventListener("click", logout);
+  setupZoom();
   const filter = $("specialty-filter");
   fetch("/specialties")
     .then((r) => r.json())
