@@ -185,3 +185,55 @@ async def test_console_refuses_non_admins(
     await _sign_in(page, f"http://127.0.0.1:{servers[0]}", email)
     await expect(page.locator("#login-error")).to_contain_text("Only ADMIN")
     await expect(page.get_by_test_id("map")).to_be_hidden()
+
+
+async def test_console_reviews_pending_artisans_and_cancels_jobs(
+    servers: tuple[int, int], page: Page, db: asyncpg.Connection, settings: Settings
+) -> None:
+    console = f"http://127.0.0.1:{servers[0]}"
+    admin_email = f"ops-{uuid.uuid4().hex[:8]}@example.com"
+    await create_user(db, role="ADMIN", email=admin_email)
+    keen = await create_user(db, role="ARTISAN", artisan_status="PENDING")
+    doubtful = await create_user(db, role="ARTISAN", artisan_status="PENDING")
+    await db.execute(
+        """INSERT INTO artisan_documents
+             (artisan_id, kind, content_type, size_bytes, storage_key, status, uploaded_at)
+           VALUES ($1, 'KBIS', 'application/pdf', 1000, $2, 'UPLOADED', now())""",
+        keen,
+        f"documents/{keen}/kbis.pdf",
+    )
+    client_id = await create_user(db, role="CLIENT")
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(
+            f"{console}/interventions",
+            json={"specialty": "GLAZIER", "lat": 48.85, "lon": 2.35},
+            headers=bearer(token_for(settings, client_id, "CLIENT")),
+        )
+        assert resp.status == 201
+        job = await resp.json()
+
+    await _sign_in(page, console, admin_email)
+    pending = page.get_by_test_id("pending-artisan")
+    await expect(pending).to_have_count(2)
+    keen_item = pending.and_(page.locator(f'[data-artisan-id="{keen}"]'))
+    link = keen_item.get_by_role("link", name="KBIS")
+    assert "/storage/" in (await link.get_attribute("href") or "")
+    await keen_item.get_by_role("button", name="verify").click()
+    await expect(keen_item).to_have_count(0)
+    doubtful_item = pending.and_(page.locator(f'[data-artisan-id="{doubtful}"]'))
+    await doubtful_item.get_by_role("button", name="reject").click()  # no reason: refused
+    await expect(doubtful_item).to_have_count(1)
+    await doubtful_item.get_by_placeholder("reason to reject").fill("documents missing")
+    await doubtful_item.get_by_role("button", name="reject").click()
+    await expect(pending).to_have_count(0)
+    statuses = dict(await db.fetch("SELECT user_id, status FROM artisans"))
+    assert statuses == {keen: "VERIFIED", doubtful: "REJECTED"}
+
+    row = page.locator(f'[data-testid="job-row"][data-intervention-id="{job["id"]}"]')
+    await row.get_by_role("button", name="cancel").click()
+    await row.get_by_role("button", name="confirm").click()  # a second click confirms
+    await expect(row).to_have_count(0, timeout=SHOWN_WITHIN_MS)
+    status = await db.fetchval(
+        "SELECT status FROM interventions WHERE id = $1", uuid.UUID(job["id"])
+    )
+    assert status == "CANCELLED"

@@ -8,6 +8,7 @@ const OPEN = new Set(["SEARCHING", "ASSIGNED", "EN_ROUTE", "ARRIVED", "IN_PROGRE
 const KPI_WINDOW_S = 3600;
 const KPI_EVERY_MS = 5000;
 const PENDING_EVERY_MS = 30000;
+const SIGNED_IN = "zendo-console-signed-in";
 
 const auth = { token: null, user: null, refreshTimer: null };
 const state = {
@@ -50,6 +51,7 @@ async function authPost(path, body) {
 function accept(tokens) {
   auth.token = tokens.access_token;
   auth.user = tokens.user;
+  sessionStorage.setItem(SIGNED_IN, "1"); // a flag only: the tokens never leave memory
   clearTimeout(auth.refreshTimer);
   const inMs = Math.max(10, tokens.expires_in - 60) * 1000;
   auth.refreshTimer = setTimeout(refresh, inMs);
@@ -98,6 +100,7 @@ async function logout() {
 function signedOut(message) {
   auth.token = null;
   auth.user = null;
+  sessionStorage.removeItem(SIGNED_IN);
   clearTimeout(auth.refreshTimer);
   state.timers.forEach(clearInterval);
   state.timers = [];
@@ -241,11 +244,13 @@ function upsertArtisan(info) {
 }
 
 function cellColour(cell) {
-  // Demand (jobs of the last 15 minutes) against supply (ONLINE artisans).
-  const pressure = cell.demand / (cell.online + 1);
-  if (cell.demand === 0) return ["#2e7d32", Math.min(0.55, 0.12 + cell.online * 0.04)];
-  if (pressure < 1) return ["#f9a825", 0.5];
-  return ["#c62828", 0.6];
+  // Demand (jobs created in the last 15 minutes) against supply (ONLINE artisans now).
+  if (cell.demand === 0) return ["#2e7d32", Math.min(0.5, 0.1 + cell.online * 0.02)];
+  if (cell.online === 0) return ["#c62828", 0.7];
+  const pressure = cell.demand / cell.online;
+  if (pressure < 0.25) return ["#7cb342", 0.45];
+  if (pressure < 1) return ["#f9a825", 0.55];
+  return ["#c62828", 0.65];
 }
 
 function drawCells(cells) {
@@ -592,7 +597,8 @@ function setup() {
   $("show-cells").addEventListener("change", (e) => {
     $("layer-cells").classList.toggle("off", !e.target.checked);
   });
-  // A page reload keeps the session while the refresh cookie is valid.
+  // A reload of this tab keeps the session while the refresh cookie is valid.
+  if (!sessionStorage.getItem(SIGNED_IN)) return;
   authPost("/auth/refresh").then(async (resp) => {
     if (!resp.ok) return;
     const tokens = await resp.json();
