@@ -16,7 +16,13 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from core.settings import Settings
-from tests.factories import DEFAULT_PASSWORD, bearer, create_user, token_for
+from tests.factories import (
+    DEFAULT_PASSWORD,
+    bearer,
+    create_user,
+    insert_intervention,
+    token_for,
+)
 from tests.gateway.conftest import fix, recv_type
 from tests.gateway.processes import start_server, stop, wait_healthy
 from tests.ports import free_port
@@ -202,15 +208,10 @@ async def test_console_reviews_pending_artisans_and_cancels_jobs(
         keen,
         f"documents/{keen}/kbis.pdf",
     )
+    # An assigned job (as dispatch leaves it): the admin may cancel it.
+    worker = await create_user(db, role="ARTISAN")
     client_id = await create_user(db, role="CLIENT")
-    async with aiohttp.ClientSession() as http:
-        resp = await http.post(
-            f"{console}/interventions",
-            json={"specialty": "GLAZIER", "lat": 48.85, "lon": 2.35},
-            headers=bearer(token_for(settings, client_id, "CLIENT")),
-        )
-        assert resp.status == 201
-        job = await resp.json()
+    job_id = await insert_intervention(db, client_id=client_id, artisan_id=worker)
 
     await _sign_in(page, console, admin_email)
     pending = page.get_by_test_id("pending-artisan")
@@ -226,14 +227,13 @@ async def test_console_reviews_pending_artisans_and_cancels_jobs(
     await doubtful_item.get_by_placeholder("reason to reject").fill("documents missing")
     await doubtful_item.get_by_role("button", name="reject").click()
     await expect(pending).to_have_count(0)
-    statuses = dict(await db.fetch("SELECT user_id, status FROM artisans"))
-    assert statuses == {keen: "VERIFIED", doubtful: "REJECTED"}
+    rows = await db.fetch("SELECT user_id, status FROM artisans WHERE user_id <> $1", worker)
+    assert dict(rows) == {keen: "VERIFIED", doubtful: "REJECTED"}
 
-    row = page.locator(f'[data-testid="job-row"][data-intervention-id="{job["id"]}"]')
+    row = page.locator(f'[data-testid="job-row"][data-intervention-id="{job_id}"]')
+    await expect(row).to_have_attribute("data-status", "ASSIGNED")
     await row.get_by_role("button", name="cancel").click()
     await row.get_by_role("button", name="confirm").click()  # a second click confirms
     await expect(row).to_have_count(0, timeout=SHOWN_WITHIN_MS)
-    status = await db.fetchval(
-        "SELECT status FROM interventions WHERE id = $1", uuid.UUID(job["id"])
-    )
+    status = await db.fetchval("SELECT status FROM interventions WHERE id = $1", job_id)
     assert status == "CANCELLED"
