@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 
 from core import appkeys, redis_keys
 from core.domain import OPEN_INTERVENTION_STATUSES
+from gateway import appkeys as gateway_keys
 from gateway import ops_repo
 from gateway.mirror import parse_event
 from gateway.session import Session, encode
@@ -392,11 +393,8 @@ class OpsHub:
             await asyncio.sleep(backoff)
 
 
-OPS_HUB: Final = web.AppKey("ops_hub", OpsHub)
-
-
 async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
-    hub = app[OPS_HUB]
+    hub = app[gateway_keys.OPS_HUB]
     task = asyncio.create_task(hub.run(), name="gateway-ops-feed")
     yield
     hub.subscribers.clear()

@@ -60,5 +60,5 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(_background(presence.presence_ctx))
     app.cleanup_ctx.append(_background(writebehind.writebehind_ctx))
     app.cleanup_ctx.append(mirror.mirror_ctx)
-    app[ops.OPS_HUB] = ops.OpsHub(app)
+    app[gateway_keys.OPS_HUB] = ops.OpsHub(app)
     app.cleanup_ctx.append(ops.ops_ctx)

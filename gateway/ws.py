@@ -39,7 +39,6 @@ from gateway.frames import (
 )
 from gateway.location import OUT_OF_RANGE, RATE_LIMITED
 from gateway.node import Gateway
-from gateway.ops import OPS_HUB
 from gateway.session import CLOSE_POLICY, CLOSE_UNAUTHORIZED, Session
 
 log = logging.getLogger("zendo.gateway")
@@ -121,7 +120,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             await _read_loop(gateway, session)
         finally:
             session.stop()
-            gateway.app[OPS_HUB].unsubscribe(session)
+            gateway.app[gateway_keys.OPS_HUB].unsubscribe(session)
             gateway.close(session)
     finally:
         gateway.opening.end(ticket)  # idempotent: a socket that never got its hello
@@ -215,9 +214,9 @@ def _on_text(gateway: Gateway, session: Session, data: bytes) -> Coroutine[Any, 
                 return _on_offer(gateway, session, frame)
             _chain(gateway, session, lambda: _on_offer(gateway, session, frame))
     elif isinstance(frame, OpsSubscribeFrame):
-        _chain(gateway, session, lambda: gateway.app[OPS_HUB].subscribe(session))
+        _chain(gateway, session, lambda: gateway.app[gateway_keys.OPS_HUB].subscribe(session))
     elif isinstance(frame, OpsUnsubscribeFrame):
-        gateway.app[OPS_HUB].unsubscribe(session)
+        gateway.app[gateway_keys.OPS_HUB].unsubscribe(session)
     return None
 
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from core import appkeys, redis_keys
 from core.settings import Settings
-from gateway.ops import OPS_HUB
+from gateway.appkeys import OPS_HUB
 from tests.factories import bearer
 from tests.gateway.conftest import (
     MakeClient,

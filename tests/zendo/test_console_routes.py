@@ -16,6 +16,8 @@ from tests.factories import bearer, create_user, token_for
 CONSOLE_FILES = {
     "/console": "text/html",
     "/console/console.js": "text/javascript",
+    "/console/console-map.js": "text/javascript",
+    "/console/console-panels.js": "text/javascript",
     "/console/console.css": "text/css",
     "/console/service-areas.geojson": "application/geo+json",
 }

@@ -38,6 +38,12 @@ PATHS: dict[str, Any] = {
         "getConsole",
     ),
     "/console/console.js": _file("The console's script", "text/javascript", "getConsoleScript"),
+    "/console/console-map.js": _file(
+        "The console's map script", "text/javascript", "getConsoleMapScript"
+    ),
+    "/console/console-panels.js": _file(
+        "The console's panels script", "text/javascript", "getConsolePanelsScript"
+    ),
     "/console/console.css": _file("The console's style sheet", "text/css", "getConsoleStyle"),
     "/console/service-areas.geojson": _file(
         "The served polygons (ZENDO_SERVICE_AREAS), the map's base layer",

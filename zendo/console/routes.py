@@ -19,6 +19,8 @@ CSP: Final = (
 FILES: Final = (
     ("/console", "index.html", "text/html"),
     ("/console/console.js", "console.js", "text/javascript"),
+    ("/console/console-map.js", "console-map.js", "text/javascript"),
+    ("/console/console-panels.js", "console-panels.js", "text/javascript"),
     ("/console/console.css", "console.css", "text/css"),
 )
 SERVICE_AREAS_PATH: Final = "/console/service-areas.geojson"
