@@ -32,6 +32,8 @@ from gateway.frames import (
     LocationFrame,
     OfferAcceptFrame,
     OfferDeclineFrame,
+    OpsSubscribeFrame,
+    OpsUnsubscribeFrame,
     PresenceFrame,
     decode_frame,
 )
@@ -49,8 +51,12 @@ _REJECT_DETAIL = {
 
 
 def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
+    """Origins of the allowlist, and the server's own (the ops console's page)."""
     origin = request.headers.get("Origin")
-    if origin is not None and origin.rstrip("/") not in allowed:
+    if origin is None:
+        return
+    origin = origin.rstrip("/")
+    if origin not in allowed and origin != f"{request.scheme}://{request.host}":
         raise Forbidden("Origin is not allowed", code="origin_not_allowed")
 
 
@@ -114,6 +120,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             await _read_loop(gateway, session)
         finally:
             session.stop()
+            gateway.app[gateway_keys.OPS_HUB].unsubscribe(session)
             gateway.close(session)
     finally:
         gateway.opening.end(ticket)  # idempotent: a socket that never got its hello
@@ -206,6 +213,10 @@ def _on_text(gateway: Gateway, session: Session, data: bytes) -> Coroutine[Any, 
             if session.actions is None or session.actions.done():
                 return _on_offer(gateway, session, frame)
             _chain(gateway, session, lambda: _on_offer(gateway, session, frame))
+    elif isinstance(frame, OpsSubscribeFrame):
+        _chain(gateway, session, lambda: gateway.app[gateway_keys.OPS_HUB].subscribe(session))
+    elif isinstance(frame, OpsUnsubscribeFrame):
+        gateway.app[gateway_keys.OPS_HUB].unsubscribe(session)
     return None
 
 
