@@ -67,3 +67,9 @@ def user_nodes(user_id: str) -> str:
 def node_channel(node_id: str) -> str:
     """Pub/sub channel of one gateway process (frames for users whose sockets it holds)."""
     return f"{NODE_CHANNEL_PREFIX}{node_id}"
+
+
+def revoked_session(session_id: str) -> str:
+    """String, set at logout (or refresh-token reuse) for as long as the session's
+    access tokens could still be valid: those tokens are refused (core/sessions.py)."""
+    return f"{PREFIX}revoked:sid:{session_id}"

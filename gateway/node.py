@@ -21,7 +21,7 @@ from gateway import live
 from gateway.arrivals import Arrivals, Opening
 from gateway.departures import Departures
 from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
-from gateway.session import Session
+from gateway.session import CLOSE_UNAUTHORIZED, Session
 from gateway.tracking import location_frame
 
 log = logging.getLogger("zendo.gateway")
@@ -176,6 +176,13 @@ class Gateway:
         await self.departures.write(users + self.departures.drain())
 
     # --- delivery -------------------------------------------------------------------
+
+    def close_session_local(self, user_id: str, session_id: str) -> int:
+        """Close (4401) this process's sockets of a logged-out session; how many."""
+        closing = [s for s in self.sessions.get(user_id, ()) if s.session_id == session_id]
+        for session in closing:
+            session.close_soon(CLOSE_UNAUTHORIZED, "session logged out")
+        return len(closing)
 
     def deliver_local(self, user_id: str, data: bytes) -> int:
         sessions = self.sessions.get(user_id)
