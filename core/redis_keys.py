@@ -36,6 +36,8 @@ NODE_CHANNEL_PREFIX = f"{PREFIX}node:"
 LIVE_FRESH = f"{PREFIX}live:fresh"
 # Prefixes of `tracking(...)` and `user_nodes(...)`, passed to batch Lua scripts.
 TRACKING_PREFIX = f"{PREFIX}trk:"
+# String: the node id of the process that runs the live-state reconciler now (with a TTL).
+RECONCILER_LEADER = f"{PREFIX}live:reconciler"
 USER_NODES_PREFIX = f"{PREFIX}un:"
 
 

@@ -42,6 +42,11 @@ class Gateway:
             "Frames that could not be pushed",
             registry=self.metrics.registry,
         )
+        self.live_repairs = Counter(
+            "zendo_live_repairs",
+            "Live-state disagreements with PostgreSQL's jobs repaired (gateway/reconciler.py)",
+            registry=self.metrics.registry,
+        )
         # Set when Redis came back (re-announce users, re-hydrate live state).
         self.resync = asyncio.Event()
         self.epoch: str | None = None

@@ -154,15 +154,23 @@ async def advance_own(
         actor_id="$2::uuid",
         guard="artisan_id = $2 AND ($3::text IS NULL OR start_code = $3::text)",
     )
-    freed = (
-        """, freed AS (
-              UPDATE artisans SET current_status = 'ONLINE'
-              WHERE user_id = $2 AND EXISTS (SELECT 1 FROM moved))"""
+    freed, version = (
+        (
+            """, freed AS (
+              UPDATE artisans SET current_status = 'ONLINE',
+                                  live_version = nextval('artisan_live_version')
+              WHERE user_id = $2 AND EXISTS (SELECT 1 FROM moved)
+              RETURNING live_version)""",
+            "(SELECT live_version FROM freed)",
+        )
         if free_artisan
-        else ""
+        else ("", "NULL::bigint")
     )
     return await conn.fetchrow(
-        f"WITH {ctes}{freed} SELECT {COLUMNS} FROM moved", intervention_id, artisan_id, start_code
+        f"WITH {ctes}{freed} SELECT {COLUMNS}, {version} AS live_version FROM moved",
+        intervention_id,
+        artisan_id,
+        start_code,
     )
 
 
@@ -177,10 +185,16 @@ async def events(conn: asyncpg.Connection, *, intervention_id: uuid.UUID) -> lis
 
 async def set_artisan_current_status(
     conn: asyncpg.Connection, *, artisan_id: uuid.UUID, current_status: str
-) -> None:
-    await conn.execute(
-        "UPDATE artisans SET current_status = $2 WHERE user_id = $1", artisan_id, current_status
+) -> int:
+    """A change of the artisan's job status; returns its new live version (migration 011)."""
+    version: int = await conn.fetchval(
+        """UPDATE artisans SET current_status = $2,
+                               live_version = nextval('artisan_live_version')
+           WHERE user_id = $1 RETURNING live_version""",
+        artisan_id,
+        current_status,
     )
+    return version
 
 
 async def insert_rating(

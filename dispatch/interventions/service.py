@@ -166,14 +166,16 @@ async def _change(
     return updated
 
 
-def _freed(outbox: Outbox, artisan_id: uuid.UUID) -> None:
+def _freed(outbox: Outbox, artisan_id: uuid.UUID, version: int) -> None:
     """What a freed artisan's live state needs once the commit is done."""
-    outbox.live += [MarkAvailable(artisan_id), TrackingStop(artisan_id)]
+    outbox.live += [MarkAvailable(artisan_id, version), TrackingStop(artisan_id, version)]
 
 
 async def _free_artisan(conn: asyncpg.Connection, artisan_id: uuid.UUID, outbox: Outbox) -> None:
-    await repo.set_artisan_current_status(conn, artisan_id=artisan_id, current_status="ONLINE")
-    _freed(outbox, artisan_id)
+    version = await repo.set_artisan_current_status(
+        conn, artisan_id=artisan_id, current_status="ONLINE"
+    )
+    _freed(outbox, artisan_id, version)
 
 
 async def cancel(
@@ -235,11 +237,11 @@ async def advance(
         )
         await limiter.hit(str(intervention_id))
 
-    def record(fx: Outbox, updated: asyncpg.Record) -> asyncpg.Record:
+    def record(fx: Outbox, updated: asyncpg.Record, version: int) -> asyncpg.Record:
         if target == sm.IN_PROGRESS:  # the client no longer needs the position
             fx.live.append(TrackingStop(principal.user_id))
         if target == sm.COMPLETED:
-            _freed(fx, principal.user_id)
+            _freed(fx, principal.user_id, version)
             fx.payments.append(PaymentStep(PaymentEvent.COMPLETED, updated["id"]))
         push_status(fx, updated)
         return updated
@@ -255,7 +257,7 @@ async def advance(
             start_code=start_code if target == sm.IN_PROGRESS else None,
             free_artisan=target == sm.COMPLETED,
         )
-        return None if row is None else record(fx, row)
+        return None if row is None else record(fx, row, row["live_version"] or 0)
 
     async def work(conn: asyncpg.Connection, fx: Outbox) -> asyncpg.Record:
         row = await _assigned_to(conn, principal, intervention_id, lock=True)
@@ -266,11 +268,12 @@ async def advance(
         ):
             raise WrongStartCode(detail="The start code is wrong")
         updated = await _change(conn, row, target, principal)
+        version = 0
         if target == sm.COMPLETED:
-            await repo.set_artisan_current_status(
+            version = await repo.set_artisan_current_status(
                 conn, artisan_id=principal.user_id, current_status="ONLINE"
             )
-        return record(fx, updated)
+        return record(fx, updated, version)
 
     if principal.role == "ARTISAN" and target in sm.ARTISAN_PREVIOUS:
         moved, _ = await commit(app, fast, transaction=False)
