@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from core import appkeys
+from core import appkeys, audit
 from core.effects import (
     MarkAvailable,
     PaymentEvent,
@@ -121,7 +121,27 @@ async def get(
     app: web.Application, principal: Principal, intervention_id: uuid.UUID
 ) -> dict[str, Any]:
     async with app[appkeys.PG_POOL].acquire() as conn:
-        return _view(await _visible(conn, principal, intervention_id), principal)
+        row = await _visible(conn, principal, intervention_id)
+        if principal.role == "ADMIN":  # someone else's job: personal data, audited
+            await _audit_view(conn, principal, "intervention.view", [row["id"]], row["id"])
+        return _view(row, principal)
+
+
+async def _audit_view(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    action: str,
+    ids: list[uuid.UUID],
+    target_id: uuid.UUID | None = None,
+) -> None:
+    await audit.record(
+        conn,
+        admin_id=principal.user_id,
+        action=action,
+        target_type="intervention",
+        target_id=target_id,
+        data={"returned": [str(i) for i in ids]},
+    )
 
 
 async def list_mine(
@@ -136,8 +156,9 @@ async def list_mine(
             rows = await repo.list_for(
                 conn, artisan_id=principal.user_id, status=status, limit=limit
             )
-        else:  # admins see everyone's
+        else:  # admins see everyone's, audited
             rows = await repo.list_for(conn, status=status, limit=limit)
+            await _audit_view(conn, principal, "interventions.list", [r["id"] for r in rows])
     return [_view(r, principal) for r in rows]
 
 
