@@ -14,9 +14,10 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from core.settings import Settings
-from core.tokens import ALGORITHM, AUDIENCE, ISSUER
-from tests.factories import bearer
-from tests.helpers import PASSWORD, login, register
+from core.tokens import ALGORITHM, AUDIENCE, ISSUER, issue_access_token
+from tests.factories import bearer, create_user, token_for
+from tests.helpers import PASSWORD, StartApp, login, register
+from tests.ports import free_port
 
 Client = TestClient[Any, Any]
 
@@ -171,3 +172,20 @@ async def test_no_store_on_answers_with_tokens_or_personal_data(client: Client) 
     ):
         resp = await client.request(method, path, headers=headers)
         assert resp.headers["Cache-Control"] == "no-store", (method, path, resp.status)
+
+
+async def test_without_redis_a_sessions_token_is_503_not_trusted(
+    start_app: StartApp, settings: Settings, db: asyncpg.Connection
+) -> None:
+    """The revocation check fails closed: a token naming a session is not accepted
+    unchecked while Redis is down (503, retry); a token without one needs no check."""
+    user_id = await create_user(db)
+    down = await start_app(settings.replace(redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    with_session = issue_access_token(
+        settings.jwt_secret, user_id=user_id, role="CLIENT", ttl_s=900, session_id=uuid.uuid4()
+    )
+    resp = await down.get("/auth/me", headers=bearer(with_session))
+    assert resp.status == 503
+    assert (await resp.json())["code"] == "unavailable"
+    resp = await down.get("/auth/me", headers=bearer(token_for(settings, user_id, "CLIENT")))
+    assert resp.status == 200
