@@ -260,7 +260,7 @@ async def advance(
 
     def record(fx: Outbox, updated: asyncpg.Record, version: int) -> asyncpg.Record:
         if target == sm.IN_PROGRESS:  # the client no longer needs the position
-            fx.live.append(TrackingStop(principal.user_id))
+            fx.live.append(TrackingStop(principal.user_id, version))
         if target == sm.COMPLETED:
             _freed(fx, principal.user_id, version)
             fx.payments.append(PaymentStep(PaymentEvent.COMPLETED, updated["id"]))
@@ -277,6 +277,7 @@ async def advance(
             target=target,
             start_code=start_code if target == sm.IN_PROGRESS else None,
             free_artisan=target == sm.COMPLETED,
+            new_live_version=target == sm.IN_PROGRESS,
         )
         return None if row is None else record(fx, row, row["live_version"] or 0)
 
@@ -294,6 +295,8 @@ async def advance(
             version = await repo.set_artisan_current_status(
                 conn, artisan_id=principal.user_id, current_status="ONLINE"
             )
+        elif target == sm.IN_PROGRESS:
+            version = await repo.new_live_version(conn, artisan_id=principal.user_id)
         return record(fx, updated, version)
 
     if principal.role == "ARTISAN" and target in sm.ARTISAN_PREVIOUS:
