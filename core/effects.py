@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 # `version`: the artisan's `live_version` written by the committed change (migration 011).
 # The live state keeps the highest version it applied and ignores an older one, so changes
-# applied out of order converge on the newest; 0 applies unless a versioned change won.
+# applied out of order converge on the newest. 0 is unversioned (tests, tools): it always
+# applies and leaves the kept version as it is.
 
 
 @dataclass(frozen=True, slots=True)
