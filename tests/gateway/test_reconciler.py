@@ -3,6 +3,7 @@ copies BUSY, and the reconciler repairing Redis from PostgreSQL's jobs within 10
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -166,3 +167,16 @@ async def test_the_write_behind_never_copies_busy(
     assert await db.fetchval("SELECT current_status FROM artisans WHERE user_id = $1", aid) == (
         "BUSY"
     )
+
+
+async def test_one_process_leads_the_reconciler_until_it_stops_renewing(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(run_background=False)  # no reconciler of its own
+    redis = client.app[appkeys.REDIS]
+    assert await reconciler.lead(redis, "node-a", 200)
+    assert not await reconciler.lead(redis, "node-b", 200)
+    assert await reconciler.lead(redis, "node-a", 200)  # the leader renews
+    await asyncio.sleep(0.3)  # node-a stopped renewing: its key ran out
+    assert await reconciler.lead(redis, "node-b", 200)
+    assert not await reconciler.lead(redis, "node-a", 200)
