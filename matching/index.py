@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any, Final, NamedTuple
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any, Final, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from matching import assign as _assign
 from matching import kernels_ids as _kid
 from matching import kernels_query as _kq
 from matching import kernels_store as _kst
@@ -52,6 +53,7 @@ _latlng_to_cell: Final = walk.latlng_to_cell
 _SPEC_GET: Final = SPECIALTY_CODE.get
 _UUID_OFF: Final = 1 << 63
 _M64: Final = (1 << 64) - 1
+J = TypeVar("J", bound=Hashable)
 
 
 class ArtisanRecord(NamedTuple):
@@ -365,6 +367,51 @@ class ArtisanIndex:
         out, self._bufs = walk.run(
             self._s, bufs, self._side_str, cell, disk, lat, lon, max_km, sp, k, excl
         )
+        return out
+
+    def assign(
+        self,
+        jobs: Sequence[tuple[J, float, float, str]],
+        *,
+        k: int = 10,
+        max_km: float = 15.0,
+        exclude: Iterable[str] = (),
+        exclude_per_job: Mapping[J, Iterable[str]] | None = None,
+    ) -> dict[J, Candidate | None]:
+        """Assign simultaneous jobs ``(job_id, lat, lon, specialty)`` to distinct artisans.
+
+        Each job's candidates are its :meth:`query` top ``k`` within ``max_km``,
+        without ``exclude`` (every job) and ``exclude_per_job[job_id]`` (that job).
+        Among assignments using each artisan at most once, the result serves the
+        most jobs, and among those has the smallest sum of scores (exact; see
+        :mod:`matching.assign`).  It maps every job id to its :class:`Candidate`,
+        or None when the job gets nobody.  With ``k >= len(jobs)`` it is optimal
+        over every eligible artisan, not only the top ``k``.  Duplicate job ids
+        or a malformed job raise ``ValueError``.
+        """
+        if isinstance(exclude, str):
+            raise ValueError("exclude must be an iterable of artisan ids, not a str")
+        common = list(exclude)
+        per_job = exclude_per_job if exclude_per_job is not None else {}
+        ids: list[J] = []
+        cands: list[list[Candidate]] = []
+        for i, job in enumerate(jobs):
+            if not isinstance(job, tuple) or len(job) != 4:
+                raise ValueError(f"job {i}: expected (job_id, lat, lon, specialty), got {job!r}")
+            job_id, lat, lon, specialty = job
+            extra = per_job.get(job_id, ())
+            if isinstance(extra, str):
+                raise ValueError(
+                    f"exclude_per_job[{job_id!r}] must be an iterable of ids, not a str"
+                )
+            excl = [*common, *extra] if extra else common
+            cands.append(self.query(lat, lon, specialty, k=k, max_km=max_km, exclude=excl))
+            ids.append(job_id)
+        out: dict[J, Candidate | None] = dict.fromkeys(ids)
+        if len(out) != len(ids):
+            raise ValueError("assign: duplicate job ids")
+        for job_id, row, pick in zip(ids, cands, _assign.solve(cands), strict=True):
+            out[job_id] = row[pick] if pick >= 0 else None
         return out
 
     def _exclude_slots(self, exclude: Iterable[str]) -> npt.NDArray[np.int64]:
