@@ -8,6 +8,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from h3.api import basic_int as _h3
 
 from matching import assign as _assign
 from matching import kernels_ids as _kid
@@ -49,7 +50,7 @@ from matching.validation import (
 KID: Any = _kid
 KQ: Any = _kq
 KST: Any = _kst
-_latlng_to_cell: Final = walk.latlng_to_cell
+_latlng_to_cell: Final = _h3.latlng_to_cell
 _SPEC_GET: Final = SPECIALTY_CODE.get
 _UUID_OFF: Final = 1 << 63
 _M64: Final = (1 << 64) - 1
@@ -76,12 +77,13 @@ class ArtisanIndex:
     (load <= 1/2), and for ONLINE artisans only a pool of 48-byte entries in
     power-of-two blocks per (specialty, cell) bucket; moves are swap-removes.
 
-    :meth:`query` walks the H3 disk around the job's cell (cached per cell)
-    inside one numba kernel call, visiting buckets nearest bounding box first,
-    and stops once no artisan farther out can beat the k-th best score (see
-    :mod:`matching.geometry` for the ring bound).  It uses an exact brute-force
-    kernel near pentagons and when the walk would cost more than scanning the
-    specialty.
+    Every bucket is the leaf of a tree of H3 ancestors (resolutions 0-7) whose
+    nodes keep the bounding box and the largest bonus of the members below them.
+    :meth:`query` searches that tree best-first inside one numba kernel call,
+    opening nodes by increasing lower bound of their members' scores, and stops
+    once that bound exceeds the k-th best score found: it touches only the
+    members that could rank, whatever the policy (see
+    :mod:`matching.kernels_tree`).  :meth:`assign` ranks several jobs together.
 
     Extra API for the dispatcher: :meth:`get`, :meth:`set_status`,
     ``artisan_id in index``, :meth:`memory_bytes`.
@@ -97,7 +99,6 @@ class ArtisanIndex:
         self._side_str: dict[int, str] = {}
         self._side_next = 0
         self._bufs: walk.Buffers | None = None
-        self._disks: dict[int, npt.NDArray[np.uint64]] = {}
 
     # ------------------------------------------------------------------ ids
 
@@ -315,13 +316,11 @@ class ArtisanIndex:
         return int(self._s.meta[M_CNT + specialty_code(specialty)])
 
     def memory_bytes(self) -> int:
-        """Index memory: nbytes of every numpy array (at capacity), side-id dicts, disk cache."""
+        """Index memory: nbytes of every numpy array (at capacity) and the side-id dicts."""
         total = self._s.nbytes()
         if self._side_id:
             total += sys.getsizeof(self._side_id) + sys.getsizeof(self._side_str)
             total += sum(sys.getsizeof(s) + 32 for s in self._side_id)
-        if self._disks:
-            total += sys.getsizeof(self._disks) + 250 * len(self._disks)
         return total
 
     def query(
@@ -353,20 +352,11 @@ class ArtisanIndex:
         if type(max_km) is not float or not 0.0 <= max_km < 1e308:
             max_km = check_max_km(max_km)
         excl = self._exclude_slots(exclude) if exclude else walk.EMPTY_EXCL
-        cell = _latlng_to_cell(lat, lon, H3_RES)
-        disks = self._disks
-        disk = disks.get(cell)
-        if disk is None:
-            if len(disks) >= walk.DISK_CACHE_MAX:
-                disks.clear()
-            disk = disks[cell] = walk.first_disk(cell)
         bufs = self._bufs  # reused between calls; taken (not shared) while in use
         self._bufs = None
         if bufs is None or bufs.cap < k + walk.TIE_ROOM:
             bufs = walk.Buffers(k + walk.TIE_ROOM)
-        out, self._bufs = walk.run(
-            self._s, bufs, self._side_str, cell, disk, lat, lon, max_km, sp, k, excl
-        )
+        out, self._bufs = walk.run(self._s, bufs, self._side_str, lat, lon, max_km, sp, k, excl)
         return out
 
     def assign(
