@@ -10,9 +10,9 @@ used at most once, so that
 Jobs that share no candidate are independent, so the jobs are split into
 connected components (union-find on shared artisans) and each component with
 more than one job is one ``scipy.optimize.linear_sum_assignment`` over a small
-dense matrix: rows are the component's jobs, columns its candidate artisans plus,
-only when some job cannot be served, one private "nobody" column per job whose
-cost outweighs any difference in scores (so serving one more job always wins).
+dense matrix: rows are the component's jobs, columns its candidate artisans plus
+one private "nobody" column per job whose cost outweighs any difference in scores
+(so serving one more job always wins, and a full assignment always exists).
 
 With ``k >= len(jobs)`` the result is also optimal over *every* eligible
 artisan, not only each job's top k: a job given its (k+1)-th choice or nobody
@@ -75,17 +75,14 @@ def _solve_component(
             col = col_of[c.artisan_id]
             scores[r, col] = c.score
             pick[r, col] = i
-    try:  # the usual case: every job of the component can be served
-        rows, cols = linear_sum_assignment(scores)
-    except ValueError:  # not all of them: add one "nobody" column per job
-        finite = scores[np.isfinite(scores)]
-        lo = float(finite.min())
-        span = float(finite.max()) - lo
-        nobody = n * span + 1.0  # > any score difference over the whole component
-        cost = np.full((n, m + n), _FORBIDDEN, dtype=np.float64)
-        cost[:, :m] = scores - lo  # >= 0, so each real pair costs at most `span`
-        cost[np.arange(n), m + np.arange(n)] = nobody
-        rows, cols = linear_sum_assignment(cost)
+    finite = scores[np.isfinite(scores)]
+    lo = float(finite.min())
+    span = float(finite.max()) - lo
+    nobody = n * span + 1.0  # > any score difference over the whole component
+    cost = np.full((n, m + n), _FORBIDDEN, dtype=np.float64)
+    cost[:, :m] = scores - lo  # >= 0, so each real pair costs at most `span`
+    cost[np.arange(n), m + np.arange(n)] = nobody
+    rows, cols = linear_sum_assignment(cost)
     for r, col in zip(rows.tolist(), cols.tolist(), strict=True):
         if col < m:
             choice[jobs[r]] = int(pick[r, col])

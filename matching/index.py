@@ -55,6 +55,8 @@ _SPEC_GET: Final = SPECIALTY_CODE.get
 _UUID_OFF: Final = 1 << 63
 _M64: Final = (1 << 64) - 1
 J = TypeVar("J", bound=Hashable)
+#: rows of :meth:`ArtisanIndex.upsert_many` converted at a time (bounds its temporaries)
+_BULK_CHUNK: Final = 1 << 15
 
 
 class ArtisanRecord(NamedTuple):
@@ -227,35 +229,50 @@ class ArtisanIndex:
             if type(a) is not str or not a:
                 raise ValueError(f"row {i}: {bad_id(a)}")
         # ---- validated: mutate from here on
-        his = np.zeros(n, dtype=np.int64)
-        los = np.zeros(n, dtype=np.int64)
-        kinds = np.zeros(n, dtype=np.int8)
-        ok = np.zeros(n, dtype=np.bool_)
-        arr = np.asarray(id_list)
+        s = self._s
+        s.grow_main(s.n + n)
+        for i0 in range(0, n, _BULK_CHUNK):  # small temporaries: the process keeps no slack
+            self._upsert_chunk(id_list, i0, min(n, i0 + _BULK_CHUNK), la, lo, rt, sp, lv, stc)
+        if n >= 4096:
+            s.compact()
+
+    def _upsert_chunk(
+        self, id_list: list[Any], i0: int, i1: int, la: npt.NDArray[np.float64],
+        lo: npt.NDArray[np.float64], rt: npt.NDArray[np.float64], sp: npt.NDArray[np.int8],
+        lv: npt.NDArray[np.int8], stc: npt.NDArray[np.int8],
+    ) -> None:  # fmt: skip
+        """Apply validated rows ``i0..i1`` of :meth:`upsert_many`."""
+        m = i1 - i0
+        ids = id_list[i0:i1]
+        la, lo, rt = la[i0:i1], lo[i0:i1], rt[i0:i1]
+        sp, lv, stc = sp[i0:i1], lv[i0:i1], stc[i0:i1]
+        his = np.zeros(m, dtype=np.int64)
+        los = np.zeros(m, dtype=np.int64)
+        kinds = np.zeros(m, dtype=np.int8)
+        ok = np.zeros(m, dtype=np.bool_)
+        arr = np.asarray(ids)
         if arr.dtype == np.dtype("<U36"):
-            KID.k_parse_uuid_rows(arr.view(np.uint32).reshape(n, 36), his, los, ok)
+            KID.k_parse_uuid_rows(arr.view(np.uint32).reshape(m, 36), his, los, ok)
+        del arr
         for i in np.flatnonzero(~ok).tolist():
-            key = self._encode(id_list[i], True)
+            key = self._encode(ids[i], True)
             assert key is not None
             his[i], los[i], kinds[i] = key
-        cells = np.zeros(n, dtype=np.uint64)
+        cells = np.zeros(m, dtype=np.uint64)
         online = np.flatnonzero(stc == 0)
         l2c = _latlng_to_cell
         cells[online] = [
             l2c(a, b, H3_RES) for a, b in zip(la[online].tolist(), lo[online].tolist(), strict=True)
         ]
         s = self._s
-        s.grow_main(s.n + n)
         start = 0
         while True:
             code, start = KST.k_upsert_batch(
                 *s.mut, his, los, kinds, la, lo, rt, sp, lv, stc, cells, start
             )
             if code == OK:
-                break
+                return
             s.grow(code)
-        if n >= 4096:
-            s.compact()
 
     def remove(self, artisan_id: str) -> None:
         """Remove an artisan; unknown ids are ignored."""
