@@ -225,24 +225,23 @@ def _heap_pop(hk: F64, hv: I64, n: int) -> int:
 
 
 @jit
-def k_query_tree(
-    st: Any, excl: I64, o_f: F64, o_i: I64, o_hex: U8, hk: F64, hv: I64,
+def _search(
+    st: Any, excl: I64, o_f: F64, o_i: I64, hk: F64, hv: I64,
     qlat: float, qlon: float, max_km: float, spec: int, k: int,
-) -> tuple[int, int, int]:  # fmt: skip
-    """Best-first search of the node tree (:mod:`matching.kernels_tree`).
+) -> tuple[int, int]:  # fmt: skip
+    """Best-first search of the node tree (:mod:`matching.kernels_tree`); (code, count).
 
     Nodes are taken by increasing lower bound of their members' scores (box
     distance minus the node's largest bonus); the search ends when that bound
     exceeds the k-th best score, so only nodes that could still hold a top-k
     member (or a tie with it) are opened.  ``hk``/``hv`` is the heap's storage.
-    Returns (code, count, flags): Q_DONE, Q_OVERFLOW (too many exact ties for the
-    buffer) or Q_BRUTE (heap full): the caller then uses :func:`k_query_brute`.
-    ``st`` is a :class:`matching.state.State`.
+    Codes: Q_DONE, Q_OVERFLOW (too many exact ties for the buffer) or Q_BRUTE
+    (heap full): the caller then uses :func:`k_query_brute`.
     """
     bt, bb, p_hot, p_f, p_i = st.bt, st.bb, st.p_hot, st.p_f, st.p_i
     m_id, m_b, meta, fmeta = st.m_id, st.m_b, st.meta, st.fmeta
     if meta[M_CNT + spec] == 0:
-        return Q_DONE, 0, 0
+        return Q_DONE, 0
     qx, qy, qz, cosq = _qsetup(qlat, qlon)
     o_score = o_f[0]
     o_dist = o_f[1]
@@ -270,7 +269,7 @@ def k_query_tree(
                 qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_dist, o_slot, count,
             )  # fmt: skip
             if count < 0:
-                return Q_OVERFLOW, 0, 0
+                return Q_OVERFLOW, 0
             continue
         res = (key >> RES_SHIFT) & 15
         mask = bt[b, 3]
@@ -287,9 +286,42 @@ def k_query_tree(
             if count >= k and pri > o_score[k - 1] + SCORE_EPS:
                 continue
             if n >= hcap:
-                return Q_BRUTE, 0, 0
+                return Q_BRUTE, 0
             n = _heap_push(hk, hv, n, pri, c)
-    return Q_DONE, count, _finalize(count, o_f, o_i, m_id, m_b, o_hex)
+    return Q_DONE, count
+
+
+@jit
+def k_query_tree(
+    st: Any, excl: I64, o_f: F64, o_i: I64, o_hex: U8, hk: F64, hv: I64,
+    qlat: float, qlon: float, max_km: float, spec: int, k: int,
+) -> tuple[int, int, int]:  # fmt: skip
+    """One query (see :func:`_search`): (code, count, flags of :func:`_finalize`).
+
+    ``st`` is a :class:`matching.state.State`.
+    """
+    code, count = _search(st, excl, o_f, o_i, hk, hv, qlat, qlon, max_km, spec, k)
+    if code != Q_DONE:
+        return code, 0, 0
+    return Q_DONE, count, _finalize(count, o_f, o_i, st.m_id, st.m_b, o_hex)
+
+
+@jit
+def k_query_many(
+    st: Any, excl: I64, o_f: F64, o_i: I64, o_hex: U8, hk: F64, hv: I64,
+    qlats: F64, qlons: F64, specs: I64, max_km: float, k: int, out: I64,
+) -> None:  # fmt: skip
+    """Query ``j`` of a batch into ``o_f[j]``, ``o_i[j]``, ``o_hex[j]`` (3-d buffers);
+    ``out[j]`` = (code, count, flags) as :func:`k_query_tree` returns them."""
+    for j in range(qlats.shape[0]):
+        code, count = _search(
+            st, excl, o_f[j], o_i[j], hk, hv, qlats[j], qlons[j], max_km, specs[j], k
+        )
+        out[j, 0] = code
+        out[j, 1] = count
+        out[j, 2] = 0
+        if code == Q_DONE:
+            out[j, 2] = _finalize(count, o_f[j], o_i[j], st.m_id, st.m_b, o_hex[j])
 
 
 @jit

@@ -67,8 +67,16 @@ def run(
         )  # fmt: skip
         if code != Q_DONE:  # pragma: no cover - buffer sized to hold everything
             raise RuntimeError("matching: brute-force buffer overflow")
+    return results(o_f, o_i, o_hex, count, flags, k, side_str), bufs
+
+
+def results(
+    o_f: npt.NDArray[np.float64], o_i: npt.NDArray[np.int64], o_hex: npt.NDArray[np.uint8],
+    count: int, flags: int, k: int, side_str: dict[int, str],
+) -> list[Candidate]:  # fmt: skip
+    """The candidates a kernel wrote into one query's buffers."""
     if count == 0:
-        return [], bufs
+        return []
     m = count if flags & FLAG_NEED_SORT else min(count, k)
     ids = o_hex[:m].tobytes().decode("ascii").split(",")
     ids.pop()  # the text ends with a separator
@@ -83,4 +91,31 @@ def run(
     if flags & FLAG_NEED_SORT:
         out.sort(key=lambda c: (c.score, c.distance_km, c.artisan_id))
         del out[k:]
-    return out, bufs
+    return out
+
+
+def run_many(
+    store: Store,
+    side_str: dict[int, str],
+    lats: npt.NDArray[np.float64],
+    lons: npt.NDArray[np.float64],
+    specs: npt.NDArray[np.int64],
+    max_km: float,
+    k: int,
+    excl: npt.NDArray[np.int64],
+) -> list[list[Candidate] | None]:
+    """A batch of queries in one kernel call; None where the caller must run :func:`run`
+    (the rare query that needs the brute-force kernel)."""
+    n = lats.shape[0]
+    cap = k + TIE_ROOM
+    o_f = np.empty((n, 2, cap), dtype=np.float64)
+    o_i = np.empty((n, 2, cap), dtype=np.int64)
+    o_hex = np.empty((n, cap, ID_STRIDE), dtype=np.uint8)
+    hk = np.empty(HEAP_CAP, dtype=np.float64)
+    hv = np.empty(HEAP_CAP, dtype=np.int64)
+    out = np.empty((n, 3), dtype=np.int64)
+    KQ.k_query_many(store.state, excl, o_f, o_i, o_hex, hk, hv, lats, lons, specs, max_km, k, out)
+    return [
+        results(o_f[j], o_i[j], o_hex[j], count, flags, k, side_str) if code == Q_DONE else None
+        for j, (code, count, flags) in enumerate(out.tolist())
+    ]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from matching import LEVELS, ArtisanIndex, Candidate, RankingPolicy
+from matching import LEVELS, ArtisanIndex, Candidate, RankingPolicy, walk
 from matching.assign import solve
 from tests.matching.matching_reference import Rec, brute
 
@@ -237,3 +237,24 @@ def test_bad_input_raises_value_error(jobs: list, kwargs: dict, message: str) ->
     idx = _line_index({"A": 0.0})
     with pytest.raises(ValueError, match=message):
         idx.assign(jobs, **kwargs)
+
+
+def test_batched_queries_fall_back_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A job whose tree search gives up (full heap) is ranked by the brute-force kernel."""
+    monkeypatch.setattr(walk, "HEAP_CAP", 2)
+    rng = np.random.default_rng(3)
+    recs = {
+        f"a{i}": Rec(
+            48.85 + float(rng.normal(0, 0.02)), 2.35 + float(rng.normal(0, 0.03)),
+            "PLUMBER", LEVELS[i % 3], float(rng.uniform(0, 5)), "ONLINE",
+        )
+        for i in range(300)
+    }  # fmt: skip
+    policy = RankingPolicy()
+    jobs = [("j1", 48.85, 2.35, "PLUMBER"), ("j2", 48.851, 2.351, "PLUMBER")]
+    got = _index(recs, policy).assign(jobs, k=3, exclude_per_job={"j2": ["a0"]})
+    options = {
+        "j1": brute(recs, policy, 48.85, 2.35, "PLUMBER", 15.0, set())[:3],
+        "j2": brute(recs, policy, 48.851, 2.351, "PLUMBER", 15.0, {"a0"})[:3],
+    }
+    _check(got, options)
