@@ -429,6 +429,9 @@ class ArtisanIndex:
             if extra:
                 own[i] = [*common, *extra]
             ids.append(job_id)
+        out: dict[J, Candidate | None] = dict.fromkeys(ids)
+        if len(out) != len(ids):
+            raise ValueError("assign: duplicate job ids")
         excl = self._exclude_slots(common) if common else walk.EMPTY_EXCL
         batch = walk.run_many(self._s, self._side_str, lats, lons, specs, max_km, k, excl)
         cands: list[list[Candidate]] = []
@@ -437,9 +440,6 @@ class ArtisanIndex:
                 la, lo, sp = float(lats[i]), float(lons[i]), SPECIALTIES[int(specs[i])]
                 row = self.query(la, lo, sp, k=k, max_km=max_km, exclude=own.get(i, common))
             cands.append(row)
-        out: dict[J, Candidate | None] = dict.fromkeys(ids)
-        if len(out) != len(ids):
-            raise ValueError("assign: duplicate job ids")
         for job_id, row, pick in zip(ids, cands, _assign.solve(cands), strict=True):
             out[job_id] = row[pick] if pick >= 0 else None
         return out
