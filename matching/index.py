@@ -32,7 +32,7 @@ from matching.geometry import H3_RES
 from matching.idmap import KIND_SIDE, KIND_UUID, parse_uuid
 from matching.jit import M_CNT, OK
 from matching.policy import Candidate, RankingPolicy
-from matching.store import Store
+from matching.store import Store, release_free_heap
 from matching.validation import (
     bad_id,
     bad_lat,
@@ -235,6 +235,7 @@ class ArtisanIndex:
             self._upsert_chunk(id_list, i0, min(n, i0 + _BULK_CHUNK), la, lo, rt, sp, lv, stc)
         if n >= 4096:
             s.compact()
+            release_free_heap()
 
     def _upsert_chunk(
         self, id_list: list[Any], i0: int, i1: int, la: npt.NDArray[np.float64],
