@@ -380,10 +380,10 @@ class ArtisanIndex:
     def assign(
         self,
         jobs: Sequence[tuple[J, float, float, str]],
-        *,
         k: int = 10,
         max_km: float = 15.0,
         exclude: Iterable[str] = (),
+        *,
         exclude_per_job: Mapping[J, Iterable[str]] | None = None,
     ) -> dict[J, Candidate | None]:
         """Assign simultaneous jobs ``(job_id, lat, lon, specialty)`` to distinct artisans.
