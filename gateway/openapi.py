@@ -36,6 +36,20 @@ at 25 km/h), `error`; to the client, on every wrong start code the artisan enter
 `start_code.failed` `{intervention_id, failures, reissued, locked, start_code?}`:
 every 5th wrong code the code is reissued (`start_code` holds the new one), after 15
 the job takes no more codes (`locked`; the client can still cancel).
+
+Ops feed (ADMIN only; others get an `error` frame with code `forbidden`): the client
+frame `{"type":"ops.subscribe"}` is answered by `{"type":"ops.snapshot","server_time",
+"artisans":[{id, lat, lon, status, specialty}],"jobs":[{id, status, specialty, lat, lon,
+artisan_id, created_at, updated_at}],"cells":[{h3, online, demand, boundary}]}` (ONLINE
+and BUSY artisans, open jobs, H3 resolution-7 cells with ONLINE artisans or jobs created
+in the last 15 minutes), then by `{"type":"ops.event","ts","events":[...]}` frames (at
+most four a second) whose events have a `kind`: `job.created`, `job.status` `{job,
+from_status, to_status, actor_role, at}`; `offer.sent`, `offer.accepted`,
+`offer.declined`, `offer.expired`, `offer.taken`, `offer.revoked` `{offer_id,
+intervention_id, artisan_id, distance_km}`; `artisan.status` `{artisan}`;
+`artisan.positions` `{artisans: [[id, lat, lon]]}` (each artisan at most once a
+second); `cells` `{cells}` (every 5 s). `{"type":"ops.unsubscribe"}` stops the feed.
+The feed is the same on every gateway process.
 """
 
 PATHS: dict[str, Any] = {

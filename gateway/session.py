@@ -28,6 +28,7 @@ CLOSE_POLICY = 1008  # junk frames
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 CLOSE_SLOW_CONSUMER = 1013
+CLOSE_TRY_AGAIN = 1013  # a backing service is down
 # A newer socket of the same user took this one's place (ZENDO_MAX_SOCKETS_PER_USER).
 CLOSE_REPLACED = 4409
 CLOSE_UNAUTHORIZED = 4401
@@ -72,6 +73,7 @@ class Session:
         "not_verified_sent",
         "pending_actions",
         "role",
+        "session_id",
         "sid",
         "specialty",
         "transport",
@@ -92,8 +94,12 @@ class Session:
         expires_at: int,
         max_queue: int,
         write_limit: int,
+        session_id: str | None = None,
     ) -> None:
         self.ws = ws
+        # The login session (refresh family) of the socket's latest token; logging it
+        # out closes the socket with 4401.
+        self.session_id = session_id
         self.transport = request.transport
         self.user_id = user_id
         self.role = role

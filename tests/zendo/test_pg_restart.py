@@ -89,12 +89,17 @@ async def test_postgresql_restart_answers_503_not_500(
     client = await aiohttp_client(app)
     token = (await register(client, email="load@example.com"))["access_token"]
 
+    codes: list[str] = []
+
     async def me() -> int:
         async with client.get("/auth/me", headers=bearer(token)) as resp:
             if resp.status != 200:
                 assert resp.content_type == "application/problem+json"
                 body = await resp.json()
-                assert body["code"] == "unavailable" and "Retry-After" in resp.headers
+                # (or shed by admission while the failing requests slowed it down)
+                assert body["code"] in ("unavailable", "overloaded"), body
+                assert "Retry-After" in resp.headers
+                codes.append(body["code"])
             return resp.status
 
     assert set(await asyncio.gather(*(me() for _ in range(20)))) == {200}
@@ -105,6 +110,7 @@ async def test_postgresql_restart_answers_503_not_500(
     statuses = set(during) | set(after_stop)
     assert statuses <= {200, 503}, statuses
     assert set(after_stop) == {503}
+    assert "unavailable" in codes  # PostgreSQL's failures themselves, not only shedding
     await relay.start()
     recovered: list[int] = []
     for _ in range(50):
