@@ -28,6 +28,7 @@ import logging
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -40,10 +41,18 @@ from dispatch.interventions import repo as interventions_repo
 from dispatch.interventions.schemas import offer_frame, push_status
 from dispatch.interventions.statemachine import SEARCHING, UNFULFILLED
 from dispatch.offers import repo as offers_repo
+from dispatch.policies import (
+    ArtisanHistory,
+    Found,
+    JobState,
+    Policy,
+    Verdict,
+    assign_batch,
+    policy_from_settings,
+    step,
+)
 
 log = logging.getLogger("zendo.dispatch")
-
-WIDEN_FACTOR = 2.0  # the one widened search reaches twice ZENDO_MATCH_RADIUS_KM
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,8 @@ class DispatcherConfig:
     # After this long without a single free candidate, waiting jobs become UNFULFILLED.
     search_window_s: float = 120.0
     claim_batch: int = 50
+    # The batched policy assigns at most this many waiting jobs per tick.
+    batch_max_jobs: int = 500
 
 
 class Dispatcher:
@@ -64,9 +75,18 @@ class Dispatcher:
         self._settings = app[appkeys.SETTINGS]
         self.config = config or DispatcherConfig()
         self._matcher = Matcher(app)
+        self._policy: tuple[Any, Policy] | None = None
         self._timers: dict[uuid.UUID, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+
+    @property
+    def policy(self) -> Policy:
+        """ZENDO_DISPATCH_POLICY: what to offer, when, how far (dispatch/policies/); built
+        from the settings this dispatcher holds (tests may swap them)."""
+        if self._policy is None or self._policy[0] is not self._settings:
+            self._policy = (self._settings, policy_from_settings(self._settings))
+        return self._policy[1]
 
     # ---- wake-ups -------------------------------------------------------------------
     def kick(self, intervention_id: uuid.UUID) -> None:
@@ -101,9 +121,11 @@ class Dispatcher:
         self._timers.pop(intervention_id, None)
         self.kick(intervention_id)
 
-    async def _safe_step(self, intervention_id: uuid.UUID) -> None:
+    async def _safe_step(
+        self, intervention_id: uuid.UUID, offering: bool | None = None, prefer: str | None = None
+    ) -> None:
         try:
-            await self.step(intervention_id)
+            await self.step(intervention_id, offering=offering, prefer=prefer)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -111,10 +133,13 @@ class Dispatcher:
             log.exception("dispatch step failed for %s", intervention_id)
 
     # ---- the step ----------------------------------------------------------------------
-    async def step(self, intervention_id: uuid.UUID) -> None:
+    async def step(
+        self, intervention_id: uuid.UUID, offering: bool | None = None, prefer: str | None = None
+    ) -> None:
         """Drive one job forward, then arm its next in-process timer."""
         next_in_s, _ = await commit(
-            self._app, lambda conn, outbox: self._step(conn, intervention_id, outbox)
+            self._app,
+            lambda conn, outbox: self._step(conn, intervention_id, outbox, offering, prefer),
         )
         self._arm(intervention_id, next_in_s)
 
@@ -127,11 +152,16 @@ class Dispatcher:
                 lat,
                 lon,
                 specialty,
-                k=self._settings.offer_batch + OVERFETCH,
-                max_km=self._radius(0),
+                k=max(1, self.policy.first_wave) + OVERFETCH,
+                max_km=self.policy.radius_km(0),
             )
         except NoIndex:
             return []
+
+    @property
+    def first_wave(self) -> int:
+        """How many offers the creating statement sends (0: the first step does)."""
+        return self.policy.first_wave
 
     def first_offers(
         self, job: Mapping[str, Any], offer_rows: list[asyncpg.Record], effects: Outbox
@@ -151,64 +181,111 @@ class Dispatcher:
             effects.push(offer["artisan_id"], offer_frame(offer, job))
         if offer_rows:
             effects.first_offer_of = job["created_at"]
-        if len(offer_rows) < self._settings.offer_batch:
+        if self.first_wave == 0 or len(offer_rows) < self.first_wave:
             effects.kick.append(job["id"])
 
     def after_create(self, job: Mapping[str, Any], offered: int) -> None:
         """Arm a new job's timer at its first offers' expiry, once they are committed and
         pushed (a job short of offers was kicked instead, see `first_offers`)."""
-        if offered >= self._settings.offer_batch:
-            self._arm(job["id"], self._settings.offer_timeout_s)
+        if self.first_wave and offered >= self.first_wave:
+            timeout = self.policy.offer_timeout_s
+            self._arm(job["id"], self.policy.next_check(0.0, timeout, 0.0))
 
     async def _step(
-        self, conn: asyncpg.Connection, intervention_id: uuid.UUID, effects: Outbox
+        self,
+        conn: asyncpg.Connection,
+        intervention_id: uuid.UUID,
+        effects: Outbox,
+        offering: bool | None = None,
+        prefer: str | None = None,
     ) -> float | None:
-        """Returns the delay to the job's next deadline; None: it needs no more driving."""
+        """Returns the delay to the job's next deadline; None: it needs no more driving.
+
+        The policy decides (`dispatch.policies.step`); this answers its asks with the
+        matcher and PostgreSQL. `offering`: whether offers may go out now (default: yes,
+        except for a batched policy, whose offers go out on its tick); `prefer`: the
+        artisan the batch assignment chose for this job, tried first."""
         # Waits for (never skips) a concurrent holder: whatever it committed, we see.
         job = await interventions_repo.get(conn, intervention_id=intervention_id, for_update=True)
         if job is None or job["status"] != SEARCHING:
             return None
-        offers = await offers_repo.expire_and_list(conn, intervention_id=intervention_id)
+        now, offers = await offers_repo.expire_and_list(conn, intervention_id=intervention_id)
         for offer in offers:
             if offer["just_expired"]:
                 effects.offer_result(offer["artisan_id"], offer["id"], "expired")
         asked = {o["artisan_id"] for o in offers}
-        deadlines = [o["expires_at"] for o in offers if o["status"] == "PENDING"]
-        wanted = self._settings.offer_batch - len(deadlines)
-        search_round = job["search_round"]
-        waiting = False
+        started = job["search_started_at"].timestamp()
+        state = JobState(
+            created_at=job["created_at"].timestamp(),
+            search_started_at=started,
+            search_round=job["search_round"],
+            pending_expiries=tuple(
+                o["expires_at"].timestamp() for o in offers if o["status"] == "PENDING"
+            ),
+            last_offer_at=max(
+                (t for t in (o["created_at"].timestamp() for o in offers) if t >= started),
+                default=None,
+            ),
+            asked=len(offers),
+        )
+        policy = self.policy
+        if offering is None:
+            offering = policy.batch_interval_s is None
+        plan = step(
+            policy,
+            now,
+            state,
+            search_window_s=self.config.search_window_s,
+            recheck_s=self.config.recheck_s,
+            offering=offering,
+        )
+        order = self._order(conn, now, prefer)
         try:
-            if wanted > 0:
-                found = await self._matcher.offer(
-                    conn, job, asked, wanted, self._radius(search_round)
-                )
-                waiting = found.waiting
-                if search_round == 0 and not found.offers and not deadlines:
-                    # Nobody free within the radius and nothing pending: widen, once.
-                    search_round = 1
-                    found = await self._matcher.offer(conn, job, asked, wanted, self._radius(1))
-                    waiting = waiting or found.waiting
+            ask = next(plan)
+            while True:
+                found = await self._matcher.offer(conn, job, asked, ask.n, ask.radius_km, order)
                 for offer in found.offers:
                     effects.push(offer["artisan_id"], found.frames[offer["id"]])
-                    deadlines.append(offer["expires_at"])
+                    asked.add(offer["artisan_id"])
                 if found.offers and job["first_offer_at"] is None:
                     effects.first_offer_of = job["created_at"]
+                ask = plan.send(Found(len(found.offers), found.waiting))
+        except StopIteration as done:
+            verdict: Verdict = done.value
         except NoIndex:
             # The index mirror is not ready yet: try again shortly, never give up for it.
-            return await self._reschedule(conn, job, effects, None, search_round)
-        if deadlines:
-            return await self._reschedule(conn, job, effects, min(deadlines), search_round)
-        elapsed = await conn.fetchval(
-            "SELECT EXTRACT(EPOCH FROM clock_timestamp() - $1::timestamptz)::float8",
-            job["search_started_at"],
-        )
-        if waiting and elapsed < self.config.search_window_s:
-            return await self._reschedule(conn, job, effects, None, search_round)
-        return await self._give_up(conn, job, effects, asked=len(offers))
+            return await self._reschedule(conn, job, effects, None, job["search_round"])
+        if verdict.next_check_at is None:
+            return await self._give_up(conn, job, effects, asked=len(asked))
+        deadline = datetime.fromtimestamp(verdict.next_check_at, UTC)
+        return await self._reschedule(conn, job, effects, deadline, verdict.search_round)
 
-    def _radius(self, search_round: int) -> float:
-        factor = WIDEN_FACTOR if search_round else 1.0
-        return self._settings.match_radius_km * factor
+    def _order(self, conn: asyncpg.Connection, now: float, prefer: str | None) -> Any:
+        """The policy's ordering of ranked candidates (None: the matcher's own)."""
+        policy = self.policy
+        if not policy.needs_history and prefer is None:
+            return None
+
+        async def order(candidates: list[Any]) -> list[Any]:
+            history: dict[str, ArtisanHistory] = {}
+            if policy.needs_history:
+                rows = await offers_repo.artisan_history(
+                    conn,
+                    artisan_ids=[uuid.UUID(c.artisan_id) for c in candidates],
+                    window_s=policy.params.window_s,  # type: ignore[union-attr]
+                )
+                history = {
+                    str(r["artisan_id"]): ArtisanHistory(
+                        r["last_job_ended_at"], r["offers"], r["accepted"]
+                    )
+                    for r in rows
+                }
+            ranked = policy.order(now, candidates, history)
+            if prefer is not None:
+                ranked.sort(key=lambda c: c.artisan_id != prefer)  # stable: the rest keep order
+            return ranked
+
+        return order
 
     async def _reschedule(
         self,
@@ -291,6 +368,49 @@ class Dispatcher:
                 claimed = 0
             if claimed < self.config.claim_batch:
                 await asyncio.sleep(self.config.poll_interval_s)
+
+    # ---- the batched policy's tick -----------------------------------------------------------
+    async def batch_once(self) -> int:
+        """Assign every job waiting for an offer together (each artisan to one job, the
+        sum of scores minimal), then step each job with its artisan tried first."""
+        interval = self.policy.batch_interval_s
+        assert interval is not None
+        k = self.policy.params.k  # type: ignore[union-attr]
+        rows = await offers_repo.jobs_waiting_for_offer(
+            self._app[appkeys.PG_POOL], limit=self.config.batch_max_jobs
+        )
+        try:
+            ranked = {
+                str(r["id"]): self._matcher.rank(
+                    r["lat"],
+                    r["lon"],
+                    r["specialty"],
+                    k=k,
+                    max_km=self.policy.radius_km(r["search_round"]),
+                    exclude=[str(a) for a in r["asked"]],
+                )
+                for r in rows
+            }
+        except NoIndex:
+            return 0
+        chosen = assign_batch(ranked)
+        for r in rows:
+            pick = chosen[str(r["id"])]
+            prefer = pick.artisan_id if pick is not None else None
+            await self._safe_step(r["id"], offering=True, prefer=prefer)
+        return len(rows)
+
+    async def run_batches(self) -> None:
+        interval = self.policy.batch_interval_s
+        assert interval is not None
+        while True:
+            try:
+                await self.batch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatch batch failed")
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         self._closing = True

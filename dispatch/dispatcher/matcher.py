@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,8 +83,10 @@ class Matcher:
         asked: set[uuid.UUID],
         wanted: int,
         max_km: float,
+        order: Callable[[list[Any]], Awaitable[list[Any]]] | None = None,
     ) -> Found:
-        """Offer the job to up to `wanted` of the best free candidates not yet asked."""
+        """Offer the job to up to `wanted` of the best free candidates not yet asked,
+        in the matcher's order or the one `order` (the dispatch policy) gives them."""
         found = Found()
         skip = {str(a) for a in asked}
         timeout_s = self._app[appkeys.SETTINGS].offer_timeout_s
@@ -95,10 +97,11 @@ class Matcher:
             )
             if not candidates:
                 break
+            ranked = candidates if order is None else await order(candidates)
             rows = await offers_repo.offer_to_first_free(
                 conn,
                 intervention_id=job["id"],
-                **candidate_columns(candidates),
+                **candidate_columns(ranked),
                 wanted=wanted,
                 timeout_s=timeout_s,
             )

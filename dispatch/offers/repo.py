@@ -24,23 +24,50 @@ async def get(conn: asyncpg.Connection, *, offer_id: uuid.UUID) -> asyncpg.Recor
 
 async def expire_and_list(
     conn: asyncpg.Connection, *, intervention_id: uuid.UUID
-) -> list[asyncpg.Record]:
+) -> tuple[float, list[asyncpg.Record]]:
     """Expire the job's due PENDING offers and list all its offers, in one round trip.
 
-    Rows: id, artisan_id, status (after expiry), expires_at, just_expired. The caller
-    holds the job's row lock, which every other writer of these offers takes first."""
+    Returns the database's clock (epoch seconds) and the rows: id, artisan_id, status
+    (after expiry), created_at, expires_at, just_expired. The caller holds the job's
+    row lock, which every other writer of these offers takes first."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """WITH expired AS (
              UPDATE offers SET status = 'EXPIRED', responded_at = clock_timestamp()
              WHERE intervention_id = $1 AND status = 'PENDING'
                AND expires_at <= clock_timestamp()
              RETURNING id)
-           SELECT o.id, o.artisan_id, o.expires_at,
+           SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now,
+                  o.id, o.artisan_id, o.created_at, o.expires_at,
                   CASE WHEN e.id IS NULL THEN o.status ELSE 'EXPIRED' END AS status,
                   e.id IS NOT NULL AS just_expired
-           FROM offers o LEFT JOIN expired e ON e.id = o.id
-           WHERE o.intervention_id = $1""",
+           FROM (SELECT 1) AS one
+             LEFT JOIN offers o ON o.intervention_id = $1
+             LEFT JOIN expired e ON e.id = o.id""",
         intervention_id,
+    )
+    return rows[0]["now"], [r for r in rows if r["id"] is not None]
+
+
+async def artisan_history(
+    conn: asyncpg.Connection, *, artisan_ids: Sequence[uuid.UUID], window_s: float
+) -> list[asyncpg.Record]:
+    """For the `fair` policy: each artisan's last finished job (epoch seconds, NULL if
+    none), and their offers answered or expired within the window, with how many of
+    them they accepted (a withdrawn accept is DECLINED, so it counts against them)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT a.id AS artisan_id,
+                  (SELECT EXTRACT(EPOCH FROM max(i.updated_at))::float8 FROM interventions i
+                   WHERE i.artisan_id = a.id AND i.status IN ('COMPLETED', 'CANCELLED'))
+                    AS last_job_ended_at,
+                  count(o.id) AS offers,
+                  count(o.id) FILTER (WHERE o.status = 'ACCEPTED') AS accepted
+           FROM unnest($1::uuid[]) AS a(id)
+             LEFT JOIN offers o ON o.artisan_id = a.id
+               AND o.status IN ('ACCEPTED', 'DECLINED', 'EXPIRED')
+               AND o.created_at > clock_timestamp() - make_interval(secs => $2)
+           GROUP BY a.id""",
+        list(artisan_ids),
+        window_s,
     )
     return rows
 
@@ -323,3 +350,22 @@ async def withdraw_accepted(
         intervention_id,
         artisan_id,
     )
+
+
+async def jobs_waiting_for_offer(conn: asyncpg.Connection, *, limit: int) -> list[asyncpg.Record]:
+    """SEARCHING jobs with no pending offer, oldest first, and the artisans each one was
+    already offered (the batched policy assigns them together)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT i.id, ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon,
+                  i.specialty, i.search_round,
+                  ARRAY(SELECT o.artisan_id FROM offers o WHERE o.intervention_id = i.id)
+                    AS asked
+           FROM interventions i
+           WHERE i.status = 'SEARCHING'
+             AND NOT EXISTS (SELECT 1 FROM offers o
+                             WHERE o.intervention_id = i.id AND o.status = 'PENDING')
+           ORDER BY i.created_at, i.id
+           LIMIT $1""",
+        limit,
+    )
+    return rows
