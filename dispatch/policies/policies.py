@@ -156,7 +156,9 @@ class Policy:
         assert earliest_expiry is not None
         stag = self.staggered
         if stag is not None and last_offer_at is not None:
-            return min(earliest_expiry, max(now, last_offer_at + stag.wave_delay_s))
+            wave = last_offer_at + stag.wave_delay_s
+            # A wave due now that found nobody new: the next one a delay later.
+            return min(earliest_expiry, wave if wave > now else now + stag.wave_delay_s)
         return earliest_expiry
 
     # ---- ranking ----------------------------------------------------------------------
