@@ -25,7 +25,7 @@ from dispatch.offers import repo as offers_repo
 
 # Extra candidates fetched per round, since some may turn out busy or engaged.
 OVERFETCH = 8
-_MAX_ROUNDS = 4
+MAX_ROUNDS = 4
 
 
 class NoIndex(RuntimeError):
@@ -90,7 +90,7 @@ class Matcher:
         found = Found()
         skip = {str(a) for a in asked}
         timeout_s = self._app[appkeys.SETTINGS].offer_timeout_s
-        for _ in range(_MAX_ROUNDS):
+        for _ in range(MAX_ROUNDS):
             k = wanted + OVERFETCH
             candidates = self.rank(
                 job["lat"], job["lon"], job["specialty"], k=k, max_km=max_km, exclude=skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dispatch.simulate.report import write_report
 from dispatch.simulate.scenario import Scenario, ScenarioError, load_scenario
-from dispatch.simulate.sim import PolicyRun, simulate
+from dispatch.simulate.sim import simulate
+from dispatch.simulate.world import PolicyRun
 
 __all__ = ["PolicyRun", "Scenario", "ScenarioError", "load_scenario", "simulate", "write_report"]

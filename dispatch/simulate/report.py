@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dispatch.interventions.statemachine import UNFULFILLED
-from dispatch.simulate.sim import PolicyRun
+from dispatch.simulate.world import PolicyRun
 
 _HOUR = 3600.0
 
