@@ -150,10 +150,10 @@ class Policy:
     ) -> float:
         """When to step the job again while offers are out (or a batched job waits)."""
         interval = self.batch_interval_s
-        if interval is not None:
-            tick = (int(now / interval) + 1) * interval
-            return tick if earliest_expiry is None else min(tick, earliest_expiry)
-        assert earliest_expiry is not None
+        if interval is not None and earliest_expiry is None:
+            return (int(now / interval) + 1) * interval  # offers go out on the next tick
+        if earliest_expiry is None:
+            raise ValueError("next_check needs an expiry unless the policy is batched")
         stag = self.staggered
         if stag is not None and last_offer_at is not None:
             wave = last_offer_at + stag.wave_delay_s

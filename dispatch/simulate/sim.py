@@ -15,7 +15,6 @@ import heapq
 import math
 import random
 from collections.abc import Callable, Generator
-from typing import Any
 
 from dispatch.dispatcher.engine import DispatcherConfig
 from dispatch.dispatcher.matcher import MAX_ROUNDS, OVERFETCH
@@ -109,8 +108,8 @@ class Simulation:
         end = self.s.hours * _HOUR
         while self._heap:
             t, _, kind, a, b = heapq.heappop(self._heap)
-            if kind == "tick" and (t > end and not self.waiting_jobs and not self._open()):
-                continue
+            if kind == "tick" and not self._heap and not self.waiting_jobs:
+                continue  # nothing left to happen: the batched clock stops too
             self.now = t
             handlers[kind](a, b)
             if self.progress is not None and t - last_report >= 600:
@@ -124,9 +123,6 @@ class Simulation:
         return PolicyRun(
             self.policy.name, self.jobs, self.artisans, self.offers, self.withdrawals, self.s.hours
         )
-
-    def _open(self) -> bool:
-        return any(j.status == SEARCHING for j in self.jobs if j.created_at <= self.now)
 
     # ---- artisans ---------------------------------------------------------------------------
     def _on(self, i: int, _: int) -> None:
@@ -386,6 +382,7 @@ class Simulation:
 
     def _release(self, art: SimArtisan, job: SimJob, moved: bool = True) -> None:
         art.busy_s += self.now - art.busy_since
+        art.tenures.append((job.idx, art.busy_since, self.now))
         art.job = None
         art.last_job_ended_at = self.now
         if self.now >= art.shift_end or not art.online:
@@ -403,8 +400,11 @@ class Simulation:
             return
         self._move(job, SEARCHING, "ARTISAN")
         self.withdrawals += 1
-        # The withdrawn accept counts against them (live: the offer becomes DECLINED).
+        # The withdrawn accept counts against them: the offer becomes DECLINED, as live.
         art.answers.append((self.now, False))
+        for o in job.offers:
+            if self.offers[o].status == "ACCEPTED" and self.offers[o].artisan == i:
+                self.offers[o].status = "DECLINED"
         ended = art.last_job_ended_at
         self._release(art, job, moved=False)
         art.last_job_ended_at = ended  # a withdrawal is no finished job
@@ -480,11 +480,3 @@ def simulate(
     scenario: Scenario, policy: Policy, seed: int, progress: Callable[[float], None] | None = None
 ) -> PolicyRun:
     return Simulation(scenario, policy, seed, progress).run()
-
-
-def describe(run: PolicyRun) -> dict[str, Any]:
-    """Counts for the invariants' tests."""
-    final: dict[str, int] = {}
-    for job in run.jobs:
-        final[job.status] = final.get(job.status, 0) + 1
-    return final

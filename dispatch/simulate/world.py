@@ -41,6 +41,8 @@ class SimArtisan:
     last_job_ended_at: float | None = None
     offers_at: deque[float] = field(default_factory=deque)
     answers: deque[tuple[float, bool]] = field(default_factory=deque)
+    # (job, from, to): each job the artisan held, for the invariants' checks.
+    tenures: list[tuple[int, float, float]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
