@@ -1,130 +1,319 @@
-"""Matching-core benchmark: ArtisanIndex vs PostGIS KNN vs Redis GEOSEARCH.
+"""Matching benchmark: ArtisanIndex hot and cold, exactness, assign, PostGIS and Redis baselines.
 
 Run:  .venv/bin/python -m benchmarks.bench_matching [--n 1000000] [--queries 300]
-Needs PostgreSQL+PostGIS on 127.0.0.1:5432 (user postgres, trust) and Redis on
-127.0.0.1:6379 (DB 2, keys ``bench:*`` only, removed afterwards); either
-baseline is skipped with a message if its server is unreachable.
+      [--skip-baselines] [--skip-bare]
+
+Data: ``--n`` artisans around Paris (Gaussian, sigma 9 km both ways), 30 % ONLINE, six
+specialties, levels uniform, ratings uniform in [0, 5], 0.5 % sharing another artisan's
+exact position.  Queries are spread like the artisans; 10 % sit exactly on an ONLINE
+artisan.  Every query is ``query(k=10, max_km=15)``, with the default policy and with
+``RankingPolicy.distance_only()`` (two indexes over the same data).
+
+Each index is timed hot (queries back to back) and cold (64 MiB of unrelated memory
+written between two queries), as wall time and as the thread's CPU time; with the
+baselines, a third loop runs one PostGIS KNN query and one Redis GEOSEARCH between
+two index queries, the way a server interleaves other work.  Every timed answer is
+checked against a numpy brute force (also after 100,000 moves).  Memory is the
+process's RSS growth while the default index is built (kernels already loaded, ids
+held by the caller): the whole index, id map included.  ``assign`` is timed on 100
+simultaneous jobs and compared with greedy one-by-one ranking.  Last comes the
+machine's speed reference: the bare aiohttp loop's frames/s (benchmarks/bench_gateway).
+
+PostgreSQL+PostGIS on 127.0.0.1:5432 (database ``zendo_bench``, recreated) and Redis on
+127.0.0.1:6379 (db 2, keys ``bench:*``, removed afterwards); a baseline whose server is
+unreachable is skipped with a message.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import math
 import os
-import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 import matching
-from matching import LEVELS, SPECIALTIES, ArtisanIndex
+from matching import LEVELS, SPECIALTIES, ArtisanIndex, Candidate, RankingPolicy
 
 STATUSES3 = np.array(["ONLINE", "BUSY", "OFFLINE"])
+PARIS = (48.8566, 2.3522)
+SIGMA_LAT = 0.081  # 9 km
+SIGMA_LON = 0.123  # 9 km at Paris' latitude
+K, MAX_KM = 10, 15.0
+R_KM = 6371.0088
+D2R = math.pi / 180.0
+Query = tuple[float, float, str]
 
 
-def pct(ts: list[float]) -> tuple[float, float]:
-    a = np.array(ts) * 1e6
-    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def pct(values: list[float], scale: float = 1e6) -> str:
+    a = np.array(values) * scale
+    p50, p90, p99 = np.percentile(a, [50, 90, 99])
+    return f"p50 {p50:7.1f}  p90 {p90:7.1f}  p99 {p99:7.1f}"
 
 
 def make_data(n: int, seed: int = 0) -> dict[str, Any]:
     rng = np.random.default_rng(seed)
     raw = rng.integers(0, 2**63, (n, 2))
-    ids = [str(uuid.UUID(int=(int(a) << 64) | int(b))) for a, b in raw.tolist()]
+    lat = PARIS[0] + rng.normal(0, SIGMA_LAT, n)
+    lon = PARIS[1] + rng.normal(0, SIGMA_LON, n)
+    dup = np.flatnonzero(rng.random(n) < 0.005)
+    src = rng.integers(0, n, dup.size)
+    lat[dup], lon[dup] = lat[src], lon[src]
     return {
-        "ids": ids,
-        "lat": 48.8566 + rng.normal(0, 0.08, n),
-        "lon": 2.3522 + rng.normal(0, 0.12, n),
+        "ids": [str(uuid.UUID(int=(int(a) << 64) | int(b))) for a, b in raw.tolist()],
+        "lat": lat,
+        "lon": lon,
         "spec": np.array(SPECIALTIES)[rng.integers(0, 6, n)],
         "level": np.array(LEVELS)[rng.integers(0, 3, n)],
-        "rating": np.round(rng.uniform(3.0, 5.0, n), 2),
+        "rating": rng.uniform(0.0, 5.0, n),
         "status": STATUSES3[rng.choice(3, n, p=[0.3, 0.35, 0.35])],
     }
 
 
-def bench_index(d: dict[str, Any], queries: list[tuple[float, float, str]]) -> dict[str, float]:
-    t0 = time.perf_counter()
-    matching.warmup()
-    warm = time.perf_counter() - t0
-    idx = ArtisanIndex()
-    t0 = time.perf_counter()
+def make_queries(d: dict[str, Any], count: int, seed: int) -> list[Query]:
+    rng = np.random.default_rng(seed)
+    online = np.flatnonzero(d["status"] == "ONLINE")
+    out: list[Query] = []
+    for _ in range(count):
+        if rng.random() < 0.1:
+            i = int(online[rng.integers(0, online.size)])
+            out.append((float(d["lat"][i]), float(d["lon"][i]), str(d["spec"][i])))
+        else:
+            out.append(
+                (
+                    PARIS[0] + float(rng.normal(0, SIGMA_LAT)),
+                    PARIS[1] + float(rng.normal(0, SIGMA_LON)),
+                    SPECIALTIES[int(rng.integers(0, 6))],
+                )
+            )
+    return out
+
+
+class Oracle:
+    """Numpy brute force over the ONLINE artisans (CONTRACT section 7 order)."""
+
+    def __init__(self, d: dict[str, Any], policy: RankingPolicy) -> None:
+        self.d = d
+        names, lvl = np.unique(d["level"], return_inverse=True)
+        level_bonus = np.array([policy.level_bonus_km[str(v)] for v in names])[lvl]
+        self.bonus = level_bonus + policy.rating_km_per_star * (d["rating"] - 4.0)
+        self.rows = {
+            s: np.flatnonzero((d["spec"] == s) & (d["status"] == "ONLINE")) for s in SPECIALTIES
+        }
+
+    def top(self, q: Query) -> list[Candidate]:
+        rows = self.rows[q[2]]
+        la = self.d["lat"][rows] * D2R
+        s1 = np.sin((la - q[0] * D2R) * 0.5)
+        s2 = np.sin(((self.d["lon"][rows] - q[1]) * D2R) * 0.5)
+        a = np.minimum(1.0, s1 * s1 + math.cos(q[0] * D2R) * np.cos(la) * s2 * s2)
+        dist = 2.0 * R_KM * np.arcsin(np.sqrt(a))
+        score = dist - self.bonus[rows]
+        ok = np.flatnonzero(dist <= MAX_KM)
+        if ok.size > 4 * K:
+            cut = np.partition(score[ok], K)[K] + 1e-6
+            ok = ok[score[ok] <= cut]
+        cands = [Candidate(self.d["ids"][rows[i]], float(dist[i]), float(score[i])) for i in ok]
+        cands.sort(key=lambda c: (c.score, c.distance_km, c.artisan_id))
+        return cands
+
+
+def same(got: list[Candidate], ref: list[Candidate], tol: float = 1e-9) -> bool:
+    """``got`` is ``ref[:K]`` up to float rounding (ids may swap only inside exact ties)."""
+    want = ref[:K]
+    if len(got) != len(want):
+        return False
+    for g, w in zip(got, want, strict=True):
+        if abs(g.score - w.score) > tol * max(1.0, abs(w.score)):
+            return False
+        if g.artisan_id != w.artisan_id:
+            tied = {
+                c.artisan_id
+                for c in ref
+                if abs(c.score - w.score) <= tol and abs(c.distance_km - w.distance_km) <= tol
+            }
+            if g.artisan_id not in tied:
+                return False
+    return True
+
+
+def cpu_note(cpu: float | None) -> str:
+    return "CPU mean     -   " if cpu is None else f"CPU mean {cpu * 1e6:6.1f} µs"
+
+
+def timed(
+    idx: ArtisanIndex, queries: list[Query], between: Callable[[], None] | None
+) -> tuple[list[float], float | None, list[list[Candidate]]]:
+    """Wall time per query, the CPU time per query of a loop without ``between``, answers.
+
+    CPU time is read once per loop: on this VM reading it is a ~15 µs system call.
+    """
+    wall: list[float] = []
+    out: list[list[Candidate]] = []
+    q_ = idx.query
+    c0 = time.thread_time()
+    for lat, lon, spec in queries:
+        if between is not None:
+            between()
+        t0 = time.perf_counter()
+        r = q_(lat, lon, spec, K, MAX_KM)
+        wall.append(time.perf_counter() - t0)
+        out.append(r)
+    cpu = (time.thread_time() - c0) / len(queries)
+    return wall, (cpu if between is None else None), out
+
+
+def build(d: dict[str, Any], policy: RankingPolicy) -> tuple[ArtisanIndex, float, float, int]:
+    """The index, its load time (wall, CPU s) and the process's RSS growth (bytes)."""
+    gc.collect()
+    r0 = rss_bytes()
+    t0, c0 = time.perf_counter(), time.thread_time()
+    idx = ArtisanIndex(policy)
     idx.upsert_many(d["ids"], d["lat"], d["lon"], d["spec"], d["level"], d["rating"], d["status"])
-    load = time.perf_counter() - t0
-    n = len(idx)
-    mem = idx.memory_bytes() / n
-    for q in queries:
-        idx.query(*q, k=10, max_km=15.0)
-    ts = []
-    for _ in range(3):
-        for q in queries:
-            t = time.perf_counter()
-            idx.query(q[0], q[1], q[2], k=10, max_km=15.0)
-            ts.append(time.perf_counter() - t)
-    p50, p99 = pct(ts)
-    naive = []
-    for q in queries[:100]:
-        t = time.perf_counter()
-        idx.naive_scan(q[0], q[1], q[2], k=10, max_km=15.0)
-        naive.append(time.perf_counter() - t)
-    n50, n99 = pct(naive)
-    # moving upserts: ONLINE artisans drifting ~100 m
-    rng = np.random.default_rng(1)
-    online = np.flatnonzero(d["status"] == "ONLINE")[:100_000]
-    moves = [
-        (
-            d["ids"][i], float(d["lat"][i] + rng.normal(0, 0.001)),
-            float(d["lon"][i] + rng.normal(0, 0.0015)), str(d["spec"][i]),
-            str(d["level"][i]), float(d["rating"][i]),
-        )
-        for i in online
-    ]  # fmt: skip
-    up = idx.upsert
-    t0 = time.perf_counter()
-    for a, la, lo, sp, lv, rt in moves:
-        up(a, la, lo, sp, lv, rt, "ONLINE")
-    mv = (time.perf_counter() - t0) / len(moves) * 1e6
-    mem_after = idx.memory_bytes() / n
-    ts2 = []
-    for _ in range(3):  # same 900 samples as before the moves, so the p99s compare
-        for q in queries:
-            t = time.perf_counter()
-            idx.query(q[0], q[1], q[2], k=10, max_km=15.0)
-            ts2.append(time.perf_counter() - t)
-    a50, a99 = pct(ts2)
-    return {
-        "warmup_s": warm, "load_s": load, "mem_B": mem, "mem_after_moves_B": mem_after,
-        "p50": p50, "p99": p99, "naive_p50": n50, "naive_p99": n99, "upsert_us": mv,
-        "p50_after_moves": a50, "p99_after_moves": a99,
-    }  # fmt: skip
+    load, cpu = time.perf_counter() - t0, time.thread_time() - c0
+    gc.collect()
+    return idx, load, cpu, rss_bytes() - r0
 
 
-async def bench_postgis(
-    d: dict[str, Any], queries: list[tuple[float, float, str]]
+def bench_index(
+    name: str, idx: ArtisanIndex, oracle: Oracle, queries: list[Query], junk: np.ndarray
 ) -> dict[str, Any]:
-    import asyncpg
+    def touch() -> None:
+        junk[::8] += 1.0  # one write per 64-byte line: 64 MiB of other work
 
-    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
+    rep: dict[str, Any] = {}
+    refs = [oracle.top(q) for q in queries]
+    timed(idx, queries[:50], None)  # first calls
+    for mode, between in (("hot", None), ("cold", touch)):
+        wall, cpu, got = timed(idx, queries, between)
+        bad = sum(not same(g, r) for g, r in zip(got, refs, strict=True))
+        rep[mode] = (wall, cpu)
+        print(
+            f"  {name:8s} {mode:4s} wall {pct(wall)} µs | {cpu_note(cpu)} | inexact {bad}/{len(got)}"
+        )
+    return rep
+
+
+def moves(d: dict[str, Any], idx: list[ArtisanIndex], count: int) -> tuple[float, float]:
+    """``count`` ONLINE artisans drift ~100 m; the data arrays follow.  Wall, CPU µs per upsert."""
+    rng = np.random.default_rng(1)
+    online = np.flatnonzero(d["status"] == "ONLINE")
+    pick = online[rng.integers(0, online.size, count)]
+    lat = d["lat"][pick] + rng.normal(0, 0.0009, count)
+    lon = d["lon"][pick] + rng.normal(0, 0.0014, count)
+    rows = [
+        (
+            d["ids"][i],
+            float(a),
+            float(b),
+            str(d["spec"][i]),
+            str(d["level"][i]),
+            float(d["rating"][i]),
+        )
+        for i, a, b in zip(pick.tolist(), lat.tolist(), lon.tolist(), strict=True)
+    ]
+    d["lat"][pick], d["lon"][pick] = lat, lon  # later duplicates win, as in the index
+    spent = (0.0, 0.0)
+    for j, ix in enumerate(idx):
+        up = ix.upsert
+        t0, c0 = time.perf_counter(), time.thread_time()
+        for a, la, lo, sp, lv, rt in rows:
+            up(a, la, lo, sp, lv, rt, "ONLINE")
+        if j == 0:
+            spent = (time.perf_counter() - t0, time.thread_time() - c0)
+    return spent[0] / count * 1e6, spent[1] / count * 1e6
+
+
+def greedy(
+    idx: ArtisanIndex, jobs: list[tuple[str, float, float, str]]
+) -> dict[str, Candidate | None]:
+    taken: list[str] = []
+    out: dict[str, Candidate | None] = {}
+    for job_id, lat, lon, spec in jobs:
+        best = idx.query(lat, lon, spec, k=1, max_km=MAX_KM, exclude=taken)
+        out[job_id] = best[0] if best else None
+        if best:
+            taken.append(best[0].artisan_id)
+    return out
+
+
+def bench_assign(idx: ArtisanIndex, rounds: int = 20) -> None:
+    rng = np.random.default_rng(7)
+    for scene, sigma_km, specs in (("spread", 9.0, SPECIALTIES), ("hotspot", 1.0, ("PLUMBER",))):
+        times: list[float] = []
+        gain = served_opt = served_greedy = worse = better = 0.0
+        for r in range(rounds):
+            c = (PARIS[0] + rng.normal(0, 0.02), PARIS[1] + rng.normal(0, 0.03))
+            jobs = [
+                (
+                    f"{r}-{j}",
+                    c[0] + float(rng.normal(0, sigma_km / 111.2)),
+                    c[1] + float(rng.normal(0, sigma_km / 73.2)),
+                    specs[int(rng.integers(0, len(specs)))],
+                )
+                for j in range(100)
+            ]
+            t0 = time.perf_counter()
+            opt = idx.assign(jobs, k=K, max_km=MAX_KM)
+            times.append(time.perf_counter() - t0)
+            gre = greedy(idx, jobs)
+            so = [c.score for c in opt.values() if c is not None]
+            sg = [c.score for c in gre.values() if c is not None]
+            served_opt += len(so)
+            served_greedy += len(sg)
+            gain += sum(sg) - sum(so)
+            for j in opt:
+                o, g = opt[j], gre[j]
+                if (g is None and o is not None) or (
+                    g is not None and o is not None and g.score > o.score + 1e-9
+                ):
+                    worse += 1
+                elif (o is None and g is not None) or (
+                    g is not None and o is not None and g.score < o.score - 1e-9
+                ):
+                    better += 1
+        print(
+            f"  assign 100 jobs ({scene}, σ {sigma_km:g} km): {pct(times, 1e3)} ms; per round: "
+            f"served {served_opt / rounds:.1f} vs greedy {served_greedy / rounds:.1f}, total score "
+            f"{gain / rounds:+.2f} km better than greedy, {worse / rounds:.1f} jobs worse off under greedy, {better / rounds:.1f} better off"
+        )
+
+
+async def baselines(
+    d: dict[str, Any],
+    queries: list[Query],
+    idx: dict[str, ArtisanIndex],
+    oracles: dict[str, Oracle],
+) -> None:
+    import asyncpg
+    import redis.asyncio as aioredis
+
+    pg_dsn = "postgresql://postgres@127.0.0.1:5432/"
+    admin = await asyncpg.connect(pg_dsn + "postgres")
+    await admin.execute("DROP DATABASE IF EXISTS zendo_bench")
+    await admin.execute("CREATE DATABASE zendo_bench")
+    await admin.close()
+    con = await asyncpg.connect(pg_dsn + "zendo_bench")
+    r = aioredis.Redis(host="127.0.0.1", port=6379, db=2)
+    keys = [f"bench:geo:{s}" for s in SPECIALTIES]
     try:
-        await admin.execute("DROP DATABASE IF EXISTS zendo_bench")
-        await admin.execute("CREATE DATABASE zendo_bench")
-    finally:
-        await admin.close()
-    con = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/zendo_bench")
-    try:
+        t0 = time.perf_counter()
         await con.execute("CREATE EXTENSION IF NOT EXISTS postgis")
         await con.execute(
             "CREATE TABLE artisans (id uuid PRIMARY KEY, specialty text NOT NULL, "
             "status text NOT NULL, level text NOT NULL, rating double precision NOT NULL, "
-            "location geography(Point, 4326) NOT NULL)"
-        )
-        t0 = time.perf_counter()
-        await con.execute(
-            "CREATE TEMP TABLE stage (id uuid, specialty text, status text, level text, "
-            "rating double precision, lon double precision, lat double precision)"
+            "lon double precision, lat double precision, location geography(Point, 4326))"
         )
         records = list(
             zip(
@@ -133,156 +322,138 @@ async def bench_postgis(
                 strict=True,
             )
         )  # fmt: skip
-        await con.copy_records_to_table("stage", records=records)
-        await con.execute(
-            "INSERT INTO artisans SELECT id, specialty, status, level, rating, "
-            "ST_SetSRID(ST_MakePoint(lon, lat), 4326)::geography FROM stage"
-        )
+        await con.copy_records_to_table(
+            "artisans", records=records,
+            columns=["id", "specialty", "status", "level", "rating", "lon", "lat"],
+        )  # fmt: skip
+        del records
+        await con.execute("UPDATE artisans SET location = ST_SetSRID(ST_MakePoint(lon, lat), 4326)")
         await con.execute("CREATE INDEX artisans_loc ON artisans USING gist (location)")
         await con.execute("ANALYZE artisans")
-        load = time.perf_counter() - t0
+        print(f"  PostGIS load {time.perf_counter() - t0:.1f} s")
         sql = (
             "SELECT id, ST_Distance(location, $1::geography) AS d FROM artisans "
-            "WHERE status = 'ONLINE' AND specialty = $2 "
-            "ORDER BY location <-> $1::geography LIMIT 10"
+            "WHERE status = 'ONLINE' AND specialty = $2 ORDER BY location <-> $1::geography LIMIT 10"
         )
         stmt = await con.prepare(sql)
-        pt = "SRID=4326;POINT(2.3522 48.8566)"
-        plan = await con.fetchval(
-            "EXPLAIN (FORMAT TEXT) " + sql.replace("$1", f"'{pt}'").replace("$2", "'PLUMBER'")
-        )
-        plan_rows = await con.fetch(
-            "EXPLAIN " + sql.replace("$1", f"'{pt}'").replace("$2", "'PLUMBER'")
-        )
-        plan_text = "\n".join(r[0] for r in plan_rows)
-        del plan
-        for q in queries[:50]:
-            await stmt.fetch(f"SRID=4326;POINT({q[1]} {q[0]})", q[2])
-        ts = []
-        for q in queries:
-            p = f"SRID=4326;POINT({q[1]} {q[0]})"
-            t = time.perf_counter()
-            await stmt.fetch(p, q[2])
-            ts.append(time.perf_counter() - t)
-        p50, p99 = pct(ts)
-        return {
-            "load_s": load,
-            "p50": p50,
-            "p99": p99,
-            "uses_gist": "artisans_loc" in plan_text,
-            "plan": plan_text,
-        }
-    finally:
-        await con.close()
-        admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/postgres")
-        await admin.execute("DROP DATABASE IF EXISTS zendo_bench")
-        await admin.close()
-
-
-async def bench_redis(d: dict[str, Any], queries: list[tuple[float, float, str]]) -> dict[str, Any]:
-    import redis.asyncio as aioredis
-
-    r = aioredis.Redis(host="127.0.0.1", port=6379, db=2)
-    keys = [f"bench:geo:{s}" for s in SPECIALTIES]
-    try:
         await r.delete(*keys)
-        t0 = time.perf_counter()
         online = np.flatnonzero(d["status"] == "ONLINE")
         pipe = r.pipeline(transaction=False)
         for s, key in zip(SPECIALTIES, keys, strict=True):
             rows = online[d["spec"][online] == s]
             for chunk in range(0, len(rows), 10_000):
-                part = rows[chunk : chunk + 10_000]
                 flat: list[Any] = []
-                for i in part.tolist():
+                for i in rows[chunk : chunk + 10_000].tolist():
                     flat += [float(d["lon"][i]), float(d["lat"][i]), d["ids"][i]]
                 pipe.execute_command("GEOADD", key, *flat)
         await pipe.execute()
-        load = time.perf_counter() - t0
-        for q in queries[:50]:
+        geo = ("BYRADIUS", MAX_KM, "km", "ASC", "COUNT", K, "WITHDIST")
+        for q in queries[:30]:  # warm both servers' caches
+            await stmt.fetch(f"SRID=4326;POINT({q[1]} {q[0]})", q[2])
             await r.execute_command(
-                "GEOSEARCH",
-                f"bench:geo:{q[2]}",
-                "FROMLONLAT",
-                q[1],
-                q[0],
-                "BYRADIUS",
-                5,
-                "km",
-                "ASC",
-                "COUNT",
-                10,
+                "GEOSEARCH", f"bench:geo:{q[2]}", "FROMLONLAT", q[1], q[0], *geo
             )
-        ts = []
+        pg_t: list[float] = []
+        rd_t: list[float] = []
+        ix_t: dict[str, list[float]] = {n: [] for n in idx}
+        bad = dict.fromkeys(idx, 0)
         for q in queries:
-            t = time.perf_counter()
+            t0 = time.perf_counter()
+            await stmt.fetch(f"SRID=4326;POINT({q[1]} {q[0]})", q[2])
+            t1 = time.perf_counter()
             await r.execute_command(
-                "GEOSEARCH", f"bench:geo:{q[2]}", "FROMLONLAT", q[1], q[0],
-                "BYRADIUS", 5, "km", "ASC", "COUNT", 10, "WITHDIST",
-            )  # fmt: skip
-            ts.append(time.perf_counter() - t)
-        p50, p99 = pct(ts)
-        return {"load_s": load, "p50": p50, "p99": p99}
+                "GEOSEARCH", f"bench:geo:{q[2]}", "FROMLONLAT", q[1], q[0], *geo
+            )
+            t2 = time.perf_counter()
+            pg_t.append(t1 - t0)
+            rd_t.append(t2 - t1)
+            for name, ix in idx.items():  # the default index right after the baselines
+                t0 = time.perf_counter()
+                got = ix.query(q[0], q[1], q[2], K, MAX_KM)
+                ix_t[name].append(time.perf_counter() - t0)
+                bad[name] += not same(got, oracles[name].top(q))
+        print(f"  PostGIS KNN (GiST, prepared)   wall {pct(pg_t)} µs")
+        print(f"  Redis GEOSEARCH {MAX_KM:g} km COUNT {K} wall {pct(rd_t)} µs")
+        for name in idx:
+            print(
+                f"  {name:8s} interleaved wall {pct(ix_t[name])} µs | inexact {bad[name]}/{len(queries)}"
+            )
+            ratio_pg = np.median(pg_t) / np.median(ix_t[name])
+            ratio_rd = np.median(rd_t) / np.median(ix_t[name])
+            print(f"    p50 ratios: PostGIS/index {ratio_pg:.1f}×  Redis/index {ratio_rd:.1f}×")
     finally:
         await r.delete(*keys)
         await r.aclose()
+        await con.close()
+        admin = await asyncpg.connect(pg_dsn + "postgres")
+        await admin.execute("DROP DATABASE IF EXISTS zendo_bench")
+        await admin.close()
+
+
+async def bare_reference() -> float:
+    from benchmarks.bench_gateway import Workers, bare_ceiling
+
+    workers = Workers(3)
+    try:
+        return await bare_ceiling(workers, 2000, 8.0)
+    finally:
+        workers.stop()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--moves", type=int, default=100_000)
     ap.add_argument("--skip-baselines", action="store_true")
+    ap.add_argument("--skip-bare", action="store_true")
     args = ap.parse_args()
-    rng = np.random.default_rng(42)
+    load0 = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"# bench_matching n={args.n:,} queries={args.queries} cores={os.cpu_count()} loadavg {load0}"
+    )
     d = make_data(args.n)
-    queries = [
-        (
-            48.8566 + float(rng.normal(0, 0.01)),
-            2.3522 + float(rng.normal(0, 0.015)),
-            SPECIALTIES[i % 6],
-        )
-        for i in range(args.queries)
-    ]
+    queries = make_queries(d, args.queries, 42)
+    t0 = time.perf_counter()
+    matching.warmup()
+    print(f"warmup (kernels compiled or loaded) {time.perf_counter() - t0:.2f} s")
+    policies = {"default": RankingPolicy(), "distance": RankingPolicy.distance_only()}
+    idx: dict[str, ArtisanIndex] = {}
+    for name, policy in policies.items():
+        idx[name], load, cpu, grew = build(d, policy)
+        if name == "default":
+            arrays = idx[name].memory_bytes()
+            print(
+                f"load {args.n:,}: {load:.2f} s wall, {cpu:.2f} s CPU; RSS growth {grew / args.n:.1f} B/artisan "
+                f"(index arrays {arrays / args.n:.1f} B/artisan, id map included)"
+            )
+    oracles = {name: Oracle(d, p) for name, p in policies.items()}
+    junk = np.ones((64 << 20) // 8)
+    print(f"query k={K} max_km={MAX_KM:g} (µs):")
+    for name in policies:
+        bench_index(name, idx[name], oracles[name], queries, junk)
+    us, cpu = moves(d, list(idx.values()), args.moves)
     print(
-        f"# matching benchmark: n={args.n:,} queries={args.queries} cores={os.cpu_count()} "
-        f"loadavg={' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        f"moving upsert: {us:.2f} µs/call wall, {cpu:.2f} CPU ({args.moves:,} moves of ~100 m); after the moves:"
     )
-    ix = bench_index(d, queries)
-    print(
-        f"index: warmup {ix['warmup_s']:.2f}s  load {ix['load_s']:.2f}s  "
-        f"memory {ix['mem_B']:.1f} B/artisan ({ix['mem_after_moves_B']:.1f} after 100k moves)"
-    )
-    print(
-        f"index query k=10 max_km=15: p50 {ix['p50']:.1f} us  p99 {ix['p99']:.1f} us  "
-        f"(after moves p50 {ix['p50_after_moves']:.1f} p99 {ix['p99_after_moves']:.1f})"
-    )
-    print(f"naive numba scan:           p50 {ix['naive_p50']:.1f} us  p99 {ix['naive_p99']:.1f} us")
-    print(f"moving upsert: {ix['upsert_us']:.2f} us/call")
-    if args.skip_baselines:
-        return
-    try:
-        pg = asyncio.run(bench_postgis(d, queries))
+    oracles = {name: Oracle(d, p) for name, p in policies.items()}
+    for name in policies:
+        bench_index(name, idx[name], oracles[name], queries, junk)
+    del junk
+    print("assign (k=10, max_km=15) against greedy one-by-one ranking, 20 rounds:")
+    bench_assign(idx["default"])
+    if not args.skip_baselines:
         print(
-            f"PostGIS KNN (GiST, prepared): p50 {pg['p50']:.1f} us  p99 {pg['p99']:.1f} us  "
-            f"load {pg['load_s']:.1f}s  plan uses GiST: {pg['uses_gist']}"
+            "interleaved with the baselines (each index query right after a PostGIS and a Redis query):"
         )
-        print("  plan: " + pg["plan"].replace("\n", "\n        "))
-        print(
-            f"  ratio PostGIS/index: p50 {pg['p50'] / ix['p50']:.1f}x  p99 {pg['p99'] / ix['p99']:.1f}x"
-        )
-    except OSError as exc:
-        print(f"PostGIS baseline skipped: {exc}")
-    try:
-        rd = asyncio.run(bench_redis(d, queries))
-        print(
-            f"Redis GEOSEARCH 5km COUNT 10: p50 {rd['p50']:.1f} us  p99 {rd['p99']:.1f} us  load {rd['load_s']:.1f}s"
-        )
-        print(
-            f"  ratio Redis/index: p50 {rd['p50'] / ix['p50']:.1f}x  p99 {rd['p99'] / ix['p99']:.1f}x"
-        )
-    except OSError as exc:
-        print(f"Redis baseline skipped: {exc}")
+        try:
+            asyncio.run(baselines(d, queries, idx, oracles))
+        except OSError as exc:
+            print(f"  baselines skipped: {exc}")
+    if not args.skip_bare:
+        print(f"speed reference: bare aiohttp loop {asyncio.run(bare_reference()):,.0f} frames/s")
     print(f"# loadavg at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

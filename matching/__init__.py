@@ -50,3 +50,4 @@ def warmup() -> None:
     idx.remove("warmup-side-id")
     idx.compact()
     idx.naive_scan(48.85, 2.35, "PLUMBER", k=3)
+    idx.assign([("a", 48.85, 2.35, "PLUMBER"), ("b", 48.86, 2.35, "PLUMBER")], k=3)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any, Final, NamedTuple
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any, Final, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+from h3.api import basic_int as _h3
 
+from matching import assign as _assign
 from matching import kernels_ids as _kid
 from matching import kernels_query as _kq
 from matching import kernels_store as _kst
@@ -48,10 +50,13 @@ from matching.validation import (
 KID: Any = _kid
 KQ: Any = _kq
 KST: Any = _kst
-_latlng_to_cell: Final = walk.latlng_to_cell
+_latlng_to_cell: Final = _h3.latlng_to_cell
 _SPEC_GET: Final = SPECIALTY_CODE.get
 _UUID_OFF: Final = 1 << 63
 _M64: Final = (1 << 64) - 1
+J = TypeVar("J", bound=Hashable)
+#: rows of :meth:`ArtisanIndex.upsert_many` converted at a time (bounds its temporaries)
+_BULK_CHUNK: Final = 1 << 15
 
 
 class ArtisanRecord(NamedTuple):
@@ -74,12 +79,13 @@ class ArtisanIndex:
     (load <= 1/2), and for ONLINE artisans only a pool of 48-byte entries in
     power-of-two blocks per (specialty, cell) bucket; moves are swap-removes.
 
-    :meth:`query` walks the H3 disk around the job's cell (cached per cell)
-    inside one numba kernel call, visiting buckets nearest bounding box first,
-    and stops once no artisan farther out can beat the k-th best score (see
-    :mod:`matching.geometry` for the ring bound).  It uses an exact brute-force
-    kernel near pentagons and when the walk would cost more than scanning the
-    specialty.
+    Every bucket is the leaf of a tree of H3 ancestors (resolutions 0-7) whose
+    nodes keep the bounding box and the largest bonus of the members below them.
+    :meth:`query` searches that tree best-first inside one numba kernel call,
+    opening nodes by increasing lower bound of their members' scores, and stops
+    once that bound exceeds the k-th best score found: it touches only the
+    members that could rank, whatever the policy (see
+    :mod:`matching.kernels_tree`).  :meth:`assign` ranks several jobs together.
 
     Extra API for the dispatcher: :meth:`get`, :meth:`set_status`,
     ``artisan_id in index``, :meth:`memory_bytes`.
@@ -95,7 +101,6 @@ class ArtisanIndex:
         self._side_str: dict[int, str] = {}
         self._side_next = 0
         self._bufs: walk.Buffers | None = None
-        self._disks: dict[int, npt.NDArray[np.uint64]] = {}
 
     # ------------------------------------------------------------------ ids
 
@@ -224,35 +229,50 @@ class ArtisanIndex:
             if type(a) is not str or not a:
                 raise ValueError(f"row {i}: {bad_id(a)}")
         # ---- validated: mutate from here on
-        his = np.zeros(n, dtype=np.int64)
-        los = np.zeros(n, dtype=np.int64)
-        kinds = np.zeros(n, dtype=np.int8)
-        ok = np.zeros(n, dtype=np.bool_)
-        arr = np.asarray(id_list)
+        s = self._s
+        s.grow_main(s.n + n)
+        for i0 in range(0, n, _BULK_CHUNK):  # small temporaries: the process keeps no slack
+            self._upsert_chunk(id_list, i0, min(n, i0 + _BULK_CHUNK), la, lo, rt, sp, lv, stc)
+        if n >= 4096:
+            s.compact()
+
+    def _upsert_chunk(
+        self, id_list: list[Any], i0: int, i1: int, la: npt.NDArray[np.float64],
+        lo: npt.NDArray[np.float64], rt: npt.NDArray[np.float64], sp: npt.NDArray[np.int8],
+        lv: npt.NDArray[np.int8], stc: npt.NDArray[np.int8],
+    ) -> None:  # fmt: skip
+        """Apply validated rows ``i0..i1`` of :meth:`upsert_many`."""
+        m = i1 - i0
+        ids = id_list[i0:i1]
+        la, lo, rt = la[i0:i1], lo[i0:i1], rt[i0:i1]
+        sp, lv, stc = sp[i0:i1], lv[i0:i1], stc[i0:i1]
+        his = np.zeros(m, dtype=np.int64)
+        los = np.zeros(m, dtype=np.int64)
+        kinds = np.zeros(m, dtype=np.int8)
+        ok = np.zeros(m, dtype=np.bool_)
+        arr = np.asarray(ids)
         if arr.dtype == np.dtype("<U36"):
-            KID.k_parse_uuid_rows(arr.view(np.uint32).reshape(n, 36), his, los, ok)
+            KID.k_parse_uuid_rows(arr.view(np.uint32).reshape(m, 36), his, los, ok)
+        del arr
         for i in np.flatnonzero(~ok).tolist():
-            key = self._encode(id_list[i], True)
+            key = self._encode(ids[i], True)
             assert key is not None
             his[i], los[i], kinds[i] = key
-        cells = np.zeros(n, dtype=np.uint64)
+        cells = np.zeros(m, dtype=np.uint64)
         online = np.flatnonzero(stc == 0)
         l2c = _latlng_to_cell
         cells[online] = [
             l2c(a, b, H3_RES) for a, b in zip(la[online].tolist(), lo[online].tolist(), strict=True)
         ]
         s = self._s
-        s.grow_main(s.n + n)
         start = 0
         while True:
             code, start = KST.k_upsert_batch(
                 *s.mut, his, los, kinds, la, lo, rt, sp, lv, stc, cells, start
             )
             if code == OK:
-                break
+                return
             s.grow(code)
-        if n >= 4096:
-            s.compact()
 
     def remove(self, artisan_id: str) -> None:
         """Remove an artisan; unknown ids are ignored."""
@@ -313,13 +333,11 @@ class ArtisanIndex:
         return int(self._s.meta[M_CNT + specialty_code(specialty)])
 
     def memory_bytes(self) -> int:
-        """Index memory: nbytes of every numpy array (at capacity), side-id dicts, disk cache."""
+        """Index memory: nbytes of every numpy array (at capacity) and the side-id dicts."""
         total = self._s.nbytes()
         if self._side_id:
             total += sys.getsizeof(self._side_id) + sys.getsizeof(self._side_str)
             total += sum(sys.getsizeof(s) + 32 for s in self._side_id)
-        if self._disks:
-            total += sys.getsizeof(self._disks) + 250 * len(self._disks)
         return total
 
     def query(
@@ -351,20 +369,79 @@ class ArtisanIndex:
         if type(max_km) is not float or not 0.0 <= max_km < 1e308:
             max_km = check_max_km(max_km)
         excl = self._exclude_slots(exclude) if exclude else walk.EMPTY_EXCL
-        cell = _latlng_to_cell(lat, lon, H3_RES)
-        disks = self._disks
-        disk = disks.get(cell)
-        if disk is None:
-            if len(disks) >= walk.DISK_CACHE_MAX:
-                disks.clear()
-            disk = disks[cell] = walk.first_disk(cell)
         bufs = self._bufs  # reused between calls; taken (not shared) while in use
         self._bufs = None
         if bufs is None or bufs.cap < k + walk.TIE_ROOM:
             bufs = walk.Buffers(k + walk.TIE_ROOM)
-        out, self._bufs = walk.run(
-            self._s, bufs, self._side_str, cell, disk, lat, lon, max_km, sp, k, excl
-        )
+        out, self._bufs = walk.run(self._s, bufs, self._side_str, lat, lon, max_km, sp, k, excl)
+        return out
+
+    def assign(
+        self,
+        jobs: Sequence[tuple[J, float, float, str]],
+        *,
+        k: int = 10,
+        max_km: float = 15.0,
+        exclude: Iterable[str] = (),
+        exclude_per_job: Mapping[J, Iterable[str]] | None = None,
+    ) -> dict[J, Candidate | None]:
+        """Assign simultaneous jobs ``(job_id, lat, lon, specialty)`` to distinct artisans.
+
+        Each job's candidates are its :meth:`query` top ``k`` within ``max_km``,
+        without ``exclude`` (every job) and ``exclude_per_job[job_id]`` (that job).
+        Among assignments using each artisan at most once, the result serves the
+        most jobs, and among those has the smallest sum of scores (exact; see
+        :mod:`matching.assign`).  It maps every job id to its :class:`Candidate`,
+        or None when the job gets nobody.  With ``k >= len(jobs)`` it is optimal
+        over every eligible artisan, not only the top ``k``.  Duplicate job ids
+        or a malformed job raise ``ValueError``.
+        """
+        if isinstance(exclude, str):
+            raise ValueError("exclude must be an iterable of artisan ids, not a str")
+        if type(k) is not int or k < 1:
+            k = check_k(k)
+        if type(max_km) is not float or not 0.0 <= max_km < 1e308:
+            max_km = check_max_km(max_km)
+        common = list(exclude)
+        per_job = exclude_per_job if exclude_per_job is not None else {}
+        ids: list[J] = []
+        n = len(jobs)
+        lats = np.empty(n, dtype=np.float64)
+        lons = np.empty(n, dtype=np.float64)
+        specs = np.empty(n, dtype=np.int64)
+        own: dict[int, list[str]] = {}  # jobs with exclusions of their own: queried alone
+        for i, job in enumerate(jobs):
+            if not isinstance(job, tuple) or len(job) != 4:
+                raise ValueError(f"job {i}: expected (job_id, lat, lon, specialty), got {job!r}")
+            job_id, lat, lon, specialty = job
+            specs[i] = specialty_code(specialty)
+            lats[i] = lat = real(lat, "lat")
+            if not -90.0 <= lat <= 90.0:
+                raise bad_lat(lat)
+            lons[i] = lon = real(lon, "lon")
+            if not -180.0 <= lon <= 180.0:
+                raise bad_lon(lon)
+            extra = per_job.get(job_id, ())
+            if isinstance(extra, str):
+                raise ValueError(
+                    f"exclude_per_job[{job_id!r}] must be an iterable of ids, not a str"
+                )
+            if extra:
+                own[i] = [*common, *extra]
+            ids.append(job_id)
+        excl = self._exclude_slots(common) if common else walk.EMPTY_EXCL
+        batch = walk.run_many(self._s, self._side_str, lats, lons, specs, max_km, k, excl)
+        cands: list[list[Candidate]] = []
+        for i, row in enumerate(batch):
+            if row is None or i in own:
+                la, lo, sp = float(lats[i]), float(lons[i]), SPECIALTIES[int(specs[i])]
+                row = self.query(la, lo, sp, k=k, max_km=max_km, exclude=own.get(i, common))
+            cands.append(row)
+        out: dict[J, Candidate | None] = dict.fromkeys(ids)
+        if len(out) != len(ids):
+            raise ValueError("assign: duplicate job ids")
+        for job_id, row, pick in zip(ids, cands, _assign.solve(cands), strict=True):
+            out[job_id] = row[pick] if pick >= 0 else None
         return out
 
     def _exclude_slots(self, exclude: Iterable[str]) -> npt.NDArray[np.int64]:

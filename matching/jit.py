@@ -61,7 +61,15 @@ M_NBUCKETS: Final = 2
 M_CNT: Final = 3
 M_FHEAD: Final = M_CNT + N_SPEC
 N_SIZE_CLASSES: Final = 40
-META_LEN: Final = M_FHEAD + N_SIZE_CLASSES
+#: H3 resolution of the leaves (the buckets holding members); see matching.geometry
+LEAF_RES: Final = 8
+#: H3 base cells (resolution-0 roots)
+N_BASE: Final = 122
+#: ONLINE members per (specialty, base cell): the roots the query starts from
+M_ROOT: Final = M_FHEAD + N_SIZE_CLASSES
+META_LEN: Final = M_ROOT + N_SPEC * N_BASE
+#: bb[] column of a node's largest member bonus (columns 0-5: the box)
+BB_MAXB: Final = 6
 # fmeta[] (float64) layout: policy (bonus per level code, km per star), max bonus per specialty
 F_RPM: Final = 3
 F_MAXB: Final = 4

@@ -1,7 +1,7 @@
 # numba kernels mix Python ints with numpy scalars (np.int64/np.uint64 steer numba's
 # typing); mypy cannot model that, so these codes are relaxed here only.
 # mypy: disable-error-code="return-value,no-any-return,assignment,arg-type"
-"""Query kernels: the ring walk over H3 disks, the exact brute force, the naive scan.
+"""Query kernels: the best-first tree search, the exact brute force, the naive scan.
 
 Both search kernels keep a sorted top-k buffer (``o_f`` = score, distance rows;
 ``o_i[0]`` = slots) holding the k best plus every entry tied with the k-th on
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from matching.jit import (
+    BB_MAXB,
     DEG2RAD,
     F32,
     F64,
@@ -28,22 +29,20 @@ from matching.jit import (
     I32,
     I64,
     M_CNT,
+    M_ROOT,
+    N_BASE,
     PREFILTER_MARGIN_KM,
+    Q_BRUTE,
     Q_DONE,
-    Q_MORE,
     Q_OVERFLOW,
     R_KM,
     SCORE_EPS,
     SPEC_SHIFT,
     TOP_BIT,
     U8,
-    U64,
     jit,
 )
-from matching.kernels_store import bucket_find
-
-#: buckets sorted by insertion below this count, by ``np.argsort`` above
-_INSERTION_SORT_MAX = 48
+from matching.kernels_tree import RES_SHIFT, bucket_find, child_key, is_leaf, root_key
 
 
 @jit
@@ -187,84 +186,142 @@ def _box_lb_km(bb: F32, b: int, qx: float, qy: float, qz: float) -> float:
 
 
 @jit
-def k_query_rings(
-    st: Any, disk: U64, ringlb: F64, excl: I64,
-    o_f: F64, o_i: I64, o_hex: U8,
-    qlat: float, qlon: float, max_km: float, spec: int, k: int,
-    r_from: int, r_to: int, count: int, seen: int,
-) -> tuple[int, int, int, int]:  # fmt: skip
-    """Search rings r_from..r_to of ``disk`` (ring-ordered ``grid_disk`` output).
+def _heap_push(hk: F64, hv: I64, n: int, key: float, val: int) -> int:
+    """Push onto the binary min-heap ``hk``/``hv`` of ``n`` entries; returns the new size."""
+    i = n
+    while i > 0:
+        up = (i - 1) >> 1
+        if hk[up] <= key:
+            break
+        hk[i] = hk[up]
+        hv[i] = hv[up]
+        i = up
+    hk[i] = key
+    hv[i] = val
+    return n + 1
 
-    The non-empty buckets of those rings are visited nearest box first; a bucket
-    whose box bound cannot beat the k-th score ends the visit.  Returns
-    (code, count, seen, flags); ``count``/``seen`` carry over to the next call
-    when the code is Q_MORE (the bound does not yet allow stopping: pass a
-    larger disk).  Q_OVERFLOW means too many exact ties for the buffer.
-    ``st`` is a :class:`matching.state.State`.
+
+@jit
+def _heap_pop(hk: F64, hv: I64, n: int) -> int:
+    """Drop the top of the heap; returns the new size."""
+    n -= 1
+    key = hk[n]
+    val = hv[n]
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and hk[c + 1] < hk[c]:
+            c += 1
+        if hk[c] >= key:
+            break
+        hk[i] = hk[c]
+        hv[i] = hv[c]
+        i = c
+    hk[i] = key
+    hv[i] = val
+    return n
+
+
+@jit
+def _search(
+    st: Any, excl: I64, o_f: F64, o_i: I64, hk: F64, hv: I64,
+    qlat: float, qlon: float, max_km: float, spec: int, k: int,
+) -> tuple[int, int]:  # fmt: skip
+    """Best-first search of the node tree (:mod:`matching.kernels_tree`); (code, count).
+
+    Nodes are taken by increasing lower bound of their members' scores (box
+    distance minus the node's largest bonus); the search ends when that bound
+    exceeds the k-th best score, so only nodes that could still hold a top-k
+    member (or a tie with it) are opened.  ``hk``/``hv`` is the heap's storage.
+    Codes: Q_DONE, Q_OVERFLOW (too many exact ties for the buffer) or Q_BRUTE
+    (heap full): the caller then uses :func:`k_query_brute`.
     """
     bt, bb, p_hot, p_f, p_i = st.bt, st.bb, st.p_hot, st.p_f, st.p_i
     m_id, m_b, meta, fmeta = st.m_id, st.m_b, st.meta, st.fmeta
-    total = meta[M_CNT + spec]
-    if total == 0:
-        return Q_DONE, 0, 0, 0
+    if meta[M_CNT + spec] == 0:
+        return Q_DONE, 0
     qx, qy, qz, cosq = _qsetup(qlat, qlon)
     o_score = o_f[0]
     o_dist = o_f[1]
     o_slot = o_i[0]
-    maxb = fmeta[F_MAXB + spec]
-    shift = np.int64(spec) << SPEC_SHIFT
-    i0 = 0 if r_from == 0 else 3 * r_from * (r_from - 1) + 1
-    i1 = 3 * r_to * (r_to + 1) + 1
-    rows = np.empty(i1 - i0, dtype=np.int64)
-    lbs = np.empty(i1 - i0, dtype=np.float64)
-    m = 0
-    for ci in range(i0, i1):
-        b, _ = bucket_find(bt, np.int64(disk[ci]) | shift)
-        if b < 0:
+    hcap = hk.shape[0]
+    n = 0
+    r0 = M_ROOT + spec * N_BASE
+    for base in range(N_BASE):
+        if meta[r0 + base] > 0:
+            b, _ = bucket_find(bt, root_key(base, spec))
+            lb = _box_lb_km(bb, b, qx, qy, qz)
+            if lb <= max_km:
+                n = _heap_push(hk, hv, n, lb - bb[b, BB_MAXB], b)
+    count = 0
+    while n > 0:
+        if count >= k and hk[0] > o_score[k - 1] + SCORE_EPS:
+            break  # no member of any node left can make the top k
+        b = hv[0]
+        n = _heap_pop(hk, hv, n)
+        key = bt[b, 0]
+        if is_leaf(key):
+            p0 = int(bt[b, 1])
+            count = _scan(
+                p0, p0 + int(bt[b, 2]), p_hot, p_f, p_i, m_id, m_b, fmeta,
+                qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_dist, o_slot, count,
+            )  # fmt: skip
+            if count < 0:
+                return Q_OVERFLOW, 0
             continue
-        size = bt[b, 2]
-        if size == 0:
-            continue
-        seen += size  # accounted for: scanned below or provably out of reach
-        lbc = _box_lb_km(bb, b, qx, qy, qz)
-        if lbc > max_km:
-            continue
-        rows[m] = b
-        lbs[m] = lbc
-        m += 1
-    if m > _INSERTION_SORT_MAX:
-        order = np.argsort(lbs[:m], kind="mergesort")
-        lbs[:m] = lbs[:m][order]
-        rows[:m] = rows[:m][order]
-    else:
-        for t in range(1, m):
-            lv = lbs[t]
-            rv = rows[t]
-            j = t
-            while j > 0 and lbs[j - 1] > lv:
-                lbs[j] = lbs[j - 1]
-                rows[j] = rows[j - 1]
-                j -= 1
-            lbs[j] = lv
-            rows[j] = rv
-    for t in range(m):
-        if count >= k and lbs[t] - maxb > o_score[k - 1] + SCORE_EPS:
-            break  # this bucket and every farther one cannot make the top k
-        b = rows[t]
-        p0 = int(bt[b, 1])
-        count = _scan(
-            p0, p0 + int(bt[b, 2]), p_hot, p_f, p_i, m_id, m_b, fmeta,
-            qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_dist, o_slot, count,
-        )  # fmt: skip
-        if count < 0:
-            return Q_OVERFLOW, 0, seen, 0
-    nlb = ringlb[r_to + 1]
-    done = seen >= total or nlb > max_km
-    if not done and count >= k and nlb - maxb > o_score[k - 1] + SCORE_EPS:
-        done = True
-    if not done:
-        return Q_MORE, count, seen, 0
-    return Q_DONE, count, seen, _finalize(count, o_f, o_i, m_id, m_b, o_hex)
+        res = (key >> RES_SHIFT) & 15
+        mask = bt[b, 3]
+        for d in range(7):
+            if (mask >> d) & 1 == 0:
+                continue
+            c, _ = bucket_find(bt, child_key(key, res, d))
+            if bt[c, 2] == 0:
+                continue
+            lb = _box_lb_km(bb, c, qx, qy, qz)
+            if lb > max_km:
+                continue
+            pri = lb - bb[c, BB_MAXB]
+            if count >= k and pri > o_score[k - 1] + SCORE_EPS:
+                continue
+            if n >= hcap:
+                return Q_BRUTE, 0
+            n = _heap_push(hk, hv, n, pri, c)
+    return Q_DONE, count
+
+
+@jit
+def k_query_tree(
+    st: Any, excl: I64, o_f: F64, o_i: I64, o_hex: U8, hk: F64, hv: I64,
+    qlat: float, qlon: float, max_km: float, spec: int, k: int,
+) -> tuple[int, int, int]:  # fmt: skip
+    """One query (see :func:`_search`): (code, count, flags of :func:`_finalize`).
+
+    ``st`` is a :class:`matching.state.State`.
+    """
+    code, count = _search(st, excl, o_f, o_i, hk, hv, qlat, qlon, max_km, spec, k)
+    if code != Q_DONE:
+        return code, 0, 0
+    return Q_DONE, count, _finalize(count, o_f, o_i, st.m_id, st.m_b, o_hex)
+
+
+@jit
+def k_query_many(
+    st: Any, excl: I64, o_f: F64, o_i: I64, o_hex: U8, hk: F64, hv: I64,
+    qlats: F64, qlons: F64, specs: I64, max_km: float, k: int, out: I64,
+) -> None:  # fmt: skip
+    """Query ``j`` of a batch into ``o_f[j]``, ``o_i[j]``, ``o_hex[j]`` (3-d buffers);
+    ``out[j]`` = (code, count, flags) as :func:`k_query_tree` returns them."""
+    for j in range(qlats.shape[0]):
+        code, count = _search(
+            st, excl, o_f[j], o_i[j], hk, hv, qlats[j], qlons[j], max_km, specs[j], k
+        )
+        out[j, 0] = code
+        out[j, 1] = count
+        out[j, 2] = 0
+        if code == Q_DONE:
+            out[j, 2] = _finalize(count, o_f[j], o_i[j], st.m_id, st.m_b, o_hex[j])
 
 
 @jit
@@ -280,7 +337,7 @@ def k_query_brute(
     count = 0
     for b in range(bt.shape[0]):
         key = bt[b, 0]
-        if key < 0 or (key >> SPEC_SHIFT) & 7 != spec:
+        if key < 0 or (key >> SPEC_SHIFT) & 7 != spec or not is_leaf(key):
             continue
         size = int(bt[b, 2])
         if size == 0:

@@ -45,42 +45,19 @@ from matching.jit import (
     SPEC_SHIFT,
     U64,
     jit,
-    mix64,
 )
 from matching.kernels_ids import id_delete_at, id_find
+from matching.kernels_tree import (
+    box_add,
+    box_reset,
+    bucket_find,
+    is_leaf,
+    tree_add,
+    tree_grow,
+    tree_rows_needed,
+)
 
 # --------------------------------------------------------------------------- buckets
-
-
-@jit
-def bucket_find(bt: I64, key: int) -> tuple[int, int]:
-    """Return (row, -1) if ``key`` is in the bucket table, else (-1, empty row)."""
-    mask = bt.shape[0] - 1
-    i = np.int64(mix64(np.uint64(key)) & np.uint64(mask))
-    while True:
-        kk = bt[i, 0]
-        if kk < 0:
-            return -1, i
-        if kk == key:
-            return i, -1
-        i = (i + 1) & mask
-
-
-@jit
-def _box_reset(bb: F32, b: int) -> None:
-    for c in range(3):
-        bb[b, c] = np.inf
-        bb[b, 3 + c] = -np.inf
-
-
-@jit
-def _box_add(bb: F32, b: int, p: int, p_hot: F32) -> None:
-    for c in range(3):
-        v = p_hot[p, c]
-        if v < bb[b, c]:
-            bb[b, c] = v
-        if v > bb[b, 3 + c]:
-            bb[b, 3 + c] = v
 
 
 @jit
@@ -98,6 +75,8 @@ def k_rehash_buckets(
             new_bt[pos, c] = old_bt[r, c]
         for c in range(8):
             new_bb[pos, c] = old_bb[r, c]
+        if not is_leaf(key):
+            continue
         start = old_bt[r, 1]
         for j in range(start, start + old_bt[r, 2]):
             m_i[p_i[j, 0], 0] = pos
@@ -178,7 +157,7 @@ def _bucket_remove(
         _free(start, int(bt[b, 3]), meta, p_i)
         bt[b, 1] = -1
         bt[b, 3] = -1
-        _box_reset(bb, b)
+        box_reset(bb, b)
 
 
 # --------------------------------------------------------------------------- mutation
@@ -214,7 +193,7 @@ def _upsert_one(
         key = cell | (np.int64(spec) << SPEC_SHIFT)
         b, empty = bucket_find(bt, key)
         if b < 0:
-            if 2 * (meta[M_NBUCKETS] + 1) > bt.shape[0]:
+            if 2 * (meta[M_NBUCKETS] + tree_rows_needed(bt, key)) > bt.shape[0]:
                 return NEED_BUCKETS
             if not _can_alloc(0, meta, p_i):
                 return NEED_POOL
@@ -237,6 +216,7 @@ def _upsert_one(
         old_b = m_i[slot, 0]
         if old_b >= 0 and not (online and old_b == b):
             _bucket_remove(old_b, m_i[slot, 1], bt, bb, m_i, meta, p_hot, p_f, p_i)
+            tree_add(bt, bb, meta, bt[old_b, 0], -1)
             meta[M_CNT + m_b[slot, 0]] -= 1
             m_i[slot, 0] = -1
             m_i[slot, 1] = -1
@@ -254,7 +234,7 @@ def _upsert_one(
             bt[b, 1] = -1
             bt[b, 2] = 0
             bt[b, 3] = -1
-            _box_reset(bb, b)
+            box_reset(bb, b)
         if m_i[slot, 0] == b:
             pos = m_i[slot, 1]
         else:
@@ -262,6 +242,7 @@ def _upsert_one(
             m_i[slot, 0] = b
             m_i[slot, 1] = pos
             meta[M_CNT + spec] += 1
+            meta[M_NBUCKETS] += tree_add(bt, bb, meta, key, 1)
         la = lat * DEG2RAD
         lo_ = lon * DEG2RAD
         cl = math.cos(la)
@@ -275,7 +256,8 @@ def _upsert_one(
         p_f[pos, 1] = lon
         p_f[pos, 2] = rr
         p_i[pos, 1] = level
-        _box_add(bb, b, pos, p_hot)
+        box_add(bb, b, pos, p_hot)
+        tree_grow(bt, bb, b)
         if bonus > fmeta[F_MAXB + spec]:
             fmeta[F_MAXB + spec] = bonus
     return OK
@@ -324,6 +306,7 @@ def k_remove(
         return False
     if m_i[slot, 0] >= 0:
         _bucket_remove(m_i[slot, 0], m_i[slot, 1], bt, bb, m_i, meta, p_hot, p_f, p_i)
+        tree_add(bt, bb, meta, bt[m_i[slot, 0], 0], -1)
         meta[M_CNT + m_b[slot, 0]] -= 1
     id_delete_at(htab, hpos, m_id, m_b)
     last = meta[M_N] - 1
@@ -350,10 +333,10 @@ def k_compact(
 ) -> None:  # fmt: skip
     """Copy every bucket's block to ``starts[row]`` of the new pool; tighten the boxes."""
     for b in range(bt.shape[0]):
-        if bt[b, 0] < 0:
+        if bt[b, 0] < 0 or not is_leaf(bt[b, 0]):
             continue
         size = bt[b, 2]
-        _box_reset(bb, b)
+        box_reset(bb, b)
         if size == 0:
             bt[b, 1] = -1
             bt[b, 3] = -1
@@ -369,6 +352,6 @@ def k_compact(
             n_i[dst + j, 0] = s
             n_i[dst + j, 1] = o_i[src + j, 1]
             m_i[s, 1] = dst + j
-            _box_add(bb, b, dst + j, n_hot)
+            box_add(bb, b, dst + j, n_hot)
         bt[b, 1] = dst
         bt[b, 3] = cls[b]

@@ -15,24 +15,29 @@ import numpy as np
 from matching import kernels_ids as _kid
 from matching import kernels_query as _kq
 from matching import kernels_store as _kst
+from matching import kernels_tree as _kt
 from matching.jit import (
     F_MAXB,
     FMETA_LEN,
+    LEAF_RES,
     M_FHEAD,
     M_N,
     M_POOL_USED,
+    M_ROOT,
     META_LEN,
     NEED_BUCKETS,
     NEED_MAIN,
     NEED_POOL,
     entry_point,
 )
+from matching.kernels_tree import RES_SHIFT
 from matching.state import State
 
 # numba dispatchers are opaque to mypy: call them through Any-typed aliases
 KID: Any = _kid
 KST: Any = _kst
 KQ: Any = _kq
+KT: Any = _kt
 #: types of k_upsert's scalar arguments: hi, lo, kind, lat, lon, rating, spec, level, status, cell
 _UPSERT_SCALARS: tuple[object, ...] = (0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
 
@@ -48,13 +53,13 @@ def fast_kernel(name: str, dispatcher: Any, *example_args: object) -> Callable[.
     return fn
 
 
-def _rings_examples() -> tuple[object, ...]:
-    """Arguments with the types k_query_rings is always called with (after the store's)."""
+def _tree_examples() -> tuple[object, ...]:
+    """Arguments with the types k_query_tree is always called with (after the store's)."""
     f64, i64 = np.float64, np.int64
     return (
-        np.zeros(1, dtype=np.uint64), np.zeros(1, dtype=f64), np.zeros(0, dtype=i64),
-        np.zeros((2, 1), dtype=f64), np.zeros((2, 1), dtype=i64), np.zeros((1, 1), dtype=np.uint8),
-        0.0, 0.0, 0.0, 0, 0, 0, 0, 0, 0,
+        np.zeros(0, dtype=i64), np.zeros((2, 1), dtype=f64), np.zeros((2, 1), dtype=i64),
+        np.zeros((1, 1), dtype=np.uint8), np.zeros(1, dtype=f64), np.zeros(1, dtype=i64),
+        0.0, 0.0, 0.0, 0, 0,
     )  # fmt: skip
 
 
@@ -79,15 +84,15 @@ class Store:
         self.bt = np.full((256, 4), -1, dtype=np.int64)
         self.bb = np.zeros((256, 8), dtype=np.float32)
         self.meta = np.zeros(META_LEN, dtype=np.int64)
-        self.meta[M_FHEAD:] = -1
+        self.meta[M_FHEAD:M_ROOT] = -1
         self.fmeta = np.full(FMETA_LEN, -np.inf, dtype=np.float64)
         self.fmeta[:F_MAXB] = policy_row
         self.pack()
         #: the hot single-row upsert, called without numba's type dispatch
         self.k_upsert = fast_kernel("k_upsert", KST.k_upsert, self.state, *_UPSERT_SCALARS)
-        #: the ring-walk query kernel, likewise (see walk.run for the argument list)
-        self.k_query_rings = fast_kernel(
-            "k_query_rings", KQ.k_query_rings, self.state, *_rings_examples()
+        #: the tree-search query kernel, likewise (see walk.run for the argument list)
+        self.k_query_tree = fast_kernel(
+            "k_query_tree", KQ.k_query_tree, self.state, *_tree_examples()
         )
 
     def pack(self) -> None:
@@ -155,7 +160,8 @@ class Store:
     def compact(self) -> None:
         """Repack the pool bucket by bucket (drops free blocks and slack), tighten boxes."""
         bt = self.bt
-        sizes = np.where(bt[:, 0] >= 0, bt[:, 2], 0)
+        leaf = (bt[:, 0] >= 0) & (((bt[:, 0] >> RES_SHIFT) & 15) == LEAF_RES)
+        sizes = np.where(leaf, bt[:, 2], 0)
         cls = np.where(sizes > 0, np.ceil(np.log2(np.maximum(sizes, 1))).astype(np.int64), -1)
         caps = np.where(cls >= 0, np.left_shift(1, np.maximum(cls, 0)), 0)
         total = int(caps.sum())
@@ -167,8 +173,9 @@ class Store:
         KST.k_compact(
             bt, self.bb, cls, starts, self.m_i, self.p_hot, self.p_f, self.p_i, n_hot, n_f, n_i
         )
+        KT.k_tree_rebuild(bt, self.bb)
         self.p_hot, self.p_f, self.p_i = n_hot, n_f, n_i
-        self.meta[M_FHEAD:] = -1
+        self.meta[M_FHEAD:M_ROOT] = -1
         self.meta[M_POOL_USED] = total
         self.pack()
 
