@@ -47,7 +47,6 @@ from dispatch.policies import (
     JobState,
     Policy,
     Verdict,
-    assign_batch,
     policy_from_settings,
     step,
 )
@@ -371,29 +370,34 @@ class Dispatcher:
 
     # ---- the batched policy's tick -----------------------------------------------------------
     async def batch_once(self) -> int:
-        """Assign every job waiting for an offer together (each artisan to one job, the
-        sum of scores minimal), then step each job with its artisan tried first."""
+        """Assign every job waiting for an offer together with `ArtisanIndex.assign` (each
+        free artisan to one job; most jobs served, then the least total score), then step
+        each job with its artisan tried first."""
         interval = self.policy.batch_interval_s
         assert interval is not None
         k = self.policy.params.k  # type: ignore[union-attr]
-        rows = await offers_repo.jobs_waiting_for_offer(
-            self._app[appkeys.PG_POOL], limit=self.config.batch_max_jobs
-        )
+        async with self._app[appkeys.PG_POOL].acquire() as conn:
+            rows = await offers_repo.jobs_waiting_for_offer(conn, limit=self.config.batch_max_jobs)
+            engaged = {str(a) for a in await offers_repo.engaged_artisans(conn)} if rows else set()
+        # One assignment per search radius (jobs widen at their own pace), each artisan
+        # chosen by an earlier one left out of the next.
+        chosen: dict[str, Any] = {}
+        by_round: dict[int, list[Any]] = {}
+        for r in rows:
+            by_round.setdefault(r["search_round"], []).append(r)
         try:
-            ranked = {
-                str(r["id"]): self._matcher.rank(
-                    r["lat"],
-                    r["lon"],
-                    r["specialty"],
+            index = self._matcher.index()
+            for search_round, group in sorted(by_round.items()):
+                taken = engaged | {c.artisan_id for c in chosen.values() if c is not None}
+                chosen |= index.assign(
+                    [(str(r["id"]), r["lat"], r["lon"], r["specialty"]) for r in group],
                     k=k,
-                    max_km=self.policy.radius_km(r["search_round"]),
-                    exclude=[str(a) for a in r["asked"]],
+                    max_km=self.policy.radius_km(search_round),
+                    exclude=taken,
+                    exclude_per_job={str(r["id"]): [str(a) for a in r["asked"]] for r in group},
                 )
-                for r in rows
-            }
         except NoIndex:
             return 0
-        chosen = assign_batch(ranked)
         for r in rows:
             pick = chosen[str(r["id"])]
             prefer = pick.artisan_id if pick is not None else None

@@ -53,7 +53,7 @@ class Matcher:
     def __init__(self, app: web.Application) -> None:
         self._app = app
 
-    def _index(self) -> Any:
+    def index(self) -> Any:
         index = self._app.get(appkeys.MATCH_INDEX)
         if index is None:
             raise NoIndex("the artisan index is not available")
@@ -70,7 +70,7 @@ class Matcher:
         exclude: Iterable[str] = (),
     ) -> list[Any]:
         """The index's ranking (best first), timed into zendo_match_seconds."""
-        index = self._index()
+        index = self.index()
         started = time.perf_counter()
         candidates = index.query(lat, lon, specialty, k=k, max_km=max_km, exclude=exclude)
         self._app[METRICS].match_seconds.observe(time.perf_counter() - started)

@@ -369,3 +369,9 @@ async def jobs_waiting_for_offer(conn: asyncpg.Connection, *, limit: int) -> lis
         limit,
     )
     return rows
+
+
+async def engaged_artisans(conn: asyncpg.Connection) -> list[uuid.UUID]:
+    """Artisans answering an offer right now (each has at most one pending)."""
+    rows = await conn.fetch("SELECT artisan_id FROM offers WHERE status = 'PENDING'")
+    return [r["artisan_id"] for r in rows]

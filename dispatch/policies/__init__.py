@@ -10,7 +10,6 @@ each driver does its own I/O (PostgreSQL, or the virtual world) in between.
 
 from __future__ import annotations
 
-from dispatch.policies.batch import assign_batch
 from dispatch.policies.core import Ask, Found, JobState, Verdict, step
 from dispatch.policies.fairness import ArtisanHistory, fair_order
 from dispatch.policies.policies import (
@@ -38,7 +37,6 @@ __all__ = [
     "SequentialParams",
     "StaggeredParams",
     "Verdict",
-    "assign_batch",
     "fair_order",
     "make_policy",
     "policy_from_settings",

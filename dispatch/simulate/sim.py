@@ -36,7 +36,6 @@ from dispatch.policies import (
     JobState,
     Policy,
     Verdict,
-    assign_batch,
     step,
 )
 from dispatch.simulate.scenario import Scenario
@@ -68,7 +67,10 @@ class Simulation:
         self._heap: list[tuple[float, int, str, int, int]] = []
         self._seq = 0
         self.withdrawals = 0
-        self.waiting_jobs: dict[int, None] = {}  # batched: SEARCHING, nothing pending
+        self.waiting_jobs: dict[int, None] = {}
+        self.engaged: set[str] = (
+            set()
+        )  # artisans answering an offer (batched: left out)  # batched: SEARCHING, nothing pending
 
     # ---- the clock ----------------------------------------------------------------------
     def at(self, t: float, kind: str, a: int, b: int = 0) -> None:
@@ -183,6 +185,7 @@ class Simulation:
         art = self.artisans[offer.artisan]
         if art.engaged == o:
             art.engaged = None
+            self.engaged.discard(art.id)
         if answered is not None:  # expired (False) or declined: a refusal on their record
             art.answers.append((self.now, False))
 
@@ -301,6 +304,7 @@ class Simulation:
         job.offers.append(o)
         job.asked.add(art.idx)
         art.engaged = o
+        self.engaged.add(art.id)
         if job.first_offer_at is None:
             job.first_offer_at = self.now
         while art.offers_at and art.offers_at[0] < self.now - _HOUR:
@@ -355,6 +359,7 @@ class Simulation:
         self._move(job, ASSIGNED, "ARTISAN")
         offer.status = "ACCEPTED"
         art.engaged = None
+        self.engaged.discard(art.id)
         art.answers.append((self.now, True))
         for other in job.offers:
             oo = self.offers[other]
@@ -451,7 +456,6 @@ class Simulation:
         assert interval is not None
         k = self.policy.params.k  # type: ignore[union-attr]
         parked: list[tuple[SimJob, Generator[Ask, Found, Verdict], Ask]] = []
-        ranked: dict[str, list[Candidate]] = {}
         for j in list(self.waiting_jobs):
             job = self.jobs[j]
             if job.status != SEARCHING:
@@ -459,19 +463,25 @@ class Simulation:
                 continue
             plan = self._plan(job, self._expire(job), True)
             try:
-                ask = next(plan)
+                parked.append((job, plan, next(plan)))
             except StopIteration as done:
                 self._settle(job, done.value)
-                continue
-            parked.append((job, plan, ask))
-            skip = {self.artisans[a].id for a in job.asked}
-            cands = self.index.query(
-                job.lat, job.lon, job.specialty, k=k, max_km=ask.radius_km, exclude=skip
+        # One assignment per search radius, as live (Dispatcher.batch_once).
+        chosen: dict[int, Candidate | None] = {}
+        for radius in sorted({ask.radius_km for _, _, ask in parked}):
+            group = [job for job, _, ask in parked if ask.radius_km == radius]
+            taken = self.engaged | {c.artisan_id for c in chosen.values() if c is not None}
+            chosen |= self.index.assign(
+                [(job.idx, job.lat, job.lon, job.specialty) for job in group],
+                k=k,
+                max_km=radius,
+                exclude=taken,
+                exclude_per_job={
+                    job.idx: [self.artisans[a].id for a in job.asked] for job in group
+                },
             )
-            ranked[str(j)] = [c for c in cands if self.by_id[c.artisan_id].engaged is None]
-        chosen = assign_batch(ranked)
         for job, plan, first in parked:
-            pick = chosen.get(str(job.idx))
+            pick = chosen.get(job.idx)
             self._settle(job, self._drive(job, plan, first, pick.artisan_id if pick else None))
         self.at(self.now + interval, "tick", 0)
 

@@ -16,12 +16,11 @@ from dispatch.policies import (
     JobState,
     Policy,
     Verdict,
-    assign_batch,
     fair_order,
     make_policy,
     step,
 )
-from matching import Candidate
+from matching import ArtisanIndex, Candidate, RankingPolicy
 
 TIMEOUT, RADIUS = 20.0, 10.0
 
@@ -138,28 +137,21 @@ def test_batched_sends_only_on_its_tick() -> None:
 
 
 def test_batched_assignment_beats_first_come_first_served() -> None:
-    # Greedy (job 1 first) gives artisan a to job 1 and leaves job 2 the far b: 1 + 9.
-    # The batch gives b to job 1 and a to job 2: 2 + 3.
-    got = assign_batch(
-        {
-            "j1": [Candidate("a", 1.0, 1.0), Candidate("b", 2.0, 2.0)],
-            "j2": [Candidate("a", 3.0, 3.0), Candidate("b", 9.0, 9.0)],
-        }
-    )
+    # Artisan a sits between the two jobs, b is 2 km beyond job 1. First come, first
+    # served gives a to job 1 and b (5 km away) to job 2: 1 + 5 km. The batch gives b
+    # to job 1 and a to job 2: 2 + 3 km.
+    index = ArtisanIndex(RankingPolicy.distance_only())
+    km = 1 / 111.2  # degrees of latitude per km
+    index.upsert("a", 48.85 + 1 * km, 2.35, "PLUMBER", "STANDARD", 4.0, "ONLINE")
+    index.upsert("b", 48.85 - 2 * km, 2.35, "PLUMBER", "STANDARD", 4.0, "ONLINE")
+    jobs = [("j1", 48.85, 2.35, "PLUMBER"), ("j2", 48.85 + 4 * km, 2.35, "PLUMBER")]
+    greedy = index.query(48.85, 2.35, "PLUMBER", k=1)[0].artisan_id
+    assert greedy == "a"
+    got = index.assign(jobs, k=2, max_km=10.0)
     assert {j: c.artisan_id for j, c in got.items() if c} == {"j1": "b", "j2": "a"}
-
-
-def test_batched_assigns_as_many_jobs_as_it_can_each_artisan_once() -> None:
-    got = assign_batch(
-        {
-            "j1": [Candidate("a", 1.0, 1.0)],
-            "j2": [Candidate("a", 0.5, 0.5)],
-            "j3": [],
-        }
-    )
-    assert got["j3"] is None
-    assert sorted(c.artisan_id for c in got.values() if c) == ["a"]
-    assert assign_batch({}) == {}
+    # The artisans already asked for a job are left out for it.
+    got = index.assign(jobs, k=2, max_km=10.0, exclude_per_job={"j1": ["b"]})
+    assert got["j1"] is not None and got["j1"].artisan_id == "a" and got["j2"] is not None
 
 
 # ---- fair -------------------------------------------------------------------------------------
