@@ -41,6 +41,7 @@ from dispatch.interventions import repo as interventions_repo
 from dispatch.interventions.schemas import offer_frame, push_status
 from dispatch.interventions.statemachine import SEARCHING, UNFULFILLED
 from dispatch.offers import repo as offers_repo
+from dispatch.offers.service import record_accepted
 from dispatch.policies import (
     ArtisanHistory,
     Found,
@@ -104,6 +105,10 @@ class Dispatcher:
     def disarm(self, intervention_id: uuid.UUID) -> None:
         """The job left SEARCHING: drop its in-process timer (the durable row is cleared)."""
         self._arm(intervention_id, None)
+
+    def arm(self, intervention_id: uuid.UUID, delay_s: float) -> None:
+        """Step this job in `delay_s` (best_accept: when its accept window closes)."""
+        self._arm(intervention_id, delay_s)
 
     def _arm(self, intervention_id: uuid.UUID, delay_s: float | None) -> None:
         old = self._timers.pop(intervention_id, None)
@@ -213,14 +218,24 @@ class Dispatcher:
             if offer["just_expired"]:
                 effects.offer_result(offer["artisan_id"], offer["id"], "expired")
         asked = {o["artisan_id"] for o in offers}
+        held = [o for o in offers if o["status"] == "HELD"]
+        award_at = None
+        if held:  # best_accept: award the job once the window of its first accept closes
+            award_at = min(o["responded_at"].timestamp() for o in held)
+            award_at += self.policy.accept_window_s
+            if now >= award_at:
+                await self._award(conn, job["id"], held, effects)
+                return None
         started = job["search_started_at"].timestamp()
         state = JobState(
             created_at=job["created_at"].timestamp(),
             search_started_at=started,
             search_round=job["search_round"],
+            # A held accept keeps the job waiting for its award, as an offer does.
             pending_expiries=tuple(
                 o["expires_at"].timestamp() for o in offers if o["status"] == "PENDING"
-            ),
+            )
+            + ((award_at,) if award_at is not None else ()),
             last_offer_at=max(
                 (t for t in (o["created_at"].timestamp() for o in offers) if t >= started),
                 default=None,
@@ -230,6 +245,8 @@ class Dispatcher:
         policy = self.policy
         if offering is None:
             offering = policy.batch_interval_s is None
+        if held:  # no new offers while an award is due
+            offering = False
         plan = step(
             policy,
             now,
@@ -258,6 +275,27 @@ class Dispatcher:
             return await self._give_up(conn, job, effects, asked=len(asked))
         deadline = datetime.fromtimestamp(verdict.next_check_at, UTC)
         return await self._reschedule(conn, job, effects, deadline, verdict.search_round)
+
+    async def _award(
+        self,
+        conn: asyncpg.Connection,
+        job_id: uuid.UUID,
+        held: list[asyncpg.Record],
+        effects: Outbox,
+    ) -> None:
+        """best_accept: the best-scored held accept wins; the others are TAKEN."""
+        winner = self.policy.award([(str(o["artisan_id"]), o["score"]) for o in held])
+        offer = next(o for o in held if str(o["artisan_id"]) == winner)
+        row = await offers_repo.accept(conn, offer_id=offer["id"], artisan_id=offer["artisan_id"])
+        if row is not None and row["offer_accepted"]:
+            record_accepted(effects, row, artisan_id=offer["artisan_id"], offer_id=offer["id"])
+            return
+        # The winner stopped being VERIFIED meanwhile: let every holder go, search again.
+        for other in await offers_repo.close_pending_for_intervention(
+            conn, intervention_id=job_id, outcome="TAKEN"
+        ):
+            effects.offer_result(other["artisan_id"], other["id"], "taken")
+        effects.kick.append(job_id)
 
     def _order(self, conn: asyncpg.Connection, now: float, prefer: str | None) -> Any:
         """The policy's ordering of ranked candidates (None: the matcher's own)."""

@@ -120,9 +120,10 @@ async def test_each_policy_dispatches_over_real_sockets_and_keeps_the_guarantees
     else:
         assert fleet.offered() == [0]  # one at a time
 
-    # Everyone offered accepts at once, over the socket: exactly one wins.
+    # Everyone offered accepts at once, over the socket (the farthest first): exactly
+    # one wins; under best_accept the best-scored one, whoever answered first.
     offered = fleet.offered()
-    for i in offered:
+    for i in reversed(offered):
         offer = fleet.sockets[i].of("offer")[0]
         await fleet.sockets[i].send({"type": "offer.accept", "offer_id": offer["offer_id"]})
     status = await client_sock.wait(
@@ -130,6 +131,10 @@ async def test_each_policy_dispatches_over_real_sockets_and_keeps_the_guarantees
     )
     winner = status["intervention"]["artisan_id"]
     assert winner in {str(fleet.ids[i]) for i in offered}
+    if policy == "best_accept":
+        assert winner == str(fleet.ids[0])
+        held = [f for f in fleet.sockets[2].of("ack") if f["for"] == "offer.accept"]
+        assert held and held[0]["intervention"]["status"] == "SEARCHING"
     async with http.app[appkeys.PG_POOL].acquire() as db:
         accepted = await db.fetch(
             "SELECT artisan_id FROM offers WHERE intervention_id = $1 AND status = 'ACCEPTED'",

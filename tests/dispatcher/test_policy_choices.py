@@ -62,3 +62,34 @@ async def test_batched_offers_on_its_tick_and_counts_by_policy(world: World) -> 
     assert offers == {uuid.UUID(job1["id"]): a, uuid.UUID(job2["id"]): b}
     registry = world.app[METRICS].registry
     assert registry.get_sample_value("zendo_dispatch_policy_info", {"policy": "sequential"}) == 1
+
+
+async def test_best_accept_holds_then_awards_the_best_and_refuses_late_accepts(
+    world: World,
+) -> None:
+    use(world, "best_accept")
+    near = await world.artisan(48.8576, 2.3522)
+    mid = await world.artisan(48.8621, 2.3522)
+    far = await world.artisan(48.8666, 2.3522)
+    client = await world.user()
+    job = await world.request(client)
+    offers = {a: await world.recorder.offer_for(a) for a in (near, mid, far)}
+    # The farthest answers first: held, not assigned.
+    resp = await world.accept(far, offers[far]["offer_id"])
+    assert resp.status == 200 and (await resp.json())["status"] == "SEARCHING"
+    again = await world.accept(far, offers[far]["offer_id"])  # a retry: the same answer
+    assert again.status == 200 and (await again.json())["status"] == "SEARCHING"
+    resp = await world.accept(mid, offers[mid]["offer_id"])
+    assert resp.status == 200
+    await world.wait_status(job["id"], "ASSIGNED", within=5.0)
+    row = await world.db.fetchrow(
+        "SELECT artisan_id FROM interventions WHERE id = $1", uuid.UUID(job["id"])
+    )
+    assert row["artisan_id"] == mid  # the better score of the two who accepted
+    assert world.recorder.of(far, "offer.result")[-1]["outcome"] == "taken"
+    # The nearest never answered: its 1 s offer expired before the 2 s window closed.
+    assert world.recorder.of(near, "offer.result")[-1]["outcome"] == "expired"
+    late = await world.accept(near, offers[near]["offer_id"])
+    assert late.status == 409 and (await late.json())["code"] == "offer_expired"
+    statuses = {r["artisan_id"]: r["status"] for r in await world.db.fetch("SELECT * FROM offers")}
+    assert statuses == {near: "EXPIRED", mid: "ACCEPTED", far: "TAKEN"}
