@@ -39,5 +39,14 @@ INTERVENTION_STATUSES: Final = (
     "CANCELLED",
     "UNFULFILLED",
 )
-OFFER_STATUSES: Final = ("PENDING", "ACCEPTED", "DECLINED", "EXPIRED", "TAKEN", "REVOKED")
+# HELD: an in-time accept waiting for best_accept's award (dispatch/policies/).
+OFFER_STATUSES: Final = (
+    "PENDING",
+    "HELD",
+    "ACCEPTED",
+    "DECLINED",
+    "EXPIRED",
+    "TAKEN",
+    "REVOKED",
+)
 DOCUMENT_KINDS: Final = ("ID_CARD", "KBIS", "INSURANCE")

@@ -149,14 +149,17 @@ class Dispatcher:
 
     def first_candidates(self, *, lat: float, lon: float, specialty: str) -> list[Any]:
         """The index's ranking for a job about to be created, best first (empty when the
-        index is not ready). The creating statement checks them in PostgreSQL and offers
-        the job to the first free ones (`offers_repo.create_job_with_offers`)."""
+        index is not ready, or the policy's first offers come from its first step). The
+        creating statement checks them in PostgreSQL and offers the job to the first free
+        ones (`offers_repo.create_job_with_offers`)."""
+        if self.first_wave == 0:
+            return []
         try:
             return self._matcher.rank(
                 lat,
                 lon,
                 specialty,
-                k=max(1, self.policy.first_wave) + OVERFETCH,
+                k=self.first_wave + OVERFETCH,
                 max_km=self.policy.radius_km(0),
             )
         except NoIndex:

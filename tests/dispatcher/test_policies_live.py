@@ -170,5 +170,11 @@ async def test_each_policy_dispatches_over_real_sockets_and_keeps_the_guarantees
         got.append(i)
         assert frame["intervention"]["id"] == second["id"]
     assert got and winner_index not in got
+    # The live metrics carry the policy.
+    registry = http.app[appkeys.METRICS].registry
+    labels = {"policy": policy, "outcome": "accepted"}
+    assert registry.get_sample_value("zendo_dispatch_policy_offers_total", labels) == 1
+    count = "zendo_dispatch_policy_first_offer_seconds_count"
+    assert registry.get_sample_value(count, {"policy": policy}) == 2
     await client_sock.close()
     await fleet.close()
