@@ -85,8 +85,9 @@ class Simulation:
 
     def run(self) -> PolicyRun:
         for art in self.artisans:
-            self.at(art.shift_start, "on", art.idx)
-            self.at(art.shift_end, "off", art.idx)
+            for start, end in art.shifts:
+                self.at(start, "on", art.idx)
+                self.at(end, "off", art.idx)
         for job in self.jobs:
             self.at(job.created_at, "job", job.idx)
         interval = self.policy.batch_interval_s
@@ -129,6 +130,8 @@ class Simulation:
     # ---- artisans ---------------------------------------------------------------------------
     def _on(self, i: int, _: int) -> None:
         art = self.artisans[i]
+        if art.online:  # still on a job from the shift before
+            return
         art.online, art.online_since = True, self.now
         status = "BUSY" if art.job is not None else "ONLINE"
         self.index.upsert(art.id, art.lat, art.lon, art.specialty, art.level, art.rating, status)
@@ -390,7 +393,7 @@ class Simulation:
         art.tenures.append((job.idx, art.busy_since, self.now))
         art.job = None
         art.last_job_ended_at = self.now
-        if self.now >= art.shift_end or not art.online:
+        if not art.online or not any(a <= self.now < b for a, b in art.shifts):
             self._go_offline(art)
         else:
             if moved:

@@ -28,8 +28,9 @@ class SimArtisan:
     rating: float
     lat: float
     lon: float
-    shift_start: float
-    shift_end: float
+    # When they work: (from, to) in seconds; a shift past midnight also covers the start
+    # of the day (the previous evening's shift still running).
+    shifts: tuple[tuple[float, float], ...]
     online: bool = False
     job: int | None = None
     engaged: int | None = None  # the offer (index) they are answering
@@ -119,13 +120,18 @@ def build_world(scenario: Scenario, seed: int) -> tuple[list[SimArtisan], list[S
     shifts = rng.choice(len(a.shifts), size=a.count, p=shares / shares.sum())
     jitter = rng.uniform(-0.5, 0.5, a.count) * _HOUR
     artisans = []
+    day = 24 * _HOUR
     for i in range(a.count):
         sh = a.shifts[int(shifts[i])]
-        start = max(0.0, sh.start_hour * _HOUR + float(jitter[i]))
+        start = sh.start_hour * _HOUR + float(jitter[i])
+        end = start + sh.hours * _HOUR
+        spans = [(max(0.0, start), end)]
+        if end > day:  # yesterday's shift of the same kind, still running at midnight
+            spans.insert(0, (0.0, end - day))
         artisans.append(
             SimArtisan(
                 i, f"00000000-0000-4000-8000-{i:012x}", specs[i], levels[i], float(ratings[i]),
-                float(homes[i, 0]), float(homes[i, 1]), start, start + sh.hours * _HOUR,
+                float(homes[i, 0]), float(homes[i, 1]), tuple(spans),
             )
         )  # fmt: skip
     d = scenario.demand
