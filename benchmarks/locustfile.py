@@ -296,16 +296,24 @@ class ArtisanUser(SocketUser):
                 body["start_code"] = START_CODES.pop(job_id, None)
                 if body["start_code"] is None:
                     return  # the client gave up on it (cancelled or not tracked here)
-            with self.client.post(
-                f"/interventions/{job_id}/status",
-                json=body,
-                headers=self.auth(),
-                name=f"/interventions/[id]/status {status}",
-                catch_response=True,
-            ) as resp:
-                if resp.status_code == 409:
-                    resp.success()  # the client cancelled meanwhile
-                    return
+            for attempt in range(CONNECT_ATTEMPTS):
+                with self.client.post(
+                    f"/interventions/{job_id}/status",
+                    json=body,
+                    headers=self.auth(),
+                    name=f"/interventions/[id]/status {status}",
+                    catch_response=True,
+                ) as resp:
+                    if resp.status_code == 409:
+                        resp.success()  # the client cancelled meanwhile
+                        return
+                    if resp.status_code != 503 or attempt + 1 == CONNECT_ATTEMPTS:
+                        break
+                    # Shed: work under way is retried by the README's rule, never dropped.
+                    resp.request_meta["name"] = f"status {status} shed (503), retried"
+                    resp.success()
+                hint = reconnect.hint_from_headers(resp.headers)
+                gevent.sleep(reconnect.delay_s(attempt, hint))
 
 
 class ClientUser(SocketUser):
@@ -349,6 +357,12 @@ class ClientUser(SocketUser):
         with self.client.post(
             "/interventions", json=body, headers=self.auth(), catch_response=True
         ) as resp:
+            if resp.status_code == 503:
+                # Shed past capacity (CONTRACT §8): an answer, counted in its own row; a
+                # real client would retry later by the README's rule, this one moves on.
+                resp.request_meta["name"] = "POST /interventions shed (503 overloaded)"
+                resp.success()
+                return
             if resp.status_code != 201:
                 resp.failure(f"{resp.status_code}: {resp.text[:200]}")
                 return

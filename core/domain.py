@@ -19,6 +19,7 @@ __all__ = [
     "INTERVENTION_STATUSES",
     "LEVELS",
     "OFFER_STATUSES",
+    "OPEN_INTERVENTION_STATUSES",
     "PRESENCE_STATUSES",
     "ROLES",
     "SPECIALTIES",
@@ -50,3 +51,5 @@ OFFER_STATUSES: Final = (
     "REVOKED",
 )
 DOCUMENT_KINDS: Final = ("ID_CARD", "KBIS", "INSURANCE")
+# The statuses of a job not yet over (the ops console's open jobs).
+OPEN_INTERVENTION_STATUSES: Final = ("SEARCHING", "ASSIGNED", "EN_ROUTE", "ARRIVED", "IN_PROGRESS")

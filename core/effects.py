@@ -11,12 +11,18 @@ import enum
 import uuid
 from dataclasses import dataclass
 
+# `version`: the artisan's `live_version` written by the committed change (migration 011).
+# The live state keeps the highest version it applied and ignores an older one, so changes
+# applied out of order converge on the newest. 0 is unversioned (tests, tools): it always
+# applies and leaves the kept version as it is.
+
 
 @dataclass(frozen=True, slots=True)
 class MarkBusy:
     """The artisan accepted a job: out of the live GEO sets and every index."""
 
     artisan_id: uuid.UUID
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +30,7 @@ class MarkAvailable:
     """The artisan's job ended: ONLINE again if their last fix is recent, else OFFLINE."""
 
     artisan_id: uuid.UUID
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +42,15 @@ class TrackingStart:
     client_id: uuid.UUID
     job_lat: float
     job_lon: float
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class TrackingStop:
+    """Stop forwarding the artisan's fixes (job ended, withdrawn or IN_PROGRESS)."""
+
     artisan_id: uuid.UUID
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,11 @@ RESPONSES: dict[str, Any] = {
     }
     for status, description in (
         (400, "Malformed request"),
-        (401, "Missing or invalid token"),
+        (
+            401,
+            "Missing or invalid token (`invalid_token`, `token_expired`, or "
+            "`session_revoked` once its session logged out)",
+        ),
         (403, "Wrong role"),
         (404, "Unknown, or not yours"),
         (409, "State conflict"),

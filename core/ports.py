@@ -29,6 +29,11 @@ class Notifier(Protocol):
         """To the other processes holding the users; never raises (logs and counts)."""
         ...
 
+    async def close_session(self, user_id: uuid.UUID | str, session_id: str) -> None:
+        """Close the user's sockets of a logged-out session (4401), on every process;
+        never raises."""
+        ...
+
 
 class LiveState(Protocol):
     async def apply(self, changes: Sequence[LiveChange]) -> None:

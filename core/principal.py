@@ -16,3 +16,5 @@ class Principal:
     role: str
     token_id: str
     expires_at: int  # epoch seconds
+    # The refresh family (login session) the token belongs to; None for seeded tokens.
+    session_id: str | None = None

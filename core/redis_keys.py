@@ -36,6 +36,8 @@ NODE_CHANNEL_PREFIX = f"{PREFIX}node:"
 LIVE_FRESH = f"{PREFIX}live:fresh"
 # Prefixes of `tracking(...)` and `user_nodes(...)`, passed to batch Lua scripts.
 TRACKING_PREFIX = f"{PREFIX}trk:"
+# String: the node id of the process that runs the live-state reconciler now (with a TTL).
+RECONCILER_LEADER = f"{PREFIX}live:reconciler"
 USER_NODES_PREFIX = f"{PREFIX}un:"
 
 
@@ -67,3 +69,9 @@ def user_nodes(user_id: str) -> str:
 def node_channel(node_id: str) -> str:
     """Pub/sub channel of one gateway process (frames for users whose sockets it holds)."""
     return f"{NODE_CHANNEL_PREFIX}{node_id}"
+
+
+def revoked_session(session_id: str) -> str:
+    """String, set at logout (or refresh-token reuse) for as long as the session's
+    access tokens could still be valid: those tokens are refused (core/sessions.py)."""
+    return f"{PREFIX}revoked:sid:{session_id}"

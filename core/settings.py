@@ -11,7 +11,9 @@ from typing import Any
 from core.gateway_config import GatewayConfig
 
 DEFAULT_SERVICE_AREAS = Path(__file__).parent / "data" / "ile_de_france.geojson"
-_SECRET_FIELDS = frozenset({"jwt_secret", "stripe_api_key", "stripe_webhook_secret", "aws_secret"})
+_SECRET_FIELDS = frozenset(
+    {"jwt_secret", "stripe_api_key", "stripe_webhook_secret", "aws_secret", "metrics_token"}
+)
 
 
 # ZENDO_DISPATCH_POLICY's values (CONTRACT §9); dispatch/policies/ implements each one.
@@ -127,6 +129,15 @@ class Settings:
     # The gateway's knobs: three are read from ZENDO_GW_* (see _gateway_config), the
     # others keep their defaults unless a test passes a GatewayConfig in-process.
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    # --- sessions, live-state repair, /metrics (issue 18 part B) ---
+    # A refresh token rotated less than this long ago is refused without revoking its
+    # family: the loser of two concurrent refreshes, not a thief (CONTRACT §2).
+    refresh_reuse_grace_s: float = 10.0
+    # The reconciler's pass: live status and tracking that disagree with PostgreSQL's
+    # active jobs are repaired within about this long.
+    reconcile_interval_s: float = 3.0
+    # ZENDO_METRICS_TOKEN: when set, /metrics needs `Authorization: Bearer <token>`.
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def payments_enabled(self) -> bool:
@@ -208,4 +219,5 @@ class Settings:
             pg_pool_max_size=_int(env, "ZENDO_PG_POOL_MAX", pool_default(workers), minimum=2),
             workers=workers,
             gateway=_gateway_config(env),
+            metrics_token=env.get("ZENDO_METRICS_TOKEN", ""),
         )

@@ -19,6 +19,9 @@ from core.principal import ROLES, Principal
 ALGORITHM = "HS256"
 ISSUER = "zendo"
 AUDIENCE = "zendo-api"
+# Clocks of the issuing and the verifying process may disagree a little: a token is
+# accepted up to this many seconds before its `iat`/`nbf`. Expiry stays exact.
+CLOCK_SKEW_S = 30
 
 # Verified tokens, by (secret, token). An app sends the same token with every request
 # until it renews it, and PyJWT's decode costs about 100 us: some 5 % of a core at 350
@@ -28,9 +31,19 @@ _VERIFIED_MAX = 32_768
 _verified: dict[tuple[str, str], Principal] = {}
 
 
-def issue_access_token(secret: str, *, user_id: uuid.UUID, role: str, ttl_s: int) -> str:
+def issue_access_token(
+    secret: str,
+    *,
+    user_id: uuid.UUID,
+    role: str,
+    ttl_s: int,
+    session_id: uuid.UUID | None = None,
+) -> str:
+    """`session_id` (claim `sid`): the refresh family the token was issued for; logging
+    that session out revokes the token (core/sessions.py). Seeded and benchmark tokens
+    have none."""
     now = int(time.time())
-    claims = {
+    claims: dict[str, object] = {
         "sub": str(user_id),
         "role": role,
         "typ": "access",
@@ -40,6 +53,8 @@ def issue_access_token(secret: str, *, user_id: uuid.UUID, role: str, ttl_s: int
         "iss": ISSUER,
         "aud": AUDIENCE,
     }
+    if session_id is not None:
+        claims["sid"] = str(session_id)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -65,16 +80,22 @@ def _decode_access_token(secret: str, token: str) -> Principal:
             algorithms=[ALGORITHM],
             audience=AUDIENCE,
             issuer=ISSUER,
+            leeway=CLOCK_SKEW_S,
             options={"require": ["sub", "role", "typ", "iat", "exp", "jti", "iss", "aud"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("Access token expired", code="token_expired") from exc
     except jwt.PyJWTError as exc:
         raise Unauthorized("Invalid access token", code="invalid_token") from exc
+    # The leeway above is for iat/nbf only: an expired token is refused at once.
+    if int(claims["exp"]) <= time.time():
+        raise Unauthorized("Access token expired", code="token_expired")
+    sid = claims.get("sid")
     if claims.get("typ") != "access" or claims.get("role") not in ROLES:
         raise Unauthorized("Invalid access token", code="invalid_token")
     try:
         user_id = uuid.UUID(str(claims["sub"]))
+        session_id = None if sid is None else str(uuid.UUID(str(sid)))
     except ValueError as exc:
         raise Unauthorized("Invalid access token", code="invalid_token") from exc
     return Principal(
@@ -82,6 +103,7 @@ def _decode_access_token(secret: str, token: str) -> Principal:
         role=str(claims["role"]),
         token_id=str(claims["jti"]),
         expires_at=int(claims["exp"]),
+        session_id=session_id,
     )
 
 

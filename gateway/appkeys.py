@@ -10,7 +10,10 @@ from core.gateway_config import GatewayConfig
 
 if TYPE_CHECKING:
     from gateway.node import Gateway
+    from gateway.ops import OpsHub
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
 # Gateway tunables; tests replace it before the app starts.
 GATEWAY_CONFIG = web.AppKey("gateway_config", GatewayConfig)
+# The ops feed of this process (gateway/ops.py).
+OPS_HUB: web.AppKey[OpsHub] = web.AppKey("ops_hub")

@@ -41,7 +41,23 @@ class OfferDeclineFrame(_Frame, tag="offer.decline", frozen=True):
     offer_id: uuid.UUID
 
 
-ClientFrame = AuthFrame | LocationFrame | PresenceFrame | OfferAcceptFrame | OfferDeclineFrame
+class OpsSubscribeFrame(_Frame, tag="ops.subscribe", frozen=True):
+    pass
+
+
+class OpsUnsubscribeFrame(_Frame, tag="ops.unsubscribe", frozen=True):
+    pass
+
+
+ClientFrame = (
+    AuthFrame
+    | LocationFrame
+    | PresenceFrame
+    | OfferAcceptFrame
+    | OfferDeclineFrame
+    | OpsSubscribeFrame
+    | OpsUnsubscribeFrame
+)
 _decoder: msgspec.json.Decoder[ClientFrame] = msgspec.json.Decoder(ClientFrame)
 _TYPE_PATH = re.compile(r"at `\$\.type`")
 

@@ -67,6 +67,10 @@ DISCONNECT_MANY = Script(lua.DISCONNECT_MANY)
 ANNOUNCE = Script(lua.ANNOUNCE)
 POP_DIRTY = Script(lua.POP_DIRTY)
 PUBLISH_TO_USERS = Script(lua.PUBLISH_TO_USERS)
+TRACK_START = Script(lua.TRACK_START)
+TRACK_STOP = Script(lua.TRACK_STOP)
+SCAN_JOBS = Script(lua.SCAN_JOBS)
+LEAD = Script(lua.LEAD)
 
 
 _COMMON_ARGS = (
@@ -105,26 +109,30 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-async def set_busy(redis: Redis, artisan_id: uuid.UUID | str) -> None:
-    """The artisan accepted a job: BUSY, out of the GEO/H3 sets and ineligible in every index."""
-    await SET_BUSY(redis, set_busy_args(artisan_id))
+async def set_busy(redis: Redis, artisan_id: uuid.UUID | str, version: int = 0) -> bool:
+    """The artisan accepted a job: BUSY, out of the GEO/H3 sets and ineligible in every
+    index. `version`: the artisan's live version of that change (0: unversioned); False
+    when a newer change was applied already (nothing changed)."""
+    return bool(await SET_BUSY(redis, set_busy_args(artisan_id, version)))
 
 
-def set_busy_args(artisan_id: uuid.UUID | str) -> list[Any]:
+def set_busy_args(artisan_id: uuid.UUID | str, version: int = 0) -> list[Any]:
     aid = str(artisan_id)
-    return [*common_args(), aid, redis_keys.live_artisan(aid)]
+    return [*common_args(), aid, redis_keys.live_artisan(aid), version]
 
 
-async def set_available(redis: Redis, artisan_id: uuid.UUID | str) -> str:
+async def set_available(redis: Redis, artisan_id: uuid.UUID | str, version: int = 0) -> str | None:
     """The job ended (COMPLETED or CANCELLED): ONLINE again if the artisan has a fix from
     the last RECENT_FIX_MS (2 minutes) and is verified and has not asked to be OFFLINE,
-    else OFFLINE (their next fix makes them ONLINE). Returns the new status."""
-    return str(await SET_AVAILABLE(redis, set_available_args(artisan_id)))
+    else OFFLINE (their next fix makes them ONLINE). Returns the new status, or None when
+    a change newer than `version` was applied already (nothing changed)."""
+    status = await SET_AVAILABLE(redis, set_available_args(artisan_id, version))
+    return None if status is None else str(status)
 
 
-def set_available_args(artisan_id: uuid.UUID | str) -> list[Any]:
+def set_available_args(artisan_id: uuid.UUID | str, version: int = 0) -> list[Any]:
     aid = str(artisan_id)
-    return [*common_args(), aid, redis_keys.live_artisan(aid), now_ms(), RECENT_FIX_MS]
+    return [*common_args(), aid, redis_keys.live_artisan(aid), now_ms(), RECENT_FIX_MS, version]
 
 
 async def update_profile(

@@ -52,30 +52,32 @@ class RedisLiveState:
 def _queue(pipe: Pipeline, redis: Redis, change: LiveChange) -> live.Script | None:
     """Add the change's commands; returns the script it calls, if any."""
     match change:
-        case MarkBusy(artisan_id):
-            live.SET_BUSY.queue(pipe, redis, live.set_busy_args(artisan_id))
+        case MarkBusy(artisan_id, version):
+            live.SET_BUSY.queue(pipe, redis, live.set_busy_args(artisan_id, version))
             return live.SET_BUSY
-        case MarkAvailable(artisan_id):
-            live.SET_AVAILABLE.queue(pipe, redis, live.set_available_args(artisan_id))
+        case MarkAvailable(artisan_id, version):
+            live.SET_AVAILABLE.queue(pipe, redis, live.set_available_args(artisan_id, version))
             return live.SET_AVAILABLE
-        case TrackingStart(artisan_id, intervention_id, client_id, job_lat, job_lon):
-            tracking.queue_start(
-                pipe,
+        case TrackingStart(artisan_id, intervention_id, client_id, job_lat, job_lon, version):
+            args = tracking.start_args(
                 artisan_id=artisan_id,
                 intervention_id=intervention_id,
                 client_id=client_id,
                 job_lat=job_lat,
                 job_lon=job_lon,
+                version=version,
             )
-            return None
-        case TrackingStop(artisan_id):
-            tracking.queue_stop(pipe, artisan_id=artisan_id)
-            return None
+            live.TRACK_START.queue(pipe, redis, args)
+            return live.TRACK_START
+        case TrackingStop(artisan_id, version):
+            args = tracking.stop_args(artisan_id=artisan_id, version=version)
+            live.TRACK_STOP.queue(pipe, redis, args)
+            return live.TRACK_STOP
         case ProfileChanged(artisan_id, specialty, rating, verified):
-            args = live.update_profile_args(
+            profile = live.update_profile_args(
                 artisan_id, specialty=specialty, rating=rating, verified=verified
             )
-            if args is None:
+            if profile is None:
                 return None
-            live.UPDATE_PROFILE.queue(pipe, redis, args)
+            live.UPDATE_PROFILE.queue(pipe, redis, profile)
             return live.UPDATE_PROFILE

@@ -13,7 +13,21 @@ other fields numbers, enums or H3 hex, so neither separator can occur in a field
 
 from __future__ import annotations
 
-_PRELUDE = r"""
+# Job-status changes carry the artisan's live version (PostgreSQL's `live_version`): the
+# hash keeps the highest applied ('lv'), and a change older than it is stale and ignored.
+# Version 0 is unversioned: it always applies and leaves 'lv' as it is.
+_STALE = r"""
+local function stale(hkey, ver)
+  if ver == '0' then return false end
+  local lv = tonumber(redis.call('HGET', hkey, 'lv') or '0') or 0
+  if tonumber(ver) < lv then return true end
+  if tonumber(ver) > lv then redis.call('HSET', hkey, 'lv', ver) end
+  return false
+end
+"""
+
+_PRELUDE = (
+    r"""
 local GEO_P, H3_P, STREAM, RETAIN_MS, DIRTY, IDS, FRESH =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
 local FIELDS = {'lat', 'lon', 'ts', 'h3', 'current_status', 'specialty', 'level', 'rating', 'verified',
@@ -55,6 +69,9 @@ local function emit(id, h)
   row(id, h)
   redis.call('SADD', DIRTY, id)
 end
+"""
+    + _STALE
+    + r"""
 local function publish(kind)
   if #EVENTS == 0 then return end
   local t = redis.call('TIME')
@@ -63,6 +80,7 @@ local function publish(kind)
   EVENTS = {}
 end
 """
+)
 
 # ARGV[8..] = live hash prefix, tracking prefix, write-behind move (m) and age (ms),
 # then the batch: rows "id|lat|lon|ts|cell|heading\n". Returns one entry per fix of a
@@ -191,11 +209,13 @@ return status
 """
 )
 
-# ARGV[8..] = id, hash key. Dispatch: the artisan accepted a job.
+# ARGV[8..] = id, hash key, version. Dispatch: the artisan accepted a job. Returns
+# false when a newer change was applied already.
 SET_BUSY = (
     _PRELUDE
     + r"""
 local id, hkey = ARGV[8], ARGV[9]
+if stale(hkey, ARGV[10]) then return false end
 local h = load(hkey)
 h.current_status = 'BUSY'
 redis.call('HSET', hkey, 'current_status', 'BUSY')
@@ -207,13 +227,17 @@ return 'BUSY'
 """
 )
 
-# ARGV[8..] = id, hash key, now ms, recent-fix ms.
+# ARGV[8..] = id, hash key, now ms, recent-fix ms, version.
 # The job ended: ONLINE if they have a recent fix (and are verified and want work).
+# Returns the new status, or false when a newer change was applied already. Without a
+# live hash only the version is kept (a late older BUSY then stays out).
 SET_AVAILABLE = (
     _PRELUDE
     + r"""
 local id, hkey, now, recent = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
-if redis.call('EXISTS', hkey) == 0 then return 'OFFLINE' end
+local exists = redis.call('EXISTS', hkey) == 1
+if stale(hkey, ARGV[12]) then return false end
+if not exists then return 'OFFLINE' end
 local h = load(hkey)
 local fresh = h.ts and (now - tonumber(h.ts)) <= recent
 local status = 'OFFLINE'
@@ -226,6 +250,38 @@ place(id, h)
 emit(id, h)
 publish('status')
 return status
+"""
+)
+
+# ARGV: hash key, tracking key, version, intervention, client, job lat, job lon, ttl s.
+# Forward the artisan's fixes to the client (the fix script reads the record only for an
+# artisan flagged 'trk'). Returns 0 when a newer change was applied already.
+TRACK_START = (
+    r"""
+local hkey, tkey, ver = ARGV[1], ARGV[2], ARGV[3]
+"""
+    + _STALE
+    + r"""
+if stale(hkey, ver) then return 0 end
+redis.call('HSET', tkey, 'intervention_id', ARGV[4], 'client_id', ARGV[5], 'job_lat', ARGV[6],
+  'job_lon', ARGV[7])
+redis.call('EXPIRE', tkey, tonumber(ARGV[8]))
+redis.call('HSET', hkey, 'trk', '1')
+return 1
+"""
+)
+
+# ARGV: hash key, tracking key, version. Stop forwarding; 0 when a newer change won.
+TRACK_STOP = (
+    r"""
+local hkey, tkey, ver = ARGV[1], ARGV[2], ARGV[3]
+"""
+    + _STALE
+    + r"""
+if stale(hkey, ver) then return 0 end
+redis.call('DEL', tkey)
+redis.call('HDEL', hkey, 'trk')
+return 1
 """
 )
 
@@ -370,4 +426,35 @@ for i, id in ipairs(ids) do
 end
 if #rows == 0 then return '' end
 return table.concat(rows, '\n') .. '\n'
+"""
+
+# ARGV: ids set, live hash prefix, tracking prefix, SSCAN cursor, count. The reconciler's
+# view of Redis, one SSCAN page at a time: the artisans it says are BUSY or tracked.
+# Returns {next cursor, rows "id|current_status|trk flag|tracked intervention\n"}.
+SCAN_JOBS = r"""
+local page = redis.call('SSCAN', ARGV[1], ARGV[4], 'COUNT', tonumber(ARGV[5]))
+local rows = {}
+for _, id in ipairs(page[2]) do
+  local v = redis.call('HMGET', ARGV[2] .. id, 'current_status', 'trk')
+  if v[1] == 'BUSY' or v[2] == '1' then
+    local job = redis.call('HGET', ARGV[3] .. id, 'intervention_id') or ''
+    rows[#rows + 1] = id .. '|' .. (v[1] or '') .. '|' .. (v[2] or '') .. '|' .. job .. '\n'
+  end
+end
+return {page[1], table.concat(rows)}
+"""
+
+# ARGV: key, node id, ttl ms. Leadership of a task shared by processes: taken when free,
+# kept (and extended) by its holder. Returns 1 when this node leads.
+LEAD = r"""
+local holder = redis.call('GET', ARGV[1])
+if holder == ARGV[2] then
+  redis.call('PEXPIRE', ARGV[1], tonumber(ARGV[3]))
+  return 1
+end
+if not holder then
+  redis.call('SET', ARGV[1], ARGV[2], 'PX', tonumber(ARGV[3]))
+  return 1
+end
+return 0
 """

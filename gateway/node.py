@@ -21,7 +21,7 @@ from gateway import live
 from gateway.arrivals import Arrivals, Opening
 from gateway.departures import Departures
 from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
-from gateway.session import Session
+from gateway.session import CLOSE_UNAUTHORIZED, Session
 from gateway.tracking import location_frame
 
 log = logging.getLogger("zendo.gateway")
@@ -40,6 +40,11 @@ class Gateway:
         self.notify_failures = Counter(
             "zendo_notify_failures",
             "Frames that could not be pushed",
+            registry=self.metrics.registry,
+        )
+        self.live_repairs = Counter(
+            "zendo_live_repairs",
+            "Live-state disagreements with PostgreSQL's jobs repaired (gateway/reconciler.py)",
             registry=self.metrics.registry,
         )
         # Set when Redis came back (re-announce users, re-hydrate live state).
@@ -176,6 +181,13 @@ class Gateway:
         await self.departures.write(users + self.departures.drain())
 
     # --- delivery -------------------------------------------------------------------
+
+    def close_session_local(self, user_id: str, session_id: str) -> int:
+        """Close (4401) this process's sockets of a logged-out session; how many."""
+        closing = [s for s in self.sessions.get(user_id, ()) if s.session_id == session_id]
+        for session in closing:
+            session.close_soon(CLOSE_UNAUTHORIZED, "session logged out")
+        return len(closing)
 
     def deliver_local(self, user_id: str, data: bytes) -> int:
         sessions = self.sessions.get(user_id)

@@ -4,7 +4,8 @@ Registry: `un:{user}` is a sorted set node id -> expiry (ms), refreshed by each
 process for its users and trimmed on disconnect. Each process subscribes to its
 own channel `node:{id}`; `notify` delivers to local sockets directly and, in one
 Lua call, publishes to the channel of every other live node of that user
-(`publish_many`: the frames of several users in one call).
+(`publish_many`: the frames of several users in one call). A payload that starts
+with `LOGOUT_MARK` instead of a JSON frame closes that user's sockets of one session.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from gateway.session import encode
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")
+# Frames are JSON objects ("{..."), so a payload starting with this is a command.
+LOGOUT_MARK = "!logout "
 
 
 class Notifier:
@@ -60,6 +63,12 @@ class Notifier:
             return None, 0
         return data, self.gateway.deliver_local(str(user_id), data)
 
+    async def close_session(self, user_id: uuid.UUID | str, session_id: str) -> None:
+        """Close the user's sockets of a logged-out session with 4401, on every process;
+        never raises (a socket missed here still fails its next renewal)."""
+        self.gateway.close_session_local(str(user_id), session_id)
+        await self.publish(user_id, (LOGOUT_MARK + session_id).encode())
+
     async def publish(self, user_id: uuid.UUID | str, data: bytes) -> None:
         """The remote half of `notify`: to every other live node holding the user."""
         await self.publish_many([(user_id, data)])
@@ -87,7 +96,11 @@ class Notifier:
 
 def _on_message(gateway: Gateway, payload: str) -> None:
     user_id, sep, frame = payload.partition("\n")
-    if sep:
+    if not sep:
+        return
+    if frame.startswith(LOGOUT_MARK):
+        gateway.close_session_local(user_id, frame.removeprefix(LOGOUT_MARK))
+    else:
         gateway.deliver_local(user_id, frame.encode())
 
 

@@ -31,6 +31,20 @@ offer actions (offer_expired, offer_taken, ...). Presence frames are answered wi
 Server frames: `offer`, `offer.result`, `intervention.status`, `artisan.location`
 `{intervention_id, lat, lon, heading, ts, eta_s}` (eta: straight-line distance × 1.3
 at 25 km/h), `error`.
+
+Ops feed (ADMIN only; others get an `error` frame with code `forbidden`): the client
+frame `{"type":"ops.subscribe"}` is answered by `{"type":"ops.snapshot","server_time",
+"artisans":[{id, lat, lon, status, specialty}],"jobs":[{id, status, specialty, lat, lon,
+artisan_id, created_at, updated_at}],"cells":[{h3, online, demand, boundary}]}` (ONLINE
+and BUSY artisans, open jobs, H3 resolution-7 cells with ONLINE artisans or jobs created
+in the last 15 minutes), then by `{"type":"ops.event","ts","events":[...]}` frames (at
+most four a second) whose events have a `kind`: `job.created`, `job.status` `{job,
+from_status, to_status, actor_role, at}`; `offer.sent`, `offer.accepted`,
+`offer.declined`, `offer.expired`, `offer.taken`, `offer.revoked` `{offer_id,
+intervention_id, artisan_id, distance_km}`; `artisan.status` `{artisan}`;
+`artisan.positions` `{artisans: [[id, lat, lon]]}` (each artisan at most once a
+second); `cells` `{cells}` (every 5 s). `{"type":"ops.unsubscribe"}` stops the feed.
+The feed is the same on every gateway process.
 """
 
 PATHS: dict[str, Any] = {

@@ -1,5 +1,5 @@
-"""The gateway's SQL on `artisans`: the live profile a socket starts from, and the
-write-behind of positions and statuses. Each takes a connection (the caller owns the
+"""The gateway's SQL on `artisans`: the live profile a socket starts from, the
+write-behind of positions and presence, and what the reconciler compares with. Each takes a connection (the caller owns the
 transaction) and keyword-only arguments."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import asyncpg
 
 _PROFILE = "SELECT user_id, status, level, rating, specialty FROM artisans"
+_ACTIVE_SQL = "('ASSIGNED', 'EN_ROUTE', 'ARRIVED', 'IN_PROGRESS')"
 
 # A row is rewritten only when something worth keeping changed: the status, a first
 # position, a move of over `min_move_m`, or a last write older than `max_age_s`. An
@@ -17,7 +18,12 @@ _PROFILE = "SELECT user_id, status, level, rating, specialty FROM artisans"
 # flush (a new row version and an entry in each of the table's four indexes, GiST
 # included) would be PostgreSQL's largest load and lengthen every commit. Rows that
 # fail the test are neither written nor locked.
-_NEW_STATUS = "CASE WHEN a.status = 'VERIFIED' THEN u.status ELSE 'OFFLINE' END"
+# PostgreSQL is the truth of BUSY (its job transactions write it, with the active job):
+# the write-behind copies presence only, ONLINE or OFFLINE, never BUSY and never over a
+# BUSY row, so a stale BUSY in Redis cannot reach it (gateway/reconciler.py repairs Redis).
+_NEW_STATUS = """CASE WHEN a.current_status = 'BUSY' OR u.status = 'BUSY' THEN a.current_status
+                      WHEN a.status = 'VERIFIED' AND u.status = 'ONLINE' THEN 'ONLINE'
+                      ELSE 'OFFLINE' END"""
 _WRITE_POSITIONS = f"""
 UPDATE artisans AS a
    SET location = CASE WHEN u.lat IS NULL THEN a.location ELSE u.point END,
@@ -64,3 +70,49 @@ async def write_positions(
 ) -> None:
     """Last positions and presence statuses into PostgreSQL, one statement."""
     await conn.execute(_WRITE_POSITIONS, ids, lats, lons, ts_ms, statuses, min_move_m, max_age_s)
+
+
+# The jobs' truth for the reconciler: every artisan PostgreSQL says is BUSY or holds an
+# active job, and the artisans Redis says are (`$1`), with the job (if any) and the
+# artisan's live version.
+_JOB_TRUTH = f"""
+SELECT a.user_id, a.current_status, a.live_version, i.id AS job_id, i.client_id,
+       i.status AS job_status,
+       ST_Y(i.location::geometry) AS job_lat, ST_X(i.location::geometry) AS job_lon
+  FROM artisans a
+  LEFT JOIN interventions i ON i.artisan_id = a.user_id AND i.status IN {_ACTIVE_SQL}
+ WHERE a.user_id = ANY($1::uuid[]) OR a.current_status = 'BUSY'
+    OR a.user_id IN (SELECT artisan_id FROM interventions WHERE status IN {_ACTIVE_SQL})
+"""
+
+# PostgreSQL's own BUSY made to agree with the jobs; a row whose version moved since it
+# was read (a job change committed meanwhile) is left alone.
+_REPAIR_BUSY = """
+UPDATE artisans AS a
+   SET current_status = r.status
+  FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r(id, version, status)
+ WHERE a.user_id = r.id AND a.live_version = r.version
+   AND a.current_status IS DISTINCT FROM r.status
+   AND (r.status = 'OFFLINE' OR a.status = 'VERIFIED')
+RETURNING a.user_id
+"""
+
+
+async def job_truth(
+    conn: asyncpg.Connection, *, artisan_ids: Sequence[uuid.UUID]
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(_JOB_TRUTH, list(artisan_ids))
+    return rows
+
+
+async def repair_busy(
+    conn: asyncpg.Connection,
+    *,
+    ids: Sequence[uuid.UUID],
+    versions: Sequence[int],
+    statuses: Sequence[str],
+) -> list[uuid.UUID]:
+    """Set each artisan's current_status (BUSY, or OFFLINE until the write-behind copies
+    their presence) unless their live version moved; returns the ids changed."""
+    rows = await conn.fetch(_REPAIR_BUSY, list(ids), list(versions), list(statuses))
+    return [r["user_id"] for r in rows]

@@ -8,7 +8,16 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from core import appkeys
-from gateway import admin_routes, gcpacer, mirror, notify, presence, writebehind
+from gateway import (
+    admin_routes,
+    gcpacer,
+    mirror,
+    notify,
+    ops,
+    presence,
+    reconciler,
+    writebehind,
+)
 from gateway import appkeys as gateway_keys
 from gateway.live_state import RedisLiveState
 from gateway.node import Gateway
@@ -59,4 +68,7 @@ def setup(app: web.Application) -> None:
     app.cleanup_ctx.append(notify.listener_ctx)
     app.cleanup_ctx.append(_background(presence.presence_ctx))
     app.cleanup_ctx.append(_background(writebehind.writebehind_ctx))
+    app.cleanup_ctx.append(_background(reconciler.reconciler_ctx))
     app.cleanup_ctx.append(mirror.mirror_ctx)
+    app[gateway_keys.OPS_HUB] = ops.OpsHub(app)
+    app.cleanup_ctx.append(ops.ops_ctx)

@@ -27,6 +27,7 @@ log = logging.getLogger("zendo.gateway")
 CLOSE_POLICY = 1008  # junk frames
 CLOSE_TOO_BIG = 1009
 CLOSE_SLOW_CONSUMER = 1013
+CLOSE_TRY_AGAIN = 1013  # a backing service is down
 CLOSE_UNAUTHORIZED = 4401
 _CLOSE_TIMEOUT_S = 1.0
 
@@ -69,6 +70,7 @@ class Session:
         "not_verified_sent",
         "pending_actions",
         "role",
+        "session_id",
         "specialty",
         "transport",
         "user_id",
@@ -88,8 +90,12 @@ class Session:
         expires_at: int,
         max_queue: int,
         write_limit: int,
+        session_id: str | None = None,
     ) -> None:
         self.ws = ws
+        # The login session (refresh family) of the socket's latest token; logging it
+        # out closes the socket with 4401.
+        self.session_id = session_id
         self.transport = request.transport
         self.user_id = user_id
         self.role = role

@@ -1,7 +1,7 @@
 """Client tracking of their artisan while a job is ASSIGNED, EN_ROUTE or ARRIVED.
 
-Dispatch calls `start_tracking` on accept and `stop_tracking` when the job leaves
-those states. The fix batch script returns the tracking record of every tracked
+Dispatch starts it on accept and stops it when the job leaves those states (through
+the outbox: gateway/live_state.py); both are versioned scripts (gateway/lua.py). The fix batch script returns the tracking record of every tracked
 artisan it updates, so forwarding costs no extra Redis round trip.
 
 ETA: straight-line (haversine) distance × 1.3 detour factor at 25 km/h. 25 km/h is
@@ -16,9 +16,9 @@ import uuid
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from core import redis_keys
+from gateway import live
 from gateway.location import haversine_m
 
 URBAN_SPEED_M_S = 25_000 / 3600
@@ -39,55 +39,53 @@ async def start_tracking(
     client_id: uuid.UUID | str,
     job_lat: float,
     job_lon: float,
-) -> None:
+    version: int = 0,
+) -> bool:
     """From now on every accepted fix of `artisan_id` is sent to `client_id` as an
-    `artisan.location` frame (with `eta_s` to the job at job_lat/job_lon)."""
-    pipe = redis.pipeline(transaction=True)
-    queue_start(
-        pipe,
+    `artisan.location` frame (with `eta_s` to the job at job_lat/job_lon). False when a
+    change newer than `version` was applied already (see gateway/lua.py)."""
+    args = start_args(
         artisan_id=artisan_id,
         intervention_id=intervention_id,
         client_id=client_id,
         job_lat=job_lat,
         job_lon=job_lon,
+        version=version,
     )
-    await pipe.execute()
+    return bool(await live.TRACK_START(redis, args))
 
 
-def queue_start(
-    pipe: Pipeline,
+def start_args(
     *,
     artisan_id: uuid.UUID | str,
     intervention_id: uuid.UUID | str,
     client_id: uuid.UUID | str,
     job_lat: float,
     job_lon: float,
-) -> None:
-    key = redis_keys.tracking(str(artisan_id))
-    pipe.hset(
-        key,
-        mapping={
-            "intervention_id": str(intervention_id),
-            "client_id": str(client_id),
-            "job_lat": repr(float(job_lat)),
-            "job_lon": repr(float(job_lon)),
-        },
-    )
-    pipe.expire(key, TRACKING_TTL_S)
-    # The fix script reads the tracking record only for an artisan flagged here.
-    pipe.hset(redis_keys.live_artisan(str(artisan_id)), "trk", "1")
+    version: int = 0,
+) -> list[Any]:
+    aid = str(artisan_id)
+    return [
+        redis_keys.live_artisan(aid),
+        redis_keys.tracking(aid),
+        version,
+        str(intervention_id),
+        str(client_id),
+        repr(float(job_lat)),
+        repr(float(job_lon)),
+        TRACKING_TTL_S,
+    ]
 
 
-async def stop_tracking(redis: Redis, *, artisan_id: uuid.UUID | str) -> None:
-    """Stop forwarding the artisan's fixes (job ended, cancelled or IN_PROGRESS)."""
-    pipe = redis.pipeline(transaction=True)
-    queue_stop(pipe, artisan_id=artisan_id)
-    await pipe.execute()
+async def stop_tracking(redis: Redis, *, artisan_id: uuid.UUID | str, version: int = 0) -> bool:
+    """Stop forwarding the artisan's fixes (job ended, cancelled or IN_PROGRESS). False
+    when a change newer than `version` was applied already."""
+    return bool(await live.TRACK_STOP(redis, stop_args(artisan_id=artisan_id, version=version)))
 
 
-def queue_stop(pipe: Pipeline, *, artisan_id: uuid.UUID | str) -> None:
-    pipe.delete(redis_keys.tracking(str(artisan_id)))
-    pipe.hdel(redis_keys.live_artisan(str(artisan_id)), "trk")
+def stop_args(*, artisan_id: uuid.UUID | str, version: int = 0) -> list[Any]:
+    aid = str(artisan_id)
+    return [redis_keys.live_artisan(aid), redis_keys.tracking(aid), version]
 
 
 def location_frame(entry: list[str]) -> tuple[str, dict[str, Any]]:

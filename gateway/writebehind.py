@@ -3,8 +3,8 @@
 Changed artisans are in the Redis set `live:dirty` (added by the Lua scripts); any
 process pops up to `limit` of them with their hash fields in one script call (one
 packed string: cheap to parse) and writes them in ONE statement. On failure the ids
-go back into the set. Current status is only written as ONLINE/BUSY for
-VERIFIED rows (the schema's CHECK), OFFLINE otherwise.
+go back into the set. Only presence is copied (ONLINE for VERIFIED rows, the schema's
+CHECK, else OFFLINE): BUSY is PostgreSQL's own (gateway/repo.py).
 """
 
 from __future__ import annotations

@@ -19,8 +19,15 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from core import appkeys
-from core.errors import BadRequest, Forbidden, Overloaded, Unauthorized, ZendoError
+from core import appkeys, sessions
+from core.errors import (
+    BadRequest,
+    Forbidden,
+    Overloaded,
+    ServiceUnavailable,
+    Unauthorized,
+    ZendoError,
+)
 from core.guards import bearer_token
 from core.principal import Principal
 from core.tokens import verify_access_token
@@ -32,12 +39,14 @@ from gateway.frames import (
     LocationFrame,
     OfferAcceptFrame,
     OfferDeclineFrame,
+    OpsSubscribeFrame,
+    OpsUnsubscribeFrame,
     PresenceFrame,
     decode_frame,
 )
 from gateway.location import OUT_OF_RANGE, RATE_LIMITED
 from gateway.node import Gateway
-from gateway.session import CLOSE_POLICY, CLOSE_UNAUTHORIZED, Session
+from gateway.session import CLOSE_POLICY, CLOSE_TRY_AGAIN, CLOSE_UNAUTHORIZED, Session
 
 log = logging.getLogger("zendo.gateway")
 _REJECT_DETAIL = {
@@ -49,8 +58,12 @@ _REJECT_DETAIL = {
 
 
 def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
+    """Origins of the allowlist, and the server's own (the ops console's page)."""
     origin = request.headers.get("Origin")
-    if origin is not None and origin.rstrip("/") not in allowed:
+    if origin is None:
+        return
+    origin = origin.rstrip("/")
+    if origin not in allowed and origin != f"{request.scheme}://{request.host}":
         raise Forbidden("Origin is not allowed", code="origin_not_allowed")
 
 
@@ -63,6 +76,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     token = bearer_token(request)
     if token is not None:
         principal = verify_access_token(settings.jwt_secret, token)  # 401 before the upgrade
+        await sessions.check(gateway.redis, principal)
     ws = web.WebSocketResponse(
         heartbeat=config.heartbeat_s,
         max_msg_size=config.max_msg_size,
@@ -82,7 +96,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     ticket = gateway.opening.begin()
     try:
         if principal is None:
-            principal = await _first_frame_auth(ws, settings.jwt_secret, settings.ws_auth_timeout_s)
+            principal = await _first_frame_auth(gateway, ws)
             if principal is None:
                 return ws
         session = Session(
@@ -93,6 +107,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             expires_at=principal.expires_at,
             max_queue=config.send_queue_max,
             write_limit=config.writer_limit,
+            session_id=principal.session_id,
         )
         try:
             await gateway.open(session)
@@ -114,6 +129,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             await _read_loop(gateway, session)
         finally:
             session.stop()
+            gateway.app[gateway_keys.OPS_HUB].unsubscribe(session)
             gateway.close(session)
     finally:
         gateway.opening.end(ticket)  # idempotent: a socket that never got its hello
@@ -121,11 +137,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _first_frame_auth(
-    ws: web.WebSocketResponse, secret: str, timeout_s: float
-) -> Principal | None:
+async def _first_frame_auth(gateway: Gateway, ws: web.WebSocketResponse) -> Principal | None:
     try:
-        msg = await ws.receive(timeout=timeout_s)
+        msg = await ws.receive(timeout=gateway.settings.ws_auth_timeout_s)
     except TimeoutError:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authentication timeout")
         return None
@@ -137,9 +151,13 @@ async def _first_frame_auth(
         frame = decode_frame(msg.data)
         if not isinstance(frame, AuthFrame):
             raise Unauthorized("The first frame must be an auth frame")
-        return verify_access_token(secret, frame.token)
+        principal = verify_access_token(gateway.settings.jwt_secret, frame.token)
+        return await sessions.check(gateway.redis, principal)
     except (BadFrame, Unauthorized) as exc:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=str(exc)[:100].encode())
+        return None
+    except ServiceUnavailable:
+        await ws.close(code=CLOSE_TRY_AGAIN, message=b"sessions cannot be checked")
         return None
 
 
@@ -197,7 +215,7 @@ def _on_text(gateway: Gateway, session: Session, data: bytes) -> Coroutine[Any, 
         if _artisan_only(session, "location"):
             _on_location(gateway, session, frame)
     elif isinstance(frame, AuthFrame):
-        _on_renewal(gateway, session, frame)
+        _chain(gateway, session, lambda: _on_renewal(gateway, session, frame))
     elif isinstance(frame, PresenceFrame):
         if _artisan_only(session, "presence"):
             _chain(gateway, session, lambda: _on_presence(gateway, session, frame.status))
@@ -206,6 +224,10 @@ def _on_text(gateway: Gateway, session: Session, data: bytes) -> Coroutine[Any, 
             if session.actions is None or session.actions.done():
                 return _on_offer(gateway, session, frame)
             _chain(gateway, session, lambda: _on_offer(gateway, session, frame))
+    elif isinstance(frame, OpsSubscribeFrame):
+        _chain(gateway, session, lambda: gateway.app[gateway_keys.OPS_HUB].subscribe(session))
+    elif isinstance(frame, OpsUnsubscribeFrame):
+        gateway.app[gateway_keys.OPS_HUB].unsubscribe(session)
     return None
 
 
@@ -232,15 +254,14 @@ def _on_location(gateway: Gateway, session: Session, frame: LocationFrame) -> No
         session.send_error("not_verified", "Position stored, but only VERIFIED artisans go ONLINE")
 
 
-def _on_renewal(gateway: Gateway, session: Session, frame: AuthFrame) -> None:
-    try:
-        principal = verify_access_token(gateway.settings.jwt_secret, frame.token)
-    except Unauthorized as exc:
-        session.send_error(exc.code, exc.detail)
-        return
+async def _on_renewal(gateway: Gateway, session: Session, frame: AuthFrame) -> None:
+    """A fresh token extends the socket; errors are answered by `_perform`."""
+    principal = verify_access_token(gateway.settings.jwt_secret, frame.token)
+    await sessions.check(gateway.redis, principal)
     if str(principal.user_id) != session.user_id or principal.role != session.role:
         session.send_error("user_mismatch", "The token is for another user")
         return
+    session.session_id = principal.session_id
     session.expires_at = max(session.expires_at, principal.expires_at)
     _schedule_expiry(session)
     session.send({"type": "auth.renewed", "expires_at": session.expires_at})

@@ -27,7 +27,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import linear_sum_assignment
 
 from matching.policy import Candidate
 
@@ -82,6 +81,10 @@ def _solve_component(
     cost = np.full((n, m + n), _FORBIDDEN, dtype=np.float64)
     cost[:, :m] = scores - lo  # >= 0, so each real pair costs at most `span`
     cost[np.arange(n), m + np.arange(n)] = nobody
+    # imported on first use: scipy.optimize takes about a second to import, which every
+    # process importing `matching` (the CLI, gateway-only workers) would otherwise pay
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(cost)
     for r, col in zip(rows.tolist(), cols.tolist(), strict=True):
         if col < m:

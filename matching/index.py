@@ -32,7 +32,7 @@ from matching.geometry import H3_RES
 from matching.idmap import KIND_SIDE, KIND_UUID, parse_uuid
 from matching.jit import M_CNT, OK
 from matching.policy import Candidate, RankingPolicy
-from matching.store import Store
+from matching.store import Store, release_free_heap
 from matching.validation import (
     bad_id,
     bad_lat,
@@ -235,6 +235,7 @@ class ArtisanIndex:
             self._upsert_chunk(id_list, i0, min(n, i0 + _BULK_CHUNK), la, lo, rt, sp, lv, stc)
         if n >= 4096:
             s.compact()
+            release_free_heap()
 
     def _upsert_chunk(
         self, id_list: list[Any], i0: int, i1: int, la: npt.NDArray[np.float64],
@@ -379,10 +380,10 @@ class ArtisanIndex:
     def assign(
         self,
         jobs: Sequence[tuple[J, float, float, str]],
-        *,
         k: int = 10,
         max_km: float = 15.0,
         exclude: Iterable[str] = (),
+        *,
         exclude_per_job: Mapping[J, Iterable[str]] | None = None,
     ) -> dict[J, Candidate | None]:
         """Assign simultaneous jobs ``(job_id, lat, lon, specialty)`` to distinct artisans.
@@ -429,6 +430,9 @@ class ArtisanIndex:
             if extra:
                 own[i] = [*common, *extra]
             ids.append(job_id)
+        out: dict[J, Candidate | None] = dict.fromkeys(ids)
+        if len(out) != len(ids):
+            raise ValueError("assign: duplicate job ids")
         excl = self._exclude_slots(common) if common else walk.EMPTY_EXCL
         batch = walk.run_many(self._s, self._side_str, lats, lons, specs, max_km, k, excl)
         cands: list[list[Candidate]] = []
@@ -437,9 +441,6 @@ class ArtisanIndex:
                 la, lo, sp = float(lats[i]), float(lons[i]), SPECIALTIES[int(specs[i])]
                 row = self.query(la, lo, sp, k=k, max_km=max_km, exclude=own.get(i, common))
             cands.append(row)
-        out: dict[J, Candidate | None] = dict.fromkeys(ids)
-        if len(out) != len(ids):
-            raise ValueError("assign: duplicate job ids")
         for job_id, row, pick in zip(ids, cands, _assign.solve(cands), strict=True):
             out[job_id] = row[pick] if pick >= 0 else None
         return out

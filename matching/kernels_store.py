@@ -10,7 +10,7 @@ Layout (owned by :class:`matching.store.Store`):
 * ``htab``: id -> slot (see :mod:`matching.kernels_ids`);
 * ``bt``: (specialty, cell) bucket hash table, rows (key, block start, size, size class);
   ``bb``: per bucket row, the float32 bounding box (min xyz, max xyz) of its members'
-  unit vectors (grow-only while the bucket is non-empty, reset when it empties);
+  unit vectors and their largest bonus (see :mod:`matching.kernels_tree`);
 * pool, one entry per ONLINE artisan, in power-of-two blocks per bucket:
   ``p_hot`` (x, y, z, bonus rounded up) f32 -- the only data the prefilter touches --,
   ``p_f`` (lat, lon, rating term) f64 and ``p_i`` (slot, level) i32.
@@ -153,11 +153,14 @@ def _bucket_remove(
         _pool_copy(last, pos, p_hot, p_f, p_i)
         m_i[p_i[pos, 0], 1] = pos
     bt[b, 2] = size - 1
+    box_reset(bb, b)
     if size == 1:
         _free(start, int(bt[b, 3]), meta, p_i)
         bt[b, 1] = -1
         bt[b, 3] = -1
-        box_reset(bb, b)
+    else:  # tight again: the box and bonus of the members left (one contiguous block)
+        for p in range(start, last):
+            box_add(bb, b, p, p_hot)
 
 
 # --------------------------------------------------------------------------- mutation

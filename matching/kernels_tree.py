@@ -15,8 +15,10 @@ Every row of ``bt`` is a node keyed by ``H3 cell | specialty << SPEC_SHIFT``:
 
 ``bb`` holds, per row, the float32 bounding box (min xyz, max xyz) of the members'
 unit vectors and in column ``BB_MAXB`` the largest member bonus (float32, rounded
-up).  Both only grow while the node has members and are reset when it empties;
-an ancestor's box and bonus always cover its descendants'.  A node's box gives a
+up).  A leaf's grow as members move inside it and are recomputed from its block
+whenever a member leaves; an inner node's only grow while it has members (reset
+when it empties, recomputed by ``compact``).  An ancestor's box and bonus always
+cover its descendants'.  A node's box gives a
 lower bound on the distance of every member below it and its bonus an upper bound
 on their bonus, hence a lower bound on their scores: that is what the query's
 best-first search prunes with (:func:`matching.kernels_query.k_query_tree`).

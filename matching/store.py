@@ -7,6 +7,7 @@ enlarges the array concerned, and the caller retries.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,27 @@ _UPSERT_SCALARS: tuple[object, ...] = (0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
 
 
 _ENTRY_POINTS: dict[str, Callable[..., Any]] = {}
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _find_malloc_trim()
+
+
+def release_free_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim``).
+
+    Growing arrays step by step (a bulk load) frees many blocks below glibc's mmap
+    threshold; the heap keeps them (~40 B per artisan after loading a million)
+    unless asked to return them.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def fast_kernel(name: str, dispatcher: Any, *example_args: object) -> Callable[..., Any]:

@@ -75,6 +75,16 @@ def check_range(arr: npt.NDArray[np.float64], lo: float, hi: float, name: str) -
 def code_column(
     col: Any, table: dict[str, int], names: tuple[str, ...], what: str
 ) -> npt.NDArray[np.int8]:
+    if isinstance(col, np.ndarray) and col.dtype.kind == "U":
+        # one vectorised comparison per name: no Python string per row (a million
+        # temporary str objects would leave the process's heap that much larger)
+        out = np.full(col.shape[0], -1, dtype=np.int8)
+        for name, code in table.items():
+            out[col == name] = code
+        if (out < 0).any():
+            i = int(np.flatnonzero(out < 0)[0])
+            raise ValueError(f"row {i}: unknown {what} {str(col[i])!r}; expected one of {names}")
+        return out
     values = col.tolist() if isinstance(col, np.ndarray) else col
     get = table.get
     out = np.empty(len(values), dtype=np.int8)

@@ -57,6 +57,9 @@ class FrameRecorder:
     async def publish_many(self, frames: list[tuple[uuid.UUID | str, bytes]]) -> None:
         """No other process in these tests."""
 
+    async def close_session(self, user_id: uuid.UUID | str, session_id: str) -> None:
+        """No sockets in these tests."""
+
     def of(self, user_id: uuid.UUID | str, type_: str | None = None) -> list[dict[str, Any]]:
         return [
             f for u, f in self.frames if u == str(user_id) and (type_ is None or f["type"] == type_)

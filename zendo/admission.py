@@ -1,25 +1,40 @@
 """Admission control: when this process is behind, new work is refused at once with
 503 `overloaded` and `Retry-After` (CONTRACT §8), rather than queued for seconds.
 
-"Behind" is either of two signals, both cheap to read on every request:
+"Behind" is any of three signals, all cheap to read on every request:
 - the HTTP requests this process is handling at once (each holds memory, maybe a
   PostgreSQL connection, and its answer waits behind the others' work);
 - the event loop's lag, as the probe of `zendo/system/runtime.py` last measured it
-  (a loop that runs a timer late runs every request late).
+  (a loop that runs a timer late runs every request late);
+- the latency of the requests it has just answered. The two bounds above are far
+  limits, reached only when things go badly wrong; on a machine whose CPU is simply
+  full (two cores shared with PostgreSQL, Redis and the load generator) neither is
+  reached, and requests slow down together instead. So there is also an adaptive limit
+  on requests in flight, judged once a window has lasted `WINDOW_S` and seen
+  `MIN_ANSWERS`: when its median answer (handling time plus the loop's lag) was slower
+  than `LATENCY_TARGET_S`, the limit drops to `BACKOFF` times what was in flight at the
+  window's peak; when answers were prompt and the limit in use, it grows by `GROWTH`.
+  Past the limit new work is refused, and what is admitted keeps its latency. The
+  median, not the slowest answer, so that one GC pause or one slow query does not turn
+  new jobs away. Routes slow by design (a password hash takes a bcrypt, off the loop)
+  do not feed it.
 Health checks and metrics are always admitted. A WebSocket handshake is checked like a
 request (a refused one gets the same 503 before the upgrade), but an open socket is
 not counted in flight: it lives for hours and costs only when it sends.
 
 Work in progress goes first: a request that moves an existing job along (an offer's
-answer, a status change, a cancellation) is refused only past twice the bounds, so
-that shedding turns new jobs away rather than stranding the ones under way (a refused
-status change leaves its artisan BUSY and its client waiting).
+answer, a status change, a cancellation) is refused only past twice the bounds and the
+limit, so that shedding turns new jobs away rather than stranding the ones under way
+(a refused status change leaves its artisan BUSY and its client waiting until it is
+retried).
 """
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -33,7 +48,19 @@ MAX_IN_FLIGHT = 512
 # Event-loop lag past which new work is refused (the probe fires every 25 ms).
 MAX_LOOP_LAG_S = 0.5
 RETRY_AFTER_S = 1
+# The adaptive limit: a window whose median answer (handling time + loop lag) is slower
+# than this means the process is taking on more than it can answer promptly. About a
+# quarter of the contract's 250 ms leaves room for the time a request waits before the
+# loop reads it.
+LATENCY_TARGET_S = 0.06
+WINDOW_S = 0.25
+BACKOFF = 0.8
+GROWTH = 1.1
+MIN_LIMIT = 8.0
+# A window is judged on at least this many answers (at low traffic, it lasts longer).
+MIN_ANSWERS = 20
 ALWAYS_ADMITTED = frozenset({"/healthz", "/readyz", "/metrics"})
+SLOW_BY_DESIGN = frozenset({"/auth/login", "/auth/register"})
 WEBSOCKET_PATH = "/ws"
 # Work in progress is refused only past this multiple of the bounds.
 PROGRESS_SLACK = 2.0
@@ -50,18 +77,45 @@ def in_progress(request: web.Request) -> bool:
 class Admission:
     max_in_flight: int = MAX_IN_FLIGHT
     max_loop_lag_s: float = MAX_LOOP_LAG_S
+    latency_target_s: float = LATENCY_TARGET_S
     in_flight: int = 0
     loop_lag_s: float = 0.0  # the lag probe's last reading
     refused: int = 0
+    # The adaptive limit on requests in flight when new work arrives, and its window.
+    limit: float = 0.0  # starts at max_in_flight
+    window_started: float = 0.0
+    window_peak: int = 0
+    window_answers: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.limit = float(self.max_in_flight)
 
     def check(self, *, in_progress: bool = False) -> None:
         slack = PROGRESS_SLACK if in_progress else 1.0
         if (
-            self.in_flight >= self.max_in_flight * slack
+            self.in_flight >= min(self.limit, self.max_in_flight) * slack
             or self.loop_lag_s > self.max_loop_lag_s * slack
         ):
             self.refused += 1
             raise Overloaded("This server is busy; retry shortly", retry_after_s=RETRY_AFTER_S)
+
+    def admitted(self) -> None:
+        self.in_flight += 1
+        self.window_peak = max(self.window_peak, self.in_flight)
+
+    def answered(self, handling_s: float, now: float) -> None:
+        """One admitted request is answered; judges the window once it is over."""
+        self.in_flight -= 1
+        self.window_answers.append(handling_s + self.loop_lag_s)
+        if now - self.window_started < WINDOW_S or len(self.window_answers) < MIN_ANSWERS:
+            return
+        if statistics.median(self.window_answers) > self.latency_target_s:
+            self.limit = max(MIN_LIMIT, min(self.limit, self.window_peak) * BACKOFF)
+        elif self.window_peak * 2 >= self.limit:  # grows only while in use
+            self.limit = min(float(self.max_in_flight), self.limit * GROWTH)
+        self.window_started = now
+        self.window_peak = self.in_flight
+        self.window_answers.clear()
 
 
 ADMISSION = web.AppKey("admission", Admission)
@@ -75,8 +129,11 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
     admission.check(in_progress=in_progress(request))
     if request.path == WEBSOCKET_PATH:
         return await handler(request)
-    admission.in_flight += 1
+    admission.admitted()
+    started = time.perf_counter()
     try:
         return await handler(request)
     finally:
-        admission.in_flight -= 1
+        ended = time.perf_counter()
+        # Routes slow by design answer late without the process being behind.
+        admission.answered(0.0 if request.path in SLOW_BY_DESIGN else ended - started, ended)

@@ -20,10 +20,12 @@ from dispatch.artisans import routes as artisan_routes
 from dispatch.auth import routes as auth_routes
 from dispatch.interventions import routes as intervention_routes
 from dispatch.offers import routes as offer_routes
+from dispatch.ops import routes as ops_routes
 from dispatch.payments import routes as payment_routes
 from dispatch.storage import routes as storage_routes
 from gateway import routes as gateway_routes
 from zendo.admission import ADMISSION, Admission, admission_middleware
+from zendo.console import routes as console_routes
 from zendo.middleware import (
     cors_middleware,
     error_middleware,
@@ -65,6 +67,8 @@ def create_app(settings: Settings) -> web.Application:
         gateway_routes.setup,
         intervention_routes.setup,
         offer_routes.setup,
+        ops_routes.setup,
+        console_routes.setup,
     ):
         setup(app)
     return app

@@ -172,20 +172,31 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         request.app[appkeys.METRICS].http_requests.labels(route=route, status=str(status)).inc()
 
 
+def route_template(request: web.BaseRequest) -> str:
+    """The matched route's template (`/interventions/{id}`), or "unmatched"."""
+    match_info = getattr(request, "match_info", None)
+    resource = match_info.route.resource if match_info is not None else None
+    return resource.canonical if resource is not None else "unmatched"
+
+
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Referrer-Policy", "no-referrer")
     headers.setdefault("Content-Security-Policy", _CSP)
+    # Answers carry tokens or personal data (users, jobs, positions, documents); none may
+    # be kept by a browser or a proxy. The few public ones lose nothing by it.
+    headers.setdefault("Cache-Control", "no-store")
     if request.secure:
         headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
     headers.setdefault("X-Request-Id", request.get(appkeys.REQUEST_ID, ""))
 
 
 class JsonAccessLogger(AbstractAccessLogger):
-    """One JSON line per request. Logs the path only: no query string, headers or body,
-    so tokens and passwords never reach the log."""
+    """One JSON line per request. Logs the route template only (`/files/{token}`, not
+    the signed token in the path): no concrete path, query string, headers or body, so
+    tokens and passwords never reach the log."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
         self.logger.info(
@@ -194,7 +205,7 @@ class JsonAccessLogger(AbstractAccessLogger):
                     "ts": round(time.time(), 3),
                     "request_id": request.get(appkeys.REQUEST_ID, ""),
                     "method": request.method,
-                    "path": request.path,
+                    "path": route_template(request),
                     "status": response.status,
                     "duration_ms": round(time_ * 1000, 2),
                     "remote": request.remote,

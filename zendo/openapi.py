@@ -16,12 +16,26 @@ from dispatch.artisans import openapi as artisans
 from dispatch.auth import openapi as auth
 from dispatch.interventions import openapi as interventions
 from dispatch.offers import openapi as offers
+from dispatch.ops import openapi as ops_api
 from dispatch.payments import openapi as payments
 from dispatch.storage import openapi as storage
 from gateway import openapi as gateway
+from zendo.console import openapi as console
 from zendo.system import openapi as system
 
-FRAGMENTS = (system, auth, artisans, admin, interventions, offers, payments, storage, gateway)
+FRAGMENTS = (
+    system,
+    auth,
+    artisans,
+    admin,
+    interventions,
+    offers,
+    payments,
+    storage,
+    gateway,
+    ops_api,
+    console,
+)
 
 
 @functools.cache

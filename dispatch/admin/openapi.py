@@ -38,7 +38,12 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "email": {"type": "string"},
                     "rejection_reason": {"type": ["string", "null"]},
-                    "documents": {"type": "array", "items": ref("AdminDocument")},
+                    "documents": {
+                        "type": "array",
+                        "items": ref("Document"),
+                        "description": "Uploaded documents, without links: links are minted "
+                        "on demand by `GET /admin/artisans/{artisan_id}/documents`",
+                    },
                 },
             },
         ]
@@ -63,7 +68,7 @@ SCHEMAS: dict[str, Any] = {
 PATHS: dict[str, Any] = {
     "/admin/artisans": {
         "get": {
-            "summary": "Artisans by status, with their uploaded documents as short-lived links",
+            "summary": "Artisans by status, with their uploaded documents (no links)",
             "description": "Ordered by sign-up; the total count is in `X-Total-Count`." + _AUDITED,
             "security": BEARER,
             "parameters": [

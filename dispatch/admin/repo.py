@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from core import audit
 from dispatch.artisans.repo import ARTISAN_COLUMNS, DOCUMENT_COLUMNS
 
 
@@ -19,14 +20,13 @@ async def insert_audit(
     target_id: uuid.UUID | None,
     data: dict[str, Any],
 ) -> None:
-    await conn.execute(
-        """INSERT INTO admin_audit (admin_id, action, target_type, target_id, data)
-           VALUES ($1, $2, $3, $4, $5)""",
-        admin_id,
-        action,
-        target_type,
-        target_id,
-        data,
+    await audit.record(
+        conn,
+        admin_id=admin_id,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        data=data,
     )
 
 

@@ -54,12 +54,12 @@ async def list_artisans(
     limit: int,
     offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    storage = app[dispatch_keys.STORAGE]
     async with transaction(app[appkeys.PG_POOL]) as conn:
         rows, total = await repo.list_artisans(conn, status=status, limit=limit, offset=offset)
         ids = [r["user_id"] for r in rows]
         docs = await artisan_repo.list_documents(conn, artisan_ids=ids, uploaded_only=True)
-        # Handing out document links is an access to personal data: audited.
+        # Personal data of a whole page: audited. Download links are minted on demand
+        # only, one artisan at a time (`artisan_documents`), never for a whole page.
         await repo.insert_audit(
             conn,
             admin_id=admin_id,
@@ -79,7 +79,9 @@ async def list_artisans(
     items = []
     for row in rows:
         item = _admin_artisan_json(row)
-        item["documents"] = await _documents_with_links(storage, by_artisan.get(row["user_id"], []))
+        item["documents"] = [
+            artisan_repo.document_json(d) for d in by_artisan.get(row["user_id"], [])
+        ]
         items.append(item)
     return items, total
 

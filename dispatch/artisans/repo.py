@@ -60,7 +60,17 @@ async def fetch_artisan(
 
 
 async def update_specialty(conn: asyncpg.Connection, *, user_id: uuid.UUID, specialty: str) -> None:
-    await conn.execute("UPDATE artisans SET specialty = $2 WHERE user_id = $1", user_id, specialty)
+    """A new trade needs a new review: a VERIFIED artisan goes back to PENDING (and so
+    OFFLINE: only VERIFIED artisans are ONLINE)."""
+    await conn.execute(
+        """UPDATE artisans SET specialty = $2,
+               status = CASE WHEN status = 'VERIFIED' THEN 'PENDING' ELSE status END,
+               current_status = CASE WHEN status = 'VERIFIED' THEN 'OFFLINE'
+                                     ELSE current_status END
+           WHERE user_id = $1""",
+        user_id,
+        specialty,
+    )
 
 
 async def update_phone(

@@ -50,7 +50,13 @@ async def patch_profile(
             if row["current_status"] == "BUSY":
                 raise Conflict("The specialty cannot change during a job", code="artisan_busy")
             await repo.update_specialty(conn, user_id=user_id, specialty=patch.specialty)
-            outbox.live.append(ProfileChanged(user_id, specialty=patch.specialty))
+            # Verified for one trade is not verified for another: back to PENDING review.
+            was_verified = row["status"] == "VERIFIED"
+            outbox.live.append(
+                ProfileChanged(
+                    user_id, specialty=patch.specialty, verified=False if was_verified else None
+                )
+            )
         if patch.phone_number is not msgspec.UNSET:
             await repo.update_phone(conn, user_id=user_id, phone_number=patch.phone_number)
         return await _artisan_or_404(conn, user_id)

@@ -104,18 +104,21 @@ PATHS: dict[str, Any] = {
             "description": (
                 "Send `{refresh_token}` (mobile) or the `zendo_rt` cookie with "
                 "`X-Zendo-Client: web`. The token is consumed and a new one issued in "
-                "the same family, valid 7 days from now. Presenting an already-used "
-                "token revokes its whole family, newer tokens included, and answers "
-                "401 `refresh_token_reused`; of two concurrent refreshes of one token "
-                "exactly one succeeds and the other counts as such a reuse. Unknown, "
-                "expired or revoked tokens: 401 `invalid_refresh_token`."
+                "the same family; a family (a login session) lasts 7 days from the login, "
+                "absolute: `refresh_expires_in` is what is left of it. Presenting an "
+                "already-used token revokes its whole family, newer tokens and their "
+                "access tokens included, and answers 401 `refresh_token_reused`. Of two "
+                "concurrent refreshes of one token exactly one succeeds; a token rotated "
+                "less than 10 s ago is refused with 401 `refresh_token_rotated` without "
+                "revoking anything (the winner's session lives on). Unknown, expired or "
+                "revoked tokens: 401 `invalid_refresh_token`."
             ),
             "security": _NO_AUTH,
             "parameters": [_WEB_CLIENT_HEADER, _REFRESH_COOKIE],
             "requestBody": json_body(ref("RefreshRequest"), required=False),
             "responses": {
                 "200": _token_response("New access and refresh tokens"),
-                **problems(400, 401, 413, 422),
+                **problems(400, 401, 413, 422, 503),
             },
         }
     },
@@ -125,14 +128,17 @@ PATHS: dict[str, Any] = {
             "summary": "End a session: the refresh token's whole family is revoked",
             "description": (
                 "Idempotent: an unknown or already revoked token also answers 204. "
-                "Clears the `zendo_rt` cookie for web clients."
+                "Clears the `zendo_rt` cookie for web clients. The session's access "
+                "tokens stop working at once (401 `session_revoked`) and its open "
+                "sockets are closed with 4401, on every process. 503 when the "
+                "revocation cannot be recorded (Redis down): retry."
             ),
             "security": _NO_AUTH,
             "parameters": [_WEB_CLIENT_HEADER, _REFRESH_COOKIE],
             "requestBody": json_body(ref("RefreshRequest"), required=False),
             "responses": {
                 "204": {"description": "Logged out", "headers": _SET_COOKIE},
-                **problems(400, 401, 413, 422),
+                **problems(400, 401, 413, 422, 503),
             },
         }
     },
@@ -204,7 +210,10 @@ SCHEMAS: dict[str, Any] = {
             "user",
         ],
         "properties": {
-            "access_token": {"type": "string", "description": "JWT HS256, 15 minutes"},
+            "access_token": {
+                "type": "string",
+                "description": "JWT HS256, 15 minutes; claim `sid` names its session",
+            },
             "token_type": {"type": "string", "enum": ["Bearer"]},
             "expires_in": {"type": "integer", "description": "Access token lifetime, s"},
             "refresh_token": {
@@ -214,7 +223,8 @@ SCHEMAS: dict[str, Any] = {
             },
             "refresh_expires_in": {
                 "type": "integer",
-                "description": "Refresh token lifetime, s (7 days from issue)",
+                "description": "Seconds the refresh token has left: 604800 (7 days) at "
+                "login, then what is left of the session's 7 days after each rotation",
             },
             "user": ref("User"),
         },

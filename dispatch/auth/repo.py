@@ -112,19 +112,24 @@ async def insert_refresh_token(
     family_id: uuid.UUID,
     user_id: uuid.UUID,
     ttl_s: int,
-) -> None:
-    await conn.execute(
+) -> int:
+    """A new token of the family; it expires `ttl_s` after the family began (absolute: a
+    rotation never extends the session). Returns its remaining lifetime in seconds."""
+    remaining: float = await conn.fetchval(
         """INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at)
-           VALUES ($1, $2, $3, now(), now() + make_interval(secs => $4))""",
+           SELECT $1, f.id, $3, now(), f.created_at + make_interval(secs => $4)
+           FROM refresh_token_families f WHERE f.id = $2
+           RETURNING extract(epoch FROM expires_at - issued_at)::float8""",
         token_hash,
         family_id,
         user_id,
         float(ttl_s),
     )
+    return int(remaining)
 
 
 async def consume_refresh_token(
-    conn: asyncpg.Connection, *, token_hash: bytes
+    conn: asyncpg.Connection, *, token_hash: bytes, ttl_s: int
 ) -> asyncpg.Record | None:
     """Mark a live token used, atomically: of two concurrent callers exactly one gets a row.
 
@@ -136,19 +141,24 @@ async def consume_refresh_token(
            FROM refresh_token_families f, users u
            WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > now()
              AND f.id = t.family_id AND f.revoked_at IS NULL AND u.id = t.user_id
+             AND f.created_at + make_interval(secs => $2) > now()
            RETURNING t.family_id, t.user_id, u.role""",
         token_hash,
+        float(ttl_s),
     )
 
 
 async def find_refresh_token(
-    conn: asyncpg.Connection, *, token_hash: bytes
+    conn: asyncpg.Connection, *, token_hash: bytes, grace_s: float = 0.0
 ) -> asyncpg.Record | None:
+    """The token's family and state; `just_used`: it was rotated less than `grace_s` ago."""
     return await conn.fetchrow(
-        """SELECT t.family_id, t.used_at, t.expires_at, f.revoked_at
+        """SELECT t.family_id, t.user_id, t.used_at, t.expires_at, f.revoked_at,
+                  t.used_at > now() - make_interval(secs => $2) AS just_used
            FROM refresh_tokens t JOIN refresh_token_families f ON f.id = t.family_id
            WHERE t.token_hash = $1""",
         token_hash,
+        float(grace_s),
     )
 
 

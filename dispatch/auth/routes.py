@@ -26,7 +26,7 @@ def _grant_response(
         grant.body(settings, include_refresh_token=not web_client), status=status
     )
     if web_client:
-        cookies.set_refresh_cookie(response, grant.refresh_token, settings.refresh_token_ttl_s)
+        cookies.set_refresh_cookie(response, grant.refresh_token, grant.refresh_expires_in)
     # Token responses must not be stored by browsers or proxies.
     response.headers["Cache-Control"] = "no-store"
     return response

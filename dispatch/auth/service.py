@@ -15,7 +15,7 @@ import asyncpg
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from core import appkeys
+from core import appkeys, sessions
 from core.db import transaction
 from core.errors import (
     Conflict,
@@ -37,6 +37,8 @@ class TokenGrant:
     access_token: str
     refresh_token: str
     user: dict[str, Any]
+    # Seconds the refresh token (and its session: 7 days absolute) has left.
+    refresh_expires_in: int
 
     def body(self, settings: Settings, *, include_refresh_token: bool) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -44,7 +46,7 @@ class TokenGrant:
             "token_type": "Bearer",
             "expires_in": settings.access_token_ttl_s,
             "refresh_token": self.refresh_token,
-            "refresh_expires_in": settings.refresh_token_ttl_s,
+            "refresh_expires_in": self.refresh_expires_in,
             "user": self.user,
         }
         if not include_refresh_token:  # web clients get it in the cookie only
@@ -54,29 +56,49 @@ class TokenGrant:
 
 async def _issue_refresh_token(
     conn: asyncpg.Connection, settings: Settings, *, user_id: uuid.UUID, family_id: uuid.UUID
-) -> str:
+) -> tuple[str, int]:
+    """A new token of the family and its remaining lifetime (seconds)."""
     token = new_refresh_token()
-    await repo.insert_refresh_token(
+    remaining = await repo.insert_refresh_token(
         conn,
         token_hash=hash_refresh_token(token),
         family_id=family_id,
         user_id=user_id,
         ttl_s=settings.refresh_token_ttl_s,
     )
-    return token
+    return token, remaining
+
+
+async def _grant(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    *,
+    user_id: uuid.UUID,
+    role: str,
+    family_id: uuid.UUID,
+) -> TokenGrant:
+    refresh, remaining = await _issue_refresh_token(
+        conn, settings, user_id=user_id, family_id=family_id
+    )
+    user = await repo.fetch_user_view(conn, user_id=user_id)
+    assert user is not None  # same transaction that created, found or rotated the user
+    access = issue_access_token(
+        settings.jwt_secret,
+        user_id=user_id,
+        role=role,
+        ttl_s=settings.access_token_ttl_s,
+        session_id=family_id,
+    )
+    return TokenGrant(
+        access_token=access, refresh_token=refresh, user=user, refresh_expires_in=remaining
+    )
 
 
 async def _grant_new_family(
     conn: asyncpg.Connection, settings: Settings, *, user_id: uuid.UUID, role: str
 ) -> TokenGrant:
     family_id = await repo.create_family(conn, user_id=user_id)
-    refresh = await _issue_refresh_token(conn, settings, user_id=user_id, family_id=family_id)
-    user = await repo.fetch_user_view(conn, user_id=user_id)
-    assert user is not None  # same transaction that created or found the user
-    access = issue_access_token(
-        settings.jwt_secret, user_id=user_id, role=role, ttl_s=settings.access_token_ttl_s
-    )
-    return TokenGrant(access_token=access, refresh_token=refresh, user=user)
+    return await _grant(conn, settings, user_id=user_id, role=role, family_id=family_id)
 
 
 async def register(app: web.Application, body: schemas.RegisterRequest) -> TokenGrant:
@@ -136,38 +158,43 @@ _INVALID_REFRESH = "Invalid refresh token"
 
 
 async def refresh(app: web.Application, token: str) -> TokenGrant:
-    pool, settings = app[appkeys.PG_POOL], app[appkeys.SETTINGS]
     """Rotate `token`: it becomes used, and a new token joins its family.
 
-    Presenting a token that was already used revokes its whole family (the
-    newer tokens too): either the client or a thief holds a copy, and we
-    cannot tell which. Two concurrent refreshes of one token: one wins, the
-    other is such a reuse.
+    Presenting a token that was already used revokes its whole family (the newer
+    tokens and their access tokens too): either the client or a thief holds a copy, and
+    we cannot tell which. Two concurrent refreshes of one token: the row lock lets one
+    win; the others find it rotated less than `refresh_reuse_grace_s` ago and are
+    refused without revoking, so the winner's session lives on.
     """
+    pool, settings = app[appkeys.PG_POOL], app[appkeys.SETTINGS]
     token_hash = hash_refresh_token(token)
-    reused = False
+    revoked: asyncpg.Record | None = None
     async with transaction(pool) as conn:
-        row = await repo.consume_refresh_token(conn, token_hash=token_hash)
+        row = await repo.consume_refresh_token(
+            conn, token_hash=token_hash, ttl_s=settings.refresh_token_ttl_s
+        )
         if row is not None:
-            family_id, user_id = row["family_id"], row["user_id"]
-            new_token = await _issue_refresh_token(
-                conn, settings, user_id=user_id, family_id=family_id
-            )
-            user = await repo.fetch_user_view(conn, user_id=user_id)
-            assert user is not None
-            access = issue_access_token(
-                settings.jwt_secret,
-                user_id=user_id,
+            return await _grant(
+                conn,
+                settings,
+                user_id=row["user_id"],
                 role=row["role"],
-                ttl_s=settings.access_token_ttl_s,
+                family_id=row["family_id"],
             )
-            return TokenGrant(access_token=access, refresh_token=new_token, user=user)
-        known = await repo.find_refresh_token(conn, token_hash=token_hash)
+        known = await repo.find_refresh_token(
+            conn, token_hash=token_hash, grace_s=settings.refresh_reuse_grace_s
+        )
         if known is not None and known["used_at"] is not None and known["revoked_at"] is None:
+            if known["just_used"]:
+                raise Unauthorized(
+                    "This refresh token was just rotated by another request; use its successor",
+                    code="refresh_token_rotated",
+                )
             await repo.revoke_family(conn, family_id=known["family_id"], reason="REUSE")
-            reused = True
+            revoked = known
     # Raised after the commit, so the revocation above is not rolled back.
-    if reused:
+    if revoked is not None:
+        await _end_session(app, revoked["family_id"], user_id=revoked["user_id"])
         raise Unauthorized(
             "Refresh token already used; the session was revoked", code="refresh_token_reused"
         )
@@ -175,11 +202,27 @@ async def refresh(app: web.Application, token: str) -> TokenGrant:
 
 
 async def logout(app: web.Application, token: str) -> None:
-    """Kill the token's family. Unknown or already-dead tokens are a no-op (idempotent)."""
+    """Kill the token's family, the access tokens it was given and its sockets. Unknown
+    or already-dead tokens are a no-op (idempotent)."""
     async with transaction(app[appkeys.PG_POOL]) as conn:
         known = await repo.find_refresh_token(conn, token_hash=hash_refresh_token(token))
         if known is not None:
             await repo.revoke_family(conn, family_id=known["family_id"], reason="LOGOUT")
+    if known is not None:
+        await _end_session(app, known["family_id"], user_id=known["user_id"])
+
+
+async def _end_session(app: web.Application, family_id: uuid.UUID, *, user_id: uuid.UUID) -> None:
+    """After the family's revocation committed: its access tokens are refused from now on
+    (fails with 503 when Redis is down: the client retries), and its sockets are closed
+    with 4401 on every process."""
+    settings = app[appkeys.SETTINGS]
+    await sessions.revoke(
+        app[appkeys.REDIS], str(family_id), access_token_ttl_s=settings.access_token_ttl_s
+    )
+    notifier = app.get(appkeys.NOTIFIER)
+    if notifier is not None:
+        await notifier.close_session(user_id, str(family_id))
 
 
 async def me(app: web.Application, user_id: uuid.UUID) -> dict[str, Any]:

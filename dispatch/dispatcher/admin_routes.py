@@ -1,4 +1,4 @@
-"""GET /admin/match: the ranking the dispatcher would use now (ADMIN only)."""
+"""GET /admin/match: the ranking the dispatcher would use now (ADMIN only; audited)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import math
 
 from aiohttp import web
 
-from core import appkeys
+from core import appkeys, audit
 from core.domain import SPECIALTIES
 from core.errors import FieldError, ServiceUnavailable, ValidationFailed
-from core.guards import requires_role
+from core.guards import authenticate, requires_role
 from core.jsonutil import json_response
 from dispatch.dispatcher.matcher import Matcher, NoIndex
 
@@ -51,6 +51,22 @@ async def admin_match(request: web.Request) -> web.Response:
         )
     except NoIndex as exc:
         raise ServiceUnavailable("The artisan index is not ready") from exc
+    # Who is where, near a point: personal data, so the read is audited.
+    async with request.app[appkeys.PG_POOL].acquire() as conn:
+        await audit.record(
+            conn,
+            admin_id=authenticate(request).user_id,
+            action="match.view",
+            target_type="match",
+            target_id=None,
+            data={
+                "lat": lat,
+                "lon": lon,
+                "specialty": specialty,
+                "k": int(raw_k),
+                "returned": [c.artisan_id for c in candidates],
+            },
+        )
     return json_response(
         [
             {"artisan_id": c.artisan_id, "distance_km": c.distance_km, "score": c.score}

@@ -141,11 +141,14 @@ async def advance_own(
     target: str,
     start_code: str | None,
     free_artisan: bool,
+    new_live_version: bool = False,
 ) -> asyncpg.Record | None:
     """The assigned artisan moves their job on, in ONE statement (no BEGIN/COMMIT round
     trips): through the status door, only if it is theirs, in `expected`, and (when
     given) the start code matches; with `free_artisan` the artisan is ONLINE again in the
-    same statement. None when nothing moved (the caller finds out why)."""
+    same statement, and with it or `new_live_version` (a change of the live state, such
+    as the end of tracking) the artisan's `live_version` moves on and is returned. None
+    when nothing moved (the caller finds out why)."""
     ctes = transition_ctes(
         job_id="$1",
         expected=expected,
@@ -154,15 +157,19 @@ async def advance_own(
         actor_id="$2::uuid",
         guard="artisan_id = $2 AND ($3::text IS NULL OR start_code = $3::text)",
     )
-    freed = (
-        """, freed AS (
-              UPDATE artisans SET current_status = 'ONLINE'
-              WHERE user_id = $2 AND EXISTS (SELECT 1 FROM moved))"""
-        if free_artisan
-        else ""
-    )
+    freed, version = "", "NULL::bigint"
+    if free_artisan or new_live_version:
+        online = "current_status = 'ONLINE', " if free_artisan else ""
+        freed = f""", freed AS (
+              UPDATE artisans SET {online}live_version = nextval('artisan_live_version')
+              WHERE user_id = $2 AND EXISTS (SELECT 1 FROM moved)
+              RETURNING live_version)"""
+        version = "(SELECT live_version FROM freed)"
     return await conn.fetchrow(
-        f"WITH {ctes}{freed} SELECT {COLUMNS} FROM moved", intervention_id, artisan_id, start_code
+        f"WITH {ctes}{freed} SELECT {COLUMNS}, {version} AS live_version FROM moved",
+        intervention_id,
+        artisan_id,
+        start_code,
     )
 
 
@@ -175,12 +182,28 @@ async def events(conn: asyncpg.Connection, *, intervention_id: uuid.UUID) -> lis
     return rows
 
 
+async def new_live_version(conn: asyncpg.Connection, *, artisan_id: uuid.UUID) -> int:
+    """A change of the artisan's live state without a new status (tracking ends)."""
+    version: int = await conn.fetchval(
+        """UPDATE artisans SET live_version = nextval('artisan_live_version')
+           WHERE user_id = $1 RETURNING live_version""",
+        artisan_id,
+    )
+    return version
+
+
 async def set_artisan_current_status(
     conn: asyncpg.Connection, *, artisan_id: uuid.UUID, current_status: str
-) -> None:
-    await conn.execute(
-        "UPDATE artisans SET current_status = $2 WHERE user_id = $1", artisan_id, current_status
+) -> int:
+    """A change of the artisan's job status; returns its new live version (migration 011)."""
+    version: int = await conn.fetchval(
+        """UPDATE artisans SET current_status = $2,
+                               live_version = nextval('artisan_live_version')
+           WHERE user_id = $1 RETURNING live_version""",
+        artisan_id,
+        current_status,
     )
+    return version
 
 
 async def insert_rating(

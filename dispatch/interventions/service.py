@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from core import appkeys
+from core import appkeys, audit
 from core.effects import (
     MarkAvailable,
     PaymentEvent,
@@ -121,7 +121,27 @@ async def get(
     app: web.Application, principal: Principal, intervention_id: uuid.UUID
 ) -> dict[str, Any]:
     async with app[appkeys.PG_POOL].acquire() as conn:
-        return _view(await _visible(conn, principal, intervention_id), principal)
+        row = await _visible(conn, principal, intervention_id)
+        if principal.role == "ADMIN":  # someone else's job: personal data, audited
+            await _audit_view(conn, principal, "intervention.view", [row["id"]], row["id"])
+        return _view(row, principal)
+
+
+async def _audit_view(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    action: str,
+    ids: list[uuid.UUID],
+    target_id: uuid.UUID | None = None,
+) -> None:
+    await audit.record(
+        conn,
+        admin_id=principal.user_id,
+        action=action,
+        target_type="intervention",
+        target_id=target_id,
+        data={"returned": [str(i) for i in ids]},
+    )
 
 
 async def list_mine(
@@ -136,8 +156,9 @@ async def list_mine(
             rows = await repo.list_for(
                 conn, artisan_id=principal.user_id, status=status, limit=limit
             )
-        else:  # admins see everyone's
+        else:  # admins see everyone's, audited
             rows = await repo.list_for(conn, status=status, limit=limit)
+            await _audit_view(conn, principal, "interventions.list", [r["id"] for r in rows])
     return [_view(r, principal) for r in rows]
 
 
@@ -166,14 +187,16 @@ async def _change(
     return updated
 
 
-def _freed(outbox: Outbox, artisan_id: uuid.UUID) -> None:
+def _freed(outbox: Outbox, artisan_id: uuid.UUID, version: int) -> None:
     """What a freed artisan's live state needs once the commit is done."""
-    outbox.live += [MarkAvailable(artisan_id), TrackingStop(artisan_id)]
+    outbox.live += [MarkAvailable(artisan_id, version), TrackingStop(artisan_id, version)]
 
 
 async def _free_artisan(conn: asyncpg.Connection, artisan_id: uuid.UUID, outbox: Outbox) -> None:
-    await repo.set_artisan_current_status(conn, artisan_id=artisan_id, current_status="ONLINE")
-    _freed(outbox, artisan_id)
+    version = await repo.set_artisan_current_status(
+        conn, artisan_id=artisan_id, current_status="ONLINE"
+    )
+    _freed(outbox, artisan_id, version)
 
 
 async def cancel(
@@ -235,11 +258,11 @@ async def advance(
         )
         await limiter.hit(str(intervention_id))
 
-    def record(fx: Outbox, updated: asyncpg.Record) -> asyncpg.Record:
+    def record(fx: Outbox, updated: asyncpg.Record, version: int) -> asyncpg.Record:
         if target == sm.IN_PROGRESS:  # the client no longer needs the position
-            fx.live.append(TrackingStop(principal.user_id))
+            fx.live.append(TrackingStop(principal.user_id, version))
         if target == sm.COMPLETED:
-            _freed(fx, principal.user_id)
+            _freed(fx, principal.user_id, version)
             fx.payments.append(PaymentStep(PaymentEvent.COMPLETED, updated["id"]))
         push_status(fx, updated)
         return updated
@@ -254,8 +277,9 @@ async def advance(
             target=target,
             start_code=start_code if target == sm.IN_PROGRESS else None,
             free_artisan=target == sm.COMPLETED,
+            new_live_version=target == sm.IN_PROGRESS,
         )
-        return None if row is None else record(fx, row)
+        return None if row is None else record(fx, row, row["live_version"] or 0)
 
     async def work(conn: asyncpg.Connection, fx: Outbox) -> asyncpg.Record:
         row = await _assigned_to(conn, principal, intervention_id, lock=True)
@@ -266,11 +290,14 @@ async def advance(
         ):
             raise WrongStartCode(detail="The start code is wrong")
         updated = await _change(conn, row, target, principal)
+        version = 0
         if target == sm.COMPLETED:
-            await repo.set_artisan_current_status(
+            version = await repo.set_artisan_current_status(
                 conn, artisan_id=principal.user_id, current_status="ONLINE"
             )
-        return record(fx, updated)
+        elif target == sm.IN_PROGRESS:
+            version = await repo.new_live_version(conn, artisan_id=principal.user_id)
+        return record(fx, updated, version)
 
     if principal.role == "ARTISAN" and target in sm.ARTISAN_PREVIOUS:
         moved, _ = await commit(app, fast, transaction=False)

@@ -235,7 +235,8 @@ async def accept(
 
     Returns None when the artisan has no such offer; else one row: the job's columns
     (ASSIGNED when accepted, else as locked), `offer_accepted`, `verified`, and the
-    TAKEN offers as `taken_ids` / `taken_artisans`. Locks are taken job, artisan,
+    TAKEN offers as `taken_ids` / `taken_artisans`, and the artisan's new `live_version`
+    (migration 011). Locks are taken job, artisan,
     offers: each step's one-time `EXISTS` on the previous CTE orders them, and a row
     changed while we waited for its lock is re-read as committed (READ COMMITTED). A
     race that slips past the locks hits a partial unique index (UniqueViolation)."""
@@ -266,9 +267,10 @@ async def accept(
                 AND EXISTS (SELECT 1 FROM art)
               RETURNING id),
             busy AS (
-              UPDATE artisans SET current_status = 'BUSY'
+              UPDATE artisans SET current_status = 'BUSY',
+                                  live_version = nextval('artisan_live_version')
               WHERE user_id = $2 AND status = 'VERIFIED' AND EXISTS (SELECT 1 FROM accepted)
-              RETURNING user_id),
+              RETURNING user_id, live_version),
             taken AS (
               UPDATE offers SET status = 'TAKEN', responded_at = clock_timestamp()
               WHERE intervention_id = (SELECT id FROM job) AND status IN ('PENDING', 'HELD')
@@ -283,7 +285,8 @@ async def accept(
                    EXISTS (SELECT 1 FROM accepted) AS offer_accepted,
                    EXISTS (SELECT 1 FROM art) AS verified,
                    ARRAY(SELECT id FROM taken) AS taken_ids,
-                   ARRAY(SELECT artisan_id FROM taken) AS taken_artisans
+                   ARRAY(SELECT artisan_id FROM taken) AS taken_artisans,
+                   (SELECT live_version FROM busy) AS live_version
             FROM latest""",
         offer_id,
         artisan_id,

@@ -166,9 +166,10 @@ def record_accepted(
     for other_id, other_artisan in zip(row["taken_ids"], row["taken_artisans"], strict=True):
         effects.offer_result(other_artisan, other_id, "taken")
     push_status(effects, row)
+    version = row["live_version"]
     effects.live += [
-        MarkBusy(artisan_id),
-        TrackingStart(artisan_id, row["id"], row["client_id"], row["lat"], row["lon"]),
+        MarkBusy(artisan_id, version),
+        TrackingStart(artisan_id, row["id"], row["client_id"], row["lat"], row["lon"], version),
     ]
     effects.payments.append(PaymentStep(PaymentEvent.ASSIGNED, row["id"]))
     effects.settled.append(row["id"])

@@ -100,8 +100,11 @@ PATHS: dict[str, Any] = {
                 "The `Stripe-Signature` header is checked on the raw body with a 300 s "
                 "tolerance: missing or bad -> 400 `invalid_signature`. A replayed event id "
                 "-> 200 with `duplicate: true` and no second effect. Effects are applied from "
-                "a fresh read of the object, so out-of-order events converge. 503 "
-                "`payments_disabled` when payments are off (Stripe retries later), 503 "
+                "a fresh read of the object, so out-of-order events converge. With a "
+                "webhook secret the signature is checked first even when payments are off; "
+                "then an event needing no read from Stripe is recorded (200) and one that "
+                "does answers 503 `payments_disabled` (Stripe retries later), as does any "
+                "event when no secret is set. 503 "
                 "`payments_unavailable` when Stripe could not be reached (not recorded, so "
                 "the redelivery is processed). Bodies up to 1 MiB."
             ),

@@ -61,7 +61,11 @@ async def test_list_pending_with_document_links_and_pagination(
     assert all(i["status"] == "PENDING" for i in items)
     first = items[0]
     assert [d["document_id"] for d in first["documents"]] == [doc_id]
-    async with http.get(first["documents"][0]["download_url"]) as dl:
+    # a page of artisans hands out no download links: they are minted on demand, audited
+    assert "download_url" not in first["documents"][0]
+    resp = await client.get(f"/admin/artisans/{pending[0]}/documents", headers=admin_auth)
+    links = await resp.json()
+    async with http.get(links[0]["download_url"]) as dl:
         assert dl.status == 200 and await dl.read() == PNG
 
     page = await (

@@ -126,6 +126,11 @@ async def test_profile_read_and_patch(
     assert (
         await db.fetchval("SELECT specialty FROM artisans WHERE user_id = $1", artisan) == "GLAZIER"
     )
+    # a new trade needs a new review: VERIFIED goes back to PENDING (and OFFLINE)
+    assert (body["status"], body["current_status"]) == ("PENDING", "OFFLINE")
+    await db.execute("UPDATE artisans SET status = 'VERIFIED' WHERE user_id = $1", artisan)
+    resp = await client.patch("/artisan/profile", json={"specialty": "GLAZIER"}, headers=auth)
+    assert (await resp.json())["status"] == "VERIFIED"  # the same trade: no new review
     resp = await client.patch("/artisan/profile", json={"phone_number": None}, headers=auth)
     assert (await resp.json())["phone_number"] is None
 

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from core.settings import Settings
 from core.tokens import hash_refresh_token, verify_access_token
+from tests.factories import bearer
 from tests.helpers import register
 
 Client = TestClient[Any, Any]
@@ -29,16 +30,18 @@ async def test_refresh_rotates_the_token(
     assert body["refresh_token"] != reg["refresh_token"]
     assert body["access_token"] != reg["access_token"]
     assert body["user"] == reg["user"]
-    assert body["expires_in"] == 900 and body["refresh_expires_in"] == 604800
+    assert reg["refresh_expires_in"] == 604800
+    # 7 days absolute: the rotated token has what is left of the session, not 7 more days
+    assert body["expires_in"] == 900 and 604700 < body["refresh_expires_in"] <= 604800
     principal = verify_access_token(settings.jwt_secret, body["access_token"])
     assert str(principal.user_id) == reg["user"]["id"]
     rows = await db.fetch(
-        "SELECT family_id, used_at IS NOT NULL AS used, expires_at - issued_at AS ttl "
+        "SELECT family_id, used_at IS NOT NULL AS used, expires_at "
         "FROM refresh_tokens ORDER BY issued_at"
     )
     assert len({r["family_id"] for r in rows}) == 1  # same family
     assert [r["used"] for r in rows] == [True, False]
-    assert all(r["ttl"].total_seconds() == 604800 for r in rows)
+    assert len({r["expires_at"] for r in rows}) == 1  # one absolute expiry
     # the new one rotates again
     status, again = await _refresh(client, body["refresh_token"])
     assert status == 200 and again["refresh_token"] != body["refresh_token"]
@@ -49,6 +52,10 @@ async def test_reusing_a_rotated_token_revokes_the_family(
 ) -> None:
     reg = await register(client)
     _, rotated = await _refresh(client, reg["refresh_token"])
+    # a replay after the grace for concurrent refreshes
+    await db.execute(
+        "UPDATE refresh_tokens SET used_at = now() - interval '1 minute' WHERE used_at IS NOT NULL"
+    )
     status, problem = await _refresh(client, reg["refresh_token"])  # replay
     assert status == 401
     assert problem["code"] == "refresh_token_reused"
@@ -60,14 +67,18 @@ async def test_reusing_a_rotated_token_revokes_the_family(
     assert reason == "REUSE"
 
 
-async def test_reuse_does_not_touch_other_sessions(client: Client) -> None:
+async def test_reuse_does_not_touch_other_sessions(client: Client, db: asyncpg.Connection) -> None:
     reg = await register(client, email="two@example.com")
     resp = await client.post(
         "/auth/login", json={"email": "two@example.com", "password": "s3cret-passphrase"}
     )
     other = await resp.json()
     await _refresh(client, reg["refresh_token"])
-    await _refresh(client, reg["refresh_token"])  # reuse: family 1 revoked
+    await db.execute(
+        "UPDATE refresh_tokens SET used_at = now() - interval '1 minute' WHERE used_at IS NOT NULL"
+    )
+    status, problem = await _refresh(client, reg["refresh_token"])  # reuse: family 1 revoked
+    assert status == 401 and problem["code"] == "refresh_token_reused"
     status, _ = await _refresh(client, other["refresh_token"])
     assert status == 200
 
@@ -79,10 +90,16 @@ async def test_concurrent_refreshes_of_one_token_exactly_one_wins(
     results = await asyncio.gather(*(_refresh(client, reg["refresh_token"]) for _ in range(10)))
     statuses = sorted(status for status, _ in results)
     assert statuses == [200] + [401] * 9
+    assert {body["code"] for status, body in results if status == 401} == {"refresh_token_rotated"}
     # one new token was issued, not ten
     assert await db.fetchval("SELECT count(*) FROM refresh_tokens") == 2
-    # the losers presented an already-used token: that is a reuse, so the family is revoked
-    assert await db.fetchval("SELECT revoked_reason FROM refresh_token_families") == "REUSE"
+    # the losers were refused without revoking: the winner's session lives on
+    assert await db.fetchval("SELECT revoked_at FROM refresh_token_families") is None
+    winner = next(body for status, body in results if status == 200)
+    me = await client.get("/auth/me", headers=bearer(winner["access_token"]))
+    assert me.status == 200
+    status, again = await _refresh(client, winner["refresh_token"])
+    assert status == 200 and again["user"]["id"] == reg["user"]["id"]
 
 
 async def test_unknown_and_garbage_refresh_tokens_are_401(client: Client) -> None:

@@ -247,10 +247,10 @@ async def test_write_behind_rewrites_a_row_only_when_it_moved_aged_or_changed_st
     aged = await fix_and_flush(48.801, t0 + 62_000)
     assert aged["version"] != moved["version"]
     assert int(aged["location_updated_at"].timestamp() * 1000) == t0 + 62_000
-    # Standing still, status changed: rewritten.
-    await live.set_busy(redis, aid)
-    busy = await fix_and_flush(48.801, t0 + 63_000)
-    assert busy["version"] != aged["version"] and busy["current_status"] == "BUSY"
+    # Standing still, presence changed: rewritten (BUSY is PostgreSQL's own: never copied).
+    await live.set_presence(redis, str(aid), "OFFLINE", 120_000)
+    off = await fix_and_flush(48.801, t0 + 63_000)
+    assert off["version"] != aged["version"] and off["current_status"] == "OFFLINE"
 
 
 async def test_a_fix_marks_the_write_behind_only_when_postgresql_would_rewrite_the_row(

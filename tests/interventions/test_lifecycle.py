@@ -49,12 +49,23 @@ def test_state_machine_table_matches_the_contract() -> None:
         sm.check_transition(sm.COMPLETED, sm.SEARCHING, "ARTISAN")
 
 
+async def _live_version(world: World, artisan: uuid.UUID) -> int:
+    version: int = await world.db.fetchval(
+        "SELECT live_version FROM artisans WHERE user_id = $1", artisan
+    )
+    return version
+
+
 async def test_full_lifecycle_with_start_code_and_rating(world: World) -> None:
     client, artisan, job = await assigned_job(world)
     jid = job["id"]
+    # Changes of the live state (accept, end of tracking, end of the job) each take a new,
+    # higher live version (migration 011); the other moves leave it.
+    versions = [await _live_version(world, artisan)]
     for status in ("EN_ROUTE", "ARRIVED"):
         resp = await move(world, artisan, jid, status)
         assert resp.status == 200 and (await resp.json())["status"] == status
+    assert await _live_version(world, artisan) == versions[0] > 0
     wrong = "0000" if job["start_code"] != "0000" else "1111"
     resp = await move(world, artisan, jid, "IN_PROGRESS", start_code=wrong)
     assert resp.status == 422 and (await resp.json())["code"] == "wrong_start_code"
@@ -62,6 +73,7 @@ async def test_full_lifecycle_with_start_code_and_rating(world: World) -> None:
     assert resp.status == 422
     resp = await move(world, artisan, jid, "IN_PROGRESS", start_code=job["start_code"])
     assert resp.status == 200
+    versions.append(await _live_version(world, artisan))
     # No cancelling once the work has started.
     resp = await world.client.post(f"/interventions/{jid}/cancel", headers=world.auth(client))
     assert resp.status == 409 and (await resp.json())["code"] == "illegal_transition"
@@ -75,6 +87,8 @@ async def test_full_lifecycle_with_start_code_and_rating(world: World) -> None:
         await world.db.fetchval("SELECT current_status FROM artisans WHERE user_id = $1", artisan)
         == "ONLINE"
     )
+    versions.append(await _live_version(world, artisan))
+    assert versions == sorted(set(versions))  # strictly increasing
     resp = await world.client.post(
         f"/interventions/{jid}/rating",
         json={"stars": 3, "comment": "ok"},

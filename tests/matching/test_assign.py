@@ -215,6 +215,7 @@ def test_empty_and_single() -> None:
     assert idx.assign([]) == {}
     got = idx.assign([("only", 0.0, 0.0, "PLUMBER")], k=1)
     assert got == {"only": Candidate("A", 0.0, 0.0)}
+    assert idx.assign([("only", 0.0, 0.0, "PLUMBER")], 1, 15.0, ["A"]) == {"only": None}
     assert ArtisanIndex().assign([("x", 1.0, 1.0, "PLUMBER")]) == {"x": None}
 
 

@@ -109,6 +109,12 @@ def test_upsert_many_is_atomic() -> None:
         ("statuses", ["ONLINE"] * 4 + [None], "row 4: unknown status"),
         ("lats", ["a"] * 5, "lat"),
         ("lats", [1.0] * 4, "same length"),
+        ("specialties", np.array(["PLUMBER"] * 3 + ["plumber", "X"]), "row 3: unknown specialty"),
+        (
+            "statuses",
+            np.array(["ONLINE", "BUSY", "", "OFFLINE", "ONLINE"]),
+            "row 2: unknown status",
+        ),
     ]
     for col, vals, msg in bad_cases:
         cols = {**good, col: vals}

@@ -230,6 +230,7 @@ async def test_webhook_limits_and_disabled_payments(
     )
     assert resp.status == 400
 
+    # Neither key nor secret: nothing can be verified.
     off = await start_app(settings)
     payload = '{"id":"evt_1","object":"event","type":"account.updated","data":{"object":{}}}'
     resp = await off.post(
@@ -237,3 +238,37 @@ async def test_webhook_limits_and_disabled_payments(
     )
     assert resp.status == 503
     assert (await resp.json())["code"] == "payments_disabled"
+
+
+async def test_with_a_secret_and_payments_off_the_signature_is_checked_first(
+    start_app: StartApp, settings: Settings, db: asyncpg.Connection
+) -> None:
+    client = await start_app(settings.replace(stripe_webhook_secret=WEBHOOK_SECRET))
+    quiet = '{"id":"evt_q1","object":"event","type":"customer.created","data":{"object":{}}}'
+    for headers in ({}, {"Stripe-Signature": "t=1,v1=0"}, {"Stripe-Signature": sign(quiet, "x")}):
+        resp = await client.post("/webhooks/stripe", data=quiet.encode(), headers=headers)
+        assert resp.status == 400, headers
+        assert (await resp.json())["code"] == "invalid_signature"
+    # a valid event that needs no call to Stripe is processed, once
+    for duplicate in (False, True):
+        resp = await client.post(
+            "/webhooks/stripe",
+            data=quiet.encode(),
+            headers={"Stripe-Signature": sign(quiet, WEBHOOK_SECRET)},
+        )
+        assert resp.status == 200
+        assert await resp.json() == {"received": True, "duplicate": duplicate}
+    assert await db.fetchval("SELECT count(*) FROM processed_webhooks") == 1
+    # one that needs Stripe's current object waits for payments to be on (Stripe retries)
+    acting = (
+        '{"id":"evt_q2","object":"event","type":"account.updated",'
+        '"data":{"object":{"id":"acct_1","object":"account"}}}'
+    )
+    resp = await client.post(
+        "/webhooks/stripe",
+        data=acting.encode(),
+        headers={"Stripe-Signature": sign(acting, WEBHOOK_SECRET)},
+    )
+    assert resp.status == 503
+    assert (await resp.json())["code"] == "payments_disabled"
+    assert await db.fetchval("SELECT count(*) FROM processed_webhooks") == 1

@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from zendo.admission import ADMISSION, Admission
+from core.errors import Overloaded
+from zendo.admission import ADMISSION, BACKOFF, WINDOW_S, Admission
 
 
 async def _overloaded(resp: Any) -> None:
@@ -95,4 +96,86 @@ async def test_work_in_progress_is_admitted_past_the_bound_for_new_work(
     assert progress.status == 401  # admitted: it reached the auth check
     admission.in_flight = 4  # twice the bound: everything is shed
     await _overloaded(await client.post(f"/interventions/{uuid.uuid4()}/status", json={}))
+    admission.in_flight = 0
+
+
+def _window(admission: Admission, now: float, latency_s: float, in_flight: int) -> float:
+    """One judged window: `in_flight` requests at once, answered in `latency_s`, as many
+    times as the window needs answers to be judged."""
+    while admission.window_started != now:
+        for _ in range(in_flight):
+            admission.admitted()
+        for _ in range(in_flight):
+            admission.answered(latency_s, now)
+    return now + WINDOW_S
+
+
+def test_slow_windows_lower_the_limit_for_new_work_and_prompt_ones_raise_it() -> None:
+    admission = Admission(max_in_flight=100)
+    assert admission.limit == 100
+    now = _window(admission, WINDOW_S, 0.001, 10)
+    assert admission.limit == 100  # prompt, but not in use: unchanged
+    for _ in range(5):  # a CPU-bound machine: every answer late
+        now = _window(admission, now, admission.latency_target_s * 2, 10)
+    assert admission.limit < 10  # below what was in flight
+    admission.in_flight = int(admission.limit)
+    with pytest.raises(Overloaded):
+        admission.check()
+    admission.check(in_progress=True)  # work under way still gets in
+    admission.in_flight = 0
+    lowered = admission.limit
+    for _ in range(30):  # prompt again, with the limit in use
+        now = _window(admission, now, 0.001, int(admission.limit))
+    assert admission.limit > lowered * 2
+    for _ in range(200):
+        now = _window(admission, now, 0.001, int(admission.limit))
+    assert admission.limit <= admission.max_in_flight
+
+
+def test_one_slow_answer_in_a_window_does_not_shed() -> None:
+    """A GC pause or one slow query: the median of the window stays prompt."""
+    admission = Admission(max_in_flight=100)
+    for _ in range(40):
+        admission.admitted()
+    admission.answered(5.0, WINDOW_S)
+    for _ in range(39):
+        admission.answered(0.005, WINDOW_S)
+    assert admission.window_started == WINDOW_S  # judged
+    assert admission.limit == 100
+
+
+def test_a_window_of_few_answers_is_not_judged() -> None:
+    """At low traffic one slow request (an admin's query) does not lower the limit."""
+    admission = Admission(max_in_flight=100)
+    for _ in range(3):
+        admission.admitted()
+        admission.answered(5.0, 10.0)
+    assert admission.limit == 100
+
+
+def test_a_late_loop_counts_against_prompt_answers() -> None:
+    admission = Admission(max_in_flight=100)
+    admission.loop_lag_s = admission.latency_target_s
+    _window(admission, WINDOW_S, 0.01, 50)
+    assert admission.limit == pytest.approx(50 * BACKOFF)
+
+
+async def test_slow_answers_shed_new_work_over_http(
+    client_of: TestClient[Any, Any], held: asyncio.Event
+) -> None:
+    client = client_of
+    admission = client.app[ADMISSION]
+    admission.max_in_flight = admission.limit = 50
+    held.set()
+    admission.latency_target_s = 0.0  # every answer is late
+    async with asyncio.timeout(10):
+        while admission.limit == 50:
+            assert (await client.get("/test/slow")).status == 200
+            await asyncio.sleep(0.01)
+    assert admission.limit < 50
+    # Requests in flight up to the lowered limit: the next new one is refused at once.
+    admission.in_flight = int(admission.limit)
+    await _overloaded(await client.post("/interventions", json={}))
+    progress = await client.post(f"/interventions/{uuid.uuid4()}/status", json={})
+    assert progress.status == 401  # work under way is admitted (it reached the auth check)
     admission.in_flight = 0

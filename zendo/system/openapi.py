@@ -11,8 +11,8 @@ _READY = {
     "required": ["status", "postgres", "redis", "payments"],
     "properties": {
         "status": {"type": "string", "enum": ["ready", "unavailable"]},
-        "postgres": {"type": "string"},
-        "redis": {"type": "string"},
+        "postgres": {"type": "string", "enum": ["ok", "unavailable"]},
+        "redis": {"type": "string", "enum": ["ok", "unavailable"]},
         "payments": {"type": "string"},
     },
 }
@@ -39,11 +39,14 @@ PATHS: dict[str, Any] = {
     "/metrics": {
         "get": {
             "summary": "Prometheus metrics",
+            "description": "When `ZENDO_METRICS_TOKEN` is set, only `Authorization: Bearer "
+            "<that token>` reads them; anything else is 401 `invalid_metrics_token`.",
             "responses": {
                 "200": {
                     "description": "Prometheus text format",
                     "content": {"text/plain": {"schema": {"type": "string"}}},
-                }
+                },
+                **problems(401),
             },
         }
     },

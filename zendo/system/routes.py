@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,12 +12,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core import appkeys
 from core.appkeys import METRICS
 from core.domain import SPECIALTIES
+from core.errors import Unauthorized
+from core.guards import bearer_token
 from core.jsonutil import json_response
 from zendo.openapi import build_spec
 from zendo.system.runtime import runtime_ctx
 
+log = logging.getLogger("zendo.http")
 routes = web.RouteTableDef()
 _PROBE_TIMEOUT_S = 2.0
+# What /readyz says of a dependency that failed: the cause goes to the log only (an
+# exception's name tells a caller about the internals).
+_DOWN = "unavailable"
 
 
 @routes.get("/healthz")
@@ -29,7 +37,8 @@ async def _check_postgres(app: web.Application) -> str:
             await app[appkeys.PG_POOL].fetchval("SELECT 1")
         return "ok"
     except Exception as exc:
-        return f"error: {type(exc).__name__}"
+        log.warning("readiness: PostgreSQL unavailable: %r", exc)
+        return _DOWN
 
 
 async def _check_redis(app: web.Application) -> str:
@@ -38,7 +47,8 @@ async def _check_redis(app: web.Application) -> str:
             await app[appkeys.REDIS].ping()
         return "ok"
     except Exception as exc:
-        return f"error: {type(exc).__name__}"
+        log.warning("readiness: Redis unavailable: %r", exc)
+        return _DOWN
 
 
 @routes.get("/readyz")
@@ -59,6 +69,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
+    """With ZENDO_METRICS_TOKEN set, only `Authorization: Bearer <that token>` reads it."""
+    expected = request.app[appkeys.SETTINGS].metrics_token
+    if expected:
+        presented = bearer_token(request) or ""
+        if not secrets.compare_digest(presented.encode(), expected.encode()):
+            raise Unauthorized("/metrics needs the metrics token", code="invalid_metrics_token")
     payload = generate_latest(request.app[METRICS].registry)
     return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -1,0 +1,182 @@
+"""Live state that heals itself (issue 18): versioned writes, a write-behind that never
+copies BUSY, and the reconciler repairing Redis from PostgreSQL's jobs within 10 s."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from core import appkeys, redis_keys
+from core.effects import MarkAvailable, MarkBusy, TrackingStart, TrackingStop
+from core.settings import Settings
+from gateway import live, reconciler, tracking, writebehind
+from tests.factories import create_user, insert_intervention
+from tests.gateway.conftest import MakeClient, connect, eventually, fix, new_artisan, recv_type
+
+# The issue's bound; the reconciler's pass is the default `reconcile_interval_s` (3 s).
+HEALED_WITHIN_S = 10.0
+
+
+async def _status(redis: Redis, aid: uuid.UUID | str) -> str | None:
+    status: str | None = await redis.hget(redis_keys.live_artisan(str(aid)), "current_status")
+    return status
+
+
+async def _online_artisan(
+    client: TestClient[Any, Any], db: asyncpg.Connection, settings: Settings
+) -> tuple[uuid.UUID, Any]:
+    aid, token = await new_artisan(db, settings)
+    ws = await connect(client, token)
+    await ws.send_json(fix())
+    redis = client.app[appkeys.REDIS]
+    await eventually(lambda: _is(redis, aid, "ONLINE"))
+    return aid, ws
+
+
+async def _is(redis: Redis, aid: uuid.UUID, status: str) -> bool:
+    return await _status(redis, aid) == status
+
+
+async def test_a_stale_busy_in_redis_heals_and_never_reaches_postgres(
+    make_client: MakeClient, db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    client = await make_client()  # default reconcile interval
+    redis = client.app[appkeys.REDIS]
+    aid, ws = await _online_artisan(client, db, gw_settings)
+    # corrupt: BUSY without any job (a lost or late write does the same)
+    await redis.hset(redis_keys.live_artisan(str(aid)), "current_status", "BUSY")
+    await redis.zrem(redis_keys.geo_online("PLUMBER"), str(aid))
+    await redis.sadd(redis_keys.LIVE_DIRTY, str(aid))  # the write-behind sees it
+    await eventually(lambda: _is(redis, aid, "ONLINE"), within=HEALED_WITHIN_S)
+    assert await redis.geopos(redis_keys.geo_online("PLUMBER"), str(aid)) != [None]
+    assert await db.fetchval("SELECT current_status FROM artisans WHERE user_id = $1", aid) != (
+        "BUSY"
+    )
+    # and presence ONLINE now says ONLINE again
+    await ws.send_json({"type": "presence", "status": "ONLINE"})
+    assert (await recv_type(ws, "presence"))["status"] == "ONLINE"
+    await ws.close()
+
+
+async def test_a_tracking_record_outliving_its_job_is_removed(
+    make_client: MakeClient, db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    client = await make_client()
+    redis = client.app[appkeys.REDIS]
+    aid, ws = await _online_artisan(client, db, gw_settings)
+    former_client = await create_user(db)
+    job = await insert_intervention(db, client_id=former_client, artisan_id=aid, status="CANCELLED")
+    # the cancel's stop was lost: the former client would keep getting positions
+    await tracking.start_tracking(
+        redis,
+        artisan_id=aid,
+        intervention_id=job,
+        client_id=former_client,
+        job_lat=48.8,
+        job_lon=2.3,
+    )
+    await eventually(lambda: _gone(redis, aid), within=HEALED_WITHIN_S)
+    await ws.close()
+
+
+async def _gone(redis: Redis, aid: uuid.UUID) -> bool:
+    flag = await redis.hget(redis_keys.live_artisan(str(aid)), "trk")
+    return flag is None and not await redis.exists(redis_keys.tracking(str(aid)))
+
+
+async def test_a_lost_accept_is_replayed_from_postgres(
+    make_client: MakeClient, db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    """The opposite: PostgreSQL holds an active job, Redis never heard of it."""
+    client = await make_client()
+    redis = client.app[appkeys.REDIS]
+    aid, ws = await _online_artisan(client, db, gw_settings)
+    client_id = await create_user(db)
+    job = await insert_intervention(db, client_id=client_id, artisan_id=aid, status="EN_ROUTE")
+    await eventually(lambda: _is(redis, aid, "BUSY"), within=HEALED_WITHIN_S)
+    record = await redis.hgetall(redis_keys.tracking(str(aid)))
+    assert record["intervention_id"] == str(job) and record["client_id"] == str(client_id)
+    # PostgreSQL's own BUSY follows its jobs as well
+    assert await db.fetchval("SELECT current_status FROM artisans WHERE user_id = $1", aid) == (
+        "BUSY"
+    )
+    await ws.close()
+
+
+async def test_an_older_write_applied_late_cannot_undo_a_newer_one(
+    gw: TestClient[Any, Any],
+) -> None:
+    redis = gw.app[appkeys.REDIS]
+    state = gw.app[appkeys.LIVE_STATE]
+    aid = uuid.uuid4()
+    await live.connect_artisan(
+        redis, str(aid), specialty="PLUMBER", level="STANDARD", rating=4.0, verified=True
+    )
+    job, client = uuid.uuid4(), uuid.uuid4()
+    # the job ended (version 8) before its accept's writes (version 7) were applied
+    await state.apply([TrackingStop(aid, 8), MarkAvailable(aid, 8)])
+    await state.apply([MarkBusy(aid, 7), TrackingStart(aid, job, client, 48.8, 2.3, 7)])
+    assert await _status(redis, aid) != "BUSY"
+    assert not await redis.exists(redis_keys.tracking(str(aid)))
+    assert await redis.hget(redis_keys.live_artisan(str(aid)), "trk") is None
+    # a newer one does apply
+    await state.apply([MarkBusy(aid, 9)])
+    assert await _status(redis, aid) == "BUSY"
+    # an artisan without a live hash keeps the version too: a late older BUSY stays out
+    other = uuid.uuid4()
+    await state.apply([MarkAvailable(other, 5)])
+    await state.apply([MarkBusy(other, 4)])
+    assert await _status(redis, other) != "BUSY"
+
+
+async def test_a_pass_repairs_nothing_when_redis_agrees_and_survives_garbage(
+    gw: TestClient[Any, Any],
+) -> None:
+    pool = gw.app[appkeys.PG_POOL]
+    live_redis = gw.app[appkeys.REDIS]
+    repairs = await reconciler.reconcile_once(live_redis, pool)
+    assert repairs.total() == 0
+    # garbage in the ids set does not stop a pass
+    await live_redis.sadd(redis_keys.LIVE_IDS, "not-a-uuid")
+    await live_redis.hset(redis_keys.live_artisan("not-a-uuid"), "current_status", "BUSY")
+    assert (await reconciler.reconcile_once(live_redis, pool)).total() == 0
+
+
+async def test_the_write_behind_never_copies_busy(
+    gw: TestClient[Any, Any], db: asyncpg.Connection
+) -> None:
+    redis = gw.app[appkeys.REDIS]
+    aid = await create_user(db, role="ARTISAN")
+    await live.connect_artisan(
+        redis, str(aid), specialty="PLUMBER", level="STANDARD", rating=4.0, verified=True
+    )
+    await live.set_busy(redis, aid)  # Redis says BUSY; PostgreSQL has no job
+    await writebehind.flush_once(redis, gw.app[appkeys.PG_POOL])
+    assert await db.fetchval("SELECT current_status FROM artisans WHERE user_id = $1", aid) == (
+        "OFFLINE"
+    )
+    # nor overwrites PostgreSQL's own BUSY with Redis's presence
+    await db.execute("UPDATE artisans SET current_status = 'BUSY' WHERE user_id = $1", aid)
+    await live.set_available(redis, aid)
+    await writebehind.flush_once(redis, gw.app[appkeys.PG_POOL])
+    assert await db.fetchval("SELECT current_status FROM artisans WHERE user_id = $1", aid) == (
+        "BUSY"
+    )
+
+
+async def test_one_process_leads_the_reconciler_until_it_stops_renewing(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(run_background=False)  # no reconciler of its own
+    redis = client.app[appkeys.REDIS]
+    assert await reconciler.lead(redis, "node-a", 200)
+    assert not await reconciler.lead(redis, "node-b", 200)
+    assert await reconciler.lead(redis, "node-a", 200)  # the leader renews
+    await asyncio.sleep(0.3)  # node-a stopped renewing: its key ran out
+    assert await reconciler.lead(redis, "node-b", 200)
+    assert not await reconciler.lead(redis, "node-a", 200)
