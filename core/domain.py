@@ -40,7 +40,16 @@ INTERVENTION_STATUSES: Final = (
     "CANCELLED",
     "UNFULFILLED",
 )
-OFFER_STATUSES: Final = ("PENDING", "ACCEPTED", "DECLINED", "EXPIRED", "TAKEN", "REVOKED")
+# HELD: an in-time accept waiting for best_accept's award (dispatch/policies/).
+OFFER_STATUSES: Final = (
+    "PENDING",
+    "HELD",
+    "ACCEPTED",
+    "DECLINED",
+    "EXPIRED",
+    "TAKEN",
+    "REVOKED",
+)
 DOCUMENT_KINDS: Final = ("ID_CARD", "KBIS", "INSURANCE")
 # The statuses of a job not yet over (the ops console's open jobs).
 OPEN_INTERVENTION_STATUSES: Final = ("SEARCHING", "ASSIGNED", "EN_ROUTE", "ARRIVED", "IN_PROGRESS")

@@ -23,10 +23,22 @@ class Metrics:
     http_requests: Counter
     loop_lag_seconds: Histogram
     gc_pause_seconds: Histogram
+    # Beyond CONTRACT §6 (whose series keep their labels): the same dispatch figures
+    # with the `policy` label (ZENDO_DISPATCH_POLICY), and which policy runs.
+    policy_info: Gauge
+    policy_first_offer_seconds: Histogram
+    policy_offers: Counter
 
     @classmethod
-    def create(cls) -> Metrics:
+    def create(cls, policy: str = "sequential") -> Metrics:
         registry = CollectorRegistry(auto_describe=True)
+        info = Gauge(
+            "zendo_dispatch_policy_info",
+            "The dispatch policy this process runs (value 1)",
+            ["policy"],
+            registry=registry,
+        )
+        info.labels(policy=policy).set(1)
         return cls(
             registry=registry,
             ws_connections=Gauge(
@@ -82,6 +94,20 @@ class Metrics:
                 "Garbage collection pauses, by generation",
                 ["generation"],
                 buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            policy_info=info,
+            policy_first_offer_seconds=Histogram(
+                "zendo_dispatch_policy_first_offer_seconds",
+                "Intervention created to first offer sent, by dispatch policy",
+                ["policy"],
+                buckets=(*_LATENCY_BUCKETS, 5.0, 10.0),
+                registry=registry,
+            ),
+            policy_offers=Counter(
+                "zendo_dispatch_policy_offers",
+                "Offers by dispatch policy and outcome",
+                ["policy", "outcome"],
                 registry=registry,
             ),
         )

@@ -95,13 +95,15 @@ class Outbox:
         await asyncio.gather(self._publish_remote(app, self._remote), self._live_state(app))
         metrics = app.get(appkeys.METRICS)
         if metrics is not None:
+            policy = app[appkeys.SETTINGS].dispatch_policy
             if self.first_offer_of is not None:
                 sent = self.pushed_wall or time.time()
-                metrics.first_offer_seconds.observe(
-                    max(0.0, sent - self.first_offer_of.timestamp())
-                )
+                waited = max(0.0, sent - self.first_offer_of.timestamp())
+                metrics.first_offer_seconds.observe(waited)
+                metrics.policy_first_offer_seconds.labels(policy=policy).observe(waited)
             for outcome, n in self.outcomes.items():
                 metrics.offers.labels(outcome=outcome).inc(n)
+                metrics.policy_offers.labels(policy=policy, outcome=outcome).inc(n)
         hooks = app.get(appkeys.DISPATCH_HOOKS)
         await self._payments(app, hooks)
         if hooks is not None:

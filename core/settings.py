@@ -18,6 +18,10 @@ _SECRET_FIELDS = frozenset(
 )
 
 
+# ZENDO_DISPATCH_POLICY's values (CONTRACT §9); dispatch/policies/ implements each one.
+DISPATCH_POLICIES = ("sequential", "staggered", "best_accept", "batched", "fair")
+
+
 class SettingsError(ValueError):
     """A configuration value is missing or invalid."""
 
@@ -112,6 +116,7 @@ class Settings:
     offer_timeout_s: float = 20.0
     offer_batch: int = 1
     match_radius_km: float = 15.0
+    dispatch_policy: str = "sequential"
     ping_rate_per_s: float = 2.0
     login_attempts_per_min: int = 10
     service_areas_path: Path = DEFAULT_SERVICE_AREAS
@@ -204,6 +209,11 @@ class Settings:
             for o in env.get("ZENDO_CORS_ORIGINS", "http://localhost:3000").split(",")
             if o.strip()
         )
+        policy = env.get("ZENDO_DISPATCH_POLICY") or "sequential"
+        if policy not in DISPATCH_POLICIES:
+            raise SettingsError(
+                f"ZENDO_DISPATCH_POLICY must be one of {', '.join(DISPATCH_POLICIES)}, got {policy!r}"
+            )
         port = _int(env, "ZENDO_PORT", 8080, minimum=0)
         host = env.get("ZENDO_HOST", "127.0.0.1")
         return cls(
@@ -217,6 +227,7 @@ class Settings:
             offer_timeout_s=_float(env, "ZENDO_OFFER_TIMEOUT_S", 20.0, minimum=0.1),
             offer_batch=_int(env, "ZENDO_OFFER_BATCH", 1, minimum=1),
             match_radius_km=_float(env, "ZENDO_MATCH_RADIUS_KM", 15.0, minimum=0.001),
+            dispatch_policy=policy,
             ping_rate_per_s=_float(env, "ZENDO_PING_RATE_PER_S", 2.0, minimum=0.001),
             login_attempts_per_min=_int(env, "ZENDO_LOGIN_ATTEMPTS_PER_MIN", 10, minimum=1),
             service_areas_path=Path(env.get("ZENDO_SERVICE_AREAS") or DEFAULT_SERVICE_AREAS),

@@ -44,7 +44,7 @@ artisan_id, created_at, updated_at}],"cells":[{h3, online, demand, boundary}]}` 
 and BUSY artisans, open jobs, H3 resolution-7 cells with ONLINE artisans or jobs created
 in the last 15 minutes), then by `{"type":"ops.event","ts","events":[...]}` frames (at
 most four a second) whose events have a `kind`: `job.created`, `job.status` `{job,
-from_status, to_status, actor_role, at}`; `offer.sent`, `offer.accepted`,
+from_status, to_status, actor_role, at}`; `offer.sent`, `offer.held` (best_accept), `offer.accepted`,
 `offer.declined`, `offer.expired`, `offer.taken`, `offer.revoked` `{offer_id,
 intervention_id, artisan_id, distance_km}`; `artisan.status` `{artisan}`;
 `artisan.positions` `{artisans: [[id, lat, lon]]}` (each artisan at most once a

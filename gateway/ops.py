@@ -9,7 +9,7 @@ hub only runs while this process has subscribers; with none it drops its state a
 sleeps, costing the hot paths nothing.
 
 One `ops.event` frame per tick carries that tick's `events` (a batch): job.created,
-job.status, offer.sent / accepted / declined / expired / taken / revoked,
+job.status, offer.sent / held / accepted / declined / expired / taken / revoked,
 artisan.status (ONLINE, BUSY, OFFLINE), artisan.positions (each artisan at most once
 per POSITIONS_EVERY_S) and cells (every CELLS_EVERY_S).
 """
@@ -56,6 +56,7 @@ _ON_MAP: Final = frozenset({"ONLINE", "BUSY"})
 _OPEN: Final = frozenset(OPEN_INTERVENTION_STATUSES)
 _OFFER_KINDS: Final = {
     "PENDING": "offer.sent",
+    "HELD": "offer.held",  # best_accept: an in-time accept awaiting the award
     "ACCEPTED": "offer.accepted",
     "DECLINED": "offer.declined",
     "EXPIRED": "offer.expired",

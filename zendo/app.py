@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> web.Application:
         ],
     )
     app[appkeys.SETTINGS] = settings
-    app[appkeys.METRICS] = Metrics.create()
+    app[appkeys.METRICS] = Metrics.create(settings.dispatch_policy)
     app[ADMISSION] = Admission()
     app.on_response_prepare.append(security_headers)
 

@@ -1,4 +1,4 @@
-"""The `zendo` command: serve, migrate, create-admin, seed.
+"""The `zendo` command: serve, migrate, create-admin, seed, simulate.
 
 `zendo serve --workers N` (N > 1) runs N worker processes on one port: each is a whole
 `zendo serve` of its own (its own node id, pools, loop and log writer), a node of the
@@ -24,7 +24,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
-from core.settings import Settings, SettingsError
+from core.settings import DISPATCH_POLICIES, Settings, SettingsError
 from zendo.system.logwriter import LogWriter
 
 
@@ -250,7 +250,29 @@ def _parser() -> argparse.ArgumentParser:
     seed.add_argument("--out", type=Path, required=True)
     seed.add_argument("--center", type=_latlon, default=(48.8566, 2.3522))
     seed.add_argument("--radius-km", type=float, default=15.0)
+    sim = sub.add_parser(
+        "simulate", help="replay a synthetic day through dispatch policies (no server needed)"
+    )
+    sim.add_argument("--scenario", default="builtin:paris-day", help="FILE.yaml or builtin:NAME")
+    sim.add_argument(
+        "--policies",
+        type=_policies,
+        default=("sequential",),
+        help=f"comma-separated, of: {', '.join(DISPATCH_POLICIES)}",
+    )
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--out", type=Path, required=True)
     return parser
+
+
+def _policies(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in DISPATCH_POLICIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown policy {', '.join(unknown) or '(none)'}; one of {', '.join(DISPATCH_POLICIES)}"
+        )
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +307,8 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
         return 0
+    if args.command == "simulate":
+        return _simulate(settings, args)
     from dispatch.auth import commands
 
     if args.command == "create-admin":
@@ -301,6 +325,31 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     return 2
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here as the other commands' modules are: `zendo serve` need not load
+    # matplotlib and scipy.
+    from dispatch.simulate import ScenarioError
+    from dispatch.simulate.runner import run
+
+    try:
+        report = run(
+            settings, scenario=args.scenario, policies=args.policies, seed=args.seed, out=args.out
+        )
+    except ScenarioError as exc:
+        print(f"zendo simulate: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"zendo simulate: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+        return 1
+    for name, row in report["policies"].items():
+        print(
+            f"{name}: {row['assigned']}/{row['jobs']} assigned, {row['unfulfilled']} unfulfilled,"
+            f" time to assign p50 {row['time_to_assign_s']['p50']} s"
+        )
+    print(f"report: {args.out / 'report.md'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The dispatcher: turns SEARCHING interventions into offers, cascades, gives up.
 
 `setup(app)` registers the Dispatcher (app[dispatch_keys.DISPATCHER]), its poll loop
-(only when settings.run_background) and GET /admin/match.
+(and, for the batched policy, its tick; only when settings.run_background) and GET /admin/match.
 """
 
 from __future__ import annotations
@@ -22,16 +22,19 @@ __all__ = ["Dispatcher", "DispatcherConfig", "setup"]
 
 async def _dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     dispatcher: Dispatcher = app[dispatch_keys.DISPATCHER]
-    poller: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
     if app[appkeys.SETTINGS].run_background:
-        poller = asyncio.create_task(dispatcher.run(), name="zendo-dispatch-poller")
+        tasks.append(asyncio.create_task(dispatcher.run(), name="zendo-dispatch-poller"))
+        if dispatcher.policy.batch_interval_s is not None:
+            tasks.append(asyncio.create_task(dispatcher.run_batches(), name="zendo-dispatch-batch"))
     try:
         yield
     finally:
-        if poller is not None:
-            poller.cancel()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await poller
+                await task
         await dispatcher.close()
 
 

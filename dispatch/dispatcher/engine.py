@@ -28,6 +28,7 @@ import logging
 import uuid
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -40,10 +41,18 @@ from dispatch.interventions import repo as interventions_repo
 from dispatch.interventions.schemas import offer_frame, push_status
 from dispatch.interventions.statemachine import SEARCHING, UNFULFILLED
 from dispatch.offers import repo as offers_repo
+from dispatch.offers.service import record_accepted
+from dispatch.policies import (
+    ArtisanHistory,
+    Found,
+    JobState,
+    Policy,
+    Verdict,
+    policy_from_settings,
+    step,
+)
 
 log = logging.getLogger("zendo.dispatch")
-
-WIDEN_FACTOR = 2.0  # the one widened search reaches twice ZENDO_MATCH_RADIUS_KM
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,8 @@ class DispatcherConfig:
     # After this long without a single free candidate, waiting jobs become UNFULFILLED.
     search_window_s: float = 120.0
     claim_batch: int = 50
+    # The batched policy assigns at most this many waiting jobs per tick.
+    batch_max_jobs: int = 500
 
 
 class Dispatcher:
@@ -64,9 +75,18 @@ class Dispatcher:
         self._settings = app[appkeys.SETTINGS]
         self.config = config or DispatcherConfig()
         self._matcher = Matcher(app)
+        self._policy: tuple[Any, Policy] | None = None
         self._timers: dict[uuid.UUID, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+
+    @property
+    def policy(self) -> Policy:
+        """ZENDO_DISPATCH_POLICY: what to offer, when, how far (dispatch/policies/); built
+        from the settings this dispatcher holds (tests may swap them)."""
+        if self._policy is None or self._policy[0] is not self._settings:
+            self._policy = (self._settings, policy_from_settings(self._settings))
+        return self._policy[1]
 
     # ---- wake-ups -------------------------------------------------------------------
     def kick(self, intervention_id: uuid.UUID) -> None:
@@ -86,6 +106,10 @@ class Dispatcher:
         """The job left SEARCHING: drop its in-process timer (the durable row is cleared)."""
         self._arm(intervention_id, None)
 
+    def arm(self, intervention_id: uuid.UUID, delay_s: float) -> None:
+        """Step this job in `delay_s` (best_accept: when its accept window closes)."""
+        self._arm(intervention_id, delay_s)
+
     def _arm(self, intervention_id: uuid.UUID, delay_s: float | None) -> None:
         old = self._timers.pop(intervention_id, None)
         if old is not None:
@@ -101,9 +125,11 @@ class Dispatcher:
         self._timers.pop(intervention_id, None)
         self.kick(intervention_id)
 
-    async def _safe_step(self, intervention_id: uuid.UUID) -> None:
+    async def _safe_step(
+        self, intervention_id: uuid.UUID, offering: bool | None = None, prefer: str | None = None
+    ) -> None:
         try:
-            await self.step(intervention_id)
+            await self.step(intervention_id, offering=offering, prefer=prefer)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -111,27 +137,38 @@ class Dispatcher:
             log.exception("dispatch step failed for %s", intervention_id)
 
     # ---- the step ----------------------------------------------------------------------
-    async def step(self, intervention_id: uuid.UUID) -> None:
+    async def step(
+        self, intervention_id: uuid.UUID, offering: bool | None = None, prefer: str | None = None
+    ) -> None:
         """Drive one job forward, then arm its next in-process timer."""
         next_in_s, _ = await commit(
-            self._app, lambda conn, outbox: self._step(conn, intervention_id, outbox)
+            self._app,
+            lambda conn, outbox: self._step(conn, intervention_id, outbox, offering, prefer),
         )
         self._arm(intervention_id, next_in_s)
 
     def first_candidates(self, *, lat: float, lon: float, specialty: str) -> list[Any]:
         """The index's ranking for a job about to be created, best first (empty when the
-        index is not ready). The creating statement checks them in PostgreSQL and offers
-        the job to the first free ones (`offers_repo.create_job_with_offers`)."""
+        index is not ready, or the policy's first offers come from its first step). The
+        creating statement checks them in PostgreSQL and offers the job to the first free
+        ones (`offers_repo.create_job_with_offers`)."""
+        if self.first_wave == 0:
+            return []
         try:
             return self._matcher.rank(
                 lat,
                 lon,
                 specialty,
-                k=self._settings.offer_batch + OVERFETCH,
-                max_km=self._radius(0),
+                k=self.first_wave + OVERFETCH,
+                max_km=self.policy.radius_km(0),
             )
         except NoIndex:
             return []
+
+    @property
+    def first_wave(self) -> int:
+        """How many offers the creating statement sends (0: the first step does)."""
+        return self.policy.first_wave
 
     def first_offers(
         self, job: Mapping[str, Any], offer_rows: list[asyncpg.Record], effects: Outbox
@@ -151,64 +188,144 @@ class Dispatcher:
             effects.push(offer["artisan_id"], offer_frame(offer, job))
         if offer_rows:
             effects.first_offer_of = job["created_at"]
-        if len(offer_rows) < self._settings.offer_batch:
+        if self.first_wave == 0 or len(offer_rows) < self.first_wave:
             effects.kick.append(job["id"])
 
     def after_create(self, job: Mapping[str, Any], offered: int) -> None:
         """Arm a new job's timer at its first offers' expiry, once they are committed and
         pushed (a job short of offers was kicked instead, see `first_offers`)."""
-        if offered >= self._settings.offer_batch:
-            self._arm(job["id"], self._settings.offer_timeout_s)
+        if self.first_wave and offered >= self.first_wave:
+            timeout = self.policy.offer_timeout_s
+            self._arm(job["id"], self.policy.next_check(0.0, timeout, 0.0))
 
     async def _step(
-        self, conn: asyncpg.Connection, intervention_id: uuid.UUID, effects: Outbox
+        self,
+        conn: asyncpg.Connection,
+        intervention_id: uuid.UUID,
+        effects: Outbox,
+        offering: bool | None = None,
+        prefer: str | None = None,
     ) -> float | None:
-        """Returns the delay to the job's next deadline; None: it needs no more driving."""
+        """Returns the delay to the job's next deadline; None: it needs no more driving.
+
+        The policy decides (`dispatch.policies.step`); this answers its asks with the
+        matcher and PostgreSQL. `offering`: whether offers may go out now (default: yes,
+        except for a batched policy, whose offers go out on its tick); `prefer`: the
+        artisan the batch assignment chose for this job, tried first."""
         # Waits for (never skips) a concurrent holder: whatever it committed, we see.
         job = await interventions_repo.get(conn, intervention_id=intervention_id, for_update=True)
         if job is None or job["status"] != SEARCHING:
             return None
-        offers = await offers_repo.expire_and_list(conn, intervention_id=intervention_id)
+        now, offers = await offers_repo.expire_and_list(conn, intervention_id=intervention_id)
         for offer in offers:
             if offer["just_expired"]:
                 effects.offer_result(offer["artisan_id"], offer["id"], "expired")
         asked = {o["artisan_id"] for o in offers}
-        deadlines = [o["expires_at"] for o in offers if o["status"] == "PENDING"]
-        wanted = self._settings.offer_batch - len(deadlines)
-        search_round = job["search_round"]
-        waiting = False
+        held = [o for o in offers if o["status"] == "HELD"]
+        award_at = None
+        if held:  # best_accept: award the job once the window of its first accept closes
+            award_at = min(o["responded_at"].timestamp() for o in held)
+            award_at += self.policy.accept_window_s
+            if now >= award_at:
+                await self._award(conn, job["id"], held, effects)
+                return None
+        started = job["search_started_at"].timestamp()
+        state = JobState(
+            created_at=job["created_at"].timestamp(),
+            search_started_at=started,
+            search_round=job["search_round"],
+            # A held accept keeps the job waiting for its award, as an offer does.
+            pending_expiries=tuple(
+                o["expires_at"].timestamp() for o in offers if o["status"] == "PENDING"
+            )
+            + ((award_at,) if award_at is not None else ()),
+            last_offer_at=max(
+                (t for t in (o["created_at"].timestamp() for o in offers) if t >= started),
+                default=None,
+            ),
+            asked=len(offers),
+        )
+        policy = self.policy
+        if offering is None:
+            offering = policy.batch_interval_s is None
+        if held:  # no new offers while an award is due
+            offering = False
+        plan = step(
+            policy,
+            now,
+            state,
+            search_window_s=self.config.search_window_s,
+            recheck_s=self.config.recheck_s,
+            offering=offering,
+        )
+        order = self._order(conn, now, prefer)
         try:
-            if wanted > 0:
-                found = await self._matcher.offer(
-                    conn, job, asked, wanted, self._radius(search_round)
-                )
-                waiting = found.waiting
-                if search_round == 0 and not found.offers and not deadlines:
-                    # Nobody free within the radius and nothing pending: widen, once.
-                    search_round = 1
-                    found = await self._matcher.offer(conn, job, asked, wanted, self._radius(1))
-                    waiting = waiting or found.waiting
+            ask = next(plan)
+            while True:
+                found = await self._matcher.offer(conn, job, asked, ask.n, ask.radius_km, order)
                 for offer in found.offers:
                     effects.push(offer["artisan_id"], found.frames[offer["id"]])
-                    deadlines.append(offer["expires_at"])
+                    asked.add(offer["artisan_id"])
                 if found.offers and job["first_offer_at"] is None:
                     effects.first_offer_of = job["created_at"]
+                ask = plan.send(Found(len(found.offers), found.waiting))
+        except StopIteration as done:
+            verdict: Verdict = done.value
         except NoIndex:
             # The index mirror is not ready yet: try again shortly, never give up for it.
-            return await self._reschedule(conn, job, effects, None, search_round)
-        if deadlines:
-            return await self._reschedule(conn, job, effects, min(deadlines), search_round)
-        elapsed = await conn.fetchval(
-            "SELECT EXTRACT(EPOCH FROM clock_timestamp() - $1::timestamptz)::float8",
-            job["search_started_at"],
-        )
-        if waiting and elapsed < self.config.search_window_s:
-            return await self._reschedule(conn, job, effects, None, search_round)
-        return await self._give_up(conn, job, effects, asked=len(offers))
+            return await self._reschedule(conn, job, effects, None, job["search_round"])
+        if verdict.next_check_at is None:
+            return await self._give_up(conn, job, effects, asked=len(asked))
+        deadline = datetime.fromtimestamp(verdict.next_check_at, UTC)
+        return await self._reschedule(conn, job, effects, deadline, verdict.search_round)
 
-    def _radius(self, search_round: int) -> float:
-        factor = WIDEN_FACTOR if search_round else 1.0
-        return self._settings.match_radius_km * factor
+    async def _award(
+        self,
+        conn: asyncpg.Connection,
+        job_id: uuid.UUID,
+        held: list[asyncpg.Record],
+        effects: Outbox,
+    ) -> None:
+        """best_accept: the best-scored held accept wins; the others are TAKEN."""
+        winner = self.policy.award([(str(o["artisan_id"]), o["score"]) for o in held])
+        offer = next(o for o in held if str(o["artisan_id"]) == winner)
+        row = await offers_repo.accept(conn, offer_id=offer["id"], artisan_id=offer["artisan_id"])
+        if row is not None and row["offer_accepted"]:
+            record_accepted(effects, row, artisan_id=offer["artisan_id"], offer_id=offer["id"])
+            return
+        # The winner stopped being VERIFIED meanwhile: let every holder go, search again.
+        for other in await offers_repo.close_pending_for_intervention(
+            conn, intervention_id=job_id, outcome="TAKEN"
+        ):
+            effects.offer_result(other["artisan_id"], other["id"], "taken")
+        effects.kick.append(job_id)
+
+    def _order(self, conn: asyncpg.Connection, now: float, prefer: str | None) -> Any:
+        """The policy's ordering of ranked candidates (None: the matcher's own)."""
+        policy = self.policy
+        if not policy.needs_history and prefer is None:
+            return None
+
+        async def order(candidates: list[Any]) -> list[Any]:
+            history: dict[str, ArtisanHistory] = {}
+            if policy.needs_history:
+                rows = await offers_repo.artisan_history(
+                    conn,
+                    artisan_ids=[uuid.UUID(c.artisan_id) for c in candidates],
+                    window_s=policy.params.window_s,  # type: ignore[union-attr]
+                )
+                history = {
+                    str(r["artisan_id"]): ArtisanHistory(
+                        r["last_job_ended_at"], r["offers"], r["accepted"]
+                    )
+                    for r in rows
+                }
+            ranked = policy.order(now, candidates, history)
+            if prefer is not None:
+                ranked.sort(key=lambda c: c.artisan_id != prefer)  # stable: the rest keep order
+            return ranked
+
+        return order
 
     async def _reschedule(
         self,
@@ -291,6 +408,54 @@ class Dispatcher:
                 claimed = 0
             if claimed < self.config.claim_batch:
                 await asyncio.sleep(self.config.poll_interval_s)
+
+    # ---- the batched policy's tick -----------------------------------------------------------
+    async def batch_once(self) -> int:
+        """Assign every job waiting for an offer together with `ArtisanIndex.assign` (each
+        free artisan to one job; most jobs served, then the least total score), then step
+        each job with its artisan tried first."""
+        interval = self.policy.batch_interval_s
+        assert interval is not None
+        k = self.policy.params.k  # type: ignore[union-attr]
+        async with self._app[appkeys.PG_POOL].acquire() as conn:
+            rows = await offers_repo.jobs_waiting_for_offer(conn, limit=self.config.batch_max_jobs)
+            engaged = {str(a) for a in await offers_repo.engaged_artisans(conn)} if rows else set()
+        # One assignment per search radius (jobs widen at their own pace), each artisan
+        # chosen by an earlier one left out of the next.
+        chosen: dict[str, Any] = {}
+        by_round: dict[int, list[Any]] = {}
+        for r in rows:
+            by_round.setdefault(r["search_round"], []).append(r)
+        try:
+            index = self._matcher.index()
+            for search_round, group in sorted(by_round.items()):
+                taken = engaged | {c.artisan_id for c in chosen.values() if c is not None}
+                chosen |= index.assign(
+                    [(str(r["id"]), r["lat"], r["lon"], r["specialty"]) for r in group],
+                    k=k,
+                    max_km=self.policy.radius_km(search_round),
+                    exclude=taken,
+                    exclude_per_job={str(r["id"]): [str(a) for a in r["asked"]] for r in group},
+                )
+        except NoIndex:
+            return 0
+        for r in rows:
+            pick = chosen[str(r["id"])]
+            prefer = pick.artisan_id if pick is not None else None
+            await self._safe_step(r["id"], offering=True, prefer=prefer)
+        return len(rows)
+
+    async def run_batches(self) -> None:
+        interval = self.policy.batch_interval_s
+        assert interval is not None
+        while True:
+            try:
+                await self.batch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatch batch failed")
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         self._closing = True

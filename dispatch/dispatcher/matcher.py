@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from dispatch.offers import repo as offers_repo
 
 # Extra candidates fetched per round, since some may turn out busy or engaged.
 OVERFETCH = 8
-_MAX_ROUNDS = 4
+MAX_ROUNDS = 4
 
 
 class NoIndex(RuntimeError):
@@ -53,7 +53,7 @@ class Matcher:
     def __init__(self, app: web.Application) -> None:
         self._app = app
 
-    def _index(self) -> Any:
+    def index(self) -> Any:
         index = self._app.get(appkeys.MATCH_INDEX)
         if index is None:
             raise NoIndex("the artisan index is not available")
@@ -70,7 +70,7 @@ class Matcher:
         exclude: Iterable[str] = (),
     ) -> list[Any]:
         """The index's ranking (best first), timed into zendo_match_seconds."""
-        index = self._index()
+        index = self.index()
         started = time.perf_counter()
         candidates = index.query(lat, lon, specialty, k=k, max_km=max_km, exclude=exclude)
         self._app[METRICS].match_seconds.observe(time.perf_counter() - started)
@@ -83,22 +83,25 @@ class Matcher:
         asked: set[uuid.UUID],
         wanted: int,
         max_km: float,
+        order: Callable[[list[Any]], Awaitable[list[Any]]] | None = None,
     ) -> Found:
-        """Offer the job to up to `wanted` of the best free candidates not yet asked."""
+        """Offer the job to up to `wanted` of the best free candidates not yet asked,
+        in the matcher's order or the one `order` (the dispatch policy) gives them."""
         found = Found()
         skip = {str(a) for a in asked}
         timeout_s = self._app[appkeys.SETTINGS].offer_timeout_s
-        for _ in range(_MAX_ROUNDS):
+        for _ in range(MAX_ROUNDS):
             k = wanted + OVERFETCH
             candidates = self.rank(
                 job["lat"], job["lon"], job["specialty"], k=k, max_km=max_km, exclude=skip
             )
             if not candidates:
                 break
+            ranked = candidates if order is None else await order(candidates)
             rows = await offers_repo.offer_to_first_free(
                 conn,
                 intervention_id=job["id"],
-                **candidate_columns(candidates),
+                **candidate_columns(ranked),
                 wanted=wanted,
                 timeout_s=timeout_s,
             )

@@ -111,7 +111,7 @@ async def create(
             idempotency_key=idempotency_key,
             actor_role=principal.role,
             **candidate_columns(candidates),
-            wanted=settings.offer_batch,
+            wanted=dispatcher.first_wave if dispatcher is not None else settings.offer_batch,
             timeout_s=settings.offer_timeout_s,
             max_open_jobs=settings.max_open_jobs_per_client,
         )

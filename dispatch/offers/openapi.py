@@ -28,12 +28,15 @@ PATHS: dict[str, Any] = {
                 "`artisan_busy` when you already hold a job, 409 `artisan_not_verified` "
                 "when your account is no longer verified; someone else's offer is a 404. Accepting makes you "
                 "BUSY; other pending offers of the job get `offer.result` `taken`. "
-                "Repeating a successful accept returns the job again."
+                "Repeating a successful accept returns the job again. Under "
+                "`ZENDO_DISPATCH_POLICY=best_accept` an in-time accept is held: the job "
+                "comes back still `SEARCHING`, and when the accept window closes the "
+                "best-scored holder gets it (`offer.result` `accepted`; the others `taken`)."
             ),
             "security": BEARER,
             "parameters": [_OFFER_ID],
             "responses": {
-                "200": json_ok(ref("Intervention"), "Assigned to you"),
+                "200": json_ok(ref("Intervention"), "Assigned to you (best_accept: held)"),
                 **problems(401, 403, 404, 409),
             },
         }

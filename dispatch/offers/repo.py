@@ -24,35 +24,63 @@ async def get(conn: asyncpg.Connection, *, offer_id: uuid.UUID) -> asyncpg.Recor
 
 async def expire_and_list(
     conn: asyncpg.Connection, *, intervention_id: uuid.UUID
-) -> list[asyncpg.Record]:
+) -> tuple[float, list[asyncpg.Record]]:
     """Expire the job's due PENDING offers and list all its offers, in one round trip.
 
-    Rows: id, artisan_id, status (after expiry), expires_at, just_expired. The caller
-    holds the job's row lock, which every other writer of these offers takes first."""
+    Returns the database's clock (epoch seconds) and the rows: id, artisan_id, status
+    (after expiry), created_at, expires_at, responded_at, score, just_expired. The caller holds the job's
+    row lock, which every other writer of these offers takes first."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """WITH expired AS (
              UPDATE offers SET status = 'EXPIRED', responded_at = clock_timestamp()
              WHERE intervention_id = $1 AND status = 'PENDING'
                AND expires_at <= clock_timestamp()
              RETURNING id)
-           SELECT o.id, o.artisan_id, o.expires_at,
+           SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now,
+                  o.id, o.artisan_id, o.created_at, o.expires_at, o.responded_at, o.score,
                   CASE WHEN e.id IS NULL THEN o.status ELSE 'EXPIRED' END AS status,
                   e.id IS NOT NULL AS just_expired
-           FROM offers o LEFT JOIN expired e ON e.id = o.id
-           WHERE o.intervention_id = $1""",
+           FROM (SELECT 1) AS one
+             LEFT JOIN offers o ON o.intervention_id = $1
+             LEFT JOIN expired e ON e.id = o.id""",
         intervention_id,
+    )
+    return rows[0]["now"], [r for r in rows if r["id"] is not None]
+
+
+async def artisan_history(
+    conn: asyncpg.Connection, *, artisan_ids: Sequence[uuid.UUID], window_s: float
+) -> list[asyncpg.Record]:
+    """For the `fair` policy: each artisan's last finished job (epoch seconds, NULL if
+    none), and their offers answered or expired within the window, with how many of
+    them they accepted (a withdrawn accept is DECLINED, so it counts against them)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT a.id AS artisan_id,
+                  (SELECT EXTRACT(EPOCH FROM max(i.updated_at))::float8 FROM interventions i
+                   WHERE i.artisan_id = a.id AND i.status IN ('COMPLETED', 'CANCELLED'))
+                    AS last_job_ended_at,
+                  count(o.id) AS offers,
+                  count(o.id) FILTER (WHERE o.status = 'ACCEPTED') AS accepted
+           FROM unnest($1::uuid[]) AS a(id)
+             LEFT JOIN offers o ON o.artisan_id = a.id
+               AND o.status IN ('ACCEPTED', 'DECLINED', 'EXPIRED')
+               AND o.created_at > clock_timestamp() - make_interval(secs => $2)
+           GROUP BY a.id""",
+        list(artisan_ids),
+        window_s,
     )
     return rows
 
 
 # What PostgreSQL says of a candidate the index proposed: 'free', 'unverified' (or
-# unknown), 'busy' (holds a job) or 'engaged' (has a pending offer for another job).
+# unknown), 'busy' (holds a job) or 'engaged' (has a pending or held offer for another
+# job).
 # PostgreSQL, not the index mirror, is the authority.
 _CANDIDATE_STATE = """CASE WHEN a.status IS DISTINCT FROM 'VERIFIED' THEN 'unverified'
                   WHEN EXISTS (SELECT 1 FROM interventions i WHERE i.artisan_id = c.artisan_id
                                AND i.status = ANY($ACTIVE::text[])) THEN 'busy'
                   WHEN EXISTS (SELECT 1 FROM offers o WHERE o.artisan_id = c.artisan_id
-                               AND o.status = 'PENDING') THEN 'engaged'
+                               AND o.status IN ('PENDING', 'HELD')) THEN 'engaged'
                   ELSE 'free' END"""
 
 
@@ -210,8 +238,8 @@ async def accept(
 ) -> asyncpg.Record | None:
     """Accept one of the artisan's offers in ONE statement (no BEGIN/COMMIT round trips):
     lock the job row, then the artisan's row (still VERIFIED?), accept the offer if it
-    is PENDING and unexpired and the job SEARCHING, make the artisan BUSY, close the
-    job's other pending offers (TAKEN) and move the job SEARCHING -> ASSIGNED through
+    is PENDING and unexpired (or HELD: best_accept's award) and the job SEARCHING, make
+    the artisan BUSY, close the job's other pending or held offers (TAKEN) and move the job SEARCHING -> ASSIGNED through
     the status door. Either all of it happens or none of it.
 
     Returns None when the artisan has no such offer; else one row: the job's columns
@@ -242,8 +270,8 @@ async def accept(
               FOR NO KEY UPDATE),
             accepted AS (
               UPDATE offers SET status = 'ACCEPTED', responded_at = clock_timestamp()
-              WHERE id = $1 AND artisan_id = $2 AND status = 'PENDING'
-                AND expires_at > clock_timestamp()
+              WHERE id = $1 AND artisan_id = $2
+                AND (status = 'HELD' OR (status = 'PENDING' AND expires_at > clock_timestamp()))
                 AND EXISTS (SELECT 1 FROM job WHERE status = 'SEARCHING')
                 AND EXISTS (SELECT 1 FROM art)
               RETURNING id),
@@ -254,7 +282,8 @@ async def accept(
               RETURNING user_id, live_version),
             taken AS (
               UPDATE offers SET status = 'TAKEN', responded_at = clock_timestamp()
-              WHERE intervention_id = (SELECT id FROM job) AND status = 'PENDING' AND id <> $1
+              WHERE intervention_id = (SELECT id FROM job) AND status IN ('PENDING', 'HELD')
+                AND id <> $1
                 AND EXISTS (SELECT 1 FROM busy)
               RETURNING id, artisan_id),
             {move},
@@ -270,6 +299,47 @@ async def accept(
             FROM latest""",
         offer_id,
         artisan_id,
+    )
+
+
+async def hold(
+    conn: asyncpg.Connection, *, offer_id: uuid.UUID, artisan_id: uuid.UUID, window_s: float
+) -> asyncpg.Record | None:
+    """best_accept: keep an in-time accept as HELD (the job stays SEARCHING) and bring
+    the job's next step forward to the award: `window_s` after its first held accept.
+
+    Returns None when the artisan has no such offer; else the job's columns, `held`
+    (this call or an earlier one holds the offer) and `award_in_s`."""
+    return await conn.fetchrow(
+        f"""WITH job AS (
+              SELECT * FROM interventions
+              WHERE id = (SELECT intervention_id FROM offers WHERE id = $1 AND artisan_id = $2)
+              FOR UPDATE),
+            first_held AS (
+              SELECT min(responded_at) AS at FROM offers
+              WHERE intervention_id = (SELECT id FROM job) AND status = 'HELD'),
+            held AS (
+              UPDATE offers SET status = 'HELD', responded_at = clock_timestamp()
+              WHERE id = $1 AND artisan_id = $2 AND status = 'PENDING'
+                AND expires_at > clock_timestamp()
+                AND EXISTS (SELECT 1 FROM job WHERE status = 'SEARCHING')
+              RETURNING id),
+            due AS (
+              UPDATE interventions SET next_check_at = LEAST(
+                  next_check_at,
+                  COALESCE((SELECT at FROM first_held), clock_timestamp())
+                    + make_interval(secs => $3))
+              WHERE id = (SELECT id FROM job) AND EXISTS (SELECT 1 FROM held)
+              RETURNING next_check_at)
+            SELECT {JOB_COLUMNS},
+                   EXISTS (SELECT 1 FROM held)
+                     OR EXISTS (SELECT 1 FROM offers WHERE id = $1 AND status = 'HELD') AS held,
+                   (SELECT EXTRACT(EPOCH FROM next_check_at - clock_timestamp())::float8
+                    FROM due) AS award_in_s
+            FROM job""",
+        offer_id,
+        artisan_id,
+        window_s,
     )
 
 
@@ -303,7 +373,7 @@ async def revoke_pending_for_artisan(
     dispatcher step (which locks the job row first, then offers)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """UPDATE offers SET status = 'REVOKED', responded_at = clock_timestamp()
-           WHERE artisan_id = $1 AND status = 'PENDING'
+           WHERE artisan_id = $1 AND status IN ('PENDING', 'HELD')
            RETURNING id, intervention_id""",
         artisan_id,
     )
@@ -313,10 +383,10 @@ async def revoke_pending_for_artisan(
 async def close_pending_for_intervention(
     conn: asyncpg.Connection, *, intervention_id: uuid.UUID, outcome: str
 ) -> list[asyncpg.Record]:
-    """Close every still-pending offer of a job (TAKEN after an accept, REVOKED on cancel)."""
+    """Close every still-pending (or held) offer of a job (TAKEN after an accept, REVOKED on cancel)."""
     rows: list[asyncpg.Record] = await conn.fetch(
         """UPDATE offers SET status = $2, responded_at = clock_timestamp()
-           WHERE intervention_id = $1 AND status = 'PENDING'
+           WHERE intervention_id = $1 AND status IN ('PENDING', 'HELD')
            RETURNING id, artisan_id""",
         intervention_id,
         outcome,
@@ -335,3 +405,28 @@ async def withdraw_accepted(
         intervention_id,
         artisan_id,
     )
+
+
+async def jobs_waiting_for_offer(conn: asyncpg.Connection, *, limit: int) -> list[asyncpg.Record]:
+    """SEARCHING jobs with no pending offer, oldest first, and the artisans each one was
+    already offered (the batched policy assigns them together)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """SELECT i.id, ST_Y(i.location::geometry) AS lat, ST_X(i.location::geometry) AS lon,
+                  i.specialty, i.search_round,
+                  ARRAY(SELECT o.artisan_id FROM offers o WHERE o.intervention_id = i.id)
+                    AS asked
+           FROM interventions i
+           WHERE i.status = 'SEARCHING'
+             AND NOT EXISTS (SELECT 1 FROM offers o
+                             WHERE o.intervention_id = i.id AND o.status = 'PENDING')
+           ORDER BY i.created_at, i.id
+           LIMIT $1""",
+        limit,
+    )
+    return rows
+
+
+async def engaged_artisans(conn: asyncpg.Connection) -> list[uuid.UUID]:
+    """Artisans answering an offer right now (each has at most one pending or held)."""
+    rows = await conn.fetch("SELECT artisan_id FROM offers WHERE status IN ('PENDING', 'HELD')")
+    return [r["artisan_id"] for r in rows]

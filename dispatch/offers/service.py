@@ -24,6 +24,7 @@ from core import appkeys
 from core.effects import MarkBusy, PaymentEvent, PaymentStep, TrackingStart
 from core.errors import Conflict, NotFound
 from core.outbox import Outbox, commit
+from dispatch import appkeys as dispatch_keys
 from dispatch.interventions import repo as interventions_repo
 from dispatch.interventions.schemas import intervention_json, push_status
 from dispatch.interventions.statemachine import ACTIVE, SEARCHING
@@ -59,7 +60,15 @@ class OfferActions:
         self._app = app
 
     async def accept(self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID) -> dict[str, Any]:
-        """Accept; returns the intervention (artisan's view). 404 / 409 offer_expired|taken."""
+        """Accept; returns the intervention (artisan's view). 404 / 409 offer_expired|taken.
+
+        Under best_accept an in-time accept is HELD and the intervention returned is still
+        SEARCHING: the dispatcher awards the job to the best-scored held accept when the
+        window closes, and tells every holder (`offer.result` accepted or taken)."""
+        dispatcher = self._app.get(dispatch_keys.DISPATCHER)
+        window_s = dispatcher.policy.accept_window_s if dispatcher is not None else 0.0
+        if window_s > 0:
+            return await self._hold(artisan_id=artisan_id, offer_id=offer_id, window_s=window_s)
         started = time.perf_counter()
 
         async def work(conn: asyncpg.Connection, effects: Outbox) -> dict[str, Any]:
@@ -77,21 +86,7 @@ class OfferActions:
                 if offer["open"] and row["status"] == SEARCHING and not row["verified"]:
                     raise ArtisanNotVerified("Your account is not verified any more")
                 raise OfferTaken("This job is no longer available")
-            effects.offer_result(artisan_id, offer_id, "accepted")
-            for other_id, other_artisan in zip(
-                row["taken_ids"], row["taken_artisans"], strict=True
-            ):
-                effects.offer_result(other_artisan, other_id, "taken")
-            push_status(effects, row)
-            version = row["live_version"]
-            effects.live += [
-                MarkBusy(artisan_id, version),
-                TrackingStart(
-                    artisan_id, row["id"], row["client_id"], row["lat"], row["lon"], version
-                ),
-            ]
-            effects.payments.append(PaymentStep(PaymentEvent.ASSIGNED, row["id"]))
-            effects.settled.append(row["id"])
+            record_accepted(effects, row, artisan_id=artisan_id, offer_id=offer_id)
             return intervention_json(row, for_client=False)
 
         try:
@@ -100,6 +95,37 @@ class OfferActions:
             raise _unique_violation_to_conflict(exc) from exc
         if effects.pushed_at:  # a retried accept pushes nothing and is not timed
             self._app[appkeys.METRICS].accept_notify_seconds.observe(effects.pushed_at - started)
+        return result
+
+    async def _hold(
+        self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID, window_s: float
+    ) -> dict[str, Any]:
+        async def work(
+            conn: asyncpg.Connection, effects: Outbox
+        ) -> tuple[dict[str, Any], uuid.UUID | None, float]:
+            row = await offers_repo.hold(
+                conn, offer_id=offer_id, artisan_id=artisan_id, window_s=window_s
+            )
+            if row is None:
+                raise NotFound("No such offer")
+            if not row["held"]:
+                offer = await offers_repo.offer_state(conn, offer_id=offer_id)
+                assert offer is not None
+                if offer["status"] == "ACCEPTED" and row["artisan_id"] == artisan_id:
+                    return intervention_json(row, for_client=False), None, 0.0  # a retry
+                if offer["status"] in _EXPIRED_STATES and not offer["open"]:
+                    raise OfferExpired("This offer has expired")
+                raise OfferTaken("This job is no longer available")
+            view = intervention_json(row, for_client=False)
+            if row["award_in_s"] is None:  # held before: the award is already armed
+                return view, None, 0.0
+            return view, row["id"], float(row["award_in_s"])
+
+        (result, job_id, award_in_s), _ = await commit(self._app, work)
+        dispatcher = self._app.get(dispatch_keys.DISPATCHER)
+        if job_id is not None and dispatcher is not None:
+            # The in-process timer of the award; the durable next_check_at backs it up.
+            dispatcher.arm(job_id, award_in_s)
         return result
 
     async def decline(self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID) -> None:
@@ -129,6 +155,24 @@ class OfferActions:
             effects.kick.append(job_id)
 
         await commit(self._app, work)
+
+
+def record_accepted(
+    effects: Outbox, row: asyncpg.Record, *, artisan_id: uuid.UUID, offer_id: uuid.UUID
+) -> None:
+    """What follows an accepted offer (`offers_repo.accept`'s row): the results to the
+    winner and the others, the job's status, BUSY and tracking, the payment hold."""
+    effects.offer_result(artisan_id, offer_id, "accepted")
+    for other_id, other_artisan in zip(row["taken_ids"], row["taken_artisans"], strict=True):
+        effects.offer_result(other_artisan, other_id, "taken")
+    push_status(effects, row)
+    version = row["live_version"]
+    effects.live += [
+        MarkBusy(artisan_id, version),
+        TrackingStart(artisan_id, row["id"], row["client_id"], row["lat"], row["lon"], version),
+    ]
+    effects.payments.append(PaymentStep(PaymentEvent.ASSIGNED, row["id"]))
+    effects.settled.append(row["id"])
 
 
 async def revoke_pending_for_artisan(app: web.Application, artisan_id: uuid.UUID) -> int:

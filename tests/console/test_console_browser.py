@@ -217,7 +217,9 @@ async def test_console_reviews_pending_artisans_and_cancels_jobs(
     pending = page.get_by_test_id("pending-artisan")
     await expect(pending).to_have_count(2)
     keen_item = pending.and_(page.locator(f'[data-artisan-id="{keen}"]'))
+    await keen_item.get_by_role("button", name="documents").click()  # links minted on demand
     link = keen_item.get_by_role("link", name="KBIS")
+    await expect(link).to_have_count(1)
     assert "/storage/" in (await link.get_attribute("href") or "")
     await keen_item.get_by_role("button", name="verify").click()
     await expect(keen_item).to_have_count(0)

@@ -176,10 +176,15 @@ async function loadPending() {
       const item = el("li", { "data-testid": "pending-artisan", "data-artisan-id": a.user_id });
       item.append(el("div", {}, `${a.email} · ${a.specialty}`));
       const docs = el("div");
-      for (const d of a.documents || []) {
-        docs.append(el("a", { href: d.download_url, target: "_blank", rel: "noopener" }, d.kind));
+      const uploaded = (a.documents || []).map((d) => d.kind);
+      if (uploaded.length) {
+        // Links are short-lived and their minting is audited: asked for on demand.
+        const open = el("button", { type: "button", class: "small" }, "documents");
+        open.addEventListener("click", () => showDocuments(a.user_id, docs));
+        docs.append(el("span", {}, `${uploaded.join(", ")} `), open);
+      } else {
+        docs.textContent = "no documents uploaded";
       }
-      if (!docs.childNodes.length) docs.textContent = "no documents uploaded";
       const reason = el("input", { placeholder: "reason to reject", maxlength: "1000" });
       const verify = el("button", { type: "button", class: "small" }, "verify");
       const reject = el("button", { type: "button", class: "small danger" }, "reject");
@@ -189,6 +194,15 @@ async function loadPending() {
       return item;
     }),
   );
+}
+
+async function showDocuments(id, docs) {
+  const resp = await api(`/admin/artisans/${id}/documents`);
+  if (!resp.ok) return;
+  const links = (await resp.json()).map((d) =>
+    el("a", { href: d.download_url, target: "_blank", rel: "noopener" }, d.kind),
+  );
+  docs.replaceChildren(...links);
 }
 
 async function review(id, action, reasonInput) {
