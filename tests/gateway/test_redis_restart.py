@@ -58,7 +58,9 @@ async def test_redis_restart_keeps_sockets_and_resumes(
     artisan = await connect(holder, artisan_token)
     client = await connect(holder, client_token)
     redis = holder.app[appkeys.REDIS]
-    await artisan.send_json(fix(48.86, 2.35, now_ms()))
+    # Stamped 2 s ago, so the next fix 1.1 m away is a walk, not a jump (`too_fast`),
+    # however soon it follows.
+    await artisan.send_json(fix(48.86, 2.35, now_ms() - 2000))
 
     async def online() -> bool:
         state = await live.read_live(redis, artisan_id)
