@@ -23,10 +23,11 @@ request (a refused one gets the same 503 before the upgrade), but an open socket
 not counted in flight: it lives for hours and costs only when it sends.
 
 Work in progress goes first: a request that moves an existing job along (an offer's
-answer, a status change, a cancellation) is refused only past twice the bounds and the
-limit, so that shedding turns new jobs away rather than stranding the ones under way
-(a refused status change leaves its artisan BUSY and its client waiting until it is
-retried).
+answer, a status change, a cancellation) is refused only past twice the far bounds and
+never by the adaptive limit, so that shedding turns new jobs away (each one shed saves
+the whole job's work) rather than stranding the ones under way, whose retries would
+only add load. WebSocket handshakes are not subject to the adaptive limit either: the
+gateway bounds the sockets still waiting for their `hello` (gateway/arrivals.py).
 """
 
 from __future__ import annotations
@@ -90,12 +91,16 @@ class Admission:
     def __post_init__(self) -> None:
         self.limit = float(self.max_in_flight)
 
-    def check(self, *, in_progress: bool = False) -> None:
-        slack = PROGRESS_SLACK if in_progress else 1.0
-        if (
-            self.in_flight >= min(self.limit, self.max_in_flight) * slack
-            or self.loop_lag_s > self.max_loop_lag_s * slack
-        ):
+    def check(self, *, in_progress: bool = False, adaptive: bool = True) -> None:
+        if in_progress:  # the far bounds only, doubled: refusing it wastes its job
+            behind = (
+                self.in_flight >= self.max_in_flight * PROGRESS_SLACK
+                or self.loop_lag_s > self.max_loop_lag_s * PROGRESS_SLACK
+            )
+        else:
+            limit = min(self.limit, self.max_in_flight) if adaptive else self.max_in_flight
+            behind = self.in_flight >= limit or self.loop_lag_s > self.max_loop_lag_s
+        if behind:
             self.refused += 1
             raise Overloaded("This server is busy; retry shortly", retry_after_s=RETRY_AFTER_S)
 
@@ -126,9 +131,11 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
     if request.path in ALWAYS_ADMITTED or request.method == "OPTIONS":
         return await handler(request)
     admission = request.app[ADMISSION]
-    admission.check(in_progress=in_progress(request))
     if request.path == WEBSOCKET_PATH:
+        # Handshakes have their own bound (gateway/arrivals.py: sockets awaiting hello).
+        admission.check(adaptive=False)
         return await handler(request)
+    admission.check(in_progress=in_progress(request))
     admission.admitted()
     started = time.perf_counter()
     try:

@@ -178,4 +178,6 @@ async def test_slow_answers_shed_new_work_over_http(
     await _overloaded(await client.post("/interventions", json={}))
     progress = await client.post(f"/interventions/{uuid.uuid4()}/status", json={})
     assert progress.status == 401  # work under way is admitted (it reached the auth check)
+    handshake = await client.get("/ws")  # bounded by the gateway's arrivals, not by this
+    assert handshake.status != 503
     admission.in_flight = 0
