@@ -3,31 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import asyncpg
 
-from core import audit
 from dispatch.artisans.repo import ARTISAN_COLUMNS, DOCUMENT_COLUMNS
-
-
-async def insert_audit(
-    conn: asyncpg.Connection,
-    *,
-    admin_id: uuid.UUID,
-    action: str,
-    target_type: str,
-    target_id: uuid.UUID | None,
-    data: dict[str, Any],
-) -> None:
-    await audit.record(
-        conn,
-        admin_id=admin_id,
-        action=action,
-        target_type=target_type,
-        target_id=target_id,
-        data=data,
-    )
 
 
 async def list_artisans(

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from core import appkeys
+from core import appkeys, audit
 from core.db import transaction
 from core.effects import ProfileChanged
 from core.errors import Conflict, NotFound
@@ -60,7 +60,7 @@ async def list_artisans(
         docs = await artisan_repo.list_documents(conn, artisan_ids=ids, uploaded_only=True)
         # Personal data of a whole page: audited. Download links are minted on demand
         # only, one artisan at a time (`artisan_documents`), never for a whole page.
-        await repo.insert_audit(
+        await audit.record(
             conn,
             admin_id=admin_id,
             action="artisans.list",
@@ -93,7 +93,7 @@ async def artisan_documents(
         if await artisan_repo.fetch_artisan(conn, user_id=artisan_id) is None:
             raise NotFound("No such artisan")
         rows = await artisan_repo.list_documents(conn, artisan_ids=[artisan_id], uploaded_only=True)
-        await repo.insert_audit(
+        await audit.record(
             conn,
             admin_id=admin_id,
             action="artisan.documents.view",
@@ -116,7 +116,7 @@ async def verify_artisan(
         changed = row["status"] != "VERIFIED"
         if changed:
             await repo.set_verified(conn, artisan_id=artisan_id)
-        await repo.insert_audit(
+        await audit.record(
             conn,
             admin_id=admin_id,
             action="artisan.verify",
@@ -145,7 +145,7 @@ async def reject_artisan(
         if row["current_status"] == "BUSY":
             raise Conflict("The artisan is on a job; reject after it ends", code="artisan_busy")
         await repo.set_rejected(conn, artisan_id=artisan_id, reason=reason)
-        await repo.insert_audit(
+        await audit.record(
             conn,
             admin_id=admin_id,
             action="artisan.reject",
@@ -182,7 +182,7 @@ async def review_document(
         updated = await repo.review_document(
             conn, document_id=document_id, status=status, reason=reason, admin_id=admin_id
         )
-        await repo.insert_audit(
+        await audit.record(
             conn,
             admin_id=admin_id,
             action="document.review",
