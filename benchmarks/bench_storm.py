@@ -15,7 +15,10 @@ Seeds verified artisans into the database (TRUNCATEs it: use a scratch one), sta
      meanwhile a client creates a job every 0.2 s where an offer probe (an artisan of a
      specialty nobody else has) stands: POST sent -> `offer` frame on the probe's socket
      (create -> first offer), then cancels it;
-  3. the bare aiohttp receive loop's flat-out frames/s (the machine's speed reference).
+  3. every socket closes at once (a network blip, a deploy, the end of a load test): the
+     server's CPU per closed socket, and the latency of a request sent every 10 ms
+     meanwhile (a status change waiting behind thousands of closes is what users see);
+  4. the bare aiohttp receive loop's flat-out frames/s (the machine's speed reference).
 """
 
 from __future__ import annotations
@@ -146,6 +149,38 @@ async def storm(workers: Workers, url: str, tokens: list[str], rate: float) -> d
     }
 
 
+async def request_probe(port: int, stop: asyncio.Event) -> list[float]:
+    """Latencies (s) of GET /specialties, one every 10 ms (through every middleware),
+    until `stop` is set."""
+    out: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            sent = time.perf_counter()
+            async with session.get(f"http://127.0.0.1:{port}/specialties") as resp:
+                await resp.read()
+            out.append(time.perf_counter() - sent)
+            await asyncio.sleep(0.01)
+    return out
+
+
+async def mass_close(workers: Workers, port: int, server_pid: int, sockets: int) -> dict[str, Any]:
+    stop = asyncio.Event()
+    probe = asyncio.create_task(request_probe(port, stop))
+    await asyncio.sleep(0.5)
+    cpu0 = cpu_s(server_pid)
+    await workers.call_all("close")
+    await asyncio.sleep(2.0)  # the departures and socket-cap flushes
+    cpu = cpu_s(server_pid) - cpu0
+    stop.set()
+    latencies = await probe
+    return {
+        "sockets": sockets,
+        "server_cpu_s": cpu,
+        "server_cpu_us_per_socket": cpu / max(1, sockets) * 1e6,
+        "probe_ms": (pct(latencies, 0.5), pct(latencies, 0.99), max(latencies, default=0) * 1000),
+    }
+
+
 async def scrape(session: aiohttp.ClientSession, port: int) -> metrics_diff.Series:
     async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
         return metrics_diff.buckets_of(await resp.text())
@@ -204,7 +239,8 @@ async def main(args: argparse.Namespace) -> None:
             "redis_cpu_us_per_fix": (c1[1] - c0[1]) / max(1.0, accepted) * 1e6,
         }
         print(f"1 Hz: {report['fixes']}", flush=True)
-        await workers.call_all("close")
+        report["close"] = await mass_close(workers, port, server.pid, report["storm"]["served"])
+        print(f"mass close: {report['close']}", flush=True)
     finally:
         workers.stop()
         server.terminate()

@@ -23,6 +23,7 @@ from core.errors import (
     ValidationFailed,
     ZendoError,
 )
+from zendo.system.logwriter import line_sink
 
 log = logging.getLogger("zendo.http")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -209,19 +210,26 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
 class JsonAccessLogger(AbstractAccessLogger):
     """One JSON line per request. Logs the route template only (`/files/{token}`, not
     the signed token in the path): no concrete path, query string, headers or body, so
-    tokens and passwords never reach the log."""
+    tokens and passwords never reach the log. Straight to the batched writer when it is
+    the only handler on the way (`line_sink`)."""
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self._put_line = line_sink(logger)
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
-        self.logger.info(
-            orjson.dumps(
-                {
-                    "ts": round(time.time(), 3),
-                    "request_id": request.get(appkeys.REQUEST_ID, ""),
-                    "method": request.method,
-                    "path": route_template(request),
-                    "status": response.status,
-                    "duration_ms": round(time_ * 1000, 2),
-                    "remote": request.remote,
-                }
-            ).decode()
-        )
+        line = orjson.dumps(
+            {
+                "ts": round(time.time(), 3),
+                "request_id": request.get(appkeys.REQUEST_ID, ""),
+                "method": request.method,
+                "path": route_template(request),
+                "status": response.status,
+                "duration_ms": round(time_ * 1000, 2),
+                "remote": request.remote,
+            }
+        ).decode()
+        if self._put_line is not None:
+            self._put_line(line)
+        else:
+            self.logger.info(line)

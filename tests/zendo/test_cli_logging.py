@@ -6,13 +6,18 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import threading
+from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from zendo import cli
-from zendo.system.logwriter import LogWriter
+from zendo.middleware import JsonAccessLogger
+from zendo.system.logwriter import LogWriter, line_sink
 
 
 class _CountingStream(io.StringIO):
@@ -103,3 +108,64 @@ def test_a_bad_record_or_a_failing_stream_does_not_stop_the_writer() -> None:
     lines = stream.getvalue().splitlines()
     assert lines[0].startswith("unformattable log record: '%d apples'")
     assert lines[1:] == ["still written"]
+
+
+async def test_the_access_line_skips_the_record_when_the_writer_is_the_only_handler() -> None:
+    stream = _CountingStream()
+    writer = LogWriter(stream, linger_s=0.01)
+    logger = _logger(writer, "zendo.test.access")
+    assert line_sink(logger) is not None
+    writer.start()
+    made: list[logging.LogRecord] = []
+    factory = logging.getLogRecordFactory()
+
+    def counting(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        made.append(record)
+        return record
+
+    logging.setLogRecordFactory(counting)
+    try:
+        assert (await _one_request(logger)) == 201
+    finally:
+        logging.setLogRecordFactory(factory)
+        logger.removeHandler(writer.handler)
+        writer.stop()
+    assert [r for r in made if r.name == logger.name] == []
+    line = json.loads(stream.getvalue())
+    assert line["status"] == 201 and line["path"] == "/specialties" and line["method"] == "GET"
+
+
+async def test_another_handler_on_the_way_still_sees_the_access_line() -> None:
+    writer = LogWriter(_CountingStream())
+    logger = _logger(writer, "zendo.test.access.other")
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    other = Keep()
+    logger.addHandler(other)
+    try:
+        assert line_sink(logger) is None
+        assert (await _one_request(logger)) == 201
+    finally:
+        logger.removeHandler(other)
+        logger.removeHandler(writer.handler)
+    assert len(seen) == 1 and json.loads(seen[0])["path"] == "/specialties"
+
+
+async def _one_request(access_log: logging.Logger) -> int:
+    """One request through a real server logging with JsonAccessLogger to `access_log`."""
+
+    async def created(_request: web.Request) -> web.Response:
+        return web.Response(status=201)
+
+    app = web.Application()
+    app.router.add_get("/specialties", created)
+    server = TestServer(app)
+    await server.start_server(access_log_class=JsonAccessLogger, access_log=access_log)
+    async with TestClient(server) as client:
+        resp = await client.get("/specialties")
+        return resp.status
