@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, Final, NamedTuple, TypeVar
 
 import numpy as np
@@ -30,7 +31,7 @@ from matching.codes import (
 )
 from matching.geometry import H3_RES
 from matching.idmap import KIND_SIDE, KIND_UUID, parse_uuid
-from matching.jit import M_CNT, OK
+from matching.jit import FAST_K_MAX, M_CNT, OK, Q_DONE
 from matching.policy import Candidate, RankingPolicy
 from matching.store import Store, release_free_heap
 from matching.validation import (
@@ -54,6 +55,7 @@ _latlng_to_cell: Final = _h3.latlng_to_cell
 _SPEC_GET: Final = SPECIALTY_CODE.get
 _UUID_OFF: Final = 1 << 63
 _M64: Final = (1 << 64) - 1
+_new_tuple: Final = tuple.__new__
 J = TypeVar("J", bound=Hashable)
 #: rows of :meth:`ArtisanIndex.upsert_many` converted at a time (bounds its temporaries)
 _BULK_CHUNK: Final = 1 << 15
@@ -369,6 +371,15 @@ class ArtisanIndex:
             k = check_k(k)
         if type(max_km) is not float or not 0.0 <= max_km < 1e308:
             max_km = check_max_km(max_km)
+        if not exclude and k <= FAST_K_MAX:
+            # the common case: one kernel call, Python objects back, no numpy in between
+            s = self._s
+            code, text, vals = s.k_query_fast(s.state, lat, lon, max_km, sp, k)
+            if code == Q_DONE:
+                if not vals:
+                    return []
+                it = iter(vals)
+                return list(map(_new_tuple, repeat(Candidate), zip(text.split(","), it, it)))
         excl = self._exclude_slots(exclude) if exclude else walk.EMPTY_EXCL
         bufs = self._bufs  # reused between calls; taken (not shared) while in use
         self._bufs = None

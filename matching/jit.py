@@ -86,9 +86,18 @@ Q_DONE: Final = 0
 Q_MORE: Final = 1
 Q_OVERFLOW: Final = 2
 Q_BRUTE: Final = 3
+#: k_query_fast only: a result holds a non-UUID id (the caller takes the general path)
+Q_SIDE: Final = 4
 # query result flags
 FLAG_NEED_SORT: Final = 1
 FLAG_SIDE_IDS: Final = 2
+
+#: nodes the tree search may keep open at once; beyond it the query falls back to
+#: the exact brute-force kernel (never reached by k <= 100 in a dense city)
+HEAP_CAP: Final = 1 << 14
+#: k_query_fast's buffers hold k + TIE_ROOM entries for k <= FAST_K_MAX
+TIE_ROOM: Final = 32
+FAST_K_MAX: Final = 64
 
 SPEC_SHIFT: Final = 56  # H3 cell bits 56-58 are always zero: the specialty goes there
 #: bytes per id in the query's text output: 36 UUID characters and a ',' separator

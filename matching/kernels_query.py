@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numba.cpython import unicode as _nbu
 
 from matching.jit import (
     BB_MAXB,
@@ -35,6 +36,7 @@ from matching.jit import (
     Q_BRUTE,
     Q_DONE,
     Q_OVERFLOW,
+    Q_SIDE,
     R_KM,
     SCORE_EPS,
     SPEC_SHIFT,
@@ -43,6 +45,12 @@ from matching.jit import (
     jit,
 )
 from matching.kernels_tree import RES_SHIFT, bucket_find, child_key, is_leaf, root_key
+
+# numba's own string builders (usable in nopython code): the fast query returns
+# its ids as one Python str built in the kernel
+_empty_string: Any = _nbu._empty_string
+_set_code_point: Any = _nbu._set_code_point
+_ASCII: Any = _nbu.PY_UNICODE_1BYTE_KIND
 
 
 @jit
@@ -304,6 +312,70 @@ def k_query_tree(
     if code != Q_DONE:
         return code, 0, 0
     return Q_DONE, count, _finalize(count, o_f, o_i, st.m_id, st.m_b, o_hex)
+
+
+@jit
+def _id_text(m: int, o_i: I64, m_id: I64, m_b: I8, w: I64) -> tuple[bool, str]:
+    """The ``m`` first result ids as one ``,``-separated str; (False, "") if any is
+    not a UUID (kind 1: the caller takes the general path)."""
+    # gather first: the m random slot reads are independent, so their cache
+    # misses overlap instead of being serialised by the formatting loop
+    for i in range(m):
+        s = o_i[0, i]
+        w[i, 0] = m_id[s, 0]
+        w[i, 1] = m_id[s, 1]
+        w[i, 2] = m_b[s, 3]
+    for i in range(m):
+        if w[i, 2] != 0:
+            return False, ""
+    text = _empty_string(_ASCII, 37 * m - 1, 1)
+    for i in range(m):
+        base = 37 * i
+        if i > 0:
+            _set_code_point(text, base - 1, 44)  # ','
+        pos = 35
+        for wd in range(1, -1, -1):
+            v = np.uint64(w[i, wd]) ^ TOP_BIT
+            for _ in range(16):
+                if pos == 8 or pos == 13 or pos == 18 or pos == 23:
+                    _set_code_point(text, base + pos, 45)  # '-'
+                    pos -= 1
+                _set_code_point(text, base + pos, HEX[int(v & np.uint64(15))])
+                v >>= np.uint64(4)
+                pos -= 1
+    return True, text
+
+
+@jit
+def k_query_fast(
+    st: Any, qlat: float, qlon: float, max_km: float, spec: int, k: int
+) -> tuple[int, str, list[float]]:
+    """One query without exclusions, ``k <= FAST_K_MAX``: (code, ids, values).
+
+    Only the State and five scalars cross the boundary (unboxing an array costs
+    ~2 µs with cold caches) and the answer comes back as Python objects: the ids
+    as one ``,``-separated str and ``[distance, score]`` per result, so that the
+    caller touches no numpy array.  Codes: Q_DONE, or Q_OVERFLOW / Q_BRUTE /
+    Q_SIDE (a non-UUID id among the results), for which the caller runs the
+    general path (:func:`matching.walk.run`).
+    """
+    o_f = st.q_f
+    o_i = st.q_i
+    vals = [0.0] * 0
+    code, count = _search(st, st.q_excl, o_f, o_i, st.hk, st.hv, qlat, qlon, max_km, spec, k)
+    if code != Q_DONE:
+        return code, "", vals
+    m = min(count, k)
+    if m == 0:
+        return Q_DONE, "", vals
+    ok, text = _id_text(m, o_i, st.m_id, st.m_b, st.q_w)
+    if not ok:
+        return Q_SIDE, "", vals
+    vals = [0.0] * (2 * m)
+    for i in range(m):
+        vals[2 * i] = o_f[1, i]
+        vals[2 * i + 1] = o_f[0, i]
+    return Q_DONE, text, vals
 
 
 @jit

@@ -1,9 +1,10 @@
 """One numba object holding every array of a :class:`matching.store.Store`.
 
-Unboxing a numpy array argument costs ~40-70 ns; the two hot kernels (single
-upsert, ring-walk query) would unbox 9-12 of them per call.  They take this
-StructRef instead (one pointer to unbox) and are called through their compiled
-entry point (:func:`matching.jit.entry_point`).  The proxy is rebuilt whenever
+Unboxing a numpy array argument costs ~40-70 ns hot and ~2 µs with cold caches;
+the two hot kernels (single upsert, tree query) would unbox 9-12 of them per call.
+They take this StructRef instead (one pointer to unbox), with the query's scratch
+buffers among its fields, and are called through their compiled entry point
+(:func:`matching.jit.entry_point`).  The proxy is rebuilt whenever
 the store replaces an array (growth, compaction), which is rare.
 """
 
@@ -20,6 +21,8 @@ structref: Any = _structref
 
 FIELDS: Final = (
     "m_f", "m_id", "m_i", "m_b", "htab", "p_hot", "p_f", "p_i", "bt", "bb", "meta", "fmeta",
+    # the single query's own buffers (see matching.kernels_query.k_query_fast)
+    "q_f", "q_i", "q_w", "hk", "hv", "q_excl",
 )  # fmt: skip
 
 

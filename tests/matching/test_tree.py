@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from matching import SPECIALTIES, ArtisanIndex, RankingPolicy, walk
+from matching import SPECIALTIES, ArtisanIndex, RankingPolicy, store, walk
 from matching import kernels_tree as _kt
 from matching.jit import BB_MAXB, LEAF_RES, M_ROOT, N_BASE
 from matching.kernels_tree import RES_SHIFT
@@ -73,6 +73,7 @@ def test_sparse_artisans_far_from_the_query() -> None:
 
 def test_full_heap_falls_back_to_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(walk, "HEAP_CAP", 2)
+    monkeypatch.setattr(store, "HEAP_CAP", 2)
     rng = np.random.default_rng(4)
     recs = {
         _uuid(rng): Rec(
