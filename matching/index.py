@@ -374,12 +374,13 @@ class ArtisanIndex:
         if not exclude and k <= FAST_K_MAX:
             # the common case: one kernel call, Python objects back, no numpy in between
             s = self._s
-            code, text, vals = s.k_query_fast(s.state, lat, lon, max_km, sp, k)
+            code, text, vals = s.k_query_fast(s.desc_addr, lat, lon, max_km, sp, k)
             if code == Q_DONE:
                 if not vals:
                     return []
-                it = iter(vals)
-                return list(map(_new_tuple, repeat(Candidate), zip(text.split(","), it, it)))
+                it = iter(vals)  # distance, score pairs: one per id
+                ids = text.split(",")
+                return list(map(_new_tuple, repeat(Candidate), zip(ids, it, it, strict=False)))
         excl = self._exclude_slots(exclude) if exclude else walk.EMPTY_EXCL
         bufs = self._bufs  # reused between calls; taken (not shared) while in use
         self._bufs = None

@@ -20,6 +20,10 @@ import numpy.typing as npt
 
 try:
     import numba
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.core import types as nb_types
+    from numba.extending import intrinsic
 except ImportError as exc:  # pragma: no cover - exercised only without numba
     raise ImportError(
         "matching: numba is REQUIRED and could not be imported "
@@ -131,3 +135,60 @@ def mix64(x: np.uint64) -> np.uint64:
     x *= np.uint64(0xC4CEB9FE1A85EC53)
     x ^= x >> np.uint64(33)
     return x
+
+
+_get_or_insert_function: Any = cgutils.get_or_insert_function  # untyped in numba
+
+
+def _prefetch_codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+    i8p = ir.IntType(8).as_pointer()
+    ary = context.make_array(sig.args[0])(context, builder, args[0])
+    base = builder.ptrtoint(ary.data, ir.IntType(64))
+    addr = builder.inttoptr(builder.add(base, args[1]), i8p)
+    i32 = ir.IntType(32)
+    fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+    fn = _get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+    # read, keep in every cache level, data cache
+    builder.call(fn, [addr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+    return context.get_dummy_value()
+
+
+def _prefetch_typer(typingctx: Any, arr: Any, offset: Any) -> Any:
+    if not isinstance(arr, nb_types.Array) or offset != nb_types.int64:
+        return None
+    return nb_types.void(arr, offset), _prefetch_codegen
+
+
+#: ``prefetch(arr, byte_offset)``: a hint to load the cache line of ``arr``'s data at
+#: ``byte_offset`` (int64).  A hint only: it never faults, whatever the address.
+prefetch: Any = intrinsic(_prefetch_typer)
+
+
+@jit
+def prefetch_rows(arr: Any, row: int, count: int) -> None:
+    """Prefetch every cache line of rows ``row..row+count`` of a C-contiguous array."""
+    stride = arr.strides[0]
+    start = np.int64(row * stride)
+    end = np.int64((row + count) * stride)
+    for off in range(start - (start & 63), end, 64):
+        prefetch(arr, np.int64(off))
+
+
+def _voidptr_typer(typingctx: Any, src: Any) -> Any:
+    if src != nb_types.int64:
+        return None
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return nb_types.voidptr(src), codegen
+
+
+#: ``as_voidptr(address)``: an int64 address as a pointer, for ``numba.carray``
+as_voidptr: Any = intrinsic(_voidptr_typer)
+#: arrays described by :meth:`matching.store.Store.pack`'s descriptor, in this order
+#: (each as data address, rows, columns): see :func:`matching.kernels_query.k_query_fast`
+DESC_FIELDS: Final = (
+    "bt", "bb", "p_hot", "p_f", "p_i", "m_id", "m_b", "meta", "fmeta",
+    "q_f", "q_i", "q_w", "hk", "hv", "q_excl",
+)  # fmt: skip

@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numba as _nb
 import numpy as np
 from numba.cpython import unicode as _nbu
 
 from matching.jit import (
     BB_MAXB,
     DEG2RAD,
+    DESC_FIELDS,
     F32,
     F64,
     F_MAXB,
@@ -42,7 +44,11 @@ from matching.jit import (
     SPEC_SHIFT,
     TOP_BIT,
     U8,
+    as_voidptr,
     jit,
+    mix64,
+    prefetch,
+    prefetch_rows,
 )
 from matching.kernels_tree import RES_SHIFT, bucket_find, child_key, is_leaf, root_key
 
@@ -50,7 +56,8 @@ from matching.kernels_tree import RES_SHIFT, bucket_find, child_key, is_leaf, ro
 # its ids as one Python str built in the kernel
 _empty_string: Any = _nbu._empty_string
 _set_code_point: Any = _nbu._set_code_point
-_ASCII: Any = _nbu.PY_UNICODE_1BYTE_KIND
+_ASCII: Any = getattr(_nbu, "PY_UNICODE_1BYTE_KIND")  # noqa: B009 - not re-exported
+carray: Any = getattr(_nb, "carray")  # noqa: B009 - not re-exported
 
 
 @jit
@@ -237,6 +244,19 @@ def _search(
     st: Any, excl: I64, o_f: F64, o_i: I64, hk: F64, hv: I64,
     qlat: float, qlon: float, max_km: float, spec: int, k: int,
 ) -> tuple[int, int]:  # fmt: skip
+    """:func:`_search_arrays` on a :class:`matching.state.State`'s arrays."""
+    return _search_arrays(
+        st.bt, st.bb, st.p_hot, st.p_f, st.p_i, st.m_id, st.m_b, st.meta, st.fmeta,
+        excl, o_f, o_i, hk, hv, qlat, qlon, max_km, spec, k,
+    )  # fmt: skip
+
+
+@jit
+def _search_arrays(
+    bt: I64, bb: F32, p_hot: F32, p_f: F64, p_i: I32, m_id: I64, m_b: I8, meta: I64,
+    fmeta: F64, excl: I64, o_f: F64, o_i: I64, hk: F64, hv: I64,
+    qlat: float, qlon: float, max_km: float, spec: int, k: int,
+) -> tuple[int, int]:  # fmt: skip
     """Best-first search of the node tree (:mod:`matching.kernels_tree`); (code, count).
 
     Nodes are taken by increasing lower bound of their members' scores (box
@@ -246,8 +266,6 @@ def _search(
     Codes: Q_DONE, Q_OVERFLOW (too many exact ties for the buffer) or Q_BRUTE
     (heap full): the caller then uses :func:`k_query_brute`.
     """
-    bt, bb, p_hot, p_f, p_i = st.bt, st.bb, st.p_hot, st.p_f, st.p_i
-    m_id, m_b, meta, fmeta = st.m_id, st.m_b, st.meta, st.fmeta
     if meta[M_CNT + spec] == 0:
         return Q_DONE, 0
     qx, qy, qz, cosq = _qsetup(qlat, qlon)
@@ -257,6 +275,7 @@ def _search(
     hcap = hk.shape[0]
     n = 0
     r0 = M_ROOT + spec * N_BASE
+    prefetch_rows(meta, r0, N_BASE)
     for base in range(N_BASE):
         if meta[r0 + base] > 0:
             b, _ = bucket_find(bt, root_key(base, spec))
@@ -272,8 +291,11 @@ def _search(
         key = bt[b, 0]
         if is_leaf(key):
             p0 = int(bt[b, 1])
+            size = int(bt[b, 2])
+            prefetch_rows(p_f, p0, size)
+            prefetch_rows(p_i, p0, size)
             count = _scan(
-                p0, p0 + int(bt[b, 2]), p_hot, p_f, p_i, m_id, m_b, fmeta,
+                p0, p0 + size, p_hot, p_f, p_i, m_id, m_b, fmeta,
                 qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_dist, o_slot, count,
             )  # fmt: skip
             if count < 0:
@@ -281,6 +303,14 @@ def _search(
             continue
         res = (key >> RES_SHIFT) & 15
         mask = bt[b, 3]
+        # the children's hash rows are independent random reads: start them all
+        # before the probes so that their cache misses overlap
+        tmask = np.uint64(bt.shape[0] - 1)
+        for d in range(7):
+            if (mask >> d) & 1:
+                h = np.int64(mix64(np.uint64(child_key(key, res, d))) & tmask)
+                prefetch(bt, h * bt.strides[0])
+                prefetch(bb, h * bb.strides[0])
         for d in range(7):
             if (mask >> d) & 1 == 0:
                 continue
@@ -295,6 +325,8 @@ def _search(
                 continue
             if n >= hcap:
                 return Q_BRUTE, 0
+            if is_leaf(bt[c, 0]):  # likely opened soon: start reading its members
+                prefetch_rows(p_hot, bt[c, 1], bt[c, 2])
             n = _heap_push(hk, hv, n, pri, c)
     return Q_DONE, count
 
@@ -347,28 +379,51 @@ def _id_text(m: int, o_i: I64, m_id: I64, m_b: I8, w: I64) -> tuple[bool, str]:
 
 
 @jit
+def _arr2(d: I64, j: int, dtype: Any) -> Any:
+    """Array ``j`` of a descriptor (see :data:`matching.jit.DESC_FIELDS`), 2-d."""
+    return carray(as_voidptr(d[3 * j]), (d[3 * j + 1], d[3 * j + 2]), dtype)
+
+
+@jit
+def _arr1(d: I64, j: int, dtype: Any) -> Any:
+    """Array ``j`` of a descriptor, 1-d."""
+    return carray(as_voidptr(d[3 * j]), (d[3 * j + 1],), dtype)
+
+
+@jit
 def k_query_fast(
-    st: Any, qlat: float, qlon: float, max_km: float, spec: int, k: int
+    desc: int, qlat: float, qlon: float, max_km: float, spec: int, k: int
 ) -> tuple[int, str, list[float]]:
     """One query without exclusions, ``k <= FAST_K_MAX``: (code, ids, values).
 
-    Only the State and five scalars cross the boundary (unboxing an array costs
-    ~2 µs with cold caches) and the answer comes back as Python objects: the ids
-    as one ``,``-separated str and ``[distance, score]`` per result, so that the
-    caller touches no numpy array.  Codes: Q_DONE, or Q_OVERFLOW / Q_BRUTE /
-    Q_SIDE (a non-UUID id among the results), for which the caller runs the
-    general path (:func:`matching.walk.run`).
+    Only six scalars cross the boundary: ``desc`` is the address of the store's
+    descriptor (:meth:`matching.store.Store.pack`), from which the kernel views
+    every array it needs (unboxing an array costs ~2 µs with cold caches, a
+    StructRef ~15 µs).  The answer comes back as Python objects: the ids as one
+    ``,``-separated str and ``[distance, score]`` per result, so that the caller
+    touches no numpy array.  Codes: Q_DONE, or Q_OVERFLOW / Q_BRUTE / Q_SIDE (a
+    non-UUID id among the results), for which the caller runs the general path
+    (:func:`matching.walk.run`).
     """
-    o_f = st.q_f
-    o_i = st.q_i
+    d = carray(as_voidptr(desc), (3 * len(DESC_FIELDS),), np.int64)
+    bt = _arr2(d, 0, np.int64)
+    m_id = _arr2(d, 5, np.int64)
+    m_b = _arr2(d, 6, np.int8)
+    o_f = _arr2(d, 9, np.float64)
+    o_i = _arr2(d, 10, np.int64)
     vals = [0.0] * 0
-    code, count = _search(st, st.q_excl, o_f, o_i, st.hk, st.hv, qlat, qlon, max_km, spec, k)
+    code, count = _search_arrays(
+        bt, _arr2(d, 1, np.float32), _arr2(d, 2, np.float32), _arr2(d, 3, np.float64),
+        _arr2(d, 4, np.int32), m_id, m_b, _arr1(d, 7, np.int64), _arr1(d, 8, np.float64),
+        _arr1(d, 14, np.int64), o_f, o_i, _arr1(d, 12, np.float64), _arr1(d, 13, np.int64),
+        qlat, qlon, max_km, spec, k,
+    )  # fmt: skip
     if code != Q_DONE:
         return code, "", vals
     m = min(count, k)
     if m == 0:
         return Q_DONE, "", vals
-    ok, text = _id_text(m, o_i, st.m_id, st.m_b, st.q_w)
+    ok, text = _id_text(m, o_i, m_id, m_b, _arr2(d, 11, np.int64))
     if not ok:
         return Q_SIDE, "", vals
     vals = [0.0] * (2 * m)

@@ -18,11 +18,11 @@ from matching import kernels_query as _kq
 from matching import kernels_store as _kst
 from matching import kernels_tree as _kt
 from matching.jit import (
-    FAST_K_MAX,
-    HEAP_CAP,
-    TIE_ROOM,
+    DESC_FIELDS,
     F_MAXB,
+    FAST_K_MAX,
     FMETA_LEN,
+    HEAP_CAP,
     LEAF_RES,
     M_FHEAD,
     M_N,
@@ -32,6 +32,7 @@ from matching.jit import (
     NEED_BUCKETS,
     NEED_MAIN,
     NEED_POOL,
+    TIE_ROOM,
     entry_point,
 )
 from matching.kernels_tree import RES_SHIFT
@@ -128,9 +129,7 @@ class Store:
             "k_query_tree", KQ.k_query_tree, self.state, *_tree_examples()
         )
         #: the common query (no exclusions, small k): State and five scalars
-        self.k_query_fast = fast_kernel(
-            "k_query_fast", KQ.k_query_fast, self.state, 0.0, 0.0, 0.0, 0, 0
-        )
+        self.k_query_fast = fast_kernel("k_query_fast", KQ.k_query_fast, 0, 0.0, 0.0, 0.0, 0, 0)
 
     def pack(self) -> None:
         """Rebuild the kernel arguments (tuple and State) after any array was replaced."""
@@ -138,9 +137,15 @@ class Store:
             self.m_f, self.m_id, self.m_i, self.m_b, self.htab,
             self.p_hot, self.p_f, self.p_i, self.bt, self.bb, self.meta, self.fmeta,
         )  # fmt: skip
-        self.state = State(
-            *self.mut, self.q_f, self.q_i, self.q_w, self.hk, self.hv, self.q_excl
-        )
+        self.state = State(*self.mut, self.q_f, self.q_i, self.q_w, self.hk, self.hv, self.q_excl)
+        # k_query_fast's only array argument, as an address: per array (data
+        # address, rows, columns); the arrays stay alive as this store's attributes
+        desc = np.zeros(3 * len(DESC_FIELDS), dtype=np.int64)
+        for j, name in enumerate(DESC_FIELDS):
+            a = getattr(self, name)
+            desc[3 * j : 3 * j + 3] = (a.ctypes.data, a.shape[0], a.shape[1] if a.ndim > 1 else 1)
+        self.desc = desc
+        self.desc_addr = int(desc.ctypes.data)
 
     @property
     def n(self) -> int:
