@@ -1,7 +1,9 @@
-"""The query path: one tree-search kernel call and cheap result building.
+"""The general query path: exclusions, large k, non-UUID ids, brute-force fallback.
 
-Per query the Python side does (normally) one kernel call; the kernel returns
-plain ints and writes ids as ``,``-separated text, so building the result is a
+The common query (no exclusions, ``k <= FAST_K_MAX``) does not come here:
+:meth:`matching.ArtisanIndex.query` calls :func:`matching.kernels_query.k_query_fast`
+directly.  Here the Python side passes its buffers; the kernel returns plain ints
+and writes ids as ``,``-separated text, so building the result is a
 ``bytes.decode``/``str.split`` and a C-level ``map`` of ``tuple.__new__``.
 """
 
