@@ -10,10 +10,10 @@ artisan.  Every query is ``query(k=10, max_km=15)``, with the default policy and
 ``RankingPolicy.distance_only()`` (two indexes over the same data).
 
 Each index is timed hot (queries back to back) and cold (64 MiB of unrelated memory
-written between two queries), as wall time and (hot) as the thread's CPU time; the default index's cold query is split into its
-kernel call alone and the Python floor of any answer (ten Candidates built from ready
-values, cold); with the
-baselines, a third loop runs one PostGIS KNN query and one Redis GEOSEARCH between
+written between two queries), as wall time and (hot) as the thread's CPU time; the
+default index's cold query is split into its kernel call alone and the Python floor of
+any answer (ten Candidates built from ready values, cold).  With the baselines, a third
+loop runs one PostGIS KNN query and one Redis GEOSEARCH between
 two index queries, the way a server interleaves other work.  Every timed answer is
 checked against a numpy brute force (also after 100,000 moves).  Memory is the
 process's RSS growth while the default index is built (kernels already loaded, ids
