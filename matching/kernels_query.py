@@ -79,12 +79,22 @@ def _scan(
     p0: int, p1: int, p_hot: F32, p_f: F64, p_i: I32, m_id: I64, m_b: I8, fmeta: F64,
     qx: float, qy: float, qz: float, qlat: float, qlon: float, cosq: float,
     k: int, max_km: float, excl: I64, o_score: F64, o_dist: F64, o_slot: I64, count: int,
+    lb_box: float,
 ) -> int:  # fmt: skip
-    """Rank pool entries p0..p1 into the sorted top-k buffer; -1 on buffer overflow."""
+    """Rank pool entries p0..p1 (one block, bonus descending) into the sorted top-k
+    buffer; -1 on buffer overflow.
+
+    ``lb_box`` is a lower bound of the distance to every entry (the block's box):
+    once it minus an entry's bonus exceeds the k-th score, no later entry of the
+    block (whose bonus is no larger) can rank, and the scan stops.
+    """
     cap = o_score.shape[0]
     nex = excl.shape[0]
     qlat_r = qlat * DEG2RAD
     for p in range(p0, p1):
+        full = count >= k
+        if full and lb_box - p_hot[p, 3] > o_score[k - 1] + SCORE_EPS:
+            break
         # float32 chord lower bound with the entry's own (rounded-up) bonus
         dx = p_hot[p, 0] - qx
         dy = p_hot[p, 1] - qy
@@ -92,7 +102,6 @@ def _scan(
         lbd = R_KM * math.sqrt(dx * dx + dy * dy + dz * dz) - PREFILTER_MARGIN_KM
         if lbd > max_km:
             continue
-        full = count >= k
         if full and lbd - p_hot[p, 3] > o_score[k - 1] + SCORE_EPS:
             continue
         # exact contract haversine, float64
@@ -297,6 +306,7 @@ def _search_arrays(
             count = _scan(
                 p0, p0 + size, p_hot, p_f, p_i, m_id, m_b, fmeta,
                 qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_dist, o_slot, count,
+                _box_lb_km(bb, b, qx, qy, qz),
             )  # fmt: skip
             if count < 0:
                 return Q_OVERFLOW, 0
@@ -475,7 +485,7 @@ def k_query_brute(
         p0 = int(bt[b, 1])
         count = _scan(
             p0, p0 + size, p_hot, p_f, p_i, m_id, m_b, fmeta,
-            qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_f[1], o_i[0], count,
+            qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_f[1], o_i[0], count, lbc,
         )  # fmt: skip
         if count < 0:
             return Q_OVERFLOW, 0, 0

@@ -11,7 +11,8 @@ Layout (owned by :class:`matching.store.Store`):
 * ``bt``: (specialty, cell) bucket hash table, rows (key, block start, size, size class);
   ``bb``: per bucket row, the float32 bounding box (min xyz, max xyz) of its members'
   unit vectors and their largest bonus (see :mod:`matching.kernels_tree`);
-* pool, one entry per ONLINE artisan, in power-of-two blocks per bucket:
+* pool, one entry per ONLINE artisan, in power-of-two blocks per bucket, each block
+  ordered by bonus, largest first (so that a query's scan of a block stops at its bound):
   ``p_hot`` (x, y, z, bonus rounded up) f32 -- the only data the prefilter touches --,
   ``p_f`` (lat, lon, rating term) f64 and ``p_i`` (slot, level) i32.
 """
@@ -118,6 +119,35 @@ def _pool_copy(src: int, dst: int, p_hot: F32, p_f: F64, p_i: I32) -> None:
 
 
 @jit
+def _pool_swap(a: int, c: int, m_i: I32, p_hot: F32, p_f: F64, p_i: I32) -> None:
+    """Exchange pool entries ``a`` and ``c`` (and their slots' positions)."""
+    for j in range(4):
+        p_hot[a, j], p_hot[c, j] = p_hot[c, j], p_hot[a, j]
+    for j in range(3):
+        p_f[a, j], p_f[c, j] = p_f[c, j], p_f[a, j]
+    for j in range(2):
+        p_i[a, j], p_i[c, j] = p_i[c, j], p_i[a, j]
+    m_i[p_i[a, 0], 1] = a
+    m_i[p_i[c, 0], 1] = c
+
+
+@jit
+def _settle(b: int, pos: int, bt: I64, m_i: I32, p_hot: F32, p_f: F64, p_i: I32) -> int:
+    """Move entry ``pos`` of bucket ``b``'s block to its place in the block's order
+    (bonus ``p_hot[:, 3]`` descending, which the query's scan stops on); its new position."""
+    start = int(bt[b, 1])
+    end = start + int(bt[b, 2])
+    v = p_hot[pos, 3]
+    while pos > start and p_hot[pos - 1, 3] < v:
+        _pool_swap(pos - 1, pos, m_i, p_hot, p_f, p_i)
+        pos -= 1
+    while pos + 1 < end and p_hot[pos + 1, 3] > v:
+        _pool_swap(pos, pos + 1, m_i, p_hot, p_f, p_i)
+        pos += 1
+    return pos
+
+
+@jit
 def _bucket_add(
     b: int, slot: int, bt: I64, m_i: I32, meta: I64, p_hot: F32, p_f: F64, p_i: I32
 ) -> int:
@@ -149,9 +179,9 @@ def _bucket_remove(
     start = int(bt[b, 1])
     size = int(bt[b, 2])
     last = start + size - 1
-    if pos != last:
-        _pool_copy(last, pos, p_hot, p_f, p_i)
-        m_i[p_i[pos, 0], 1] = pos
+    for p in range(pos, last):  # shift the rest down: the block keeps its order
+        _pool_copy(p + 1, p, p_hot, p_f, p_i)
+        m_i[p_i[p, 0], 1] = p
     bt[b, 2] = size - 1
     box_reset(bb, b)
     if size == 1:
@@ -260,6 +290,7 @@ def _upsert_one(
         p_f[pos, 2] = rr
         p_i[pos, 1] = level
         box_add(bb, b, pos, p_hot)
+        m_i[slot, 1] = _settle(b, pos, bt, m_i, p_hot, p_f, p_i)
         tree_grow(bt, bb, b)
         if bonus > fmeta[F_MAXB + spec]:
             fmeta[F_MAXB + spec] = bonus
