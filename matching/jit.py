@@ -192,3 +192,30 @@ DESC_FIELDS: Final = (
     "bt", "bb", "p_hot", "p_f", "p_i", "m_id", "m_b", "meta", "fmeta",
     "q_f", "q_i", "q_w", "hk", "hv", "q_excl",
 )  # fmt: skip
+
+
+#: a leaf block is ordered by bonus band (see :func:`bonus_band`): bands BAND_W km wide
+#: below BAND_TOP km, band 0 holding every bonus above, the last every bonus below
+BAND_W: Final = 0.25
+BAND_TOP: Final = 2.0
+N_BANDS: Final = 16
+
+
+@jit
+def bonus_band(v: float) -> int:
+    """The band of a (float32, rounded-up) bonus: 0 for the largest bonuses."""
+    x = (BAND_TOP - v) / BAND_W
+    if not x > 0.0:
+        return 0
+    if x >= N_BANDS - 1:
+        return N_BANDS - 1
+    return int(x)
+
+
+@jit
+def band_top(v: float) -> float:
+    """An upper bound of every bonus in the band of ``v`` (or in a later band)."""
+    j = bonus_band(v)
+    if j == 0:
+        return math.inf
+    return BAND_TOP - j * BAND_W + 1e-6

@@ -45,6 +45,7 @@ from matching.jit import (
     TOP_BIT,
     U8,
     as_voidptr,
+    band_top,
     jit,
     mix64,
     prefetch,
@@ -81,19 +82,19 @@ def _scan(
     k: int, max_km: float, excl: I64, o_score: F64, o_dist: F64, o_slot: I64, count: int,
     lb_box: float,
 ) -> int:  # fmt: skip
-    """Rank pool entries p0..p1 (one block, bonus descending) into the sorted top-k
-    buffer; -1 on buffer overflow.
+    """Rank pool entries p0..p1 (one block, in bonus band order) into the sorted
+    top-k buffer; -1 on buffer overflow.
 
     ``lb_box`` is a lower bound of the distance to every entry (the block's box):
-    once it minus an entry's bonus exceeds the k-th score, no later entry of the
-    block (whose bonus is no larger) can rank, and the scan stops.
+    once it minus the top of an entry's band exceeds the k-th score, no later entry
+    of the block (whose bonus is no larger) can rank, and the scan stops.
     """
     cap = o_score.shape[0]
     nex = excl.shape[0]
     qlat_r = qlat * DEG2RAD
     for p in range(p0, p1):
         full = count >= k
-        if full and lb_box - p_hot[p, 3] > o_score[k - 1] + SCORE_EPS:
+        if full and lb_box - band_top(p_hot[p, 3]) > o_score[k - 1] + SCORE_EPS:
             break
         # float32 chord lower bound with the entry's own (rounded-up) bonus
         dx = p_hot[p, 0] - qx

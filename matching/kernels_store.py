@@ -12,7 +12,8 @@ Layout (owned by :class:`matching.store.Store`):
   ``bb``: per bucket row, the float32 bounding box (min xyz, max xyz) of its members'
   unit vectors and their largest bonus (see :mod:`matching.kernels_tree`);
 * pool, one entry per ONLINE artisan, in power-of-two blocks per bucket, each block
-  ordered by bonus, largest first (so that a query's scan of a block stops at its bound):
+  ordered by bonus band, largest first (:func:`matching.jit.bonus_band`; a query's scan
+  of a block stops at its bound; a move costs one entry move per band, not per entry):
   ``p_hot`` (x, y, z, bonus rounded up) f32 -- the only data the prefilter touches --,
   ``p_f`` (lat, lon, rating term) f64 and ``p_i`` (slot, level) i32.
 """
@@ -45,6 +46,7 @@ from matching.jit import (
     OK,
     SPEC_SHIFT,
     U64,
+    bonus_band,
     jit,
 )
 from matching.kernels_ids import id_delete_at, id_find
@@ -119,32 +121,57 @@ def _pool_copy(src: int, dst: int, p_hot: F32, p_f: F64, p_i: I32) -> None:
 
 
 @jit
-def _pool_swap(a: int, c: int, m_i: I32, p_hot: F32, p_f: F64, p_i: I32) -> None:
-    """Exchange pool entries ``a`` and ``c`` (and their slots' positions)."""
-    for j in range(4):
-        p_hot[a, j], p_hot[c, j] = p_hot[c, j], p_hot[a, j]
-    for j in range(3):
-        p_f[a, j], p_f[c, j] = p_f[c, j], p_f[a, j]
-    for j in range(2):
-        p_i[a, j], p_i[c, j] = p_i[c, j], p_i[a, j]
-    m_i[p_i[a, 0], 1] = a
-    m_i[p_i[c, 0], 1] = c
+def _block_remove(b: int, pos: int, bt: I64, m_i: I32, p_hot: F32, p_f: F64, p_i: I32) -> None:
+    """Drop entry ``pos`` from bucket ``b``'s block, keeping its band order: the hole
+    moves to the block's end, taking the last entry of each band region after it."""
+    start = int(bt[b, 1])
+    size = int(bt[b, 2])
+    last = start + size - 1
+    hole = pos
+    hb = bonus_band(p_hot[pos, 3])
+    for i in range(pos + 1, last + 1):
+        bi = bonus_band(p_hot[i, 3])
+        if bi != hb:  # i starts a new region: the one before ends at i - 1
+            if i - 1 != hole:
+                _pool_copy(i - 1, hole, p_hot, p_f, p_i)
+                m_i[p_i[hole, 0], 1] = hole
+                hole = i - 1
+            hb = bi
+    if last != hole:
+        _pool_copy(last, hole, p_hot, p_f, p_i)
+        m_i[p_i[hole, 0], 1] = hole
+    bt[b, 2] = size - 1
 
 
 @jit
-def _settle(b: int, pos: int, bt: I64, m_i: I32, p_hot: F32, p_f: F64, p_i: I32) -> int:
-    """Move entry ``pos`` of bucket ``b``'s block to its place in the block's order
-    (bonus ``p_hot[:, 3]`` descending, which the query's scan stops on); its new position."""
+def _block_insert(b: int, pos: int, bt: I64, m_i: I32, p_hot: F32, p_f: F64, p_i: I32) -> int:
+    """Move entry ``pos``, the last of bucket ``b``'s block, into its band's region: each
+    region of a later band gives its first entry to the hole, which moves back.  Returns
+    the entry's position; a few moves (one per band), not one per entry."""
     start = int(bt[b, 1])
-    end = start + int(bt[b, 2])
-    v = p_hot[pos, 3]
-    while pos > start and p_hot[pos - 1, 3] < v:
-        _pool_swap(pos - 1, pos, m_i, p_hot, p_f, p_i)
-        pos -= 1
-    while pos + 1 < end and p_hot[pos + 1, 3] > v:
-        _pool_swap(pos, pos + 1, m_i, p_hot, p_f, p_i)
-        pos += 1
-    return pos
+    vb = bonus_band(p_hot[pos, 3])
+    h0, h1, h2, h3 = p_hot[pos, 0], p_hot[pos, 1], p_hot[pos, 2], p_hot[pos, 3]
+    f0, f1, f2 = p_f[pos, 0], p_f[pos, 1], p_f[pos, 2]
+    i0, i1 = p_i[pos, 0], p_i[pos, 1]
+    hole = pos
+    i = pos - 1
+    while i >= start:
+        bi = bonus_band(p_hot[i, 3])
+        if bi <= vb:
+            break
+        j = i
+        while j > start and bonus_band(p_hot[j - 1, 3]) == bi:
+            j -= 1
+        _pool_copy(j, hole, p_hot, p_f, p_i)  # region j..i shifts to j+1..hole
+        m_i[p_i[hole, 0], 1] = hole
+        hole = j
+        i = j - 1
+    if hole != pos:
+        p_hot[hole, 0], p_hot[hole, 1], p_hot[hole, 2], p_hot[hole, 3] = h0, h1, h2, h3
+        p_f[hole, 0], p_f[hole, 1], p_f[hole, 2] = f0, f1, f2
+        p_i[hole, 0], p_i[hole, 1] = i0, i1
+    m_i[i0, 1] = hole
+    return hole
 
 
 @jit
@@ -179,10 +206,7 @@ def _bucket_remove(
     start = int(bt[b, 1])
     size = int(bt[b, 2])
     last = start + size - 1
-    for p in range(pos, last):  # shift the rest down: the block keeps its order
-        _pool_copy(p + 1, p, p_hot, p_f, p_i)
-        m_i[p_i[p, 0], 1] = p
-    bt[b, 2] = size - 1
+    _block_remove(b, pos, bt, m_i, p_hot, p_f, p_i)
     box_reset(bb, b)
     if size == 1:
         _free(start, int(bt[b, 3]), meta, p_i)
@@ -268,29 +292,39 @@ def _upsert_one(
             bt[b, 2] = 0
             bt[b, 3] = -1
             box_reset(bb, b)
+        rr = fmeta[F_RPM] * (rating - 4.0)  # same expression and order as the policy
+        bonus = fmeta[level] + rr
+        hi_bonus = _bonus_hi(bonus)
+        last = True  # the entry is its block's last (to be put in its band's region)
         if m_i[slot, 0] == b:
             pos = m_i[slot, 1]
+            if bonus_band(p_hot[pos, 3]) != bonus_band(hi_bonus):  # out, and in at the end
+                _block_remove(b, pos, bt, m_i, p_hot, p_f, p_i)
+                pos = int(bt[b, 1] + bt[b, 2])
+                bt[b, 2] += 1
+                p_i[pos, 0] = slot
+            else:
+                last = False
         else:
             pos = _bucket_add(b, slot, bt, m_i, meta, p_hot, p_f, p_i)
             m_i[slot, 0] = b
-            m_i[slot, 1] = pos
             meta[M_CNT + spec] += 1
             meta[M_NBUCKETS] += tree_add(bt, bb, meta, key, 1)
+        m_i[slot, 1] = pos
         la = lat * DEG2RAD
         lo_ = lon * DEG2RAD
         cl = math.cos(la)
-        rr = fmeta[F_RPM] * (rating - 4.0)  # same expression and order as the policy
-        bonus = fmeta[level] + rr
         p_hot[pos, 0] = cl * math.cos(lo_)
         p_hot[pos, 1] = cl * math.sin(lo_)
         p_hot[pos, 2] = math.sin(la)
-        p_hot[pos, 3] = _bonus_hi(bonus)
+        p_hot[pos, 3] = hi_bonus
         p_f[pos, 0] = lat
         p_f[pos, 1] = lon
         p_f[pos, 2] = rr
         p_i[pos, 1] = level
         box_add(bb, b, pos, p_hot)
-        m_i[slot, 1] = _settle(b, pos, bt, m_i, p_hot, p_f, p_i)
+        if last:
+            _block_insert(b, pos, bt, m_i, p_hot, p_f, p_i)
         tree_grow(bt, bb, b)
         if bonus > fmeta[F_MAXB + spec]:
             fmeta[F_MAXB + spec] = bonus
