@@ -135,10 +135,10 @@ class ArtisanIndex:
                sp: int, lv: int, stc: int) -> None:  # fmt: skip
         cell = _latlng_to_cell(lat, lon, H3_RES) if stc == 0 else 0
         s = self._s
-        code = s.k_upsert(s.state, hi, lo, kind, lat, lon, rating, sp, lv, stc, cell)
+        code = s.k_upsert(s.desc_addr, hi, lo, kind, lat, lon, rating, sp, lv, stc, cell)
         while code:
             s.grow(code)
-            code = s.k_upsert(s.state, hi, lo, kind, lat, lon, rating, sp, lv, stc, cell)
+            code = s.k_upsert(s.desc_addr, hi, lo, kind, lat, lon, rating, sp, lv, stc, cell)
 
     def upsert(
         self,
@@ -187,10 +187,10 @@ class ArtisanIndex:
                 lo = (v & _M64) - _UUID_OFF
                 cell = _latlng_to_cell(lat, lon, H3_RES) if stc == 0 else 0
                 st = self._s
-                code = st.k_upsert(st.state, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
+                code = st.k_upsert(st.desc_addr, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
                 while code:
                     st.grow(code)
-                    code = st.k_upsert(st.state, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
+                    code = st.k_upsert(st.desc_addr, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
                 return
         key = self._encode(s, True)
         assert key is not None

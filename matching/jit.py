@@ -187,11 +187,33 @@ def _voidptr_typer(typingctx: Any, src: Any) -> Any:
 #: ``as_voidptr(address)``: an int64 address as a pointer, for ``numba.carray``
 as_voidptr: Any = intrinsic(_voidptr_typer)
 #: arrays described by :meth:`matching.store.Store.pack`'s descriptor, in this order
-#: (each as data address, rows, columns): see :func:`matching.kernels_query.k_query_fast`
+#: (each as data address, rows, columns): the hot kernels (single upsert, query) take
+#: its address instead of arrays (see :func:`matching.kernels_query.k_query_fast`)
 DESC_FIELDS: Final = (
     "bt", "bb", "p_hot", "p_f", "p_i", "m_id", "m_b", "meta", "fmeta",
-    "q_f", "q_i", "q_w", "hk", "hv", "q_excl",
+    "q_f", "q_i", "q_w", "hk", "hv", "q_excl", "m_f", "m_i", "htab",
 )  # fmt: skip
+(D_BT, D_BB, D_PHOT, D_PF, D_PI, D_MID, D_MB, D_META, D_FMETA,
+ D_QF, D_QI, D_QW, D_HK, D_HV, D_QEXCL, D_MF, D_MI, D_HTAB) = range(len(DESC_FIELDS))  # fmt: skip
+_carray: Any = getattr(numba, "carray")  # noqa: B009 - not re-exported
+
+
+@jit
+def desc_view(desc: int) -> Any:
+    """The descriptor at address ``desc`` as an int64 array."""
+    return _carray(as_voidptr(desc), (3 * len(DESC_FIELDS),), np.int64)
+
+
+@jit
+def arr2(d: Any, j: int, dtype: Any) -> Any:
+    """Array ``j`` of a descriptor, 2-d."""
+    return _carray(as_voidptr(d[3 * j]), (d[3 * j + 1], d[3 * j + 2]), dtype)
+
+
+@jit
+def arr1(d: Any, j: int, dtype: Any) -> Any:
+    """Array ``j`` of a descriptor, 1-d."""
+    return _carray(as_voidptr(d[3 * j]), (d[3 * j + 1],), dtype)
 
 
 #: a leaf block is ordered by bonus band (see :func:`bonus_band`): bands BAND_W km wide

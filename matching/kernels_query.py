@@ -13,14 +13,27 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numba as _nb
 import numpy as np
 from numba.cpython import unicode as _nbu
 
 from matching.jit import (
     BB_MAXB,
+    D_BB,
+    D_BT,
+    D_FMETA,
+    D_HK,
+    D_HV,
+    D_MB,
+    D_META,
+    D_MID,
+    D_PF,
+    D_PHOT,
+    D_PI,
+    D_QEXCL,
+    D_QF,
+    D_QI,
+    D_QW,
     DEG2RAD,
-    DESC_FIELDS,
     F32,
     F64,
     F_MAXB,
@@ -44,8 +57,10 @@ from matching.jit import (
     SPEC_SHIFT,
     TOP_BIT,
     U8,
-    as_voidptr,
+    arr1,
+    arr2,
     band_top,
+    desc_view,
     jit,
     mix64,
     prefetch,
@@ -58,7 +73,6 @@ from matching.kernels_tree import RES_SHIFT, bucket_find, child_key, is_leaf, ro
 _empty_string: Any = _nbu._empty_string
 _set_code_point: Any = _nbu._set_code_point
 _ASCII: Any = getattr(_nbu, "PY_UNICODE_1BYTE_KIND")  # noqa: B009 - not re-exported
-carray: Any = getattr(_nb, "carray")  # noqa: B009 - not re-exported
 
 
 @jit
@@ -390,18 +404,6 @@ def _id_text(m: int, o_i: I64, m_id: I64, m_b: I8, w: I64) -> tuple[bool, str]:
 
 
 @jit
-def _arr2(d: I64, j: int, dtype: Any) -> Any:
-    """Array ``j`` of a descriptor (see :data:`matching.jit.DESC_FIELDS`), 2-d."""
-    return carray(as_voidptr(d[3 * j]), (d[3 * j + 1], d[3 * j + 2]), dtype)
-
-
-@jit
-def _arr1(d: I64, j: int, dtype: Any) -> Any:
-    """Array ``j`` of a descriptor, 1-d."""
-    return carray(as_voidptr(d[3 * j]), (d[3 * j + 1],), dtype)
-
-
-@jit
 def k_query_fast(
     desc: int, qlat: float, qlon: float, max_km: float, spec: int, k: int
 ) -> tuple[int, str, list[float]]:
@@ -416,25 +418,25 @@ def k_query_fast(
     non-UUID id among the results), for which the caller runs the general path
     (:func:`matching.walk.run`).
     """
-    d = carray(as_voidptr(desc), (3 * len(DESC_FIELDS),), np.int64)
-    bt = _arr2(d, 0, np.int64)
-    m_id = _arr2(d, 5, np.int64)
-    m_b = _arr2(d, 6, np.int8)
-    o_f = _arr2(d, 9, np.float64)
-    o_i = _arr2(d, 10, np.int64)
+    d = desc_view(desc)
+    bt = arr2(d, D_BT, np.int64)
+    m_id = arr2(d, D_MID, np.int64)
+    m_b = arr2(d, D_MB, np.int8)
+    o_f = arr2(d, D_QF, np.float64)
+    o_i = arr2(d, D_QI, np.int64)
     vals = [0.0] * 0
     code, count = _search_arrays(
-        bt, _arr2(d, 1, np.float32), _arr2(d, 2, np.float32), _arr2(d, 3, np.float64),
-        _arr2(d, 4, np.int32), m_id, m_b, _arr1(d, 7, np.int64), _arr1(d, 8, np.float64),
-        _arr1(d, 14, np.int64), o_f, o_i, _arr1(d, 12, np.float64), _arr1(d, 13, np.int64),
-        qlat, qlon, max_km, spec, k,
+        bt, arr2(d, D_BB, np.float32), arr2(d, D_PHOT, np.float32), arr2(d, D_PF, np.float64),
+        arr2(d, D_PI, np.int32), m_id, m_b, arr1(d, D_META, np.int64),
+        arr1(d, D_FMETA, np.float64), arr1(d, D_QEXCL, np.int64), o_f, o_i,
+        arr1(d, D_HK, np.float64), arr1(d, D_HV, np.int64), qlat, qlon, max_km, spec, k,
     )  # fmt: skip
     if code != Q_DONE:
         return code, "", vals
     m = min(count, k)
     if m == 0:
         return Q_DONE, "", vals
-    ok, text = _id_text(m, o_i, m_id, m_b, _arr2(d, 11, np.int64))
+    ok, text = _id_text(m, o_i, m_id, m_b, arr2(d, D_QW, np.int64))
     if not ok:
         return Q_SIDE, "", vals
     vals = [0.0] * (2 * m)

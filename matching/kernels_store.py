@@ -21,11 +21,22 @@ Layout (owned by :class:`matching.store.Store`):
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from matching.jit import (
+    D_BB,
+    D_BT,
+    D_FMETA,
+    D_HTAB,
+    D_MB,
+    D_META,
+    D_MF,
+    D_MI,
+    D_MID,
+    D_PF,
+    D_PHOT,
+    D_PI,
     DEG2RAD,
     F32,
     F32_BIG,
@@ -46,7 +57,10 @@ from matching.jit import (
     OK,
     SPEC_SHIFT,
     U64,
+    arr1,
+    arr2,
     bonus_band,
+    desc_view,
     jit,
 )
 from matching.kernels_ids import id_delete_at, id_find
@@ -333,13 +347,17 @@ def _upsert_one(
 
 @jit
 def k_upsert(
-    st: Any, hi: int, lo: int, kind: int, lat: float, lon: float, rating: float,
+    desc: int, hi: int, lo: int, kind: int, lat: float, lon: float, rating: float,
     spec: int, level: int, status: int, cell: int,
 ) -> int:  # fmt: skip
-    """Single-row upsert on a :class:`matching.state.State` (returns OK or NEED_*)."""
+    """Single-row upsert (returns OK or NEED_*); ``desc`` is the address of the store's
+    descriptor (:meth:`matching.store.Store.pack`): only scalars cross the boundary."""
+    d = desc_view(desc)
     return _upsert_one(
-        st.m_f, st.m_id, st.m_i, st.m_b, st.htab, st.p_hot, st.p_f, st.p_i,
-        st.bt, st.bb, st.meta, st.fmeta,
+        arr2(d, D_MF, np.float64), arr2(d, D_MID, np.int64), arr2(d, D_MI, np.int32),
+        arr2(d, D_MB, np.int8), arr1(d, D_HTAB, np.int32), arr2(d, D_PHOT, np.float32),
+        arr2(d, D_PF, np.float64), arr2(d, D_PI, np.int32), arr2(d, D_BT, np.int64),
+        arr2(d, D_BB, np.float32), arr1(d, D_META, np.int64), arr1(d, D_FMETA, np.float64),
         hi, lo, kind, lat, lon, rating, spec, level, status, cell,
     )  # fmt: skip
 

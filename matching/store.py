@@ -123,7 +123,7 @@ class Store:
         self.q_excl = np.zeros(0, dtype=np.int64)
         self.pack()
         #: the hot single-row upsert, called without numba's type dispatch
-        self.k_upsert = fast_kernel("k_upsert", KST.k_upsert, self.state, *_UPSERT_SCALARS)
+        self.k_upsert = fast_kernel("k_upsert", KST.k_upsert, 0, *_UPSERT_SCALARS)
         #: the tree-search query kernel, likewise (see walk.run for the argument list)
         self.k_query_tree = fast_kernel(
             "k_query_tree", KQ.k_query_tree, self.state, *_tree_examples()
