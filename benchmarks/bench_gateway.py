@@ -113,6 +113,8 @@ def start_gateway(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes
         "ZENDO_PING_RATE_PER_S": "1000",
         "ZENDO_STATE_DIR": "/tmp/zendo-bench",
         "ZENDO_WORKERS": "1",  # one process: its CPU and RSS are what is measured
+        # bench_storm's probe client creates (and cancels) a job every 0.2 s
+        "ZENDO_JOBS_PER_MIN_PER_CLIENT": "1000",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "zendo.cli", "serve", "--port", str(port)],

@@ -106,6 +106,8 @@ async def offer_probes(port: int, dsn: str, seconds: float) -> list[float]:
                 headers=client_headers,
             ) as resp:
                 job = await resp.json()
+                if resp.status != 201:
+                    raise RuntimeError(f"probe job refused: {resp.status} {job}")
             try:
                 while True:
                     msg = await ws.receive(timeout=5)

@@ -92,7 +92,12 @@ class Outbox:
         the index) already keeps a BUSY artisan from being matched."""
         self.deliver(app)
         assert self._remote is not None
-        await asyncio.gather(self._publish_remote(app, self._remote), self._live_state(app))
+        if self._remote and self.live:
+            await asyncio.gather(self._publish_remote(app, self._remote), self._live_state(app))
+        elif self._remote:  # most changes: no task per side when only one has work
+            await self._publish_remote(app, self._remote)
+        elif self.live:
+            await self._live_state(app)
         metrics = app.get(appkeys.METRICS)
         if metrics is not None:
             policy = app[appkeys.SETTINGS].dispatch_policy

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 
 from core import redis_keys
 from gateway import live
-from gateway.tasks import stop_tasks
+from gateway.tasks import finish_task
 
 log = logging.getLogger("zendo.gateway")
 
@@ -61,11 +61,7 @@ class Departures:
 
     async def stop(self, timeout_s: float = 2.0) -> None:
         """Lets the flush under way finish (a cancelled one would lose its batch)."""
-        if self._flusher is None or self._flusher.done():
-            return
-        done, _ = await asyncio.wait({self._flusher}, timeout=timeout_s)
-        if not done:
-            await stop_tasks(self._flusher)
+        await finish_task(self._flusher, timeout_s)
 
     async def _run(self) -> None:
         while self._pending:

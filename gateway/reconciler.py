@@ -14,6 +14,11 @@ Redis named), and repairs each disagreement with the versioned scripts of the ou
 own changes (gateway/lua.py), passing the live version it read: a job change committed
 after that read carries a higher version, so a repair can never undo it. PostgreSQL's
 own `current_status` is repaired the same way, guarded by the version.
+
+A disagreement is repaired only when the pass before saw it too, at the same version:
+under load many changes are committed and not yet written to Redis when a pass reads
+(the outbox writes after the commit), and "repairing" those raced the outbox every pass
+and made the repair count meaningless. A lost write still heals within two passes.
 """
 
 from __future__ import annotations
@@ -110,19 +115,40 @@ class Repairs:
         )
 
 
+# An artisan's disagreement: (artisan id, PostgreSQL's live version, what disagrees).
+Disagreement = tuple[str, int, str]
+
+
+def _disagreements(row: asyncpg.Record, now: LiveJob) -> set[Disagreement]:
+    aid, version = str(row["user_id"]), int(row["live_version"])
+    has_job = row["job_id"] is not None
+    out: set[Disagreement] = set()
+    if has_job != now.busy:
+        out.add((aid, version, "busy"))
+    tracked = has_job and row["job_status"] in TRACKED_STATUSES
+    if (tracked and (now.tracked_job != str(row["job_id"]) or not now.flagged)) or (
+        not tracked and (now.flagged or now.tracked_job)
+    ):
+        out.add((aid, version, "tracking"))
+    return out
+
+
 def _queue_repairs(
     pipe: Pipeline,
     redis: Redis,
     rows: Iterable[asyncpg.Record],
     seen: dict[str, LiveJob],
     repairs: Repairs,
+    confirmed: set[Disagreement],
 ) -> list[live.Script]:
     scripts: list[live.Script] = []
     for row in rows:
         aid, version = str(row["user_id"]), int(row["live_version"])
         now = seen.get(aid, _NOTHING)
         has_job = row["job_id"] is not None
-        if has_job and not now.busy:
+        if (aid, version, "busy") not in confirmed:
+            pass
+        elif has_job and not now.busy:
             live.SET_BUSY.queue(pipe, redis, live.set_busy_args(aid, version))
             scripts.append(live.SET_BUSY)
             repairs.busy += 1
@@ -131,7 +157,9 @@ def _queue_repairs(
             scripts.append(live.SET_AVAILABLE)
             repairs.freed += 1
         tracked = has_job and row["job_status"] in TRACKED_STATUSES
-        if tracked and (now.tracked_job != str(row["job_id"]) or not now.flagged):
+        if (aid, version, "tracking") not in confirmed:
+            pass
+        elif tracked and (now.tracked_job != str(row["job_id"]) or not now.flagged):
             args = tracking.start_args(
                 artisan_id=aid,
                 intervention_id=row["job_id"],
@@ -150,15 +178,32 @@ def _queue_repairs(
     return scripts
 
 
-async def reconcile_once(redis: Redis, pool: asyncpg.Pool) -> Repairs:
-    """One pass: Redis read first, then PostgreSQL, then the repairs (module docstring)."""
+async def reconcile_once(
+    redis: Redis, pool: asyncpg.Pool, *, seen_before: set[Disagreement] | None = None
+) -> Repairs:
+    """One pass: Redis read first, then PostgreSQL, then the repairs (module docstring).
+
+    With `seen_before` (the disagreements of the pass before, updated in place) only
+    those seen twice are repaired; without it every disagreement is."""
     seen = await scan_redis(redis)
     ids = _uuids(seen)
     async with pool.acquire() as conn:
         rows = await repo.job_truth(conn, artisan_ids=ids)
+        found: set[Disagreement] = set()
+        for r in rows:
+            found |= _disagreements(r, seen.get(str(r["user_id"]), _NOTHING))
+            if (r["job_id"] is not None) != (r["current_status"] == "BUSY"):
+                found.add((str(r["user_id"]), int(r["live_version"]), "postgres"))
+        if seen_before is not None:
+            confirmed = found & seen_before
+            seen_before.clear()
+            seen_before.update(found - confirmed)
+            found = confirmed
         # PostgreSQL's BUSY follows its jobs too (a row the version guard skips waits
         # for the next pass).
-        wrong = [r for r in rows if (r["job_id"] is not None) != (r["current_status"] == "BUSY")]
+        wrong = [
+            r for r in rows if (str(r["user_id"]), int(r["live_version"]), "postgres") in found
+        ]
         fixed: list[uuid.UUID] = []
         if wrong:
             fixed = await repo.repair_busy(
@@ -172,7 +217,7 @@ async def reconcile_once(redis: Redis, pool: asyncpg.Pool) -> Repairs:
         await redis.sadd(redis_keys.LIVE_DIRTY, *(str(a) for a in fixed))
 
     def fill(pipe: Pipeline) -> list[live.Script]:
-        return _queue_repairs(pipe, redis, rows, seen, repairs)
+        return _queue_repairs(pipe, redis, rows, seen, repairs, found)
 
     replies: list[Any] = await live.run_pipeline(redis, fill)
     for reply in replies:
@@ -192,12 +237,16 @@ async def run(app: web.Application) -> None:
     interval = settings.reconcile_interval_s
     ttl_ms = int(interval * LEADER_PASSES * 1000)
     repaired = app[gateway_keys.GATEWAY].live_repairs
+    disagreements: set[Disagreement] = set()
     while True:
         await asyncio.sleep(interval)
         try:
             redis, pool = app[appkeys.REDIS], app[appkeys.PG_POOL]
             if await lead(redis, settings.node_id, ttl_ms):
-                repaired.inc((await reconcile_once(redis, pool)).total())
+                repairs = await reconcile_once(redis, pool, seen_before=disagreements)
+                repaired.inc(repairs.total())
+            else:
+                disagreements.clear()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -29,3 +29,13 @@ async def stop_tasks(*tasks: asyncio.Task[None], timeout_s: float = 3.0) -> None
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
             log.warning("background task %s failed: %r", task.get_name(), task.exception())
+
+
+async def finish_task(task: asyncio.Task[None] | None, timeout_s: float = 2.0) -> None:
+    """Let a flush under way finish (a cancelled one would lose its batch); stop it only
+    past `timeout_s`."""
+    if task is None or task.done():
+        return
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        await stop_tasks(task)

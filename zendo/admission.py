@@ -26,7 +26,8 @@ Work in progress goes first: a request that moves an existing job along (an offe
 answer, a status change, a cancellation) is refused only past twice the far bounds and
 never by the adaptive limit, so that shedding turns new jobs away (each one shed saves
 the whole job's work) rather than stranding the ones under way, whose retries would
-only add load. WebSocket handshakes are not subject to the adaptive limit either: the
+only add load. Operators' requests (`/admin/...`) are kept the same way: a handful a
+second at most, and an overloaded system is exactly when the ops team must see it. WebSocket handshakes are not subject to the adaptive limit either: the
 gateway bounds the sockets still waiting for their `hello` (gateway/arrivals.py).
 """
 
@@ -66,12 +67,15 @@ WEBSOCKET_PATH = "/ws"
 # Work in progress is refused only past this multiple of the bounds.
 PROGRESS_SLACK = 2.0
 _PROGRESS_SUFFIXES = ("/status", "/cancel", "/accept", "/decline")
+_OPERATOR_PREFIX = "/admin/"
 
 
 def in_progress(request: web.Request) -> bool:
     """A request that moves an existing job along (POST .../status, .../cancel, and an
-    offer's accept or decline)."""
-    return request.method == "POST" and request.path.endswith(_PROGRESS_SUFFIXES)
+    offer's accept or decline), or an operator's."""
+    return request.path.startswith(_OPERATOR_PREFIX) or (
+        request.method == "POST" and request.path.endswith(_PROGRESS_SUFFIXES)
+    )
 
 
 @dataclass(slots=True)

@@ -284,18 +284,18 @@ async def advance(
 ) -> dict[str, Any]:
     """The assigned artisan moves the job along: EN_ROUTE, ARRIVED, IN_PROGRESS, COMPLETED."""
     if target == sm.IN_PROGRESS:
-        async with app[appkeys.PG_POOL].acquire() as conn:
-            await _assigned_to(conn, principal, intervention_id)
         if start_code is None:
             raise ValidationFailed([FieldError("start_code", "required to start the work")])
-        # Every attempt counts, so the 10,000 codes cannot be walked through.
+        # Every attempt counts, so the 10,000 codes cannot be walked through. Counted per
+        # job and user: only the assigned artisan's code can match (the statement's
+        # guard), and nobody else's attempts can spend that artisan's guesses.
         limiter = RateLimiter(
             app[appkeys.REDIS],
             scope="start_code",
             limit=START_CODE_GUESSES,
             window_s=START_CODE_WINDOW_S,
         )
-        await limiter.hit(str(intervention_id))
+        await limiter.hit(f"{intervention_id}:{principal.user_id}")
 
     def record(fx: Outbox, updated: asyncpg.Record, version: int) -> asyncpg.Record:
         if target == sm.IN_PROGRESS:  # the client no longer needs the position

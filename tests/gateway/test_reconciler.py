@@ -180,3 +180,22 @@ async def test_one_process_leads_the_reconciler_until_it_stops_renewing(
     await asyncio.sleep(0.3)  # node-a stopped renewing: its key ran out
     assert await reconciler.lead(redis, "node-b", 200)
     assert not await reconciler.lead(redis, "node-a", 200)
+
+
+async def test_a_disagreement_is_repaired_only_once_two_passes_saw_it(
+    gw: TestClient[Any, Any], db: asyncpg.Connection
+) -> None:
+    """What the outbox has not written yet is not "repaired" under its feet."""
+    redis = gw.app[appkeys.REDIS]
+    pool = gw.app[appkeys.PG_POOL]
+    aid = await create_user(db, role="ARTISAN")
+    await live.connect_artisan(
+        redis, str(aid), specialty="PLUMBER", level="STANDARD", rating=4.0, verified=True
+    )
+    await live.set_busy(redis, aid)  # Redis says BUSY; PostgreSQL has no job
+    seen_before: set[reconciler.Disagreement] = set()
+    first = await reconciler.reconcile_once(redis, pool, seen_before=seen_before)
+    assert first.total() == 0 and await _status(redis, aid) == "BUSY"
+    second = await reconciler.reconcile_once(redis, pool, seen_before=seen_before)
+    assert second.freed == 1 and await _status(redis, aid) != "BUSY"
+    assert seen_before == set()

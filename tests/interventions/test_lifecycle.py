@@ -208,6 +208,20 @@ async def test_start_code_guesses_are_rate_limited(world: World) -> None:
     assert await world.status(job["id"]) == "ARRIVED"
 
 
+async def test_nobody_else_can_spend_the_assigned_artisans_guesses(world: World) -> None:
+    _client, artisan, job = await assigned_job(world)
+    for status in ("EN_ROUTE", "ARRIVED"):
+        assert (await move(world, artisan, job["id"], status)).status == 200
+    other = await world.artisan(online=False)
+    for _ in range(5):  # the right code, even: not theirs to use
+        resp = await move(world, other, job["id"], "IN_PROGRESS", start_code=job["start_code"])
+        assert resp.status == 404
+    resp = await move(world, other, job["id"], "IN_PROGRESS", start_code=job["start_code"])
+    assert resp.status == 429
+    resp = await move(world, artisan, job["id"], "IN_PROGRESS", start_code=job["start_code"])
+    assert resp.status == 200 and (await resp.json())["status"] == "IN_PROGRESS"
+
+
 async def test_client_cancel_after_assignment_frees_the_artisan(world: World) -> None:
     client, artisan, job = await assigned_job(world)
     resp = await world.client.post(f"/interventions/{job['id']}/cancel", headers=world.auth(client))

@@ -33,7 +33,7 @@ async def test_wrong_codes_are_told_reissued_then_locked(world: World) -> None:
     for i in range(1, START_CODE_MAX_FAILURES + 1):
         if i % START_CODE_REISSUE_EVERY == 1:
             # The 10-minute window of 5 guesses has passed.
-            await redis.delete(redis_keys.rate_limit("start_code", jid))
+            await redis.delete(redis_keys.rate_limit("start_code", f"{jid}:{artisan}"))
         code = await _code(world, jid)
         resp = await move(world, artisan, jid, "IN_PROGRESS", start_code=_wrong(code, i))
         assert resp.status == 422
@@ -53,7 +53,7 @@ async def test_wrong_codes_are_told_reissued_then_locked(world: World) -> None:
         # The artisan never sees the code.
         assert all("start_code" not in f for f in world.recorder.of(artisan))
     # Locked: even the right code is refused now, and the client can still cancel.
-    await redis.delete(redis_keys.rate_limit("start_code", jid))
+    await redis.delete(redis_keys.rate_limit("start_code", f"{jid}:{artisan}"))
     resp = await move(world, artisan, jid, "IN_PROGRESS", start_code=await _code(world, jid))
     assert resp.status == 409
     assert (await resp.json())["code"] == "start_code_locked"
@@ -74,7 +74,7 @@ async def test_an_old_code_stops_working_once_reissued(world: World) -> None:
     detail = (await resp.json())["detail"]
     assert "new one" in detail
     new = await _code(world, jid)
-    await world.app[appkeys.REDIS].delete(redis_keys.rate_limit("start_code", jid))
+    await world.app[appkeys.REDIS].delete(redis_keys.rate_limit("start_code", f"{jid}:{artisan}"))
     if new != old:
         resp = await move(world, artisan, jid, "IN_PROGRESS", start_code=old)
         assert resp.status == 422

@@ -94,8 +94,11 @@ async def test_work_in_progress_is_admitted_past_the_bound_for_new_work(
     await _overloaded(await client.post("/interventions", json={}))
     progress = await client.post(f"/interventions/{uuid.uuid4()}/status", json={})
     assert progress.status == 401  # admitted: it reached the auth check
+    operator = await client.get("/admin/match?lat=48.85&lon=2.35&specialty=PLUMBER")
+    assert operator.status == 401  # an operator's request is kept the same way
     admission.in_flight = 4  # twice the bound: everything is shed
     await _overloaded(await client.post(f"/interventions/{uuid.uuid4()}/status", json={}))
+    await _overloaded(await client.get("/admin/match?lat=48.85&lon=2.35&specialty=PLUMBER"))
     admission.in_flight = 0
 
 

@@ -1,0 +1,160 @@
+"""CPU accounting from /proc: per-process run time, the Meter's snapshots and the
+deltas of one measured window."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+
+def cpu_ns(pid: int) -> int | None:
+    """Run time of every live thread of `pid` (schedstat, ns); None once it is gone."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                total += int(fh.read().split()[0])
+        except OSError:  # no schedstat (or the thread just ended): the tick counters
+            try:
+                fields = Path(f"/proc/{pid}/task/{task}/stat").read_text().rsplit(")", 1)[1]
+                parts = fields.split()
+                ticks = int(parts[11]) + int(parts[12])
+                total += ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+            except OSError:
+                pass
+    return total
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and its descendants (a `zendo serve --workers N` supervisor and workers)."""
+    pids, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        pids.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as fh:
+                    stack.extend(int(c) for c in fh.read().split())
+        except OSError:
+            pass
+    return pids
+
+
+def _cpu_of(pids: list[int]) -> dict[int, int]:
+    return {pid: ns for pid in pids if (ns := cpu_ns(pid)) is not None}
+
+
+def _grown(a: dict[int, int], b: dict[int, int]) -> float:
+    """CPU seconds from a to b; a process that appeared in between counts from zero."""
+    return sum(ns - a.get(pid, 0) for pid, ns in b.items()) / 1e9
+
+
+@dataclass
+class Snap:
+    at: float
+    server: dict[int, int]
+    redis: int
+    pg: dict[int, int]
+    pg_bg: int
+    redis_cmds: int = 0
+    redis_conns: int = 0
+
+
+@dataclass
+class Delta:
+    """CPU seconds of each component over one window of `elapsed` wall seconds."""
+
+    elapsed: float
+    server: float
+    redis: float
+    pg: float
+    pg_bg: float
+    redis_cmds: int = 0  # commands Redis processed (the meter's own INFO excluded)
+    redis_conns: int = 0  # connections Redis accepted
+
+    def rates(self) -> dict[str, float]:
+        return {k: getattr(self, k) / self.elapsed for k in ("server", "redis", "pg", "pg_bg")}
+
+
+class Meter:
+    """Snapshots of the CPU of the server (its process tree), Redis, and the client
+    backends of the benchmark's database (plus the cluster's shared WAL writer, background
+    writer and checkpointer, reported apart)."""
+
+    def __init__(self, conn: asyncpg.Connection, redis: Redis, redis_pid: int) -> None:
+        self.conn = conn
+        self.redis = redis
+        self.redis_pid = redis_pid
+        self.server_pid = 0
+
+    async def _pg_pids(self) -> tuple[list[int], list[int]]:
+        rows = await self.conn.fetch(
+            """SELECT pid, backend_type, datname = current_database() AS ours
+               FROM pg_stat_activity WHERE pid <> pg_backend_pid()"""
+        )
+        backends = [r["pid"] for r in rows if r["ours"] and r["backend_type"] == "client backend"]
+        shared = [
+            r["pid"]
+            for r in rows
+            if r["backend_type"] in ("walwriter", "background writer", "checkpointer")
+        ]
+        return backends, shared
+
+    async def snap(self) -> Snap:
+        backends, shared = await self._pg_pids()
+        stats = await self.redis.info("stats")
+        return Snap(
+            redis_cmds=int(stats["total_commands_processed"]),
+            redis_conns=int(stats["total_connections_received"]),
+            at=time.monotonic(),
+            server=_cpu_of(process_tree(self.server_pid)) if self.server_pid else {},
+            redis=cpu_ns(self.redis_pid) or 0,
+            pg=_cpu_of(backends),
+            pg_bg=sum(cpu_ns(p) or 0 for p in shared),
+        )
+
+    @staticmethod
+    def delta(a: Snap, b: Snap) -> Delta:
+        return Delta(
+            elapsed=b.at - a.at,
+            server=_grown(a.server, b.server),
+            redis=(b.redis - a.redis) / 1e9,
+            pg=_grown(a.pg, b.pg),
+            pg_bg=(b.pg_bg - a.pg_bg) / 1e9,
+            redis_cmds=b.redis_cmds - a.redis_cmds - 1,
+            redis_conns=b.redis_conns - a.redis_conns,
+        )
+
+
+def per_unit(delta: Delta, idle: dict[str, float], units: float, part: str) -> tuple[float, float]:
+    """(net, gross) µs of CPU per unit for one component."""
+    if units <= 0:
+        return float("nan"), float("nan")
+    used = getattr(delta, part)
+    gross = used / units * 1e6
+    net = (used - idle.get(part, 0.0) * delta.elapsed) / units * 1e6
+    return net, gross
+
+
+async def measure(meter: Meter, coro: Any, settle_s: float = 0.0) -> tuple[Any, Delta]:
+    before = await meter.snap()
+    result = await coro
+    if settle_s:
+        await asyncio.sleep(settle_s)
+    return result, Meter.delta(before, await meter.snap())
+
+
+async def idle(meter: Meter, seconds: float) -> dict[str, float]:
+    _none, delta = await measure(meter, asyncio.sleep(seconds))
+    return delta.rates()

@@ -1,0 +1,73 @@
+"""The database and Redis state of a run: TRUNCATE and FLUSH, then seeded artisans and clients."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from benchmarks.cost.constants import (
+    BCRYPT_ROUNDS,
+    CENTER,
+    FIX_SPECIALTIES,
+    JOB_SPECIALTY,
+    KEEP_TABLES,
+    PASSWORD,
+    SECRET,
+)
+
+
+@dataclass
+class Seeded:
+    fix_artisans: list[dict[str, Any]]
+    job_artisans: list[dict[str, Any]]
+    clients: list[dict[str, Any]]
+
+
+async def seed(dsn: str, redis_url: str, n_fix: int, n_job: int, n_clients: int) -> Seeded:
+    """TRUNCATE, then verified artisans and clients through `zendo seed`'s COPY path."""
+    from core.tokens import issue_access_token
+    from dispatch.auth import passwords
+    from dispatch.auth.commands import _copy_users, random_point_in_disc
+
+    rng = random.Random(7)
+    password_hash = await passwords.hash_password(PASSWORD, BCRYPT_ROUNDS)
+    users: list[tuple[uuid.UUID, str, str, str, bool]] = []
+    artisan_rows: list[tuple[uuid.UUID, str, str, float, float, float]] = []
+    out: dict[str, list[dict[str, Any]]] = {"fix": [], "job": [], "client": []}
+    groups = (("fix", n_fix, 12.0), ("job", n_job, 3.0), ("client", n_clients, 0.0))
+    for group, n, radius_km in groups:
+        for i in range(n):
+            user_id = uuid.uuid4()
+            role = "CLIENT" if group == "client" else "ARTISAN"
+            email = f"cost-{group}{i}@bench.zendo.test"
+            users.append((user_id, email, password_hash, role, True))
+            entry: dict[str, Any] = {"id": str(user_id), "email": email}
+            if role == "ARTISAN":
+                specialty = JOB_SPECIALTY if group == "job" else FIX_SPECIALTIES[i % 5]
+                lat, lon = random_point_in_disc(rng, *CENTER, radius_km)
+                artisan_rows.append((user_id, specialty, "STANDARD", 4.5, lat, lon))
+                entry.update(specialty=specialty, lat=lat, lon=lon)
+            entry["token"] = issue_access_token(SECRET, user_id=user_id, role=role, ttl_s=3600)
+            out[group].append(entry)
+    conn = await asyncpg.connect(dsn)
+    try:
+        tables = [
+            r["tablename"]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            if r["tablename"] not in KEEP_TABLES
+        ]
+        await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        async with conn.transaction():
+            await _copy_users(conn, users, artisan_rows)
+        await conn.execute("ANALYZE users, artisans")
+    finally:
+        await conn.close()
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+    return Seeded(out["fix"], out["job"], out["client"])
