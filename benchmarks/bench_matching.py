@@ -10,8 +10,10 @@ artisan.  Every query is ``query(k=10, max_km=15)``, with the default policy and
 ``RankingPolicy.distance_only()`` (two indexes over the same data).
 
 Each index is timed hot (queries back to back) and cold (64 MiB of unrelated memory
-written between two queries), as wall time and as the thread's CPU time; with the
-baselines, a third loop runs one PostGIS KNN query and one Redis GEOSEARCH between
+written between two queries), as wall time and (hot) as the thread's CPU time; the
+default index's cold query is split into its kernel call alone and the Python floor of
+any answer (ten Candidates built from ready values, cold).  With the baselines, a third
+loop runs one PostGIS KNN query and one Redis GEOSEARCH between
 two index queries, the way a server interleaves other work.  Every timed answer is
 checked against a numpy brute force (also after 100,000 moves).  Memory is the
 process's RSS growth while the default index is built (kernels already loaded, ids
@@ -160,7 +162,8 @@ def timed(
 ) -> tuple[list[float], float | None, list[list[Candidate]]]:
     """Wall time per query, the CPU time per query of a loop without ``between``, answers.
 
-    CPU time is read once per loop: on this VM reading it is a ~15 µs system call.
+    CPU time is read once per loop: on this VM reading it is a ~15 µs system call
+    (and the 64 MiB written between cold queries would swamp it).
     """
     wall: list[float] = []
     out: list[list[Candidate]] = []
@@ -175,6 +178,38 @@ def timed(
         out.append(r)
     cpu = (time.thread_time() - c0) / len(queries)
     return wall, (cpu if between is None else None), out
+
+
+def floors(idx: ArtisanIndex, queries: list[Query], junk: np.ndarray) -> None:
+    """Where a cold query's time goes: the same query's kernel call alone, and the
+    Python floor of any answer (ten Candidates built from ready values), both cold."""
+    from itertools import repeat
+
+    from matching.codes import SPECIALTY_CODE
+
+    s = idx._s  # the kernel the query calls, without the Python around it
+    kernel = s.k_query_fast
+    ready = idx.query(*queries[0], K, MAX_KM)
+    ids = [c.artisan_id for c in ready]
+    dist = [c.distance_km for c in ready]
+    score = [c.score for c in ready]
+    new = tuple.__new__
+    runs: dict[str, Callable[[Query], object]] = {
+        "kernel call alone": lambda q: kernel(
+            s.desc_addr, q[0], q[1], MAX_KM, SPECIALTY_CODE[q[2]], K
+        ),
+        "10 Candidates from ready values": lambda q: list(
+            map(new, repeat(Candidate), zip(ids, dist, score, strict=True))
+        ),
+    }
+    for name, fn in runs.items():
+        wall: list[float] = []
+        for q in queries:
+            junk[::8] += 1.0
+            t0 = time.perf_counter()
+            fn(q)
+            wall.append(time.perf_counter() - t0)
+        print(f"    cold, {name:31s} wall {pct(wall)} µs")
 
 
 def build(d: dict[str, Any], policy: RankingPolicy) -> tuple[ArtisanIndex, float, float, int]:
@@ -437,6 +472,7 @@ def main() -> None:
     print(f"query k={K} max_km={MAX_KM:g} (µs):")
     for name in policies:
         bench_index(name, idx[name], oracles[name], queries, junk)
+    floors(idx["default"], queries, junk)
     us, cpu = moves(d, list(idx.values()), args.moves)
     print(
         f"moving upsert: {us:.2f} µs/call wall, {cpu:.2f} CPU ({args.moves:,} moves of ~100 m); after the moves:"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, Final, NamedTuple, TypeVar
 
 import numpy as np
@@ -30,7 +31,7 @@ from matching.codes import (
 )
 from matching.geometry import H3_RES
 from matching.idmap import KIND_SIDE, KIND_UUID, parse_uuid
-from matching.jit import M_CNT, OK
+from matching.jit import FAST_K_MAX, M_CNT, OK, Q_DONE
 from matching.policy import Candidate, RankingPolicy
 from matching.store import Store, release_free_heap
 from matching.validation import (
@@ -54,6 +55,7 @@ _latlng_to_cell: Final = _h3.latlng_to_cell
 _SPEC_GET: Final = SPECIALTY_CODE.get
 _UUID_OFF: Final = 1 << 63
 _M64: Final = (1 << 64) - 1
+_new_tuple: Final = tuple.__new__
 J = TypeVar("J", bound=Hashable)
 #: rows of :meth:`ArtisanIndex.upsert_many` converted at a time (bounds its temporaries)
 _BULK_CHUNK: Final = 1 << 15
@@ -133,10 +135,10 @@ class ArtisanIndex:
                sp: int, lv: int, stc: int) -> None:  # fmt: skip
         cell = _latlng_to_cell(lat, lon, H3_RES) if stc == 0 else 0
         s = self._s
-        code = s.k_upsert(s.state, hi, lo, kind, lat, lon, rating, sp, lv, stc, cell)
+        code = s.k_upsert(s.desc_addr, hi, lo, kind, lat, lon, rating, sp, lv, stc, cell)
         while code:
             s.grow(code)
-            code = s.k_upsert(s.state, hi, lo, kind, lat, lon, rating, sp, lv, stc, cell)
+            code = s.k_upsert(s.desc_addr, hi, lo, kind, lat, lon, rating, sp, lv, stc, cell)
 
     def upsert(
         self,
@@ -185,10 +187,10 @@ class ArtisanIndex:
                 lo = (v & _M64) - _UUID_OFF
                 cell = _latlng_to_cell(lat, lon, H3_RES) if stc == 0 else 0
                 st = self._s
-                code = st.k_upsert(st.state, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
+                code = st.k_upsert(st.desc_addr, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
                 while code:
                     st.grow(code)
-                    code = st.k_upsert(st.state, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
+                    code = st.k_upsert(st.desc_addr, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
                 return
         key = self._encode(s, True)
         assert key is not None
@@ -369,6 +371,16 @@ class ArtisanIndex:
             k = check_k(k)
         if type(max_km) is not float or not 0.0 <= max_km < 1e308:
             max_km = check_max_km(max_km)
+        if not exclude and k <= FAST_K_MAX:
+            # the common case: one kernel call, Python objects back, no numpy in between
+            s = self._s
+            code, text, vals = s.k_query_fast(s.desc_addr, lat, lon, max_km, sp, k)
+            if code == Q_DONE:
+                if not vals:
+                    return []
+                it = iter(vals)  # distance, score pairs: one per id
+                ids = text.split(",")
+                return list(map(_new_tuple, repeat(Candidate), zip(ids, it, it, strict=False)))
         excl = self._exclude_slots(exclude) if exclude else walk.EMPTY_EXCL
         bufs = self._bufs  # reused between calls; taken (not shared) while in use
         self._bufs = None

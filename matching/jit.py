@@ -20,6 +20,10 @@ import numpy.typing as npt
 
 try:
     import numba
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.core import types as nb_types
+    from numba.extending import intrinsic
 except ImportError as exc:  # pragma: no cover - exercised only without numba
     raise ImportError(
         "matching: numba is REQUIRED and could not be imported "
@@ -86,9 +90,18 @@ Q_DONE: Final = 0
 Q_MORE: Final = 1
 Q_OVERFLOW: Final = 2
 Q_BRUTE: Final = 3
+#: k_query_fast only: a result holds a non-UUID id (the caller takes the general path)
+Q_SIDE: Final = 4
 # query result flags
 FLAG_NEED_SORT: Final = 1
 FLAG_SIDE_IDS: Final = 2
+
+#: nodes the tree search may keep open at once; beyond it the query falls back to
+#: the exact brute-force kernel (never reached by k <= 100 in a dense city)
+HEAP_CAP: Final = 1 << 14
+#: k_query_fast's buffers hold k + TIE_ROOM entries for k <= FAST_K_MAX
+TIE_ROOM: Final = 32
+FAST_K_MAX: Final = 64
 
 SPEC_SHIFT: Final = 56  # H3 cell bits 56-58 are always zero: the specialty goes there
 #: bytes per id in the query's text output: 36 UUID characters and a ',' separator
@@ -122,3 +135,109 @@ def mix64(x: np.uint64) -> np.uint64:
     x *= np.uint64(0xC4CEB9FE1A85EC53)
     x ^= x >> np.uint64(33)
     return x
+
+
+_get_or_insert_function: Any = cgutils.get_or_insert_function  # untyped in numba
+
+
+def _prefetch_codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+    i8p = ir.IntType(8).as_pointer()
+    ary = context.make_array(sig.args[0])(context, builder, args[0])
+    base = builder.ptrtoint(ary.data, ir.IntType(64))
+    addr = builder.inttoptr(builder.add(base, args[1]), i8p)
+    i32 = ir.IntType(32)
+    fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+    fn = _get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+    # read, keep in every cache level, data cache
+    builder.call(fn, [addr, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+    return context.get_dummy_value()
+
+
+def _prefetch_typer(typingctx: Any, arr: Any, offset: Any) -> Any:
+    if not isinstance(arr, nb_types.Array) or offset != nb_types.int64:
+        return None
+    return nb_types.void(arr, offset), _prefetch_codegen
+
+
+#: ``prefetch(arr, byte_offset)``: a hint to load the cache line of ``arr``'s data at
+#: ``byte_offset`` (int64).  A hint only: it never faults, whatever the address.
+prefetch: Any = intrinsic(_prefetch_typer)
+
+
+@jit
+def prefetch_rows(arr: Any, row: int, count: int) -> None:
+    """Prefetch every cache line of rows ``row..row+count`` of a C-contiguous array."""
+    stride = arr.strides[0]
+    start = np.int64(row * stride)
+    end = np.int64((row + count) * stride)
+    for off in range(start - (start & 63), end, 64):
+        prefetch(arr, np.int64(off))
+
+
+def _voidptr_typer(typingctx: Any, src: Any) -> Any:
+    if src != nb_types.int64:
+        return None
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return nb_types.voidptr(src), codegen
+
+
+#: ``as_voidptr(address)``: an int64 address as a pointer, for ``numba.carray``
+as_voidptr: Any = intrinsic(_voidptr_typer)
+#: arrays described by :meth:`matching.store.Store.pack`'s descriptor, in this order
+#: (each as data address, rows, columns): the hot kernels (single upsert, query) take
+#: its address instead of arrays (see :func:`matching.kernels_query.k_query_fast`)
+DESC_FIELDS: Final = (
+    "bt", "bb", "p_hot", "p_f", "p_i", "m_id", "m_b", "meta", "fmeta",
+    "q_f", "q_i", "q_w", "hk", "hv", "q_excl", "m_f", "m_i", "htab",
+)  # fmt: skip
+(D_BT, D_BB, D_PHOT, D_PF, D_PI, D_MID, D_MB, D_META, D_FMETA,
+ D_QF, D_QI, D_QW, D_HK, D_HV, D_QEXCL, D_MF, D_MI, D_HTAB) = range(len(DESC_FIELDS))  # fmt: skip
+_carray: Any = getattr(numba, "carray")  # noqa: B009 - not re-exported
+
+
+@jit
+def desc_view(desc: int) -> Any:
+    """The descriptor at address ``desc`` as an int64 array."""
+    return _carray(as_voidptr(desc), (3 * len(DESC_FIELDS),), np.int64)
+
+
+@jit
+def arr2(d: Any, j: int, dtype: Any) -> Any:
+    """Array ``j`` of a descriptor, 2-d."""
+    return _carray(as_voidptr(d[3 * j]), (d[3 * j + 1], d[3 * j + 2]), dtype)
+
+
+@jit
+def arr1(d: Any, j: int, dtype: Any) -> Any:
+    """Array ``j`` of a descriptor, 1-d."""
+    return _carray(as_voidptr(d[3 * j]), (d[3 * j + 1],), dtype)
+
+
+#: a leaf block is ordered by bonus band (see :func:`bonus_band`): bands BAND_W km wide
+#: below BAND_TOP km, band 0 holding every bonus above, the last every bonus below
+BAND_W: Final = 0.25
+BAND_TOP: Final = 2.0
+N_BANDS: Final = 16
+
+
+@jit
+def bonus_band(v: float) -> int:
+    """The band of a (float32, rounded-up) bonus: 0 for the largest bonuses."""
+    x = (BAND_TOP - v) / BAND_W
+    if not x > 0.0:
+        return 0
+    if x >= N_BANDS - 1:
+        return N_BANDS - 1
+    return int(x)
+
+
+@jit
+def band_top(v: float) -> float:
+    """An upper bound of every bonus in the band of ``v`` (or in a later band)."""
+    j = bonus_band(v)
+    if j == 0:
+        return math.inf
+    return BAND_TOP - j * BAND_W + 1e-6

@@ -14,9 +14,25 @@ import math
 from typing import Any
 
 import numpy as np
+from numba.cpython import unicode as _nbu
 
 from matching.jit import (
     BB_MAXB,
+    D_BB,
+    D_BT,
+    D_FMETA,
+    D_HK,
+    D_HV,
+    D_MB,
+    D_META,
+    D_MID,
+    D_PF,
+    D_PHOT,
+    D_PI,
+    D_QEXCL,
+    D_QF,
+    D_QI,
+    D_QW,
     DEG2RAD,
     F32,
     F64,
@@ -35,14 +51,28 @@ from matching.jit import (
     Q_BRUTE,
     Q_DONE,
     Q_OVERFLOW,
+    Q_SIDE,
     R_KM,
     SCORE_EPS,
     SPEC_SHIFT,
     TOP_BIT,
     U8,
+    arr1,
+    arr2,
+    band_top,
+    desc_view,
     jit,
+    mix64,
+    prefetch,
+    prefetch_rows,
 )
 from matching.kernels_tree import RES_SHIFT, bucket_find, child_key, is_leaf, root_key
+
+# numba's own string builders (usable in nopython code): the fast query returns
+# its ids as one Python str built in the kernel
+_empty_string: Any = _nbu._empty_string
+_set_code_point: Any = _nbu._set_code_point
+_ASCII: Any = getattr(_nbu, "PY_UNICODE_1BYTE_KIND")  # noqa: B009 - not re-exported
 
 
 @jit
@@ -64,12 +94,22 @@ def _scan(
     p0: int, p1: int, p_hot: F32, p_f: F64, p_i: I32, m_id: I64, m_b: I8, fmeta: F64,
     qx: float, qy: float, qz: float, qlat: float, qlon: float, cosq: float,
     k: int, max_km: float, excl: I64, o_score: F64, o_dist: F64, o_slot: I64, count: int,
+    lb_box: float,
 ) -> int:  # fmt: skip
-    """Rank pool entries p0..p1 into the sorted top-k buffer; -1 on buffer overflow."""
+    """Rank pool entries p0..p1 (one block, in bonus band order) into the sorted
+    top-k buffer; -1 on buffer overflow.
+
+    ``lb_box`` is a lower bound of the distance to every entry (the block's box):
+    once it minus the top of an entry's band exceeds the k-th score, no later entry
+    of the block (whose bonus is no larger) can rank, and the scan stops.
+    """
     cap = o_score.shape[0]
     nex = excl.shape[0]
     qlat_r = qlat * DEG2RAD
     for p in range(p0, p1):
+        full = count >= k
+        if full and lb_box - band_top(p_hot[p, 3]) > o_score[k - 1] + SCORE_EPS:
+            break
         # float32 chord lower bound with the entry's own (rounded-up) bonus
         dx = p_hot[p, 0] - qx
         dy = p_hot[p, 1] - qy
@@ -77,7 +117,6 @@ def _scan(
         lbd = R_KM * math.sqrt(dx * dx + dy * dy + dz * dz) - PREFILTER_MARGIN_KM
         if lbd > max_km:
             continue
-        full = count >= k
         if full and lbd - p_hot[p, 3] > o_score[k - 1] + SCORE_EPS:
             continue
         # exact contract haversine, float64
@@ -229,6 +268,19 @@ def _search(
     st: Any, excl: I64, o_f: F64, o_i: I64, hk: F64, hv: I64,
     qlat: float, qlon: float, max_km: float, spec: int, k: int,
 ) -> tuple[int, int]:  # fmt: skip
+    """:func:`_search_arrays` on a :class:`matching.state.State`'s arrays."""
+    return _search_arrays(
+        st.bt, st.bb, st.p_hot, st.p_f, st.p_i, st.m_id, st.m_b, st.meta, st.fmeta,
+        excl, o_f, o_i, hk, hv, qlat, qlon, max_km, spec, k,
+    )  # fmt: skip
+
+
+@jit
+def _search_arrays(
+    bt: I64, bb: F32, p_hot: F32, p_f: F64, p_i: I32, m_id: I64, m_b: I8, meta: I64,
+    fmeta: F64, excl: I64, o_f: F64, o_i: I64, hk: F64, hv: I64,
+    qlat: float, qlon: float, max_km: float, spec: int, k: int,
+) -> tuple[int, int]:  # fmt: skip
     """Best-first search of the node tree (:mod:`matching.kernels_tree`); (code, count).
 
     Nodes are taken by increasing lower bound of their members' scores (box
@@ -238,8 +290,6 @@ def _search(
     Codes: Q_DONE, Q_OVERFLOW (too many exact ties for the buffer) or Q_BRUTE
     (heap full): the caller then uses :func:`k_query_brute`.
     """
-    bt, bb, p_hot, p_f, p_i = st.bt, st.bb, st.p_hot, st.p_f, st.p_i
-    m_id, m_b, meta, fmeta = st.m_id, st.m_b, st.meta, st.fmeta
     if meta[M_CNT + spec] == 0:
         return Q_DONE, 0
     qx, qy, qz, cosq = _qsetup(qlat, qlon)
@@ -249,6 +299,7 @@ def _search(
     hcap = hk.shape[0]
     n = 0
     r0 = M_ROOT + spec * N_BASE
+    prefetch_rows(meta, r0, N_BASE)
     for base in range(N_BASE):
         if meta[r0 + base] > 0:
             b, _ = bucket_find(bt, root_key(base, spec))
@@ -264,15 +315,27 @@ def _search(
         key = bt[b, 0]
         if is_leaf(key):
             p0 = int(bt[b, 1])
+            size = int(bt[b, 2])
+            prefetch_rows(p_f, p0, size)
+            prefetch_rows(p_i, p0, size)
             count = _scan(
-                p0, p0 + int(bt[b, 2]), p_hot, p_f, p_i, m_id, m_b, fmeta,
+                p0, p0 + size, p_hot, p_f, p_i, m_id, m_b, fmeta,
                 qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_dist, o_slot, count,
+                _box_lb_km(bb, b, qx, qy, qz),
             )  # fmt: skip
             if count < 0:
                 return Q_OVERFLOW, 0
             continue
         res = (key >> RES_SHIFT) & 15
         mask = bt[b, 3]
+        # the children's hash rows are independent random reads: start them all
+        # before the probes so that their cache misses overlap
+        tmask = np.uint64(bt.shape[0] - 1)
+        for d in range(7):
+            if (mask >> d) & 1:
+                h = np.int64(mix64(np.uint64(child_key(key, res, d))) & tmask)
+                prefetch(bt, h * bt.strides[0])
+                prefetch(bb, h * bb.strides[0])
         for d in range(7):
             if (mask >> d) & 1 == 0:
                 continue
@@ -287,6 +350,8 @@ def _search(
                 continue
             if n >= hcap:
                 return Q_BRUTE, 0
+            if is_leaf(bt[c, 0]):  # likely opened soon: start reading its members
+                prefetch_rows(p_hot, bt[c, 1], bt[c, 2])
             n = _heap_push(hk, hv, n, pri, c)
     return Q_DONE, count
 
@@ -304,6 +369,81 @@ def k_query_tree(
     if code != Q_DONE:
         return code, 0, 0
     return Q_DONE, count, _finalize(count, o_f, o_i, st.m_id, st.m_b, o_hex)
+
+
+@jit
+def _id_text(m: int, o_i: I64, m_id: I64, m_b: I8, w: I64) -> tuple[bool, str]:
+    """The ``m`` first result ids as one ``,``-separated str; (False, "") if any is
+    not a UUID (kind 1: the caller takes the general path)."""
+    # gather first: the m random slot reads are independent, so their cache
+    # misses overlap instead of being serialised by the formatting loop
+    for i in range(m):
+        s = o_i[0, i]
+        w[i, 0] = m_id[s, 0]
+        w[i, 1] = m_id[s, 1]
+        w[i, 2] = m_b[s, 3]
+    for i in range(m):
+        if w[i, 2] != 0:
+            return False, ""
+    text = _empty_string(_ASCII, 37 * m - 1, 1)
+    for i in range(m):
+        base = 37 * i
+        if i > 0:
+            _set_code_point(text, base - 1, 44)  # ','
+        pos = 35
+        for wd in range(1, -1, -1):
+            v = np.uint64(w[i, wd]) ^ TOP_BIT
+            for _ in range(16):
+                if pos == 8 or pos == 13 or pos == 18 or pos == 23:
+                    _set_code_point(text, base + pos, 45)  # '-'
+                    pos -= 1
+                _set_code_point(text, base + pos, HEX[int(v & np.uint64(15))])
+                v >>= np.uint64(4)
+                pos -= 1
+    return True, text
+
+
+@jit
+def k_query_fast(
+    desc: int, qlat: float, qlon: float, max_km: float, spec: int, k: int
+) -> tuple[int, str, list[float]]:
+    """One query without exclusions, ``k <= FAST_K_MAX``: (code, ids, values).
+
+    Only six scalars cross the boundary: ``desc`` is the address of the store's
+    descriptor (:meth:`matching.store.Store.pack`), from which the kernel views
+    every array it needs (unboxing an array costs ~2 µs with cold caches, a
+    StructRef ~15 µs).  The answer comes back as Python objects: the ids as one
+    ``,``-separated str and ``[distance, score]`` per result, so that the caller
+    touches no numpy array.  Codes: Q_DONE, or Q_OVERFLOW / Q_BRUTE / Q_SIDE (a
+    non-UUID id among the results), for which the caller runs the general path
+    (:func:`matching.walk.run`).
+    """
+    d = desc_view(desc)
+    bt = arr2(d, D_BT, np.int64)
+    m_id = arr2(d, D_MID, np.int64)
+    m_b = arr2(d, D_MB, np.int8)
+    o_f = arr2(d, D_QF, np.float64)
+    o_i = arr2(d, D_QI, np.int64)
+    vals = [0.0] * 0
+    code, count = _search_arrays(
+        bt, arr2(d, D_BB, np.float32), arr2(d, D_PHOT, np.float32), arr2(d, D_PF, np.float64),
+        arr2(d, D_PI, np.int32), m_id, m_b, arr1(d, D_META, np.int64),
+        arr1(d, D_FMETA, np.float64), arr1(d, D_QEXCL, np.int64), o_f, o_i,
+        arr1(d, D_HK, np.float64), arr1(d, D_HV, np.int64), qlat, qlon, max_km, spec, k,
+    )  # fmt: skip
+    if code != Q_DONE:
+        return code, "", vals
+    m = min(count, k)
+    if m == 0:
+        return Q_DONE, "", vals
+    ok, text = _id_text(m, o_i, m_id, m_b, arr2(d, D_QW, np.int64))
+    if not ok:
+        return Q_SIDE, "", vals
+    vals = [0.0] * (2 * m)
+    for i in range(m):
+        vals[2 * i] = o_f[1, i]
+        vals[2 * i + 1] = o_f[0, i]
+    return Q_DONE, text, vals
 
 
 @jit
@@ -348,7 +488,7 @@ def k_query_brute(
         p0 = int(bt[b, 1])
         count = _scan(
             p0, p0 + size, p_hot, p_f, p_i, m_id, m_b, fmeta,
-            qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_f[1], o_i[0], count,
+            qx, qy, qz, qlat, qlon, cosq, k, max_km, excl, o_score, o_f[1], o_i[0], count, lbc,
         )  # fmt: skip
         if count < 0:
             return Q_OVERFLOW, 0, 0

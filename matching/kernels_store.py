@@ -11,7 +11,9 @@ Layout (owned by :class:`matching.store.Store`):
 * ``bt``: (specialty, cell) bucket hash table, rows (key, block start, size, size class);
   ``bb``: per bucket row, the float32 bounding box (min xyz, max xyz) of its members'
   unit vectors and their largest bonus (see :mod:`matching.kernels_tree`);
-* pool, one entry per ONLINE artisan, in power-of-two blocks per bucket:
+* pool, one entry per ONLINE artisan, in power-of-two blocks per bucket, each block
+  ordered by bonus band, largest first (:func:`matching.jit.bonus_band`; a query's scan
+  of a block stops at its bound; a move costs one entry move per band, not per entry):
   ``p_hot`` (x, y, z, bonus rounded up) f32 -- the only data the prefilter touches --,
   ``p_f`` (lat, lon, rating term) f64 and ``p_i`` (slot, level) i32.
 """
@@ -19,11 +21,22 @@ Layout (owned by :class:`matching.store.Store`):
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
 from matching.jit import (
+    D_BB,
+    D_BT,
+    D_FMETA,
+    D_HTAB,
+    D_MB,
+    D_META,
+    D_MF,
+    D_MI,
+    D_MID,
+    D_PF,
+    D_PHOT,
+    D_PI,
     DEG2RAD,
     F32,
     F32_BIG,
@@ -44,6 +57,10 @@ from matching.jit import (
     OK,
     SPEC_SHIFT,
     U64,
+    arr1,
+    arr2,
+    bonus_band,
+    desc_view,
     jit,
 )
 from matching.kernels_ids import id_delete_at, id_find
@@ -118,6 +135,60 @@ def _pool_copy(src: int, dst: int, p_hot: F32, p_f: F64, p_i: I32) -> None:
 
 
 @jit
+def _block_remove(b: int, pos: int, bt: I64, m_i: I32, p_hot: F32, p_f: F64, p_i: I32) -> None:
+    """Drop entry ``pos`` from bucket ``b``'s block, keeping its band order: the hole
+    moves to the block's end, taking the last entry of each band region after it."""
+    start = int(bt[b, 1])
+    size = int(bt[b, 2])
+    last = start + size - 1
+    hole = pos
+    hb = bonus_band(p_hot[pos, 3])
+    for i in range(pos + 1, last + 1):
+        bi = bonus_band(p_hot[i, 3])
+        if bi != hb:  # i starts a new region: the one before ends at i - 1
+            if i - 1 != hole:
+                _pool_copy(i - 1, hole, p_hot, p_f, p_i)
+                m_i[p_i[hole, 0], 1] = hole
+                hole = i - 1
+            hb = bi
+    if last != hole:
+        _pool_copy(last, hole, p_hot, p_f, p_i)
+        m_i[p_i[hole, 0], 1] = hole
+    bt[b, 2] = size - 1
+
+
+@jit
+def _block_insert(b: int, pos: int, bt: I64, m_i: I32, p_hot: F32, p_f: F64, p_i: I32) -> int:
+    """Move entry ``pos``, the last of bucket ``b``'s block, into its band's region: each
+    region of a later band gives its first entry to the hole, which moves back.  Returns
+    the entry's position; a few moves (one per band), not one per entry."""
+    start = int(bt[b, 1])
+    vb = bonus_band(p_hot[pos, 3])
+    h0, h1, h2, h3 = p_hot[pos, 0], p_hot[pos, 1], p_hot[pos, 2], p_hot[pos, 3]
+    f0, f1, f2 = p_f[pos, 0], p_f[pos, 1], p_f[pos, 2]
+    i0, i1 = p_i[pos, 0], p_i[pos, 1]
+    hole = pos
+    i = pos - 1
+    while i >= start:
+        bi = bonus_band(p_hot[i, 3])
+        if bi <= vb:
+            break
+        j = i
+        while j > start and bonus_band(p_hot[j - 1, 3]) == bi:
+            j -= 1
+        _pool_copy(j, hole, p_hot, p_f, p_i)  # region j..i shifts to j+1..hole
+        m_i[p_i[hole, 0], 1] = hole
+        hole = j
+        i = j - 1
+    if hole != pos:
+        p_hot[hole, 0], p_hot[hole, 1], p_hot[hole, 2], p_hot[hole, 3] = h0, h1, h2, h3
+        p_f[hole, 0], p_f[hole, 1], p_f[hole, 2] = f0, f1, f2
+        p_i[hole, 0], p_i[hole, 1] = i0, i1
+    m_i[i0, 1] = hole
+    return hole
+
+
+@jit
 def _bucket_add(
     b: int, slot: int, bt: I64, m_i: I32, meta: I64, p_hot: F32, p_f: F64, p_i: I32
 ) -> int:
@@ -149,10 +220,7 @@ def _bucket_remove(
     start = int(bt[b, 1])
     size = int(bt[b, 2])
     last = start + size - 1
-    if pos != last:
-        _pool_copy(last, pos, p_hot, p_f, p_i)
-        m_i[p_i[pos, 0], 1] = pos
-    bt[b, 2] = size - 1
+    _block_remove(b, pos, bt, m_i, p_hot, p_f, p_i)
     box_reset(bb, b)
     if size == 1:
         _free(start, int(bt[b, 3]), meta, p_i)
@@ -238,28 +306,39 @@ def _upsert_one(
             bt[b, 2] = 0
             bt[b, 3] = -1
             box_reset(bb, b)
+        rr = fmeta[F_RPM] * (rating - 4.0)  # same expression and order as the policy
+        bonus = fmeta[level] + rr
+        hi_bonus = _bonus_hi(bonus)
+        last = True  # the entry is its block's last (to be put in its band's region)
         if m_i[slot, 0] == b:
             pos = m_i[slot, 1]
+            if bonus_band(p_hot[pos, 3]) != bonus_band(hi_bonus):  # out, and in at the end
+                _block_remove(b, pos, bt, m_i, p_hot, p_f, p_i)
+                pos = int(bt[b, 1] + bt[b, 2])
+                bt[b, 2] += 1
+                p_i[pos, 0] = slot
+            else:
+                last = False
         else:
             pos = _bucket_add(b, slot, bt, m_i, meta, p_hot, p_f, p_i)
             m_i[slot, 0] = b
-            m_i[slot, 1] = pos
             meta[M_CNT + spec] += 1
             meta[M_NBUCKETS] += tree_add(bt, bb, meta, key, 1)
+        m_i[slot, 1] = pos
         la = lat * DEG2RAD
         lo_ = lon * DEG2RAD
         cl = math.cos(la)
-        rr = fmeta[F_RPM] * (rating - 4.0)  # same expression and order as the policy
-        bonus = fmeta[level] + rr
         p_hot[pos, 0] = cl * math.cos(lo_)
         p_hot[pos, 1] = cl * math.sin(lo_)
         p_hot[pos, 2] = math.sin(la)
-        p_hot[pos, 3] = _bonus_hi(bonus)
+        p_hot[pos, 3] = hi_bonus
         p_f[pos, 0] = lat
         p_f[pos, 1] = lon
         p_f[pos, 2] = rr
         p_i[pos, 1] = level
         box_add(bb, b, pos, p_hot)
+        if last:
+            _block_insert(b, pos, bt, m_i, p_hot, p_f, p_i)
         tree_grow(bt, bb, b)
         if bonus > fmeta[F_MAXB + spec]:
             fmeta[F_MAXB + spec] = bonus
@@ -268,13 +347,17 @@ def _upsert_one(
 
 @jit
 def k_upsert(
-    st: Any, hi: int, lo: int, kind: int, lat: float, lon: float, rating: float,
+    desc: int, hi: int, lo: int, kind: int, lat: float, lon: float, rating: float,
     spec: int, level: int, status: int, cell: int,
 ) -> int:  # fmt: skip
-    """Single-row upsert on a :class:`matching.state.State` (returns OK or NEED_*)."""
+    """Single-row upsert (returns OK or NEED_*); ``desc`` is the address of the store's
+    descriptor (:meth:`matching.store.Store.pack`): only scalars cross the boundary."""
+    d = desc_view(desc)
     return _upsert_one(
-        st.m_f, st.m_id, st.m_i, st.m_b, st.htab, st.p_hot, st.p_f, st.p_i,
-        st.bt, st.bb, st.meta, st.fmeta,
+        arr2(d, D_MF, np.float64), arr2(d, D_MID, np.int64), arr2(d, D_MI, np.int32),
+        arr2(d, D_MB, np.int8), arr1(d, D_HTAB, np.int32), arr2(d, D_PHOT, np.float32),
+        arr2(d, D_PF, np.float64), arr2(d, D_PI, np.int32), arr2(d, D_BT, np.int64),
+        arr2(d, D_BB, np.float32), arr1(d, D_META, np.int64), arr1(d, D_FMETA, np.float64),
         hi, lo, kind, lat, lon, rating, spec, level, status, cell,
     )  # fmt: skip
 

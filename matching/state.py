@@ -1,10 +1,12 @@
 """One numba object holding every array of a :class:`matching.store.Store`.
 
-Unboxing a numpy array argument costs ~40-70 ns; the two hot kernels (single
-upsert, ring-walk query) would unbox 9-12 of them per call.  They take this
-StructRef instead (one pointer to unbox) and are called through their compiled
-entry point (:func:`matching.jit.entry_point`).  The proxy is rebuilt whenever
-the store replaces an array (growth, compaction), which is rare.
+Unboxing a numpy array argument costs ~40-70 ns hot and ~2 µs with cold caches; the
+general query kernel (:func:`matching.kernels_query.k_query_tree`) would unbox a dozen.
+It takes this StructRef instead (one object to unbox), through its compiled entry
+point (:func:`matching.jit.entry_point`).  The two hottest kernels (single upsert,
+common query) go further and take the address of the store's descriptor, a plain int
+(a StructRef still costs ~15 µs with cold caches).  The proxy is rebuilt whenever the
+store replaces an array (growth, compaction), which is rare.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ structref: Any = _structref
 
 FIELDS: Final = (
     "m_f", "m_id", "m_i", "m_b", "htab", "p_hot", "p_f", "p_i", "bt", "bb", "meta", "fmeta",
+    # the single query's own buffers (see matching.kernels_query.k_query_fast)
+    "q_f", "q_i", "q_w", "hk", "hv", "q_excl",
 )  # fmt: skip
 
 

@@ -18,8 +18,11 @@ from matching import kernels_query as _kq
 from matching import kernels_store as _kst
 from matching import kernels_tree as _kt
 from matching.jit import (
+    DESC_FIELDS,
     F_MAXB,
+    FAST_K_MAX,
     FMETA_LEN,
+    HEAP_CAP,
     LEAF_RES,
     M_FHEAD,
     M_N,
@@ -29,6 +32,7 @@ from matching.jit import (
     NEED_BUCKETS,
     NEED_MAIN,
     NEED_POOL,
+    TIE_ROOM,
     entry_point,
 )
 from matching.kernels_tree import RES_SHIFT
@@ -109,13 +113,23 @@ class Store:
         self.meta[M_FHEAD:M_ROOT] = -1
         self.fmeta = np.full(FMETA_LEN, -np.inf, dtype=np.float64)
         self.fmeta[:F_MAXB] = policy_row
+        # k_query_fast's buffers: results (score, distance; slot), id gather, heap
+        cap = FAST_K_MAX + TIE_ROOM
+        self.q_f = np.empty((2, cap), dtype=np.float64)
+        self.q_i = np.empty((2, cap), dtype=np.int64)
+        self.q_w = np.empty((cap, 3), dtype=np.int64)
+        self.hk = np.empty(HEAP_CAP, dtype=np.float64)
+        self.hv = np.empty(HEAP_CAP, dtype=np.int64)
+        self.q_excl = np.zeros(0, dtype=np.int64)
         self.pack()
         #: the hot single-row upsert, called without numba's type dispatch
-        self.k_upsert = fast_kernel("k_upsert", KST.k_upsert, self.state, *_UPSERT_SCALARS)
+        self.k_upsert = fast_kernel("k_upsert", KST.k_upsert, 0, *_UPSERT_SCALARS)
         #: the tree-search query kernel, likewise (see walk.run for the argument list)
         self.k_query_tree = fast_kernel(
             "k_query_tree", KQ.k_query_tree, self.state, *_tree_examples()
         )
+        #: the common query (no exclusions, small k): State and five scalars
+        self.k_query_fast = fast_kernel("k_query_fast", KQ.k_query_fast, 0, 0.0, 0.0, 0.0, 0, 0)
 
     def pack(self) -> None:
         """Rebuild the kernel arguments (tuple and State) after any array was replaced."""
@@ -123,7 +137,15 @@ class Store:
             self.m_f, self.m_id, self.m_i, self.m_b, self.htab,
             self.p_hot, self.p_f, self.p_i, self.bt, self.bb, self.meta, self.fmeta,
         )  # fmt: skip
-        self.state = State(*self.mut)
+        self.state = State(*self.mut, self.q_f, self.q_i, self.q_w, self.hk, self.hv, self.q_excl)
+        # k_query_fast's only array argument, as an address: per array (data
+        # address, rows, columns); the arrays stay alive as this store's attributes
+        desc = np.zeros(3 * len(DESC_FIELDS), dtype=np.int64)
+        for j, name in enumerate(DESC_FIELDS):
+            a = getattr(self, name)
+            desc[3 * j : 3 * j + 3] = (a.ctypes.data, a.shape[0], a.shape[1] if a.ndim > 1 else 1)
+        self.desc = desc
+        self.desc_addr = int(desc.ctypes.data)
 
     @property
     def n(self) -> int:
@@ -202,4 +224,5 @@ class Store:
         self.pack()
 
     def nbytes(self) -> int:
-        return sum(int(a.nbytes) for a in self.mut)
+        bufs = (self.q_f, self.q_i, self.q_w, self.hk, self.hv)
+        return sum(int(a.nbytes) for a in (*self.mut, *bufs))

@@ -1,7 +1,9 @@
-"""The query path: one tree-search kernel call and cheap result building.
+"""The general query path: exclusions, large k, non-UUID ids, brute-force fallback.
 
-Per query the Python side does (normally) one kernel call; the kernel returns
-plain ints and writes ids as ``,``-separated text, so building the result is a
+The common query (no exclusions, ``k <= FAST_K_MAX``) does not come here:
+:meth:`matching.ArtisanIndex.query` calls :func:`matching.kernels_query.k_query_fast`
+directly.  Here the Python side passes its buffers; the kernel returns plain ints
+and writes ids as ``,``-separated text, so building the result is a
 ``bytes.decode``/``str.split`` and a C-level ``map`` of ``tuple.__new__``.
 """
 
@@ -14,17 +16,22 @@ import numpy as np
 import numpy.typing as npt
 
 from matching import kernels_query as _kq
-from matching.jit import FLAG_NEED_SORT, FLAG_SIDE_IDS, ID_STRIDE, M_CNT, Q_DONE, Q_OVERFLOW
+from matching.jit import (
+    FLAG_NEED_SORT,
+    FLAG_SIDE_IDS,
+    HEAP_CAP,
+    ID_STRIDE,
+    M_CNT,
+    Q_DONE,
+    Q_OVERFLOW,
+    TIE_ROOM,
+)
 from matching.policy import Candidate
 from matching.store import Store
 
 KQ: Any = _kq  # numba dispatchers are opaque to mypy
 EMPTY_EXCL: Final = np.zeros(0, dtype=np.int64)
-#: extra room in the result buffer for exact (score, distance) ties
-TIE_ROOM: Final = 32
-#: nodes the tree search may keep open at once; beyond it the query falls back to
-#: the exact brute-force kernel (never reached by k <= 100 in a dense city)
-HEAP_CAP: Final = 1 << 14
+__all__ = ["EMPTY_EXCL", "HEAP_CAP", "TIE_ROOM", "Buffers", "results", "run", "run_many"]
 _new_tuple = tuple.__new__
 
 

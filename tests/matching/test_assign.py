@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from matching import LEVELS, ArtisanIndex, Candidate, RankingPolicy, walk
+from matching import LEVELS, ArtisanIndex, Candidate, RankingPolicy, store, walk
 from matching.assign import solve
 from tests.matching.matching_reference import Rec, brute
 
@@ -243,6 +243,7 @@ def test_bad_input_raises_value_error(jobs: list, kwargs: dict, message: str) ->
 def test_batched_queries_fall_back_one_by_one(monkeypatch: pytest.MonkeyPatch) -> None:
     """A job whose tree search gives up (full heap) is ranked by the brute-force kernel."""
     monkeypatch.setattr(walk, "HEAP_CAP", 2)
+    monkeypatch.setattr(store, "HEAP_CAP", 2)
     rng = np.random.default_rng(3)
     recs = {
         f"a{i}": Rec(

@@ -9,13 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from matching import SPECIALTIES, ArtisanIndex, RankingPolicy, walk
+from matching import SPECIALTIES, ArtisanIndex, RankingPolicy, store, walk
+from matching import jit as _kj
 from matching import kernels_tree as _kt
 from matching.jit import BB_MAXB, LEAF_RES, M_ROOT, N_BASE
 from matching.kernels_tree import RES_SHIFT
 from tests.matching.matching_reference import Rec, assert_same, brute
 
 KT: Any = _kt
+KJ: Any = _kj
 
 
 def _uuid(rng: np.random.Generator) -> str:
@@ -73,6 +75,7 @@ def test_sparse_artisans_far_from_the_query() -> None:
 
 def test_full_heap_falls_back_to_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(walk, "HEAP_CAP", 2)
+    monkeypatch.setattr(store, "HEAP_CAP", 2)
     rng = np.random.default_rng(4)
     recs = {
         _uuid(rng): Rec(
@@ -99,7 +102,8 @@ def test_full_heap_falls_back_to_brute_force(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _check_tree(idx: ArtisanIndex) -> None:
-    """Every inner node counts the members below it and its box and bonus cover them."""
+    """Every inner node counts the members below it and its box and bonus cover them;
+    every leaf's block is in bonus band order, largest first, and its slots point back."""
     s = idx._s
     bt, bb = s.bt, s.bb
     keys = bt[:, 0]
@@ -109,6 +113,11 @@ def _check_tree(idx: ArtisanIndex) -> None:
     for r in np.flatnonzero((keys >= 0) & (res == LEAF_RES)).tolist():
         size = int(bt[r, 2])
         members = s.p_hot[bt[r, 1] : bt[r, 1] + size] if size else s.p_hot[:0]
+        bands = [KJ.bonus_band(float(v)) for v in members[:, 3].tolist()]
+        assert bands == sorted(bands), "block not in bonus band order"
+        for p in range(int(bt[r, 1]), int(bt[r, 1]) + size):
+            slot = int(s.p_i[p, 0])
+            assert (int(s.m_i[slot, 0]), int(s.m_i[slot, 1])) == (r, p)
         for lvl in range(LEAF_RES - 1, -1, -1):
             pk = int(KT.parent_key(np.int64(keys[r]), lvl))
             assert pk in rows, (hex(int(keys[r])), lvl)
@@ -138,9 +147,16 @@ def test_tree_counts_and_boxes_after_random_mutations() -> None:
         else:
             idx.upsert(
                 a, 48.85 + float(rng.normal(0, 0.02)), 2.35 + float(rng.normal(0, 0.03)),
-                SPECIALTIES[int(rng.integers(0, 2))], "ELITE", float(rng.uniform(0, 5)),
+                SPECIALTIES[int(rng.integers(0, 2))], str(rng.choice(["STANDARD", "ELITE"])),
+                float(rng.uniform(0, 5)),
                 "ONLINE" if rng.random() < 0.8 else "BUSY",
             )  # fmt: skip
+    _check_tree(idx)
+    for a in ids[:150]:  # same place, new bonus: the entry moves inside its block
+        r = idx.get(a)
+        if r is not None:
+            level = str(rng.choice(["STANDARD", "PRO_PLUS", "ELITE"]))
+            idx.upsert(a, r.lat, r.lon, r.specialty, level, float(rng.uniform(0, 5)), r.status)
     _check_tree(idx)
     idx.compact()
     _check_tree(idx)
