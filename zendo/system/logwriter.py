@@ -11,8 +11,8 @@ the loop wait for the GIL up to the switch interval, and as many write system ca
 
 A line formatted already (the access log's JSON) can skip the record altogether
 (`line_sink`): building a LogRecord walks the stack for the caller and names the thread
-and process, which made the access line a third of the CPU of a closing socket when
-10,000 closed at once.
+and process, about 10 µs of the loop's time per request here, against 2 µs for the line
+alone.
 """
 
 from __future__ import annotations
