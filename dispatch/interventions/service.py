@@ -284,7 +284,9 @@ async def advance(
 ) -> dict[str, Any]:
     """The assigned artisan moves the job along: EN_ROUTE, ARRIVED, IN_PROGRESS, COMPLETED."""
     if target == sm.IN_PROGRESS:
-        if start_code is None:
+        if start_code is None:  # rare: say 404/403 first for a job that is not theirs
+            async with app[appkeys.PG_POOL].acquire() as conn:
+                await _assigned_to(conn, principal, intervention_id)
             raise ValidationFailed([FieldError("start_code", "required to start the work")])
         # Every attempt counts, so the 10,000 codes cannot be walked through. Counted per
         # job and user: only the assigned artisan's code can match (the statement's

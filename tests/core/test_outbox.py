@@ -24,22 +24,23 @@ class _Notifier:
         self.sent: list[dict[str, Any]] = []
         self.published: list[bytes] = []
         self.sockets_here = sockets_here
+        self.publishing = asyncio.Event()
 
     def deliver_here(self, user_id: uuid.UUID, frame: dict[str, Any]) -> tuple[bytes, int]:
         self.sent.append(frame)
         return b"frame", self.sockets_here
 
     async def publish_many(self, frames: list[tuple[uuid.UUID, bytes]]) -> None:
+        self.publishing.set()
         await asyncio.sleep(0)  # a real publish is a Redis round trip
         self.published += [data for _uid, data in frames]
 
 
 async def test_a_push_cancelled_before_it_starts_leaves_no_unawaited_coroutine() -> None:
-    """Found as a rare teardown error: a dispatcher task cancelled at app shutdown, in
-    the instant between building the push gather and its tasks starting, left notify()
-    coroutines that were never awaited (a RuntimeWarning when collected). Local
-    deliveries happen before the first await; the cross-process publishes are what a
-    cancellation can cut short."""
+    """Found as a rare teardown error: a dispatcher task cancelled at app shutdown while
+    its pushes were under way left notify() coroutines that were never awaited (a
+    RuntimeWarning when collected). Local deliveries happen before the first await; the
+    cross-process publishes are what a cancellation can cut short."""
     app = web.Application()
     notifier = _Notifier()
     app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
@@ -47,10 +48,7 @@ async def test_a_push_cancelled_before_it_starts_leaves_no_unawaited_coroutine()
     for _ in range(3):
         effects.push(uuid.uuid4(), {"type": "offer.result"})
     task = asyncio.create_task(effects.apply(app))
-    # Two loop turns: apply() delivers locally and starts its gather, then
-    # _publish_remote builds the publish gather; its tasks have not run yet.
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    await notifier.publishing.wait()  # started, not finished
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

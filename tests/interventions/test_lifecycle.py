@@ -213,6 +213,7 @@ async def test_nobody_else_can_spend_the_assigned_artisans_guesses(world: World)
     for status in ("EN_ROUTE", "ARRIVED"):
         assert (await move(world, artisan, job["id"], status)).status == 200
     other = await world.artisan(online=False)
+    assert (await move(world, other, job["id"], "IN_PROGRESS")).status == 404  # no code
     for _ in range(5):  # the right code, even: not theirs to use
         resp = await move(world, other, job["id"], "IN_PROGRESS", start_code=job["start_code"])
         assert resp.status == 404
