@@ -10,6 +10,7 @@ import random
 import resource
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
@@ -26,6 +27,19 @@ class Job:
     start_code: str | None
     artisan: int | None = None
     offer_id: str | None = None
+
+
+async def _paced(count: int, rate: float, one: Callable[[int], Coroutine[Any, Any, None]]) -> float:
+    """Start `one(i)` for i < count at `rate` per second, wait for all; the start time."""
+    started = time.monotonic()
+    tasks: list[asyncio.Task[None]] = []
+    for i in range(count):
+        delay = started + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return started
 
 
 @dataclass
@@ -196,14 +210,7 @@ class Driver:
             if name == "create" and status == 201:
                 self._created(payload, i)
 
-        started = time.monotonic()
-        tasks = []
-        for i in range(count):
-            delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
+        started = await _paced(count, rate, one)
         if name == "create":
             await self._wait_offers(2.0)
         ok = sum(n for s, n in statuses.items() if 200 <= s < 300)
@@ -257,14 +264,7 @@ class Driver:
                     return
             outcomes["completed"] += 1
 
-        started = time.monotonic()
-        tasks = []
-        for i in range(count):
-            delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
+        started = await _paced(count, rate, one)
         self.auto_accept = False
         return {"outcomes": dict(outcomes), "elapsed": time.monotonic() - started}
 
