@@ -4,29 +4,20 @@ open interventions, and creates at most ZENDO_JOBS_PER_MIN_PER_CLIENT a minute."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.settings import Settings
-from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.world import PARIS, World
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(settings: Settings) -> Settings:
     """Offers that wait long enough for the jobs to stay open (SEARCHING) meanwhile."""
-    return Settings(
-        database_url=TEST_DATABASE_URL,
-        redis_url=TEST_REDIS_URL,
-        jwt_secret="test-secret-" + "x" * 40,
-        bcrypt_rounds=10,
-        state_dir=tmp_path / ".zendo",
-        offer_timeout_s=30.0,
-        match_radius_km=10.0,
-    )
+    return dataclasses.replace(settings, offer_timeout_s=30.0)
 
 
 async def _artisans(world: World, n: int) -> None:
