@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from itertools import repeat
 from typing import Any, Final, NamedTuple, TypeVar
 
 import numpy as np
@@ -31,7 +30,7 @@ from matching.codes import (
 )
 from matching.geometry import H3_RES
 from matching.idmap import KIND_SIDE, KIND_UUID, parse_uuid
-from matching.jit import FAST_K_MAX, M_CNT, OK, Q_DONE
+from matching.jit import FAST_K_MAX, M_CNT, OK
 from matching.policy import Candidate, RankingPolicy
 from matching.store import Store, release_free_heap
 from matching.validation import (
@@ -55,7 +54,6 @@ _latlng_to_cell: Final = _h3.latlng_to_cell
 _SPEC_GET: Final = SPECIALTY_CODE.get
 _UUID_OFF: Final = 1 << 63
 _M64: Final = (1 << 64) - 1
-_new_tuple: Final = tuple.__new__
 J = TypeVar("J", bound=Hashable)
 #: rows of :meth:`ArtisanIndex.upsert_many` converted at a time (bounds its temporaries)
 _BULK_CHUNK: Final = 1 << 15
@@ -374,20 +372,16 @@ class ArtisanIndex:
         if not exclude and k <= FAST_K_MAX:
             # the common case: one kernel call, Python objects back, no numpy in between
             s = self._s
-            code, text, vals = s.k_query_fast(s.desc_addr, lat, lon, max_km, sp, k)
-            if code == Q_DONE:
-                if not vals:
-                    return []
-                it = iter(vals)  # distance, score pairs: one per id
-                ids = text.split(",")
-                return list(map(_new_tuple, repeat(Candidate), zip(ids, it, it, strict=False)))
+            out: list[Candidate] | None = s.k_query_fast(s.desc_addr, lat, lon, max_km, sp, k)
+            if out is not None:
+                return out
         excl = self._exclude_slots(exclude) if exclude else walk.EMPTY_EXCL
         bufs = self._bufs  # reused between calls; taken (not shared) while in use
         self._bufs = None
         if bufs is None or bufs.cap < k + walk.TIE_ROOM:
             bufs = walk.Buffers(k + walk.TIE_ROOM)
-        out, self._bufs = walk.run(self._s, bufs, self._side_str, lat, lon, max_km, sp, k, excl)
-        return out
+        res, self._bufs = walk.run(self._s, bufs, self._side_str, lat, lon, max_km, sp, k, excl)
+        return res
 
     def assign(
         self,

@@ -18,11 +18,14 @@ from matching import kernels_query as _kq
 from matching import kernels_store as _kst
 from matching import kernels_tree as _kt
 from matching.jit import (
+    D_CLS,
     DESC_FIELDS,
+    DESC_LEN,
     F_MAXB,
     FAST_K_MAX,
     FMETA_LEN,
     HEAP_CAP,
+    ID_STRIDE,
     LEAF_RES,
     M_FHEAD,
     M_N,
@@ -36,6 +39,7 @@ from matching.jit import (
     entry_point,
 )
 from matching.kernels_tree import RES_SHIFT
+from matching.policy import Candidate
 from matching.state import State
 
 # numba dispatchers are opaque to mypy: call them through Any-typed aliases
@@ -113,11 +117,12 @@ class Store:
         self.meta[M_FHEAD:M_ROOT] = -1
         self.fmeta = np.full(FMETA_LEN, -np.inf, dtype=np.float64)
         self.fmeta[:F_MAXB] = policy_row
-        # k_query_fast's buffers: results (score, distance; slot), id gather, heap
+        # k_query_fast's buffers: results (score, distance; slot), id gather, id text, heap
         cap = FAST_K_MAX + TIE_ROOM
         self.q_f = np.empty((2, cap), dtype=np.float64)
         self.q_i = np.empty((2, cap), dtype=np.int64)
         self.q_w = np.empty((cap, 3), dtype=np.int64)
+        self.q_hex = np.empty((cap, ID_STRIDE), dtype=np.uint8)
         self.hk = np.empty(HEAP_CAP, dtype=np.float64)
         self.hv = np.empty(HEAP_CAP, dtype=np.int64)
         self.q_excl = np.zeros(0, dtype=np.int64)
@@ -140,10 +145,11 @@ class Store:
         self.state = State(*self.mut, self.q_f, self.q_i, self.q_w, self.hk, self.hv, self.q_excl)
         # k_query_fast's only array argument, as an address: per array (data
         # address, rows, columns); the arrays stay alive as this store's attributes
-        desc = np.zeros(3 * len(DESC_FIELDS), dtype=np.int64)
+        desc = np.zeros(DESC_LEN, dtype=np.int64)
         for j, name in enumerate(DESC_FIELDS):
             a = getattr(self, name)
             desc[3 * j : 3 * j + 3] = (a.ctypes.data, a.shape[0], a.shape[1] if a.ndim > 1 else 1)
+        desc[D_CLS] = id(Candidate)  # the class the query's answer is made of (a module global)
         self.desc = desc
         self.desc_addr = int(desc.ctypes.data)
 
@@ -224,5 +230,5 @@ class Store:
         self.pack()
 
     def nbytes(self) -> int:
-        bufs = (self.q_f, self.q_i, self.q_w, self.hk, self.hv)
+        bufs = (self.q_f, self.q_i, self.q_w, self.q_hex, self.hk, self.hv)
         return sum(int(a.nbytes) for a in (*self.mut, *bufs))
