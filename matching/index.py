@@ -30,7 +30,7 @@ from matching.codes import (
 )
 from matching.geometry import H3_RES
 from matching.idmap import KIND_SIDE, KIND_UUID, parse_uuid
-from matching.jit import FAST_K_MAX, M_CNT, OK
+from matching.jit import M_CNT, OK
 from matching.policy import Candidate, RankingPolicy
 from matching.store import Store, release_free_heap
 from matching.validation import (
@@ -101,6 +101,8 @@ class ArtisanIndex:
         self._side_str: dict[int, str] = {}
         self._side_next = 0
         self._bufs: walk.Buffers | None = None
+        self._qfast: Final = self._s.k_query_fast  # both fixed for the store's life
+        self._qdesc: Final = self._s.desc_addr
 
     # ------------------------------------------------------------------ ids
 
@@ -354,6 +356,18 @@ class ArtisanIndex:
 
         Exact: identical to a brute-force scan of every artisan.
         """
+        if not exclude:
+            # the common case: the kernel takes the arguments as they are and answers
+            # None if they need validating (or the search needs the general path)
+            out: list[Candidate] | None = self._qfast(self._qdesc, lat, lon, specialty, k, max_km)
+            if out is not None:
+                return out
+        return self._query(lat, lon, specialty, k, max_km, exclude)
+
+    def _query(
+        self, lat: float, lon: float, specialty: str, k: int, max_km: float, exclude: Iterable[str]
+    ) -> list[Candidate]:
+        """:meth:`query`: validation, exclusions, large k, non-UUID ids, brute force."""
         sp = _SPEC_GET(specialty) if type(specialty) is str else None
         if sp is None:
             sp = specialty_code(specialty)
@@ -369,12 +383,6 @@ class ArtisanIndex:
             k = check_k(k)
         if type(max_km) is not float or not 0.0 <= max_km < 1e308:
             max_km = check_max_km(max_km)
-        if not exclude and k <= FAST_K_MAX:
-            # the common case: one kernel call, Python objects back, no numpy in between
-            s = self._s
-            out: list[Candidate] | None = s.k_query_fast(s.desc_addr, lat, lon, max_km, sp, k)
-            if out is not None:
-                return out
         excl = self._exclude_slots(exclude) if exclude else walk.EMPTY_EXCL
         bufs = self._bufs  # reused between calls; taken (not shared) while in use
         self._bufs = None

@@ -193,9 +193,11 @@ DESC_FIELDS: Final = (
 )  # fmt: skip
 (D_BT, D_BB, D_PHOT, D_PF, D_PI, D_MID, D_MB, D_META, D_FMETA,
  D_QF, D_QI, D_QW, D_HK, D_HV, D_QEXCL, D_MF, D_MI, D_HTAB, D_QHEX) = range(len(DESC_FIELDS))  # fmt: skip
-#: the descriptor's last word: the address of :class:`matching.policy.Candidate`
+#: the descriptor's last words: the addresses of :class:`matching.policy.Candidate`
+#: and of :data:`matching.codes.SPECIALTY_CODE`
 D_CLS: Final = 3 * len(DESC_FIELDS)
-DESC_LEN: Final = D_CLS + 1
+D_SPECS: Final = D_CLS + 1
+DESC_LEN: Final = D_CLS + 2
 _carray: Any = getattr(numba, "carray")  # noqa: B009 - not re-exported
 
 

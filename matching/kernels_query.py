@@ -34,11 +34,13 @@ from matching.jit import (
     D_QHEX,
     D_QI,
     D_QW,
+    D_SPECS,
     DEG2RAD,
     F32,
     F64,
     F_MAXB,
     F_RPM,
+    FAST_K_MAX,
     FLAG_NEED_SORT,
     FLAG_SIDE_IDS,
     HEX,
@@ -68,7 +70,17 @@ from matching.jit import (
     prefetch_rows,
 )
 from matching.kernels_tree import RES_SHIFT, bucket_find, child_key, is_leaf, root_key
-from matching.pyobj import py_candidate, py_decref, py_is_null, py_list_new, py_list_set, py_none
+from matching.pyobj import (
+    py_as_float,
+    py_as_int,
+    py_candidate,
+    py_decref,
+    py_dict_int,
+    py_is_null,
+    py_list_new,
+    py_list_set,
+    py_none,
+)
 
 
 @jit
@@ -406,19 +418,39 @@ def _answer(m: int, o_f: F64, o_i: I64, m_id: I64, m_b: I8, w: I64, text: U8, cl
 
 
 @jit
-def k_query_fast(desc: int, qlat: float, qlon: float, max_km: float, spec: int, k: int) -> Any:
-    """One query without exclusions, ``k <= FAST_K_MAX``: the ``list[Candidate]``, or
-    None when the caller must run the general path (:func:`matching.walk.run`): too
-    many exact ties for the buffers, the tree search's heap full, or a non-UUID id
-    among the results.
+def k_query_fast(desc: int, qlat: Any, qlon: Any, specialty: Any, k: Any, max_km: Any) -> Any:
+    """One query without exclusions: the ``list[Candidate]``, or None when the
+    caller must run the general path (:meth:`matching.ArtisanIndex.query`).
 
-    Only six scalars cross the boundary: ``desc`` is the address of the store's
-    descriptor (:meth:`matching.store.Store.pack`), from which the kernel views
-    every array it needs (unboxing an array costs ~2 µs with cold caches, a
-    StructRef ~15 µs).  The answer is built here, through the C API
-    (:mod:`matching.pyobj`): the caller runs no Python code on it.
+    The arguments are the caller's objects as they are (:data:`matching.pyobj.pyref`):
+    the kernel takes them only if they are what the common query passes (exact
+    floats within range, a known specialty, an exact int ``1 <= k <= FAST_K_MAX``),
+    and answers None otherwise, so that the Python side validates (and raises)
+    only off this path.  None too when the search needs the general path: too
+    many exact ties for the buffers, its heap full, or a non-UUID id among the results.
+
+    ``desc`` is the address of the store's descriptor
+    (:meth:`matching.store.Store.pack`), from which the kernel views every array
+    it needs (unboxing an array costs ~2 µs with cold caches, a StructRef ~15 µs).
+    The answer is built here, through the C API (:mod:`matching.pyobj`): the
+    caller runs no Python code on it.
     """
     d = desc_view(desc)
+    la = py_as_float(qlat)
+    lo = py_as_float(qlon)
+    mk = py_as_float(max_km)
+    kk = py_as_int(k)
+    sp = py_dict_int(d[D_SPECS], specialty)
+    if not (-90.0 <= la <= 90.0 and -180.0 <= lo <= 180.0 and 0.0 <= mk < 1e308):
+        return py_none()
+    if sp < 0 or kk < 1 or kk > FAST_K_MAX:
+        return py_none()
+    return _query_fast(d, la, lo, mk, sp, kk)
+
+
+@jit
+def _query_fast(d: I64, qlat: float, qlon: float, max_km: float, spec: int, k: int) -> Any:
+    """:func:`k_query_fast` on validated values (``d``: the descriptor)."""
     bt = arr2(d, D_BT, np.int64)
     m_id = arr2(d, D_MID, np.int64)
     m_b = arr2(d, D_MB, np.int8)
@@ -432,16 +464,8 @@ def k_query_fast(desc: int, qlat: float, qlon: float, max_km: float, spec: int, 
     )  # fmt: skip
     if code != Q_DONE:
         return py_none()
-    return _answer(
-        min(count, k),
-        o_f,
-        o_i,
-        m_id,
-        m_b,
-        arr2(d, D_QW, np.int64),
-        arr2(d, D_QHEX, np.uint8),
-        d[D_CLS],
-    )
+    w, text = arr2(d, D_QW, np.int64), arr2(d, D_QHEX, np.uint8)
+    return _answer(min(count, k), o_f, o_i, m_id, m_b, w, text, d[D_CLS])
 
 
 @jit

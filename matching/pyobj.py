@@ -22,16 +22,20 @@ from typing import Any, Final
 
 from llvmlite import ir
 from numba.core import types as _types
+from numba.core.pythonapi import NativeValue as _NativeValue
 from numba.extending import box as _box
 from numba.extending import intrinsic as _intrinsic
 from numba.extending import models as _models
 from numba.extending import register_model as _register_model
+from numba.extending import unbox as _unbox
 
 # numba is untyped: go through Any-typed aliases
 types: Any = _types
 models: Any = _models
 intrinsic: Any = _intrinsic
 box: Any = _box
+unbox: Any = _unbox
+NativeValue: Any = _NativeValue
 register_model: Any = _register_model
 
 #: PyUnicode_1BYTE_KIND
@@ -54,6 +58,22 @@ register_model(PyRefType)(models.OpaqueModel)
 @box(PyRefType)  # type: ignore[untyped-decorator]
 def _box_pyref(typ: Any, val: Any, c: Any) -> Any:
     return c.builder.bitcast(val, c.pyapi.pyobj)
+
+
+@unbox(PyRefType)  # type: ignore[untyped-decorator]
+def _unbox_pyref(typ: Any, obj: Any, c: Any) -> Any:
+    return NativeValue(obj)  # borrowed: the caller's argument
+
+
+#: byte offsets fixed by CPython's (non-limited) C API: PyObject.ob_type and
+#: PyFloatObject.ob_fval (``Py_TYPE`` and ``PyFloat_AS_DOUBLE`` read them directly)
+_OB_TYPE: Final = 8
+_OB_FVAL: Final = 16
+
+
+def _field(builder: Any, obj: Any, offset: int, ty: Any) -> Any:
+    ptr = builder.gep(obj, [ir.Constant(ir.IntType(64), offset)])
+    return builder.load(builder.bitcast(ptr, ty.as_pointer()))
 
 
 def _fn(pyapi: Any, name: str, ret: Any, *args: Any) -> Any:
@@ -172,3 +192,94 @@ def _candidate_typer(typingctx: Any, cls: Any, text: Any, off: Any, dist: Any, s
 #: 36 ASCII characters of the C-contiguous uint8 array ``text`` at byte ``off`` as a
 #: str, then ``dist`` and ``score``; NULL on MemoryError (nothing left allocated)
 py_candidate: Final[Any] = intrinsic(_candidate_typer)
+
+
+def _as_float_codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+    pyapi = context.get_python_api(builder)
+    obj = args[0]
+    exact = builder.icmp_unsigned(
+        "==", _field(builder, obj, _OB_TYPE, pyapi.pyobj), pyapi.get_c_object("PyFloat_Type")
+    )
+    nan = ir.Constant(ir.DoubleType(), float("nan"))
+    with builder.if_else(exact) as (yes, no):
+        with yes:
+            val = _field(builder, obj, _OB_FVAL, ir.DoubleType())
+            bb_yes = builder.block
+        with no:
+            bb_no = builder.block
+    phi = builder.phi(ir.DoubleType())
+    phi.add_incoming(val, bb_yes)
+    phi.add_incoming(nan, bb_no)
+    return phi
+
+
+def _as_float_typer(typingctx: Any, obj: Any) -> Any:
+    if not isinstance(obj, PyRefType):
+        return None
+    return types.float64(pyref), _as_float_codegen
+
+
+#: ``py_as_float(obj)``: the value of an exact ``float`` (borrowed ``obj``); NaN for
+#: any other type, which every caller's range check rejects
+py_as_float: Final[Any] = intrinsic(_as_float_typer)
+
+
+def _as_int_codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+    pyapi = context.get_python_api(builder)
+    obj = args[0]
+    i64 = ir.IntType(64)
+    exact = builder.icmp_unsigned(
+        "==", _field(builder, obj, _OB_TYPE, pyapi.pyobj), pyapi.get_c_object("PyLong_Type")
+    )
+    flag = builder.alloca(ir.IntType(32))
+    with builder.if_else(exact) as (yes, no):
+        with yes:
+            conv = _fn(pyapi, "PyLong_AsLongLongAndOverflow", i64, pyapi.pyobj, flag.type)
+            val = builder.call(conv, [obj, flag])  # -1 on overflow, no exception
+            bb_yes = builder.block
+        with no:
+            bb_no = builder.block
+    phi = builder.phi(i64)
+    phi.add_incoming(val, bb_yes)
+    phi.add_incoming(ir.Constant(i64, -1), bb_no)
+    return phi
+
+
+def _as_int_typer(typingctx: Any, obj: Any) -> Any:
+    if not isinstance(obj, PyRefType):
+        return None
+    return types.int64(pyref), _as_int_codegen
+
+
+#: ``py_as_int(obj)``: the value of an exact ``int`` (not a bool; borrowed ``obj``);
+#: -1 for any other type and on overflow
+py_as_int: Final[Any] = intrinsic(_as_int_typer)
+
+
+def _dict_int_codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+    pyapi = context.get_python_api(builder)
+    dic = builder.inttoptr(args[0], pyapi.pyobj)
+    i64 = ir.IntType(64)
+    val = pyapi.dict_getitem(dic, args[1])  # borrowed; NULL if missing or unhashable
+    found = builder.icmp_unsigned("!=", val, ir.Constant(val.type, None))
+    with builder.if_else(found) as (yes, no):
+        with yes:
+            num = pyapi.long_as_longlong(val)
+            bb_yes = builder.block
+        with no:
+            bb_no = builder.block
+    phi = builder.phi(i64)
+    phi.add_incoming(num, bb_yes)
+    phi.add_incoming(ir.Constant(i64, -1), bb_no)
+    return phi
+
+
+def _dict_int_typer(typingctx: Any, dic: Any, key: Any) -> Any:
+    if not isinstance(key, PyRefType):
+        return None
+    return types.int64(types.int64, pyref), _dict_int_codegen
+
+
+#: ``py_dict_int(dict_address, key)``: ``dict[key]`` of a ``dict[str, int]`` whose
+#: address is ``dict_address`` (``PyDict_GetItem``: errors suppressed); -1 if absent
+py_dict_int: Final[Any] = intrinsic(_dict_int_typer)

@@ -12,13 +12,16 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numba.core import types as _nb_types
 
 from matching import kernels_ids as _kid
 from matching import kernels_query as _kq
 from matching import kernels_store as _kst
 from matching import kernels_tree as _kt
+from matching.codes import SPECIALTY_CODE
 from matching.jit import (
     D_CLS,
+    D_SPECS,
     DESC_FIELDS,
     DESC_LEN,
     F_MAXB,
@@ -40,6 +43,7 @@ from matching.jit import (
 )
 from matching.kernels_tree import RES_SHIFT
 from matching.policy import Candidate
+from matching.pyobj import pyref
 from matching.state import State
 
 # numba dispatchers are opaque to mypy: call them through Any-typed aliases
@@ -47,6 +51,7 @@ KID: Any = _kid
 KST: Any = _kst
 KQ: Any = _kq
 KT: Any = _kt
+nb_types: Any = _nb_types
 #: types of k_upsert's scalar arguments: hi, lo, kind, lat, lon, rating, spec, level, status, cell
 _UPSERT_SCALARS: tuple[object, ...] = (0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
 
@@ -80,6 +85,14 @@ def fast_kernel(name: str, dispatcher: Any, *example_args: object) -> Callable[.
     fn = _ENTRY_POINTS.get(name)
     if fn is None:
         fn = _ENTRY_POINTS[name] = entry_point(dispatcher, *example_args)
+    return fn
+
+
+def fast_kernel_sig(name: str, dispatcher: Any, sig: tuple[Any, ...]) -> Callable[..., Any]:
+    """The compiled entry point of ``dispatcher`` for the numba types ``sig``."""
+    fn = _ENTRY_POINTS.get(name)
+    if fn is None:
+        fn = _ENTRY_POINTS[name] = dispatcher.compile(sig)
     return fn
 
 
@@ -126,6 +139,10 @@ class Store:
         self.hk = np.empty(HEAP_CAP, dtype=np.float64)
         self.hv = np.empty(HEAP_CAP, dtype=np.int64)
         self.q_excl = np.zeros(0, dtype=np.int64)
+        #: the hot kernels' only array argument, as an address (see :meth:`pack`):
+        #: the same array for the store's life, rewritten when an array is replaced
+        self.desc = np.zeros(DESC_LEN, dtype=np.int64)
+        self.desc_addr = int(self.desc.ctypes.data)
         self.pack()
         #: the hot single-row upsert, called without numba's type dispatch
         self.k_upsert = fast_kernel("k_upsert", KST.k_upsert, 0, *_UPSERT_SCALARS)
@@ -134,7 +151,9 @@ class Store:
             "k_query_tree", KQ.k_query_tree, self.state, *_tree_examples()
         )
         #: the common query (no exclusions, small k): State and five scalars
-        self.k_query_fast = fast_kernel("k_query_fast", KQ.k_query_fast, 0, 0.0, 0.0, 0.0, 0, 0)
+        self.k_query_fast = fast_kernel_sig(
+            "k_query_fast", KQ.k_query_fast, (nb_types.int64, *[pyref] * 5)
+        )
 
     def pack(self) -> None:
         """Rebuild the kernel arguments (tuple and State) after any array was replaced."""
@@ -145,13 +164,14 @@ class Store:
         self.state = State(*self.mut, self.q_f, self.q_i, self.q_w, self.hk, self.hv, self.q_excl)
         # k_query_fast's only array argument, as an address: per array (data
         # address, rows, columns); the arrays stay alive as this store's attributes
-        desc = np.zeros(DESC_LEN, dtype=np.int64)
+        desc = self.desc
         for j, name in enumerate(DESC_FIELDS):
             a = getattr(self, name)
             desc[3 * j : 3 * j + 3] = (a.ctypes.data, a.shape[0], a.shape[1] if a.ndim > 1 else 1)
-        desc[D_CLS] = id(Candidate)  # the class the query's answer is made of (a module global)
-        self.desc = desc
-        self.desc_addr = int(desc.ctypes.data)
+        # module globals, alive as long as the kernels: the class the query's answer
+        # is made of, the specialty codes it reads its argument with
+        desc[D_CLS] = id(Candidate)
+        desc[D_SPECS] = id(SPECIALTY_CODE)
 
     @property
     def n(self) -> int:
