@@ -62,13 +62,15 @@ from matching.jit import (
     bonus_band,
     desc_view,
     jit,
+    prefetch,
 )
-from matching.kernels_ids import id_delete_at, id_find
+from matching.kernels_ids import id_delete_at, id_find, id_home
 from matching.kernels_tree import (
     box_add,
     box_reset,
     bucket_find,
     is_leaf,
+    prefetch_path,
     tree_add,
     tree_grow,
     tree_rows_needed,
@@ -252,7 +254,27 @@ def _upsert_one(
     hi: int, lo: int, kind: int, lat: float, lon: float, rating: float,
     spec: int, level: int, status: int, cell: int,
 ) -> int:  # fmt: skip
+    # the random reads ahead (id table, the artisan's rows, its old and new leaves and
+    # their ancestors) mostly do not depend on one another: start them together
+    home = id_home(hi, lo, kind, htab.shape[0] - 1)
+    prefetch(htab, home * htab.strides[0])
+    if status == 0:
+        prefetch_path(bt, bb, cell | (np.int64(spec) << SPEC_SHIFT))
+    s0 = htab[home]
+    if s0 >= 0:
+        prefetch(m_id, s0 * m_id.strides[0])
+        prefetch(m_b, s0 * m_b.strides[0])
+        prefetch(m_i, s0 * m_i.strides[0])
+        prefetch(m_f, s0 * m_f.strides[0])
     slot, hpos = id_find(htab, m_id, m_b, hi, lo, kind)
+    if slot >= 0 and m_i[slot, 0] >= 0:
+        ob = m_i[slot, 0]
+        op = np.int64(m_i[slot, 1])
+        prefetch(p_hot, op * p_hot.strides[0])
+        prefetch(p_f, op * p_f.strides[0])
+        prefetch(p_i, op * p_i.strides[0])
+        if status != 0 or bt[ob, 0] != cell | (np.int64(spec) << SPEC_SHIFT):
+            prefetch_path(bt, bb, bt[ob, 0])  # it leaves that leaf
     n = meta[M_N]
     if slot < 0 and (n >= m_f.shape[0] or 2 * (n + 1) > htab.shape[0]):
         return NEED_MAIN
