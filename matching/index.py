@@ -30,7 +30,7 @@ from matching.codes import (
 )
 from matching.geometry import H3_RES
 from matching.idmap import KIND_SIDE, KIND_UUID, parse_uuid
-from matching.jit import M_CNT, OK
+from matching.jit import M_CNT, OK, UP_SLOW
 from matching.policy import Candidate, RankingPolicy
 from matching.store import Store, release_free_heap
 from matching.validation import (
@@ -52,8 +52,6 @@ KQ: Any = _kq
 KST: Any = _kst
 _latlng_to_cell: Final = _h3.latlng_to_cell
 _SPEC_GET: Final = SPECIALTY_CODE.get
-_UUID_OFF: Final = 1 << 63
-_M64: Final = (1 << 64) - 1
 J = TypeVar("J", bound=Hashable)
 #: rows of :meth:`ArtisanIndex.upsert_many` converted at a time (bounds its temporaries)
 _BULK_CHUNK: Final = 1 << 15
@@ -103,6 +101,7 @@ class ArtisanIndex:
         self._bufs: walk.Buffers | None = None
         self._qfast: Final = self._s.k_query_fast  # both fixed for the store's life
         self._qdesc: Final = self._s.desc_addr
+        self._ufast: Final = self._s.k_upsert_obj
 
     # ------------------------------------------------------------------ ids
 
@@ -151,6 +150,25 @@ class ArtisanIndex:
         status: str,
     ) -> None:
         """Insert or update one artisan (O(1) amortised; ~3 µs for a moving UUID artisan)."""
+        try:
+            cell = _latlng_to_cell(lat, lon, H3_RES) if status == "ONLINE" else 0
+        except (TypeError, ValueError, OverflowError):  # not coordinates: validated below
+            cell = -1
+        if cell >= 0:
+            # the common case: the kernel takes the arguments as they are and answers
+            # UP_SLOW if they need validating (or the id is not a canonical UUID)
+            code = self._ufast(self._qdesc, artisan_id, lat, lon, specialty, level, rating, status, cell)  # fmt: skip
+            if code == OK:
+                return
+            if code != UP_SLOW:  # an array to grow: the general path retries
+                self._s.grow(code)
+        self._upsert(artisan_id, lat, lon, specialty, level, rating, status)
+
+    def _upsert(
+        self, artisan_id: str, lat: float, lon: float, specialty: str, level: str,
+        rating: float, status: str,
+    ) -> None:  # fmt: skip
+        """:meth:`upsert`: validation, non-UUID ids, growth."""
         if type(artisan_id) is not str or not artisan_id:
             raise bad_id(artisan_id)
         if type(lat) is not float:
@@ -174,25 +192,7 @@ class ArtisanIndex:
         stc = STATUS_CODE.get(status) if type(status) is str else None
         if stc is None:
             stc = status_code(status)
-        # canonical UUID fast path inlined (see idmap.parse_uuid)
-        s = artisan_id
-        if len(s) == 36 and s[8] == "-" and s[13] == "-" and s[18] == "-" and s[23] == "-":
-            h = s.replace("-", "")
-            try:
-                v = int(h, 16)
-            except ValueError:
-                v = -1
-            if v >= 0 and f"{v:032x}" == h:  # the hot path, inlined (~0.15 µs)
-                hi = (v >> 64) - _UUID_OFF
-                lo = (v & _M64) - _UUID_OFF
-                cell = _latlng_to_cell(lat, lon, H3_RES) if stc == 0 else 0
-                st = self._s
-                code = st.k_upsert(st.desc_addr, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
-                while code:
-                    st.grow(code)
-                    code = st.k_upsert(st.desc_addr, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
-                return
-        key = self._encode(s, True)
+        key = self._encode(artisan_id, True)
         assert key is not None
         self._apply(key[0], key[1], key[2], lat, lon, rating, sp, lv, stc)
 

@@ -84,6 +84,8 @@ OK: Final = 0
 NEED_MAIN: Final = 1
 NEED_POOL: Final = 2
 NEED_BUCKETS: Final = 3
+#: k_upsert_obj only: the arguments need the general path (validation, non-UUID id)
+UP_SLOW: Final = 4
 
 # query return codes
 Q_DONE: Final = 0
@@ -194,10 +196,12 @@ DESC_FIELDS: Final = (
 (D_BT, D_BB, D_PHOT, D_PF, D_PI, D_MID, D_MB, D_META, D_FMETA,
  D_QF, D_QI, D_QW, D_HK, D_HV, D_QEXCL, D_MF, D_MI, D_HTAB, D_QHEX) = range(len(DESC_FIELDS))  # fmt: skip
 #: the descriptor's last words: the addresses of :class:`matching.policy.Candidate`
-#: and of :data:`matching.codes.SPECIALTY_CODE`
+#: and of :data:`matching.codes.SPECIALTY_CODE`, ``LEVEL_CODE``, ``STATUS_CODE``
 D_CLS: Final = 3 * len(DESC_FIELDS)
 D_SPECS: Final = D_CLS + 1
-DESC_LEN: Final = D_CLS + 2
+D_LEVELS: Final = D_CLS + 2
+D_STATUSES: Final = D_CLS + 3
+DESC_LEN: Final = D_CLS + 4
 _carray: Any = getattr(numba, "carray")  # noqa: B009 - not re-exported
 
 

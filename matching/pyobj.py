@@ -283,3 +283,44 @@ def _dict_int_typer(typingctx: Any, dic: Any, key: Any) -> Any:
 #: ``py_dict_int(dict_address, key)``: ``dict[key]`` of a ``dict[str, int]`` whose
 #: address is ``dict_address`` (``PyDict_GetItem``: errors suppressed); -1 if absent
 py_dict_int: Final[Any] = intrinsic(_dict_int_typer)
+
+
+def _str_utf8_codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+    pyapi = context.get_python_api(builder)
+    obj = args[0]
+    i64 = ir.IntType(64)
+    exact = builder.icmp_unsigned(
+        "==", _field(builder, obj, _OB_TYPE, pyapi.pyobj), pyapi.get_c_object("PyUnicode_Type")
+    )
+    size = builder.alloca(pyapi.py_ssize_t)
+    with builder.if_else(exact) as (yes, no):
+        with yes:
+            conv = _fn(pyapi, "PyUnicode_AsUTF8AndSize", pyapi.cstring, pyapi.pyobj, size.type)
+            data = builder.call(conv, [obj, size])  # the str's own bytes when ASCII
+            failed = _is_null(builder, data)
+            with builder.if_then(failed, likely=False):
+                pyapi.err_clear()
+            addr = builder.ptrtoint(data, i64)
+            n = builder.select(failed, ir.Constant(i64, -1), builder.load(size))
+            bb_yes = builder.block
+        with no:
+            bb_no = builder.block
+    p_addr = builder.phi(i64)
+    p_addr.add_incoming(addr, bb_yes)
+    p_addr.add_incoming(ir.Constant(i64, 0), bb_no)
+    p_len = builder.phi(i64)
+    p_len.add_incoming(n, bb_yes)
+    p_len.add_incoming(ir.Constant(i64, -1), bb_no)
+    return context.make_tuple(builder, sig.return_type, (p_addr, p_len))
+
+
+def _str_utf8_typer(typingctx: Any, obj: Any) -> Any:
+    if not isinstance(obj, PyRefType):
+        return None
+    return types.UniTuple(types.int64, 2)(pyref), _str_utf8_codegen
+
+
+#: ``py_str_utf8(obj)``: (address, length) of the UTF-8 bytes of an exact ``str``
+#: (``PyUnicode_AsUTF8AndSize``: the string's own data when it is ASCII; valid while
+#: ``obj`` lives); (0, -1) for any other type
+py_str_utf8: Final[Any] = intrinsic(_str_utf8_typer)

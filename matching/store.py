@@ -18,10 +18,12 @@ from matching import kernels_ids as _kid
 from matching import kernels_query as _kq
 from matching import kernels_store as _kst
 from matching import kernels_tree as _kt
-from matching.codes import SPECIALTY_CODE
+from matching.codes import LEVEL_CODE, SPECIALTY_CODE, STATUS_CODE
 from matching.jit import (
     D_CLS,
+    D_LEVELS,
     D_SPECS,
+    D_STATUSES,
     DESC_FIELDS,
     DESC_LEN,
     F_MAXB,
@@ -146,6 +148,11 @@ class Store:
         self.pack()
         #: the hot single-row upsert, called without numba's type dispatch
         self.k_upsert = fast_kernel("k_upsert", KST.k_upsert, 0, *_UPSERT_SCALARS)
+        #: the common upsert on the caller's objects (see ArtisanIndex.upsert)
+        i64 = nb_types.int64
+        self.k_upsert_obj = fast_kernel_sig(
+            "k_upsert_obj", KST.k_upsert_obj, (i64, *[pyref] * 7, i64)
+        )
         #: the tree-search query kernel, likewise (see walk.run for the argument list)
         self.k_query_tree = fast_kernel(
             "k_query_tree", KQ.k_query_tree, self.state, *_tree_examples()
@@ -169,9 +176,11 @@ class Store:
             a = getattr(self, name)
             desc[3 * j : 3 * j + 3] = (a.ctypes.data, a.shape[0], a.shape[1] if a.ndim > 1 else 1)
         # module globals, alive as long as the kernels: the class the query's answer
-        # is made of, the specialty codes it reads its argument with
+        # is made of, the codes the kernels read their str arguments with
         desc[D_CLS] = id(Candidate)
         desc[D_SPECS] = id(SPECIALTY_CODE)
+        desc[D_LEVELS] = id(LEVEL_CODE)
+        desc[D_STATUSES] = id(STATUS_CODE)
 
     @property
     def n(self) -> int:
