@@ -108,6 +108,23 @@ def _tree_examples() -> tuple[object, ...]:
     )  # fmt: skip
 
 
+_HUGE_PAGE = 2 << 20
+
+
+def node_array(rows: int, cols: int, dtype: type[np.generic], fill: float) -> Any:
+    """A (rows, cols) array for the node table, filled with ``fill``: 64-byte aligned,
+    so that no row straddles two cache lines, and from 2 MiB on aligned to a huge
+    page, which numpy asks the kernel for (``madvise``) when the allocation is large:
+    a query's random probes then miss no TLB entry of a 4 KiB page."""
+    nbytes = rows * cols * np.dtype(dtype).itemsize
+    align = _HUGE_PAGE if nbytes >= _HUGE_PAGE else 64
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    off = -int(raw.ctypes.data) % align
+    out = raw[off : off + nbytes].view(dtype).reshape(rows, cols)
+    out.fill(fill)
+    return out
+
+
 def pow2_at_least(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
@@ -126,8 +143,8 @@ class Store:
         self.p_hot = np.zeros((pcap, 4), dtype=np.float32)
         self.p_f = np.zeros((pcap, 3), dtype=np.float64)
         self.p_i = np.full((pcap, 2), -1, dtype=np.int32)
-        self.bt = np.full((256, 4), -1, dtype=np.int64)
-        self.bb = np.zeros((256, 8), dtype=np.float32)
+        self.bt = node_array(256, 4, np.int64, -1)
+        self.bb = node_array(256, 8, np.float32, 0.0)
         self.meta = np.zeros(META_LEN, dtype=np.int64)
         self.meta[M_FHEAD:M_ROOT] = -1
         self.fmeta = np.full(FMETA_LEN, -np.inf, dtype=np.float64)
@@ -219,8 +236,8 @@ class Store:
 
     def _grow_buckets(self) -> None:
         rows = 2 * self.bt.shape[0]
-        new_bt = np.empty((rows, 4), dtype=np.int64)
-        new_bb = np.zeros((rows, 8), dtype=np.float32)
+        new_bt = node_array(rows, 4, np.int64, -1)
+        new_bb = node_array(rows, 8, np.float32, 0.0)
         KST.k_rehash_buckets(new_bt, new_bb, self.bt, self.bb, self.p_i, self.m_i)
         self.bt, self.bb = new_bt, new_bb
         self.pack()
