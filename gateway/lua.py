@@ -56,8 +56,9 @@ local function place(id, h)
   end
 end
 -- Every change becomes a full snapshot row on the stream, so a mirror needs no other
--- read. Rows: id|status|lat|lon|specialty|level|rating|ts. One XADD per script call
--- (a fix batch is one entry), trimmed to the last RETAIN_MS milliseconds.
+-- read (a fix only when it moves PostgreSQL's copy: see APPLY_FIXES). Rows:
+-- id|status|lat|lon|specialty|level|rating|ts. One XADD per script call (a fix batch is
+-- one entry), trimmed to the last RETAIN_MS milliseconds.
 local EVENTS = {}
 local function row(id, h)
   EVENTS[#EVENTS + 1] = table.concat({id, h.current_status or 'OFFLINE', h.lat or '', h.lon or '',
@@ -87,10 +88,14 @@ end
 # tracked artisan: {id, intervention, client, job_lat, job_lon, lat, lon, ts, heading}.
 # A fix is the hot path (thousands a second), so it does only what changed: the H3
 # bucket when the cell or the status changed, the ids set for a first fix, the
-# write-behind's dirty set when PostgreSQL's copy would be rewritten (status changed,
-# moved over `move` metres or `age` ms since the position handed to it: the rule of
-# gateway/repo.py), the freshness index every 10 s of fixes ('fts'), the tracking record
-# only for a tracked artisan ('trk' in the hash).
+# freshness index every 10 s of fixes ('fts'), the tracking record only for a tracked
+# artisan ('trk' in the hash). The hash, GEO set and tracking always get the fix; the
+# followers get it only when PostgreSQL's copy would be rewritten (status changed,
+# moved over `move` metres or `age` ms since the position handed to the write-behind:
+# the rule of gateway/repo.py): then the artisan joins the write-behind's dirty set and
+# the fix becomes a stream row for the index mirrors and the ops feed. An artisan
+# waiting in place (most of the fleet, pinging every few seconds) thus costs each
+# mirror nothing per fix, and the index is as close to the fix as PostgreSQL is.
 APPLY_FIXES = (
     _PRELUDE
     + r"""
@@ -136,9 +141,6 @@ for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|
       CALL('SREM', H3_P .. old_cell, id)
     end
     if not old_ts then CALL('SADD', IDS, id) end
-    n = n + 1
-    EVENTS[n] = id .. '|' .. status .. '|' .. lat .. '|' .. lon .. '|' .. (spec or '') .. '|' ..
-      (v[5] or '') .. '|' .. (v[6] or '') .. '|' .. ts
     local wlat, wlon, wts = v[10] and TONUM(v[10]), v[11] and TONUM(v[11]), v[12] and TONUM(v[12])
     local due = (not wlat) or (not wlon) or (not wts) or v[13] ~= status or nts >= wts + AGE_MS
     if not due then
@@ -146,7 +148,12 @@ for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|
       local dx = (TONUM(lon) - wlon) * 111194.9 * COS(RAD(wlat))
       due = dx * dx + dy * dy > MOVE_M * MOVE_M
     end
-    if due then CALL('SADD', DIRTY, id) end
+    if due then
+      CALL('SADD', DIRTY, id)
+      n = n + 1
+      EVENTS[n] = id .. '|' .. status .. '|' .. lat .. '|' .. lon .. '|' .. (spec or '') .. '|' ..
+        (v[5] or '') .. '|' .. (v[6] or '') .. '|' .. ts
+    end
     if v[9] == '1' then
       local t = CALL('HMGET', TRK_P .. id, 'intervention_id', 'client_id', 'job_lat', 'job_lon')
       if t[1] and t[2] then
