@@ -59,6 +59,9 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         max_size=max_size,
         init=_init_connection,
         reset=_keep_session,
+        # Idle connections stay open: the pool's size is the operator's choice, and a
+        # reconnection costs more than a sleeping backend (see Settings.pg_pool_min_size).
+        max_inactive_connection_lifetime=0,
         command_timeout=30,
         server_settings={"application_name": "zendo", "timezone": "UTC"},
     )
