@@ -31,6 +31,11 @@ UNAVAILABLE = (
 )
 
 
+# PostGIS's types: asyncpg looks up a type it does not know (one catalog query, a few
+# milliseconds of CPU on both sides) the first time each connection meets it.
+_EXTENSION_TYPES = ("geography", "geometry")
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -39,6 +44,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
             decoder=orjson.loads,
             schema="pg_catalog",
         )
+    # Learn PostGIS's types now, while the pool opens, rather than in the first request
+    # that reads a location on this connection (absent before the first migration).
+    present = await conn.fetch(
+        "SELECT typname FROM pg_type WHERE typname = ANY($1::text[])", list(_EXTENSION_TYPES)
+    )
+    if present:
+        casts = ", ".join(f"NULL::{row['typname']}" for row in present)
+        await conn.fetchrow(f"SELECT {casts}")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
