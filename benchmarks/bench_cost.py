@@ -43,6 +43,7 @@ import os
 
 from benchmarks.cost.main import main
 from benchmarks.cost.report import clean
+from benchmarks.loadgen import DEFAULT_STEP_M
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,6 +64,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sockets", type=int, help="artisan sockets in the fix phase")
     p.add_argument("--hz", type=float, help="fixes per socket per second")
     p.add_argument("--fix-s", type=float, help="fix window (and baselines) seconds")
+    p.add_argument(
+        "--fix-step-m",
+        type=float,
+        default=DEFAULT_STEP_M,
+        help="metres each artisan moves per fix (default: a walking pace; over 25 m, every "
+        "fix is a stream row for the index mirrors)",
+    )
     p.add_argument("--req-jobs", type=int, help="requests per route window")
     p.add_argument("--req-rate", type=float, help="requests per second in a route window")
     p.add_argument("--jobs", type=int, help="whole jobs in the job window")

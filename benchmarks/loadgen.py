@@ -4,7 +4,9 @@ The parent drives workers through a Pipe with commands:
   ("connect", url, tokens)         open one socket per token (Bearer), wait for hello
   ("storm", url, tokens, rate)     open them at `rate`/s, refusals retried by the README's
                                    reconnect rule; times to hello and to being served
-  ("rate", hz, seconds, active)    `active` sockets each send `hz` fixes/s (spread evenly)
+  ("rate", hz, seconds, active[, step_m])
+                                   `active` sockets each send `hz` fixes/s (spread evenly),
+                                   each fix `step_m` metres north of the last (default 1.1)
   ("flat", seconds, active)        `active` sockets send as fast as the loop allows
   ("close",)                       close everything and exit
 Each answers with a dict (counts, errors).
@@ -25,6 +27,10 @@ import uvloop
 from benchmarks import reconnect
 
 _CENTER = (48.8566, 2.3522)
+# ~1 m per fix: a walking pace (an artisan waiting for a job mostly stands still), under
+# the 25 m that makes a fix a stream row; never "too fast" at the rates used here.
+DEFAULT_STEP_M = 1.1
+METRES_PER_DEGREE = 111_195.0
 STORM_ATTEMPTS = 12  # about a minute of back-off at most
 
 
@@ -124,17 +130,20 @@ class Worker:
         await asyncio.gather(*(one(k, t) for k, t in enumerate(tokens)))
         return {"hello_s": hello_s, "served_s": served_s, **counts}
 
-    def _frame(self, i: int, move: bool) -> str:
+    def _frame(self, i: int, step_deg: float) -> str:
         lat, lon = self.positions[i]
-        if move:  # ~1 m per fix: a walking pace, never "too fast"
-            lat += 0.00001
+        if step_deg:
+            lat += step_deg
             self.positions[i] = (lat, lon)
         return (
             f'{{"type":"location","lat":{lat:.7f},"lon":{lon:.7f},"ts":{int(time.time() * 1000)}}}'
         )
 
-    async def rate(self, hz: float, seconds: float, active: int) -> dict[str, Any]:
+    async def rate(
+        self, hz: float, seconds: float, active: int, step_m: float = DEFAULT_STEP_M
+    ) -> dict[str, Any]:
         socks = self.sockets[:active]
+        step_deg = step_m / METRES_PER_DEGREE
         tick = 0.01
         per_second = int(len(socks) * hz)
         sent = 0
@@ -150,7 +159,7 @@ class Worker:
             for j in range(int(lo), int(hi)):
                 i = j % len(socks)
                 try:
-                    await socks[i].send_str(self._frame(i, move=True))
+                    await socks[i].send_str(self._frame(i, step_deg))
                     sent += 1
                 except (ConnectionError, RuntimeError):
                     self.errors += 1
@@ -164,7 +173,7 @@ class Worker:
         while time.monotonic() < deadline:
             for i, ws in enumerate(socks):
                 try:
-                    await ws.send_str(self._frame(i, move=False))
+                    await ws.send_str(self._frame(i, 0.0))
                     sent += 1
                 except (ConnectionError, RuntimeError):
                     self.errors += 1

@@ -31,6 +31,11 @@ UNAVAILABLE = (
 )
 
 
+# PostGIS's types: asyncpg looks up a type it does not know (one catalog query, a few
+# milliseconds of CPU on both sides) the first time each connection meets it.
+_EXTENSION_TYPES = ("geography", "geometry")
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for typ in ("json", "jsonb"):
         await conn.set_type_codec(
@@ -39,6 +44,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
             decoder=orjson.loads,
             schema="pg_catalog",
         )
+    # Learn PostGIS's types now, while the pool opens, rather than in the first request
+    # that reads a location on this connection (absent before the first migration).
+    present = await conn.fetch(
+        "SELECT typname FROM pg_type WHERE typname = ANY($1::text[])", list(_EXTENSION_TYPES)
+    )
+    if present:
+        casts = ", ".join(f"NULL::{row['typname']}" for row in present)
+        await conn.fetchrow(f"SELECT {casts}")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -59,6 +72,9 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         max_size=max_size,
         init=_init_connection,
         reset=_keep_session,
+        # Idle connections stay open: the pool's size is the operator's choice, and a
+        # reconnection costs more than a sleeping backend (see Settings.pg_pool_min_size).
+        max_inactive_connection_lifetime=0,
         command_timeout=30,
         server_settings={"application_name": "zendo", "timezone": "UTC"},
     )

@@ -146,6 +146,12 @@ class Settings:
     # PostgreSQL connections per process. Under the locust mix (≈ 350 requests/s) 20
     # made accepts queue for a connection: median 17 ms server-side, 10 ms with 40.
     pg_pool_max_size: int = 40
+    # Of those, opened at start-up and kept open however quiet it gets: a new PostgreSQL
+    # backend costs milliseconds of CPU on both sides (fork, authentication, the type
+    # introspection of asyncpg, first plans), which a burst after a deploy or a lull
+    # would otherwise pay while its requests wait. `zendo serve` opens the whole pool;
+    # the in-process default (tests, tools) opens connections as they are needed.
+    pg_pool_min_size: int = 2
     # > 0: log the loop thread's stack when the event loop stalls this long (diagnostic).
     stall_trace_ms: float = 0.0
     # The gateway's knobs: three are read from ZENDO_GW_* (see _gateway_config), the
@@ -216,6 +222,7 @@ class Settings:
             )
         port = _int(env, "ZENDO_PORT", 8080, minimum=0)
         host = env.get("ZENDO_HOST", "127.0.0.1")
+        pool_max = _int(env, "ZENDO_PG_POOL_MAX", pool_default(workers), minimum=2)
         return cls(
             host=host,
             port=port,
@@ -245,7 +252,8 @@ class Settings:
             state_dir=state_dir,
             run_background=env.get("ZENDO_BACKGROUND", "1") != "0",
             stall_trace_ms=_float(env, "ZENDO_STALL_TRACE_MS", 0.0),
-            pg_pool_max_size=_int(env, "ZENDO_PG_POOL_MAX", pool_default(workers), minimum=2),
+            pg_pool_max_size=pool_max,
+            pg_pool_min_size=min(pool_max, _int(env, "ZENDO_PG_POOL_MIN", pool_max, minimum=1)),
             workers=workers,
             gateway=_gateway_config(env),
             metrics_token=env.get("ZENDO_METRICS_TOKEN", ""),

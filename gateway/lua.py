@@ -31,7 +31,7 @@ _PRELUDE = (
 local GEO_P, H3_P, STREAM, RETAIN_MS, DIRTY, IDS, FRESH =
   ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
 local FIELDS = {'lat', 'lon', 'ts', 'h3', 'current_status', 'specialty', 'level', 'rating', 'verified',
-  'avail', 'trk', 'wlat', 'wlon', 'wts', 'wst', 'fts'}
+  'avail', 'trk'}
 local function load(key)
   local v = redis.call('HMGET', key, unpack(FIELDS))
   local h = {}
@@ -56,8 +56,9 @@ local function place(id, h)
   end
 end
 -- Every change becomes a full snapshot row on the stream, so a mirror needs no other
--- read. Rows: id|status|lat|lon|specialty|level|rating|ts. One XADD per script call
--- (a fix batch is one entry), trimmed to the last RETAIN_MS milliseconds.
+-- read (a fix only when it moves PostgreSQL's copy: see APPLY_FIXES). Rows:
+-- id|status|lat|lon|specialty|level|rating|ts. One XADD per script call (a fix batch is
+-- one entry), trimmed to the last RETAIN_MS milliseconds.
 local EVENTS = {}
 local function row(id, h)
   EVENTS[#EVENTS + 1] = table.concat({id, h.current_status or 'OFFLINE', h.lat or '', h.lon or '',
@@ -87,31 +88,41 @@ end
 # tracked artisan: {id, intervention, client, job_lat, job_lon, lat, lon, ts, heading}.
 # A fix is the hot path (thousands a second), so it does only what changed: the H3
 # bucket when the cell or the status changed, the ids set for a first fix, the
-# write-behind's dirty set when PostgreSQL's copy would be rewritten (status changed,
-# moved over `move` metres or `age` ms since the position handed to it: the rule of
-# gateway/repo.py), the freshness index every 10 s of fixes ('fts'), the tracking record
-# only for a tracked artisan ('trk' in the hash).
+# freshness index when a fix starts a new 10-s window, the tracking record only for a
+# tracked artisan ('trk' in the hash). The hash, GEO set and tracking always get the fix; the
+# followers get it only when PostgreSQL's copy would be rewritten (status changed,
+# moved over `move` metres or `age` ms since the position handed to the write-behind:
+# the rule of gateway/repo.py): then the artisan joins the write-behind's dirty set and
+# the fix becomes a stream row for the index mirrors and the ops feed. An artisan
+# waiting in place (most of the fleet, pinging every few seconds) thus costs each
+# mirror nothing per fix, and the index is as close to the fix as PostgreSQL is.
+# Each field a fix reads costs Redis about as much as the GEOADD's own work divided by
+# ten (the reply is converted to Lua strings), so it reads eight: the write-behind's copy
+# is one packed field ('w' = "lat|lon|ts|status", written by POP_DIRTY), and 'verified'
+# and 'avail' only for an artisan neither ONLINE nor BUSY (every script that changes
+# either keeps ONLINE to verified, available artisans with a specialty).
 APPLY_FIXES = (
     _PRELUDE
     + r"""
 local LIVE_P, TRK_P, MOVE_M, AGE_MS = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
 local FRESH_STEP_MS = 10000
-local COS, RAD, ABS, TONUM, CALL = math.cos, math.rad, math.abs, tonumber, redis.call
+local COS, RAD, ABS, FLOOR, TONUM, MATCH, CALL =
+  math.cos, math.rad, math.abs, math.floor, tonumber, string.match, redis.call
 local out = {}
 local n = 0
 for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n') do
   local hkey = LIVE_P .. id
-  -- ts, h3, current_status, specialty, level, rating, verified, avail, trk, wlat, wlon, wts, wst, fts
   local v = CALL('HMGET', hkey, 'ts', 'h3', 'current_status', 'specialty', 'level', 'rating',
-    'verified', 'avail', 'trk', 'wlat', 'wlon', 'wts', 'wst', 'fts')
+    'trk', 'w')
   local nts = TONUM(ts)
   local old_ts = v[1] and TONUM(v[1])
   -- Another socket (or process) may already have stored a newer fix.
   if (not old_ts) or nts >= old_ts then
     local old_cell, was, spec = v[2], v[3], v[4]
     local status = was or 'OFFLINE'
-    if status ~= 'BUSY' then
-      if v[7] == '1' and v[8] ~= '0' and spec then status = 'ONLINE' else status = 'OFFLINE' end
+    if status ~= 'BUSY' and status ~= 'ONLINE' then
+      local p = CALL('HMGET', hkey, 'verified', 'avail')
+      if p[1] == '1' and p[2] ~= '0' and spec then status = 'ONLINE' else status = 'OFFLINE' end
     end
     if old_cell == cell and was == status then
       CALL('HSET', hkey, 'lat', lat, 'lon', lon, 'ts', ts)
@@ -119,16 +130,14 @@ for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|
       CALL('HSET', hkey, 'lat', lat, 'lon', lon, 'ts', ts, 'h3', cell, 'current_status', status)
     end
     local flat = TONUM(lat)
-    if status == 'ONLINE' and flat and ABS(flat) < 85.05 then
+    if status == 'ONLINE' and spec and flat and ABS(flat) < 85.05 then
       CALL('GEOADD', GEO_P .. spec, lon, lat, id)
       if old_cell ~= cell or was ~= 'ONLINE' then
         if old_cell and old_cell ~= cell then CALL('SREM', H3_P .. old_cell, id) end
         CALL('SADD', H3_P .. cell, id)
       end
-      local fts = v[14] and TONUM(v[14])
-      if was ~= 'ONLINE' or not fts or nts - fts >= FRESH_STEP_MS then
+      if was ~= 'ONLINE' or not old_ts or FLOOR(nts / FRESH_STEP_MS) ~= FLOOR(old_ts / FRESH_STEP_MS) then
         CALL('ZADD', FRESH, nts, id)
-        CALL('HSET', hkey, 'fts', ts)
       end
     elseif was == 'ONLINE' or not old_ts then
       unplace(id, spec, old_cell)
@@ -136,18 +145,21 @@ for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|
       CALL('SREM', H3_P .. old_cell, id)
     end
     if not old_ts then CALL('SADD', IDS, id) end
-    n = n + 1
-    EVENTS[n] = id .. '|' .. status .. '|' .. lat .. '|' .. lon .. '|' .. (spec or '') .. '|' ..
-      (v[5] or '') .. '|' .. (v[6] or '') .. '|' .. ts
-    local wlat, wlon, wts = v[10] and TONUM(v[10]), v[11] and TONUM(v[11]), v[12] and TONUM(v[12])
-    local due = (not wlat) or (not wlon) or (not wts) or v[13] ~= status or nts >= wts + AGE_MS
+    local wlat, wlon, wts, wst = MATCH(v[8] or '', '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    wlat, wlon, wts = TONUM(wlat or ''), TONUM(wlon or ''), TONUM(wts or '')
+    local due = (not wlat) or (not wlon) or (not wts) or wst ~= status or nts >= wts + AGE_MS
     if not due then
       local dy = (flat - wlat) * 111194.9
       local dx = (TONUM(lon) - wlon) * 111194.9 * COS(RAD(wlat))
       due = dx * dx + dy * dy > MOVE_M * MOVE_M
     end
-    if due then CALL('SADD', DIRTY, id) end
-    if v[9] == '1' then
+    if due then
+      CALL('SADD', DIRTY, id)
+      n = n + 1
+      EVENTS[n] = id .. '|' .. status .. '|' .. lat .. '|' .. lon .. '|' .. (spec or '') .. '|' ..
+        (v[5] or '') .. '|' .. (v[6] or '') .. '|' .. ts
+    end
+    if v[7] == '1' then
       local t = CALL('HMGET', TRK_P .. id, 'intervention_id', 'client_id', 'job_lat', 'job_lon')
       if t[1] and t[2] then
         out[#out + 1] = {id, t[1], t[2], t[3] or '', t[4] or '', lat, lon, ts, heading}
@@ -421,7 +433,7 @@ for i, id in ipairs(ids) do
   -- What PostgreSQL is handed: APPLY_FIXES marks the artisan dirty again only when the
   -- write-behind's rule would rewrite it.
   if v[1] and v[2] and v[3] then
-    redis.call('HSET', LIVE_P .. id, 'wlat', v[1], 'wlon', v[2], 'wts', v[3], 'wst', v[4] or 'OFFLINE')
+    redis.call('HSET', LIVE_P .. id, 'w', v[1] .. '|' .. v[2] .. '|' .. v[3] .. '|' .. (v[4] or 'OFFLINE'))
   end
 end
 if #rows == 0 then return '' end

@@ -11,7 +11,9 @@ read applies a batch: an upsert costs ~65 µs per call plus ~5 µs per row, and 
 location batchers' many small flushes, applied one by one as they came, made the
 mirror a seventh of each worker's CPU under the README's load test. The index then
 trails the live state by at most that interval (the dispatcher re-checks every
-candidate in PostgreSQL anyway).
+candidate in PostgreSQL anyway). Fixes reach the stream only when they move the
+artisan's PostgreSQL copy (25 m, 60 s or a status change: gateway/lua.py), so an
+artisan waiting in place costs the mirror nothing per fix.
 """
 
 from __future__ import annotations

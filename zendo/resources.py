@@ -20,7 +20,11 @@ REDIS_POOL_TIMEOUT_S = 5.0
 
 async def pg_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    pool = await create_pool(settings.database_url, max_size=settings.pg_pool_max_size)
+    pool = await create_pool(
+        settings.database_url,
+        min_size=min(settings.pg_pool_min_size, settings.pg_pool_max_size),
+        max_size=settings.pg_pool_max_size,
+    )
     app[appkeys.PG_POOL] = pool
     try:
         yield

@@ -32,6 +32,7 @@ def figures(
     fix: dict[str, Any] = {
         "sockets": connected,
         "hz": args.hz,
+        "step_m": args.fix_step_m,
         "window_s": round(fix_delta.elapsed, 2),
         "sent": sent,
         "accepted": accepted,
@@ -44,6 +45,11 @@ def figures(
         fix[f"{part}_us"], fix[f"{part}_us_gross"] = round(net, 2), round(gross, 2)
     fix["redis_commands_per_fix"] = round(fix_delta.redis_cmds / max(1, accepted), 3)
     fix["redis_connections_opened"] = fix_delta.redis_conns
+    fix["redis_command_us"] = {
+        cmd: round(usec / max(1, accepted), 2)
+        for cmd, usec in sorted(fix_delta.redis_usec.items(), key=lambda kv: -kv[1])
+        if usec / max(1, accepted) >= 0.01
+    }
     geo_net, geo_gross = per_unit(geo_delta, redis_idle, geo_sent, "redis")
     geo = {
         "commands": geo_sent,

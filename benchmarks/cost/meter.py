@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ class Snap:
     pg_bg: int
     redis_cmds: int = 0
     redis_conns: int = 0
+    redis_usec: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,6 +83,9 @@ class Delta:
     pg_bg: float
     redis_cmds: int = 0  # commands Redis processed (the meter's own INFO excluded)
     redis_conns: int = 0  # connections Redis accepted
+    # Redis's own time inside each command (INFO commandstats, µs): where its CPU goes,
+    # minus the network reads, parsing and replies the process CPU also counts.
+    redis_usec: dict[str, int] = field(default_factory=dict)
 
     def rates(self) -> dict[str, float]:
         return {k: getattr(self, k) / self.elapsed for k in ("server", "redis", "pg", "pg_bg")}
@@ -114,7 +118,11 @@ class Meter:
     async def snap(self) -> Snap:
         backends, shared = await self._pg_pids()
         stats = await self.redis.info("stats")
+        commands = await self.redis.info("commandstats")
         return Snap(
+            redis_usec={
+                name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in commands.items()
+            },
             redis_cmds=int(stats["total_commands_processed"]),
             redis_conns=int(stats["total_connections_received"]),
             at=time.monotonic(),
@@ -134,6 +142,11 @@ class Meter:
             pg_bg=(b.pg_bg - a.pg_bg) / 1e9,
             redis_cmds=b.redis_cmds - a.redis_cmds - 1,
             redis_conns=b.redis_conns - a.redis_conns,
+            redis_usec={
+                cmd: grown
+                for cmd, usec in b.redis_usec.items()
+                if (grown := usec - a.redis_usec.get(cmd, 0)) > 0
+            },
         )
 
 

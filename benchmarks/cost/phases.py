@@ -107,7 +107,7 @@ async def server_phase(
         if profiler.proc is not None:
             await asyncio.sleep(0.5)  # py-spy attaches
         results, out["fix_delta"] = await measure(
-            meter, workers.call_all("rate", args.hz, args.fix_s, per_worker)
+            meter, workers.call_all("rate", args.hz, args.fix_s, per_worker, args.fix_step_m)
         )
         profiler.stop("fixes")
         accepted, rejected = await fix_counters(port, n_workers)

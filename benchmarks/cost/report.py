@@ -44,7 +44,8 @@ def print_table(res: dict[str, Any]) -> None:
     ratios, cap = res["ratios"], res["capacity"]
     rows: list[tuple[str, str, str, str, str, str]] = [
         (
-            f"server CPU per accepted fix ({fix['sockets']:,} sockets × {fix['hz']:g} Hz)",
+            f"server CPU per accepted fix ({fix['sockets']:,} sockets × {fix['hz']:g} Hz, "
+            f"{fix['step_m']:g} m a fix)",
             fmt(fix["server_us"]),
             fmt(fix["server_us_gross"]),
             f"bare loop {fmt(bare['us_per_frame'])} /frame",
@@ -127,6 +128,11 @@ def print_table(res: dict[str, Any]) -> None:
         + ", ".join(f"{k} {v:.3f}" for k, v in res["idle_cores"]["requests"].items())
         + "; before the fixes: "
         + ", ".join(f"{k} {v:.3f}" for k, v in res["idle_cores"]["fixes"].items())
+    )
+    print(
+        "Redis µs per accepted fix inside commands (INFO commandstats; the rest of its CPU "
+        "is network, parsing and replies): "
+        + ", ".join(f"{cmd} {us}" for cmd, us in fix["redis_command_us"].items())
     )
     print(
         f"sustained in this run: {fix['accepted_per_s']:,.0f} fixes/s accepted "

@@ -86,6 +86,10 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 def test_pool_size_is_read_from_the_environment(tmp_path: Path) -> None:
     assert Settings.from_env(_env(tmp_path)).pg_pool_max_size == 40
     assert Settings.from_env(_env(tmp_path, ZENDO_PG_POOL_MAX="7")).pg_pool_max_size == 7
+    # `zendo serve` opens its whole pool at start-up unless told otherwise.
+    assert Settings.from_env(_env(tmp_path, ZENDO_PG_POOL_MAX="7")).pg_pool_min_size == 7
+    assert Settings.from_env(_env(tmp_path, ZENDO_PG_POOL_MIN="3")).pg_pool_min_size == 3
+    assert Settings.from_env(_env(tmp_path, ZENDO_PG_POOL_MIN="99")).pg_pool_min_size == 40
 
 
 def test_gateway_knobs_are_read_with_the_settings(tmp_path: Path) -> None:

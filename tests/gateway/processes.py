@@ -28,6 +28,7 @@ def start_server(
         "ZENDO_JWT_SECRET": settings.jwt_secret,
         "ZENDO_CORS_ORIGINS": ",".join(settings.cors_origins),
         "ZENDO_BCRYPT_ROUNDS": "10",
+        "ZENDO_PG_POOL_MIN": "2",  # several servers share the test database
         "ZENDO_STATE_DIR": str(settings.state_dir),
         "ZENDO_WORKERS": "1",  # each server here is one node: the tests start several
         **gw_env,

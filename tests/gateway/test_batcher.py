@@ -313,3 +313,41 @@ def _row(aid: str, ts: int) -> str:
 
 async def _ignore(_entries: list[TrackedFix]) -> None:
     return None
+
+
+async def test_a_fix_reaches_the_stream_only_when_it_moves_postgresqls_copy(
+    gw: TestClient[Any, Any],
+) -> None:
+    """Every fix updates the hash and the GEO set; the index mirrors and the ops feed
+    get a row only for a fix that the write-behind would write: a status change, a
+    move of over 25 m, or 60 s since the position handed to the write-behind."""
+    redis = gw.app[appkeys.REDIS]
+    (aid,) = await _profiles(redis, 1)
+
+    async def ignore(_entries: list[TrackedFix]) -> None:
+        return None
+
+    async def rows_of_fixes() -> list[tuple[str, ...]]:
+        events = await redis.xrange(redis_keys.ARTISAN_EVENTS)
+        return [
+            r for _i, f in events if f["k"] == "fix" for r in parse_event(f["d"]) if r[0] == aid
+        ]
+
+    batcher = LocationBatcher(redis, chunk=10, on_tracked=ignore)
+    ts = now_ms()
+    await batcher.flush({aid: (48.85, 2.35, ts, None)})  # OFFLINE -> ONLINE
+    assert [r[1:3] for r in await rows_of_fixes()] == [("48.85", "2.35")]
+    await writebehind.flush_once(redis, gw.app[appkeys.PG_POOL])  # hands 48.85 to PostgreSQL
+    await batcher.flush({aid: (48.8501, 2.35, ts + 1000, None)})  # 11 m
+    state = await live.read_live(redis, aid)
+    assert state is not None and state["lat"] == 48.8501
+    pos = await redis.geopos(redis_keys.geo_online("GLAZIER"), aid)
+    assert abs(pos[0][1] - 48.8501) < 1e-5
+    assert len(await rows_of_fixes()) == 1
+    assert not await redis.sismember(redis_keys.LIVE_DIRTY, aid)
+    await batcher.flush({aid: (48.8504, 2.35, ts + 2000, None)})  # 44 m from 48.85
+    assert [r[1:3] for r in await rows_of_fixes()] == [("48.85", "2.35"), ("48.8504", "2.35")]
+    assert await redis.sismember(redis_keys.LIVE_DIRTY, aid)
+    await writebehind.flush_once(redis, gw.app[appkeys.PG_POOL])
+    await batcher.flush({aid: (48.8504, 2.35, ts + 62_000, None)})  # in place, 60 s later
+    assert len(await rows_of_fixes()) == 3

@@ -104,6 +104,7 @@ async def live_server(clean_state: None, tmp_path: Path) -> AsyncIterator[str]:
         "ZENDO_REDIS_URL": TEST_REDIS_URL,
         "ZENDO_JWT_SECRET": JWT_SECRET,
         "ZENDO_BCRYPT_ROUNDS": "10",
+        "ZENDO_PG_POOL_MIN": "2",  # several servers share the test database
         "ZENDO_BACKGROUND": "1",
         "ZENDO_STATE_DIR": str(tmp_path / ".zendo"),
         "ZENDO_OFFER_TIMEOUT_S": "2",

@@ -64,6 +64,7 @@ def _start(settings: Settings, log_path: Path, *args: str) -> Pool:
         "ZENDO_JWT_SECRET": settings.jwt_secret,  # the tokens the tests mint are valid
         "ZENDO_CORS_ORIGINS": ",".join(settings.cors_origins),
         "ZENDO_BCRYPT_ROUNDS": "10",
+        "ZENDO_PG_POOL_MIN": "2",  # several servers share the test database
         "ZENDO_STATE_DIR": str(settings.state_dir),
     }
     with log_path.open("wb") as log:  # the child keeps its own descriptor
