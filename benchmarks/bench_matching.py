@@ -183,7 +183,7 @@ def timed(
 def floors(idx: ArtisanIndex, queries: list[Query], junk: np.ndarray) -> None:
     """Where a cold query's time goes: the same query's kernel call alone (it builds
     the answer too), and the floor of any Python call (an empty function), both cold."""
-    kernel, desc = idx._qfast, idx._qdesc  # what query calls, without the Python around it
+    kernel, desc = idx._qfast, idx._desc  # what query calls, without the Python around it
 
     def empty(q: Query) -> None:
         return None

@@ -99,9 +99,11 @@ class ArtisanIndex:
         self._side_str: dict[int, str] = {}
         self._side_next = 0
         self._bufs: walk.Buffers | None = None
-        self._qfast: Final = self._s.k_query_fast  # both fixed for the store's life
-        self._qdesc: Final = self._s.desc_addr
+        # the common query's and upsert's kernels and the address of the store's
+        # descriptor they read the arrays from: all three fixed for the store's life
+        self._qfast: Final = self._s.k_query_fast
         self._ufast: Final = self._s.k_upsert_obj
+        self._desc: Final = self._s.desc_addr
 
     # ------------------------------------------------------------------ ids
 
@@ -157,7 +159,7 @@ class ArtisanIndex:
         if cell >= 0:
             # the common case: the kernel takes the arguments as they are and answers
             # UP_SLOW if they need validating (or the id is not a canonical UUID)
-            code = self._ufast(self._qdesc, artisan_id, lat, lon, specialty, level, rating, status, cell)  # fmt: skip
+            code = self._ufast(self._desc, artisan_id, lat, lon, specialty, level, rating, status, cell)  # fmt: skip
             if code == OK:
                 return
             if code != UP_SLOW:  # an array to grow: the general path retries
@@ -359,7 +361,7 @@ class ArtisanIndex:
         if not exclude:
             # the common case: the kernel takes the arguments as they are and answers
             # None if they need validating (or the search needs the general path)
-            out: list[Candidate] | None = self._qfast(self._qdesc, lat, lon, specialty, k, max_km)
+            out: list[Candidate] | None = self._qfast(self._desc, lat, lon, specialty, k, max_km)
             if out is not None:
                 return out
         return self._query(lat, lon, specialty, k, max_km, exclude)
