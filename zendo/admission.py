@@ -23,12 +23,15 @@ request (a refused one gets the same 503 before the upgrade), but an open socket
 not counted in flight: it lives for hours and costs only when it sends.
 
 Work in progress goes first: a request that moves an existing job along (an offer's
-answer, a status change, a cancellation) is refused only past twice the far bounds and
-never by the adaptive limit, so that shedding turns new jobs away (each one shed saves
-the whole job's work) rather than stranding the ones under way, whose retries would
-only add load. Operators' requests (`/admin/...`) are kept the same way: a handful a
-second at most, and an overloaded system is exactly when the ops team must see it. WebSocket handshakes are not subject to the adaptive limit either: the
-gateway bounds the sockets still waiting for their `hello` (gateway/arrivals.py).
+answer, a status change, a cancellation) is refused only past twice every bound, the
+adaptive limit included, so that shedding turns new jobs away first (each one shed saves
+the whole job's work). It is still bounded: on a machine that cannot keep up even with
+the jobs under way, their requests would otherwise queue for seconds; refused at once,
+they come back after `Retry-After` (clients retry work under way by the README's rule).
+Operators' requests (`/admin/...`) are refused only past twice the far bounds: a
+handful a second at most, and an overloaded system is exactly when the ops team must
+see it. WebSocket handshakes are not subject to the adaptive limit either: the gateway
+bounds the sockets still waiting for their `hello` (gateway/arrivals.py).
 """
 
 from __future__ import annotations
@@ -72,10 +75,12 @@ _OPERATOR_PREFIX = "/admin/"
 
 def in_progress(request: web.Request) -> bool:
     """A request that moves an existing job along (POST .../status, .../cancel, and an
-    offer's accept or decline), or an operator's."""
-    return request.path.startswith(_OPERATOR_PREFIX) or (
-        request.method == "POST" and request.path.endswith(_PROGRESS_SUFFIXES)
-    )
+    offer's accept or decline)."""
+    return request.method == "POST" and request.path.endswith(_PROGRESS_SUFFIXES)
+
+
+def operator(request: web.Request) -> bool:
+    return request.path.startswith(_OPERATOR_PREFIX)
 
 
 @dataclass(slots=True)
@@ -96,14 +101,14 @@ class Admission:
         self.limit = float(self.max_in_flight)
 
     def check(self, *, in_progress: bool = False, adaptive: bool = True) -> None:
-        if in_progress:  # the far bounds only, doubled: refusing it wastes its job
-            behind = (
-                self.in_flight >= self.max_in_flight * PROGRESS_SLACK
-                or self.loop_lag_s > self.max_loop_lag_s * PROGRESS_SLACK
-            )
-        else:
-            limit = min(self.limit, self.max_in_flight) if adaptive else self.max_in_flight
-            behind = self.in_flight >= limit or self.loop_lag_s > self.max_loop_lag_s
+        """Raises Overloaded when the request must be refused. `in_progress`: every bound
+        doubled (refusing it delays a job under way); `adaptive=False`: the far bounds
+        only (handshakes, operators)."""
+        limit = min(self.limit, self.max_in_flight) if adaptive else self.max_in_flight
+        max_lag = self.max_loop_lag_s
+        if in_progress:
+            limit, max_lag = limit * PROGRESS_SLACK, max_lag * PROGRESS_SLACK
+        behind = self.in_flight >= limit or self.loop_lag_s > max_lag
         if behind:
             self.refused += 1
             raise Overloaded("This server is busy; retry shortly", retry_after_s=RETRY_AFTER_S)
@@ -139,7 +144,10 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
         # Handshakes have their own bound (gateway/arrivals.py: sockets awaiting hello).
         admission.check(adaptive=False)
         return await handler(request)
-    admission.check(in_progress=in_progress(request))
+    if operator(request):
+        admission.check(in_progress=True, adaptive=False)
+    else:
+        admission.check(in_progress=in_progress(request))
     admission.admitted()
     started = time.perf_counter()
     try:

@@ -100,6 +100,13 @@ async def test_work_in_progress_is_admitted_past_the_bound_for_new_work(
     await _overloaded(await client.post(f"/interventions/{uuid.uuid4()}/status", json={}))
     await _overloaded(await client.get("/admin/match?lat=48.85&lon=2.35&specialty=PLUMBER"))
     admission.in_flight = 0
+    # Slow answers lowered the adaptive limit to 1: work under way is refused past twice
+    # that (it would only queue), operators' requests still get in.
+    admission.limit, admission.in_flight = 1.0, 2
+    await _overloaded(await client.post(f"/interventions/{uuid.uuid4()}/status", json={}))
+    operator = await client.get("/admin/match?lat=48.85&lon=2.35&specialty=PLUMBER")
+    assert operator.status == 401
+    admission.in_flight = 0
 
 
 def _window(admission: Admission, now: float, latency_s: float, in_flight: int) -> float:
@@ -125,6 +132,10 @@ def test_slow_windows_lower_the_limit_for_new_work_and_prompt_ones_raise_it() ->
     with pytest.raises(Overloaded):
         admission.check()
     admission.check(in_progress=True)  # work under way still gets in
+    admission.in_flight = int(admission.limit * 2) + 1  # but not past twice the limit:
+    with pytest.raises(Overloaded):  # it would queue for seconds on a machine this behind
+        admission.check(in_progress=True)
+    admission.check(in_progress=True, adaptive=False)  # operators: the far bounds only
     admission.in_flight = 0
     lowered = admission.limit
     for _ in range(30):  # prompt again, with the limit in use
