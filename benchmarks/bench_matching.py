@@ -11,8 +11,8 @@ artisan.  Every query is ``query(k=10, max_km=15)``, with the default policy and
 
 Each index is timed hot (queries back to back) and cold (64 MiB of unrelated memory
 written between two queries), as wall time and (hot) as the thread's CPU time; the
-default index's cold query is split into its kernel call alone and the Python floor of
-any answer (ten Candidates built from ready values, cold).  With the baselines, a third
+default index's cold query is split into its kernel call alone and the floor of any
+Python call (an empty function, cold).  With the baselines, a third
 loop runs one PostGIS KNN query and one Redis GEOSEARCH between
 two index queries, the way a server interleaves other work.  Every timed answer is
 checked against a numpy brute force (also after 100,000 moves).  Memory is the
@@ -181,26 +181,16 @@ def timed(
 
 
 def floors(idx: ArtisanIndex, queries: list[Query], junk: np.ndarray) -> None:
-    """Where a cold query's time goes: the same query's kernel call alone, and the
-    Python floor of any answer (ten Candidates built from ready values), both cold."""
-    from itertools import repeat
+    """Where a cold query's time goes: the same query's kernel call alone (it builds
+    the answer too), and the floor of any Python call (an empty function), both cold."""
+    kernel, desc = idx._qfast, idx._desc  # what query calls, without the Python around it
 
-    from matching.codes import SPECIALTY_CODE
+    def empty(q: Query) -> None:
+        return None
 
-    s = idx._s  # the kernel the query calls, without the Python around it
-    kernel = s.k_query_fast
-    ready = idx.query(*queries[0], K, MAX_KM)
-    ids = [c.artisan_id for c in ready]
-    dist = [c.distance_km for c in ready]
-    score = [c.score for c in ready]
-    new = tuple.__new__
     runs: dict[str, Callable[[Query], object]] = {
-        "kernel call alone": lambda q: kernel(
-            s.desc_addr, q[0], q[1], MAX_KM, SPECIALTY_CODE[q[2]], K
-        ),
-        "10 Candidates from ready values": lambda q: list(
-            map(new, repeat(Candidate), zip(ids, dist, score, strict=True))
-        ),
+        "kernel call alone": lambda q: kernel(desc, q[0], q[1], q[2], K, MAX_KM),
+        "an empty Python function": empty,
     }
     for name, fn in runs.items():
         wall: list[float] = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from itertools import repeat
 from typing import Any, Final, NamedTuple, TypeVar
 
 import numpy as np
@@ -31,7 +30,7 @@ from matching.codes import (
 )
 from matching.geometry import H3_RES
 from matching.idmap import KIND_SIDE, KIND_UUID, parse_uuid
-from matching.jit import FAST_K_MAX, M_CNT, OK, Q_DONE
+from matching.jit import M_CNT, OK, UP_SLOW
 from matching.policy import Candidate, RankingPolicy
 from matching.store import Store, release_free_heap
 from matching.validation import (
@@ -53,9 +52,6 @@ KQ: Any = _kq
 KST: Any = _kst
 _latlng_to_cell: Final = _h3.latlng_to_cell
 _SPEC_GET: Final = SPECIALTY_CODE.get
-_UUID_OFF: Final = 1 << 63
-_M64: Final = (1 << 64) - 1
-_new_tuple: Final = tuple.__new__
 J = TypeVar("J", bound=Hashable)
 #: rows of :meth:`ArtisanIndex.upsert_many` converted at a time (bounds its temporaries)
 _BULK_CHUNK: Final = 1 << 15
@@ -103,6 +99,11 @@ class ArtisanIndex:
         self._side_str: dict[int, str] = {}
         self._side_next = 0
         self._bufs: walk.Buffers | None = None
+        # the common query's and upsert's kernels and the address of the store's
+        # descriptor they read the arrays from: all three fixed for the store's life
+        self._qfast: Final = self._s.k_query_fast
+        self._ufast: Final = self._s.k_upsert_obj
+        self._desc: Final = self._s.desc_addr
 
     # ------------------------------------------------------------------ ids
 
@@ -151,6 +152,25 @@ class ArtisanIndex:
         status: str,
     ) -> None:
         """Insert or update one artisan (O(1) amortised; ~3 µs for a moving UUID artisan)."""
+        try:
+            cell = _latlng_to_cell(lat, lon, H3_RES) if status == "ONLINE" else 0
+        except (TypeError, ValueError, OverflowError):  # not coordinates: validated below
+            cell = -1
+        if cell >= 0:
+            # the common case: the kernel takes the arguments as they are and answers
+            # UP_SLOW if they need validating (or the id is not a canonical UUID)
+            code = self._ufast(self._desc, artisan_id, lat, lon, specialty, level, rating, status, cell)  # fmt: skip
+            if code == OK:
+                return
+            if code != UP_SLOW:  # an array to grow: the general path retries
+                self._s.grow(code)
+        self._upsert(artisan_id, lat, lon, specialty, level, rating, status)
+
+    def _upsert(
+        self, artisan_id: str, lat: float, lon: float, specialty: str, level: str,
+        rating: float, status: str,
+    ) -> None:  # fmt: skip
+        """:meth:`upsert`: validation, non-UUID ids, growth."""
         if type(artisan_id) is not str or not artisan_id:
             raise bad_id(artisan_id)
         if type(lat) is not float:
@@ -174,25 +194,7 @@ class ArtisanIndex:
         stc = STATUS_CODE.get(status) if type(status) is str else None
         if stc is None:
             stc = status_code(status)
-        # canonical UUID fast path inlined (see idmap.parse_uuid)
-        s = artisan_id
-        if len(s) == 36 and s[8] == "-" and s[13] == "-" and s[18] == "-" and s[23] == "-":
-            h = s.replace("-", "")
-            try:
-                v = int(h, 16)
-            except ValueError:
-                v = -1
-            if v >= 0 and f"{v:032x}" == h:  # the hot path, inlined (~0.15 µs)
-                hi = (v >> 64) - _UUID_OFF
-                lo = (v & _M64) - _UUID_OFF
-                cell = _latlng_to_cell(lat, lon, H3_RES) if stc == 0 else 0
-                st = self._s
-                code = st.k_upsert(st.desc_addr, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
-                while code:
-                    st.grow(code)
-                    code = st.k_upsert(st.desc_addr, hi, lo, 0, lat, lon, rating, sp, lv, stc, cell)
-                return
-        key = self._encode(s, True)
+        key = self._encode(artisan_id, True)
         assert key is not None
         self._apply(key[0], key[1], key[2], lat, lon, rating, sp, lv, stc)
 
@@ -356,6 +358,18 @@ class ArtisanIndex:
 
         Exact: identical to a brute-force scan of every artisan.
         """
+        if not exclude:
+            # the common case: the kernel takes the arguments as they are and answers
+            # None if they need validating (or the search needs the general path)
+            out: list[Candidate] | None = self._qfast(self._desc, lat, lon, specialty, k, max_km)
+            if out is not None:
+                return out
+        return self._query(lat, lon, specialty, k, max_km, exclude)
+
+    def _query(
+        self, lat: float, lon: float, specialty: str, k: int, max_km: float, exclude: Iterable[str]
+    ) -> list[Candidate]:
+        """:meth:`query`: validation, exclusions, large k, non-UUID ids, brute force."""
         sp = _SPEC_GET(specialty) if type(specialty) is str else None
         if sp is None:
             sp = specialty_code(specialty)
@@ -371,23 +385,13 @@ class ArtisanIndex:
             k = check_k(k)
         if type(max_km) is not float or not 0.0 <= max_km < 1e308:
             max_km = check_max_km(max_km)
-        if not exclude and k <= FAST_K_MAX:
-            # the common case: one kernel call, Python objects back, no numpy in between
-            s = self._s
-            code, text, vals = s.k_query_fast(s.desc_addr, lat, lon, max_km, sp, k)
-            if code == Q_DONE:
-                if not vals:
-                    return []
-                it = iter(vals)  # distance, score pairs: one per id
-                ids = text.split(",")
-                return list(map(_new_tuple, repeat(Candidate), zip(ids, it, it, strict=False)))
         excl = self._exclude_slots(exclude) if exclude else walk.EMPTY_EXCL
         bufs = self._bufs  # reused between calls; taken (not shared) while in use
         self._bufs = None
         if bufs is None or bufs.cap < k + walk.TIE_ROOM:
             bufs = walk.Buffers(k + walk.TIE_ROOM)
-        out, self._bufs = walk.run(self._s, bufs, self._side_str, lat, lon, max_km, sp, k, excl)
-        return out
+        res, self._bufs = walk.run(self._s, bufs, self._side_str, lat, lon, max_km, sp, k, excl)
+        return res
 
     def assign(
         self,

@@ -84,14 +84,14 @@ OK: Final = 0
 NEED_MAIN: Final = 1
 NEED_POOL: Final = 2
 NEED_BUCKETS: Final = 3
+#: k_upsert_obj only: the arguments need the general path (validation, non-UUID id)
+UP_SLOW: Final = 4
 
 # query return codes
 Q_DONE: Final = 0
 Q_MORE: Final = 1
 Q_OVERFLOW: Final = 2
 Q_BRUTE: Final = 3
-#: k_query_fast only: a result holds a non-UUID id (the caller takes the general path)
-Q_SIDE: Final = 4
 # query result flags
 FLAG_NEED_SORT: Final = 1
 FLAG_SIDE_IDS: Final = 2
@@ -191,17 +191,24 @@ as_voidptr: Any = intrinsic(_voidptr_typer)
 #: its address instead of arrays (see :func:`matching.kernels_query.k_query_fast`)
 DESC_FIELDS: Final = (
     "bt", "bb", "p_hot", "p_f", "p_i", "m_id", "m_b", "meta", "fmeta",
-    "q_f", "q_i", "q_w", "hk", "hv", "q_excl", "m_f", "m_i", "htab",
+    "q_f", "q_i", "q_w", "hk", "hv", "q_excl", "m_f", "m_i", "htab", "q_hex",
 )  # fmt: skip
 (D_BT, D_BB, D_PHOT, D_PF, D_PI, D_MID, D_MB, D_META, D_FMETA,
- D_QF, D_QI, D_QW, D_HK, D_HV, D_QEXCL, D_MF, D_MI, D_HTAB) = range(len(DESC_FIELDS))  # fmt: skip
+ D_QF, D_QI, D_QW, D_HK, D_HV, D_QEXCL, D_MF, D_MI, D_HTAB, D_QHEX) = range(len(DESC_FIELDS))  # fmt: skip
+#: the descriptor's last words: the addresses of :class:`matching.policy.Candidate`
+#: and of :data:`matching.codes.SPECIALTY_CODE`, ``LEVEL_CODE``, ``STATUS_CODE``
+D_CLS: Final = 3 * len(DESC_FIELDS)
+D_SPECS: Final = D_CLS + 1
+D_LEVELS: Final = D_CLS + 2
+D_STATUSES: Final = D_CLS + 3
+DESC_LEN: Final = D_CLS + 4
 _carray: Any = getattr(numba, "carray")  # noqa: B009 - not re-exported
 
 
 @jit
 def desc_view(desc: int) -> Any:
     """The descriptor at address ``desc`` as an int64 array."""
-    return _carray(as_voidptr(desc), (3 * len(DESC_FIELDS),), np.int64)
+    return _carray(as_voidptr(desc), (DESC_LEN,), np.int64)
 
 
 @jit

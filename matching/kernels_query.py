@@ -14,12 +14,12 @@ import math
 from typing import Any
 
 import numpy as np
-from numba.cpython import unicode as _nbu
 
 from matching.jit import (
     BB_MAXB,
     D_BB,
     D_BT,
+    D_CLS,
     D_FMETA,
     D_HK,
     D_HV,
@@ -31,19 +31,23 @@ from matching.jit import (
     D_PI,
     D_QEXCL,
     D_QF,
+    D_QHEX,
     D_QI,
     D_QW,
+    D_SPECS,
     DEG2RAD,
     F32,
     F64,
     F_MAXB,
     F_RPM,
+    FAST_K_MAX,
     FLAG_NEED_SORT,
     FLAG_SIDE_IDS,
     HEX,
     I8,
     I32,
     I64,
+    ID_STRIDE,
     M_CNT,
     M_ROOT,
     N_BASE,
@@ -51,7 +55,6 @@ from matching.jit import (
     Q_BRUTE,
     Q_DONE,
     Q_OVERFLOW,
-    Q_SIDE,
     R_KM,
     SCORE_EPS,
     SPEC_SHIFT,
@@ -67,12 +70,17 @@ from matching.jit import (
     prefetch_rows,
 )
 from matching.kernels_tree import RES_SHIFT, bucket_find, child_key, is_leaf, root_key
-
-# numba's own string builders (usable in nopython code): the fast query returns
-# its ids as one Python str built in the kernel
-_empty_string: Any = _nbu._empty_string
-_set_code_point: Any = _nbu._set_code_point
-_ASCII: Any = getattr(_nbu, "PY_UNICODE_1BYTE_KIND")  # noqa: B009 - not re-exported
+from matching.pyobj import (
+    py_as_float,
+    py_as_int,
+    py_candidate,
+    py_decref,
+    py_dict_int,
+    py_is_null,
+    py_list_new,
+    py_list_set,
+    py_none,
+)
 
 
 @jit
@@ -372,9 +380,10 @@ def k_query_tree(
 
 
 @jit
-def _id_text(m: int, o_i: I64, m_id: I64, m_b: I8, w: I64) -> tuple[bool, str]:
-    """The ``m`` first result ids as one ``,``-separated str; (False, "") if any is
-    not a UUID (kind 1: the caller takes the general path)."""
+def _answer(m: int, o_f: F64, o_i: I64, m_id: I64, m_b: I8, w: I64, text: U8, cls: int) -> Any:
+    """The ``m`` first results as a new ``list[Candidate]`` (``cls`` is Candidate's
+    address); None if any is not a UUID (kind 1: the caller takes the general path),
+    NULL on MemoryError."""
     # gather first: the m random slot reads are independent, so their cache
     # misses overlap instead of being serialised by the formatting loop
     for i in range(m):
@@ -384,47 +393,69 @@ def _id_text(m: int, o_i: I64, m_id: I64, m_b: I8, w: I64) -> tuple[bool, str]:
         w[i, 2] = m_b[s, 3]
     for i in range(m):
         if w[i, 2] != 0:
-            return False, ""
-    text = _empty_string(_ASCII, 37 * m - 1, 1)
+            return py_none()
     for i in range(m):
-        base = 37 * i
-        if i > 0:
-            _set_code_point(text, base - 1, 44)  # ','
         pos = 35
         for wd in range(1, -1, -1):
             v = np.uint64(w[i, wd]) ^ TOP_BIT
             for _ in range(16):
                 if pos == 8 or pos == 13 or pos == 18 or pos == 23:
-                    _set_code_point(text, base + pos, 45)  # '-'
+                    text[i, pos] = 45  # '-'
                     pos -= 1
-                _set_code_point(text, base + pos, HEX[int(v & np.uint64(15))])
+                text[i, pos] = HEX[int(v & np.uint64(15))]
                 v >>= np.uint64(4)
                 pos -= 1
-    return True, text
+    out = py_list_new(m)
+    if py_is_null(out):
+        return out
+    for i in range(m):
+        c = py_candidate(cls, text, i * ID_STRIDE, o_f[1, i], o_f[0, i])
+        if py_is_null(c):
+            py_decref(out)  # and the candidates already in it
+            return c
+        py_list_set(out, i, c)
+    return out
 
 
 @jit
-def k_query_fast(
-    desc: int, qlat: float, qlon: float, max_km: float, spec: int, k: int
-) -> tuple[int, str, list[float]]:
-    """One query without exclusions, ``k <= FAST_K_MAX``: (code, ids, values).
+def k_query_fast(desc: int, qlat: Any, qlon: Any, specialty: Any, k: Any, max_km: Any) -> Any:
+    """One query without exclusions: the ``list[Candidate]``, or None when the
+    caller must run the general path (:meth:`matching.ArtisanIndex.query`).
 
-    Only six scalars cross the boundary: ``desc`` is the address of the store's
-    descriptor (:meth:`matching.store.Store.pack`), from which the kernel views
-    every array it needs (unboxing an array costs ~2 µs with cold caches, a
-    StructRef ~15 µs).  The answer comes back as Python objects: the ids as one
-    ``,``-separated str and ``[distance, score]`` per result, so that the caller
-    touches no numpy array.  Codes: Q_DONE, or Q_OVERFLOW / Q_BRUTE / Q_SIDE (a
-    non-UUID id among the results), for which the caller runs the general path
-    (:func:`matching.walk.run`).
+    The arguments are the caller's objects as they are (:data:`matching.pyobj.pyref`):
+    the kernel takes them only if they are what the common query passes (exact
+    floats within range, a known specialty, an exact int ``1 <= k <= FAST_K_MAX``),
+    and answers None otherwise, so that the Python side validates (and raises)
+    only off this path.  None too when the search needs the general path: too
+    many exact ties for the buffers, its heap full, or a non-UUID id among the results.
+
+    ``desc`` is the address of the store's descriptor
+    (:meth:`matching.store.Store.pack`), from which the kernel views every array
+    it needs (unboxing an array costs ~2 µs with cold caches, a StructRef ~15 µs).
+    The answer is built here, through the C API (:mod:`matching.pyobj`): the
+    caller runs no Python code on it.
     """
     d = desc_view(desc)
+    la = py_as_float(qlat)
+    lo = py_as_float(qlon)
+    mk = py_as_float(max_km)
+    kk = py_as_int(k)
+    sp = py_dict_int(d[D_SPECS], specialty)
+    if not (-90.0 <= la <= 90.0 and -180.0 <= lo <= 180.0 and 0.0 <= mk < 1e308):
+        return py_none()
+    if sp < 0 or kk < 1 or kk > FAST_K_MAX:
+        return py_none()
+    return _query_fast(d, la, lo, mk, sp, kk)
+
+
+@jit
+def _query_fast(d: I64, qlat: float, qlon: float, max_km: float, spec: int, k: int) -> Any:
+    """:func:`k_query_fast` on validated values (``d``: the descriptor)."""
     bt = arr2(d, D_BT, np.int64)
     m_id = arr2(d, D_MID, np.int64)
     m_b = arr2(d, D_MB, np.int8)
     o_f = arr2(d, D_QF, np.float64)
     o_i = arr2(d, D_QI, np.int64)
-    vals = [0.0] * 0
     code, count = _search_arrays(
         bt, arr2(d, D_BB, np.float32), arr2(d, D_PHOT, np.float32), arr2(d, D_PF, np.float64),
         arr2(d, D_PI, np.int32), m_id, m_b, arr1(d, D_META, np.int64),
@@ -432,18 +463,9 @@ def k_query_fast(
         arr1(d, D_HK, np.float64), arr1(d, D_HV, np.int64), qlat, qlon, max_km, spec, k,
     )  # fmt: skip
     if code != Q_DONE:
-        return code, "", vals
-    m = min(count, k)
-    if m == 0:
-        return Q_DONE, "", vals
-    ok, text = _id_text(m, o_i, m_id, m_b, arr2(d, D_QW, np.int64))
-    if not ok:
-        return Q_SIDE, "", vals
-    vals = [0.0] * (2 * m)
-    for i in range(m):
-        vals[2 * i] = o_f[1, i]
-        vals[2 * i + 1] = o_f[0, i]
-    return Q_DONE, text, vals
+        return py_none()
+    w, text = arr2(d, D_QW, np.int64), arr2(d, D_QHEX, np.uint8)
+    return _answer(min(count, k), o_f, o_i, m_id, m_b, w, text, d[D_CLS])
 
 
 @jit

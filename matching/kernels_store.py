@@ -21,14 +21,18 @@ Layout (owned by :class:`matching.store.Store`):
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numba
 import numpy as np
 
+from matching.codes import RATING_MAX, RATING_MIN
 from matching.jit import (
     D_BB,
     D_BT,
     D_FMETA,
     D_HTAB,
+    D_LEVELS,
     D_MB,
     D_META,
     D_MF,
@@ -37,6 +41,8 @@ from matching.jit import (
     D_PF,
     D_PHOT,
     D_PI,
+    D_SPECS,
+    D_STATUSES,
     DEG2RAD,
     F32,
     F32_BIG,
@@ -56,23 +62,31 @@ from matching.jit import (
     NEED_POOL,
     OK,
     SPEC_SHIFT,
+    TOP_BIT,
     U64,
+    UP_SLOW,
     arr1,
     arr2,
+    as_voidptr,
     bonus_band,
     desc_view,
     jit,
+    prefetch,
 )
-from matching.kernels_ids import id_delete_at, id_find
+from matching.kernels_ids import id_delete_at, id_find, id_home
 from matching.kernels_tree import (
     box_add,
     box_reset,
     bucket_find,
     is_leaf,
+    prefetch_path,
     tree_add,
     tree_grow,
     tree_rows_needed,
 )
+from matching.pyobj import py_as_float, py_dict_int, py_str_utf8
+
+_carray: Any = getattr(numba, "carray")  # noqa: B009 - not re-exported
 
 # --------------------------------------------------------------------------- buckets
 
@@ -252,7 +266,27 @@ def _upsert_one(
     hi: int, lo: int, kind: int, lat: float, lon: float, rating: float,
     spec: int, level: int, status: int, cell: int,
 ) -> int:  # fmt: skip
+    # the random reads ahead (id table, the artisan's rows, its old and new leaves and
+    # their ancestors) mostly do not depend on one another: start them together
+    home = id_home(hi, lo, kind, htab.shape[0] - 1)
+    prefetch(htab, home * htab.strides[0])
+    if status == 0:
+        prefetch_path(bt, bb, cell | (np.int64(spec) << SPEC_SHIFT))
+    s0 = htab[home]
+    if s0 >= 0:
+        prefetch(m_id, s0 * m_id.strides[0])
+        prefetch(m_b, s0 * m_b.strides[0])
+        prefetch(m_i, s0 * m_i.strides[0])
+        prefetch(m_f, s0 * m_f.strides[0])
     slot, hpos = id_find(htab, m_id, m_b, hi, lo, kind)
+    if slot >= 0 and m_i[slot, 0] >= 0:
+        ob = m_i[slot, 0]
+        op = np.int64(m_i[slot, 1])
+        prefetch(p_hot, op * p_hot.strides[0])
+        prefetch(p_f, op * p_f.strides[0])
+        prefetch(p_i, op * p_i.strides[0])
+        if status != 0 or bt[ob, 0] != cell | (np.int64(spec) << SPEC_SHIFT):
+            prefetch_path(bt, bb, bt[ob, 0])  # it leaves that leaf
     n = meta[M_N]
     if slot < 0 and (n >= m_f.shape[0] or 2 * (n + 1) > htab.shape[0]):
         return NEED_MAIN
@@ -359,6 +393,70 @@ def k_upsert(
         arr2(d, D_PF, np.float64), arr2(d, D_PI, np.int32), arr2(d, D_BT, np.int64),
         arr2(d, D_BB, np.float32), arr1(d, D_META, np.int64), arr1(d, D_FMETA, np.float64),
         hi, lo, kind, lat, lon, rating, spec, level, status, cell,
+    )  # fmt: skip
+
+
+@jit
+def _uuid_words(addr: int, n: int) -> tuple[bool, int, int]:
+    """(ok, hi, lo) of the canonical (lowercase) UUID text at ``addr`` (``n`` bytes),
+    as :func:`matching.kernels_ids.k_parse_uuid_rows` stores it."""
+    if n != 36:
+        return False, 0, 0
+    b = _carray(as_voidptr(addr), (36,), np.uint8)
+    hi = np.uint64(0)
+    lo = np.uint64(0)
+    nib = 0
+    for c in range(36):
+        ch = b[c]
+        if c == 8 or c == 13 or c == 18 or c == 23:
+            if ch != 45:
+                return False, 0, 0
+            continue
+        if 48 <= ch <= 57:
+            v = ch - 48
+        elif 97 <= ch <= 102:
+            v = ch - 87
+        else:
+            return False, 0, 0
+        if nib < 16:
+            hi = (hi << np.uint64(4)) | np.uint64(v)
+        else:
+            lo = (lo << np.uint64(4)) | np.uint64(v)
+        nib += 1
+    return True, np.int64(hi ^ TOP_BIT), np.int64(lo ^ TOP_BIT)
+
+
+@jit
+def k_upsert_obj(
+    desc: int, artisan_id: Any, lat: Any, lon: Any, specialty: Any, level: Any, rating: Any,
+    status: Any, cell: int,
+) -> int:  # fmt: skip
+    """:meth:`matching.ArtisanIndex.upsert` on the caller's objects as they are
+    (:data:`matching.pyobj.pyref`), with the H3 cell of an ONLINE artisan: OK or
+    NEED_*, or UP_SLOW unless every argument is what the common upsert passes (a
+    canonical UUID str, exact floats within range, known names), so that the Python
+    side validates (and raises) only off this path."""
+    d = desc_view(desc)
+    la = py_as_float(lat)
+    lo = py_as_float(lon)
+    rt = py_as_float(rating)
+    if not (-90.0 <= la <= 90.0 and -180.0 <= lo <= 180.0 and RATING_MIN <= rt <= RATING_MAX):
+        return UP_SLOW
+    sp = py_dict_int(d[D_SPECS], specialty)
+    lv = py_dict_int(d[D_LEVELS], level)
+    stc = py_dict_int(d[D_STATUSES], status)
+    if sp < 0 or lv < 0 or stc < 0 or (stc == 0 and cell <= 0):
+        return UP_SLOW
+    addr, n = py_str_utf8(artisan_id)
+    ok, hi, lo_ = _uuid_words(addr, n)
+    if not ok:
+        return UP_SLOW
+    return _upsert_one(
+        arr2(d, D_MF, np.float64), arr2(d, D_MID, np.int64), arr2(d, D_MI, np.int32),
+        arr2(d, D_MB, np.int8), arr1(d, D_HTAB, np.int32), arr2(d, D_PHOT, np.float32),
+        arr2(d, D_PF, np.float64), arr2(d, D_PI, np.int32), arr2(d, D_BT, np.int64),
+        arr2(d, D_BB, np.float32), arr1(d, D_META, np.int64), arr1(d, D_FMETA, np.float64),
+        hi, lo_, 0, la, lo, rt, sp, lv, stc, cell if stc == 0 else 0,
     )  # fmt: skip
 
 

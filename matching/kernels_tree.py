@@ -28,7 +28,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from matching.jit import BB_MAXB, F32, I64, LEAF_RES, M_ROOT, N_BASE, SPEC_SHIFT, jit, mix64
+from matching.jit import (
+    BB_MAXB,
+    F32,
+    I64,
+    LEAF_RES,
+    M_ROOT,
+    N_BASE,
+    SPEC_SHIFT,
+    jit,
+    mix64,
+    prefetch,
+)
 
 RES_SHIFT = 52
 _BASE_SHIFT = 45
@@ -50,6 +61,23 @@ def bucket_find(bt: I64, key: int) -> tuple[int, int]:
         if kk == key:
             return i, -1
         i = (i + 1) & mask
+
+
+@jit
+def prefetch_row(bt: I64, bb: F32, key: int) -> None:
+    """Start reading the home rows of ``key`` in ``bt`` and ``bb`` (a hint only)."""
+    h = np.int64(mix64(np.uint64(key)) & np.uint64(bt.shape[0] - 1))
+    prefetch(bt, h * bt.strides[0])
+    prefetch(bb, h * bb.strides[0])
+
+
+@jit
+def prefetch_path(bt: I64, bb: F32, key: int) -> None:
+    """Start reading the rows of leaf ``key`` and of its ancestors: their keys are bit
+    operations on it, so the random reads of a walk up the tree overlap."""
+    prefetch_row(bt, bb, key)
+    for res in range(LEAF_RES - 1, -1, -1):
+        prefetch_row(bt, bb, parent_key(key, res))
 
 
 @jit

@@ -12,17 +12,25 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from numba.core import types as _nb_types
 
 from matching import kernels_ids as _kid
 from matching import kernels_query as _kq
 from matching import kernels_store as _kst
 from matching import kernels_tree as _kt
+from matching.codes import LEVEL_CODE, SPECIALTY_CODE, STATUS_CODE
 from matching.jit import (
+    D_CLS,
+    D_LEVELS,
+    D_SPECS,
+    D_STATUSES,
     DESC_FIELDS,
+    DESC_LEN,
     F_MAXB,
     FAST_K_MAX,
     FMETA_LEN,
     HEAP_CAP,
+    ID_STRIDE,
     LEAF_RES,
     M_FHEAD,
     M_N,
@@ -36,6 +44,8 @@ from matching.jit import (
     entry_point,
 )
 from matching.kernels_tree import RES_SHIFT
+from matching.policy import Candidate
+from matching.pyobj import pyref
 from matching.state import State
 
 # numba dispatchers are opaque to mypy: call them through Any-typed aliases
@@ -43,6 +53,7 @@ KID: Any = _kid
 KST: Any = _kst
 KQ: Any = _kq
 KT: Any = _kt
+nb_types: Any = _nb_types
 #: types of k_upsert's scalar arguments: hi, lo, kind, lat, lon, rating, spec, level, status, cell
 _UPSERT_SCALARS: tuple[object, ...] = (0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
 
@@ -79,6 +90,14 @@ def fast_kernel(name: str, dispatcher: Any, *example_args: object) -> Callable[.
     return fn
 
 
+def fast_kernel_sig(name: str, dispatcher: Any, sig: tuple[Any, ...]) -> Callable[..., Any]:
+    """The compiled entry point of ``dispatcher`` for the numba types ``sig``."""
+    fn = _ENTRY_POINTS.get(name)
+    if fn is None:
+        fn = _ENTRY_POINTS[name] = dispatcher.compile(sig)
+    return fn
+
+
 def _tree_examples() -> tuple[object, ...]:
     """Arguments with the types k_query_tree is always called with (after the store's)."""
     f64, i64 = np.float64, np.int64
@@ -87,6 +106,20 @@ def _tree_examples() -> tuple[object, ...]:
         np.zeros((1, 1), dtype=np.uint8), np.zeros(1, dtype=f64), np.zeros(1, dtype=i64),
         0.0, 0.0, 0.0, 0, 0,
     )  # fmt: skip
+
+
+def node_array(rows: int, cols: int, dtype: type[np.generic], fill: float) -> Any:
+    """A (rows, cols) array for the node table, filled with ``fill`` and 64-byte
+    aligned, so that no row straddles two cache lines (numpy aligns to 16 bytes).
+
+    Not on huge pages: at 1M artisans that cost 2-4 B of RSS per artisan, for a
+    cold-query gain lost in this VM's noise."""
+    nbytes = rows * cols * np.dtype(dtype).itemsize
+    raw = np.empty(nbytes + 64, dtype=np.uint8)
+    off = -int(raw.ctypes.data) % 64
+    out = raw[off : off + nbytes].view(dtype).reshape(rows, cols)
+    out.fill(fill)
+    return out
 
 
 def pow2_at_least(n: int) -> int:
@@ -107,29 +140,41 @@ class Store:
         self.p_hot = np.zeros((pcap, 4), dtype=np.float32)
         self.p_f = np.zeros((pcap, 3), dtype=np.float64)
         self.p_i = np.full((pcap, 2), -1, dtype=np.int32)
-        self.bt = np.full((256, 4), -1, dtype=np.int64)
-        self.bb = np.zeros((256, 8), dtype=np.float32)
+        self.bt = node_array(256, 4, np.int64, -1)
+        self.bb = node_array(256, 8, np.float32, 0.0)
         self.meta = np.zeros(META_LEN, dtype=np.int64)
         self.meta[M_FHEAD:M_ROOT] = -1
         self.fmeta = np.full(FMETA_LEN, -np.inf, dtype=np.float64)
         self.fmeta[:F_MAXB] = policy_row
-        # k_query_fast's buffers: results (score, distance; slot), id gather, heap
+        # k_query_fast's buffers: results (score, distance; slot), id gather, id text, heap
         cap = FAST_K_MAX + TIE_ROOM
         self.q_f = np.empty((2, cap), dtype=np.float64)
         self.q_i = np.empty((2, cap), dtype=np.int64)
         self.q_w = np.empty((cap, 3), dtype=np.int64)
+        self.q_hex = np.empty((cap, ID_STRIDE), dtype=np.uint8)
         self.hk = np.empty(HEAP_CAP, dtype=np.float64)
         self.hv = np.empty(HEAP_CAP, dtype=np.int64)
         self.q_excl = np.zeros(0, dtype=np.int64)
+        #: the hot kernels' only array argument, as an address (see :meth:`pack`):
+        #: the same array for the store's life, rewritten when an array is replaced
+        self.desc = np.zeros(DESC_LEN, dtype=np.int64)
+        self.desc_addr = int(self.desc.ctypes.data)
         self.pack()
         #: the hot single-row upsert, called without numba's type dispatch
         self.k_upsert = fast_kernel("k_upsert", KST.k_upsert, 0, *_UPSERT_SCALARS)
+        #: the common upsert on the caller's objects (see ArtisanIndex.upsert)
+        i64 = nb_types.int64
+        self.k_upsert_obj = fast_kernel_sig(
+            "k_upsert_obj", KST.k_upsert_obj, (i64, *[pyref] * 7, i64)
+        )
         #: the tree-search query kernel, likewise (see walk.run for the argument list)
         self.k_query_tree = fast_kernel(
             "k_query_tree", KQ.k_query_tree, self.state, *_tree_examples()
         )
         #: the common query (no exclusions, small k): State and five scalars
-        self.k_query_fast = fast_kernel("k_query_fast", KQ.k_query_fast, 0, 0.0, 0.0, 0.0, 0, 0)
+        self.k_query_fast = fast_kernel_sig(
+            "k_query_fast", KQ.k_query_fast, (nb_types.int64, *[pyref] * 5)
+        )
 
     def pack(self) -> None:
         """Rebuild the kernel arguments (tuple and State) after any array was replaced."""
@@ -140,12 +185,16 @@ class Store:
         self.state = State(*self.mut, self.q_f, self.q_i, self.q_w, self.hk, self.hv, self.q_excl)
         # k_query_fast's only array argument, as an address: per array (data
         # address, rows, columns); the arrays stay alive as this store's attributes
-        desc = np.zeros(3 * len(DESC_FIELDS), dtype=np.int64)
+        desc = self.desc
         for j, name in enumerate(DESC_FIELDS):
             a = getattr(self, name)
             desc[3 * j : 3 * j + 3] = (a.ctypes.data, a.shape[0], a.shape[1] if a.ndim > 1 else 1)
-        self.desc = desc
-        self.desc_addr = int(desc.ctypes.data)
+        # module globals, alive as long as the kernels: the class the query's answer
+        # is made of, the codes the kernels read their str arguments with
+        desc[D_CLS] = id(Candidate)
+        desc[D_SPECS] = id(SPECIALTY_CODE)
+        desc[D_LEVELS] = id(LEVEL_CODE)
+        desc[D_STATUSES] = id(STATUS_CODE)
 
     @property
     def n(self) -> int:
@@ -184,8 +233,8 @@ class Store:
 
     def _grow_buckets(self) -> None:
         rows = 2 * self.bt.shape[0]
-        new_bt = np.empty((rows, 4), dtype=np.int64)
-        new_bb = np.zeros((rows, 8), dtype=np.float32)
+        new_bt = node_array(rows, 4, np.int64, -1)
+        new_bb = node_array(rows, 8, np.float32, 0.0)
         KST.k_rehash_buckets(new_bt, new_bb, self.bt, self.bb, self.p_i, self.m_i)
         self.bt, self.bb = new_bt, new_bb
         self.pack()
@@ -224,5 +273,5 @@ class Store:
         self.pack()
 
     def nbytes(self) -> int:
-        bufs = (self.q_f, self.q_i, self.q_w, self.hk, self.hv)
+        bufs = (self.q_f, self.q_i, self.q_w, self.q_hex, self.hk, self.hv)
         return sum(int(a.nbytes) for a in (*self.mut, *bufs))
