@@ -62,6 +62,8 @@ def test_secrets_are_masked_in_repr(tmp_path: Path) -> None:
         ("ZENDO_PORT", "http"),
         ("ZENDO_PG_POOL_MAX", "1"),
         ("ZENDO_PG_POOL_MAX", "many"),
+        ("ZENDO_PG_POOL_MIN", "0"),
+        ("ZENDO_PG_POOL_MIN", "few"),
         ("ZENDO_STALL_TRACE_MS", "-5"),
         ("ZENDO_STALL_TRACE_MS", "soon"),
         ("ZENDO_GW_SEND_QUEUE_MAX", "lots"),
