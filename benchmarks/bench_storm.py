@@ -35,7 +35,7 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
-from benchmarks import metrics_diff
+from benchmarks import metrics_diff, reconnect
 from benchmarks.bench_gateway import (
     Workers,
     bare_ceiling,
@@ -58,8 +58,10 @@ N_OFFER_PROBES = 10
 OFFER_SPECIALTY = "APPLIANCE_REPAIR"
 
 
-async def offer_probes(port: int, dsn: str, seconds: float) -> list[float]:
-    """Seconds from each POST /interventions to the `offer` frame on the probe's socket."""
+async def offer_probes(port: int, dsn: str, seconds: float) -> tuple[list[float], int]:
+    """Seconds from each POST /interventions to the `offer` frame on the probe's socket,
+    and how many creations were shed (503: the client waits by the README's rule, as
+    any client would, and tries again)."""
     conn = await asyncpg.connect(dsn)
     try:
         client = await conn.fetchval(
@@ -84,6 +86,7 @@ async def offer_probes(port: int, dsn: str, seconds: float) -> list[float]:
     client_headers = {"Authorization": f"Bearer {token(client, 'CLIENT')}"}
     base = f"http://127.0.0.1:{port}"
     delays: list[float] = []
+    shed = in_a_row = 0
     async with aiohttp.ClientSession() as session:
         sockets = []
         for k, artisan in enumerate(probes):
@@ -109,8 +112,14 @@ async def offer_probes(port: int, dsn: str, seconds: float) -> list[float]:
                 headers=client_headers,
             ) as resp:
                 job = await resp.json()
-                if resp.status != 201:
-                    raise RuntimeError(f"probe job refused: {resp.status} {job}")
+                hint = reconnect.hint_from_headers(dict(resp.headers))
+            if resp.status == 503:
+                await asyncio.sleep(reconnect.delay_s(in_a_row, hint))
+                shed, in_a_row = shed + 1, in_a_row + 1
+                continue
+            in_a_row = 0
+            if resp.status != 201:
+                raise RuntimeError(f"probe job refused: {resp.status} {job}")
             try:
                 while True:
                     msg = await ws.receive(timeout=5)
@@ -126,7 +135,7 @@ async def offer_probes(port: int, dsn: str, seconds: float) -> list[float]:
             await asyncio.sleep(0.2)
         for ws, _lat, _lon in sockets:
             await ws.close()
-    return delays
+    return delays, shed
 
 
 async def storm(workers: Workers, url: str, tokens: list[str], rate: float) -> dict[str, Any]:
@@ -217,7 +226,7 @@ async def main(args: argparse.Namespace) -> None:
             t0 = time.monotonic()
             rate_task = asyncio.create_task(workers.call_all("rate", 1.0, args.duration, active))
             await asyncio.sleep(3.0)
-            lags, offers = await asyncio.gather(
+            lags, (offers, offers_shed) = await asyncio.gather(
                 probe_lag(port, probes, admin_token, index, args.duration - 6),
                 offer_probes(port, args.database_url, args.duration - 8),
             )
@@ -235,6 +244,7 @@ async def main(args: argparse.Namespace) -> None:
             "lag_live_ms": (pct(lags[0], 0.5), pct(lags[0], 0.99), len(lags[0])),
             "lag_index_ms": (pct(lags[1], 0.5), pct(lags[1], 0.99), len(lags[1])),
             "first_offer_ms": (pct(offers, 0.5), pct(offers, 0.99), len(offers)),
+            "probe_jobs_shed": offers_shed,
             "server_cpu_us_per_fix": (c1[0] - c0[0]) / max(1.0, accepted) * 1e6,
             "redis_cpu_us_per_fix": (c1[1] - c0[1]) / max(1.0, accepted) * 1e6,
         }
