@@ -21,6 +21,9 @@ GEO_ONLINE_PREFIX = f"{PREFIX}live:geo:"
 H3_BUCKET_PREFIX = f"{PREFIX}live:h3:"
 # Set of every artisan id that has a live hash (the mirror rebuilds from it).
 LIVE_IDS = f"{PREFIX}live:ids"
+# Set of artisan ids the scripts made BUSY or tracked: a superset (the reconciler drops
+# those that are neither), so most reconciler passes read the jobs, not the fleet.
+LIVE_JOBS = f"{PREFIX}live:jobs"
 # Set of artisan ids whose position/status changed since the last write-behind.
 LIVE_DIRTY = f"{PREFIX}live:dirty"
 # Stream of artisan events (fix, status, profile) that every ArtisanIndex mirror tails.

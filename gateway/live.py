@@ -118,7 +118,7 @@ async def set_busy(redis: Redis, artisan_id: uuid.UUID | str, version: int = 0) 
 
 def set_busy_args(artisan_id: uuid.UUID | str, version: int = 0) -> list[Any]:
     aid = str(artisan_id)
-    return [*common_args(), aid, redis_keys.live_artisan(aid), version]
+    return [*common_args(), aid, redis_keys.live_artisan(aid), version, redis_keys.LIVE_JOBS]
 
 
 async def set_available(redis: Redis, artisan_id: uuid.UUID | str, version: int = 0) -> str | None:

@@ -88,41 +88,49 @@ end
 # tracked artisan: {id, intervention, client, job_lat, job_lon, lat, lon, ts, heading}.
 # A fix is the hot path (thousands a second), so it does only what changed: the H3
 # bucket when the cell or the status changed, the ids set for a first fix, the
-# freshness index when a fix starts a new 10-s window, the tracking record only for a
-# tracked artisan ('trk' in the hash). The hash, GEO set and tracking always get the fix; the
-# followers get it only when PostgreSQL's copy would be rewritten (status changed,
-# moved over `move` metres or `age` ms since the position handed to the write-behind:
-# the rule of gateway/repo.py): then the artisan joins the write-behind's dirty set and
-# the fix becomes a stream row for the index mirrors and the ops feed. An artisan
-# waiting in place (most of the fleet, pinging every few seconds) thus costs each
-# mirror nothing per fix, and the index is as close to the fix as PostgreSQL is.
-# Each field a fix reads costs Redis about as much as the GEOADD's own work divided by
-# ten (the reply is converted to Lua strings), so it reads eight: the write-behind's copy
-# is one packed field ('w' = "lat|lon|ts|status", written by POP_DIRTY), and 'verified'
-# and 'avail' only for an artisan neither ONLINE nor BUSY (every script that changes
-# either keeps ONLINE to verified, available artisans with a specialty).
+# freshness index when a fix starts a new minute, the tracking record only for a
+# tracked artisan ('trk' in the hash). The hash and tracking always get the fix. The
+# rest follows PostgreSQL's copy: when a fix would rewrite it (status changed, moved
+# over `move` metres or `age` ms since the position handed to the write-behind: the
+# rule of gateway/repo.py), the artisan joins the write-behind's dirty set, the fix
+# becomes a stream row for the index mirrors and the ops feed, and it moves the
+# artisan in the GEO set. An artisan waiting in place (most of the fleet, pinging every
+# few seconds) thus costs each mirror nothing per fix, and the index and the GEO set are
+# as close to the fix as PostgreSQL is (25 m, 60 s); the hash has the exact last fix.
+# Redis's own work per fix is a reply per field read and a call per command (each call
+# costs about half a GEOADD), so an artisan waiting in place costs two calls: HMGET of
+# five fields (the write-behind's copy is one packed field, 'w' = "lat|lon|ts|status",
+# written by POP_DIRTY) and HSET of the position. The profile (specialty, level,
+# rating) is read only when a row is written or the GEO set changes, and 'verified' and
+# 'avail' only for an artisan neither ONLINE nor BUSY (every script that changes either
+# keeps ONLINE to verified, available artisans with a specialty).
 APPLY_FIXES = (
     _PRELUDE
     + r"""
 local LIVE_P, TRK_P, MOVE_M, AGE_MS = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
-local FRESH_STEP_MS = 10000
+-- The freshness index moves once a minute per artisan: half the stale sweep's 2 minutes
+-- (RECENT_FIX_S), so a live artisan's score never falls behind the sweep's cutoff, and the
+-- sweep checks the hash's exact 'ts' before it expires anyone.
+local FRESH_STEP_MS = 60000
 local COS, RAD, ABS, FLOOR, TONUM, MATCH, CALL =
   math.cos, math.rad, math.abs, math.floor, tonumber, string.match, redis.call
 local out = {}
 local n = 0
 for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n') do
   local hkey = LIVE_P .. id
-  local v = CALL('HMGET', hkey, 'ts', 'h3', 'current_status', 'specialty', 'level', 'rating',
-    'trk', 'w')
+  local v = CALL('HMGET', hkey, 'ts', 'h3', 'current_status', 'trk', 'w')
   local nts = TONUM(ts)
   local old_ts = v[1] and TONUM(v[1])
   -- Another socket (or process) may already have stored a newer fix.
   if (not old_ts) or nts >= old_ts then
-    local old_cell, was, spec = v[2], v[3], v[4]
+    local old_cell, was = v[2], v[3]
     local status = was or 'OFFLINE'
+    -- The profile (specialty, level, rating) only when something beyond the position
+    -- changes: a stream row, a (re)placement in the GEO set.
+    local prof
     if status ~= 'BUSY' and status ~= 'ONLINE' then
-      local p = CALL('HMGET', hkey, 'verified', 'avail')
-      if p[1] == '1' and p[2] ~= '0' and spec then status = 'ONLINE' else status = 'OFFLINE' end
+      prof = CALL('HMGET', hkey, 'specialty', 'level', 'rating', 'verified', 'avail')
+      if prof[4] == '1' and prof[5] ~= '0' and prof[1] then status = 'ONLINE' else status = 'OFFLINE' end
     end
     if old_cell == cell and was == status then
       CALL('HSET', hkey, 'lat', lat, 'lon', lon, 'ts', ts)
@@ -130,8 +138,19 @@ for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|
       CALL('HSET', hkey, 'lat', lat, 'lon', lon, 'ts', ts, 'h3', cell, 'current_status', status)
     end
     local flat = TONUM(lat)
-    if status == 'ONLINE' and spec and flat and ABS(flat) < 85.05 then
-      CALL('GEOADD', GEO_P .. spec, lon, lat, id)
+    local wlat, wlon, wts, wst = MATCH(v[5] or '', '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    wlat, wlon, wts = TONUM(wlat or ''), TONUM(wlon or ''), TONUM(wts or '')
+    local due = (not wlat) or (not wlon) or (not wts) or wst ~= status or nts >= wts + AGE_MS
+    if not due then
+      local dy = (flat - wlat) * 111194.9
+      local dx = (TONUM(lon) - wlon) * 111194.9 * COS(RAD(wlat))
+      due = dx * dx + dy * dy > MOVE_M * MOVE_M
+    end
+    if not prof and (due or was ~= status or not old_ts) then
+      prof = CALL('HMGET', hkey, 'specialty', 'level', 'rating')
+    end
+    if status == 'ONLINE' and flat and ABS(flat) < 85.05 then
+      if prof and prof[1] then CALL('GEOADD', GEO_P .. prof[1], lon, lat, id) end
       if old_cell ~= cell or was ~= 'ONLINE' then
         if old_cell and old_cell ~= cell then CALL('SREM', H3_P .. old_cell, id) end
         CALL('SADD', H3_P .. cell, id)
@@ -140,26 +159,18 @@ for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|
         CALL('ZADD', FRESH, nts, id)
       end
     elseif was == 'ONLINE' or not old_ts then
-      unplace(id, spec, old_cell)
+      unplace(id, (prof or CALL('HMGET', hkey, 'specialty'))[1], old_cell)
     elseif old_cell and old_cell ~= cell then
       CALL('SREM', H3_P .. old_cell, id)
     end
     if not old_ts then CALL('SADD', IDS, id) end
-    local wlat, wlon, wts, wst = MATCH(v[8] or '', '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
-    wlat, wlon, wts = TONUM(wlat or ''), TONUM(wlon or ''), TONUM(wts or '')
-    local due = (not wlat) or (not wlon) or (not wts) or wst ~= status or nts >= wts + AGE_MS
-    if not due then
-      local dy = (flat - wlat) * 111194.9
-      local dx = (TONUM(lon) - wlon) * 111194.9 * COS(RAD(wlat))
-      due = dx * dx + dy * dy > MOVE_M * MOVE_M
-    end
     if due then
       CALL('SADD', DIRTY, id)
       n = n + 1
-      EVENTS[n] = id .. '|' .. status .. '|' .. lat .. '|' .. lon .. '|' .. (spec or '') .. '|' ..
-        (v[5] or '') .. '|' .. (v[6] or '') .. '|' .. ts
+      EVENTS[n] = id .. '|' .. status .. '|' .. lat .. '|' .. lon .. '|' .. (prof[1] or '') .. '|' ..
+        (prof[2] or '') .. '|' .. (prof[3] or '') .. '|' .. ts
     end
-    if v[7] == '1' then
+    if v[4] == '1' then
       local t = CALL('HMGET', TRK_P .. id, 'intervention_id', 'client_id', 'job_lat', 'job_lon')
       if t[1] and t[2] then
         out[#out + 1] = {id, t[1], t[2], t[3] or '', t[4] or '', lat, lon, ts, heading}
@@ -221,8 +232,8 @@ return status
 """
 )
 
-# ARGV[8..] = id, hash key, version. Dispatch: the artisan accepted a job. Returns
-# false when a newer change was applied already.
+# ARGV[8..] = id, hash key, version, jobs set. Dispatch: the artisan accepted a job.
+# Returns false when a newer change was applied already.
 SET_BUSY = (
     _PRELUDE
     + r"""
@@ -231,6 +242,7 @@ if stale(hkey, ARGV[10]) then return false end
 local h = load(hkey)
 h.current_status = 'BUSY'
 redis.call('HSET', hkey, 'current_status', 'BUSY')
+redis.call('SADD', ARGV[11], id)
 place(id, h)
 redis.call('SADD', IDS, id)
 emit(id, h)
@@ -265,9 +277,10 @@ return status
 """
 )
 
-# ARGV: hash key, tracking key, version, intervention, client, job lat, job lon, ttl s.
-# Forward the artisan's fixes to the client (the fix script reads the record only for an
-# artisan flagged 'trk'). Returns 0 when a newer change was applied already.
+# ARGV: hash key, tracking key, version, intervention, client, job lat, job lon, ttl s,
+# jobs set, artisan id. Forward the artisan's fixes to the client (the fix script reads
+# the record only for an artisan flagged 'trk'). Returns 0 when a newer change was
+# applied already.
 TRACK_START = (
     r"""
 local hkey, tkey, ver = ARGV[1], ARGV[2], ARGV[3]
@@ -279,6 +292,7 @@ redis.call('HSET', tkey, 'intervention_id', ARGV[4], 'client_id', ARGV[5], 'job_
   'job_lon', ARGV[7])
 redis.call('EXPIRE', tkey, tonumber(ARGV[8]))
 redis.call('HSET', hkey, 'trk', '1')
+redis.call('SADD', ARGV[9], ARGV[10])
 return 1
 """
 )
@@ -440,17 +454,25 @@ if #rows == 0 then return '' end
 return table.concat(rows, '\n') .. '\n'
 """
 
-# ARGV: ids set, live hash prefix, tracking prefix, SSCAN cursor, count. The reconciler's
-# view of Redis, one SSCAN page at a time: the artisans it says are BUSY or tracked.
-# Returns {next cursor, rows "id|current_status|trk flag|tracked intervention\n"}.
+# ARGV: scanned set, live hash prefix, tracking prefix, SSCAN cursor, count, jobs set.
+# The reconciler's view of Redis, one SSCAN page at a time: the artisans it says are BUSY
+# or tracked. Scanning the ids set (every artisan), it adds them to the jobs set (which a
+# hash changed outside these scripts may have missed); scanning the jobs set, it drops
+# the others from it (atomically: only SET_BUSY and TRACK_START make an artisan BUSY or
+# tracked, and both add it back). Returns {next cursor, rows "id|current_status|trk
+# flag|tracked intervention\n"}.
 SCAN_JOBS = r"""
-local page = redis.call('SSCAN', ARGV[1], ARGV[4], 'COUNT', tonumber(ARGV[5]))
+local SCANNED, JOBS = ARGV[1], ARGV[6]
+local page = redis.call('SSCAN', SCANNED, ARGV[4], 'COUNT', tonumber(ARGV[5]))
 local rows = {}
 for _, id in ipairs(page[2]) do
   local v = redis.call('HMGET', ARGV[2] .. id, 'current_status', 'trk')
   if v[1] == 'BUSY' or v[2] == '1' then
     local job = redis.call('HGET', ARGV[3] .. id, 'intervention_id') or ''
     rows[#rows + 1] = id .. '|' .. (v[1] or '') .. '|' .. (v[2] or '') .. '|' .. job .. '\n'
+    if SCANNED ~= JOBS then redis.call('SADD', JOBS, id) end
+  elseif SCANNED == JOBS then
+    redis.call('SREM', JOBS, id)
   end
 end
 return {page[1], table.concat(rows)}

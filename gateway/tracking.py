@@ -74,6 +74,8 @@ def start_args(
         repr(float(job_lat)),
         repr(float(job_lon)),
         TRACKING_TTL_S,
+        redis_keys.LIVE_JOBS,
+        aid,
     ]
 
 

@@ -318,9 +318,9 @@ async def _ignore(_entries: list[TrackedFix]) -> None:
 async def test_a_fix_reaches_the_stream_only_when_it_moves_postgresqls_copy(
     gw: TestClient[Any, Any],
 ) -> None:
-    """Every fix updates the hash and the GEO set; the index mirrors and the ops feed
-    get a row only for a fix that the write-behind would write: a status change, a
-    move of over 25 m, or 60 s since the position handed to the write-behind."""
+    """Every fix updates the hash; the GEO set, the index mirrors and the ops feed
+    follow only a fix that the write-behind would write: a status change, a move of
+    over 25 m, or 60 s since the position handed to the write-behind."""
     redis = gw.app[appkeys.REDIS]
     (aid,) = await _profiles(redis, 1)
 
@@ -342,11 +342,15 @@ async def test_a_fix_reaches_the_stream_only_when_it_moves_postgresqls_copy(
     state = await live.read_live(redis, aid)
     assert state is not None and state["lat"] == 48.8501
     pos = await redis.geopos(redis_keys.geo_online("GLAZIER"), aid)
-    assert abs(pos[0][1] - 48.8501) < 1e-5
+    assert abs(pos[0][1] - 48.85) < 1e-5
     assert len(await rows_of_fixes()) == 1
     assert not await redis.sismember(redis_keys.LIVE_DIRTY, aid)
     await batcher.flush({aid: (48.8504, 2.35, ts + 2000, None)})  # 44 m from 48.85
     assert [r[1:3] for r in await rows_of_fixes()] == [("48.85", "2.35"), ("48.8504", "2.35")]
+    # the row carries the profile, read only for such a fix
+    assert [r[3:6] for r in await rows_of_fixes()] == [("GLAZIER", "STANDARD", "4.0")] * 2
+    pos = await redis.geopos(redis_keys.geo_online("GLAZIER"), aid)
+    assert abs(pos[0][1] - 48.8504) < 1e-5
     assert await redis.sismember(redis_keys.LIVE_DIRTY, aid)
     await writebehind.flush_once(redis, gw.app[appkeys.PG_POOL])
     await batcher.flush({aid: (48.8504, 2.35, ts + 62_000, None)})  # in place, 60 s later

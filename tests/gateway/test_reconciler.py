@@ -48,10 +48,10 @@ async def test_a_stale_busy_in_redis_heals_and_never_reaches_postgres(
     client = await make_client()  # default reconcile interval
     redis = client.app[appkeys.REDIS]
     aid, ws = await _online_artisan(client, db, gw_settings)
-    # corrupt: BUSY without any job (a lost or late write does the same)
-    await redis.hset(redis_keys.live_artisan(str(aid)), "current_status", "BUSY")
-    await redis.zrem(redis_keys.geo_online("PLUMBER"), str(aid))
-    await redis.sadd(redis_keys.LIVE_DIRTY, str(aid))  # the write-behind sees it
+    # a lost or late write: BUSY without any job
+    await live.set_busy(redis, aid)
+    assert await redis.geopos(redis_keys.geo_online("PLUMBER"), str(aid)) == [None]
+    assert await redis.sismember(redis_keys.LIVE_DIRTY, str(aid))  # the write-behind sees it
     await eventually(lambda: _is(redis, aid, "ONLINE"), within=HEALED_WITHIN_S)
     assert await redis.geopos(redis_keys.geo_online("PLUMBER"), str(aid)) != [None]
     assert await db.fetchval("SELECT current_status FROM artisans WHERE user_id = $1", aid) != (
@@ -199,3 +199,38 @@ async def test_a_disagreement_is_repaired_only_once_two_passes_saw_it(
     second = await reconciler.reconcile_once(redis, pool, seen_before=seen_before)
     assert second.freed == 1 and await _status(redis, aid) != "BUSY"
     assert seen_before == set()
+
+
+async def test_most_passes_read_the_jobs_set_and_a_full_pass_finds_the_rest(
+    gw: TestClient[Any, Any], db: asyncpg.Connection
+) -> None:
+    """A pass reads the artisans the scripts made BUSY or tracked, not the fleet; a hash
+    changed outside the scripts is found by the next full pass, then repaired."""
+    redis = gw.app[appkeys.REDIS]
+    pool = gw.app[appkeys.PG_POOL]
+    via_script = await create_user(db, role="ARTISAN")
+    outside = await create_user(db, role="ARTISAN")
+    for aid in (via_script, outside):
+        await live.connect_artisan(
+            redis, str(aid), specialty="PLUMBER", level="STANDARD", rating=4.0, verified=True
+        )
+    await live.set_busy(redis, via_script)
+    await redis.hset(redis_keys.live_artisan(str(outside)), "current_status", "BUSY")
+    assert await redis.smembers(redis_keys.LIVE_JOBS) == {str(via_script)}
+    seen: set[reconciler.Disagreement] = set()
+    await reconciler.reconcile_once(redis, pool, seen_before=seen, full=False)
+    freed = await reconciler.reconcile_once(redis, pool, seen_before=seen, full=False)
+    assert freed.freed == 1 and await _status(redis, via_script) != "BUSY"
+    assert await _status(redis, outside) == "BUSY"  # not in the jobs set: not seen yet
+    await reconciler.reconcile_once(redis, pool, seen_before=seen, full=True)
+    assert await redis.smembers(redis_keys.LIVE_JOBS) == {str(via_script), str(outside)}
+    freed = await reconciler.reconcile_once(redis, pool, seen_before=seen, full=False)
+    assert freed.freed == 1 and await _status(redis, outside) != "BUSY"
+    assert await redis.smembers(redis_keys.LIVE_JOBS) == {str(outside)}  # via_script: dropped
+    await reconciler.reconcile_once(redis, pool, seen_before=seen, full=False)
+    assert await redis.smembers(redis_keys.LIVE_JOBS) == set()
+    # tracking puts an artisan in the jobs set too
+    await tracking.start_tracking(
+        redis, artisan_id=outside, intervention_id="job", client_id="c", job_lat=48.8, job_lon=2.3
+    )
+    assert await redis.smembers(redis_keys.LIVE_JOBS) == {str(outside)}
