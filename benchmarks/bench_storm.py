@@ -8,7 +8,9 @@ Seeds verified artisans into the database (TRUNCATEs it: use a scratch one), sta
      processes; a handshake refused for load (503 + Retry-After) is retried by the
      README's reconnect rule (benchmarks/reconnect.py). Reports how many were served
      within 60 s, the time from upgrade to `hello` (target: within 1 s for every
-     admitted socket), the time from the socket's slot to being served, and refusals;
+     admitted socket) as the generators see it and as the server does
+     (`zendo_ws_hello_seconds`), the generators' own loop lag, the time from the
+     socket's slot to being served, and refusals;
   2. then every socket sends one fix per second for `--duration` s: accepted fixes/s and
      the fix -> visible lag of probe sockets (through /admin/artisans/{id}/live and an
      ArtisanIndex mirror here), with the server's and Redis's CPU per accepted fix; and
@@ -144,6 +146,7 @@ async def storm(workers: Workers, url: str, tokens: list[str], rate: float) -> d
     results = await workers.call_each([("storm", url, tokens[i::n], rate / n) for i in range(n)])
     hello = [x for r in results for x in r["hello_s"]]
     served = [x for r in results for x in r["served_s"]]
+    lag = [x for r in results for x in r["loop_lag_s"]]
     return {
         "sockets": len(tokens),
         "served": len(served),
@@ -155,6 +158,8 @@ async def storm(workers: Workers, url: str, tokens: list[str], rate: float) -> d
         "hello_ms": (pct(hello, 0.5), pct(hello, 0.99), max(hello, default=0) * 1000),
         "hello_over_1s": sum(1 for h in hello if h > 1.0),
         "served_ms": (pct(served, 0.5), pct(served, 0.99), max(served, default=0) * 1000),
+        # the generators' own lateness, part of every time they measure
+        "generator_lag_ms": (pct(lag, 0.5), pct(lag, 0.99), max(lag, default=0) * 1000),
     }
 
 
@@ -214,9 +219,16 @@ async def main(args: argparse.Namespace) -> None:
         await asyncio.sleep(1.0)
         rpid = await redis_pid(args.redis_url)
         cpu0 = cpu_s(server.pid)
+        async with aiohttp.ClientSession() as session:
+            before_storm = await scrape(session, port)
         report["storm"] = await storm(workers, f"http://127.0.0.1:{port}/ws", tokens, args.rate)
         report["storm"]["server_cpu_s"] = cpu_s(server.pid) - cpu0
         print(f"storm: {report['storm']}", flush=True)
+        async with aiohttp.ClientSession() as session:
+            after_storm = await scrape(session, port)
+        for line in metrics_diff.report(before_storm, after_storm):
+            if "ws_hello" in line:  # upgrade -> hello as the server saw it
+                print("server:", line, flush=True)
 
         async with aiohttp.ClientSession() as session:
             active = report["storm"]["served"] // args.workers

@@ -127,8 +127,20 @@ class Worker:
                     await asyncio.sleep(reconnect.delay_s(attempt, hint))
             counts["failed"] += 1
 
+        lag_s: list[float] = []
+
+        async def sample_lag() -> None:
+            # This process's own lateness: a hello read late by a busy generator is not
+            # the server's (each 10-ms timer's delay past its due time).
+            while True:
+                due = time.monotonic() + 0.01
+                await asyncio.sleep(0.01)
+                lag_s.append(time.monotonic() - due)
+
+        sampler = asyncio.create_task(sample_lag())
         await asyncio.gather(*(one(k, t) for k, t in enumerate(tokens)))
-        return {"hello_s": hello_s, "served_s": served_s, **counts}
+        sampler.cancel()
+        return {"hello_s": hello_s, "served_s": served_s, "loop_lag_s": lag_s, **counts}
 
     def _frame(self, i: int, step_deg: float) -> str:
         lat, lon = self.positions[i]

@@ -14,6 +14,7 @@ class Metrics:
     registry: CollectorRegistry
     ws_connections: Gauge
     ws_refused: Counter
+    ws_hello_seconds: Histogram
     pings_accepted: Counter
     pings_rejected: Counter
     match_seconds: Histogram
@@ -47,6 +48,13 @@ class Metrics:
             ws_refused=Counter(
                 "zendo_ws_refused",
                 "WebSocket handshakes refused before the upgrade for load",
+                registry=registry,
+            ),
+            ws_hello_seconds=Histogram(
+                "zendo_ws_hello_seconds",
+                "WebSocket upgrade to hello sent (with first-frame auth, the client's"
+                " frame included)",
+                buckets=(*_LATENCY_BUCKETS, 5.0, 10.0),
                 registry=registry,
             ),
             pings_accepted=Counter(

@@ -71,8 +71,10 @@ class Opening:
         self._since[self._next] = time.monotonic()
         return self._next
 
-    def end(self, ticket: int) -> None:
-        self._since.pop(ticket, None)
+    def end(self, ticket: int) -> float | None:
+        """Seconds since `begin`, the first time (None after)."""
+        since = self._since.pop(ticket, None)
+        return None if since is None else time.monotonic() - since
 
     def full(self) -> bool:
         if len(self._since) >= self.max_opening:

@@ -130,7 +130,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                     "server_time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
                 }
             )
-            gateway.opening.end(ticket)
+            waited = gateway.opening.end(ticket)
+            if waited is not None:
+                gateway.metrics.ws_hello_seconds.observe(waited)
             gateway.sockets.opened(session)  # may close the user's oldest socket
             _schedule_expiry(session)
             await _read_loop(gateway, session)

@@ -62,8 +62,13 @@ async def test_handshakes_past_the_bound_are_refused_before_the_upgrade(
     assert int(refused.value.headers["Retry-After"]) >= 1
     assert gateway.metrics.ws_refused._value.get() == 1
     gateway.opening.end(stuck)
+    hellos = gateway.metrics.registry.get_sample_value("zendo_ws_hello_seconds_count")
     sock = await connect(gw, token)  # served promptly again: admitted, hello received
     await sock.close()
+    # the server times upgrade -> hello (the refused handshake never had one)
+    assert gateway.metrics.registry.get_sample_value("zendo_ws_hello_seconds_count") == (
+        (hellos or 0) + 1
+    )
 
 
 def test_opening_is_full_when_the_oldest_waited_too_long_or_too_many_wait() -> None:
@@ -77,7 +82,8 @@ def test_opening_is_full_when_the_oldest_waited_too_long_or_too_many_wait() -> N
     slow = Opening(max_opening=100, max_wait_s=0.0)
     ticket = slow.begin()
     assert slow.full()  # the oldest has waited longer than 0 s
-    slow.end(ticket)
+    waited = slow.end(ticket)
+    assert waited is not None and waited >= 0 and slow.end(ticket) is None  # timed once
     assert not slow.full()
     for t in tickets:
         opening.end(t)
