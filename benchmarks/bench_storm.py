@@ -227,8 +227,8 @@ async def main(args: argparse.Namespace) -> None:
         async with aiohttp.ClientSession() as session:
             after_storm = await scrape(session, port)
         for line in metrics_diff.report(before_storm, after_storm):
-            if "ws_hello" in line:  # upgrade -> hello as the server saw it
-                print("server:", line, flush=True)
+            if "ws_hello" in line or "loop_lag" in line:  # the server's view of the storm
+                print("server (storm):", line, flush=True)
 
         async with aiohttp.ClientSession() as session:
             active = report["storm"]["served"] // args.workers

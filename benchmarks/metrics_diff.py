@@ -22,6 +22,7 @@ HISTOGRAMS = (
     "zendo_dispatch_accept_notify_seconds",
     "zendo_event_loop_lag_seconds",
     "zendo_gc_pause_seconds",
+    "zendo_ws_hello_seconds",
 )
 Series = dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]]
 

@@ -11,12 +11,16 @@ last one: one query for all the artisans' profiles, then one Redis pipeline with
 CONNECT and a single ANNOUNCE. Sockets arriving while a flush runs form the next batch.
 
 `Opening` counts the sockets between their upgrade and their `hello` (authenticating
-or registering). When the oldest of them has waited `MAX_WAIT_S`, or `MAX_OPENING` are
-waiting, the process is not serving new sockets promptly: the gateway then refuses new
-handshakes before the upgrade (503 `overloaded`, with Retry-After), so that each
-admitted socket gets its `hello` within about a second instead of everyone waiting
-behind a queue that grows. The age bound follows the machine's speed; the count bound
-caps the memory a burst can take.
+or registering) and how many got their `hello` in the last second. A newcomer would wait
+about (sockets opening) / (hellos per second): when that passes `MAX_WAIT_S`, or the
+oldest has waited that long, or `MAX_OPENING` are waiting, the process is not serving new
+sockets promptly, and the gateway refuses new handshakes before the upgrade (503
+`overloaded`, with Retry-After), so that each admitted socket gets its `hello` within
+about a second instead of everyone waiting behind a queue that grows. The rate bound
+follows the machine's speed before anyone has waited long (on a slow machine a
+thousand admitted sockets took seconds to register); `MIN_OPENING` always may open, so
+the rate is measured again after a quiet spell; the count bound caps the memory a
+burst can take.
 """
 
 from __future__ import annotations
@@ -39,8 +43,14 @@ log = logging.getLogger("zendo.gateway")
 
 # Sockets between their upgrade and their hello, at most; past it handshakes are refused.
 MAX_OPENING = 1000
-# ... and how long the oldest of them may have waited before new handshakes are refused.
+# ... and how long a newcomer may expect to wait (or the oldest have waited) before new
+# handshakes are refused.
 MAX_WAIT_S = 0.5
+# Sockets that may always be opening, whatever the recent rate of hellos (a slow 2-core
+# machine registers about 300 a second: this is a third of a second of its work).
+MIN_OPENING = 100
+# The rate of hellos is counted over windows this long.
+RATE_WINDOW_S = 1.0
 # Sockets registered per flush (bounds one query, one pipeline and one Lua call).
 CHUNK = 500
 
@@ -55,32 +65,64 @@ class Profile:
 
 
 class Opening:
-    """The sockets between their upgrade and their hello, oldest first."""
+    """The sockets between their upgrade and their hello, oldest first, and the rate at
+    which they get their hello."""
 
-    def __init__(self, max_opening: int = MAX_OPENING, max_wait_s: float = MAX_WAIT_S) -> None:
+    def __init__(
+        self,
+        max_opening: int = MAX_OPENING,
+        max_wait_s: float = MAX_WAIT_S,
+        min_opening: int = MIN_OPENING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_opening = max_opening
         self.max_wait_s = max_wait_s
+        self.min_opening = min_opening
+        self._clock = clock
         self._since: dict[int, float] = {}  # insertion order: the oldest first
         self._next = 0
+        self._window_start = clock()
+        self._served_now = 0  # hellos in the current window
+        self._served_before = 0  # ... in the one before
 
     def __len__(self) -> int:
         return len(self._since)
 
     def begin(self) -> int:
         self._next += 1
-        self._since[self._next] = time.monotonic()
+        self._since[self._next] = self._clock()
         return self._next
 
     def end(self, ticket: int) -> float | None:
-        """Seconds since `begin`, the first time (None after)."""
+        """Seconds since `begin`, the first time (None after); counts a hello."""
         since = self._since.pop(ticket, None)
-        return None if since is None else time.monotonic() - since
+        if since is None:
+            return None
+        now = self._clock()
+        self._roll(now)
+        self._served_now += 1
+        return now - since
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self._window_start
+        if elapsed >= RATE_WINDOW_S:
+            self._served_before = self._served_now if elapsed < 2 * RATE_WINDOW_S else 0
+            self._served_now = 0
+            self._window_start = now
+
+    def per_second(self) -> float:
+        """Hellos per second: the last full window's, or the current one's if higher."""
+        self._roll(self._clock())
+        return max(self._served_before, self._served_now) / RATE_WINDOW_S
 
     def full(self) -> bool:
-        if len(self._since) >= self.max_opening:
+        opening = len(self._since)
+        if opening >= self.max_opening:
             return True
+        if opening >= self.min_opening and opening >= self.per_second() * self.max_wait_s:
+            return True  # a newcomer would wait longer than max_wait_s
         oldest = next(iter(self._since.values()), None)
-        return oldest is not None and time.monotonic() - oldest > self.max_wait_s
+        return oldest is not None and self._clock() - oldest > self.max_wait_s
 
 
 @dataclass(slots=True)

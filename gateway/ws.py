@@ -77,6 +77,13 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     gateway: Gateway = request.app[gateway_keys.GATEWAY]
     settings = gateway.settings
     config = gateway.config
+    if gateway.opening.full():
+        # Past what this process serves promptly: refused before the upgrade, so the
+        # sockets it admits get their hello quickly (the client retries, README). First
+        # thing, before the token's check and its Redis round trip: in a reconnect storm
+        # most handshakes are refused, and each costs the sockets being served.
+        gateway.metrics.ws_refused.inc()
+        raise Overloaded("Too many sockets opening; retry shortly", retry_after_s=1)
     _check_origin(request, settings.cors_origins)
     principal: Principal | None = None
     token = bearer_token(request)
@@ -92,11 +99,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     )
     if not ws.can_prepare(request).ok:
         raise BadRequest("Expected a WebSocket upgrade", code="upgrade_required")
-    if gateway.opening.full():
-        # Past what this process serves promptly: refused before the upgrade, so the
-        # sockets it admits get their hello quickly (the client retries, README).
-        gateway.metrics.ws_refused.inc()
-        raise Overloaded("Too many sockets opening; retry shortly", retry_after_s=1)
     await ws.prepare(request)
     gateway.metrics.ws_connections.inc()
     ticket = gateway.opening.begin()

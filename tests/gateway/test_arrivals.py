@@ -90,6 +90,32 @@ def test_opening_is_full_when_the_oldest_waited_too_long_or_too_many_wait() -> N
     assert len(opening) == 0
 
 
+def test_opening_is_full_when_a_newcomer_would_wait_longer_than_the_bound() -> None:
+    """Sockets opening / hellos per second is a newcomer's expected wait: past
+    max_wait_s handshakes are refused before anyone has waited that long."""
+    now = [0.0]
+    opening = Opening(max_opening=1000, max_wait_s=0.5, min_opening=10, clock=lambda: now[0])
+    tickets = [opening.begin() for _ in range(10)]
+    assert opening.full()  # nothing served yet: only min_opening may open
+    for t in tickets:
+        now[0] += 0.01
+        opening.end(t)
+    now[0] = 1.0  # a full second in which 10 got their hello: 10 per second
+    assert opening.per_second() == 10
+    tickets = [opening.begin() for _ in range(9)]
+    assert not opening.full()
+    tickets.append(opening.begin())
+    assert opening.full()  # 10 opening at 10/s: 1 s > 0.5 s
+    for t in tickets[:5]:
+        opening.end(t)
+    assert opening.per_second() == 10  # the last full window's rate still counts
+    now[0] = 5.0  # a quiet spell: the rate is measured anew, min_opening still open
+    assert opening.per_second() == 0 and opening.full()  # 5 waited 4 s
+    for t in tickets[5:]:
+        opening.end(t)
+    assert not opening.full() and len(opening) == 0
+
+
 async def test_a_registration_whose_database_fails_raises_and_leaves_nothing_waiting(
     gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
 ) -> None:
