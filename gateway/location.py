@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 
 import h3
 from redis.asyncio import Redis
@@ -35,6 +35,7 @@ H3_RESOLUTION = 8
 MAX_CLOCK_SKEW_MS = 5 * 60 * 1000
 MAX_SPEED_M_S = 70.0
 EARTH_RADIUS_M = EARTH_RADIUS_KM * 1000.0
+METRES_PER_DEGREE = math.pi * EARTH_RADIUS_M / 180.0
 
 OUT_OF_RANGE = "out_of_range"
 CLOCK_SKEW = "clock_skew"
@@ -58,14 +59,25 @@ class FixValidator:
     reconnections.
     """
 
-    __slots__ = ("capacity", "last", "rate", "stamp", "tokens")
+    __slots__ = ("age_ms", "capacity", "last", "move_m", "rate", "ref", "stamp", "tokens")
 
-    def __init__(self, rate_per_s: float, last: tuple[float, float, int] | None = None) -> None:
+    def __init__(
+        self,
+        rate_per_s: float,
+        last: tuple[float, float, int] | None = None,
+        *,
+        move_m: float = 25.0,
+        age_s: float = 60.0,
+    ) -> None:
         self.rate = rate_per_s
         self.capacity = max(1.0, rate_per_s)
         self.tokens = self.capacity
         self.stamp = time.monotonic()
         self.last = last
+        # The write-behind's rule (gateway/repo.py), from the last fix that `moved`:
+        self.move_m = move_m
+        self.age_ms = age_s * 1000.0
+        self.ref: tuple[float, float, int] | None = None
 
     def _take_token(self) -> bool:
         now = time.monotonic()
@@ -101,6 +113,20 @@ class FixValidator:
         self.last = (lat, lon, ts)
         return None
 
+    def moved(self, lat: float, lon: float, ts: int) -> bool:
+        """Whether an accepted fix is one PostgreSQL's copy would take: the first of this
+        socket, or over `move_m` metres or `age_s` from the last such fix (which it then
+        becomes). Only those become stream rows and move the GEO set (gateway/lua.py);
+        the parsed floats are here already, which the fix script would have to parse."""
+        ref = self.ref
+        if ref is not None and ts - ref[2] < self.age_ms:
+            dy = (lat - ref[0]) * METRES_PER_DEGREE
+            dx = (lon - ref[1]) * METRES_PER_DEGREE * math.cos(math.radians(ref[0]))
+            if dx * dx + dy * dy <= self.move_m * self.move_m:
+                return False
+        self.ref = (lat, lon, ts)
+        return True
+
 
 # (lat, lon, ts, heading) of an accepted fix, keyed by artisan id in the batch.
 Fix = tuple[float, float, int, float | None]
@@ -109,13 +135,14 @@ OnTracked = Callable[[list[TrackedFix]], Awaitable[None]]
 OnAccepted = Callable[[int], None]
 
 
-def _pack(batch: list[tuple[str, Fix]]) -> str:
-    """Rows "id|lat|lon|ts|cell|heading\n" for APPLY_FIXES (repr: exact round trip)."""
+def _pack(batch: list[tuple[str, Fix]], moved: Container[str]) -> str:
+    """Rows "id|lat|lon|ts|cell|heading|moved\n" for APPLY_FIXES (repr: exact round
+    trip; moved '1' or '0')."""
     cell = h3.latlng_to_cell
     return "".join(
         [
             f"{aid}|{lat!r}|{lon!r}|{ts}|{cell(lat, lon, H3_RESOLUTION)}|"
-            f"{'' if heading is None else repr(heading)}\n"
+            f"{'' if heading is None else repr(heading)}|{'1' if aid in moved else '0'}\n"
             for aid, (lat, lon, ts, heading) in batch
         ]
     )
@@ -141,8 +168,6 @@ class LocationBatcher:
         on_accepted: OnAccepted | None = None,
         max_inflight: int = 2,
         linger_s: float = 0.0,
-        writebehind_move_m: float = 25.0,
-        writebehind_age_s: float = 60.0,
     ) -> None:
         self.redis = redis
         self.linger_s = linger_s
@@ -154,6 +179,9 @@ class LocationBatcher:
         self.on_accepted = on_accepted
         self.accepted = 0
         self.pending: dict[str, Fix] = {}
+        # Artisans with a pending fix that moved (FixValidator.moved): a newer fix that did
+        # not replaces it in `pending` but keeps the flag, so the move is not lost.
+        self.pending_moved: set[str] = set()
         self.wakeup = asyncio.Event()
         self.slots = asyncio.Semaphore(max_inflight)
         self.inflight: set[asyncio.Task[None]] = set()
@@ -164,15 +192,15 @@ class LocationBatcher:
             *live.common_args(),
             redis_keys.LIVE_ARTISAN_PREFIX,
             redis_keys.TRACKING_PREFIX,
-            writebehind_move_m,
-            int(writebehind_age_s * 1000),
         ]
 
-    def add(self, artisan_id: str, fix: Fix) -> None:
+    def add(self, artisan_id: str, fix: Fix, moved: bool = True) -> None:
         pending = self.pending
         if not pending:
             self.wakeup.set()
         pending[artisan_id] = fix
+        if moved:
+            self.pending_moved.add(artisan_id)
         self.accepted += 1
 
     async def run(self) -> None:
@@ -189,21 +217,22 @@ class LocationBatcher:
                 self._last_flush = asyncio.get_running_loop().time()
                 self.wakeup.clear()
                 batch, self.pending = self.pending, {}
+                moved, self.pending_moved = self.pending_moved, set()
                 if self.accepted and self.on_accepted is not None:
                     self.on_accepted(self.accepted)
                     self.accepted = 0
                 if not batch:
                     self.slots.release()
                     continue
-                task = asyncio.get_running_loop().create_task(self._flush_task(batch))
+                task = asyncio.get_running_loop().create_task(self._flush_task(batch, moved))
                 self.inflight.add(task)
                 task.add_done_callback(self.inflight.discard)
         finally:
             await stop_tasks(*self.inflight)
 
-    async def _flush_task(self, batch: dict[str, Fix]) -> None:
+    async def _flush_task(self, batch: dict[str, Fix], moved: set[str]) -> None:
         try:
-            await self.flush(batch)
+            await self.flush(batch, moved)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -212,6 +241,7 @@ class LocationBatcher:
             log.warning("location flush failed (%s); retrying in %.2fs", exc, backoff)
             for artisan_id, fix in batch.items():
                 self.pending.setdefault(artisan_id, fix)  # a newer pending fix wins
+            self.pending_moved |= moved
             await asyncio.sleep(backoff)
             self.wakeup.set()
         else:
@@ -219,9 +249,13 @@ class LocationBatcher:
         finally:
             self.slots.release()
 
-    async def flush(self, batch: dict[str, Fix]) -> None:
+    async def flush(self, batch: dict[str, Fix], moved: Container[str] | None = None) -> None:
+        """Write `batch`; `moved`: the artisans whose fix moved (None: all of them)."""
         items = list(batch.items())
-        packed = [_pack(items[i : i + self.chunk]) for i in range(0, len(items), self.chunk)]
+        flagged: Container[str] = batch if moved is None else moved
+        packed = [
+            _pack(items[i : i + self.chunk], flagged) for i in range(0, len(items), self.chunk)
+        ]
         script = live.APPLY_FIXES.registered(self.redis)
         try:
             tracked = await self._execute(script, packed)

@@ -83,40 +83,42 @@ end
 """
 )
 
-# ARGV[8..] = live hash prefix, tracking prefix, write-behind move (m) and age (ms),
-# then the batch: rows "id|lat|lon|ts|cell|heading\n". Returns one entry per fix of a
-# tracked artisan: {id, intervention, client, job_lat, job_lon, lat, lon, ts, heading}.
+# ARGV[8..] = live hash prefix, tracking prefix, then the batch: rows
+# "id|lat|lon|ts|cell|heading|moved\n". Returns one entry per fix of a tracked artisan:
+# {id, intervention, client, job_lat, job_lon, lat, lon, ts, heading}.
 # A fix is the hot path (thousands a second), so it does only what changed: the H3
 # bucket when the cell or the status changed, the ids set for a first fix, the
 # freshness index when a fix starts a new minute, the tracking record only for a
 # tracked artisan ('trk' in the hash). The hash and tracking always get the fix. The
-# rest follows PostgreSQL's copy: when a fix would rewrite it (status changed, moved
-# over `move` metres or `age` ms since the position handed to the write-behind: the
-# rule of gateway/repo.py), the artisan joins the write-behind's dirty set, the fix
-# becomes a stream row for the index mirrors and the ops feed, and it moves the
-# artisan in the GEO set. An artisan waiting in place (most of the fleet, pinging every
-# few seconds) thus costs each mirror nothing per fix, and the index and the GEO set are
-# as close to the fix as PostgreSQL is (25 m, 60 s); the hash has the exact last fix.
-# Redis's own work per fix is a reply per field read and a call per command (each call
-# costs about half a GEOADD), so an artisan waiting in place costs two calls: HMGET of
-# five fields (the write-behind's copy is one packed field, 'w' = "lat|lon|ts|status",
-# written by POP_DIRTY) and HSET of the position. The profile (specialty, level,
-# rating) is read only when a row is written or the GEO set changes, and 'verified' and
-# 'avail' only for an artisan neither ONLINE nor BUSY (every script that changes either
-# keeps ONLINE to verified, available artisans with a specialty).
+# rest follows PostgreSQL's copy: a fix that would rewrite it (the gateway's
+# FixValidator.moved flags the first fix of a socket and those 25 m or 60 s from the
+# last flagged one: the rule of gateway/repo.py; or a status other than the one handed
+# to the write-behind, 'w', written by POP_DIRTY) joins the write-behind's dirty set,
+# becomes a stream row for the index mirrors and the ops feed, and moves the artisan in
+# the GEO set. An artisan waiting in place (most of the fleet, pinging every few
+# seconds) thus costs each mirror nothing per fix, and the index and the GEO set are as
+# close to the fix as PostgreSQL is (25 m, 60 s); the hash has the exact last fix.
+# Redis's own work per fix is a reply per field read, a call per command (each call
+# costs about half a GEOADD) and the script's own string work (parsing a number costs
+# about as much as reading a field, so the distance is the gateway's, which parsed the
+# fix already): an artisan waiting in place costs HMGET of five fields and HSET of the
+# position. The profile (specialty, level, rating) is read only when a row is written
+# or the GEO set changes, and 'verified' and 'avail' only for an artisan neither ONLINE
+# nor BUSY (every script that changes either keeps ONLINE to verified, available
+# artisans with a specialty).
 APPLY_FIXES = (
     _PRELUDE
     + r"""
-local LIVE_P, TRK_P, MOVE_M, AGE_MS = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local LIVE_P, TRK_P = ARGV[8], ARGV[9]
 -- The freshness index moves once a minute per artisan: half the stale sweep's 2 minutes
 -- (RECENT_FIX_S), so a live artisan's score never falls behind the sweep's cutoff, and the
 -- sweep checks the hash's exact 'ts' before it expires anyone.
 local FRESH_STEP_MS = 60000
-local COS, RAD, ABS, FLOOR, TONUM, MATCH, CALL =
-  math.cos, math.rad, math.abs, math.floor, tonumber, string.match, redis.call
+local ABS, FLOOR, TONUM, CALL = math.abs, math.floor, tonumber, redis.call
 local out = {}
 local n = 0
-for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n') do
+for id, lat, lon, ts, cell, heading, moved in string.gmatch(ARGV[10],
+    '([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n') do
   local hkey = LIVE_P .. id
   local v = CALL('HMGET', hkey, 'ts', 'h3', 'current_status', 'trk', 'w')
   local nts = TONUM(ts)
@@ -138,14 +140,7 @@ for id, lat, lon, ts, cell, heading in string.gmatch(ARGV[12], '([^|]*)|([^|]*)|
       CALL('HSET', hkey, 'lat', lat, 'lon', lon, 'ts', ts, 'h3', cell, 'current_status', status)
     end
     local flat = TONUM(lat)
-    local wlat, wlon, wts, wst = MATCH(v[5] or '', '^([^|]*)|([^|]*)|([^|]*)|(.*)$')
-    wlat, wlon, wts = TONUM(wlat or ''), TONUM(wlon or ''), TONUM(wts or '')
-    local due = (not wlat) or (not wlon) or (not wts) or wst ~= status or nts >= wts + AGE_MS
-    if not due then
-      local dy = (flat - wlat) * 111194.9
-      local dx = (TONUM(lon) - wlon) * 111194.9 * COS(RAD(wlat))
-      due = dx * dx + dy * dy > MOVE_M * MOVE_M
-    end
+    local due = moved == '1' or v[5] ~= status
     if not prof and (due or was ~= status or not old_ts) then
       prof = CALL('HMGET', hkey, 'specialty', 'level', 'rating')
     end
@@ -444,11 +439,8 @@ local rows = {}
 for i, id in ipairs(ids) do
   local v = redis.call('HMGET', LIVE_P .. id, 'lat', 'lon', 'ts', 'current_status')
   rows[i] = table.concat({id, v[1] or '', v[2] or '', v[3] or '', v[4] or ''}, '|')
-  -- What PostgreSQL is handed: APPLY_FIXES marks the artisan dirty again only when the
-  -- write-behind's rule would rewrite it.
-  if v[1] and v[2] and v[3] then
-    redis.call('HSET', LIVE_P .. id, 'w', v[1] .. '|' .. v[2] .. '|' .. v[3] .. '|' .. (v[4] or 'OFFLINE'))
-  end
+  -- The status PostgreSQL is handed: a fix with another marks the artisan dirty again.
+  if v[1] and v[2] and v[3] then redis.call('HSET', LIVE_P .. id, 'w', v[4] or 'OFFLINE') end
 end
 if #rows == 0 then return '' end
 return table.concat(rows, '\n') .. '\n'

@@ -94,8 +94,6 @@ class Gateway:
                 on_accepted=self.metrics.pings_accepted.inc,
                 max_inflight=self.config.max_inflight_flushes,
                 linger_s=self.config.flush_linger_s,
-                writebehind_move_m=self.config.writebehind_min_move_m,
-                writebehind_age_s=self.config.writebehind_max_age_s,
             )
         return self._batcher
 
@@ -120,7 +118,12 @@ class Gateway:
                 session.verified = profile.verified
                 session.specialty = profile.specialty
             last = profile.last_fix if profile is not None else None
-            session.validator = FixValidator(self.settings.ping_rate_per_s, last)
+            session.validator = FixValidator(
+                self.settings.ping_rate_per_s,
+                last,
+                move_m=self.config.writebehind_min_move_m,
+                age_s=self.config.writebehind_max_age_s,
+            )
 
     def _forget(self, session: Session) -> bool:
         """Drop the socket from this node's table; True if the user has others here."""

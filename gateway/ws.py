@@ -265,7 +265,8 @@ def _on_location(gateway: Gateway, session: Session, frame: LocationFrame) -> No
         if reason != RATE_LIMITED:  # excess is dropped silently (and counted)
             session.send_error(reason, _REJECT_DETAIL[reason])
         return
-    gateway.batcher.add(session.user_id, (frame.lat, frame.lon, ts, frame.heading))
+    moved = validator.moved(frame.lat, frame.lon, ts)
+    gateway.batcher.add(session.user_id, (frame.lat, frame.lon, ts, frame.heading), moved)
     if not session.verified and not session.not_verified_sent:
         session.not_verified_sent = True
         session.send_error("not_verified", "Position stored, but only VERIFIED artisans go ONLINE")

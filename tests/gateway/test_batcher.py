@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from core import appkeys, redis_keys
 from core.settings import Settings
 from gateway import live, tracking, writebehind
-from gateway.location import H3_RESOLUTION, LocationBatcher, TrackedFix
+from gateway.location import H3_RESOLUTION, FixValidator, LocationBatcher, TrackedFix
 from gateway.mirror import parse_event
 from tests.gateway.conftest import eventually, new_artisan, now_ms
 
@@ -107,26 +107,30 @@ async def test_a_failed_flush_keeps_the_batch_and_newer_fixes_win(
 
     batcher = LocationBatcher(redis, chunk=10, on_tracked=ignore)
     real_flush = batcher.flush
-    calls: list[dict[str, Any]] = []
+    calls: list[tuple[dict[str, Any], set[str]]] = []
 
-    async def flaky(batch: dict[str, Any]) -> None:
-        calls.append(dict(batch))
+    async def flaky(batch: dict[str, Any], moved: set[str]) -> None:
+        calls.append((dict(batch), set(moved)))
         if len(calls) == 1:
-            batcher.add(ids[0], (48.90, 2.35, ts + 500, None))  # arrives during the failure
+            # arrives during the failure, and did not move: the failed one's move stays
+            batcher.add(ids[0], (48.90, 2.35, ts + 500, None), moved=False)
             raise ConnectionError("redis went away")
-        await real_flush(batch)
+        await real_flush(batch, moved)
 
     batcher.flush = flaky  # type: ignore[method-assign]
     ts = now_ms()
-    batcher.add(ids[0], (48.85, 2.35, ts, None))
-    batcher.add(ids[1], (48.86, 2.35, ts, None))
+    batcher.add(ids[0], (48.85, 2.35, ts, None), moved=True)
+    batcher.add(ids[1], (48.86, 2.35, ts, None), moved=False)
     task = asyncio.create_task(batcher.run())
     try:
         await eventually(lambda: _async(batcher.flushed == 2))
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert calls[1] == {ids[0]: (48.90, 2.35, ts + 500, None), ids[1]: (48.86, 2.35, ts, None)}
+    assert calls[1] == (
+        {ids[0]: (48.90, 2.35, ts + 500, None), ids[1]: (48.86, 2.35, ts, None)},
+        {ids[0]},
+    )
     first = await live.read_live(redis, ids[0])
     assert first is not None and first["lat"] == 48.90
 
@@ -144,9 +148,9 @@ async def test_flushes_are_at_least_a_linger_apart_and_the_first_goes_at_once(
     batcher = LocationBatcher(redis, chunk=10, on_tracked=ignore, linger_s=0.2)
     real_flush = batcher.flush
 
-    async def timed(batch: dict[str, Any]) -> None:
+    async def timed(batch: dict[str, Any], moved: set[str]) -> None:
         flushed_at.append((asyncio.get_running_loop().time(), len(batch)))
-        await real_flush(batch)
+        await real_flush(batch, moved)
 
     batcher.flush = timed  # type: ignore[method-assign]
     task = asyncio.create_task(batcher.run())
@@ -257,7 +261,8 @@ async def test_a_fix_marks_the_write_behind_only_when_postgresql_would_rewrite_t
     make_client: Any, db: asyncpg.Connection, gw_settings: Settings
 ) -> None:
     """The fix script skips the dirty set (and the write-behind's read of the hash) for a
-    fix within 25 m and 60 s of what PostgreSQL was last handed, with the same status."""
+    fix within 25 m and 60 s of the socket's last such fix, with the status PostgreSQL
+    was last handed."""
     gw = await make_client(run_background=False)  # only this test's flushes write
     redis = gw.app[appkeys.REDIS]
     pool = gw.app[appkeys.PG_POOL]
@@ -266,10 +271,11 @@ async def test_a_fix_marks_the_write_behind_only_when_postgresql_would_rewrite_t
         redis, aid, specialty="PLUMBER", level="STANDARD", rating=4.5, verified=True
     )
     batcher = LocationBatcher(redis, chunk=10, on_tracked=_ignore)
+    validator = FixValidator(1.0, move_m=25.0, age_s=60.0)
     t0 = now_ms() - 100_000
 
     async def fix(lat: float, ts: int) -> bool:
-        await batcher.flush({aid: (lat, 2.3, ts, None)})
+        await _flush_moving(batcher, validator, aid, lat, 2.3, ts)
         return bool(await redis.sismember(redis_keys.LIVE_DIRTY, aid))
 
     assert await fix(48.8, t0)  # a first position
@@ -280,6 +286,11 @@ async def test_a_fix_marks_the_write_behind_only_when_postgresql_would_rewrite_t
     assert await writebehind.flush_once(redis, pool) == 1
     assert not await fix(48.8003, t0 + 30_000)
     assert await fix(48.8003, t0 + 63_000)  # 60 s after the position it was handed
+    assert await writebehind.flush_once(redis, pool) == 1
+    # a status other than the one PostgreSQL was handed, without a move
+    await redis.hset(redis_keys.live_artisan(aid), "current_status", "OFFLINE")
+    await redis.hset(redis_keys.live_artisan(aid), "avail", "0")
+    assert await fix(48.8003, t0 + 64_000)
     assert await writebehind.flush_once(redis, pool) == 1
     await live.set_busy(redis, aid)  # a status change always reaches it
     assert await redis.sismember(redis_keys.LIVE_DIRTY, aid)
@@ -308,7 +319,15 @@ async def test_only_a_tracked_artisans_fixes_are_forwarded(
 
 
 def _row(aid: str, ts: int) -> str:
-    return f"{aid}|48.8|2.3|{ts}|{h3.latlng_to_cell(48.8, 2.3, H3_RESOLUTION)}|\n"
+    return f"{aid}|48.8|2.3|{ts}|{h3.latlng_to_cell(48.8, 2.3, H3_RESOLUTION)}||1\n"
+
+
+async def _flush_moving(
+    batcher: LocationBatcher, validator: FixValidator, aid: str, lat: float, lon: float, ts: int
+) -> None:
+    """One fix as the socket handler hands it over: flagged by the validator's rule."""
+    moved = validator.moved(lat, lon, ts)
+    await batcher.flush({aid: (lat, lon, ts, None)}, {aid} if moved else set())
 
 
 async def _ignore(_entries: list[TrackedFix]) -> None:
@@ -320,9 +339,10 @@ async def test_a_fix_reaches_the_stream_only_when_it_moves_postgresqls_copy(
 ) -> None:
     """Every fix updates the hash; the GEO set, the index mirrors and the ops feed
     follow only a fix that the write-behind would write: a status change, a move of
-    over 25 m, or 60 s since the position handed to the write-behind."""
+    over 25 m, or 60 s since the socket's last such fix."""
     redis = gw.app[appkeys.REDIS]
     (aid,) = await _profiles(redis, 1)
+    validator = FixValidator(1.0)
 
     async def ignore(_entries: list[TrackedFix]) -> None:
         return None
@@ -335,17 +355,17 @@ async def test_a_fix_reaches_the_stream_only_when_it_moves_postgresqls_copy(
 
     batcher = LocationBatcher(redis, chunk=10, on_tracked=ignore)
     ts = now_ms()
-    await batcher.flush({aid: (48.85, 2.35, ts, None)})  # OFFLINE -> ONLINE
+    await _flush_moving(batcher, validator, aid, 48.85, 2.35, ts)  # OFFLINE -> ONLINE
     assert [r[1:3] for r in await rows_of_fixes()] == [("48.85", "2.35")]
     await writebehind.flush_once(redis, gw.app[appkeys.PG_POOL])  # hands 48.85 to PostgreSQL
-    await batcher.flush({aid: (48.8501, 2.35, ts + 1000, None)})  # 11 m
+    await _flush_moving(batcher, validator, aid, 48.8501, 2.35, ts + 1000)  # 11 m
     state = await live.read_live(redis, aid)
     assert state is not None and state["lat"] == 48.8501
     pos = await redis.geopos(redis_keys.geo_online("GLAZIER"), aid)
     assert abs(pos[0][1] - 48.85) < 1e-5
     assert len(await rows_of_fixes()) == 1
     assert not await redis.sismember(redis_keys.LIVE_DIRTY, aid)
-    await batcher.flush({aid: (48.8504, 2.35, ts + 2000, None)})  # 44 m from 48.85
+    await _flush_moving(batcher, validator, aid, 48.8504, 2.35, ts + 2000)  # 44 m from 48.85
     assert [r[1:3] for r in await rows_of_fixes()] == [("48.85", "2.35"), ("48.8504", "2.35")]
     # the row carries the profile, read only for such a fix
     assert [r[3:6] for r in await rows_of_fixes()] == [("GLAZIER", "STANDARD", "4.0")] * 2
@@ -353,5 +373,16 @@ async def test_a_fix_reaches_the_stream_only_when_it_moves_postgresqls_copy(
     assert abs(pos[0][1] - 48.8504) < 1e-5
     assert await redis.sismember(redis_keys.LIVE_DIRTY, aid)
     await writebehind.flush_once(redis, gw.app[appkeys.PG_POOL])
-    await batcher.flush({aid: (48.8504, 2.35, ts + 62_000, None)})  # in place, 60 s later
+    await _flush_moving(batcher, validator, aid, 48.8504, 2.35, ts + 62_000)  # 60 s later
     assert len(await rows_of_fixes()) == 3
+
+
+def test_a_fix_moved_when_it_is_the_sockets_first_or_25_m_or_60_s_from_the_last_that_did() -> None:
+    validator = FixValidator(1.0, move_m=25.0, age_s=60.0)
+    assert validator.moved(48.85, 2.35, 0)  # the socket's first fix
+    assert not validator.moved(48.8502, 2.35, 1_000)  # 22 m north
+    assert not validator.moved(48.85, 2.3503, 2_000)  # 22 m east
+    assert validator.moved(48.8503, 2.35, 3_000)  # 33 m from the first: the new reference
+    assert not validator.moved(48.8505, 2.35, 4_000)  # 22 m from it, 68 m from the first
+    assert not validator.moved(48.8503, 2.35, 62_999)
+    assert validator.moved(48.8503, 2.35, 63_000)  # 60 s, in place
