@@ -20,13 +20,16 @@ about a second instead of everyone waiting behind a queue that grows. The rate b
 follows the machine's speed before anyone has waited long (on a slow machine a
 thousand admitted sockets took seconds to register); `MIN_OPENING` always may open, so
 the rate is measured again after a quiet spell; the count bound caps the memory a
-burst can take.
+burst can take. A refusal's Retry-After grows while refusals outnumber hellos
+(`Opening.refused`): in a reconnect storm most handshakes are refused, and each refusal
+costs the process about what a request does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -51,6 +54,9 @@ MAX_WAIT_S = 0.5
 MIN_OPENING = 100
 # The rate of hellos is counted over windows this long.
 RATE_WINDOW_S = 1.0
+# A refused handshake's Retry-After, in seconds: from 1, multiplied each window by the
+# square root of (refused + 1) / (hellos + 1), halved after a window without refusals.
+MAX_RETRY_AFTER_S = 5.0
 # Sockets registered per flush (bounds one query, one pipeline and one Lua call).
 CHUNK = 500
 
@@ -84,6 +90,8 @@ class Opening:
         self._window_start = clock()
         self._served_now = 0  # hellos in the current window
         self._served_before = 0  # ... in the one before
+        self._refused_now = 0  # handshakes refused in the current window
+        self._retry_after_s = 1.0
 
     def __len__(self) -> int:
         return len(self._since)
@@ -106,9 +114,25 @@ class Opening:
     def _roll(self, now: float) -> None:
         elapsed = now - self._window_start
         if elapsed >= RATE_WINDOW_S:
+            if self._refused_now:
+                pressure = (self._refused_now + 1) / (self._served_now + 1)
+                self._retry_after_s *= math.sqrt(pressure)
+            else:
+                self._retry_after_s /= 2
+            self._retry_after_s = min(MAX_RETRY_AFTER_S, max(1.0, self._retry_after_s))
             self._served_before = self._served_now if elapsed < 2 * RATE_WINDOW_S else 0
             self._served_now = 0
+            self._refused_now = 0
             self._window_start = now
+
+    def refused(self) -> int:
+        """Count a refused handshake; its Retry-After (s). While refusals outnumber the
+        hellos the hint grows, so the crowd comes back about as fast as it is served
+        instead of spending the process's time on refusals (each costs about as much
+        as a request)."""
+        self._roll(self._clock())
+        self._refused_now += 1
+        return math.ceil(self._retry_after_s)
 
     def per_second(self) -> float:
         """Hellos per second: the last full window's, or the current one's if higher."""

@@ -83,7 +83,10 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         # thing, before the token's check and its Redis round trip: in a reconnect storm
         # most handshakes are refused, and each costs the sockets being served.
         gateway.metrics.ws_refused.inc()
-        raise Overloaded("Too many sockets opening; retry shortly", retry_after_s=1)
+        raise Overloaded(
+            "Too many sockets opening; retry shortly",
+            retry_after_s=gateway.opening.refused(),
+        )
     _check_origin(request, settings.cors_origins)
     principal: Principal | None = None
     token = bearer_token(request)

@@ -116,6 +116,31 @@ def test_opening_is_full_when_a_newcomer_would_wait_longer_than_the_bound() -> N
     assert not opening.full() and len(opening) == 0
 
 
+def test_the_retry_hint_grows_while_refusals_outnumber_hellos_and_falls_after() -> None:
+    now = [0.0]
+    opening = Opening(clock=lambda: now[0])
+    assert opening.refused() == 1  # the first window: 1 s
+    for _ in range(98):
+        opening.refused()
+    for second in range(1, 4):  # 99 refusals a window, no hello: x10 a window, up to 5 s
+        now[0] = float(second)
+        hint = opening.refused()
+        for _ in range(98):
+            opening.refused()
+    assert hint == 5
+    now[0] = 4.0
+    opening.end(opening.begin())  # a window with refusals and as many hellos: unchanged
+    assert opening.refused() == 5
+    now[0] = 5.0
+    opening.per_second()  # windows roll on any call
+    now[0] = 6.0
+    assert opening.refused() == 3  # a window without refusals halves it (2.5 s)
+    for second in range(7, 14):
+        now[0] = float(second)
+        opening.per_second()
+    assert opening.refused() == 1  # never under 1 s
+
+
 async def test_a_registration_whose_database_fails_raises_and_leaves_nothing_waiting(
     gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
 ) -> None:
