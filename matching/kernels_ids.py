@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -70,35 +72,40 @@ def k_lookup(htab: I32, m_id: I64, m_b: I8, hi: int, lo: int, kind: int) -> int:
 
 
 @jit
+def uuid_words(chars: Any) -> tuple[bool, int, int]:
+    """(ok, hi, lo) of a canonical (lowercase) UUID's 36 code points, any integer array:
+    its two 64-bit halves with the top bit flipped, as the id table stores them."""
+    hi = np.uint64(0)
+    lo = np.uint64(0)
+    nib = 0
+    for c in range(36):
+        ch = chars[c]
+        if c == 8 or c == 13 or c == 18 or c == 23:
+            if ch != 45:
+                return False, 0, 0
+            continue
+        if 48 <= ch <= 57:
+            v = ch - 48
+        elif 97 <= ch <= 102:
+            v = ch - 87
+        else:
+            return False, 0, 0
+        if nib < 16:
+            hi = (hi << np.uint64(4)) | np.uint64(v)
+        else:
+            lo = (lo << np.uint64(4)) | np.uint64(v)
+        nib += 1
+    return True, np.int64(hi ^ TOP_BIT), np.int64(lo ^ TOP_BIT)
+
+
+@jit
 def k_parse_uuid_rows(
     codes: npt.NDArray[np.uint32], his: I64, los: I64, ok: npt.NDArray[np.bool_]
 ) -> None:
     """Vectorised canonical-UUID parsing of a (n, 36) array of UCS-4 code points."""
     for j in range(codes.shape[0]):
-        good = True
-        hi = np.uint64(0)
-        lo = np.uint64(0)
-        nib = 0
-        for c in range(36):
-            ch = codes[j, c]
-            if c == 8 or c == 13 or c == 18 or c == 23:
-                if ch != 45:
-                    good = False
-                    break
-                continue
-            if 48 <= ch <= 57:
-                v = ch - 48
-            elif 97 <= ch <= 102:
-                v = ch - 87
-            else:
-                good = False
-                break
-            if nib < 16:
-                hi = (hi << np.uint64(4)) | np.uint64(v)
-            else:
-                lo = (lo << np.uint64(4)) | np.uint64(v)
-            nib += 1
+        good, hi, lo = uuid_words(codes[j])
         ok[j] = good
         if good:
-            his[j] = np.int64(hi ^ TOP_BIT)
-            los[j] = np.int64(lo ^ TOP_BIT)
+            his[j] = hi
+            los[j] = lo

@@ -62,7 +62,6 @@ from matching.jit import (
     NEED_POOL,
     OK,
     SPEC_SHIFT,
-    TOP_BIT,
     U64,
     UP_SLOW,
     arr1,
@@ -73,7 +72,7 @@ from matching.jit import (
     jit,
     prefetch,
 )
-from matching.kernels_ids import id_delete_at, id_find, id_home
+from matching.kernels_ids import id_delete_at, id_find, id_home, uuid_words
 from matching.kernels_tree import (
     box_add,
     box_reset,
@@ -398,32 +397,10 @@ def k_upsert(
 
 @jit
 def _uuid_words(addr: int, n: int) -> tuple[bool, int, int]:
-    """(ok, hi, lo) of the canonical (lowercase) UUID text at ``addr`` (``n`` bytes),
-    as :func:`matching.kernels_ids.k_parse_uuid_rows` stores it."""
+    """(ok, hi, lo) of the canonical (lowercase) UUID text at ``addr`` (``n`` bytes)."""
     if n != 36:
         return False, 0, 0
-    b = _carray(as_voidptr(addr), (36,), np.uint8)
-    hi = np.uint64(0)
-    lo = np.uint64(0)
-    nib = 0
-    for c in range(36):
-        ch = b[c]
-        if c == 8 or c == 13 or c == 18 or c == 23:
-            if ch != 45:
-                return False, 0, 0
-            continue
-        if 48 <= ch <= 57:
-            v = ch - 48
-        elif 97 <= ch <= 102:
-            v = ch - 87
-        else:
-            return False, 0, 0
-        if nib < 16:
-            hi = (hi << np.uint64(4)) | np.uint64(v)
-        else:
-            lo = (lo << np.uint64(4)) | np.uint64(v)
-        nib += 1
-    return True, np.int64(hi ^ TOP_BIT), np.int64(lo ^ TOP_BIT)
+    return uuid_words(_carray(as_voidptr(addr), (36,), np.uint8))
 
 
 @jit
