@@ -261,8 +261,15 @@ async def main(args: argparse.Namespace) -> None:
             "redis_cpu_us_per_fix": (c1[1] - c0[1]) / max(1.0, accepted) * 1e6,
         }
         print(f"1 Hz: {report['fixes']}", flush=True)
+        async with aiohttp.ClientSession() as session:
+            before_close = await scrape(session, port)
         report["close"] = await mass_close(workers, port, server.pid, report["storm"]["served"])
         print(f"mass close: {report['close']}", flush=True)
+        async with aiohttp.ClientSession() as session:
+            after_close = await scrape(session, port)
+        for line in metrics_diff.report(before_close, after_close):
+            if "loop_lag" in line or "gc_pause" in line:  # the server's view of the close
+                print("server (close):", line, flush=True)
     finally:
         workers.stop()
         server.terminate()

@@ -61,7 +61,7 @@ PRESENCE = Script(lua.PRESENCE)
 SET_BUSY = Script(lua.SET_BUSY)
 SET_AVAILABLE = Script(lua.SET_AVAILABLE)
 UPDATE_PROFILE = Script(lua.UPDATE_PROFILE)
-EXPIRE_LEASE = Script(lua.EXPIRE_LEASE)
+EXPIRE_LEASES = Script(lua.EXPIRE_LEASES)
 EXPIRE_STALE = Script(lua.EXPIRE_STALE)
 DISCONNECT_MANY = Script(lua.DISCONNECT_MANY)
 ANNOUNCE = Script(lua.ANNOUNCE)
@@ -247,19 +247,21 @@ async def set_presence(redis: Redis, artisan_id: str, wanted: str, recent_fix_ms
     return str(status)
 
 
-async def expire_lease(redis: Redis, artisan_id: str) -> bool:
-    """OFFLINE an artisan whose presence lease ran out (no socket anywhere for the grace)."""
-    done = await EXPIRE_LEASE(
+async def expire_leases(redis: Redis, limit: int = 500) -> tuple[int, int]:
+    """The lease sweep: OFFLINE the artisans whose presence lease ran out (no socket
+    anywhere for the grace), at most `limit` leases per call. Returns (leases ended,
+    artisans that went OFFLINE)."""
+    ended, offline = await EXPIRE_LEASES(
         redis,
         [
             *common_args(),
-            artisan_id,
-            redis_keys.live_artisan(artisan_id),
             redis_keys.PRESENCE_LEASES,
+            redis_keys.LIVE_ARTISAN_PREFIX,
             now_ms(),
+            limit,
         ],
     )
-    return bool(done)
+    return int(ended), int(offline)
 
 
 async def expire_stale(redis: Redis, recent_fix_ms: int, limit: int = 1000) -> int:

@@ -333,24 +333,29 @@ return 1
 """
 )
 
-# ARGV[8..] = id, hash key, leases key, now ms. The sweeper: a lease ran out.
-EXPIRE_LEASE = (
+# ARGV[8..] = leases key, live hash prefix, now ms, limit. The lease sweep: artisans whose
+# presence lease ran out (no socket anywhere for the grace) go OFFLINE, at most `limit`
+# per call, in one stream entry. Returns {leases ended, artisans that went OFFLINE}.
+EXPIRE_LEASES = (
     _PRELUDE
     + r"""
-local id, hkey, leases, now = ARGV[8], ARGV[9], ARGV[10], tonumber(ARGV[11])
-local score = redis.call('ZSCORE', leases, id)
-if (not score) or tonumber(score) > now then return 0 end
-redis.call('ZREM', leases, id)
-local h = load(hkey)
-if h.current_status == 'ONLINE' then
-  h.current_status = 'OFFLINE'
-  redis.call('HSET', hkey, 'current_status', 'OFFLINE')
-  place(id, h)
-  emit(id, h)
-  publish('status')
-  return 1
+local leases, LIVE_P, now, limit = ARGV[8], ARGV[9], tonumber(ARGV[10]), tonumber(ARGV[11])
+local due = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
+local n = 0
+for _, id in ipairs(due) do
+  redis.call('ZREM', leases, id)
+  local hkey = LIVE_P .. id
+  local h = load(hkey)
+  if h.current_status == 'ONLINE' then
+    h.current_status = 'OFFLINE'
+    redis.call('HSET', hkey, 'current_status', 'OFFLINE')
+    place(id, h)
+    emit(id, h)
+    n = n + 1
+  end
 end
-return 0
+publish('status')
+return {#due, n}
 """
 )
 

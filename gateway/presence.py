@@ -82,17 +82,14 @@ async def refresh_loop(gateway: Gateway) -> None:
 
 
 async def sweep_once(gateway: Gateway, limit: int = 500) -> int:
-    due = cast(
-        "list[str]",
-        await gateway.redis.zrangebyscore(
-            redis_keys.PRESENCE_LEASES, "-inf", live.now_ms(), start=0, num=limit
-        ),
-    )
-    count = 0
-    for artisan_id in due:
-        if await live.expire_lease(gateway.redis, artisan_id):
-            count += 1
-    return count
+    """OFFLINE every artisan whose presence lease ran out; returns how many. One script
+    call per `limit` leases (after a mass disconnect, thousands end together)."""
+    total = 0
+    while True:
+        ended, offline = await live.expire_leases(gateway.redis, limit)
+        total += offline
+        if ended < limit:
+            return total
 
 
 async def sweep_stale(gateway: Gateway, limit: int = 1000) -> int:

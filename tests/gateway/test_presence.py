@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from typing import Any
 
 import asyncpg
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
 
 from core import appkeys, redis_keys
 from core.settings import Settings
 from gateway import live
+from gateway.location import LocationBatcher, TrackedFix
 from tests.gateway.conftest import connect, eventually, fix, new_artisan, now_ms, recv_type
 
 
@@ -194,3 +197,41 @@ async def test_write_behind_lands_positions_and_status_in_postgres(
 
     await eventually(offline)
     await ws.close()
+
+
+async def test_leases_ended_together_are_swept_in_one_call_per_limit(redis: Redis) -> None:
+    """A mass disconnect ends thousands of leases at once: one script call per `limit`
+    leases takes the ONLINE ones OFFLINE (out of the GEO set), leaves a BUSY one BUSY and
+    a lease not yet due alone."""
+    ids = [str(uuid.uuid4()) for _ in range(1100)]
+    for aid in ids:
+        await live.connect_artisan(
+            redis, aid, specialty="PLUMBER", level="STANDARD", rating=4.0, verified=True
+        )
+
+    async def untracked(entries: list[TrackedFix]) -> None:
+        pass
+
+    batcher = LocationBatcher(redis, chunk=2000, on_tracked=untracked)
+    ts = now_ms()
+    await batcher.flush({aid: (48.85, 2.35, ts, None) for aid in ids})
+    due, later = ids[:1050], ids[1050:]
+    busy = due[:10]
+    for aid in busy:
+        await live.set_busy(redis, aid)
+    await redis.zadd(redis_keys.PRESENCE_LEASES, dict.fromkeys(due, ts - 1000))
+    await redis.zadd(redis_keys.PRESENCE_LEASES, dict.fromkeys(later, ts + 60_000))
+    calls: list[tuple[int, int]] = []
+    while True:
+        ended, offline = await live.expire_leases(redis, limit=500)
+        calls.append((ended, offline))
+        if ended < 500:
+            break
+    assert [ended for ended, _ in calls] == [500, 500, 50]
+    assert sum(offline for _, offline in calls) == 1040  # all but the BUSY ones
+    assert sorted(await redis.zrange(redis_keys.PRESENCE_LEASES, 0, -1)) == sorted(later)
+    statuses = [await live.read_live(redis, aid) for aid in ids]
+    got = Counter(s["current_status"] for s in statuses if s is not None)
+    assert got == {"OFFLINE": 1040, "BUSY": 10, "ONLINE": 50}
+    geo = await redis.zrange(redis_keys.geo_online("PLUMBER"), 0, -1)
+    assert sorted(geo) == sorted(later)
