@@ -15,12 +15,15 @@ from redis.asyncio import Redis
 from core.metrics import Metrics
 from core.ports import DispatchHooks, LiveState, Notifier, OfferActions, PaymentSteps
 from core.principal import Principal
+from core.sessions import RevokedSessions
 from core.settings import Settings
 from matching import ArtisanIndex
 
 SETTINGS = web.AppKey("settings", Settings)
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", Redis)
+# This process's copy of the revoked login sessions (core/sessions.py).
+SESSIONS = web.AppKey("sessions", RevokedSessions)
 METRICS = web.AppKey("metrics", Metrics)
 # The process's ArtisanIndex mirror; set once it holds the fleet (gateway/mirror.py).
 MATCH_INDEX = web.AppKey("match_index", ArtisanIndex)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from core import appkeys, sessions
+from core import appkeys
 from core.errors import Forbidden, Unauthorized
 from core.principal import Principal
 from core.tokens import verify_access_token
@@ -52,7 +52,7 @@ async def verify_request(request: web.Request) -> Principal:
         raise Unauthorized("A Bearer access token is required")
     principal = verify_access_token(request.app[appkeys.SETTINGS].jwt_secret, token)
     if principal.session_id is not None:
-        await sessions.check(request.app[appkeys.REDIS], principal)
+        await request.app[appkeys.SESSIONS].check(principal)
     request[appkeys.PRINCIPAL] = principal
     return principal
 

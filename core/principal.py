@@ -16,5 +16,6 @@ class Principal:
     role: str
     token_id: str
     expires_at: int  # epoch seconds
-    # The refresh family (login session) the token belongs to; None for seeded tokens.
+    # The refresh family (login session) the token belongs to; None for a token minted
+    # without one (tests, the gateway benchmarks): it cannot be revoked before it expires.
     session_id: str | None = None

@@ -74,6 +74,12 @@ def node_channel(node_id: str) -> str:
     return f"{NODE_CHANNEL_PREFIX}{node_id}"
 
 
+# Sorted set session id -> expiry (epoch ms) of the revoked sessions, and the channel
+# each revocation is published on: every process keeps a copy (core/sessions.py).
+REVOKED_SESSIONS = f"{PREFIX}revoked:sessions"
+REVOCATIONS_CHANNEL = f"{PREFIX}revoked:channel"
+
+
 def revoked_session(session_id: str) -> str:
     """String, set at logout (or refresh-token reuse) for as long as the session's
     access tokens could still be valid: those tokens are refused (core/sessions.py)."""

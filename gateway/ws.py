@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from core import appkeys, sessions
+from core import appkeys
 from core.errors import (
     BadRequest,
     Forbidden,
@@ -92,7 +92,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     token = bearer_token(request)
     if token is not None:
         principal = verify_access_token(settings.jwt_secret, token)  # 401 before the upgrade
-        await sessions.check(gateway.redis, principal)
+        await gateway.app[appkeys.SESSIONS].check(principal)
     ws = web.WebSocketResponse(
         heartbeat=config.heartbeat_s,
         max_msg_size=config.max_msg_size,
@@ -172,7 +172,7 @@ async def _first_frame_auth(gateway: Gateway, ws: web.WebSocketResponse) -> Prin
         if not isinstance(frame, AuthFrame):
             raise Unauthorized("The first frame must be an auth frame")
         principal = verify_access_token(gateway.settings.jwt_secret, frame.token)
-        return await sessions.check(gateway.redis, principal)
+        return await gateway.app[appkeys.SESSIONS].check(principal)
     except (BadFrame, Unauthorized) as exc:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=str(exc)[:100].encode())
         return None
@@ -278,7 +278,7 @@ def _on_location(gateway: Gateway, session: Session, frame: LocationFrame) -> No
 async def _on_renewal(gateway: Gateway, session: Session, frame: AuthFrame) -> None:
     """A fresh token extends the socket; errors are answered by `_perform`."""
     principal = verify_access_token(gateway.settings.jwt_secret, frame.token)
-    await sessions.check(gateway.redis, principal)
+    await gateway.app[appkeys.SESSIONS].check(principal)
     if str(principal.user_id) != session.user_id or principal.role != session.role:
         session.send_error("user_mismatch", "The token is for another user")
         return

@@ -32,7 +32,7 @@ from zendo.middleware import (
     metrics_middleware,
     security_headers,
 )
-from zendo.resources import pg_pool_ctx, redis_ctx
+from zendo.resources import pg_pool_ctx, redis_ctx, sessions_ctx
 from zendo.system import routes as system_routes
 
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> web.Application:
     # tasks after these so they stop before the pools they use are closed.
     app.cleanup_ctx.append(pg_pool_ctx)
     app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(sessions_ctx)
 
     for setup in (
         system_routes.setup,

@@ -1,4 +1,5 @@
-"""One cleanup_ctx per shared resource, in dependency order: PostgreSQL, then Redis."""
+"""One cleanup_ctx per shared resource, in dependency order: PostgreSQL, Redis, then
+this process's copy of the revoked sessions (kept by a task on Redis)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from core import appkeys
 from core.db import create_pool
 from core.ratelimit import RateLimiter
+from core.sessions import RevokedSessions
 from dispatch import appkeys as dispatch_keys
 
 PG_CLOSE_TIMEOUT_S = 10.0
@@ -67,7 +69,20 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[dispatch_keys.JOB_LIMITER] = RateLimiter(
         redis, scope="jobs", limit=settings.jobs_per_min_per_client, window_s=60
     )
+    app[appkeys.SESSIONS] = RevokedSessions(redis)
     try:
         yield
     finally:
         await redis.aclose()
+
+
+async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Keeps app[appkeys.SESSIONS] synced (core/sessions.py) while the app runs."""
+    task = asyncio.get_running_loop().create_task(
+        app[appkeys.SESSIONS].follow(), name="revoked-sessions"
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -112,7 +112,10 @@ async def seed(
     center: tuple[float, float],
     radius_km: float,
 ) -> int:
-    """Bulk-create VERIFIED artisans around `center` and clients; write them as JSON lines."""
+    """Bulk-create VERIFIED artisans around `center` and clients; write them as JSON lines.
+
+    Each user gets a login session (a refresh family) and an access token of it, as a
+    login would give: the server checks that session on every request, as for any app."""
     problem = _seed_args_error(artisans, clients, center, radius_km)
     if problem:
         _err(problem)
@@ -124,6 +127,7 @@ async def seed(
     password_hash = await passwords.hash_password(password, settings.bcrypt_rounds)
 
     users: list[tuple[uuid.UUID, str, str, str, bool]] = []
+    families: list[tuple[uuid.UUID, uuid.UUID]] = []  # (session id, user id)
     artisan_rows: list[tuple[uuid.UUID, str, str, float, float, float]] = []
     lines: list[dict[str, object]] = []
     for i in range(artisans + clients):
@@ -132,6 +136,8 @@ async def seed(
         user_id = uuid.uuid4()
         email = f"{role.lower()}{i}.{run}@{SEED_EMAIL_DOMAIN}"
         users.append((user_id, email, password_hash, role, True))
+        session_id = uuid.uuid4()
+        families.append((session_id, user_id))
         specialty, lat, lon = None, None, None
         if is_artisan:
             specialty = rng.choice(SPECIALTIES)
@@ -148,13 +154,14 @@ async def seed(
                 "specialty": specialty,
                 "lat": lat,
                 "lon": lon,
+                "session_id": str(session_id),
             }
         )
 
     conn = await asyncpg.connect(settings.database_url)
     try:
         async with conn.transaction():
-            await _copy_users(conn, users, artisan_rows)
+            await _copy_users(conn, users, artisan_rows, families)
         # A bulk load outruns autovacuum's analyze by a minute or more, and until then
         # the planner guesses at empty tables: the hot statements got plans several
         # times slower on a fresh database.
@@ -177,11 +184,15 @@ async def _copy_users(
     conn: asyncpg.Connection,
     users: list[tuple[uuid.UUID, str, str, str, bool]],
     artisan_rows: list[tuple[uuid.UUID, str, str, float, float, float]],
+    families: list[tuple[uuid.UUID, uuid.UUID]],
 ) -> None:
     await conn.copy_records_to_table(
         "users",
         records=users,
         columns=["id", "email", "password_hash", "role", "is_verified"],
+    )
+    await conn.copy_records_to_table(
+        "refresh_token_families", records=families, columns=["id", "user_id"]
     )
     if not artisan_rows:
         return
@@ -216,6 +227,7 @@ def _write_lines(settings: Settings, lines: list[dict[str, object]], out: Path) 
                 user_id=uuid.UUID(str(line["user_id"])),
                 role=str(line["role"]),
                 ttl_s=settings.access_token_ttl_s,
+                session_id=uuid.UUID(str(line["session_id"])),
             )
             fh.write(orjson.dumps(line))
             fh.write(b"\n")

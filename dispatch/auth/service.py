@@ -15,7 +15,7 @@ import asyncpg
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from core import appkeys, sessions
+from core import appkeys
 from core.db import transaction
 from core.errors import (
     Conflict,
@@ -225,8 +225,8 @@ async def _end_session(app: web.Application, family_id: uuid.UUID, *, user_id: u
     (fails with 503 when Redis is down: the client retries), and its sockets are closed
     with 4401 on every process."""
     settings = app[appkeys.SETTINGS]
-    await sessions.revoke(
-        app[appkeys.REDIS], str(family_id), access_token_ttl_s=settings.access_token_ttl_s
+    await app[appkeys.SESSIONS].revoke(
+        str(family_id), access_token_ttl_s=settings.access_token_ttl_s
     )
     notifier = app.get(appkeys.NOTIFIER)
     if notifier is not None:

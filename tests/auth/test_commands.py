@@ -79,7 +79,17 @@ async def test_seed_creates_verified_artisans_and_clients(
     assert len(lines) == 400
     assert all(
         set(line)
-        == {"user_id", "email", "password", "role", "specialty", "lat", "lon", "access_token"}
+        == {
+            "user_id",
+            "email",
+            "password",
+            "role",
+            "specialty",
+            "lat",
+            "lon",
+            "session_id",
+            "access_token",
+        }
         for line in lines
     )
     artisans = [line for line in lines if line["role"] == "ARTISAN"]
@@ -115,6 +125,12 @@ async def test_seed_creates_verified_artisans_and_clients(
     first = artisans[0]
     principal = verify_access_token(settings.jwt_secret, first["access_token"])
     assert str(principal.user_id) == first["user_id"] and principal.role == "ARTISAN"
+    # of a login session, as a login's: checked on each request, ended by a logout
+    assert principal.session_id == first["session_id"]
+    families = await db.fetch("SELECT id, user_id FROM refresh_token_families")
+    assert {(str(f["id"]), str(f["user_id"])) for f in families} == {
+        (line["session_id"], line["user_id"]) for line in lines
+    }
     me = await (await client.get("/auth/me", headers=bearer(clients[0]["access_token"]))).json()
     assert me["id"] == clients[0]["user_id"]
     status, body = await login(client, first["email"], first["password"])
