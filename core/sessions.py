@@ -58,7 +58,7 @@ class RevokedSessions:
         ttl_s = access_token_ttl_s + CLOCK_SKEW_S
         now = _now_ms()
         expires = now + ttl_s * 1000
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with self._redis.pipeline(transaction=False) as pipe:  # in this order
             pipe.set(redis_keys.revoked_session(session_id), b"1", ex=ttl_s)
             pipe.zadd(redis_keys.REVOKED_SESSIONS, {session_id: expires})
             pipe.zremrangebyscore(redis_keys.REVOKED_SESSIONS, "-inf", now)

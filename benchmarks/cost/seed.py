@@ -38,6 +38,7 @@ async def seed(dsn: str, redis_url: str, n_fix: int, n_job: int, n_clients: int)
     password_hash = await passwords.hash_password(PASSWORD, BCRYPT_ROUNDS)
     users: list[tuple[uuid.UUID, str, str, str, bool]] = []
     artisan_rows: list[tuple[uuid.UUID, str, str, float, float, float]] = []
+    families: list[tuple[uuid.UUID, uuid.UUID]] = []  # a login session each, as real apps
     out: dict[str, list[dict[str, Any]]] = {"fix": [], "job": [], "client": []}
     groups = (("fix", n_fix, 12.0), ("job", n_job, 3.0), ("client", n_clients, 0.0))
     for group, n, radius_km in groups:
@@ -52,7 +53,11 @@ async def seed(dsn: str, redis_url: str, n_fix: int, n_job: int, n_clients: int)
                 lat, lon = random_point_in_disc(rng, *CENTER, radius_km)
                 artisan_rows.append((user_id, specialty, "STANDARD", 4.5, lat, lon))
                 entry.update(specialty=specialty, lat=lat, lon=lon)
-            entry["token"] = issue_access_token(SECRET, user_id=user_id, role=role, ttl_s=3600)
+            session_id = uuid.uuid4()
+            families.append((session_id, user_id))
+            entry["token"] = issue_access_token(
+                SECRET, user_id=user_id, role=role, ttl_s=3600, session_id=session_id
+            )
             out[group].append(entry)
     conn = await asyncpg.connect(dsn)
     try:
@@ -63,7 +68,7 @@ async def seed(dsn: str, redis_url: str, n_fix: int, n_job: int, n_clients: int)
         ]
         await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         async with conn.transaction():
-            await _copy_users(conn, users, artisan_rows)
+            await _copy_users(conn, users, artisan_rows, families)
         await conn.execute("ANALYZE users, artisans")
     finally:
         await conn.close()
