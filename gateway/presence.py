@@ -21,10 +21,12 @@ import contextlib
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import cast
 
 from aiohttp import web
+from asyncpg import Record
+from redis.asyncio.client import Pipeline
 
 from core import redis_keys
 from gateway import appkeys as gateway_keys
@@ -33,6 +35,9 @@ from gateway.node import Gateway
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")
+
+# Artisans re-hydrated per pipeline after Redis lost its data (one round trip each).
+REHYDRATE_CHUNK = 500
 
 
 async def check_epoch(gateway: Gateway) -> bool:
@@ -46,21 +51,32 @@ async def check_epoch(gateway: Gateway) -> bool:
 
 
 async def rehydrate(gateway: Gateway) -> None:
-    """Write back the live profile of every artisan connected here (from PostgreSQL)."""
+    """Write back the live profile of every artisan connected here (from PostgreSQL):
+    one pipeline of CONNECT calls per `REHYDRATE_CHUNK` artisans."""
     artisan_ids = [u for u, ss in gateway.sessions.items() if any(s.is_artisan for s in ss)]
     if not artisan_ids:
         return
     async with gateway.pool.acquire() as conn:
         rows = await repo.live_profiles(conn, artisan_ids=[uuid.UUID(a) for a in artisan_ids])
-    for row in rows:
-        await live.connect_artisan(
-            gateway.redis,
-            str(row["user_id"]),
-            specialty=row["specialty"],
-            level=row["level"],
-            rating=float(row["rating"]),
-            verified=row["status"] == "VERIFIED",
-        )
+    for start in range(0, len(rows), REHYDRATE_CHUNK):
+        part = rows[start : start + REHYDRATE_CHUNK]
+
+        def fill(pipe: Pipeline, part: Sequence[Record] = part) -> list[live.Script]:
+            for row in part:
+                args = live.connect_args(
+                    str(row["user_id"]),
+                    specialty=row["specialty"],
+                    level=row["level"],
+                    rating=float(row["rating"]),
+                    verified=row["status"] == "VERIFIED",
+                )
+                live.CONNECT.queue(pipe, gateway.redis, args)
+            return [live.CONNECT]
+
+        replies = await live.run_pipeline(gateway.redis, fill)
+        failed = [r for r in replies if isinstance(r, Exception)]
+        if failed:
+            raise failed[0]
     log.info("re-hydrated live state of %d artisans after Redis data loss", len(rows))
 
 

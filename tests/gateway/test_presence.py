@@ -9,12 +9,14 @@ from collections import Counter
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from core import appkeys, redis_keys
 from core.settings import Settings
-from gateway import live
+from gateway import appkeys as gateway_keys
+from gateway import live, presence
 from gateway.location import LocationBatcher, TrackedFix
 from tests.gateway.conftest import connect, eventually, fix, new_artisan, now_ms, recv_type
 
@@ -235,3 +237,31 @@ async def test_leases_ended_together_are_swept_in_one_call_per_limit(redis: Redi
     assert got == {"OFFLINE": 1040, "BUSY": 10, "ONLINE": 50}
     geo = await redis.zrange(redis_keys.geo_online("PLUMBER"), 0, -1)
     assert sorted(geo) == sorted(later)
+
+
+async def test_after_redis_lost_its_data_connected_artisans_are_rehydrated_in_chunks(
+    gw: TestClient[Any, Any],
+    db: asyncpg.Connection,
+    gw_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    artisans = [await new_artisan(db, gw_settings) for _ in range(5)]
+    sockets = [await connect(gw, token) for _aid, token in artisans]
+    redis = gw.app[appkeys.REDIS]
+    await redis.flushdb()  # as a Redis restarted without its data
+    monkeypatch.setattr(presence, "REHYDRATE_CHUNK", 2)  # five artisans: three pipelines
+    await presence.rehydrate(gw.app[gateway_keys.GATEWAY])
+    for aid, _token in artisans:
+        row = await db.fetchrow(
+            "SELECT specialty, level, status FROM artisans WHERE user_id = $1", aid
+        )
+        fields = await redis.hmget(
+            redis_keys.live_artisan(str(aid)), ["specialty", "level", "verified"]
+        )
+        assert fields == [
+            row["specialty"],
+            row["level"],
+            "1" if row["status"] == "VERIFIED" else "0",
+        ]
+    for ws in sockets:
+        await ws.close()
