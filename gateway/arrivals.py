@@ -249,15 +249,7 @@ class Arrivals:
         rows_arg = "".join(f"{u}|{'1' if u in artisans else '0'}\n" for u in user_ids)
 
         def fill(pipe: Pipeline) -> list[live.Script]:
-            for row in rows:
-                args = live.connect_args(
-                    str(row["user_id"]),
-                    specialty=row["specialty"],
-                    level=row["level"],
-                    rating=float(row["rating"]),
-                    verified=row["status"] == "VERIFIED",
-                )
-                live.CONNECT.queue(pipe, redis, args)
+            live.queue_connects(pipe, redis, rows)
             live.ANNOUNCE.queue(pipe, redis, self._announce_args(rows_arg))
             return [live.CONNECT, live.ANNOUNCE]
 

@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import asyncpg
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
@@ -215,6 +216,20 @@ async def connect_artisan(
     if lat and lon and ts:
         last = (float(lat), float(lon), int(float(ts)))
     return last, str(status)
+
+
+def queue_connects(pipe: Pipeline, redis: Redis, profiles: Iterable[asyncpg.Record]) -> None:
+    """CONNECT calls on a pipeline, one per profile row of PostgreSQL (user_id,
+    specialty, level, rating, status: `gateway.repo.live_profiles`)."""
+    for row in profiles:
+        args = connect_args(
+            str(row["user_id"]),
+            specialty=row["specialty"],
+            level=row["level"],
+            rating=float(row["rating"]),
+            verified=row["status"] == "VERIFIED",
+        )
+        CONNECT.queue(pipe, redis, args)
 
 
 def connect_args(

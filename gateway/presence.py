@@ -62,15 +62,7 @@ async def rehydrate(gateway: Gateway) -> None:
         part = rows[start : start + REHYDRATE_CHUNK]
 
         def fill(pipe: Pipeline, part: Sequence[Record] = part) -> list[live.Script]:
-            for row in part:
-                args = live.connect_args(
-                    str(row["user_id"]),
-                    specialty=row["specialty"],
-                    level=row["level"],
-                    rating=float(row["rating"]),
-                    verified=row["status"] == "VERIFIED",
-                )
-                live.CONNECT.queue(pipe, gateway.redis, args)
+            live.queue_connects(pipe, gateway.redis, part)
             return [live.CONNECT]
 
         replies = await live.run_pipeline(gateway.redis, fill)
