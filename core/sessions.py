@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from typing import Final, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
 from redis.exceptions import RedisError
 
 from core import redis_keys
@@ -40,6 +41,10 @@ FOLLOW_BACKOFF_MAX_S: Final = 2.0
 PURGE_EVERY_MS: Final = 60_000
 
 
+# redis-py's (de)registration of a connection's connect callback (untyped there).
+_OnConnect = Callable[[Callable[[Connection], None]], None]
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -51,6 +56,7 @@ class RevokedSessions:
         self._redis = redis
         self._revoked: dict[str, int] = {}  # session id -> expiry (epoch ms)
         self._purged_at = 0
+        self._stopping = False
         self.synced = False
 
     async def revoke(self, session_id: str, *, access_token_ttl_s: int) -> None:
@@ -114,23 +120,44 @@ class RevokedSessions:
         except ValueError:
             log.warning("ignored a malformed revocation message: %r", data[:100])
 
+    def _reconnected(self, _connection: Connection) -> None:
+        self.synced = False  # checks ask Redis until `follow` reloaded the set
+
+    async def _reload(self) -> None:
+        """Subscribed first, then loaded: a revocation is in the set or arrives."""
+        self.synced = False
+        entries = await self._redis.zrangebyscore(
+            redis_keys.REVOKED_SESSIONS, _now_ms(), "+inf", withscores=True
+        )
+        self._load(cast("list[tuple[str, float]]", entries))  # decoded replies
+        self.synced = True
+
+    def stop(self) -> None:
+        """Make `follow` return within about a second, whatever happens to a task's
+        cancellation: redis-py can lose one while it reconnects a pub/sub connection."""
+        self._stopping = True
+
     async def follow(self) -> None:
-        """Keep the copy synced until cancelled; on a Redis failure, check through Redis
-        again and resubscribe with back-off."""
+        """Keep the copy synced until stopped (or cancelled); on a Redis failure, check
+        through Redis again and resubscribe with back-off."""
         backoff = FOLLOW_BACKOFF_MIN_S
-        while True:
+        while not self._stopping:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            connection: Connection | None = None
             try:
                 await pubsub.subscribe(redis_keys.REVOCATIONS_CHANNEL)
-                # subscribed first, then loaded: a revocation is in the set or arrives
-                entries = await self._redis.zrangebyscore(
-                    redis_keys.REVOKED_SESSIONS, _now_ms(), "+inf", withscores=True
-                )
-                self._load(cast("list[tuple[str, float]]", entries))  # decoded replies
-                self.synced = True
+                # redis-py reconnects and resubscribes a pub/sub connection by itself:
+                # what was published meanwhile is lost, so each (re)connection reloads
+                connection = pubsub.connection
+                assert connection is not None
+                register: _OnConnect = connection.register_connect_callback  # untyped
+                register(self._reconnected)
+                await self._reload()
                 backoff = FOLLOW_BACKOFF_MIN_S
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(timeout=1.0)
+                    if not self.synced:
+                        await self._reload()
                     if message is not None and message.get("type") == "message":
                         self._on_message(message["data"])
             except asyncio.CancelledError:
@@ -141,6 +168,9 @@ class RevokedSessions:
                 backoff = min(backoff * 2, FOLLOW_BACKOFF_MAX_S)
             finally:
                 self.synced = False
+                if connection is not None:
+                    deregister: _OnConnect = connection.deregister_connect_callback  # untyped
+                    deregister(self._reconnected)
                 aclose: Callable[[], Awaitable[None]] = pubsub.aclose  # untyped in redis-py
                 try:
                     await asyncio.shield(aclose())

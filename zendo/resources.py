@@ -78,11 +78,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Keeps app[appkeys.SESSIONS] synced (core/sessions.py) while the app runs."""
-    task = asyncio.get_running_loop().create_task(
-        app[appkeys.SESSIONS].follow(), name="revoked-sessions"
-    )
+    revoked = app[appkeys.SESSIONS]
+    task = asyncio.get_running_loop().create_task(revoked.follow(), name="revoked-sessions")
     try:
         yield
     finally:
+        revoked.stop()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
