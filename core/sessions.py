@@ -56,7 +56,6 @@ class RevokedSessions:
         self._redis = redis
         self._revoked: dict[str, int] = {}  # session id -> expiry (epoch ms)
         self._purged_at = 0
-        self._stopping = False
         self.synced = False
 
     async def revoke(self, session_id: str, *, access_token_ttl_s: int) -> None:
@@ -132,16 +131,12 @@ class RevokedSessions:
         self._load(cast("list[tuple[str, float]]", entries))  # decoded replies
         self.synced = True
 
-    def stop(self) -> None:
-        """Make `follow` return within about a second, whatever happens to a task's
-        cancellation: redis-py can lose one while it reconnects a pub/sub connection."""
-        self._stopping = True
-
     async def follow(self) -> None:
-        """Keep the copy synced until stopped (or cancelled); on a Redis failure, check
-        through Redis again and resubscribe with back-off."""
+        """Keep the copy synced until cancelled (stop it with `gateway.tasks.stop_tasks`:
+        redis-py can swallow a cancellation); on a Redis failure, check through Redis
+        again and resubscribe with back-off."""
         backoff = FOLLOW_BACKOFF_MIN_S
-        while not self._stopping:
+        while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             connection: Connection | None = None
             try:
@@ -154,7 +149,7 @@ class RevokedSessions:
                 register(self._reconnected)
                 await self._reload()
                 backoff = FOLLOW_BACKOFF_MIN_S
-                while not self._stopping:
+                while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if not self.synced:
                         await self._reload()

@@ -14,6 +14,7 @@ from core.db import create_pool
 from core.ratelimit import RateLimiter
 from core.sessions import RevokedSessions
 from dispatch import appkeys as dispatch_keys
+from gateway.tasks import stop_tasks
 
 PG_CLOSE_TIMEOUT_S = 10.0
 REDIS_MAX_CONNECTIONS = 256
@@ -78,11 +79,10 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def sessions_ctx(app: web.Application) -> AsyncIterator[None]:
     """Keeps app[appkeys.SESSIONS] synced (core/sessions.py) while the app runs."""
-    revoked = app[appkeys.SESSIONS]
-    task = asyncio.get_running_loop().create_task(revoked.follow(), name="revoked-sessions")
+    task = asyncio.get_running_loop().create_task(
+        app[appkeys.SESSIONS].follow(), name="revoked-sessions"
+    )
     try:
         yield
     finally:
-        revoked.stop()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_tasks(task)

@@ -18,6 +18,7 @@ from core import redis_keys
 from core.errors import Unauthorized
 from core.principal import Principal
 from core.sessions import RevokedSessions
+from gateway.tasks import stop_tasks
 from tests.conftest import TEST_REDIS_URL
 
 TTL_S = 900
@@ -54,24 +55,18 @@ async def _exists_calls(redis: Redis) -> int:
 async def processes(redis: Redis) -> AsyncIterator[Callable[[], Awaitable[RevokedSessions]]]:
     """Each call: a process's copy on its own client, following (synced on return)."""
     clients: list[Redis] = []
-    copies: list[RevokedSessions] = []
     tasks: list[asyncio.Task[None]] = []
 
     async def start() -> RevokedSessions:
         client = Redis.from_url(TEST_REDIS_URL, decode_responses=True)
         clients.append(client)
         copy = RevokedSessions(client)
-        copies.append(copy)
         tasks.append(asyncio.create_task(copy.follow()))
         await _eventually(lambda: _true(copy.synced))
         return copy
 
     yield start
-    for copy in copies:
-        copy.stop()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await stop_tasks(*tasks)
     for client in clients:
         await client.aclose()
 
