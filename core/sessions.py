@@ -93,9 +93,6 @@ class RevokedSessions:
                 "Sessions cannot be checked right now; retry shortly", retry_after_s=1
             ) from exc
 
-    def __len__(self) -> int:
-        return len(self._revoked)
-
     def _add(self, session_id: str, expires: int) -> None:
         now = _now_ms()
         if now - self._purged_at >= PURGE_EVERY_MS:
