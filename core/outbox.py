@@ -8,7 +8,8 @@ retrying a deadlock or serialization failure with a fresh outbox, and then:
 1. once the change is committed and while its connection is still held, hands
    the frames to this process's sockets, with no await (`Outbox.deliver`);
 2. once the connection is back in the pool, publishes the frames other processes'
-   sockets need, applies the live-state changes, counts the metrics, starts the
+   sockets need and applies the live-state changes (one Redis round trip for
+   both), counts the metrics, starts the
    payment steps in the background and wakes the dispatcher (`Outbox.apply`).
 
 Nobody hears of a change that was rolled back. Applying never raises: PostgreSQL
@@ -87,17 +88,18 @@ class Outbox:
             self._pushed()
 
     async def apply(self, app: web.Application) -> None:
-        """Everything after the local delivery. Pushes and live state run concurrently:
-        the pushes should not wait for the live-state round trips, and PostgreSQL (not
-        the index) already keeps a BUSY artisan from being matched."""
+        """Everything after the local delivery. The remote pushes and the live state go
+        in one Redis round trip (the pushes queued first); PostgreSQL (not the index)
+        already keeps a BUSY artisan from being matched meanwhile."""
         self.deliver(app)
         assert self._remote is not None
-        if self._remote and self.live:
-            await asyncio.gather(self._publish_remote(app, self._remote), self._live_state(app))
-        elif self._remote:  # most changes: no task per side when only one has work
+        live = app.get(appkeys.LIVE_STATE) if self.live else None
+        if live is not None:  # the remote pushes ride in the live state's round trip
+            await live.apply(self.live, self._remote)
+            if self._remote and not self.pushed_at:
+                self._pushed()
+        elif self._remote:
             await self._publish_remote(app, self._remote)
-        elif self.live:
-            await self._live_state(app)
         metrics = app.get(appkeys.METRICS)
         if metrics is not None:
             policy = app[appkeys.SETTINGS].dispatch_policy
@@ -130,11 +132,6 @@ class Outbox:
         await notifier.publish_many(list(encoded))  # never raises: it logs and counts
         if not self.pushed_at:  # a user had no socket here: sent once the others have it
             self._pushed()
-
-    async def _live_state(self, app: web.Application) -> None:
-        live = app.get(appkeys.LIVE_STATE)
-        if live is not None and self.live:
-            await live.apply(self.live)
 
     async def _payments(self, app: web.Application, hooks: DispatchHooks | None) -> None:
         """Stripe calls can take hundreds of ms: they run in the background (tracked by

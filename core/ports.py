@@ -36,8 +36,14 @@ class Notifier(Protocol):
 
 
 class LiveState(Protocol):
-    async def apply(self, changes: Sequence[LiveChange]) -> None:
-        """Apply the changes to the live state; never raises (logs each failure)."""
+    async def apply(
+        self,
+        changes: Sequence[LiveChange],
+        publish: Sequence[tuple[uuid.UUID | str, bytes]] = (),
+    ) -> None:
+        """Apply the changes to the live state and publish the frames other processes'
+        sockets need (as `Notifier.publish_many`), in one round trip; never raises (logs
+        each failure)."""
         ...
 
 

@@ -50,10 +50,12 @@ class Script:
     async def __call__(self, redis: Redis, args: Sequence[Any], keys: Sequence[str] = ()) -> Any:
         return await self.registered(redis)(keys=list(keys), args=list(args))
 
-    def queue(self, pipe: Pipeline, redis: Redis, args: Sequence[Any]) -> None:
+    def queue(
+        self, pipe: Pipeline, redis: Redis, args: Sequence[Any], keys: Sequence[str] = ()
+    ) -> None:
         """Add a call to a pipeline (which does not load scripts: on NOSCRIPT, load it
         with `redis.script_load(self.source)` and run the pipeline again)."""
-        pipe.evalsha(self.registered(redis).sha, 0, *args)
+        pipe.evalsha(self.registered(redis).sha, len(keys), *keys, *args)
 
 
 APPLY_FIXES = Script(lua.APPLY_FIXES)

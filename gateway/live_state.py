@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -20,30 +21,44 @@ from core.effects import (
     TrackingStop,
 )
 from gateway import live, tracking
+from gateway.notify import Notifier
 
 log = logging.getLogger("zendo.gateway")
 
 
 class RedisLiveState:
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, notifier: Notifier) -> None:
         self._app = app  # the Redis client exists once the app has started
+        self._notifier = notifier
 
-    async def apply(self, changes: Sequence[LiveChange]) -> None:
-        """Every change of one commit in one pipeline (one round trip). A failure is
-        logged; the next presence or profile refresh corrects it (PostgreSQL holds the
-        truth)."""
-        if not changes:
+    async def apply(
+        self,
+        changes: Sequence[LiveChange],
+        publish: Sequence[tuple[uuid.UUID | str, bytes]] = (),
+    ) -> None:
+        """Every change of one commit, and the frames other processes' sockets need
+        (`Notifier.publish_many`'s, queued first), in one pipeline: one round trip.
+        A failure is logged (a publish's also counted); the next presence or profile
+        refresh corrects the live state (PostgreSQL holds the truth)."""
+        if not changes and not publish:
             return
         redis = self._app[appkeys.REDIS]
 
         def fill(pipe: Pipeline) -> list[live.Script]:
-            return [s for change in changes if (s := _queue(pipe, redis, change))]
+            scripts = [self._notifier.queue_publish(pipe, publish)] if publish else []
+            return scripts + [s for change in changes if (s := _queue(pipe, redis, change))]
 
         try:
             replies = await live.run_pipeline(redis, fill)
         except Exception as exc:
             log.warning("live state update of %d change(s) failed: %r", len(changes), exc)
+            if publish:
+                self._notifier.publish_failed(len(publish), exc)
             return
+        if publish:
+            published, replies = replies[0], replies[1:]
+            if isinstance(published, Exception):
+                self._notifier.publish_failed(len(publish), published)
         for reply in replies:
             if isinstance(reply, Exception):
                 log.warning("live state update failed: %r", reply)

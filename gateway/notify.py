@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
+from redis.asyncio.client import Pipeline
 
 from core import redis_keys
 from gateway import appkeys as gateway_keys
@@ -79,20 +80,34 @@ class Notifier:
         change), in one Lua call: one Redis round trip whatever their number."""
         if not frames:
             return
+        keys, args = self._publish_call(frames)
         try:
-            await live.PUBLISH_TO_USERS(
-                self.gateway.redis,
-                [
-                    live.now_ms(),
-                    self.gateway.node_id,
-                    redis_keys.NODE_CHANNEL_PREFIX,
-                    *(f"{uid}\n{data.decode()}" for uid, data in frames),
-                ],
-                keys=[redis_keys.user_nodes(str(uid)) for uid, _data in frames],
-            )
+            await live.PUBLISH_TO_USERS(self.gateway.redis, args, keys=keys)
         except Exception as exc:
-            log.warning("publish of %d frame(s) failed: %s", len(frames), exc)
-            self.gateway.notify_failures.inc(len(frames))
+            self.publish_failed(len(frames), exc)
+
+    def queue_publish(
+        self, pipe: Pipeline, frames: Sequence[tuple[uuid.UUID | str, bytes]]
+    ) -> live.Script:
+        """`publish_many` as one call queued on a pipeline (with other post-commit
+        work: one round trip for both); returns the script it calls. The caller
+        reports a failed reply with `publish_failed`."""
+        keys, args = self._publish_call(frames)
+        live.PUBLISH_TO_USERS.queue(pipe, self.gateway.redis, args, keys=keys)
+        return live.PUBLISH_TO_USERS
+
+    def publish_failed(self, frames: int, exc: BaseException) -> None:
+        log.warning("publish of %d frame(s) failed: %s", frames, exc)
+        self.gateway.notify_failures.inc(frames)
+
+    def _publish_call(
+        self, frames: Sequence[tuple[uuid.UUID | str, bytes]]
+    ) -> tuple[list[str], list[Any]]:
+        """PUBLISH_TO_USERS's keys and arguments for these frames."""
+        keys = [redis_keys.user_nodes(str(uid)) for uid, _data in frames]
+        args: list[Any] = [live.now_ms(), self.gateway.node_id, redis_keys.NODE_CHANNEL_PREFIX]
+        args += (f"{uid}\n{data.decode()}" for uid, data in frames)
+        return keys, args
 
 
 def _on_message(gateway: Gateway, payload: str) -> None:

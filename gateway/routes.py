@@ -58,8 +58,9 @@ def setup(app: web.Application) -> None:
     app[gateway_keys.GATEWAY_CONFIG] = app[appkeys.SETTINGS].gateway
     gateway = Gateway(app)
     app[gateway_keys.GATEWAY] = gateway
-    app[appkeys.NOTIFIER] = notify.Notifier(gateway)
-    app[appkeys.LIVE_STATE] = RedisLiveState(app)
+    notifier = notify.Notifier(gateway)
+    app[appkeys.NOTIFIER] = notifier
+    app[appkeys.LIVE_STATE] = RedisLiveState(app, notifier)
     app.router.add_get("/ws", ws_handler)
     app.on_shutdown.append(_shutdown)
     app.router.add_routes(admin_routes.routes)

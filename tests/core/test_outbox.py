@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -15,6 +15,7 @@ from aiohttp import web
 
 from core import appkeys
 from core.db import create_pool
+from core.effects import LiveChange, MarkBusy
 from core.outbox import Outbox, commit
 from tests.conftest import TEST_DATABASE_URL
 
@@ -117,6 +118,39 @@ async def test_a_push_is_timed_at_the_local_socket_or_once_the_other_nodes_have_
     assert elsewhere.pushed_at == 0  # nobody here took it: not sent yet
     await elsewhere.apply(app)
     assert elsewhere.pushed_at > 0 and elsewhere.pushed_wall > 0
+
+
+class _LiveState:
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[LiveChange], list[tuple[uuid.UUID | str, bytes]]]] = []
+
+    async def apply(
+        self, changes: Sequence[LiveChange], publish: Sequence[tuple[uuid.UUID | str, bytes]] = ()
+    ) -> None:
+        await asyncio.sleep(0)  # a real apply is a Redis round trip
+        self.calls.append((list(changes), list(publish)))
+
+
+async def test_remote_pushes_and_live_state_share_one_call() -> None:
+    """One Redis round trip for both halves of a commit that has both."""
+    app = web.Application()
+    notifier = _Notifier(sockets_here=0)
+    live = _LiveState()
+    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+    app[appkeys.LIVE_STATE] = live
+    client, artisan = uuid.uuid4(), uuid.uuid4()
+    effects = Outbox()
+    effects.push(client, {"type": "intervention.status"})
+    effects.live.append(MarkBusy(artisan, 7))
+    await effects.apply(app)
+    assert live.calls == [([MarkBusy(artisan, 7)], [(client, b"frame")])]
+    assert notifier.published == []  # not a second round trip of its own
+    assert effects.pushed_at > 0  # sent once the other nodes have it
+
+    alone = Outbox()  # pushes only: the notifier's call
+    alone.push(client, {"type": "offer"})
+    await alone.apply(app)
+    assert notifier.published == [b"frame"] and len(live.calls) == 1
 
 
 @pytest.fixture
