@@ -8,9 +8,9 @@ retrying a deadlock or serialization failure with a fresh outbox, and then:
 1. once the change is committed and while its connection is still held, hands
    the frames to this process's sockets, with no await (`Outbox.deliver`);
 2. once the connection is back in the pool, publishes the frames other processes'
-   sockets need and applies the live-state changes (one Redis round trip for
-   both), counts the metrics, starts the
-   payment steps in the background and wakes the dispatcher (`Outbox.apply`).
+   sockets need and applies the live-state changes (one Redis round trip for both),
+   counts the metrics, starts the payment steps in the background and wakes the
+   dispatcher (`Outbox.apply`).
 
 Nobody hears of a change that was rolled back. Applying never raises: PostgreSQL
 already holds the truth, and each failure is logged.
