@@ -14,6 +14,7 @@ from core.db import create_pool
 from core.ratelimit import RateLimiter
 from core.sessions import RevokedSessions
 from dispatch import appkeys as dispatch_keys
+from dispatch.interventions.service import START_CODE_GUESSES, START_CODE_WINDOW_S
 from gateway.tasks import stop_tasks
 
 PG_CLOSE_TIMEOUT_S = 10.0
@@ -69,6 +70,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[dispatch_keys.JOB_LIMITER] = RateLimiter(
         redis, scope="jobs", limit=settings.jobs_per_min_per_client, window_s=60
+    )
+    app[dispatch_keys.START_CODE_LIMITER] = RateLimiter(
+        redis, scope="start_code", limit=START_CODE_GUESSES, window_s=START_CODE_WINDOW_S
     )
     app[appkeys.SESSIONS] = RevokedSessions(redis)
     try:

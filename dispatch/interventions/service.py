@@ -33,7 +33,6 @@ from core.errors import (
 )
 from core.outbox import Outbox, commit
 from core.principal import Principal
-from core.ratelimit import RateLimiter
 from dispatch import appkeys as dispatch_keys
 from dispatch.dispatcher.matcher import candidate_columns
 from dispatch.interventions import repo
@@ -291,12 +290,7 @@ async def advance(
         # Every attempt counts, so the 10,000 codes cannot be walked through. Counted per
         # job and user: only the assigned artisan's code can match (the statement's
         # guard), and nobody else's attempts can spend that artisan's guesses.
-        limiter = RateLimiter(
-            app[appkeys.REDIS],
-            scope="start_code",
-            limit=START_CODE_GUESSES,
-            window_s=START_CODE_WINDOW_S,
-        )
+        limiter = app[dispatch_keys.START_CODE_LIMITER]
         await limiter.hit(f"{intervention_id}:{principal.user_id}")
 
     def record(fx: Outbox, updated: asyncpg.Record, version: int) -> asyncpg.Record:
