@@ -25,32 +25,34 @@ users; interventions/s = clients / pacing), ZENDO_BENCH_WORK_S (seconds spent
 per status step, default 0.5), ZENDO_BENCH_ADMIN_EMAIL / _PASSWORD,
 ZENDO_BENCH_WARMUP_S (default 0: with N > 0, the statistics are reset again N s after
 the last user started, so that they cover the steady state only; `--reset-stats` alone
-resets them when the last user has *started*, while 10,000 sockets are still settling).
+resets them when the last user has *started*, while 10,000 sockets are still settling);
+ZENDO_BENCH_RATE_STEPS / _STEP_S / _STEPS_OUT: job rates in steps
+(benchmarks/locust_steps.py; `benchmarks.bench_capacity` sets them).
 """
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import os
 import random
-import select
 import time
 from typing import Any
 
 import gevent
 import gevent.event
-import gevent.monkey
 import gevent.pool
-import gevent.resolver.blocking
-import geventhttpclient.connectionpool
 import orjson
 import websocket
 from locust import FastHttpUser, between, constant, events, task
 from locust.env import Environment
 
-from benchmarks import reconnect
+from benchmarks import (
+    locust_process,  # noqa: F401 - its init hooks tune this process
+    reconnect,
+)
+from benchmarks.locust_steps import PLAN as STEPS
+from benchmarks.locust_steps import ActiveClients, run_steps
 from core.domain import SPECIALTIES
 
 CONNECT_ATTEMPTS = 12  # about a minute of back-off at most (benchmarks/reconnect.py)
@@ -61,6 +63,7 @@ CLIENT_PACING = float(os.environ.get("ZENDO_BENCH_CLIENT_PACING", "6"))
 WORK_S = float(os.environ.get("ZENDO_BENCH_WORK_S", "0.5"))
 WARMUP_S = float(os.environ.get("ZENDO_BENCH_WARMUP_S", "0"))
 FOLLOW_TIMEOUT_S = 90.0
+IDLE_CHECK_S = 1.0  # a client outside the current rate step (locust_steps) looks again
 
 
 def _load_seed() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -322,29 +325,40 @@ class ClientUser(SocketUser):
     fixed_count = int(os.environ.get("ZENDO_BENCH_CLIENTS", "0"))
 
     def on_start(self) -> None:
-        self.profile = CLIENTS[next(_next_client) % len(CLIENTS)]
+        self.number = next(_next_client)
+        self.profile = CLIENTS[self.number % len(CLIENTS)]
         # job id -> its final status, set by on_frame; one follower greenlet per job.
         self.outcomes: dict[str, gevent.event.AsyncResult] = {}
         self.followers = gevent.pool.Group()
         self.open_socket()
-        # Locust spawns fixed_count users first, so every client starts within the first
-        # second: each takes a random phase, so that the arrivals are independent, like
-        # real clients', rather than 300 creations at once every CLIENT_PACING s.
-        self.next_request_at = time.perf_counter() + random.uniform(0, CLIENT_PACING)
-        gevent.sleep(self.next_request_at - time.perf_counter())
+        self.next_request_at: float | None = None
+        gevent.sleep(self.wait_time())
 
     def wait_time(self) -> float:
-        """One request every CLIENT_PACING s from the client's own phase. (locust's
-        constant_pacing counts from the user's creation, so it undid the phase taken in
-        on_start: every client fired within the same half second.)"""
-        self.next_request_at = max(self.next_request_at + CLIENT_PACING, time.perf_counter())
-        return max(0.0, self.next_request_at - time.perf_counter())
+        """One request every CLIENT_PACING s from the client's own phase: locust spawns
+        fixed_count users first, so every client starts within the first second, and each
+        takes a random phase, so that the arrivals are independent, like real clients',
+        rather than 300 creations at once every CLIENT_PACING s. (locust's
+        constant_pacing counts from the user's creation, so it undid that phase: every
+        client fired within the same half second.) A client left out of the current
+        rate step (benchmarks/locust_steps.py) checks again every second."""
+        now = time.perf_counter()
+        if not ActiveClients.includes(self.number):
+            self.next_request_at = None
+            return IDLE_CHECK_S
+        if self.next_request_at is None:  # starting, or let in by a step: a new phase
+            self.next_request_at = now + random.uniform(0, CLIENT_PACING)
+        else:
+            self.next_request_at = max(self.next_request_at + CLIENT_PACING, now)
+        return max(0.0, self.next_request_at - now)
 
     @task
     def request(self) -> None:
         """Create a job and hand its following to a greenlet of its own, so that the
         arrivals are open-loop: when the task also followed the job, a job longer than the
         pacing (a decline, a timeout) moved the client's next one to its completion."""
+        if not ActiveClients.includes(self.number):
+            return
         spot = random.choice(ARTISANS)
         specialty = spot["specialty"] or random.choice(SPECIALTIES)
         body = {
@@ -466,49 +480,7 @@ def _reset_after_warm_up(environment: Environment, **_kwargs: Any) -> None:
     def on_spawning_complete(**_kw: Any) -> None:
         if WARMUP_S > 0:
             gevent.spawn_later(WARMUP_S, environment.stats.reset_all)
+        if STEPS.rates:
+            gevent.spawn(run_steps, environment, WARMUP_S)
 
     environment.events.spawning_complete.add_listener(on_spawning_complete)
-
-
-@events.init.add_listener
-def _resolve_in_line(environment: Environment, **_kwargs: Any) -> None:
-    """gevent resolves names on a thread pool by default, even an IP literal. Every
-    artisan opens a new HTTP connection per job (its keep-alive one timed out long
-    before), and the hand-offs to that pool took a fifth of locust's CPU: CPU that the
-    server it measures shares. The host is an address or a local name: resolve in line."""
-    gevent.get_hub().resolver = gevent.resolver.blocking.Resolver()
-
-
-_real_poll = gevent.monkey.get_original("select", "poll")
-
-
-def _idle_socket_alive(_pool: Any, sock: Any) -> bool:
-    """An idle keep-alive socket is reusable when it has nothing to read (no FIN, no
-    stray bytes). The same test as geventhttpclient's, with poll() for its select():
-    select() raises ValueError for a descriptor past 1023 (FD_SETSIZE), which
-    geventhttpclient 2.6 takes for a dead socket. With 10,000 WebSockets open every
-    pooled HTTP socket is past 1023, so every request opened a new connection (93 % of
-    them, 230/s) where a real app reuses its own; the server accepts one connection per
-    loop turn and they queued for up to a second. Also, gevent's select() yields to the
-    hub even with a zero timeout; the real poll() does not."""
-    if sock is None or sock.fileno() < 0:
-        return False
-    poller = _real_poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    return not poller.poll(0)
-
-
-@events.init.add_listener
-def _keep_alive_past_fd_1023(environment: Environment, **_kwargs: Any) -> None:
-    geventhttpclient.connectionpool.ConnectionPool._is_socket_alive = _idle_socket_alive
-
-
-@events.init.add_listener
-def _no_gc(environment: Environment, **_kwargs: Any) -> None:
-    """Locust holds as many sockets as the server: CPython's own GC trigger stopped every
-    greenlet for 30-300 ms, which would be read as server latency, and young collections
-    on a clock (the server's policy, gateway/gcpacer.py) cost locust a tenth of its CPU,
-    CPU that the server it measures shares. A load generator lives for minutes and makes
-    little cyclic garbage: no collections at all."""
-    gc.freeze()
-    gc.disable()

@@ -61,7 +61,7 @@ def _python_lines(script: str, **env: str) -> list[str]:
 
 _KEEP_ALIVE_CHECK = """
 import os, socket
-from benchmarks import locustfile
+from benchmarks import locustfile, locust_process
 from geventhttpclient.connectionpool import ConnectionPool
 
 original = ConnectionPool._is_socket_alive  # before locust's init hook replaces it
@@ -70,12 +70,12 @@ client = socket.create_connection(listener.getsockname())
 server, _ = listener.accept()
 high = socket.socket(fileno=os.dup2(client.fileno(), 1500))  # past FD_SETSIZE
 print("original", original(None, high))
-print("idle", locustfile._idle_socket_alive(None, high))
+print("idle", locust_process.idle_socket_alive(None, high))
 server.sendall(b"stray")
-print("stray bytes", locustfile._idle_socket_alive(None, high))
+print("stray bytes", locust_process.idle_socket_alive(None, high))
 high.recv(16)
 server.close()
-print("peer closed", locustfile._idle_socket_alive(None, high))
+print("peer closed", locust_process.idle_socket_alive(None, high))
 """
 
 
@@ -92,10 +92,10 @@ def test_locust_reuses_idle_keep_alive_sockets_past_descriptor_1023() -> None:
 
 _PACING_CHECK = """
 import time, types
-from benchmarks import locustfile
+from benchmarks import locustfile, locust_process
 
 # A request that started on its slot 0.05 s ago: the next one is one pacing after the slot.
-client = types.SimpleNamespace(next_request_at=time.perf_counter() - 0.05)
+client = types.SimpleNamespace(number=0, next_request_at=time.perf_counter() - 0.05)
 print(locustfile.ClientUser.wait_time(client))
 # A client that fell 100 s behind goes on now, with no burst of catch-up requests.
 client.next_request_at = time.perf_counter() - 100
@@ -112,6 +112,70 @@ def test_clients_keep_their_own_phase() -> None:
     assert 5.9 < on_slot <= 5.95
     assert behind == 0.0
     assert 5.99 < after_behind <= 6.0
+
+
+_STEPS_CHECK = """
+import time, types
+from benchmarks import locustfile, locust_steps
+
+print(locust_steps.PLAN.rates, locust_steps.PLAN.clients_for(2.0), locust_steps.ActiveClients.limit)
+inside = types.SimpleNamespace(number=5, next_request_at=None)
+outside = types.SimpleNamespace(number=6, next_request_at=None)
+print(0.0 <= locustfile.ClientUser.wait_time(inside) <= 6.0)
+print(locustfile.ClientUser.wait_time(outside), outside.next_request_at)
+locust_steps.ActiveClients.limit = locust_steps.PLAN.clients_for(4.0)  # the next step
+print(0.0 <= locustfile.ClientUser.wait_time(outside) <= 6.0, outside.next_request_at is not None)
+try:
+    locust_steps.StepPlan.from_env({"ZENDO_BENCH_RATE_STEPS": "10,-1"}, 6.0)
+except ValueError as exc:
+    print("refused", "positive" in str(exc))
+"""
+
+
+def test_rate_steps_let_clients_in_by_their_start_order() -> None:
+    """With ZENDO_BENCH_RATE_STEPS, rate x pacing clients create jobs; a client left out
+    checks again every second and, once a step lets it in, takes a phase of its own."""
+    out = _python_lines(_STEPS_CHECK, ZENDO_BENCH_RATE_STEPS="1,4", ZENDO_BENCH_CLIENT_PACING="6")
+    assert out == [
+        "(1.0, 4.0) 12 6",
+        "True",
+        "1.0 None",
+        "True True",
+        "refused True",
+    ]
+
+
+@pytest.mark.slow
+def test_capacity_quick_run_reports_every_step() -> None:
+    """`bench_capacity` end to end at a tiny scale against the test database and Redis
+    (TRUNCATEd / FLUSHed, as every test's clean_state does). No thresholds on speed:
+    the figures depend on the machine; at 2 and 4 jobs/s nothing may fail."""
+    database_url = os.environ.get("ZENDO_TEST_DATABASE_URL", "postgresql:///zendo_test")
+    redis_url = os.environ.get("ZENDO_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks.bench_capacity"),
+            *("--database-url", database_url, "--redis-url", redis_url),
+            *("--artisans", "200", "--rates", "2,4", "--step-s", "12", "--warmup-s", "3"),
+            *("--flat-sockets", "200", "--flat-s", "2"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=True,
+    ).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["speed_ref_bare_frames_per_s"] > 0
+    steps = result["steps"]
+    assert [s["rate"] for s in steps] == [2.0, 4.0]
+    for step in steps:
+        assert step["failures"] == 0, step
+        assert step["created_per_s"] > 0
+        assert step["first_offer_p99_ms"] is not None and step["accept_p99_ms"] is not None
+        assert step["server_ms_per_job"] > 0 and step["pg_ms_per_job"] > 0
+        assert isinstance(step["held"], bool)
+    assert result["held_jobs_per_s"] in (0.0, 2.0, 4.0)
 
 
 @pytest.mark.slow
