@@ -26,6 +26,7 @@ per status step, default 0.5), ZENDO_BENCH_ADMIN_EMAIL / _PASSWORD,
 ZENDO_BENCH_WARMUP_S (default 0: with N > 0, the statistics are reset again N s after
 the last user started, so that they cover the steady state only; `--reset-stats` alone
 resets them when the last user has *started*, while 10,000 sockets are still settling);
+ZENDO_BENCH_FIX_EVERY_S (an artisan's seconds between fixes, default 4);
 ZENDO_BENCH_RATE_STEPS / _STEP_S / _STEPS_OUT: job rates in steps
 (benchmarks/locust_steps.py; `benchmarks.bench_capacity` sets them).
 """
@@ -62,6 +63,7 @@ DECLINE_SHARE = float(os.environ.get("ZENDO_BENCH_DECLINE_SHARE", "0.1"))
 CLIENT_PACING = float(os.environ.get("ZENDO_BENCH_CLIENT_PACING", "6"))
 WORK_S = float(os.environ.get("ZENDO_BENCH_WORK_S", "0.5"))
 WARMUP_S = float(os.environ.get("ZENDO_BENCH_WARMUP_S", "0"))
+FIX_EVERY_S = float(os.environ.get("ZENDO_BENCH_FIX_EVERY_S", "4"))
 FOLLOW_TIMEOUT_S = 90.0
 IDLE_CHECK_S = 1.0  # a client outside the current rate step (locust_steps) looks again
 
@@ -218,7 +220,7 @@ class SocketUser(FastHttpUser):
 
 class ArtisanUser(SocketUser):
     weight = 100
-    wait_time = constant(4)  # one location fix every 4 s
+    wait_time = constant(FIX_EVERY_S)  # one location fix every 4 s (by default)
 
     def on_start(self) -> None:
         # With ZENDO_OFFER_BATCH > 1 several artisans get each job and the first accept
@@ -235,7 +237,7 @@ class ArtisanUser(SocketUser):
         # that falls behind during the ramp completes handshakes in clumps, which then
         # ping in step every 4 s: a burst load that real apps, started independently,
         # do not make. A random phase per artisan, as for the clients.
-        gevent.sleep(random.uniform(0, 4))
+        gevent.sleep(random.uniform(0, FIX_EVERY_S))
 
     @task
     def ping(self) -> None:
