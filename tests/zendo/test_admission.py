@@ -147,7 +147,7 @@ def test_slow_windows_lower_the_limit_for_new_work_and_prompt_ones_raise_it() ->
 
 
 def test_one_slow_answer_in_a_window_does_not_shed() -> None:
-    """A GC pause or one slow query: the median of the window stays prompt."""
+    """A GC pause or one slow query: the window's 90th percentile stays prompt."""
     admission = Admission(max_in_flight=100)
     for _ in range(40):
         admission.admitted()
