@@ -34,9 +34,10 @@ import asyncpg
 from redis.asyncio import Redis
 
 from benchmarks.bench_gateway import Workers, bare_ceiling
-from benchmarks.cost.constants import KEEP_TABLES, ROOT
+from benchmarks.cost.constants import ROOT
 from benchmarks.cost.meter import Meter, Snap, cpu_ns, process_tree
 from benchmarks.cost.processes import start_redis, stop_process
+from benchmarks.cost.seed import truncate
 from tests.gateway.processes import wait_healthy
 from tests.ports import free_port
 
@@ -90,12 +91,7 @@ def server_env(args: argparse.Namespace, port: int, state_dir: str) -> dict[str,
 async def reset(args: argparse.Namespace) -> None:
     conn = await asyncpg.connect(args.database_url)
     try:
-        tables = [
-            r["tablename"]
-            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-            if r["tablename"] not in KEEP_TABLES
-        ]
-        await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        await truncate(conn)
     finally:
         await conn.close()
     redis = Redis.from_url(args.redis_url)

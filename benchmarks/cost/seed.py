@@ -21,6 +21,16 @@ from benchmarks.cost.constants import (
 )
 
 
+async def truncate(conn: asyncpg.Connection) -> None:
+    """Empty every table of the scratch database but the migrations' reference data."""
+    tables = [
+        r["tablename"]
+        for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        if r["tablename"] not in KEEP_TABLES
+    ]
+    await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
 @dataclass
 class Seeded:
     fix_artisans: list[dict[str, Any]]
@@ -61,12 +71,7 @@ async def seed(dsn: str, redis_url: str, n_fix: int, n_job: int, n_clients: int)
             out[group].append(entry)
     conn = await asyncpg.connect(dsn)
     try:
-        tables = [
-            r["tablename"]
-            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-            if r["tablename"] not in KEEP_TABLES
-        ]
-        await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+        await truncate(conn)
         async with conn.transaction():
             await _copy_users(conn, users, artisan_rows, families)
         await conn.execute("ANALYZE users, artisans")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,19 +146,14 @@ def test_rate_steps_let_clients_in_by_their_start_order() -> None:
     ]
 
 
-@pytest.mark.slow
-def test_capacity_quick_run_reports_every_step() -> None:
-    """`bench_capacity` end to end at a tiny scale against the test database and Redis
-    (TRUNCATEd / FLUSHed, as every test's clean_state does). No thresholds on speed:
-    the figures depend on the machine; at 2 and 4 jobs/s nothing may fail."""
+def _bench_json(module: str, *argv: str) -> dict[str, Any]:
+    """The final JSON line of a benchmark run against the test database and Redis."""
     database_url = os.environ.get("ZENDO_TEST_DATABASE_URL", "postgresql:///zendo_test")
     redis_url = os.environ.get("ZENDO_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
     out = subprocess.run(
         [
-            *(sys.executable, "-m", "benchmarks.bench_capacity"),
-            *("--database-url", database_url, "--redis-url", redis_url),
-            *("--artisans", "200", "--rates", "2,4", "--step-s", "12", "--warmup-s", "3"),
-            *("--flat-sockets", "200", "--flat-s", "2"),
+            *(sys.executable, "-m", module),
+            *("--database-url", database_url, "--redis-url", redis_url, *argv),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -165,7 +161,20 @@ def test_capacity_quick_run_reports_every_step() -> None:
         timeout=170,
         check=True,
     ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.slow
+def test_capacity_quick_run_reports_every_step() -> None:
+    """`bench_capacity` end to end at a tiny scale against the test database and Redis
+    (TRUNCATEd / FLUSHed, as every test's clean_state does). No thresholds on speed:
+    the figures depend on the machine; at 2 and 4 jobs/s nothing may fail."""
+    result = _bench_json(
+        "benchmarks.bench_capacity",
+        *("--artisans", "200", "--rates", "2,4", "--step-s", "12", "--warmup-s", "3"),
+        *("--flat-sockets", "200", "--flat-s", "2"),
+    )
     assert result["speed_ref_bare_frames_per_s"] > 0
     steps = result["steps"]
     assert [s["rate"] for s in steps] == [2.0, 4.0]
@@ -183,20 +192,7 @@ def test_cost_model_quick_run_reports_every_figure() -> None:
     """`bench_cost --quick` end to end against the test database and Redis (both are
     TRUNCATEd / FLUSHed, as every test's clean_state does): the final JSON line holds
     every figure. No thresholds: the figures depend on the machine."""
-    database_url = os.environ.get("ZENDO_TEST_DATABASE_URL", "postgresql:///zendo_test")
-    redis_url = os.environ.get("ZENDO_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
-    out = subprocess.run(
-        [
-            *(sys.executable, "-m", "benchmarks.bench_cost", "--quick"),
-            *("--database-url", database_url, "--redis-url", redis_url),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=170,
-        check=True,
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    result = _bench_json("benchmarks.bench_cost", "--quick")
     assert result["speed_ref_bare_frames_per_s"] > 0
     fix = result["fix"]
     assert fix["accepted"] > 0
