@@ -54,10 +54,10 @@ MAX_IN_FLIGHT = 512
 # Event-loop lag past which new work is refused (the probe fires every 25 ms).
 MAX_LOOP_LAG_S = 0.5
 RETRY_AFTER_S = 1
-# The adaptive limit: a window whose median answer (handling time + loop lag) is slower
-# than this means the process is taking on more than it can answer promptly. About a
-# quarter of the contract's 250 ms leaves room for the time a request waits before the
-# loop reads it.
+# The adaptive limit: a window whose 90th-percentile answer (handling time + loop lag) is
+# slower than this means the process is taking on more than it can answer promptly. About
+# a quarter of the contract's 250 ms leaves room for the time a request waits before the
+# loop reads it (and for a client's own p99, about twice its p90).
 LATENCY_TARGET_S = 0.06
 WINDOW_S = 0.25
 BACKOFF = 0.8
