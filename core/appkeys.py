@@ -13,7 +13,14 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from core.metrics import Metrics
-from core.ports import DispatchHooks, LiveState, Notifier, OfferActions, PaymentSteps
+from core.ports import (
+    DispatchHooks,
+    LiveState,
+    Notifier,
+    OfferActions,
+    PaymentSteps,
+    WorkMeter,
+)
 from core.principal import Principal
 from core.sessions import RevokedSessions
 from core.settings import Settings
@@ -34,6 +41,7 @@ LIVE_STATE: web.AppKey[LiveState] = web.AppKey("live_state")
 OFFER_ACTIONS: web.AppKey[OfferActions] = web.AppKey("offer_actions")
 PAYMENT_STEPS: web.AppKey[PaymentSteps] = web.AppKey("payment_steps")
 DISPATCH_HOOKS: web.AppKey[DispatchHooks] = web.AppKey("dispatch_hooks")
+WORK_METER: web.AppKey[WorkMeter] = web.AppKey("work_meter")
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

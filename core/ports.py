@@ -3,7 +3,7 @@
 The composition root (`zendo.app`) puts the implementations in the app under the
 keys of `core.appkeys`: the gateway provides `Notifier` and `LiveState`, the offers
 context `OfferActions`, the payments context `PaymentSteps`, the dispatcher
-`DispatchHooks`.
+`DispatchHooks`, the composition root's admission control `WorkMeter`.
 """
 
 from __future__ import annotations
@@ -51,6 +51,19 @@ class OfferActions(Protocol):
     async def accept(self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID) -> dict[str, Any]: ...
 
     async def decline(self, *, artisan_id: uuid.UUID, offer_id: uuid.UUID) -> None: ...
+
+
+class WorkMeter(Protocol):
+    """Counts work that reaches the process outside an HTTP request (an offer answered
+    over a socket), so that admission control sees it: it is never refused (it moves a
+    job along), but it holds the process as a request does, and when it is slow, new
+    work is turned away first."""
+
+    def admitted(self) -> None: ...
+
+    def answered(self, handling_s: float, now: float) -> None:
+        """The work admitted last is done; `now` is `time.perf_counter()`."""
+        ...
 
 
 class PaymentSteps(Protocol):

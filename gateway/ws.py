@@ -341,8 +341,19 @@ async def _on_offer(
         return
     artisan_id = uuid.UUID(session.user_id)
     ack: dict[str, object] = {"type": "ack", "for": kind, "offer_id": str(frame.offer_id)}
-    if isinstance(frame, OfferAcceptFrame):
-        ack["intervention"] = await actions.accept(artisan_id=artisan_id, offer_id=frame.offer_id)
-    else:
-        await actions.decline(artisan_id=artisan_id, offer_id=frame.offer_id)
+    meter = gateway.app.get(appkeys.WORK_METER)  # admission control counts it as a request
+    if meter is not None:
+        meter.admitted()
+    started = time.perf_counter()
+    try:
+        if isinstance(frame, OfferAcceptFrame):
+            ack["intervention"] = await actions.accept(
+                artisan_id=artisan_id, offer_id=frame.offer_id
+            )
+        else:
+            await actions.decline(artisan_id=artisan_id, offer_id=frame.offer_id)
+    finally:
+        if meter is not None:
+            ended = time.perf_counter()
+            meter.answered(ended - started, ended)
     session.send(ack)

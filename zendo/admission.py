@@ -30,6 +30,9 @@ adaptive limit included, so that shedding turns new jobs away first (each one sh
 the whole job's work). It is still bounded: on a machine that cannot keep up even with
 the jobs under way, their requests would otherwise queue for seconds; refused at once,
 they come back after `Retry-After` (clients retry work under way by the README's rule).
+An offer answered over a socket (gateway/ws.py, through the `WorkMeter` port) is never
+refused, but counts in flight and in the windows like a request: when accepts slow down,
+new jobs are turned away first.
 Operators' requests (`/admin/...`) are refused only past twice the far bounds: a
 handful a second at most, and an overloaded system is exactly when the ops team must
 see it. WebSocket handshakes are not subject to the adaptive limit either: the gateway

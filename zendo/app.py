@@ -49,7 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics.create(settings.dispatch_policy)
-    app[ADMISSION] = Admission()
+    app[ADMISSION] = app[appkeys.WORK_METER] = Admission()
     app.on_response_prepare.append(security_headers)
 
     # Resources first, in dependency order; contexts append their background

@@ -123,6 +123,30 @@ async def test_offer_frames_map_domain_errors_to_error_frames(
     await ws.close()
 
 
+async def test_offer_answers_over_the_socket_count_for_admission_control(
+    gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
+) -> None:
+    """An offer answered over a socket is work like a request: admission control counts
+    it in flight while it runs and judges its answer time (never refusing it)."""
+    from zendo.admission import Admission
+
+    admission = gw.app[appkeys.WORK_METER]
+    assert isinstance(admission, Admission)
+    _artisan_id, token = await new_artisan(db, gw_settings)
+    ws = await connect(gw, token)
+    answers = len(admission.window_answers)
+    admission.in_flight = admission.max_in_flight  # new HTTP work would be refused now
+    await ws.send_json({"type": "offer.accept", "offer_id": str(uuid.uuid4())})
+    assert (await recv_type(ws, "error"))["code"] == "not_found"  # answered all the same
+    await ws.send_json({"type": "offer.decline", "offer_id": str(uuid.uuid4())})
+    assert (await recv_type(ws, "error"))["code"] == "not_found"
+    assert admission.in_flight == admission.max_in_flight  # each counted in, then out
+    assert len(admission.window_answers) == answers + 2
+    assert admission.window_peak >= admission.max_in_flight + 1
+    admission.in_flight = 0
+    await ws.close()
+
+
 async def test_offer_frames_without_offer_actions_are_unavailable(
     gw_settings: Settings,
     clean_state: None,
