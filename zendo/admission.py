@@ -18,8 +18,8 @@
   percentile, not the slowest answer, so that one GC pause or one slow query does not
   turn new jobs away; not the median, which on a saturated machine stayed at 25-30 ms
   while the clients saw p99s of 300 ms (their requests also wait for a CPU before this
-  process reads them, which no in-process clock sees). Routes slow by design (a password hash takes a bcrypt, off the loop)
-  do not feed it.
+  process reads them, which no in-process clock sees). Routes slow by design (a
+  password hash takes a bcrypt, off the loop) do not feed it.
 Health checks and metrics are always admitted. A WebSocket handshake is checked like a
 request (a refused one gets the same 503 before the upgrade), but an open socket is
 not counted in flight: it lives for hours and costs only when it sends.
