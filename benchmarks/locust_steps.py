@@ -1,6 +1,8 @@
-"""Stepped job rates for the README's locust test (benchmarks/bench_capacity.py runs it).
+"""The phases of the README's locust test: the statistics reset once the warm-up is over
+(ZENDO_BENCH_WARMUP_S after the last user started), stepped job rates, and the stop.
 
-With ZENDO_BENCH_RATE_STEPS="30,40,50" the client users create jobs at each rate in turn
+Stepped job rates (benchmarks/bench_capacity.py runs them): with
+ZENDO_BENCH_RATE_STEPS="30,40,50" the client users create jobs at each rate in turn
 (jobs/s), after the warm-up (ZENDO_BENCH_WARMUP_S), for ZENDO_BENCH_STEP_S seconds each;
 then locust stops. The pacing of each client stays ZENDO_BENCH_CLIENT_PACING: a step
 changes how many of the clients are active (rate x pacing of them), so a new rate takes
@@ -21,9 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import gevent
+from locust import events
 from locust.env import Environment
 
 SETTLE_S = 7.0
+WARMUP_S = float(os.environ.get("ZENDO_BENCH_WARMUP_S", "0"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +107,30 @@ def run_steps(environment: Environment, warmup_s: float) -> None:
                 fh.write(json.dumps(line) + "\n")
     if environment.runner is not None:
         environment.runner.quit()
+
+
+class Run:
+    """Set once the run is over (locust's `test_stopping`, before it stops the users)."""
+
+    stopping = False
+
+
+@events.test_stopping.add_listener
+def _stop_jobs_under_way(environment: Environment, **_kwargs: Any) -> None:
+    """Locust then stops 10,000 users at once, and their sockets close together: not
+    the steady state this test measures (a mass close holds the server for up to a
+    second; `benchmarks.bench_storm` measures it). The jobs under way run in greenlets of
+    their own, which locust does not stop: from now on they send no status change and
+    no offer answer, and no latency is recorded."""
+    Run.stopping = True
+
+
+@events.init.add_listener
+def _reset_after_warm_up(environment: Environment, **_kwargs: Any) -> None:
+    def on_spawning_complete(**_kw: Any) -> None:
+        if WARMUP_S > 0:
+            gevent.spawn_later(WARMUP_S, environment.stats.reset_all)
+        if PLAN.rates:
+            gevent.spawn(run_steps, environment, WARMUP_S)
+
+    environment.events.spawning_complete.add_listener(on_spawning_complete)

@@ -52,8 +52,7 @@ from benchmarks import (
     locust_process,  # noqa: F401 - its init hooks tune this process
     reconnect,
 )
-from benchmarks.locust_steps import PLAN as STEPS
-from benchmarks.locust_steps import ActiveClients, run_steps
+from benchmarks.locust_steps import ActiveClients, Run
 from core.domain import SPECIALTIES
 
 CONNECT_ATTEMPTS = 12  # about a minute of back-off at most (benchmarks/reconnect.py)
@@ -62,7 +61,6 @@ ACCEPT_DELAY = tuple(float(x) for x in os.environ.get("ZENDO_BENCH_ACCEPT_DELAY"
 DECLINE_SHARE = float(os.environ.get("ZENDO_BENCH_DECLINE_SHARE", "0.1"))
 CLIENT_PACING = float(os.environ.get("ZENDO_BENCH_CLIENT_PACING", "6"))
 WORK_S = float(os.environ.get("ZENDO_BENCH_WORK_S", "0.5"))
-WARMUP_S = float(os.environ.get("ZENDO_BENCH_WARMUP_S", "0"))
 FIX_EVERY_S = float(os.environ.get("ZENDO_BENCH_FIX_EVERY_S", "4"))
 FOLLOW_TIMEOUT_S = 90.0
 IDLE_CHECK_S = 1.0  # a client outside the current rate step (locust_steps) looks again
@@ -89,6 +87,8 @@ START_CODES: dict[str, str] = {}  # intervention id -> its start code (the clien
 
 
 def _latency(env: Environment, name: str, started: float, ended: float) -> None:
+    if Run.stopping:
+        return
     env.events.request.fire(
         request_type="LATENCY",
         name=name,
@@ -282,6 +282,8 @@ class ArtisanUser(SocketUser):
         return True
 
     def answer(self, offer: dict[str, Any]) -> None:
+        if Run.stopping:
+            return
         if offer["offer_id"] in self.closed:
             self.closed.discard(offer["offer_id"])
             return  # taken by another artisan (or expired) while this one hesitated
@@ -296,6 +298,8 @@ class ArtisanUser(SocketUser):
     def work(self, job_id: str) -> None:
         for status in ("EN_ROUTE", "ARRIVED", "IN_PROGRESS", "COMPLETED"):
             gevent.sleep(WORK_S)
+            if Run.stopping:
+                return
             body: dict[str, Any] = {"status": status}
             if status == "IN_PROGRESS":
                 body["start_code"] = START_CODES.pop(job_id, None)
@@ -475,14 +479,3 @@ def _probe_own_loop_lag(environment: Environment, **_kwargs: Any) -> None:
             _latency(environment, "locust loop lag (10 ms timer)", started + LAG_PROBE_S, ended)
 
     gevent.spawn(probe)
-
-
-@events.init.add_listener
-def _reset_after_warm_up(environment: Environment, **_kwargs: Any) -> None:
-    def on_spawning_complete(**_kw: Any) -> None:
-        if WARMUP_S > 0:
-            gevent.spawn_later(WARMUP_S, environment.stats.reset_all)
-        if STEPS.rates:
-            gevent.spawn(run_steps, environment, WARMUP_S)
-
-    environment.events.spawning_complete.add_listener(on_spawning_complete)
