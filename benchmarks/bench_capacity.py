@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import subprocess
 import sys
@@ -47,6 +48,7 @@ ADMIN = ("admin@capacity.bench.zendo.test", "capacity-admin-password-1")
 # admin's polling are reported, not judged.
 JUDGED_LATENCIES = ("create -> first offer frame", "accept -> client status frame")
 SPAWN_RATE = 300  # users started per second, as in the README's command
+SETTLE_S = 7.0  # benchmarks/locust_steps.py (not imported here: it patches gevent in)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,9 +69,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flat-sockets", type=int, default=2000, help="bare-loop reference")
     p.add_argument("--flat-s", type=float, default=8.0)
     args = p.parse_args(argv)
-    args.rate_list = [float(r) for r in args.rates.split(",") if r]
-    if not args.rate_list or any(r <= 0 for r in args.rate_list):
-        p.error("--rates: one or more positive job rates")
+    try:
+        args.rate_list = [float(r) for r in args.rates.split(",") if r]
+    except ValueError:
+        args.rate_list = []
+    if not args.rate_list or not all(0 < r < math.inf for r in args.rate_list):
+        p.error(f"--rates: one or more positive job rates, comma-separated (got {args.rates!r})")
+    if args.step_s <= SETTLE_S:
+        p.error(f"--step-s must exceed the {SETTLE_S:g} s each step settles")
     return args
 
 

@@ -26,7 +26,7 @@ import gevent
 from locust import events
 from locust.env import Environment
 
-SETTLE_S = 7.0
+SETTLE_S = 7.0  # benchmarks/bench_capacity.py checks --step-s against the same figure
 WARMUP_S = float(os.environ.get("ZENDO_BENCH_WARMUP_S", "0"))
 
 

@@ -146,6 +146,25 @@ def test_rate_steps_let_clients_in_by_their_start_order() -> None:
     ]
 
 
+def test_capacity_refuses_bad_arguments_with_a_message() -> None:
+    for argv, words in (
+        (("--rates", "0,30"), "positive job rates"),
+        (("--rates", "fast"), "positive job rates"),
+        (("--rates", "30,nan"), "positive job rates"),
+        (("--step-s", "5"), "--step-s must exceed"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_capacity", *argv],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, argv
+        assert words in done.stderr, (argv, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
 def _bench_json(module: str, *argv: str) -> dict[str, Any]:
     """The final JSON line of a benchmark run against the test database and Redis."""
     database_url = os.environ.get("ZENDO_TEST_DATABASE_URL", "postgresql:///zendo_test")
