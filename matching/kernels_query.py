@@ -408,7 +408,7 @@ def _answer(m: int, o_f: F64, o_i: I64, m_id: I64, m_b: I8, w: I64, text: U8, cl
     out = py_list_new(m)
     if py_is_null(out):
         return out
-    for i in range(m):
+    for i in range(m):  # candidates come untracked by the cyclic GC (see py_candidate)
         c = py_candidate(cls, text, i * ID_STRIDE, o_f[1, i], o_f[0, i])
         if py_is_null(c):
             py_decref(out)  # and the candidates already in it

@@ -14,6 +14,10 @@ reference counting on it.  A kernel returning one hands the reference to its cal
 ``nogil``.  Every allocating call may return NULL (MemoryError set): the builders
 check, release what they made and return NULL, which the caller sees as the
 exception.
+
+numba caches a kernel under its own module's file stamp only: a change to a builder
+here reaches the kernels using it once their module changes too (or their
+``__pycache__`` entries are removed).
 """
 
 from __future__ import annotations
@@ -177,6 +181,11 @@ def _candidate_codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         with good:
             for j, it in enumerate(items):
                 pyapi.tuple_setitem(tup, j, it)  # steals the item
+            # a str and two floats cannot be part of a reference cycle: untracked, the
+            # candidate costs the cyclic collector nothing (CPython untracks such exact
+            # tuples itself at their first collection, but never a tuple subclass)
+            untrack = _fn(pyapi, "PyObject_GC_UnTrack", ir.VoidType(), obj)
+            builder.call(untrack, [tup])
     null = ir.Constant(obj, None)
     return builder.select(failed, null, tup)
 
@@ -190,7 +199,8 @@ def _candidate_typer(typingctx: Any, cls: Any, text: Any, off: Any, dist: Any, s
 #: ``py_candidate(cls, text, off, dist, score)``: a new ``cls`` instance (a 3-tuple
 #: subclass: :class:`matching.policy.Candidate`, whose address is ``cls``) holding the
 #: 36 ASCII characters of the C-contiguous uint8 array ``text`` at byte ``off`` as a
-#: str, then ``dist`` and ``score``; NULL on MemoryError (nothing left allocated)
+#: str, then ``dist`` and ``score``, untracked by the cyclic GC; NULL on MemoryError
+#: (nothing left allocated)
 py_candidate: Final[Any] = intrinsic(_candidate_typer)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
 
-from matching import Candidate, RankingPolicy
+from matching import LEVELS, SPECIALTIES, STATUSES, Candidate, RankingPolicy
 
 R = 6371.0088
 D2R = math.pi / 180.0
@@ -86,3 +87,25 @@ def _tied(a: Candidate, b: Candidate, tol: float) -> bool:
     return abs(a.score - b.score) <= tol * max(1.0, abs(b.score)) and abs(
         a.distance_km - b.distance_km
     ) <= tol * max(1.0, b.distance_km)
+
+
+def paris_city(n: int, seed: int) -> dict[str, Rec]:
+    """``n`` artisans around Paris (sigma ~9 km), every specialty, level and status."""
+    rng = np.random.default_rng(seed)
+    lat = 48.8566 + rng.normal(0, 0.08, n)
+    lon = 2.3522 + rng.normal(0, 0.12, n)
+    spec = rng.integers(0, len(SPECIALTIES), n)
+    lvl = rng.integers(0, 3, n)
+    rating = np.round(rng.uniform(3.0, 5.0, n), 2)
+    status = rng.choice(3, n, p=[0.3, 0.35, 0.35])
+    return {
+        str(uuid.UUID(int=int(rng.integers(0, 2**62)) << 66 | i)): Rec(
+            float(lat[i]),
+            float(lon[i]),
+            SPECIALTIES[spec[i]],
+            LEVELS[lvl[i]],
+            float(rating[i]),
+            STATUSES[status[i]],
+        )
+        for i in range(n)
+    }

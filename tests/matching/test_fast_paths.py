@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import tracemalloc
 import uuid
 
 import numpy as np
@@ -64,10 +65,31 @@ def test_fast_query_objects_are_owned_once() -> None:
     idx, _ = _index(200)
     out = idx.query(48.85, 2.35, "PLUMBER", k=5)
     assert sys.getrefcount(out) == 2  # the name and getrefcount's argument
+    assert gc.is_tracked(out)
     for c in out:
         assert sys.getrefcount(c) == 3  # the list, the loop name, the argument
-        assert gc.is_tracked(c)
-    before = len(gc.get_objects())
-    for _ in range(2000):
-        idx.query(48.85, 2.35, "PLUMBER", k=5)
-    assert len(gc.get_objects()) <= before + 10
+        assert not gc.is_tracked(c)  # a str and two floats: no cycle to look for
+    del out, c
+    idx.query(48.85, 2.35, "PLUMBER", k=5)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            idx.query(48.85, 2.35, "PLUMBER", k=5)
+        leaked = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert leaked < 2000 * 50  # 2,000 answers of 5 candidates each (~600 B) freed
+
+
+def test_untracked_candidates_survive_collections() -> None:
+    """Kept answers stay whole through full collections (nothing the collector
+    cannot see is freed under them) and cost the young generation nothing."""
+    idx, _ = _index(300)
+    gc.collect()
+    young = len(gc.get_objects(0))
+    kept = [idx.query(48.85, 2.35, "PLUMBER", k=10) for _ in range(500)]
+    assert len(gc.get_objects(0)) - young <= 500 + 10  # the lists only
+    gc.collect()
+    assert all(answer == kept[0] and len(answer) == 10 for answer in kept)
+    assert all(type(c) is Candidate and uuid.UUID(c.artisan_id) for c in kept[-1])

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from matching import LEVELS, SPECIALTIES, STATUSES, ArtisanIndex, RankingPolicy
-from tests.matching.matching_reference import Rec, assert_same, brute
+from tests.matching.matching_reference import Rec, assert_same, brute, paris_city
 
 # MATCHING_HYPOTHESIS_EXAMPLES=500 for a longer local run
 SETTINGS = settings(
@@ -169,30 +169,9 @@ def test_query_matches_brute_force(
         assert_same(got, ref, k)
 
 
-def _paris(n: int, seed: int) -> dict[str, Rec]:
-    rng = np.random.default_rng(seed)
-    lat = 48.8566 + rng.normal(0, 0.08, n)
-    lon = 2.3522 + rng.normal(0, 0.12, n)
-    spec = rng.integers(0, len(SPECIALTIES), n)
-    lvl = rng.integers(0, 3, n)
-    rating = np.round(rng.uniform(3.0, 5.0, n), 2)
-    status = rng.choice(3, n, p=[0.3, 0.35, 0.35])
-    return {
-        str(uuid.UUID(int=int(rng.integers(0, 2**62)) << 66 | i)): Rec(
-            float(lat[i]),
-            float(lon[i]),
-            SPECIALTIES[spec[i]],
-            LEVELS[lvl[i]],
-            float(rating[i]),
-            STATUSES[status[i]],
-        )
-        for i in range(n)
-    }
-
-
 def test_dense_city_many_queries() -> None:
     """A denser deterministic city: multi-ring walks, escalation, all policies."""
-    recs = _paris(30_000, 1)
+    recs = paris_city(30_000, 1)
     ids = list(recs)
     rng = np.random.default_rng(2)
     for policy in (
