@@ -109,42 +109,44 @@ def _tree_examples() -> tuple[object, ...]:
     )  # fmt: skip
 
 
-#: arrays from this size on get their own mapping, advised for transparent huge pages
 HUGE_PAGE = 2 << 20
 _MADV_HUGEPAGE: int | None = getattr(mmap, "MADV_HUGEPAGE", None)  # Linux only
 
 
 def index_array(
-    shape: int | tuple[int, int], dtype: type[np.generic], fill: float | None = None
+    shape: int | tuple[int, int],
+    dtype: type[np.generic],
+    fill: float = 0,
+    *,
+    huge: bool = False,
 ) -> Any:
-    """An array of the index: 64-byte aligned (no row straddles two cache lines;
-    numpy aligns to 16 bytes) and, from 2 MiB on, on its own anonymous mapping
-    aligned to 2 MiB and advised for transparent huge pages.
+    """An array of the index, filled with ``fill``, 64-byte aligned (no row straddles
+    two cache lines; numpy aligns to 16 bytes).
 
-    A query reads a few hundred scattered lines of these arrays; after other work
-    each of them also misses the TLB, and on a virtual machine a 4 KiB page walk
-    is itself a chain of cache misses. numpy advises huge pages only for what it
-    allocates with mmap, and glibc serves arrays of up to 32 MiB from its heap.
-    The mapping starts zeroed and only what is touched becomes resident (``fill``
-    None or 0 writes nothing), but in 2 MiB steps: at 1M artisans the index's RSS
-    grows ~3 B per artisan (98 B), for cold queries' p99 cut by a quarter
-    (BENCHMARKS.md)."""
+    ``huge`` (the pool and the node table: what a query reads) puts an array of 2 MiB
+    or more on its own anonymous mapping, aligned to 2 MiB and advised for
+    transparent huge pages. A query reads a few hundred scattered lines of these;
+    after other work each also misses the TLB, and on a virtual machine a 4 KiB page
+    walk is itself a chain of cache misses: cold queries ~20 % faster. numpy advises
+    huge pages for its own large arrays, but glibc serves them from its heap,
+    unaligned. Pages never written stay unmapped either way (a zero fill writes
+    nothing), but a huge page is resident whole: the rows ranked per answer (ids,
+    levels) stay on small pages, so that the whole index costs at most ~1 B more
+    per artisan."""
     rows, cols = (shape, 1) if isinstance(shape, int) else shape
     nbytes = rows * cols * np.dtype(dtype).itemsize
-    if nbytes < HUGE_PAGE:
-        raw = np.empty(nbytes + 64, dtype=np.uint8)
-        off = -int(raw.ctypes.data) % 64
-    else:
+    if huge and nbytes >= HUGE_PAGE:
         size = -(-nbytes // HUGE_PAGE) * HUGE_PAGE + HUGE_PAGE
         mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
         raw = np.frombuffer(mapping, dtype=np.uint8)  # keeps the mapping alive
         off = -int(raw.ctypes.data) % HUGE_PAGE
         if _MADV_HUGEPAGE is not None:
             mapping.madvise(_MADV_HUGEPAGE, off, size - off)
-        if fill is None or fill == 0:
-            fill = None
+    else:
+        raw = np.zeros(nbytes + 64, dtype=np.uint8)  # calloc: untouched pages unmapped
+        off = -int(raw.ctypes.data) % 64
     out = raw[off : off + nbytes].view(dtype).reshape(shape)
-    if fill is not None:
+    if fill != 0:
         out.fill(fill)
     return out
 
@@ -158,17 +160,17 @@ class Store:
 
     def __init__(self, policy_row: list[float], capacity: int) -> None:
         cap = pow2_at_least(max(16, capacity))
-        self.m_f = index_array((cap, 3), np.float64, 0.0)
-        self.m_id = index_array((cap, 2), np.int64, 0)
+        self.m_f = index_array((cap, 3), np.float64)
+        self.m_id = index_array((cap, 2), np.int64)
         self.m_i = index_array((cap, 2), np.int32, -1)
-        self.m_b = index_array((cap, 4), np.int8, 0)
+        self.m_b = index_array((cap, 4), np.int8)
         self.htab = index_array(2 * cap, np.int32, -1)
         pcap = max(64, cap // 2)
-        self.p_hot = index_array((pcap, 4), np.float32, 0.0)
-        self.p_f = index_array((pcap, 3), np.float64, 0.0)
-        self.p_i = index_array((pcap, 2), np.int32, -1)
-        self.bt = index_array((256, 4), np.int64, -1)
-        self.bb = index_array((256, 8), np.float32, 0.0)
+        self.p_hot = index_array((pcap, 4), np.float32, huge=True)
+        self.p_f = index_array((pcap, 3), np.float64, huge=True)
+        self.p_i = index_array((pcap, 2), np.int32, -1, huge=True)
+        self.bt = index_array((256, 4), np.int64, -1, huge=True)
+        self.bb = index_array((256, 8), np.float32, huge=True)
         self.meta = np.zeros(META_LEN, dtype=np.int64)
         self.meta[M_FHEAD:M_ROOT] = -1
         self.fmeta = np.full(FMETA_LEN, -np.inf, dtype=np.float64)
@@ -253,15 +255,15 @@ class Store:
         ncap = max(self.p_i.shape[0] + self.p_i.shape[0] // 4, 64)
         for name in ("p_hot", "p_f", "p_i"):
             old = getattr(self, name)
-            new = index_array((ncap, old.shape[1]), old.dtype)
+            new = index_array((ncap, old.shape[1]), old.dtype, huge=True)
             new[:used] = old[:used]
             setattr(self, name, new)
         self.pack()
 
     def _grow_buckets(self) -> None:
         rows = 2 * self.bt.shape[0]
-        new_bt = index_array((rows, 4), np.int64, -1)
-        new_bb = index_array((rows, 8), np.float32, 0.0)
+        new_bt = index_array((rows, 4), np.int64, -1, huge=True)
+        new_bb = index_array((rows, 8), np.float32, huge=True)
         KST.k_rehash_buckets(new_bt, new_bb, self.bt, self.bb, self.p_i, self.m_i)
         self.bt, self.bb = new_bt, new_bb
         self.pack()
@@ -286,9 +288,9 @@ class Store:
         caps = np.where(cls >= 0, np.left_shift(1, np.maximum(cls, 0)), 0)
         total = int(caps.sum())
         pcap = max(64, total + total // 8)
-        n_hot = index_array((pcap, 4), np.float32)
-        n_f = index_array((pcap, 3), np.float64)
-        n_i = index_array((pcap, 2), np.int32, -1)
+        n_hot = index_array((pcap, 4), np.float32, huge=True)
+        n_f = index_array((pcap, 3), np.float64, huge=True)
+        n_i = index_array((pcap, 2), np.int32, -1, huge=True)
         starts = np.concatenate(([0], np.cumsum(caps)[:-1])).astype(np.int64)
         KST.k_compact(
             bt, self.bb, cls, starts, self.m_i, self.p_hot, self.p_f, self.p_i, n_hot, n_f, n_i

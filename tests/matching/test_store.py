@@ -11,36 +11,36 @@ from matching.store import HUGE_PAGE, index_array
 from tests.matching.matching_reference import assert_same, brute, paris_city
 
 
+@pytest.mark.parametrize("huge", [False, True])
 @pytest.mark.parametrize(
     ("shape", "dtype", "fill"),
     [
-        ((256, 4), np.int64, -1),  # small: numpy's heap, 64-byte aligned
+        ((256, 4), np.int64, -1),  # under 2 MiB: numpy's heap either way
         (1000, np.int32, 0),
-        ((200_000, 3), np.float64, 0.0),  # 4.6 MiB: its own mapping
+        ((200_000, 3), np.float64, 0),  # 4.6 MiB
         ((300_000, 2), np.int32, -1),
-        ((100_000, 8), np.float32, None),
+        (600_000, np.float32, 1.5),
     ],
 )
 def test_index_array_alignment_and_fill(
-    shape: int | tuple[int, int], dtype: type[np.generic], fill: float | None
+    shape: int | tuple[int, int], dtype: type[np.generic], fill: float, huge: bool
 ) -> None:
-    a = index_array(shape, dtype, fill)
+    a = index_array(shape, dtype, fill, huge=huge)
     assert a.shape == (shape if isinstance(shape, tuple) else (shape,))
     assert a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable
-    align = HUGE_PAGE if a.nbytes >= HUGE_PAGE else 64
+    align = HUGE_PAGE if huge and a.nbytes >= HUGE_PAGE else 64
     assert a.ctypes.data % align == 0
-    if fill is not None:
-        assert (a == fill).all()
-    elif a.nbytes >= HUGE_PAGE:
-        assert not a.any()  # a fresh mapping reads as zeros
+    assert (a == fill).all()
     a[-1] = 7  # the whole extent is writable
-    assert (a[-1] == 7).all()
+    assert (a[-1] == 7).all() and (a[0] == fill).all()
 
 
 def test_index_on_large_arrays_is_exact() -> None:
-    """100,000 artisans loaded from a small capacity: every growth goes through
-    index_array's own mappings; answers still match the brute force."""
+    """100,000 artisans loaded from a small capacity: the pool grows onto its own
+    huge-page mappings; answers still match the brute force, also after moves."""
     recs = paris_city(100_000, 3)
+    for r in recs.values():  # all in the pool: its distances, 2.7 MiB, on huge pages
+        r.status = "ONLINE"
     ids = list(recs)
     policy = RankingPolicy()
     idx = ArtisanIndex(policy, capacity=16)
@@ -52,10 +52,22 @@ def test_index_on_large_arrays_is_exact() -> None:
     )
     idx.upsert_many(ids, *cols)
     store = idx._s
-    big = [a for a in store.arrays() if a.nbytes >= HUGE_PAGE]
-    assert big and all(a.ctypes.data % HUGE_PAGE == 0 for a in big)
+    assert store.p_f.nbytes >= HUGE_PAGE and store.p_f.ctypes.data % HUGE_PAGE == 0
+    assert all(a.ctypes.data % 64 == 0 for a in store.arrays()[:10])
     rng = np.random.default_rng(4)
     for _ in range(12):
+        qlat = 48.8566 + rng.normal(0, 0.1)
+        qlon = 2.3522 + rng.normal(0, 0.15)
+        spec = SPECIALTIES[int(rng.integers(0, 6))]
+        assert_same(
+            idx.query(qlat, qlon, spec), brute(recs, policy, qlat, qlon, spec, 15.0, set()), 10
+        )
+    for a in ids[:20_000]:  # moves: blocks change buckets, the pool grows and compacts
+        r = recs[a]
+        r.lat += float(rng.normal(0, 0.01))
+        idx.upsert(a, r.lat, r.lon, r.specialty, r.level, r.rating, r.status)
+    idx.compact()
+    for _ in range(6):
         qlat = 48.8566 + rng.normal(0, 0.1)
         qlon = 2.3522 + rng.normal(0, 0.15)
         spec = SPECIALTIES[int(rng.integers(0, 6))]
