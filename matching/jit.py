@@ -4,15 +4,21 @@ All mutable state lives in plain numpy arrays owned by :class:`matching.store.St
 the kernels never allocate persistent state, they report ``NEED_*`` codes instead
 so that the Python side can grow an array (capacity doubling) and retry.
 
-Every kernel is compiled with ``cache=True`` (the machine code is stored next to
-its module in ``__pycache__``); :func:`matching.warmup` forces compilation or
-cache loading once, at server start-up.
+Every kernel's machine code is cached by numba (in ``__pycache__`` next to its module,
+or under ``NUMBA_CACHE_DIR``); :func:`matching.warmup` forces compilation or cache
+loading once, at server start-up. numba stamps a cached kernel with its own module's source only,
+while the kernels inline code from the others (the C-API builders of ``pyobj``, the
+constants and helpers here): a change there would leave the old machine code running.
+So the stamp here is every source file of the package: any change recompiles all.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final, TypeVar, cast
 
 import numpy as np
@@ -21,6 +27,7 @@ import numpy.typing as npt
 try:
     import numba
     from llvmlite import ir
+    from numba.core import caching as nb_caching
     from numba.core import cgutils
     from numba.core import types as nb_types
     from numba.extending import intrinsic
@@ -37,9 +44,51 @@ from matching.codes import EARTH_RADIUS_KM, SPECIALTIES
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@functools.cache
+def package_source_stamp() -> str:
+    """A digest of every source file of ``matching`` (names and contents)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+class _PackageStamp:
+    """A numba cache locator's stamp: the whole package's source."""
+
+    def get_source_stamp(self) -> str:
+        return package_source_stamp()
+
+
+# numba's own locators, in numba's order: NUMBA_CACHE_DIR when set (the Docker image's,
+# its site-packages being read-only), else __pycache__ next to the module, else the
+# user's cache directory.
+class _UserDirLocator(_PackageStamp, nb_caching.UserProvidedCacheLocator):
+    pass
+
+
+class _InTreeLocator(_PackageStamp, nb_caching.InTreeCacheLocator):
+    pass
+
+
+class _UserWideLocator(_PackageStamp, nb_caching.UserWideCacheLocator):
+    pass
+
+
+class _PackageStampedImpl(nb_caching.CompileResultCacheImpl):
+    _locator_classes = [_UserDirLocator, _InTreeLocator, _UserWideLocator]  # noqa: RUF012
+
+
+class _PackageStampedCache(nb_caching.FunctionCache):
+    _impl_class = _PackageStampedImpl
+
+
 def jit(fn: F) -> F:
-    """``numba.njit(cache=True)`` with the wrapped function's type kept for mypy."""
-    return cast(F, numba.njit(cache=True)(fn))
+    """``numba.njit`` with its machine code cached under the package's source stamp
+    (module docstring), the wrapped function's type kept for mypy."""
+    dispatcher = numba.njit(fn)
+    dispatcher._cache = _PackageStampedCache(fn)  # type: ignore[no-untyped-call]  # as cache=True
+    return cast(F, dispatcher)
 
 
 F64 = npt.NDArray[np.float64]
