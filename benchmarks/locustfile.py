@@ -384,7 +384,8 @@ class ClientUser(SocketUser):
                 resp.success()
                 return
             if resp.status_code != 201:
-                resp.failure(f"{resp.status_code}: {resp.text[:200]}")
+                # no answer at all (the connection failed): status 0 and no text
+                resp.failure(f"{resp.status_code}: {(resp.text or '')[:200]}")
                 return
             job = resp.json()
         job_id = job["id"]
