@@ -10,8 +10,8 @@ So an opening socket only queues here; one flush serves every socket queued sinc
 last one: one query for all the artisans' profiles, then one Redis pipeline with every
 CONNECT and a single ANNOUNCE. Sockets arriving while a flush runs form the next batch.
 
-`Opening` counts the sockets between their upgrade and their `hello` (authenticating
-or registering) and how many got their `hello` in the last second. A newcomer would wait
+`Opening` counts the sockets between their admission and their `hello` (the token's
+check, the upgrade, registering) and how many got their `hello` in the last second. A newcomer would wait
 about (sockets opening) / (hellos per second): when that passes `MAX_WAIT_S`, or the
 oldest has waited that long, or `MAX_OPENING` are waiting, the process is not serving new
 sockets promptly, and the gateway refuses new handshakes before the upgrade (503
@@ -44,7 +44,7 @@ from gateway import live, repo
 
 log = logging.getLogger("zendo.gateway")
 
-# Sockets between their upgrade and their hello, at most; past it handshakes are refused.
+# Sockets between their admission and their hello, at most; past it handshakes are refused.
 MAX_OPENING = 1000
 # ... and how long a newcomer may expect to wait (or the oldest have waited) before new
 # handshakes are refused.
@@ -71,7 +71,7 @@ class Profile:
 
 
 class Opening:
-    """The sockets between their upgrade and their hello, oldest first, and the rate at
+    """The sockets between their admission and their hello, oldest first, and the rate at
     which they get their hello."""
 
     def __init__(
@@ -101,14 +101,17 @@ class Opening:
         self._since[self._next] = self._clock()
         return self._next
 
-    def end(self, ticket: int) -> float | None:
-        """Seconds since `begin`, the first time (None after); counts a hello."""
+    def end(self, ticket: int, *, hello: bool = True) -> float | None:
+        """Seconds since `begin`, the first time (None after); counts a hello, unless the
+        socket ended without one (refused after its admission, closed, failed): the rate
+        of hellos is what the bounds trust."""
         since = self._since.pop(ticket, None)
         if since is None:
             return None
         now = self._clock()
         self._roll(now)
-        self._served_now += 1
+        if hello:
+            self._served_now += 1
         return now - since
 
     def _roll(self, now: float) -> None:

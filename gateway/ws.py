@@ -75,8 +75,6 @@ def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     gateway: Gateway = request.app[gateway_keys.GATEWAY]
-    settings = gateway.settings
-    config = gateway.config
     if gateway.opening.full():
         # Past what this process serves promptly: refused before the upgrade, so the
         # sockets it admits get their hello quickly (the client retries, README). First
@@ -87,6 +85,19 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             "Too many sockets opening; retry shortly",
             retry_after_s=gateway.opening.refused(),
         )
+    # Counted as opening from its admission, not from its upgrade: the token's check is a
+    # Redis round trip, and a burst of handshakes accepted in one loop turn would all pass
+    # the check above before any of them counted.
+    ticket = gateway.opening.begin()
+    try:
+        return await _serve_socket(request, gateway, ticket)
+    finally:
+        gateway.opening.end(ticket, hello=False)  # one that never got its hello: no-op after
+
+
+async def _serve_socket(request: web.Request, gateway: Gateway, ticket: int) -> web.StreamResponse:
+    settings = gateway.settings
+    config = gateway.config
     _check_origin(request, settings.cors_origins)
     principal: Principal | None = None
     token = bearer_token(request)
@@ -104,7 +115,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         raise BadRequest("Expected a WebSocket upgrade", code="upgrade_required")
     await ws.prepare(request)
     gateway.metrics.ws_connections.inc()
-    ticket = gateway.opening.begin()
     try:
         if principal is None:
             principal = await _first_frame_auth(gateway, ws)
@@ -152,7 +162,6 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         if not ws.closed:
             await ws.close(code=CLOSE_INTERNAL, message=b"internal error")
     finally:
-        gateway.opening.end(ticket)  # idempotent: a socket that never got its hello
         gateway.metrics.ws_connections.dec()
     return ws
 

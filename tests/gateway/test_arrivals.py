@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from core import redis_keys
+from core import appkeys, redis_keys
 from core.db import create_pool
 from core.settings import Settings
 from gateway import appkeys as gateway_keys
@@ -65,10 +65,63 @@ async def test_handshakes_past_the_bound_are_refused_before_the_upgrade(
     hellos = gateway.metrics.registry.get_sample_value("zendo_ws_hello_seconds_count")
     sock = await connect(gw, token)  # served promptly again: admitted, hello received
     await sock.close()
-    # the server times upgrade -> hello (the refused handshake never had one)
+    # the server times admission -> hello (the refused handshake never had one)
     assert gateway.metrics.registry.get_sample_value("zendo_ws_hello_seconds_count") == (
         (hellos or 0) + 1
     )
+
+
+async def test_a_burst_of_handshakes_counts_from_admission(
+    gw: TestClient[Any, Any],
+    db: asyncpg.Connection,
+    gw_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Handshakes arriving together: each counts as opening as soon as it is admitted
+    (before its token's Redis check and its upgrade), so the bound holds for the burst
+    itself, however slow the check; the excess is refused with a hint, the admitted all
+    get their hello."""
+    users = [await new_user(db, gw_settings) for _ in range(20)]
+    gateway = gw.app[gateway_keys.GATEWAY]
+    gateway.opening = opening = Opening(max_opening=5, max_wait_s=60.0, min_opening=5)
+    sessions = gw.app[appkeys.SESSIONS]
+    check = sessions.check
+
+    async def slow_check(principal: Any) -> Any:
+        await asyncio.sleep(0.2)  # a busy Redis: every handshake of the burst is past admission
+        return await check(principal)
+
+    monkeypatch.setattr(sessions, "check", slow_check)
+    most = 0
+    begin = opening.begin
+
+    def counted_begin() -> int:
+        nonlocal most
+        ticket = begin()
+        most = max(most, len(opening))
+        return ticket
+
+    opening.begin = counted_begin  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        *(connect(gw, token) for _uid, token in users), return_exceptions=True
+    )
+    admitted = [r for r in results if isinstance(r, aiohttp.ClientWebSocketResponse)]
+    refused = [r for r in results if isinstance(r, aiohttp.WSServerHandshakeError)]
+    try:
+        assert len(admitted) + len(refused) == len(users)
+        assert most <= 5 and refused and all(r.status == 503 for r in refused)
+        assert len(opening) == 0 and opening.per_second() == len(admitted)
+    finally:
+        await asyncio.gather(*(ws.close() for ws in admitted))
+
+
+def test_a_socket_ended_without_hello_is_not_counted_as_served() -> None:
+    now = [0.0]
+    opening = Opening(clock=lambda: now[0])
+    served, failed = opening.begin(), opening.begin()
+    assert opening.end(failed, hello=False) == 0.0 and opening.end(failed) is None
+    opening.end(served)
+    assert opening.per_second() == 1 and len(opening) == 0
 
 
 def test_opening_is_full_when_the_oldest_waited_too_long_or_too_many_wait() -> None:
