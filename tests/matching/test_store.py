@@ -55,22 +55,19 @@ def test_index_on_large_arrays_is_exact() -> None:
     assert store.p_f.nbytes >= HUGE_PAGE and store.p_f.ctypes.data % HUGE_PAGE == 0
     assert all(a.ctypes.data % 64 == 0 for a in store.arrays()[:10])
     rng = np.random.default_rng(4)
-    for _ in range(12):
-        qlat = 48.8566 + rng.normal(0, 0.1)
-        qlon = 2.3522 + rng.normal(0, 0.15)
-        spec = SPECIALTIES[int(rng.integers(0, 6))]
-        assert_same(
-            idx.query(qlat, qlon, spec), brute(recs, policy, qlat, qlon, spec, 15.0, set()), 10
-        )
+
+    def assert_exact(queries: int) -> None:
+        for _ in range(queries):
+            qlat = 48.8566 + rng.normal(0, 0.1)
+            qlon = 2.3522 + rng.normal(0, 0.15)
+            spec = SPECIALTIES[int(rng.integers(0, 6))]
+            ref = brute(recs, policy, qlat, qlon, spec, 15.0, set())
+            assert_same(idx.query(qlat, qlon, spec), ref, 10)
+
+    assert_exact(12)
     for a in ids[:20_000]:  # moves: blocks change buckets, the pool grows and compacts
         r = recs[a]
         r.lat += float(rng.normal(0, 0.01))
         idx.upsert(a, r.lat, r.lon, r.specialty, r.level, r.rating, r.status)
     idx.compact()
-    for _ in range(6):
-        qlat = 48.8566 + rng.normal(0, 0.1)
-        qlon = 2.3522 + rng.normal(0, 0.15)
-        spec = SPECIALTIES[int(rng.integers(0, 6))]
-        assert_same(
-            idx.query(qlat, qlon, spec), brute(recs, policy, qlat, qlon, spec, 15.0, set()), 10
-        )
+    assert_exact(6)
