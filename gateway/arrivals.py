@@ -11,16 +11,16 @@ last one: one query for all the artisans' profiles, then one Redis pipeline with
 CONNECT and a single ANNOUNCE. Sockets arriving while a flush runs form the next batch.
 
 `Opening` counts the sockets between their admission and their `hello` (the token's
-check, the upgrade, registering) and how many got their `hello` in the last second. A newcomer would wait
-about (sockets opening) / (hellos per second): when that passes `MAX_WAIT_S`, or the
-oldest has waited that long, or `MAX_OPENING` are waiting, the process is not serving new
-sockets promptly, and the gateway refuses new handshakes before the upgrade (503
-`overloaded`, with Retry-After), so that each admitted socket gets its `hello` within
-about a second instead of everyone waiting behind a queue that grows. The rate bound
-follows the machine's speed before anyone has waited long (on a slow machine a
-thousand admitted sockets took seconds to register); `MIN_OPENING` always may open, so
-the rate is measured again after a quiet spell; the count bound caps the memory a
-burst can take. A refusal's Retry-After grows while refusals outnumber hellos
+check, the upgrade, registering) and how many got their `hello` in the last second. A
+newcomer would wait about (sockets opening) / (hellos per second): when that passes
+`MAX_WAIT_S`, or the oldest has waited that long, or `MAX_OPENING` are waiting, the
+process is not serving new sockets promptly, and the gateway refuses new handshakes
+before the upgrade (503 `overloaded`, with Retry-After), so that each admitted socket
+gets its `hello` within about a second instead of everyone waiting behind a queue that
+grows. The rate bound follows the machine's speed before anyone has waited long (on a
+slow machine a thousand admitted sockets took seconds to register); `MIN_OPENING` always
+may open, so the rate is measured again after a quiet spell; the count bound caps the
+memory a burst can take. A refusal's Retry-After grows while refusals outnumber hellos
 (`Opening.refused`): in a reconnect storm most handshakes are refused, and each refusal
 costs the process about what a request does.
 """

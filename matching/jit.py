@@ -6,10 +6,11 @@ so that the Python side can grow an array (capacity doubling) and retry.
 
 Every kernel's machine code is cached by numba (in ``__pycache__`` next to its module,
 or under ``NUMBA_CACHE_DIR``); :func:`matching.warmup` forces compilation or cache
-loading once, at server start-up. numba stamps a cached kernel with its own module's source only,
-while the kernels inline code from the others (the C-API builders of ``pyobj``, the
-constants and helpers here): a change there would leave the old machine code running.
-So the stamp here is every source file of the package: any change recompiles all.
+loading once, at server start-up. numba stamps a cached kernel with its own module's
+source only, while the kernels inline code from the others (the C-API builders of
+``pyobj``, the constants and helpers here): a change there would leave the old machine
+code running. So the stamp here is every source file of the package: any change
+recompiles all.
 """
 
 from __future__ import annotations

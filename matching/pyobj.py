@@ -15,9 +15,8 @@ reference counting on it.  A kernel returning one hands the reference to its cal
 check, release what they made and return NULL, which the caller sees as the
 exception.
 
-numba caches a kernel under its own module's file stamp only: a change to a builder
-here reaches the kernels using it once their module changes too (or their
-``__pycache__`` entries are removed).
+The kernels that inline these builders are cached under a stamp of the whole
+package's source (:mod:`matching.jit`): a change here recompiles them.
 """
 
 from __future__ import annotations
