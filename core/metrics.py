@@ -52,8 +52,8 @@ class Metrics:
             ),
             ws_hello_seconds=Histogram(
                 "zendo_ws_hello_seconds",
-                "WebSocket upgrade to hello sent (with first-frame auth, the client's"
-                " frame included)",
+                "WebSocket handshake admitted to hello sent (with first-frame auth, the"
+                " client's frame included)",
                 buckets=(*_LATENCY_BUCKETS, 5.0, 10.0),
                 registry=registry,
             ),
