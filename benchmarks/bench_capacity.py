@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from benchmarks.cost.constants import ROOT
 from benchmarks.cost.meter import Meter, Snap, cpu_ns, process_tree
 from benchmarks.cost.processes import start_redis, stop_process
 from benchmarks.cost.seed import truncate
+from benchmarks.rate_steps import SETTLE_S, parse_rates
 from tests.gateway.processes import wait_healthy
 from tests.ports import free_port
 
@@ -48,7 +48,6 @@ ADMIN = ("admin@capacity.bench.zendo.test", "capacity-admin-password-1")
 # admin's polling are reported, not judged.
 JUDGED_LATENCIES = ("create -> first offer frame", "accept -> client status frame")
 SPAWN_RATE = 300  # users started per second, as in the README's command
-SETTLE_S = 7.0  # benchmarks/locust_steps.py (not imported here: it patches gevent in)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,10 +69,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flat-s", type=float, default=8.0)
     args = p.parse_args(argv)
     try:
-        args.rate_list = [float(r) for r in args.rates.split(",") if r]
-    except ValueError:
-        args.rate_list = []
-    if not args.rate_list or not all(0 < r < math.inf for r in args.rate_list):
+        args.rate_list = list(parse_rates(args.rates))
+    except ValueError as exc:
+        p.error(f"--rates: {exc}")
+    if not args.rate_list:
         p.error(f"--rates: one or more positive job rates, comma-separated (got {args.rates!r})")
     if args.step_s <= SETTLE_S:
         p.error(f"--step-s must exceed the {SETTLE_S:g} s each step settles")

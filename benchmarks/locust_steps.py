@@ -26,7 +26,8 @@ import gevent
 from locust import events
 from locust.env import Environment
 
-SETTLE_S = 7.0  # benchmarks/bench_capacity.py checks --step-s against the same figure
+from benchmarks.rate_steps import SETTLE_S, parse_rates
+
 WARMUP_S = float(os.environ.get("ZENDO_BENCH_WARMUP_S", "0"))
 
 
@@ -39,9 +40,7 @@ class StepPlan:
 
     @classmethod
     def from_env(cls, env: dict[str, str], pacing_s: float) -> StepPlan:
-        rates = tuple(float(x) for x in env.get("ZENDO_BENCH_RATE_STEPS", "").split(",") if x)
-        if any(not math.isfinite(r) or r <= 0 for r in rates):
-            raise ValueError(f"ZENDO_BENCH_RATE_STEPS: positive rates only, got {rates}")
+        rates = parse_rates(env.get("ZENDO_BENCH_RATE_STEPS", ""))
         step_s = float(env.get("ZENDO_BENCH_STEP_S", "35"))
         if rates and step_s <= SETTLE_S:
             raise ValueError(f"ZENDO_BENCH_STEP_S must exceed the {SETTLE_S} s of settling")

@@ -115,6 +115,20 @@ async def test_a_burst_of_handshakes_counts_from_admission(
         await asyncio.gather(*(ws.close() for ws in admitted))
 
 
+async def test_a_handshake_refused_after_admission_leaves_no_ticket(
+    gw: TestClient[Any, Any],
+) -> None:
+    """Admitted, then a bad token: 401 before the upgrade, and the socket neither stays
+    counted as opening nor counts as a hello."""
+    gateway = gw.app[gateway_keys.GATEWAY]
+    gateway.opening = opening = Opening(max_opening=5, max_wait_s=60.0, min_opening=5)
+    for headers in ({"Authorization": "Bearer not-a-token"}, {"Origin": "https://evil.example"}):
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await gw.ws_connect("/ws", headers=headers)
+        assert refused.value.status in (401, 403)
+    assert len(opening) == 0 and opening.per_second() == 0
+
+
 def test_a_socket_ended_without_hello_is_not_counted_as_served() -> None:
     now = [0.0]
     opening = Opening(clock=lambda: now[0])
