@@ -35,6 +35,14 @@ async def get(
     )
 
 
+async def status_of(conn: asyncpg.Connection, *, intervention_id: uuid.UUID) -> str | None:
+    """The job's status (None: no such job); one statement, no lock."""
+    status: str | None = await conn.fetchval(
+        "SELECT status FROM interventions WHERE id = $1", intervention_id
+    )
+    return status
+
+
 async def list_for(
     conn: asyncpg.Connection,
     *,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from core.appkeys import METRICS
 from dispatch import appkeys as dispatch_keys
-from tests.world import World
+from tests.world import World, poll_until
 
 # ~1.1 km per 0.01° of latitude around Paris.
 NEAR, MID, FAR = (48.8576, 2.3522), (48.8666, 2.3522), (48.8766, 2.3522)
@@ -171,3 +172,33 @@ async def test_an_accepted_job_keeps_no_offer_timer(world: World) -> None:
     assert uuid.UUID(job["id"]) in timers  # armed for the offer's expiry
     assert (await world.accept(artisan, offer["offer_id"])).status == 200
     assert uuid.UUID(job["id"]) not in timers  # no wasted wake-up 20 s later
+
+
+async def test_a_timer_firing_after_the_accept_steps_nothing(world: World) -> None:
+    """With several workers the accept may land on another process, which disarms its own
+    timer only: the creating process's timer still fires, and must not lock the job for
+    a step that has nothing to do."""
+    artisan = await world.artisan(*NEAR)
+    client = await world.user()
+    job = await world.request(client)
+    offer = await world.recorder.offer_for(artisan)
+    assert (await world.accept(artisan, offer["offer_id"])).status == 200
+    dispatcher = world.app[dispatch_keys.DISPATCHER]
+    job_id = uuid.UUID(job["id"])
+    stepped: list[uuid.UUID] = []
+    step = dispatcher._step
+
+    async def counted(conn, intervention_id, *args):  # type: ignore[no-untyped-def]
+        stepped.append(intervention_id)
+        return await step(conn, intervention_id, *args)
+
+    dispatcher._step = counted  # type: ignore[method-assign]
+    dispatcher.arm(job_id, 0.0)  # the other process's timer, as it fires
+    await poll_until(lambda: job_id not in dispatcher._timers)
+    await asyncio.gather(*dispatcher._tasks)
+    assert stepped == []
+    # A job still searching (its offer pending) is stepped when its timer fires.
+    await world.artisan(*MID)
+    searching = uuid.UUID((await world.request(await world.user()))["id"])
+    dispatcher.arm(searching, 0.0)
+    await poll_until(lambda: searching in stepped)
