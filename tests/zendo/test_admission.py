@@ -14,7 +14,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from core.errors import Overloaded
-from zendo.admission import ADMISSION, BACKOFF, WINDOW_S, Admission
+from zendo.admission import (
+    ADMISSION,
+    BACKOFF,
+    CLEARLY_LATE,
+    MIN_ANSWERS,
+    WINDOW_S,
+    Admission,
+)
 
 
 async def _overloaded(resp: Any) -> None:
@@ -170,8 +177,26 @@ def test_a_window_of_few_answers_is_not_judged() -> None:
 def test_a_late_loop_counts_against_prompt_answers() -> None:
     admission = Admission(max_in_flight=100)
     admission.loop_lag_s = admission.latency_target_s
-    _window(admission, WINDOW_S, 0.01, 50)
+    now = _window(admission, WINDOW_S, 0.01, 50)
+    _window(admission, now, 0.01, 50)
     assert admission.limit == pytest.approx(50 * BACKOFF)
+
+
+def test_one_late_window_alone_does_not_shed_two_in_a_row_do() -> None:
+    """A process descheduled for a few tens of milliseconds (other processes share the
+    cores) makes one late window: not overload. Two in a row, or one far too late, are."""
+    admission = Admission(max_in_flight=100)  # windows of exactly MIN_ANSWERS answers
+    late = admission.latency_target_s * 1.5
+    now = _window(admission, WINDOW_S, late, MIN_ANSWERS)
+    assert admission.limit == 100
+    now = _window(admission, now, 0.001, MIN_ANSWERS)  # prompt again: the next late one is alone
+    now = _window(admission, now, late, MIN_ANSWERS)
+    assert admission.limit == 100
+    now = _window(admission, now, late, MIN_ANSWERS)  # the second in a row
+    assert admission.limit == pytest.approx(MIN_ANSWERS * BACKOFF)
+    fresh = Admission(max_in_flight=100)
+    _window(fresh, WINDOW_S, fresh.latency_target_s * CLEARLY_LATE * 1.5, MIN_ANSWERS)
+    assert fresh.limit == pytest.approx(MIN_ANSWERS * BACKOFF)
 
 
 async def test_slow_answers_shed_new_work_over_http(
