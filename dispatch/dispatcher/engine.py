@@ -122,35 +122,34 @@ class Dispatcher:
         )
 
     def _fire(self, intervention_id: uuid.UUID) -> None:
+        """A job's timer fired. The process that took its accept disarmed only its own
+        timer: with several workers, the creating one's still fires for about half the
+        jobs, so the step is taken only for a job still SEARCHING (one read, no lock)."""
         self._timers.pop(intervention_id, None)
-        self.spawn(self._deadline(intervention_id))
-
-    async def _deadline(self, intervention_id: uuid.UUID) -> None:
-        """A job's timer fired: step it, unless it has left SEARCHING. The process that
-        took the accept disarmed its own timer only; with several workers, the creating
-        one's timer still fires for about half the jobs, and one read without a
-        transaction spares it a locked step that finds nothing to do."""
-        try:
-            async with self._app[appkeys.PG_POOL].acquire() as conn:
-                status = await interventions_repo.status_of(conn, intervention_id=intervention_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.warning("dispatch deadline of %s: status unreadable; stepping", intervention_id)
-            status = SEARCHING
-        if status == SEARCHING:
-            await self._safe_step(intervention_id)
+        self.spawn(self._safe_step(intervention_id, if_searching=True))
 
     async def _safe_step(
-        self, intervention_id: uuid.UUID, offering: bool | None = None, prefer: str | None = None
+        self,
+        intervention_id: uuid.UUID,
+        offering: bool | None = None,
+        prefer: str | None = None,
+        *,
+        if_searching: bool = False,
     ) -> None:
         try:
+            if if_searching and not await self._searching(intervention_id):
+                return
             await self.step(intervention_id, offering=offering, prefer=prefer)
         except asyncio.CancelledError:
             raise
         except Exception:
             # The durable deadline still stands; the poller will retry.
             log.exception("dispatch step failed for %s", intervention_id)
+
+    async def _searching(self, intervention_id: uuid.UUID) -> bool:
+        async with self._app[appkeys.PG_POOL].acquire() as conn:
+            status = await interventions_repo.status_of(conn, intervention_id=intervention_id)
+        return status == SEARCHING
 
     # ---- the step ----------------------------------------------------------------------
     async def step(
