@@ -48,10 +48,12 @@ bounds the sockets still waiting for their `hello` (gateway/arrivals.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from core.errors import Overloaded
 
@@ -105,6 +107,7 @@ class Admission:
     in_flight: int = 0
     loop_lag_s: float = 0.0  # the lag probe's last reading
     refused: int = 0
+    refused_by_lag: int = 0  # of `refused`: the loop's lag was past its bound
     # The adaptive limit on requests in flight when new work arrives, and its window.
     limit: float = 0.0  # starts at max_in_flight
     window_started: float = 0.0
@@ -123,9 +126,10 @@ class Admission:
         max_lag = self.max_loop_lag_s
         if in_progress:
             limit, max_lag = limit * PROGRESS_SLACK, max_lag * PROGRESS_SLACK
-        behind = self.in_flight >= limit or self.loop_lag_s > max_lag
-        if behind:
+        lagging = self.loop_lag_s > max_lag
+        if lagging or self.in_flight >= limit:
             self.refused += 1
+            self.refused_by_lag += lagging
             raise Overloaded("This server is busy; retry shortly", retry_after_s=RETRY_AFTER_S)
 
     def admitted(self) -> None:
@@ -152,6 +156,36 @@ class Admission:
 
 
 ADMISSION = web.AppKey("admission", Admission)
+
+
+class AdmissionMetrics(Collector):
+    """`/metrics`: the adaptive limit, the requests in flight and the refusals by reason,
+    read from `app[ADMISSION]` when scraped (nothing on the request path)."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+
+    def collect(self) -> Iterator[Metric]:
+        admission = self._app[ADMISSION]
+        yield GaugeMetricFamily(
+            "zendo_admission_limit",
+            "Requests in flight past which new work is refused (the adaptive limit)",
+            value=min(admission.limit, admission.max_in_flight),
+        )
+        yield GaugeMetricFamily(
+            "zendo_admission_in_flight",
+            "HTTP requests being handled, and offers being answered over sockets",
+            value=admission.in_flight,
+        )
+        refused = CounterMetricFamily(
+            "zendo_admission_refused",
+            "Requests answered 503 overloaded by admission control (handshakes refused"
+            " for sockets still opening: zendo_ws_refused)",
+            labels=["reason"],
+        )
+        refused.add_metric(["in_flight"], admission.refused - admission.refused_by_lag)
+        refused.add_metric(["loop_lag"], admission.refused_by_lag)
+        yield refused
 
 
 @web.middleware

@@ -24,7 +24,7 @@ from dispatch.ops import routes as ops_routes
 from dispatch.payments import routes as payment_routes
 from dispatch.storage import routes as storage_routes
 from gateway import routes as gateway_routes
-from zendo.admission import ADMISSION, Admission, admission_middleware
+from zendo.admission import ADMISSION, Admission, AdmissionMetrics, admission_middleware
 from zendo.console import routes as console_routes
 from zendo.middleware import (
     cors_middleware,
@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics.create(settings.dispatch_policy)
     app[ADMISSION] = app[appkeys.WORK_METER] = Admission()
+    app[appkeys.METRICS].registry.register(AdmissionMetrics(app))
     app.on_response_prepare.append(security_headers)
 
     # Resources first, in dependency order; contexts append their background

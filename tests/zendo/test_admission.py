@@ -72,6 +72,11 @@ async def test_requests_past_the_bound_are_refused_at_once(
     assert admission.in_flight == 0
     assert (await client.get("/test/slow")).status == 200
     assert admission.refused == 2
+    exposed = await (await client.get("/metrics")).text()  # what an operator sees
+    assert 'zendo_admission_refused_total{reason="in_flight"} 2.0' in exposed
+    assert 'zendo_admission_refused_total{reason="loop_lag"} 0.0' in exposed
+    assert "zendo_admission_limit 2.0" in exposed
+    assert "zendo_admission_in_flight 0.0" in exposed
 
 
 async def test_a_late_event_loop_sheds_new_work(client_of: TestClient[Any, Any]) -> None:
@@ -84,6 +89,7 @@ async def test_a_late_event_loop_sheds_new_work(client_of: TestClient[Any, Any])
         while admission.loop_lag_s <= admission.max_loop_lag_s:  # noqa: ASYNC110
             await asyncio.sleep(0)
     await _overloaded(await client.get("/specialties"))
+    assert (admission.refused, admission.refused_by_lag) == (1, 1)
     assert (await client.get("/readyz")).status in (200, 503)  # still answered
     async with asyncio.timeout(5):  # the loop caught up: admitted again
         while admission.loop_lag_s > admission.max_loop_lag_s:  # noqa: ASYNC110
