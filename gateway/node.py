@@ -24,6 +24,11 @@ from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
 from gateway.session import CLOSE_UNAUTHORIZED, Session
 from gateway.socket_cap import SocketCap
 from gateway.tracking import location_frame
+from gateway.turns import PerTurn
+
+# Closing sockets finishing per loop iteration (gateway/turns.py): ~100 µs each, so a
+# burst of closes keeps the loop polling the network every few milliseconds.
+CLOSES_PER_TURN = 32
 
 log = logging.getLogger("zendo.gateway")
 
@@ -56,6 +61,8 @@ class Gateway:
         self.shutting_down = False
         # Sockets upgraded and not yet sent their hello (gateway/ws.py bounds them).
         self.opening = Opening()
+        # Sockets past their read loop go on to their cleanup a few per loop iteration.
+        self.closing = PerTurn(CLOSES_PER_TURN)
         self.departures = Departures(
             lambda: self.redis,
             node_id=self.node_id,

@@ -110,6 +110,7 @@ async def _serve_socket(request: web.Request, gateway: Gateway, ticket: int) -> 
         compress=False,  # permessage-deflate costs ~100 KiB of zlib state per socket
         writer_limit=config.writer_limit,
         decode_text=False,
+        autoclose=False,  # a client's close is answered in its turn (_read_loop)
     )
     if not ws.can_prepare(request).ok:
         raise BadRequest("Expected a WebSocket upgrade", code="upgrade_required")
@@ -172,6 +173,9 @@ async def _first_frame_auth(gateway: Gateway, ws: web.WebSocketResponse) -> Prin
     except TimeoutError:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authentication timeout")
         return None
+    if msg.type is WSMsgType.CLOSE:
+        await ws.close(drain=False)  # the client's close answered (autoclose is off)
+        return None
     if msg.type is not WSMsgType.TEXT:
         if not ws.closed:
             await ws.close(code=CLOSE_UNAUTHORIZED, message=b"authenticate first")
@@ -211,6 +215,11 @@ async def _read_loop(gateway: Gateway, session: Session) -> None:
         elif msg.type is WSMsgType.BINARY:
             _junk(gateway, session, "binary_frame", "Only text frames are accepted")
         else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. over 16 KiB: aiohttp closed with 1009)
+            # thousands of sockets end together when the network blips: their cleanups
+            # go a few per loop iteration, between which requests are served
+            await gateway.closing.wait()
+            if msg.type is WSMsgType.CLOSE:
+                await ws.close(drain=False)  # answers the client's close (autoclose is off)
             return
 
 
