@@ -20,9 +20,13 @@ gets its `hello` within about a second instead of everyone waiting behind a queu
 grows. The rate bound follows the machine's speed before anyone has waited long (on a
 slow machine a thousand admitted sockets took seconds to register); `MIN_OPENING` always
 may open, so the rate is measured again after a quiet spell; the count bound caps the
-memory a burst can take. A refusal's Retry-After grows while refusals outnumber hellos
-(`Opening.refused`): in a reconnect storm most handshakes are refused, and each refusal
-costs the process about what a request does.
+memory a burst can take.
+
+A refusal's Retry-After is an appointment (`Opening.refused`): refused handshakes are
+given return times spaced at the rate this process sends hellos, so the crowd comes back
+about as fast as it is served. Each refusal costs the process about what a request does
+(~340 µs): in a reconnect storm on a starved machine, hints that only grew to 5 s brought
+every socket back three or four times, and the refusals took half the process's CPU.
 """
 
 from __future__ import annotations
@@ -54,9 +58,17 @@ MAX_WAIT_S = 0.5
 MIN_OPENING = 100
 # The rate of hellos is counted over windows this long.
 RATE_WINDOW_S = 1.0
-# A refused handshake's Retry-After, in seconds: from 1, multiplied each window by the
-# square root of (refused + 1) / (hellos + 1), halved after a window without refusals.
-MAX_RETRY_AFTER_S = 5.0
+# A refused handshake's Retry-After, in seconds: its appointment, 1 s from now at the
+# soonest, at most this far (the longest back-off of the README's reconnect rule).
+MAX_RETRY_AFTER_S = 30
+# Appointments per second per hello sent in the last second: the hellos measure what the
+# process did, which is less than it could do when too few came back; spaced at that rate
+# alone, a storm's crowd came back ever more slowly (half of it served after 30 s) while
+# the process idled.
+APPOINTMENTS_PER_HELLO = 2.0
+# The hello rate appointments are spaced at, at the least: a quiet process has measured
+# none, and the first second of a storm measures less than the process can do.
+FLOOR_HELLOS_PER_S = 100.0
 # Sockets registered per flush (bounds one query, one pipeline and one Lua call).
 CHUNK = 500
 
@@ -90,8 +102,7 @@ class Opening:
         self._window_start = clock()
         self._served_now = 0  # hellos in the current window
         self._served_before = 0  # ... in the one before
-        self._refused_now = 0  # handshakes refused in the current window
-        self._retry_after_s = 1.0
+        self._next_slot = 0.0  # the clock's time of the next free appointment
 
     def __len__(self) -> int:
         return len(self._since)
@@ -117,25 +128,21 @@ class Opening:
     def _roll(self, now: float) -> None:
         elapsed = now - self._window_start
         if elapsed >= RATE_WINDOW_S:
-            if self._refused_now:
-                pressure = (self._refused_now + 1) / (self._served_now + 1)
-                self._retry_after_s *= math.sqrt(pressure)
-            else:
-                self._retry_after_s /= 2
-            self._retry_after_s = min(MAX_RETRY_AFTER_S, max(1.0, self._retry_after_s))
             self._served_before = self._served_now if elapsed < 2 * RATE_WINDOW_S else 0
             self._served_now = 0
-            self._refused_now = 0
             self._window_start = now
 
     def refused(self) -> int:
-        """Count a refused handshake; its Retry-After (s). While refusals outnumber the
-        hellos the hint grows, so the crowd comes back about as fast as it is served
-        instead of spending the process's time on refusals (each costs about as much
-        as a request)."""
-        self._roll(self._clock())
-        self._refused_now += 1
-        return math.ceil(self._retry_after_s)
+        """A refused handshake's Retry-After (s): the next free appointment, one second
+        from now at the soonest; appointments are spaced at `APPOINTMENTS_PER_HELLO`
+        times the rate of hellos (`FLOOR_HELLOS_PER_S` at the least), so the refused
+        crowd comes back about as fast as it is served instead of being refused again
+        and again."""
+        now = self._clock()
+        rate = max(APPOINTMENTS_PER_HELLO * self.per_second(), FLOOR_HELLOS_PER_S)
+        slot = min(max(self._next_slot, now + 1.0), now + MAX_RETRY_AFTER_S)
+        self._next_slot = slot + 1.0 / rate
+        return min(MAX_RETRY_AFTER_S, math.ceil(slot - now - 1e-9))
 
     def per_second(self) -> float:
         """Hellos per second: the last full window's, or the current one's if higher."""

@@ -16,7 +16,7 @@ from core import appkeys, redis_keys
 from core.db import create_pool
 from core.settings import Settings
 from gateway import appkeys as gateway_keys
-from gateway.arrivals import Arrivals, Opening
+from gateway.arrivals import FLOOR_HELLOS_PER_S, MAX_RETRY_AFTER_S, Arrivals, Opening
 from tests.conftest import TEST_DATABASE_URL
 from tests.factories import bearer
 from tests.gateway.conftest import connect, new_artisan, new_user
@@ -183,29 +183,32 @@ def test_opening_is_full_when_a_newcomer_would_wait_longer_than_the_bound() -> N
     assert not opening.full() and len(opening) == 0
 
 
-def test_the_retry_hint_grows_while_refusals_outnumber_hellos_and_falls_after() -> None:
+def test_refusals_get_appointments_spaced_at_the_rate_of_hellos() -> None:
+    now = [10.0]
+    opening = Opening(clock=lambda: now[0])
+    for _ in range(150):  # a measured rate: 150 hellos a second
+        opening.end(opening.begin())
+    now[0] = 11.0
+    hints = [opening.refused() for _ in range(600)]  # a crowd refused at once
+    assert hints[0] == 1  # one second from now at the soonest
+    assert hints == sorted(hints)
+    per_second = {h: hints.count(h) for h in set(hints)}
+    # no more come back in a second than twice what was served (what is sent is less
+    # than what could be, when too few came back)
+    assert max(per_second.values()) <= 2 * 150
+    assert hints[-1] == 3  # 600 at 300 a second: two seconds of appointments
+    now[0] = 30.0  # later, quiet: no hello measured, appointments from now again
+    assert opening.refused() == 1
+
+
+def test_appointments_before_any_hello_use_the_floor_rate_and_stop_at_the_cap() -> None:
     now = [0.0]
     opening = Opening(clock=lambda: now[0])
-    assert opening.refused() == 1  # the first window: 1 s
-    for _ in range(98):
-        opening.refused()
-    for second in range(1, 4):  # 99 refusals a window, no hello: x10 a window, up to 5 s
-        now[0] = float(second)
-        hint = opening.refused()
-        for _ in range(98):
-            opening.refused()
-    assert hint == 5
-    now[0] = 4.0
-    opening.end(opening.begin())  # a window with refusals and as many hellos: unchanged
-    assert opening.refused() == 5
-    now[0] = 5.0
-    opening.per_second()  # windows roll on any call
-    now[0] = 6.0
-    assert opening.refused() == 3  # a window without refusals halves it (2.5 s)
-    for second in range(7, 14):
-        now[0] = float(second)
-        opening.per_second()
-    assert opening.refused() == 1  # never under 1 s
+    hints = [opening.refused() for _ in range(int(FLOOR_HELLOS_PER_S) * 3)]
+    assert max(hints.count(h) for h in set(hints)) <= FLOOR_HELLOS_PER_S
+    assert hints[-1] == 4
+    crowd = [opening.refused() for _ in range(int(FLOOR_HELLOS_PER_S) * 60)]
+    assert max(crowd) == MAX_RETRY_AFTER_S  # never sent away for longer
 
 
 async def test_a_registration_whose_database_fails_raises_and_leaves_nothing_waiting(
