@@ -63,8 +63,7 @@ RATE_WINDOW_S = 1.0
 MAX_RETRY_AFTER_S = 30
 # Appointments per second per hello sent in the last second: the hellos measure what the
 # process did, which is less than it could do when too few came back; spaced at that rate
-# alone, a storm's crowd came back ever more slowly (half of it served after 30 s) while
-# the process idled.
+# alone, a storm's crowd came back ever more slowly (half of it served after 15-30 s).
 APPOINTMENTS_PER_HELLO = 2.0
 # The hello rate appointments are spaced at, at the least: a quiet process has measured
 # none, and the first second of a storm measures less than the process can do.
