@@ -4,13 +4,14 @@ When thousands of sockets close together (a network blip, a load balancer restar
 end of a load test), each one's cleanup (its close frame, the session's teardown, the
 handler's return through the middlewares, its access-log line) costs the process about
 100 µs. The loop runs every callback that was ready when an iteration began before it
-polls the network again, so those cleanups ran back to back: a request arriving
-meanwhile waited behind all of them (the mass close of `benchmarks.bench_storm`: 1.5 s
-for 10,000 sockets, with the loop stalled up to 2.4 s).
+polls the network again, so those cleanups ran back to back and a request arriving
+meanwhile waited behind all of them.
 
 `PerTurn.wait` lets at most `per_turn` callers go on per iteration, first come first
 served; the others wait for a later iteration, between which the loop serves the
-network. Outside a burst a caller goes on at once, without yielding.
+network. Outside a burst a caller goes on at once, without yielding. In the mass close of
+`benchmarks.bench_storm` (10,000 sockets) the longest wait of a request fell from
+1.5-1.65 s to 0.8-1.0 s; what remains is the loop's one pass reading every close frame.
 """
 
 from __future__ import annotations
