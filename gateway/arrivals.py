@@ -141,7 +141,7 @@ class Opening:
         rate = max(APPOINTMENTS_PER_HELLO * self.per_second(), FLOOR_HELLOS_PER_S)
         slot = min(max(self._next_slot, now + 1.0), now + MAX_RETRY_AFTER_S)
         self._next_slot = slot + 1.0 / rate
-        return min(MAX_RETRY_AFTER_S, math.ceil(slot - now - 1e-9))
+        return math.ceil(slot - now - 1e-9)  # whole seconds, never before the slot
 
     def per_second(self) -> float:
         """Hellos per second: the last full window's, or the current one's if higher."""

@@ -10,6 +10,7 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from core.settings import Settings
+from gateway import appkeys as gateway_keys
 from tests.factories import bearer, token_for
 from tests.gateway.conftest import MakeClient, connect, new_user, recv_close, recv_type
 
@@ -50,6 +51,20 @@ async def test_first_frame_not_auth_closes_4401(gw: TestClient[Any, Any]) -> Non
     ws = await gw.ws_connect("/ws")
     await ws.send_json({"type": "presence", "status": "ONLINE"})
     assert await recv_close(ws) == 4401
+
+
+async def test_a_close_before_authenticating_is_answered_and_leaves_nothing(
+    gw: TestClient[Any, Any],
+) -> None:
+    gateway = gw.app[gateway_keys.GATEWAY]
+    ws = await gw.ws_connect("/ws")
+    assert await ws.close(code=4000, message=b"changed my mind")
+    assert ws.close_code == 1000  # the server's answer to the close (autoclose is off)
+    for _ in range(50):
+        if len(gateway.opening) == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert len(gateway.opening) == 0 and not gateway.sessions
 
 
 async def test_bad_token_in_first_frame_closes_4401(gw: TestClient[Any, Any]) -> None:
