@@ -1,10 +1,18 @@
-"""Prometheus metrics; names fixed by CONTRACT §6. One registry per app so tests stay isolated."""
+"""Prometheus metrics; names fixed by CONTRACT §6. One registry per app so tests stay isolated.
+
+In a worker pool (`zendo serve --workers N`) the supervisor gives its workers a shared
+directory (PROMETHEUS_MULTIPROC_DIR, which prometheus_client reads when imported): each
+process's values live in files there, and `/metrics`, whichever worker answers it, adds
+up the whole pool's (prometheus_client's multiprocess mode). Counters and histograms are
+summed, a dead worker's included, so they never go backwards; gauges say how they combine.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -29,21 +37,31 @@ class Metrics:
     policy_info: Gauge
     policy_first_offer_seconds: Histogram
     policy_offers: Counter
+    # zendo/admission.py: copied there from the admission state, off the request path.
+    admission_limit: Gauge
+    admission_in_flight: Gauge
+    admission_refused: Counter
+    # The pool's shared directory ("" in a process of its own): see the module docstring.
+    multiprocess_dir: str = ""
 
     @classmethod
-    def create(cls, policy: str = "sequential") -> Metrics:
+    def create(cls, policy: str = "sequential", multiprocess_dir: str = "") -> Metrics:
         registry = CollectorRegistry(auto_describe=True)
         info = Gauge(
             "zendo_dispatch_policy_info",
             "The dispatch policy this process runs (value 1)",
             ["policy"],
             registry=registry,
+            multiprocess_mode="livemax",  # every worker runs the same policy
         )
         info.labels(policy=policy).set(1)
         return cls(
             registry=registry,
             ws_connections=Gauge(
-                "zendo_ws_connections", "Open WebSocket connections", registry=registry
+                "zendo_ws_connections",
+                "Open WebSocket connections",
+                registry=registry,
+                multiprocess_mode="livesum",
             ),
             ws_refused=Counter(
                 "zendo_ws_refused",
@@ -118,4 +136,34 @@ class Metrics:
                 ["policy", "outcome"],
                 registry=registry,
             ),
+            admission_limit=Gauge(
+                "zendo_admission_limit",
+                "Requests in flight past which new work is refused (the adaptive limit;"
+                " a pool's is the sum of its workers')",
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),
+            admission_in_flight=Gauge(
+                "zendo_admission_in_flight",
+                "HTTP requests being handled, and offers being answered over sockets",
+                registry=registry,
+                multiprocess_mode="livesum",
+            ),
+            admission_refused=Counter(
+                "zendo_admission_refused",
+                "Requests answered 503 overloaded by admission control (handshakes refused"
+                " for sockets still opening: zendo_ws_refused)",
+                ["reason"],
+                registry=registry,
+            ),
+            multiprocess_dir=multiprocess_dir,
         )
+
+    def exposition(self) -> bytes:
+        """The text `/metrics` answers: this process's registry, or in a worker pool
+        the whole pool's (read from the shared directory's files when asked)."""
+        if not self.multiprocess_dir:
+            return generate_latest(self.registry)
+        pool = CollectorRegistry()
+        MultiProcessCollector(pool, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(pool)

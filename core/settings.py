@@ -166,6 +166,9 @@ class Settings:
     reconcile_interval_s: float = 3.0
     # ZENDO_METRICS_TOKEN: when set, /metrics needs `Authorization: Bearer <token>`.
     metrics_token: str = field(default="", repr=False)
+    # PROMETHEUS_MULTIPROC_DIR: set by `zendo serve --workers N` for its workers, the
+    # directory where the pool's processes share their metrics (core/metrics.py).
+    metrics_dir: str = ""
     # Abuse limits (CONTRACT §8a): what one user or address may take from the others.
     registrations_per_min: int = 20
     max_open_jobs_per_client: int = 3
@@ -257,5 +260,6 @@ class Settings:
             workers=workers,
             gateway=_gateway_config(env),
             metrics_token=env.get("ZENDO_METRICS_TOKEN", ""),
+            metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
             **_abuse_limits(env),
         )

@@ -48,14 +48,13 @@ bounds the sockets still waiting for their `hello` (gateway/arrivals.py).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from core.errors import Overloaded
+from core.metrics import Metrics
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -158,34 +157,36 @@ class Admission:
 ADMISSION = web.AppKey("admission", Admission)
 
 
-class AdmissionMetrics(Collector):
+class AdmissionMetrics:
     """`/metrics`: the adaptive limit, the requests in flight and the refusals by reason,
-    read from `app[ADMISSION]` when scraped (nothing on the request path)."""
+    copied from an `Admission` by `sync` (the loop-lag probe calls it every tick, and
+    `/metrics` before it answers): nothing on the request path, and in a worker pool
+    each process's figures reach the files the pool's `/metrics` adds up."""
 
-    def __init__(self, app: web.Application) -> None:
-        self._app = app
+    def __init__(self, admission: Admission, metrics: Metrics) -> None:
+        self._admission = admission
+        self._limit = metrics.admission_limit
+        self._in_flight = metrics.admission_in_flight
+        self._by_in_flight = metrics.admission_refused.labels(reason="in_flight")
+        self._by_lag = metrics.admission_refused.labels(reason="loop_lag")
+        self._counted_in_flight = 0
+        self._counted_lag = 0
 
-    def collect(self) -> Iterator[Metric]:
-        admission = self._app[ADMISSION]
-        yield GaugeMetricFamily(
-            "zendo_admission_limit",
-            "Requests in flight past which new work is refused (the adaptive limit)",
-            value=min(admission.limit, admission.max_in_flight),
-        )
-        yield GaugeMetricFamily(
-            "zendo_admission_in_flight",
-            "HTTP requests being handled, and offers being answered over sockets",
-            value=admission.in_flight,
-        )
-        refused = CounterMetricFamily(
-            "zendo_admission_refused",
-            "Requests answered 503 overloaded by admission control (handshakes refused"
-            " for sockets still opening: zendo_ws_refused)",
-            labels=["reason"],
-        )
-        refused.add_metric(["in_flight"], admission.refused - admission.refused_by_lag)
-        refused.add_metric(["loop_lag"], admission.refused_by_lag)
-        yield refused
+    def sync(self) -> None:
+        admission = self._admission
+        self._limit.set(min(admission.limit, admission.max_in_flight))
+        self._in_flight.set(admission.in_flight)
+        by_lag = admission.refused_by_lag
+        by_in_flight = admission.refused - by_lag
+        if by_in_flight != self._counted_in_flight:
+            self._by_in_flight.inc(by_in_flight - self._counted_in_flight)
+            self._counted_in_flight = by_in_flight
+        if by_lag != self._counted_lag:
+            self._by_lag.inc(by_lag - self._counted_lag)
+            self._counted_lag = by_lag
+
+
+ADMISSION_METRICS = web.AppKey("admission_metrics", AdmissionMetrics)
 
 
 @web.middleware

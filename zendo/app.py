@@ -24,7 +24,13 @@ from dispatch.ops import routes as ops_routes
 from dispatch.payments import routes as payment_routes
 from dispatch.storage import routes as storage_routes
 from gateway import routes as gateway_routes
-from zendo.admission import ADMISSION, Admission, AdmissionMetrics, admission_middleware
+from zendo.admission import (
+    ADMISSION,
+    ADMISSION_METRICS,
+    Admission,
+    AdmissionMetrics,
+    admission_middleware,
+)
 from zendo.console import routes as console_routes
 from zendo.middleware import (
     cors_middleware,
@@ -48,9 +54,9 @@ def create_app(settings: Settings) -> web.Application:
         ],
     )
     app[appkeys.SETTINGS] = settings
-    app[appkeys.METRICS] = Metrics.create(settings.dispatch_policy)
+    app[appkeys.METRICS] = Metrics.create(settings.dispatch_policy, settings.metrics_dir)
     app[ADMISSION] = app[appkeys.WORK_METER] = Admission()
-    app[appkeys.METRICS].registry.register(AdmissionMetrics(app))
+    app[ADMISSION_METRICS] = AdmissionMetrics(app[ADMISSION], app[appkeys.METRICS])
     app.on_response_prepare.append(security_headers)
 
     # Resources first, in dependency order; contexts append their background

@@ -3,7 +3,8 @@
 `zendo serve --workers N` (N > 1) runs N worker processes on one port: each is a whole
 `zendo serve` of its own (its own node id, pools, loop and log writer), a node of the
 multi-node design, listening with SO_REUSEPORT so the kernel spreads connections among
-them. This process only supervises: it starts them, forwards SIGINT/SIGTERM, starts a
+them. This process only supervises: it starts them (with a shared directory for their
+metrics: `/metrics` answers for the whole pool), forwards SIGINT/SIGTERM, starts a
 crashed one again (a few times a minute at most) and exits when they have.
 """
 
@@ -15,14 +16,17 @@ import collections
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import uvloop
 from aiohttp import web
+from prometheus_client.multiprocess import mark_process_dead
 
 from core.settings import DISPATCH_POLICIES, Settings, SettingsError
 from zendo.system.logwriter import LogWriter
@@ -131,6 +135,12 @@ async def _supervise(settings: Settings, workers: int) -> int:
         "--pool-fd",
         str(pool_fd),
     ]
+    # The pool's metrics: each worker's values in files here, which `/metrics` adds up
+    # whichever worker answers (core/metrics.py). A fresh directory per pool, removed at
+    # the end; a dead worker's counters stay (summed, so they never go backwards), its
+    # live gauges go with it.
+    metrics_dir = tempfile.mkdtemp(prefix="zendo-metrics-")
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     running: dict[int, asyncio.subprocess.Process] = {}
     stopping: list[int] = []  # the signals received
     stopped = asyncio.Event()
@@ -152,7 +162,7 @@ async def _supervise(settings: Settings, workers: int) -> int:
             # Its own session: a terminal's Ctrl-C reaches the supervisor only, which
             # forwards it once.
             proc = await asyncio.create_subprocess_exec(
-                *argv, pass_fds=(pool_fd,), start_new_session=True
+                *argv, pass_fds=(pool_fd,), start_new_session=True, env=env
             )
             running[index] = proc
             log.info("zendo: worker %d started (pid %d)", index, proc.pid)
@@ -161,6 +171,7 @@ async def _supervise(settings: Settings, workers: int) -> int:
                     proc.send_signal(stopping[0])
             code = await proc.wait()
             del running[index]
+            mark_process_dead(proc.pid, metrics_dir)  # type: ignore[no-untyped-call]
             if stopping:
                 return code == 0 or -code in stopping
             log.error("zendo: worker %d (pid %d) exited with %d", index, proc.pid, code)
@@ -195,6 +206,7 @@ async def _supervise(settings: Settings, workers: int) -> int:
     finally:
         os.close(pool_fd)
         os.close(keep_fd)
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0 if all(ended) else 1
 
 

@@ -13,14 +13,17 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from core.appkeys import METRICS
 from core.errors import Overloaded
 from zendo.admission import (
     ADMISSION,
+    ADMISSION_METRICS,
     BACKOFF,
     CLEARLY_LATE,
     MIN_ANSWERS,
     WINDOW_S,
     Admission,
+    AdmissionMetrics,
 )
 
 
@@ -42,6 +45,7 @@ def held() -> asyncio.Event:
 async def client_of(app: web.Application, aiohttp_client: Callable[..., Any], held: asyncio.Event):
     """The app with at most two requests in flight and a route that holds its request."""
     app[ADMISSION] = Admission(max_in_flight=2)
+    app[ADMISSION_METRICS] = AdmissionMetrics(app[ADMISSION], app[METRICS])
 
     async def slow(request: web.Request) -> web.Response:
         await held.wait()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from core import redis_keys
@@ -31,6 +34,7 @@ from tests.factories import bearer
 from tests.gateway.conftest import eventually, fix, new_artisan, new_user, now_ms, recv_type
 from tests.gateway.processes import ROOT, stop, wait_healthy
 from tests.ports import free_port
+from zendo.admission import MAX_IN_FLIGHT
 
 _STARTED = re.compile(r"zendo: worker (\d+) started \(pid (\d+)\)")
 _SERVING = re.compile(r"zendo serving on http://[^:]+:(\d+) \(node (\w+), pid (\d+);")
@@ -177,6 +181,62 @@ async def test_two_workers_are_two_nodes_and_a_frame_crosses_between_them(
     assert "zendo: stopping 2 workers (SIGTERM)" in pool.log()
 
 
+def _samples(exposition: str, name: str) -> list[tuple[dict[str, str], float]]:
+    return [
+        (sample.labels, sample.value)
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+def _metrics_dir(pid: int) -> Path:
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    dirs = [v.split(b"=", 1)[1] for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")]
+    assert len(dirs) == 1, "the supervisor gives its workers a metrics directory"
+    return Path(dirs[0].decode())
+
+
+async def test_metrics_answer_for_the_whole_pool_whichever_worker_is_asked(
+    two_workers: tuple[int, Pool],
+) -> None:
+    port, pool = two_workers
+    base = f"http://127.0.0.1:{port}"
+    asked = 40  # each on a connection of its own: the kernel spreads them over both workers
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for _ in range(asked):
+            assert (await http.get(f"{base}/specialties")).status == 200
+        scrapes = [await (await http.get(f"{base}/metrics")).text() for _ in range(8)]
+
+    # Both workers served some of them (each process's own file says so) ...
+    metrics_dir = _metrics_dir(next(iter(pool.serving())))
+    per_worker = {}
+    for pid in pool.serving():
+        files = [str(metrics_dir / f"counter_{pid}.db")]
+        served = sum(
+            sample.value
+            for family in MultiProcessCollector.merge(files)
+            for sample in family.samples
+            if sample.name == "zendo_http_requests_total"
+            and sample.labels["route"] == "/specialties"
+        )
+        per_worker[pid] = served
+    assert sum(per_worker.values()) == asked
+    assert all(served > 0 for served in per_worker.values()), per_worker
+    # ... and every scrape, whichever worker answered it, counts all of them, once.
+    for exposition in scrapes:
+        served = _samples(exposition, "zendo_http_requests_total")
+        assert sum(v for labels, v in served if labels["route"] == "/specialties") == asked
+        # gauges combine as declared: limits add up, the policy is said once
+        assert _samples(exposition, "zendo_admission_limit") == [({}, 2.0 * MAX_IN_FLIGHT)]
+        assert _samples(exposition, "zendo_dispatch_policy_info") == [
+            ({"policy": "sequential"}, 1.0)
+        ]
+
+    stop(pool.proc)
+    assert not metrics_dir.exists(), "the pool removes its metrics directory when it stops"
+
+
 async def test_a_killed_worker_is_started_again_and_workers_stop_with_their_supervisor(
     settings: Settings, clean_state: None, tmp_path: Path
 ) -> None:
@@ -202,10 +262,12 @@ async def test_a_killed_worker_is_started_again_and_workers_stop_with_their_supe
 
         # The supervisor dies without a word: its workers see it and stop.
         workers = list(pool.workers().values())
+        metrics_dir = _metrics_dir(workers[0])  # left behind by a SIGKILL: removed here
         pool.proc.send_signal(signal.SIGKILL)
         pool.proc.wait(timeout=10)
         await _until(lambda: all(_gone(pid) for pid in workers), "the workers stopped")
         assert pool.log().count("the supervising process is gone: stopping") == 2
+        shutil.rmtree(metrics_dir)
     finally:
         stop(pool.proc)
 

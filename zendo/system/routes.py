@@ -7,7 +7,7 @@ import logging
 import secrets
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from core import appkeys
 from core.appkeys import METRICS
@@ -15,6 +15,7 @@ from core.domain import SPECIALTIES
 from core.errors import Unauthorized
 from core.guards import bearer_token
 from core.jsonutil import json_response
+from zendo.admission import ADMISSION_METRICS
 from zendo.openapi import build_spec
 from zendo.system.runtime import runtime_ctx
 
@@ -75,7 +76,8 @@ async def metrics(request: web.Request) -> web.Response:
         presented = bearer_token(request) or ""
         if not secrets.compare_digest(presented.encode(), expected.encode()):
             raise Unauthorized("/metrics needs the metrics token", code="invalid_metrics_token")
-    payload = generate_latest(request.app[METRICS].registry)
+    request.app[ADMISSION_METRICS].sync()
+    payload = request.app[METRICS].exposition()
     return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from core import appkeys
 from core.appkeys import METRICS
-from zendo.admission import ADMISSION
+from zendo.admission import ADMISSION, ADMISSION_METRICS
 
 log = logging.getLogger("zendo.runtime")
 _LAG_PROBE_S = 0.025
@@ -35,6 +35,7 @@ _LAG_PROBE_S = 0.025
 async def _probe_lag(app: web.Application) -> None:
     lag = app[METRICS].loop_lag_seconds
     admission = app[ADMISSION]
+    admission_metrics = app[ADMISSION_METRICS]
     loop = asyncio.get_running_loop()
     while True:
         planned = loop.time() + _LAG_PROBE_S
@@ -42,6 +43,7 @@ async def _probe_lag(app: web.Application) -> None:
         late = max(0.0, loop.time() - planned)
         lag.observe(late)
         admission.loop_lag_s = late
+        admission_metrics.sync()
 
 
 def _gc_timer(app: web.Application, log_above_s: float) -> Any:
