@@ -248,19 +248,22 @@ def connect_args(
     ]
 
 
+def presence_args(artisan_id: str, wanted: str, now: int, recent_fix_ms: int) -> list[Any]:
+    """PRESENCE's arguments: the artisan wants `wanted` (ONLINE or OFFLINE) at `now`."""
+    return [
+        *common_args(),
+        artisan_id,
+        redis_keys.live_artisan(artisan_id),
+        wanted,
+        now,
+        recent_fix_ms,
+    ]
+
+
 async def set_presence(redis: Redis, artisan_id: str, wanted: str, recent_fix_ms: int) -> str:
-    """Presence frame: returns the effective status (ONLINE needs verified + a recent fix)."""
-    status = await PRESENCE(
-        redis,
-        [
-            *common_args(),
-            artisan_id,
-            redis_keys.live_artisan(artisan_id),
-            wanted,
-            now_ms(),
-            recent_fix_ms,
-        ],
-    )
+    """Presence frame: returns the effective status (ONLINE needs verified + a recent fix).
+    The gateway's sockets go through `gateway.presence_writes` (batched)."""
+    status = await PRESENCE(redis, presence_args(artisan_id, wanted, now_ms(), recent_fix_ms))
     return str(status)
 
 

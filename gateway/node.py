@@ -21,6 +21,7 @@ from gateway import live
 from gateway.arrivals import Arrivals, Opening
 from gateway.departures import Departures
 from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
+from gateway.presence_writes import PresenceWrites
 from gateway.session import CLOSE_UNAUTHORIZED, Session
 from gateway.socket_cap import SocketCap
 from gateway.tracking import location_frame
@@ -78,6 +79,8 @@ class Gateway:
         self.arrivals = Arrivals(
             redis=lambda: self.redis, pool=lambda: self.pool, announce_args=self.announce_args
         )
+        # Presence frames, one pipeline per loop turn (a storm sends thousands at once).
+        self.presence = PresenceWrites(lambda: self.redis)
 
     @property
     def config(self) -> GatewayConfig:
@@ -196,6 +199,7 @@ class Gateway:
                     session.abort()
             await asyncio.gather(*closing, return_exceptions=True)
         await self.arrivals.stop()
+        await self.presence.stop()
         await self.sockets.stop()
         await self.departures.stop()
         await self.departures.write(users + self.departures.drain())

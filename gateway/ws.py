@@ -345,7 +345,7 @@ async def _on_presence(gateway: Gateway, session: Session, wanted: str) -> None:
         session.send_error("not_verified", "Only VERIFIED artisans can go ONLINE")
         return
     recent_ms = int(gateway.config.recent_fix_s * 1000)
-    status = await live.set_presence(gateway.redis, session.user_id, wanted, recent_ms)
+    status = await gateway.presence.set(session.user_id, wanted, recent_ms)
     session.send({"type": "presence", "status": status})
 
 
