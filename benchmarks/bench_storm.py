@@ -6,7 +6,8 @@ Seeds verified artisans into the database (TRUNCATEs it: use a scratch one), sta
 `zendo serve` process, then:
   1. opens `--sockets` artisan sockets at `--rate` handshakes/s from load-generator
      processes; a handshake refused for load (503 + Retry-After) is retried by the
-     README's reconnect rule (benchmarks/reconnect.py). Reports how many were served
+     README's reconnect rule (benchmarks/reconnect.py); once welcomed each says `presence`
+     ONLINE, as an artisan's app does. Reports how many were served
      within 60 s, the time from upgrade to `hello` (target: within 1 s for every
      admitted socket) as the generators see it and as the server does
      (`zendo_ws_hello_seconds`), the generators' own loop lag, the time from the

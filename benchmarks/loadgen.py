@@ -3,7 +3,8 @@
 The parent drives workers through a Pipe with commands:
   ("connect", url, tokens)         open one socket per token (Bearer), wait for hello
   ("storm", url, tokens, rate)     open them at `rate`/s, refusals retried by the README's
-                                   reconnect rule; times to hello and to being served
+                                   reconnect rule; times to hello and to being served;
+                                   each then says `presence` ONLINE
   ("rate", hz, seconds, active[, step_m])
                                    `active` sockets each send `hz` fixes/s (spread evenly),
                                    each fix `step_m` metres north of the last (default 1.1)
@@ -32,6 +33,7 @@ _CENTER = (48.8566, 2.3522)
 DEFAULT_STEP_M = 1.1
 METRES_PER_DEGREE = 111_195.0
 STORM_ATTEMPTS = 12  # about a minute of back-off at most
+_ONLINE = '{"type": "presence", "status": "ONLINE"}'
 
 
 class Worker:
@@ -102,6 +104,7 @@ class Worker:
                     msg = await ws.receive(timeout=60)
                     if msg.type is not aiohttp.WSMsgType.TEXT or '"hello"' not in msg.data:
                         raise ConnectionError(f"no hello: {msg.type} {msg.extra}")
+                    await ws.send_str(_ONLINE)  # as an artisan's app does once welcomed
                 except aiohttp.WSServerHandshakeError as exc:
                     if exc.status == 503:
                         counts["refused"] += 1

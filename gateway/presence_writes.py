@@ -3,9 +3,11 @@
 Each artisan's app sends `presence` right after its `hello`, so a reconnect storm brings
 thousands of them within seconds. The frames of one loop turn go to Redis as one
 pipeline of PRESENCE calls (one round trip, at most `CHUNK` calls each) instead of a
-round trip each: 176 µs of this process's CPU per frame alone, 18 µs in a pipeline of
-200 (10,000 frames at once, 2-core machine, bare loop ~95,000 frames/s). Each frame's
-answer is still its own: the effective status, or the error its call met.
+round trip each. Each frame's answer is still its own: the effective status, or the
+error its call met. Measured on the 2-core machine (bare loop 100,000-121,000 frames/s):
+10,000 calls at once cost this process 176 µs of CPU each alone, 18 µs in pipelines of
+200; in the storm benchmark (10,000 sockets, each saying ONLINE once welcomed) the
+server's CPU went from 6.98-6.99 s to 6.66-6.67 s.
 """
 
 from __future__ import annotations
