@@ -41,13 +41,9 @@ from matching.jit import (
     F_MAXB,
     F_RPM,
     FAST_K_MAX,
-    FLAG_NEED_SORT,
-    FLAG_SIDE_IDS,
-    HEX,
     I8,
     I32,
     I64,
-    ID_STRIDE,
     M_CNT,
     M_ROOT,
     N_BASE,
@@ -58,7 +54,6 @@ from matching.jit import (
     R_KM,
     SCORE_EPS,
     SPEC_SHIFT,
-    TOP_BIT,
     U8,
     arr1,
     arr2,
@@ -69,16 +64,12 @@ from matching.jit import (
     prefetch,
     prefetch_rows,
 )
+from matching.kernels_answer import answer, finalize
 from matching.kernels_tree import RES_SHIFT, bucket_find, child_key, is_leaf, root_key
 from matching.pyobj import (
     py_as_float,
     py_as_int,
-    py_candidate,
-    py_decref,
     py_dict_int,
-    py_is_null,
-    py_list_new,
-    py_list_set,
     py_none,
 )
 
@@ -167,49 +158,6 @@ def _scan(
             ):
                 count -= 1
     return count
-
-
-@jit
-def _finalize(count: int, o_f: F64, o_i: I64, m_id: I64, m_b: I8, o_hex: U8) -> int:
-    """Write canonical UUID text (kind 0) or side keys (kind 1, in ``o_i[1]``).
-
-    Each id takes 36 characters and a ',' in ``o_hex``.  Returns FLAG_SIDE_IDS if
-    any entry has a non-UUID id, plus FLAG_NEED_SORT if such an entry is tied
-    with a neighbour on (score, distance): the caller then orders by the id string.
-    """
-    # gather first: the k random slot reads are independent, so their cache
-    # misses overlap instead of being serialised by the formatting loop
-    words = np.empty((count, 3), dtype=np.int64)
-    for i in range(count):
-        s = o_i[0, i]
-        words[i, 0] = m_id[s, 0]
-        words[i, 1] = m_id[s, 1]
-        words[i, 2] = m_b[s, 3]
-    flags = 0
-    for i in range(count):
-        o_hex[i, 36] = 44  # ','
-        if words[i, 2] == 0:
-            o_i[1, i] = -1
-            pos = 35
-            for w in range(1, -1, -1):
-                v = np.uint64(words[i, w]) ^ TOP_BIT
-                for _ in range(16):
-                    if pos == 8 or pos == 13 or pos == 18 or pos == 23:
-                        o_hex[i, pos] = 45  # '-'
-                        pos -= 1
-                    o_hex[i, pos] = HEX[int(v & np.uint64(15))]
-                    v >>= np.uint64(4)
-                    pos -= 1
-        else:
-            flags |= FLAG_SIDE_IDS
-            o_i[1, i] = words[i, 1]
-            for c in range(36):
-                o_hex[i, c] = 63  # '?' placeholder, replaced in Python
-            if i > 0 and o_f[0, i] == o_f[0, i - 1] and o_f[1, i] == o_f[1, i - 1]:
-                flags |= FLAG_NEED_SORT
-            if i + 1 < count and o_f[0, i] == o_f[0, i + 1] and o_f[1, i] == o_f[1, i + 1]:
-                flags |= FLAG_NEED_SORT
-    return flags
 
 
 @jit
@@ -369,52 +317,15 @@ def k_query_tree(
     st: Any, excl: I64, o_f: F64, o_i: I64, o_hex: U8, hk: F64, hv: I64,
     qlat: float, qlon: float, max_km: float, spec: int, k: int,
 ) -> tuple[int, int, int]:  # fmt: skip
-    """One query (see :func:`_search`): (code, count, flags of :func:`_finalize`).
+    """One query (see :func:`_search`): (code, count, flags of
+    :func:`matching.kernels_answer.finalize`).
 
     ``st`` is a :class:`matching.state.State`.
     """
     code, count = _search(st, excl, o_f, o_i, hk, hv, qlat, qlon, max_km, spec, k)
     if code != Q_DONE:
         return code, 0, 0
-    return Q_DONE, count, _finalize(count, o_f, o_i, st.m_id, st.m_b, o_hex)
-
-
-@jit
-def _answer(m: int, o_f: F64, o_i: I64, m_id: I64, m_b: I8, w: I64, text: U8, cls: int) -> Any:
-    """The ``m`` first results as a new ``list[Candidate]`` (``cls`` is Candidate's
-    address); None if any is not a UUID (kind 1: the caller takes the general path),
-    NULL on MemoryError."""
-    # gather first: the m random slot reads are independent, so their cache
-    # misses overlap instead of being serialised by the formatting loop
-    for i in range(m):
-        s = o_i[0, i]
-        w[i, 0] = m_id[s, 0]
-        w[i, 1] = m_id[s, 1]
-        w[i, 2] = m_b[s, 3]
-    for i in range(m):
-        if w[i, 2] != 0:
-            return py_none()
-    for i in range(m):
-        pos = 35
-        for wd in range(1, -1, -1):
-            v = np.uint64(w[i, wd]) ^ TOP_BIT
-            for _ in range(16):
-                if pos == 8 or pos == 13 or pos == 18 or pos == 23:
-                    text[i, pos] = 45  # '-'
-                    pos -= 1
-                text[i, pos] = HEX[int(v & np.uint64(15))]
-                v >>= np.uint64(4)
-                pos -= 1
-    out = py_list_new(m)
-    if py_is_null(out):
-        return out
-    for i in range(m):  # candidates come untracked by the cyclic GC (see py_candidate)
-        c = py_candidate(cls, text, i * ID_STRIDE, o_f[1, i], o_f[0, i])
-        if py_is_null(c):
-            py_decref(out)  # and the candidates already in it
-            return c
-        py_list_set(out, i, c)
-    return out
+    return Q_DONE, count, finalize(count, o_f, o_i, st.m_id, st.m_b, o_hex)
 
 
 @jit
@@ -465,7 +376,7 @@ def _query_fast(d: I64, qlat: float, qlon: float, max_km: float, spec: int, k: i
     if code != Q_DONE:
         return py_none()
     w, text = arr2(d, D_QW, np.int64), arr2(d, D_QHEX, np.uint8)
-    return _answer(min(count, k), o_f, o_i, m_id, m_b, w, text, d[D_CLS])
+    return answer(min(count, k), o_f, o_i, m_id, m_b, w, text, d[D_CLS])
 
 
 @jit
@@ -483,7 +394,7 @@ def k_query_many(
         out[j, 1] = count
         out[j, 2] = 0
         if code == Q_DONE:
-            out[j, 2] = _finalize(count, o_f[j], o_i[j], st.m_id, st.m_b, o_hex[j])
+            out[j, 2] = finalize(count, o_f[j], o_i[j], st.m_id, st.m_b, o_hex[j])
 
 
 @jit
@@ -514,7 +425,7 @@ def k_query_brute(
         )  # fmt: skip
         if count < 0:
             return Q_OVERFLOW, 0, 0
-    return Q_DONE, count, _finalize(count, o_f, o_i, m_id, m_b, o_hex)
+    return Q_DONE, count, finalize(count, o_f, o_i, m_id, m_b, o_hex)
 
 
 @jit

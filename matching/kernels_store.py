@@ -53,10 +53,8 @@ from matching.jit import (
     I32,
     I64,
     M_CNT,
-    M_FHEAD,
     M_N,
     M_NBUCKETS,
-    M_POOL_USED,
     NEED_BUCKETS,
     NEED_MAIN,
     NEED_POOL,
@@ -73,6 +71,14 @@ from matching.jit import (
     prefetch,
 )
 from matching.kernels_ids import id_delete_at, id_find, id_home, uuid_words
+from matching.kernels_pool import (
+    alloc,
+    block_insert,
+    block_remove,
+    can_alloc,
+    free_block,
+    pool_copy,
+)
 from matching.kernels_tree import (
     box_add,
     box_reset,
@@ -112,95 +118,6 @@ def k_rehash_buckets(
             m_i[p_i[j, 0], 0] = pos
 
 
-# --------------------------------------------------------------------------- pool blocks
-
-
-@jit
-def _can_alloc(cls: int, meta: I64, p_i: I32) -> bool:
-    return meta[M_FHEAD + cls] >= 0 or meta[M_POOL_USED] + (1 << cls) <= p_i.shape[0]
-
-
-@jit
-def _alloc(cls: int, meta: I64, p_i: I32) -> int:
-    s = meta[M_FHEAD + cls]
-    if s >= 0:
-        meta[M_FHEAD + cls] = p_i[s, 0]
-        return int(s)
-    s = meta[M_POOL_USED]
-    meta[M_POOL_USED] = s + (1 << cls)
-    return int(s)
-
-
-@jit
-def _free(start: int, cls: int, meta: I64, p_i: I32) -> None:
-    p_i[start, 0] = meta[M_FHEAD + cls]
-    meta[M_FHEAD + cls] = start
-
-
-@jit
-def _pool_copy(src: int, dst: int, p_hot: F32, p_f: F64, p_i: I32) -> None:
-    for c in range(4):
-        p_hot[dst, c] = p_hot[src, c]
-    for c in range(3):
-        p_f[dst, c] = p_f[src, c]
-    p_i[dst, 0] = p_i[src, 0]
-    p_i[dst, 1] = p_i[src, 1]
-
-
-@jit
-def _block_remove(b: int, pos: int, bt: I64, m_i: I32, p_hot: F32, p_f: F64, p_i: I32) -> None:
-    """Drop entry ``pos`` from bucket ``b``'s block, keeping its band order: the hole
-    moves to the block's end, taking the last entry of each band region after it."""
-    start = int(bt[b, 1])
-    size = int(bt[b, 2])
-    last = start + size - 1
-    hole = pos
-    hb = bonus_band(p_hot[pos, 3])
-    for i in range(pos + 1, last + 1):
-        bi = bonus_band(p_hot[i, 3])
-        if bi != hb:  # i starts a new region: the one before ends at i - 1
-            if i - 1 != hole:
-                _pool_copy(i - 1, hole, p_hot, p_f, p_i)
-                m_i[p_i[hole, 0], 1] = hole
-                hole = i - 1
-            hb = bi
-    if last != hole:
-        _pool_copy(last, hole, p_hot, p_f, p_i)
-        m_i[p_i[hole, 0], 1] = hole
-    bt[b, 2] = size - 1
-
-
-@jit
-def _block_insert(b: int, pos: int, bt: I64, m_i: I32, p_hot: F32, p_f: F64, p_i: I32) -> int:
-    """Move entry ``pos``, the last of bucket ``b``'s block, into its band's region: each
-    region of a later band gives its first entry to the hole, which moves back.  Returns
-    the entry's position; a few moves (one per band), not one per entry."""
-    start = int(bt[b, 1])
-    vb = bonus_band(p_hot[pos, 3])
-    h0, h1, h2, h3 = p_hot[pos, 0], p_hot[pos, 1], p_hot[pos, 2], p_hot[pos, 3]
-    f0, f1, f2 = p_f[pos, 0], p_f[pos, 1], p_f[pos, 2]
-    i0, i1 = p_i[pos, 0], p_i[pos, 1]
-    hole = pos
-    i = pos - 1
-    while i >= start:
-        bi = bonus_band(p_hot[i, 3])
-        if bi <= vb:
-            break
-        j = i
-        while j > start and bonus_band(p_hot[j - 1, 3]) == bi:
-            j -= 1
-        _pool_copy(j, hole, p_hot, p_f, p_i)  # region j..i shifts to j+1..hole
-        m_i[p_i[hole, 0], 1] = hole
-        hole = j
-        i = j - 1
-    if hole != pos:
-        p_hot[hole, 0], p_hot[hole, 1], p_hot[hole, 2], p_hot[hole, 3] = h0, h1, h2, h3
-        p_f[hole, 0], p_f[hole, 1], p_f[hole, 2] = f0, f1, f2
-        p_i[hole, 0], p_i[hole, 1] = i0, i1
-    m_i[i0, 1] = hole
-    return hole
-
-
 @jit
 def _bucket_add(
     b: int, slot: int, bt: I64, m_i: I32, meta: I64, p_hot: F32, p_f: F64, p_i: I32
@@ -211,12 +128,12 @@ def _bucket_add(
     cap = 0 if cls < 0 else 1 << cls
     if size == cap:
         ncls = cls + 1
-        ns = _alloc(ncls, meta, p_i)
+        ns = alloc(ncls, meta, p_i)
         for j in range(size):
-            _pool_copy(start + j, ns + j, p_hot, p_f, p_i)
+            pool_copy(start + j, ns + j, p_hot, p_f, p_i)
             m_i[p_i[ns + j, 0], 1] = ns + j
         if cls >= 0:
-            _free(start, cls, meta, p_i)
+            free_block(start, cls, meta, p_i)
         start = ns
         bt[b, 1] = ns
         bt[b, 3] = ncls
@@ -233,10 +150,10 @@ def _bucket_remove(
     start = int(bt[b, 1])
     size = int(bt[b, 2])
     last = start + size - 1
-    _block_remove(b, pos, bt, m_i, p_hot, p_f, p_i)
+    block_remove(b, pos, bt, m_i, p_hot, p_f, p_i)
     box_reset(bb, b)
     if size == 1:
-        _free(start, int(bt[b, 3]), meta, p_i)
+        free_block(start, int(bt[b, 3]), meta, p_i)
         bt[b, 1] = -1
         bt[b, 3] = -1
     else:  # tight again: the box and bonus of the members left (one contiguous block)
@@ -299,12 +216,12 @@ def _upsert_one(
         if b < 0:
             if 2 * (meta[M_NBUCKETS] + tree_rows_needed(bt, key)) > bt.shape[0]:
                 return NEED_BUCKETS
-            if not _can_alloc(0, meta, p_i):
+            if not can_alloc(0, meta, p_i):
                 return NEED_POOL
         elif not (slot >= 0 and m_i[slot, 0] == b):
             cls = bt[b, 3]
             if bt[b, 2] == (0 if cls < 0 else 1 << cls):
-                if not _can_alloc(cls + 1, meta, p_i):
+                if not can_alloc(cls + 1, meta, p_i):
                     return NEED_POOL
     # ---- no failure possible below this line
     if slot < 0:
@@ -346,7 +263,7 @@ def _upsert_one(
         if m_i[slot, 0] == b:
             pos = m_i[slot, 1]
             if bonus_band(p_hot[pos, 3]) != bonus_band(hi_bonus):  # out, and in at the end
-                _block_remove(b, pos, bt, m_i, p_hot, p_f, p_i)
+                block_remove(b, pos, bt, m_i, p_hot, p_f, p_i)
                 pos = int(bt[b, 1] + bt[b, 2])
                 bt[b, 2] += 1
                 p_i[pos, 0] = slot
@@ -371,7 +288,7 @@ def _upsert_one(
         p_i[pos, 1] = level
         box_add(bb, b, pos, p_hot)
         if last:
-            _block_insert(b, pos, bt, m_i, p_hot, p_f, p_i)
+            block_insert(b, pos, bt, m_i, p_hot, p_f, p_i)
         tree_grow(bt, bb, b)
         if bonus > fmeta[F_MAXB + spec]:
             fmeta[F_MAXB + spec] = bonus
