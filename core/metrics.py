@@ -35,6 +35,7 @@ class Metrics:
     # Beyond CONTRACT §6 (whose series keep their labels): the same dispatch figures
     # with the `policy` label (ZENDO_DISPATCH_POLICY), and which policy runs.
     policy_info: Gauge
+    workers: Gauge
     policy_first_offer_seconds: Histogram
     policy_offers: Counter
     # zendo/admission.py: copied there from the admission state, off the request path.
@@ -55,6 +56,13 @@ class Metrics:
             multiprocess_mode="livemax",  # every worker runs the same policy
         )
         info.labels(policy=policy).set(1)
+        workers = Gauge(
+            "zendo_workers",
+            "Processes serving (each says 1; a pool's are summed over its live workers)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        workers.set(1)
         return cls(
             registry=registry,
             ws_connections=Gauge(
@@ -123,6 +131,7 @@ class Metrics:
                 registry=registry,
             ),
             policy_info=info,
+            workers=workers,
             policy_first_offer_seconds=Histogram(
                 "zendo_dispatch_policy_first_offer_seconds",
                 "Intervention created to first offer sent, by dispatch policy",

@@ -102,7 +102,7 @@ async def server_phase(
         await workers.call_all("rate", args.hz, args.warm_s, per_worker)  # all ONLINE
         await asyncio.sleep(args.pause_s)
         out["fix_idle"] = await idle(meter, args.idle_s)
-        before, rejected0 = await fix_counters(port, n_workers)
+        before, rejected0 = await fix_counters(port)
         profiler.start(server.pid, "fixes")
         if profiler.proc is not None:
             await asyncio.sleep(0.5)  # py-spy attaches
@@ -110,7 +110,7 @@ async def server_phase(
             meter, workers.call_all("rate", args.hz, args.fix_s, per_worker, args.fix_step_m)
         )
         profiler.stop("fixes")
-        accepted, rejected = await fix_counters(port, n_workers)
+        accepted, rejected = await fix_counters(port)
         out["accepted"], out["rejected"] = accepted - before, rejected - rejected0
         out["sent"] = sum(r["sent"] for r in results)
         await workers.call_all("close")

@@ -24,17 +24,20 @@ def expected_workers(wanted: int | None) -> int:
 
 
 async def wait_workers(root: int, port: int, wanted: int | None) -> int:
-    """Until every worker answers (a single process is its own worker)."""
+    """Until every worker serves (`zendo_workers`, summed over the pool by `/metrics`;
+    a single process is its own worker)."""
     expected = expected_workers(wanted)
     deadline = time.monotonic() + 60
     while True:
         try:
-            await fix_counters(port, expected)
+            serving = await scrape(f"http://127.0.0.1:{port}/metrics", r"^zendo_workers ([0-9.]+)$")
+        except aiohttp.ClientError:
+            serving = 0.0
+        if serving >= expected:
             return expected
-        except (RuntimeError, aiohttp.ClientError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"/metrics: {serving:.0f} of {expected} workers serving")
+        await asyncio.sleep(0.2)
 
 
 async def wait_http(url: str, timeout_s: float = 60) -> None:
@@ -59,29 +62,17 @@ async def scrape(url: str, pattern: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-async def fix_counters(port: int, workers: int) -> tuple[float, float]:
-    """(accepted, rejected) fixes summed over the server's workers. Each answers /metrics
-    for itself and the kernel picks one per connection, so scrape on new connections
-    until every worker was seen (told apart by their counters' `_created` stamps)."""
-    seen: dict[str, tuple[float, float]] = {}
-    url = f"http://127.0.0.1:{port}/metrics"
-    for _attempt in range(20 * workers):
-        connector = aiohttp.TCPConnector(force_close=True)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            async with session.get(url) as resp:
-                text = await resp.text()
-        created = re.search(r"^zendo_pings_accepted_created ([0-9.e+]+)$", text, re.M)
-        accepted = re.search(r"^zendo_pings_accepted_total ([0-9.e+]+)$", text, re.M)
-        rejected = re.findall(
-            r'^zendo_pings_rejected_total\{reason="[a-z_]+"\} ([0-9.e+]+)$', text, re.M
-        )
-        key = created.group(1) if created else str(len(seen))
-        seen[key] = (float(accepted.group(1)) if accepted else 0.0, sum(map(float, rejected)))
-        if len(seen) >= workers:
-            break
-    if len(seen) < workers:
-        raise RuntimeError(f"/metrics: saw {len(seen)} of {workers} workers")
-    return sum(a for a, _r in seen.values()), sum(r for _a, r in seen.values())
+async def fix_counters(port: int) -> tuple[float, float]:
+    """(accepted, rejected) fixes, summed over the server's workers (`/metrics` answers
+    for the whole pool, whichever worker takes the scrape)."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            text = await resp.text()
+    accepted = re.search(r"^zendo_pings_accepted_total ([0-9.e+]+)$", text, re.M)
+    rejected = re.findall(
+        r'^zendo_pings_rejected_total\{reason="[a-z_]+"\} ([0-9.e+]+)$', text, re.M
+    )
+    return (float(accepted.group(1)) if accepted else 0.0), sum(map(float, rejected))
 
 
 def bare_count(port: int) -> Any:

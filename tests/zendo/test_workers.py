@@ -228,6 +228,7 @@ async def test_metrics_answer_for_the_whole_pool_whichever_worker_is_asked(
         served = _samples(exposition, "zendo_http_requests_total")
         assert sum(v for labels, v in served if labels["route"] == "/specialties") == asked
         # gauges combine as declared: limits add up, the policy is said once
+        assert _samples(exposition, "zendo_workers") == [({}, 2.0)]
         assert _samples(exposition, "zendo_admission_limit") == [({}, 2.0 * MAX_IN_FLIGHT)]
         assert _samples(exposition, "zendo_dispatch_policy_info") == [
             ({"policy": "sequential"}, 1.0)
