@@ -99,6 +99,9 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
 RESTART_DELAY_S = 1.0
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 60.0
+# Where the pool's metrics files go when it exists (a tmpfs: every counter update writes
+# to a mapped file, which on a disk-backed directory the kernel would keep writing back).
+SHARED_MEMORY = "/dev/shm"
 
 
 def _pool_port(host: str, port: int) -> int:
@@ -115,7 +118,7 @@ def _pool_port(host: str, port: int) -> int:
         return bound
 
 
-async def _supervise(settings: Settings, workers: int) -> int:
+async def _supervise(settings: Settings, workers: int, metrics_dir: str) -> int:
     """Run `workers` worker processes until SIGINT/SIGTERM; 0 when they all stopped as
     asked, 1 when the pool gave up on crashing workers."""
     log = logging.getLogger("zendo")
@@ -135,11 +138,9 @@ async def _supervise(settings: Settings, workers: int) -> int:
         "--pool-fd",
         str(pool_fd),
     ]
-    # The pool's metrics: each worker's values in files here, which `/metrics` adds up
-    # whichever worker answers (core/metrics.py). A fresh directory per pool, removed at
-    # the end; a dead worker's counters stay (summed, so they never go backwards), its
-    # live gauges go with it.
-    metrics_dir = tempfile.mkdtemp(prefix="zendo-metrics-")
+    # The pool's metrics: each worker's values in files in `metrics_dir`, which `/metrics`
+    # adds up whichever worker answers (core/metrics.py); a dead worker's counters stay
+    # (summed, so they never go backwards), its live gauges go with it.
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     running: dict[int, asyncio.subprocess.Process] = {}
     stopping: list[int] = []  # the signals received
@@ -206,7 +207,6 @@ async def _supervise(settings: Settings, workers: int) -> int:
     finally:
         os.close(pool_fd)
         os.close(keep_fd)
-        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0 if all(ended) else 1
 
 
@@ -216,8 +216,14 @@ def _serve_pool(settings: Settings, workers: int) -> int:
     except OSError as exc:
         print(f"zendo: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
         return 1
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_supervise(settings.replace(port=port), workers))
+    # A fresh directory per pool for its metrics, removed when the pool ends.
+    parent = SHARED_MEMORY if os.path.isdir(SHARED_MEMORY) else None
+    metrics_dir = tempfile.mkdtemp(prefix="zendo-metrics-", dir=parent)
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(_supervise(settings.replace(port=port), workers, metrics_dir))
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def _positive_int(text: str) -> int:
