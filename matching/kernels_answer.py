@@ -30,6 +30,21 @@ from matching.pyobj import py_candidate, py_decref, py_is_null, py_list_new, py_
 
 
 @jit
+def _uuid_text(hi: int, lo: int, out: Any) -> None:
+    """The canonical UUID text of id words (hi, lo) into ``out[0:36]``."""
+    pos = 35
+    for wd in range(1, -1, -1):
+        v = np.uint64(hi if wd == 0 else lo) ^ TOP_BIT
+        for _ in range(16):
+            if pos == 8 or pos == 13 or pos == 18 or pos == 23:
+                out[pos] = 45  # '-'
+                pos -= 1
+            out[pos] = HEX[int(v & np.uint64(15))]
+            v >>= np.uint64(4)
+            pos -= 1
+
+
+@jit
 def finalize(count: int, o_f: F64, o_i: I64, m_id: I64, m_b: I8, o_hex: U8) -> int:
     """Write canonical UUID text (kind 0) or side keys (kind 1, in ``o_i[1]``).
 
@@ -50,16 +65,7 @@ def finalize(count: int, o_f: F64, o_i: I64, m_id: I64, m_b: I8, o_hex: U8) -> i
         o_hex[i, 36] = 44  # ','
         if words[i, 2] == 0:
             o_i[1, i] = -1
-            pos = 35
-            for w in range(1, -1, -1):
-                v = np.uint64(words[i, w]) ^ TOP_BIT
-                for _ in range(16):
-                    if pos == 8 or pos == 13 or pos == 18 or pos == 23:
-                        o_hex[i, pos] = 45  # '-'
-                        pos -= 1
-                    o_hex[i, pos] = HEX[int(v & np.uint64(15))]
-                    v >>= np.uint64(4)
-                    pos -= 1
+            _uuid_text(words[i, 0], words[i, 1], o_hex[i])
         else:
             flags |= FLAG_SIDE_IDS
             o_i[1, i] = words[i, 1]
@@ -88,16 +94,7 @@ def answer(m: int, o_f: F64, o_i: I64, m_id: I64, m_b: I8, w: I64, text: U8, cls
         if w[i, 2] != 0:
             return py_none()
     for i in range(m):
-        pos = 35
-        for wd in range(1, -1, -1):
-            v = np.uint64(w[i, wd]) ^ TOP_BIT
-            for _ in range(16):
-                if pos == 8 or pos == 13 or pos == 18 or pos == 23:
-                    text[i, pos] = 45  # '-'
-                    pos -= 1
-                text[i, pos] = HEX[int(v & np.uint64(15))]
-                v >>= np.uint64(4)
-                pos -= 1
+        _uuid_text(w[i, 0], w[i, 1], text[i])
     out = py_list_new(m)
     if py_is_null(out):
         return out
