@@ -35,13 +35,14 @@ class Metrics:
     # Beyond CONTRACT §6 (whose series keep their labels): the same dispatch figures
     # with the `policy` label (ZENDO_DISPATCH_POLICY), and which policy runs.
     policy_info: Gauge
-    workers: Gauge
     policy_first_offer_seconds: Histogram
     policy_offers: Counter
     # zendo/admission.py: copied there from the admission state, off the request path.
     admission_limit: Gauge
     admission_in_flight: Gauge
     admission_refused: Counter
+    # 1 in each process: a pool's /metrics says how many of its workers are live.
+    workers: Gauge
     # The pool's shared directory ("" in a process of its own): see the module docstring.
     multiprocess_dir: str = ""
 
