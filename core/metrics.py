@@ -9,10 +9,13 @@ summed, a dead worker's included, so they never go backwards; gauges say how the
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from core.errors import ServiceUnavailable
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -174,6 +177,8 @@ class Metrics:
         the whole pool's (read from the shared directory's files when asked)."""
         if not self.multiprocess_dir:
             return generate_latest(self.registry)
+        if not os.path.isdir(self.multiprocess_dir):  # removed under the running pool
+            raise ServiceUnavailable("The worker pool's metrics directory is gone")
         pool = CollectorRegistry()
         MultiProcessCollector(pool, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
         return generate_latest(pool)

@@ -174,9 +174,9 @@ def _drop_heartbeat_callback(request: web.Request) -> None:
     With a heartbeat, aiohttp hands the connection's protocol a bound method of the
     response (`_on_data_received`) and keeps it there after the connection is lost:
     protocol -> method -> response -> its reader and writer -> protocol, a cycle of ~30
-    objects per socket that only the cyclic collector frees (a mass close of 10,000
-    sockets left ~300,000 of them for one collection). The handler is done with the
-    socket here, so the callback has nothing left to do.
+    objects per socket (counted in the tests) that only the cyclic collector frees, so
+    a closed socket's memory waited for a collection of an older generation. The
+    handler is done with the socket here, so the callback has nothing left to do.
     """
     protocol = request.protocol
     if protocol is not None:

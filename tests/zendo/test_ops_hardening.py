@@ -36,6 +36,17 @@ async def test_metrics_token_protects_metrics_when_set(
     assert TOKEN not in repr(settings.replace(metrics_token=TOKEN))
 
 
+async def test_metrics_answer_503_when_the_pools_directory_is_gone(
+    start_app: StartApp, settings: Settings, tmp_path: Any
+) -> None:
+    client = await start_app(settings.replace(metrics_dir=str(tmp_path / "removed")))
+    resp = await client.get("/metrics")
+    assert resp.status == 503
+    assert resp.headers["Content-Type"].startswith("application/problem+json")
+    assert (await resp.json())["code"] == "unavailable"
+    assert (await client.get("/healthz")).status == 200
+
+
 def test_metrics_token_is_read_from_the_environment(tmp_path: Any) -> None:
     env = {"ZENDO_JWT_SECRET": "j" * 40, "ZENDO_STATE_DIR": str(tmp_path)}
     assert Settings.from_env(env).metrics_token == ""
