@@ -122,8 +122,13 @@ N_BASE: Final = 122
 #: ONLINE members per (specialty, base cell): the roots the query starts from
 M_ROOT: Final = M_FHEAD + N_SIZE_CLASSES
 META_LEN: Final = M_ROOT + N_SPEC * N_BASE
-#: bb[] column of a node's largest member bonus (columns 0-5: the box)
-BB_MAXB: Final = 6
+#: A node's row is one 64-byte line: ``bt`` (int64, columns 0-3: key, block start, size,
+#: mask) and ``bb`` (float32, the same memory) in its second half: the box's min xyz
+#: from column BB_LO, max xyz from BB_HI, the largest member bonus in BB_MAXB
+NODE_COLS: Final = 8  # int64 columns of a row: 4 for bt, 4 holding bb
+BB_LO: Final = 8
+BB_HI: Final = 11
+BB_MAXB: Final = 14
 # fmeta[] (float64) layout: policy (bonus per level code, km per star), max bonus per specialty
 F_RPM: Final = 3
 F_MAXB: Final = 4

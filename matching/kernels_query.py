@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from matching.jit import (
+    BB_HI,
+    BB_LO,
     BB_MAXB,
     D_BB,
     D_BT,
@@ -174,9 +176,9 @@ def _box_lb_km(bb: F32, b: int, qx: float, qy: float, qz: float) -> float:
 
     Chord distance to the members' float32 bounding box; chord <= arc.
     """
-    dx = max(bb[b, 0] - qx, 0.0, qx - bb[b, 3])
-    dy = max(bb[b, 1] - qy, 0.0, qy - bb[b, 4])
-    dz = max(bb[b, 2] - qz, 0.0, qz - bb[b, 5])
+    dx = max(bb[b, BB_LO] - qx, 0.0, qx - bb[b, BB_HI])
+    dy = max(bb[b, BB_LO + 1] - qy, 0.0, qy - bb[b, BB_HI + 1])
+    dz = max(bb[b, BB_LO + 2] - qz, 0.0, qz - bb[b, BB_HI + 2])
     return R_KM * math.sqrt(dx * dx + dy * dy + dz * dz) - PREFILTER_MARGIN_KM
 
 
@@ -284,14 +286,13 @@ def _search_arrays(
             continue
         res = (key >> RES_SHIFT) & 15
         mask = bt[b, 3]
-        # the children's hash rows are independent random reads: start them all
-        # before the probes so that their cache misses overlap
+        # the children's rows (bt and bb: one line each) are independent random
+        # reads: start them all before the probes so that their cache misses overlap
         tmask = np.uint64(bt.shape[0] - 1)
         for d in range(7):
             if (mask >> d) & 1:
                 h = np.int64(mix64(np.uint64(child_key(key, res, d))) & tmask)
                 prefetch(bt, h * bt.strides[0])
-                prefetch(bb, h * bb.strides[0])
         for d in range(7):
             if (mask >> d) & 1 == 0:
                 continue

@@ -10,7 +10,8 @@ Layout (owned by :class:`matching.store.Store`):
 * ``htab``: id -> slot (see :mod:`matching.kernels_ids`);
 * ``bt``: (specialty, cell) bucket hash table, rows (key, block start, size, size class);
   ``bb``: per bucket row, the float32 bounding box (min xyz, max xyz) of its members'
-  unit vectors and their largest bonus (see :mod:`matching.kernels_tree`);
+  unit vectors and their largest bonus, in the second half of the row's own 64-byte
+  line (see :mod:`matching.kernels_tree`);
 * pool, one entry per ONLINE artisan, in power-of-two blocks per bucket, each block
   ordered by bonus band, largest first (:func:`matching.jit.bonus_band`; a query's scan
   of a block stops at its bound; a move costs one entry move per band, not per entry):
@@ -58,6 +59,7 @@ from matching.jit import (
     NEED_BUCKETS,
     NEED_MAIN,
     NEED_POOL,
+    NODE_COLS,
     OK,
     SPEC_SHIFT,
     U64,
@@ -97,20 +99,17 @@ _carray: Any = getattr(numba, "carray")  # noqa: B009 - not re-exported
 
 
 @jit
-def k_rehash_buckets(
-    new_bt: I64, new_bb: F32, old_bt: I64, old_bb: F32, p_i: I32, m_i: I32
-) -> None:
-    """Move every bucket row of ``old_bt`` into ``new_bt`` and re-point its artisans."""
+def k_rehash_buckets(new_bt: I64, old_bt: I64, p_i: I32, m_i: I32) -> None:
+    """Move every row of the node table ``old_bt`` (its ``bb`` included: the same
+    lines) into ``new_bt`` and re-point the artisans."""
     new_bt[:, 0] = -1
     for r in range(old_bt.shape[0]):
         key = old_bt[r, 0]
         if key < 0:
             continue
         _, pos = bucket_find(new_bt, key)
-        for c in range(4):
+        for c in range(NODE_COLS):
             new_bt[pos, c] = old_bt[r, c]
-        for c in range(8):
-            new_bb[pos, c] = old_bb[r, c]
         if not is_leaf(key):
             continue
         start = old_bt[r, 1]
@@ -187,7 +186,7 @@ def _upsert_one(
     home = id_home(hi, lo, kind, htab.shape[0] - 1)
     prefetch(htab, home * htab.strides[0])
     if status == 0:
-        prefetch_path(bt, bb, cell | (np.int64(spec) << SPEC_SHIFT))
+        prefetch_path(bt, cell | (np.int64(spec) << SPEC_SHIFT))
     s0 = htab[home]
     if s0 >= 0:
         prefetch(m_id, s0 * m_id.strides[0])
@@ -202,7 +201,7 @@ def _upsert_one(
         prefetch(p_f, op * p_f.strides[0])
         prefetch(p_i, op * p_i.strides[0])
         if status != 0 or bt[ob, 0] != cell | (np.int64(spec) << SPEC_SHIFT):
-            prefetch_path(bt, bb, bt[ob, 0])  # it leaves that leaf
+            prefetch_path(bt, bt[ob, 0])  # it leaves that leaf
     n = meta[M_N]
     if slot < 0 and (n >= m_f.shape[0] or 2 * (n + 1) > htab.shape[0]):
         return NEED_MAIN

@@ -13,9 +13,10 @@ Every row of ``bt`` is a node keyed by ``H3 cell | specialty << SPEC_SHIFT``:
   tree costs no ``h3`` call: the query starts at the resolution-0 cells that have
   members (``meta[M_ROOT + spec * N_BASE + base cell]`` counts them).
 
-``bb`` holds, per row, the float32 bounding box (min xyz, max xyz) of the members'
-unit vectors and in column ``BB_MAXB`` the largest member bonus (float32, rounded
-up).  A leaf's grow as members move inside it and are recomputed from its block
+``bb`` holds, per row, the float32 bounding box (min xyz from column ``BB_LO``, max
+xyz from ``BB_HI``) of the members' unit vectors and in column ``BB_MAXB`` the largest
+member bonus (float32, rounded up); it is a float32 view of ``bt``'s own rows (their
+second half), so a row is one cache line (:func:`matching.store.node_table`).  A leaf's grow as members move inside it and are recomputed from its block
 whenever a member leaves; an inner node's only grow while it has members (reset
 when it empties, recomputed by ``compact``).  An ancestor's box and bonus always
 cover its descendants'.  A node's box gives a
@@ -29,6 +30,8 @@ from __future__ import annotations
 import numpy as np
 
 from matching.jit import (
+    BB_HI,
+    BB_LO,
     BB_MAXB,
     F32,
     I64,
@@ -64,20 +67,19 @@ def bucket_find(bt: I64, key: int) -> tuple[int, int]:
 
 
 @jit
-def prefetch_row(bt: I64, bb: F32, key: int) -> None:
-    """Start reading the home rows of ``key`` in ``bt`` and ``bb`` (a hint only)."""
+def prefetch_row(bt: I64, key: int) -> None:
+    """Start reading the home row of ``key`` (its ``bt`` and ``bb``: one line; a hint only)."""
     h = np.int64(mix64(np.uint64(key)) & np.uint64(bt.shape[0] - 1))
     prefetch(bt, h * bt.strides[0])
-    prefetch(bb, h * bb.strides[0])
 
 
 @jit
-def prefetch_path(bt: I64, bb: F32, key: int) -> None:
+def prefetch_path(bt: I64, key: int) -> None:
     """Start reading the rows of leaf ``key`` and of its ancestors: their keys are bit
     operations on it, so the random reads of a walk up the tree overlap."""
-    prefetch_row(bt, bb, key)
+    prefetch_row(bt, key)
     for res in range(LEAF_RES - 1, -1, -1):
-        prefetch_row(bt, bb, parent_key(key, res))
+        prefetch_row(bt, parent_key(key, res))
 
 
 @jit
@@ -118,8 +120,8 @@ def _digit(key: int, res: int) -> int:
 @jit
 def box_reset(bb: F32, b: int) -> None:
     for c in range(3):
-        bb[b, c] = np.inf
-        bb[b, 3 + c] = -np.inf
+        bb[b, BB_LO + c] = np.inf
+        bb[b, BB_HI + c] = -np.inf
     bb[b, BB_MAXB] = -np.inf
 
 
@@ -128,10 +130,10 @@ def box_add(bb: F32, b: int, p: int, p_hot: F32) -> None:
     """Grow row ``b``'s box and bonus to cover pool entry ``p``."""
     for c in range(3):
         v = p_hot[p, c]
-        if v < bb[b, c]:
-            bb[b, c] = v
-        if v > bb[b, 3 + c]:
-            bb[b, 3 + c] = v
+        if v < bb[b, BB_LO + c]:
+            bb[b, BB_LO + c] = v
+        if v > bb[b, BB_HI + c]:
+            bb[b, BB_HI + c] = v
     if p_hot[p, 3] > bb[b, BB_MAXB]:
         bb[b, BB_MAXB] = p_hot[p, 3]
 
@@ -141,11 +143,11 @@ def _cover(bb: F32, a: int, b: int) -> bool:
     """Grow row ``a``'s box and bonus to cover row ``b``'s; False if it already did."""
     grew = False
     for c in range(3):
-        if bb[b, c] < bb[a, c]:
-            bb[a, c] = bb[b, c]
+        if bb[b, BB_LO + c] < bb[a, BB_LO + c]:
+            bb[a, BB_LO + c] = bb[b, BB_LO + c]
             grew = True
-        if bb[b, 3 + c] > bb[a, 3 + c]:
-            bb[a, 3 + c] = bb[b, 3 + c]
+        if bb[b, BB_HI + c] > bb[a, BB_HI + c]:
+            bb[a, BB_HI + c] = bb[b, BB_HI + c]
             grew = True
     if bb[b, BB_MAXB] > bb[a, BB_MAXB]:
         bb[a, BB_MAXB] = bb[b, BB_MAXB]

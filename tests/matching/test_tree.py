@@ -12,7 +12,7 @@ import pytest
 from matching import SPECIALTIES, ArtisanIndex, RankingPolicy, store, walk
 from matching import jit as _kj
 from matching import kernels_tree as _kt
-from matching.jit import BB_MAXB, LEAF_RES, M_ROOT, N_BASE
+from matching.jit import BB_HI, BB_LO, BB_MAXB, LEAF_RES, M_ROOT, N_BASE
 from matching.kernels_tree import RES_SHIFT
 from tests.matching.matching_reference import Rec, assert_same, brute
 
@@ -124,8 +124,8 @@ def _check_tree(idx: ArtisanIndex) -> None:
             p = rows[pk]
             counts[p] = counts.get(p, 0) + size
             if size:
-                assert (bb[p, :3] <= members[:, :3].min(axis=0)).all()
-                assert (bb[p, 3:6] >= members[:, :3].max(axis=0)).all()
+                assert (bb[p, BB_LO : BB_LO + 3] <= members[:, :3].min(axis=0)).all()
+                assert (bb[p, BB_HI : BB_HI + 3] >= members[:, :3].max(axis=0)).all()
                 assert bb[p, BB_MAXB] >= members[:, 3].max()
     for p, c in counts.items():
         assert bt[p, 2] == c, (hex(int(keys[p])), int(bt[p, 2]), c)
