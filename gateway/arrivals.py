@@ -31,7 +31,6 @@ every socket back three or four times, and the refusals took half the process's 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -45,6 +44,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from gateway import live, repo
+from gateway.coalesce import Coalescer
 
 log = logging.getLogger("zendo.gateway")
 
@@ -158,11 +158,10 @@ class Opening:
         return oldest is not None and self._clock() - oldest > self.max_wait_s
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class _Arrival:
     user_id: str
     is_artisan: bool
-    done: asyncio.Future[Profile | None]
 
 
 class Arrivals:
@@ -177,51 +176,32 @@ class Arrivals:
         self._redis = redis
         self._pool = pool
         self._announce_args = announce_args
-        self._chunk = chunk
-        self._queue: list[_Arrival] = []
-        self.waiting = 0  # queued or in the flush under way
-        self.batches = 0  # flushes so far (each: one query, one pipeline)
-        self._flusher: asyncio.Task[None] | None = None
+        # one flush: one query, one pipeline (gateway/coalesce.py)
+        self._calls: Coalescer[_Arrival, Profile | None] = Coalescer(
+            self._register_batch, chunk=chunk, name="gateway-arrivals"
+        )
+
+    @property
+    def waiting(self) -> int:
+        """Sockets queued or in the flush under way."""
+        return self._calls.waiting
+
+    @property
+    def batches(self) -> int:
+        """Flushes so far."""
+        return self._calls.batches
 
     async def register(self, user_id: str, *, is_artisan: bool) -> Profile | None:
         """Queue a socket's registration and wait for it; an artisan's profile (None for
         a client, or an artisan with no profile row). Raises if PostgreSQL failed."""
-        done: asyncio.Future[Profile | None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Arrival(user_id, is_artisan, done))
-        self.waiting += 1
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(
-                self._run(), name="gateway-arrivals"
-            )
-        try:
-            return await done
-        finally:
-            self.waiting -= 1
+        return await self._calls.call(_Arrival(user_id, is_artisan))
 
     async def stop(self) -> None:
-        if self._flusher is not None and not self._flusher.done():
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
-        for arrival in self._queue:
-            if not arrival.done.done():
-                arrival.done.cancel()
-        self._queue.clear()
+        await self._calls.stop()
 
-    async def _run(self) -> None:
-        await asyncio.sleep(0)  # let the handshakes of this loop turn join the batch
-        while self._queue:
-            batch, self._queue = self._queue[: self._chunk], self._queue[self._chunk :]
-            self.batches += 1
-            try:
-                profiles = await self._register(batch)
-            except Exception as exc:
-                for arrival in batch:
-                    if not arrival.done.done():
-                        arrival.done.set_exception(exc)
-                continue
-            for arrival in batch:
-                if not arrival.done.done():
-                    arrival.done.set_result(profiles.get(arrival.user_id))
+    async def _register_batch(self, batch: Sequence[_Arrival]) -> list[Profile | None]:
+        profiles = await self._register(batch)
+        return [profiles.get(a.user_id) for a in batch]
 
     async def _register(self, batch: Sequence[_Arrival]) -> dict[str, Profile]:
         artisan_ids = list(dict.fromkeys(a.user_id for a in batch if a.is_artisan))
