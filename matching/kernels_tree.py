@@ -16,9 +16,10 @@ Every row of ``bt`` is a node keyed by ``H3 cell | specialty << SPEC_SHIFT``:
 ``bb`` holds, per row, the float32 bounding box (min xyz from column ``BB_LO``, max
 xyz from ``BB_HI``) of the members' unit vectors and in column ``BB_MAXB`` the largest
 member bonus (float32, rounded up); it is a float32 view of ``bt``'s own rows (their
-second half), so a row is one cache line (:func:`matching.store.node_table`).  A leaf's grow as members move inside it and are recomputed from its block
-whenever a member leaves; an inner node's only grow while it has members (reset
-when it empties, recomputed by ``compact``).  An ancestor's box and bonus always
+second half), so a row is one cache line (:func:`matching.store.node_table`).  A
+leaf's grow as members move inside it and are recomputed from its block whenever a
+member leaves; an inner node's only grow while it has members (reset when it
+empties, recomputed by ``compact``).  An ancestor's box and bonus always
 cover its descendants'.  A node's box gives a
 lower bound on the distance of every member below it and its bonus an upper bound
 on their bonus, hence a lower bound on their scores: that is what the query's

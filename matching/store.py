@@ -159,7 +159,7 @@ def node_table(rows: int) -> tuple[Any, Any]:
     A node's key and its box share one 64-byte line, so that reading a node (the query
     reads a few hundred, scattered) is one cache miss, not two."""
     bt = index_array((rows, NODE_COLS), np.int64, -1, huge=True)
-    bt[:, 4:] = 0
+    bt[:, NODE_COLS // 2 :] = 0  # the bb half: a zero box, not the NaNs of -1
     return bt, bt.view(np.float32)
 
 
