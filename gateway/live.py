@@ -260,13 +260,6 @@ def presence_args(artisan_id: str, wanted: str, now: int, recent_fix_ms: int) ->
     ]
 
 
-async def set_presence(redis: Redis, artisan_id: str, wanted: str, recent_fix_ms: int) -> str:
-    """Presence frame: returns the effective status (ONLINE needs verified + a recent fix).
-    The gateway's sockets go through `gateway.presence_writes` (batched)."""
-    status = await PRESENCE(redis, presence_args(artisan_id, wanted, now_ms(), recent_fix_ms))
-    return str(status)
-
-
 async def expire_leases(redis: Redis, limit: int = 500) -> tuple[int, int]:
     """The lease sweep: OFFLINE the artisans whose presence lease ran out (no socket
     anywhere for the grace), at most `limit` leases per call. Returns (leases ended,

@@ -17,6 +17,7 @@ from core.settings import Settings
 from gateway import live, tracking, writebehind
 from gateway.location import H3_RESOLUTION, FixValidator, LocationBatcher, TrackedFix
 from gateway.mirror import parse_event
+from gateway.presence_writes import PresenceWrites
 from tests.gateway.conftest import eventually, new_artisan, now_ms
 
 
@@ -252,7 +253,7 @@ async def test_write_behind_rewrites_a_row_only_when_it_moved_aged_or_changed_st
     assert aged["version"] != moved["version"]
     assert int(aged["location_updated_at"].timestamp() * 1000) == t0 + 62_000
     # Standing still, presence changed: rewritten (BUSY is PostgreSQL's own: never copied).
-    await live.set_presence(redis, str(aid), "OFFLINE", 120_000)
+    assert await PresenceWrites(lambda: redis).set(str(aid), "OFFLINE", 120_000) == "OFFLINE"
     off = await fix_and_flush(48.801, t0 + 63_000)
     assert off["version"] != aged["version"] and off["current_status"] == "OFFLINE"
 
