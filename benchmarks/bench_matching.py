@@ -9,10 +9,15 @@ exact position.  Queries are spread like the artisans; 10 % sit exactly on an ON
 artisan.  Every query is ``query(k=10, max_km=15)``, with the default policy and with
 ``RankingPolicy.distance_only()`` (two indexes over the same data).
 
-Each index is timed hot (queries back to back) and cold (64 MiB of unrelated memory
-written between two queries), as wall time and (hot) as the thread's CPU time; the
-default index's cold query is split into its kernel call alone and the floor of any
-Python call (an empty function, cold).  With the baselines, a third
+Each index is timed hot (queries back to back), cold (64 MiB of unrelated memory
+written between two queries) and idle (the process sleeps 12 ms between two queries,
+as a server waits for a PostgreSQL or Redis answer: on a shared virtual machine the
+neighbours' work evicts caches and TLBs meanwhile, which writing 64 MiB ourselves does
+not fully reproduce), as wall time and (hot) as the thread's CPU time; the default
+index's cold query is split into its kernel call alone and the floor of any Python call
+(an empty function, cold), and the idle one is set against the same query on a
+2,000-artisan index (idle too): the cost of the code path itself, which no layout of
+the index's data removes.  With the baselines, a fourth
 loop runs one PostGIS KNN query and one Redis GEOSEARCH between
 two index queries, the way a server interleaves other work.  Every timed answer is
 checked against a numpy brute force (also after 100,000 moves).  Memory is the
@@ -51,6 +56,11 @@ PARIS = (48.8566, 2.3522)
 SIGMA_LAT = 0.081  # 9 km
 SIGMA_LON = 0.123  # 9 km at Paris' latitude
 K, MAX_KM = 10, 15.0
+# The idle mode's sleep between two queries: about one Redis GEOSEARCH or PostGIS KNN
+# answer's wait here.
+IDLE_S = 0.012
+# Artisans in the small index whose idle query is the code path's floor.
+SMALL_N = 2_000
 R_KM = 6371.0088
 D2R = math.pi / 180.0
 Query = tuple[float, float, str]
@@ -180,26 +190,42 @@ def timed(
     return wall, (cpu if between is None else None), out
 
 
-def floors(idx: ArtisanIndex, queries: list[Query], junk: np.ndarray) -> None:
+def floors(idx: ArtisanIndex, small: ArtisanIndex, queries: list[Query], junk: np.ndarray) -> None:
     """Where a cold query's time goes: the same query's kernel call alone (it builds
-    the answer too), and the floor of any Python call (an empty function), both cold."""
+    the answer too), and the floor of any Python call (an empty function), both cold;
+    idle, a query on ``small`` (its data a few lines, its code the same) and the empty
+    function."""
     kernel, desc = idx._qfast, idx._desc  # what query calls, without the Python around it
 
     def empty(q: Query) -> None:
         return None
 
-    runs: dict[str, Callable[[Query], object]] = {
-        "kernel call alone": lambda q: kernel(desc, q[0], q[1], q[2], K, MAX_KM),
-        "an empty Python function": empty,
-    }
-    for name, fn in runs.items():
+    def touch() -> None:
+        junk[::8] += 1.0
+
+    def idle() -> None:
+        time.sleep(IDLE_S)
+
+    runs: list[tuple[str, Callable[[], None], Callable[[Query], object]]] = [
+        ("cold", touch, lambda q: kernel(desc, q[0], q[1], q[2], K, MAX_KM)),
+        ("cold", touch, empty),
+        ("idle", idle, lambda q: small.query(q[0], q[1], q[2], K, MAX_KM)),
+        ("idle", idle, empty),
+    ]
+    names = (
+        "kernel call alone",
+        "an empty Python function",
+        f"a {SMALL_N:,}-artisan index's query",
+        "an empty Python function",
+    )
+    for (mode, between, fn), name in zip(runs, names, strict=True):
         wall: list[float] = []
         for q in queries:
-            junk[::8] += 1.0
+            between()
             t0 = time.perf_counter()
             fn(q)
             wall.append(time.perf_counter() - t0)
-        print(f"    cold, {name:31s} wall {pct(wall)} µs")
+        print(f"    {mode}, {name:31s} wall {pct(wall)} µs")
 
 
 def build(d: dict[str, Any], policy: RankingPolicy) -> tuple[ArtisanIndex, float, float, int]:
@@ -220,10 +246,13 @@ def bench_index(
     def touch() -> None:
         junk[::8] += 1.0  # one write per 64-byte line: 64 MiB of other work
 
+    def idle() -> None:
+        time.sleep(IDLE_S)
+
     rep: dict[str, Any] = {}
     refs = [oracle.top(q) for q in queries]
     timed(idx, queries[:50], None)  # first calls
-    for mode, between in (("hot", None), ("cold", touch)):
+    for mode, between in (("hot", None), ("cold", touch), ("idle", idle)):
         wall, cpu, got = timed(idx, queries, between)
         bad = sum(not same(g, r) for g, r in zip(got, refs, strict=True))
         rep[mode] = (wall, cpu)
@@ -462,7 +491,9 @@ def main() -> None:
     print(f"query k={K} max_km={MAX_KM:g} (µs):")
     for name in policies:
         bench_index(name, idx[name], oracles[name], queries, junk)
-    floors(idx["default"], queries, junk)
+    small, *_ = build(make_data(SMALL_N, seed=1), policies["default"])
+    floors(idx["default"], small, queries, junk)
+    del small
     us, cpu = moves(d, list(idx.values()), args.moves)
     print(
         f"moving upsert: {us:.2f} µs/call wall, {cpu:.2f} CPU ({args.moves:,} moves of ~100 m); after the moves:"
