@@ -22,11 +22,18 @@ slow machine a thousand admitted sockets took seconds to register); `MIN_OPENING
 may open, so the rate is measured again after a quiet spell; the count bound caps the
 memory a burst can take.
 
+A handshake the listener let through (zendo/system/handshake_screen.py answers the
+refused ones at the door) counts as opening from then (`expect`) until it reaches the
+WebSocket route (`arrive`), a loop turn or more later: the listener accepts hundreds of
+connections in one wake, and each would otherwise find the room the others are about
+to take.
+
 A refusal's Retry-After is an appointment (`Opening.refused`): refused handshakes are
 given return times spaced at the rate this process sends hellos, so the crowd comes back
-about as fast as it is served. Each refusal costs the process about what a request does
-(~340 µs): in a reconnect storm on a starved machine, hints that only grew to 5 s brought
-every socket back three or four times, and the refusals took half the process's CPU.
+about as fast as it is served. A refusal on the WebSocket route costs the process about
+what a request does (~340 µs; at the door, a few system calls): in a reconnect storm on a
+starved machine, hints that only grew to 5 s brought every socket back three or four
+times, and the refusals took half the process's CPU.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import logging
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -68,6 +76,9 @@ APPOINTMENTS_PER_HELLO = 2.0
 # The hello rate appointments are spaced at, at the least: a quiet process has measured
 # none, and the first second of a storm measures less than the process can do.
 FLOOR_HELLOS_PER_S = 100.0
+# A handshake expected at the WebSocket route (`Opening.expect`) that has not arrived
+# within this long is not counted any more (its client went away on the way).
+TRANSIT_S = 1.0
 # Sockets registered per flush (bounds one query, one pipeline and one Lua call).
 CHUNK = 500
 
@@ -102,9 +113,27 @@ class Opening:
         self._served_now = 0  # hellos in the current window
         self._served_before = 0  # ... in the one before
         self._next_slot = 0.0  # the clock's time of the next free appointment
+        self._transit: deque[float] = deque()  # when each expected handshake was let through
 
     def __len__(self) -> int:
         return len(self._since)
+
+    def expect(self) -> None:
+        """A handshake was let through on its way to the WebSocket route: it counts as
+        opening until it `arrive`s there (or `TRANSIT_S` has passed)."""
+        self._transit.append(self._clock())
+
+    def arrive(self) -> None:
+        """A handshake reached the WebSocket route: one expected handshake less."""
+        if self._transit:
+            self._transit.popleft()
+
+    def _in_transit(self) -> int:
+        cutoff = self._clock() - TRANSIT_S
+        transit = self._transit
+        while transit and transit[0] < cutoff:
+            transit.popleft()
+        return len(transit)
 
     def begin(self) -> int:
         self._next += 1
@@ -149,7 +178,7 @@ class Opening:
         return max(self._served_before, self._served_now) / RATE_WINDOW_S
 
     def full(self) -> bool:
-        opening = len(self._since)
+        opening = len(self._since) + self._in_transit()
         if opening >= self.max_opening:
             return True
         if opening >= self.min_opening and opening >= self.per_second() * self.max_wait_s:

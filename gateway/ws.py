@@ -75,6 +75,7 @@ def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     gateway: Gateway = request.app[gateway_keys.GATEWAY]
+    gateway.opening.arrive()  # no longer on its way (gateway/arrivals.py)
     if gateway.opening.full():
         # Past what this process serves promptly: refused before the upgrade, so the
         # sockets it admits get their hello quickly (the client retries, README). First

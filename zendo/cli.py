@@ -54,6 +54,7 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
     writes to, turns readable (EOF) when the supervisor is gone: the worker stops then."""
     from zendo.app import create_app
     from zendo.middleware import JsonAccessLogger
+    from zendo.system.handshake_screen import HandshakeScreen
     from zendo.system.listener import MultiAcceptSite
 
     app = create_app(settings)
@@ -64,9 +65,15 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
     loop = asyncio.get_running_loop()
     try:  # a port in use fails start(): the started app is cleaned up (else: a hang)
         # backlog sized for thousands of sockets reconnecting at once, and all of a
-        # wake's waiting connections accepted at once (uvloop's listener takes one a turn)
+        # wake's waiting connections accepted at once (uvloop's listener takes one a turn);
+        # while the gateway refuses new sockets, their handshakes are answered at the door
         site = MultiAcceptSite(
-            runner, settings.host, settings.port, backlog=4096, reuse_port=pool_fd is not None
+            runner,
+            settings.host,
+            settings.port,
+            backlog=4096,
+            reuse_port=pool_fd is not None,
+            screen=HandshakeScreen.of(app),
         )
         await site.start()
         log.info(

@@ -33,6 +33,17 @@ _CORS_ALLOW_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Zendo-Cli
 _CORS_ALLOW_METHODS = "GET, POST, PATCH, PUT, DELETE, OPTIONS"
 
 
+def problem_document(status: int, code: str, title: str, detail: str) -> dict[str, Any]:
+    """The problem+json document (RFC 9457) of every error answer."""
+    return {
+        "type": f"https://zendo.example/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+
+
 def problem(
     status: int,
     code: str,
@@ -42,13 +53,7 @@ def problem(
     errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> web.Response:
-    body: dict[str, Any] = {
-        "type": f"https://zendo.example/problems/{code}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-    }
+    body = problem_document(status, code, title, detail)
     if errors is not None:
         body["errors"] = errors
     return web.Response(
@@ -193,15 +198,22 @@ def route_template(request: web.BaseRequest) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+# The headers every answer carries. Answers carry tokens or personal data (users, jobs,
+# positions, documents): none may be kept by a browser or a proxy (the few public ones
+# lose nothing by it).
+SECURITY_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Content-Security-Policy", _CSP),
+    ("Cache-Control", "no-store"),
+)
+
+
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     headers = response.headers
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
-    headers.setdefault("Content-Security-Policy", _CSP)
-    # Answers carry tokens or personal data (users, jobs, positions, documents); none may
-    # be kept by a browser or a proxy. The few public ones lose nothing by it.
-    headers.setdefault("Cache-Control", "no-store")
+    for name, value in SECURITY_HEADERS:
+        headers.setdefault(name, value)
     if request.secure:
         headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
     headers.setdefault("X-Request-Id", request.get(appkeys.REQUEST_ID, ""))

@@ -15,6 +15,7 @@ import pytest
 import uvloop
 from aiohttp import web
 
+from zendo.system import listener
 from zendo.system.listener import MultiAcceptSite
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
@@ -95,6 +96,87 @@ def test_a_wake_up_takes_at_most_its_bound_and_the_rest_follow(loop_name: str) -
             replies = await asyncio.gather(*(_get(c) for c in clients))
             assert len(replies) == 10
             assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
+
+    run(loop_name, scenario())
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_a_screen_answers_its_connections_and_passes_the_others_on(loop_name: str) -> None:
+    """A connection the screen answers (and closes) never reaches aiohttp; the ones it
+    passes on are served; a screen that raises passes its connection on."""
+    screened: list[bool] = []
+    answers = iter((True, False, "raise"))
+
+    def screen(conn: socket.socket) -> bool:
+        answer = next(answers)
+        if answer == "raise":
+            screened.append(False)
+            raise RuntimeError("a faulty screen")
+        screened.append(bool(answer))
+        if answer:
+            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            conn.close()
+        return bool(answer)
+
+    async def scenario() -> None:
+        async with _queued(3, screen=screen) as (site, clients):
+            site._accept_waiting(asyncio.get_running_loop())
+            assert screened == [True, False, False]
+            assert len(site._tasks) == 2  # only the connections passed on were adopted
+            clients[0].settimeout(5)
+            assert clients[0].recv(4096).startswith(b"HTTP/1.1 503")
+            assert clients[0].recv(4096) == b""  # closed by the screen
+            replies = await asyncio.gather(*(_get(c) for c in clients[1:]))
+            assert all(r.startswith(b"HTTP/1.1 200") for r in replies)
+
+    run(loop_name, scenario())
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOPS))
+def test_a_connection_the_screen_cannot_tell_yet_is_screened_once_readable(
+    loop_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """None: nothing to judge yet. The site looks again when the request arrives, and
+    hands a connection that stays silent to aiohttp after SCREEN_WAIT_S; stopping the
+    site closes the ones still waiting."""
+    monkeypatch.setattr(listener, "SCREEN_WAIT_S", 0.3)
+    looked: list[bytes] = []
+
+    def screen(conn: socket.socket) -> bool | None:
+        try:
+            head = conn.recv(4096, socket.MSG_PEEK)
+        except BlockingIOError:
+            return None
+        looked.append(head)
+        if head.startswith(b"GET /refused"):
+            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+            conn.recv(4096)
+            conn.close()
+            return True
+        return False
+
+    async def scenario() -> None:
+        async with _queued(3, screen=screen) as (site, clients):
+            loop = asyncio.get_running_loop()
+            site._accept_waiting(loop)
+            assert len(site._unscreened) == 3 and not site._tasks  # nothing sent yet
+            clients[0].sendall(b"GET /refused HTTP/1.1\r\nHost: t\r\n\r\n")
+            clients[0].settimeout(5)
+            answer = await loop.run_in_executor(None, clients[0].recv, 4096)
+            assert answer.startswith(b"HTTP/1.1 503")
+            assert looked == [b"GET /refused HTTP/1.1\r\nHost: t\r\n\r\n"]
+            assert (await _get(clients[1])).startswith(b"HTTP/1.1 200")  # judged, passed on
+            assert len(site._unscreened) == 1
+            await asyncio.sleep(0.5)  # the silent one goes to aiohttp, which serves it
+            assert not site._unscreened
+            assert (await _get(clients[2])).startswith(b"HTTP/1.1 200")
+        async with _queued(1, screen=screen) as (site, clients):
+            site._accept_waiting(asyncio.get_running_loop())
+            assert len(site._unscreened) == 1
+            await site.stop()
+            assert not site._unscreened
+            clients[0].settimeout(5)
+            assert clients[0].recv(4096) == b""  # closed by the stop
 
     run(loop_name, scenario())
 

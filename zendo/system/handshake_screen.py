@@ -1,0 +1,107 @@
+"""A reconnect storm's refused handshakes, answered at the door.
+
+While the gateway refuses new sockets (`Opening.full`, gateway/arrivals.py), a refusal
+through aiohttp costs about what a request does (~340 µs on a slow machine: the protocol
+and its transport, the parser, the request, the middlewares, the problem's rendering,
+the connection's teardown), and in a storm on a starved machine most handshakes are
+refused, some several times: the refusals took as much of the process's CPU as serving
+the sockets it let in.
+
+`HandshakeScreen` is the listener's screen (zendo/system/listener.py): it sees each
+accepted connection before aiohttp does, and peeks at its first bytes. A complete
+request head `GET /ws ...` with nothing after it is a handshake: while the gateway
+refuses, it gets the answer the WebSocket route would give (503 problem+json
+`overloaded`, the Retry-After appointment of `Opening.refused`, the security headers),
+written straight to the socket, which is then closed: a few system calls. A connection
+whose request has not arrived yet is looked at again once it is readable. The head is
+read off the socket first, so that the close is a clean end of stream (closing over
+unread bytes would reset the connection before the client read its answer). Otherwise
+the handshake goes on, expected at the route (`Opening.expect`): the listener accepts
+hundreds of connections in one wake, and the ones let through count against the room
+the next ones find. Anything else (another route, a head not fully arrived, bytes after
+the head, a socket that fails) goes to aiohttp, which answers as usual. A screened refusal counts in `zendo_ws_refused` and
+`zendo_http_requests_total{route="/ws",status="503"}` as a routed one does; it writes
+no access-log line (in a storm, thousands of identical lines a second).
+"""
+
+from __future__ import annotations
+
+import socket
+
+import orjson
+from aiohttp import web
+from prometheus_client import Counter
+
+from core.errors import Overloaded
+from gateway import appkeys as gateway_keys
+from gateway.arrivals import Opening
+from zendo.middleware import SECURITY_HEADERS, problem_document
+
+# Bytes peeked at: a handshake's head is a few hundred (aiohttp's own limit per line is 8 KiB).
+PEEK_BYTES = 4096
+WEBSOCKET_ROUTE = "/ws"
+DETAIL = "Too many sockets opening; retry shortly"  # the route's own words (gateway/ws.py)
+_HEAD_END = b"\r\n\r\n"
+_REQUEST_LINES = (b"GET /ws ", b"GET /ws?")
+_STATUS = 503
+
+
+def refusal(retry_after_s: int) -> bytes:
+    """The whole HTTP answer to a refused handshake."""
+    body = orjson.dumps(problem_document(_STATUS, Overloaded.code, Overloaded.title, DETAIL))
+    headers = [
+        ("Content-Type", "application/problem+json"),
+        ("Content-Length", str(len(body))),
+        ("Retry-After", str(retry_after_s)),
+        ("Connection", "close"),
+        *SECURITY_HEADERS,
+    ]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers)
+    return f"HTTP/1.1 {_STATUS} Service Unavailable\r\n{head}\r\n".encode() + body
+
+
+class HandshakeScreen:
+    """Answers a refused WebSocket handshake itself (see the module's docstring)."""
+
+    __slots__ = ("_opening", "_refused", "_requests")
+
+    def __init__(self, opening: Opening, refused: Counter, requests: Counter) -> None:
+        self._opening = opening
+        self._refused = refused
+        self._requests = requests.labels(route=WEBSOCKET_ROUTE, status=str(_STATUS))
+
+    @classmethod
+    def of(cls, app: web.Application) -> HandshakeScreen:
+        gateway = app[gateway_keys.GATEWAY]
+        return cls(gateway.opening, gateway.metrics.ws_refused, gateway.metrics.http_requests)
+
+    def __call__(self, conn: socket.socket) -> bool | None:
+        """True when `conn` was answered and closed here, False when it goes to aiohttp,
+        None while the gateway refuses and its request has not fully arrived (the
+        listener asks again once it is readable)."""
+        try:
+            head = conn.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:  # nothing arrived yet
+            return None if self._opening.full() else False
+        except OSError:  # the peer reset: aiohttp's to handle
+            return False
+        # Not a handshake, or not yet all of one (a head sent in pieces, rare: waiting for
+        # the rest is not possible here, its first bytes keep the socket readable), or
+        # bytes after the head: aiohttp's.
+        if not head.startswith(_REQUEST_LINES) or not head.endswith(_HEAD_END):
+            return False
+        end = head.find(_HEAD_END) + len(_HEAD_END)
+        if end != len(head):
+            return False
+        if not self._opening.full():
+            self._opening.expect()
+            return False
+        try:
+            conn.recv(end, socket.MSG_DONTWAIT)
+            conn.send(refusal(self._opening.refused()), socket.MSG_DONTWAIT)
+        except OSError:
+            pass  # the peer is gone: nothing more to say
+        conn.close()
+        self._refused.inc()
+        self._requests.inc()
+        return True
