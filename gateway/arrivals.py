@@ -22,11 +22,12 @@ slow machine a thousand admitted sockets took seconds to register); `MIN_OPENING
 may open, so the rate is measured again after a quiet spell; the count bound caps the
 memory a burst can take.
 
-A handshake the listener let through (zendo/system/handshake_screen.py answers the
-refused ones at the door) counts as opening from then (`expect`) until it reaches the
-WebSocket route (`arrive`), a loop turn or more later: the listener accepts hundreds of
-connections in one wake, and each would otherwise find the room the others are about
-to take.
+Where the listener screens connections (zendo/system/handshake_screen.py), a handshake
+is admitted or refused at the door, when it is accepted: one let through counts as
+opening from then (`expect`, by its peer address) and is admitted when it reaches the
+WebSocket route (`arrive`), a loop turn or more later. Decided at the route instead,
+the hundreds of handshakes the listener accepts in one wake would each find the room
+the others are about to take, and the ones refused there cost a request each.
 
 A refusal's Retry-After is an appointment (`Opening.refused`): refused handshakes are
 given return times spaced at the rate this process sends hellos, so the crowd comes back
@@ -42,7 +43,6 @@ import logging
 import math
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -77,8 +77,9 @@ APPOINTMENTS_PER_HELLO = 2.0
 # none, and the first second of a storm measures less than the process can do.
 FLOOR_HELLOS_PER_S = 100.0
 # A handshake expected at the WebSocket route (`Opening.expect`) that has not arrived
-# within this long is not counted any more (its client went away on the way).
-TRANSIT_S = 1.0
+# within this long is not counted any more (its client went away on the way); arriving
+# later, it is judged at the route.
+TRANSIT_S = 2.0
 # Sockets registered per flush (bounds one query, one pipeline and one Lua call).
 CHUNK = 500
 
@@ -113,26 +114,30 @@ class Opening:
         self._served_now = 0  # hellos in the current window
         self._served_before = 0  # ... in the one before
         self._next_slot = 0.0  # the clock's time of the next free appointment
-        self._transit: deque[float] = deque()  # when each expected handshake was let through
+        # handshakes admitted at the door, by peer address: when (oldest first)
+        self._transit: dict[object, float] = {}
 
     def __len__(self) -> int:
         return len(self._since)
 
-    def expect(self) -> None:
-        """A handshake was let through on its way to the WebSocket route: it counts as
-        opening until it `arrive`s there (or `TRANSIT_S` has passed)."""
-        self._transit.append(self._clock())
+    def expect(self, peer: object) -> None:
+        """The handshake from `peer` was admitted at the door: it counts as opening until
+        it `arrive`s at the WebSocket route (or `TRANSIT_S` has passed)."""
+        self._transit[peer] = self._clock()
 
-    def arrive(self) -> None:
-        """A handshake reached the WebSocket route: one expected handshake less."""
-        if self._transit:
-            self._transit.popleft()
+    def arrive(self, peer: object) -> bool:
+        """A handshake from `peer` reached the WebSocket route: True when it was admitted
+        at the door (and is not refused now)."""
+        return self._transit.pop(peer, None) is not None
 
     def _in_transit(self) -> int:
         cutoff = self._clock() - TRANSIT_S
         transit = self._transit
-        while transit and transit[0] < cutoff:
-            transit.popleft()
+        while transit:
+            peer, since = next(iter(transit.items()))
+            if since >= cutoff:
+                break
+            del transit[peer]
         return len(transit)
 
     def begin(self) -> int:

@@ -75,8 +75,10 @@ def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
 
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     gateway: Gateway = request.app[gateway_keys.GATEWAY]
-    gateway.opening.arrive()  # no longer on its way (gateway/arrivals.py)
-    if gateway.opening.full():
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    # admitted at the door (zendo/system/handshake_screen.py), else judged here
+    if not gateway.opening.arrive(peer) and gateway.opening.full():
         # Past what this process serves promptly: refused before the upgrade, so the
         # sockets it admits get their hello quickly (the client retries, README). First
         # thing, before the token's check and its Redis round trip: in a reconnect storm

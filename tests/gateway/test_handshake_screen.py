@@ -22,7 +22,9 @@ from core.metrics import Metrics
 from core.settings import Settings
 from gateway import appkeys as gateway_keys
 from gateway.arrivals import TRANSIT_S, Opening
-from tests.gateway.conftest import connect, new_user
+from tests.factories import bearer
+from tests.gateway.conftest import new_user
+from tests.ports import free_port
 from zendo.system.handshake_screen import HandshakeScreen
 from zendo.system.listener import MultiAcceptSite
 
@@ -116,17 +118,19 @@ def test_a_handshake_let_through_counts_until_it_reaches_the_route() -> None:
     opening = Opening(max_opening=1, clock=lambda: clock[0])
     screen, metrics = screen_of(opening)
     with connected(HANDSHAKE) as (_client, conn):
-        assert screen(conn) is False  # room: it goes on to aiohttp
+        peer = conn.getpeername()
+        assert screen(conn) is False  # room: admitted at the door, on to aiohttp
         assert conn.recv(4096) == HANDSHAKE  # peeked at, never taken
     assert counted(metrics) == (0.0, 0.0)
     assert opening.full()  # the one on its way takes the room
     with connected(HANDSHAKE) as (_client, conn):
         assert screen(conn) is True  # so the next is refused at the door
-    opening.arrive()  # the first reached the route (which begins it, or refuses it)
-    assert not opening.full()
-    opening.expect()
+    assert not opening.arrive(("192.0.2.1", 9))  # one the door never saw: judged at the route
+    assert opening.arrive(peer)  # the first reached the route, admitted
+    assert not opening.arrive(peer) and not opening.full()
+    opening.expect(peer)
     clock[0] += TRANSIT_S + 0.01  # one that never arrives stops counting
-    assert not opening.full()
+    assert not opening.full() and not opening.arrive(peer)
 
 
 @pytest.mark.parametrize(
@@ -148,12 +152,11 @@ def test_anything_but_a_whole_handshake_goes_on_untouched(sent: bytes) -> None:
     assert counted(metrics) == (0.0, 0.0)
 
 
-def test_a_connection_with_nothing_yet_is_looked_at_again_while_refusing() -> None:
-    refusing, _ = screen_of(full_opening())
-    serving, _ = screen_of(Opening())
-    with connected(b"") as (_client, conn):
-        assert refusing(conn) is None  # the listener asks again once it is readable
-        assert serving(conn) is False  # room: no reason to wait for it
+def test_a_connection_with_nothing_yet_is_looked_at_again() -> None:
+    for opening in (full_opening(), Opening()):
+        screen, _ = screen_of(opening)
+        with connected(b"") as (_client, conn):
+            assert screen(conn) is None  # the listener asks again once it is readable
 
 
 async def test_a_websocket_client_reads_the_refusal_and_its_hint() -> None:
@@ -191,8 +194,9 @@ async def test_the_server_screens_with_its_gateways_opening(gw: TestClient[Any, 
     gateway = gw.app[gateway_keys.GATEWAY]
     screen = HandshakeScreen.of(gw.app)
     with connected(HANDSHAKE) as (_client, conn):
-        assert screen(conn) is False  # nobody waiting for a hello: served
-    gateway.opening.arrive()  # as the route does
+        peer = conn.getpeername()
+        assert screen(conn) is False  # nobody waiting for a hello: admitted
+    assert gateway.opening.arrive(peer)  # as the route does
     stuck = gateway.opening.begin()  # a socket upgraded long ago and still without hello
     await asyncio.sleep(gateway.opening.max_wait_s + 0.05)
     try:
@@ -204,15 +208,27 @@ async def test_the_server_screens_with_its_gateways_opening(gw: TestClient[Any, 
         gateway.opening.end(stuck)
 
 
-async def test_the_route_takes_its_handshake_off_the_expected_ones(
+async def test_the_route_admits_a_handshake_admitted_at_the_door(
     gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
 ) -> None:
+    """Even if the process is full by the time it gets there; one the door never saw is
+    judged at the route."""
     _uid, token = await new_user(db, gw_settings)
     opening = gw.app[gateway_keys.GATEWAY].opening
-    opening.expect()  # let through at the door
-    sock = await connect(gw, token)
+    port = free_port()
+    opening.expect(("127.0.0.1", port))  # admitted at the door
+    stuck = opening.begin()  # then the process fills up
+    await asyncio.sleep(opening.max_wait_s + 0.05)
     try:
-        assert not opening._transit  # arrived, begun, then served its hello
-        assert len(opening) == 0
+        assert opening.full()
+        connector = aiohttp.TCPConnector(local_addr=("127.0.0.1", port))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            ws = await session.ws_connect(gw.make_url("/ws"), headers=bearer(token))
+            assert (await ws.receive_json(timeout=5))["type"] == "hello"
+            await ws.close()
+        assert not opening.arrive(("127.0.0.1", port))  # arrived, taken off the expected
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await gw.ws_connect("/ws", headers=bearer(token))
+        assert refused.value.status == 503
     finally:
-        await sock.close()
+        opening.end(stuck)

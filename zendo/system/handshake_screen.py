@@ -13,12 +13,14 @@ request head `GET /ws ...` with nothing after it is a handshake: while the gatew
 refuses, it gets the answer the WebSocket route would give (503 problem+json
 `overloaded`, the Retry-After appointment of `Opening.refused`, the security headers),
 written straight to the socket, which is then closed: a few system calls. A connection
-whose request has not arrived yet is looked at again once it is readable. The head is
+whose request has not arrived yet is looked at again once it is readable (one more
+readiness event for it; a handshake is judged when it can be seen). The head is
 read off the socket first, so that the close is a clean end of stream (closing over
 unread bytes would reset the connection before the client read its answer). Otherwise
-the handshake goes on, expected at the route (`Opening.expect`): the listener accepts
-hundreds of connections in one wake, and the ones let through count against the room
-the next ones find. Anything else (another route, a head not fully arrived, bytes after
+the handshake is admitted at the door: it goes on to aiohttp, and the WebSocket route
+admits it (`Opening.expect` / `arrive`, by the peer's address): the listener accepts
+hundreds of connections in one wake, and each is judged with the ones let through
+before it counted. Anything else (another route, a head not fully arrived, bytes after
 the head, a socket that fails) goes to aiohttp, which answers as usual. A screened refusal counts in `zendo_ws_refused` and
 `zendo_http_requests_total{route="/ws",status="503"}` as a routed one does; it writes
 no access-log line (in a storm, thousands of identical lines a second).
@@ -77,12 +79,11 @@ class HandshakeScreen:
 
     def __call__(self, conn: socket.socket) -> bool | None:
         """True when `conn` was answered and closed here, False when it goes to aiohttp,
-        None while the gateway refuses and its request has not fully arrived (the
-        listener asks again once it is readable)."""
+        None while nothing has arrived (the listener asks again once it is readable)."""
         try:
             head = conn.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:  # nothing arrived yet
-            return None if self._opening.full() else False
+        except BlockingIOError:
+            return None
         except OSError:  # the peer reset: aiohttp's to handle
             return False
         # Not a handshake, or not yet all of one (a head sent in pieces, rare: waiting for
@@ -94,7 +95,10 @@ class HandshakeScreen:
         if end != len(head):
             return False
         if not self._opening.full():
-            self._opening.expect()
+            try:
+                self._opening.expect(conn.getpeername())
+            except OSError:  # the peer is gone already
+                pass
             return False
         try:
             conn.recv(end, socket.MSG_DONTWAIT)
