@@ -73,6 +73,11 @@ def _check_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
         raise Forbidden("Origin is not allowed", code="origin_not_allowed")
 
 
+# A handshake refused for load: its problem's detail (zendo/system/handshake_screen.py
+# gives the same answer at the door).
+REFUSED_DETAIL = "Too many sockets opening; retry shortly"
+
+
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     gateway: Gateway = request.app[gateway_keys.GATEWAY]
     transport = request.transport
@@ -85,7 +90,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         # most handshakes are refused, and each costs the sockets being served.
         gateway.metrics.ws_refused.inc()
         raise Overloaded(
-            "Too many sockets opening; retry shortly",
+            REFUSED_DETAIL,
             retry_after_s=gateway.opening.refused(),
         )
     # Counted as opening from its admission, not from its upgrade: the token's check is a

@@ -22,6 +22,7 @@ from core.metrics import Metrics
 from core.settings import Settings
 from gateway import appkeys as gateway_keys
 from gateway.arrivals import TRANSIT_S, Opening
+from gateway.ws import REFUSED_DETAIL
 from tests.factories import bearer
 from tests.gateway.conftest import new_user
 from tests.ports import free_port
@@ -98,7 +99,8 @@ def test_a_refused_handshake_gets_the_routes_answer_and_a_clean_close() -> None:
     assert headers["x-content-type-options"] == "nosniff"
     problem = orjson.loads(body)
     assert problem["status"] == 503 and problem["code"] == "overloaded"
-    assert problem["type"].endswith("/problems/overloaded") and problem["detail"]
+    assert problem["type"].endswith("/problems/overloaded")
+    assert problem["detail"] == REFUSED_DETAIL  # the route's own words
     assert counted(metrics) == (1.0, 1.0)
 
 

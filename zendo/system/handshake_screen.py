@@ -38,12 +38,12 @@ from prometheus_client import Counter
 from core.errors import Overloaded
 from gateway import appkeys as gateway_keys
 from gateway.arrivals import Opening
+from gateway.ws import REFUSED_DETAIL
 from zendo.middleware import SECURITY_HEADERS, problem_document
 
 # Bytes peeked at: a handshake's head is a few hundred (aiohttp's own limit per line is 8 KiB).
 PEEK_BYTES = 4096
 WEBSOCKET_ROUTE = "/ws"
-DETAIL = "Too many sockets opening; retry shortly"  # the route's own words (gateway/ws.py)
 _HEAD_END = b"\r\n\r\n"
 _REQUEST_LINES = (b"GET /ws ", b"GET /ws?")
 _STATUS = 503
@@ -51,7 +51,9 @@ _STATUS = 503
 
 def refusal(retry_after_s: int) -> bytes:
     """The whole HTTP answer to a refused handshake."""
-    body = orjson.dumps(problem_document(_STATUS, Overloaded.code, Overloaded.title, DETAIL))
+    body = orjson.dumps(
+        problem_document(_STATUS, Overloaded.code, Overloaded.title, REFUSED_DETAIL)
+    )
     headers = [
         ("Content-Type", "application/problem+json"),
         ("Content-Length", str(len(body))),
