@@ -29,6 +29,7 @@ the route does; it writes no access-log line (in a storm, thousands a second).
 
 from __future__ import annotations
 
+import functools
 import socket
 
 import orjson
@@ -39,16 +40,17 @@ from core.errors import Overloaded
 from gateway import appkeys as gateway_keys
 from gateway.arrivals import Opening
 from gateway.ws import REFUSED_DETAIL
+from zendo.admission import WEBSOCKET_PATH
 from zendo.middleware import SECURITY_HEADERS, problem_document
 
 # Bytes peeked at: a handshake's head is a few hundred (aiohttp's own limit per line is 8 KiB).
 PEEK_BYTES = 4096
-WEBSOCKET_ROUTE = "/ws"
 _HEAD_END = b"\r\n\r\n"
-_REQUEST_LINES = (b"GET /ws ", b"GET /ws?")
+_REQUEST_LINES = tuple(f"GET {WEBSOCKET_PATH}{sep}".encode() for sep in (" ", "?"))
 _STATUS = 503
 
 
+@functools.cache  # one per Retry-After: whole seconds up to arrivals.MAX_RETRY_AFTER_S
 def refusal(retry_after_s: int) -> bytes:
     """The whole HTTP answer to a refused handshake."""
     body = orjson.dumps(
@@ -73,7 +75,7 @@ class HandshakeScreen:
     def __init__(self, opening: Opening, refused: Counter, requests: Counter) -> None:
         self._opening = opening
         self._refused = refused
-        self._requests = requests.labels(route=WEBSOCKET_ROUTE, status=str(_STATUS))
+        self._requests = requests.labels(route=WEBSOCKET_PATH, status=str(_STATUS))
 
     @classmethod
     def of(cls, app: web.Application) -> HandshakeScreen:
