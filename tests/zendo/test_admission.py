@@ -4,6 +4,7 @@ Retry-After, to requests and WebSocket handshakes alike; health checks still ans
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from zendo.admission import (
     BACKOFF,
     CLEARLY_LATE,
     MIN_ANSWERS,
+    MIN_PROGRESS_LIMIT,
     WINDOW_S,
     Admission,
     AdmissionMetrics,
@@ -117,9 +119,15 @@ async def test_work_in_progress_is_admitted_past_the_bound_for_new_work(
     await _overloaded(await client.post(f"/interventions/{uuid.uuid4()}/status", json={}))
     await _overloaded(await client.get("/admin/match?lat=48.85&lon=2.35&specialty=PLUMBER"))
     admission.in_flight = 0
-    # Slow answers lowered the adaptive limit to 1: work under way is refused past twice
-    # that (it would only queue), operators' requests still get in.
-    admission.limit, admission.in_flight = 1.0, 2
+    # Slow answers lowered the adaptive limit to 1: new work is refused past it, work under
+    # way only past twice MIN_PROGRESS_LIMIT (shed and retried, it would cost more than
+    # it saves; beyond that it would only queue), operators' requests still get in.
+    admission.max_in_flight = 100
+    admission.limit, admission.in_flight = 1.0, int(2 * MIN_PROGRESS_LIMIT) - 1
+    await _overloaded(await client.post("/interventions", json={}))
+    progress = await client.post(f"/interventions/{uuid.uuid4()}/status", json={})
+    assert progress.status == 401
+    admission.in_flight = int(2 * MIN_PROGRESS_LIMIT)
     await _overloaded(await client.post(f"/interventions/{uuid.uuid4()}/status", json={}))
     operator = await client.get("/admin/match?lat=48.85&lon=2.35&specialty=PLUMBER")
     assert operator.status == 401
@@ -145,12 +153,14 @@ def test_slow_windows_lower_the_limit_for_new_work_and_prompt_ones_raise_it() ->
     for _ in range(5):  # a CPU-bound machine: every answer late
         now = _window(admission, now, admission.latency_target_s * 2, 10)
     assert admission.limit < 10  # below what was in flight
-    admission.in_flight = int(admission.limit)
+    admission.in_flight = math.ceil(admission.limit)
     with pytest.raises(Overloaded):
         admission.check()
     admission.check(in_progress=True)  # work under way still gets in
-    admission.in_flight = int(admission.limit * 2) + 1  # but not past twice the limit:
-    with pytest.raises(Overloaded):  # it would queue for seconds on a machine this behind
+    # but not past twice the limit (or its floor for work under way): it would queue for
+    # seconds on a machine this behind
+    admission.in_flight = int(max(admission.limit, MIN_PROGRESS_LIMIT) * 2)
+    with pytest.raises(Overloaded):
         admission.check(in_progress=True)
     admission.check(in_progress=True, adaptive=False)  # operators: the far bounds only
     admission.in_flight = 0
