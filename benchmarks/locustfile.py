@@ -47,6 +47,7 @@ import orjson
 import websocket
 from locust import FastHttpUser, between, constant, events, task
 from locust.env import Environment
+from locust.exception import StopUser
 
 from benchmarks import (
     locust_process,  # noqa: F401 - its init hooks tune this process
@@ -234,7 +235,19 @@ class ArtisanUser(SocketUser):
         self.accepting: set[str] = set()
         self.closed: set[str] = set()
         self.races_lost = 0
-        self.profile = ARTISANS[next(_next_artisan) % len(ARTISANS)]
+        number = next(_next_artisan)
+        if number >= len(ARTISANS):
+            # Two users on one artisan would both answer its offers (the slower one gets
+            # offer_accepted error frames): more artisan users than seeded artisans is a
+            # misconfigured run, said once as a failure; the extra users stop.
+            if number == len(ARTISANS):
+                _ws_failure(
+                    self.environment,
+                    "setup",
+                    f"more artisan users than the {len(ARTISANS)} seeded artisans",
+                )
+            raise StopUser
+        self.profile = ARTISANS[number]
         self.lat, self.lon = float(self.profile["lat"]), float(self.profile["lon"])
         self.open_socket()  # the first fix (the ping task) makes the artisan ONLINE
         # The phase of an artisan's pings is set by when its socket opened. A server

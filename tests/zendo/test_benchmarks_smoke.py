@@ -245,3 +245,38 @@ def test_cost_model_quick_run_reports_every_figure() -> None:
     assert all({"limit", "ratio", "met"} <= set(t) for t in result["targets"].values())
     assert result["capacity"]["jobs_per_s_per_server_core"] is not None
     assert "artisans_per_server_core_at_0.25_hz" in result["capacity"]
+
+
+_SHARED_ARTISAN_CHECK = """
+import json, os, tempfile
+path = os.path.join(tempfile.mkdtemp(), "seed.jsonl")
+with open(path, "w") as fh:
+    for role in ("ARTISAN", "CLIENT"):
+        fh.write(json.dumps({"role": role, "access_token": "t", "lat": 48.85, "lon": 2.35}) + "\\n")
+os.environ["ZENDO_SEED_FILE"] = path
+from locust.env import Environment
+from locust.exception import StopUser
+from benchmarks import locustfile
+
+locustfile.ArtisanUser.host = "http://127.0.0.1:9"  # never reached: no socket opens
+env = Environment(user_classes=[locustfile.ArtisanUser])
+failures = []
+env.events.request.add_listener(lambda **kw: failures.append((kw["request_type"], kw["name"], str(kw["exception"]))))
+next(locustfile._next_artisan)  # the one seeded artisan is taken by a user already
+for _ in range(2):
+    try:
+        locustfile.ArtisanUser(env).on_start()
+        print("started")
+    except StopUser:
+        print("stopped")
+print(failures)
+"""
+
+
+def test_artisan_users_beyond_the_seed_stop_instead_of_sharing_a_profile() -> None:
+    """Two locust users on one artisan both answered its offers: the slower one's accept
+    came back as an `offer_accepted` error frame, a failure the server did not make."""
+    stopped, again, failures = _python_lines(_SHARED_ARTISAN_CHECK)
+    assert (stopped, again) == ("stopped", "stopped")
+    assert failures.count("'setup'") == 1  # said once, however many extra users
+    assert "more artisan users than the 1 seeded artisans" in failures
