@@ -81,8 +81,9 @@ def _solve_component(
     cost = np.full((n, m + n), _FORBIDDEN, dtype=np.float64)
     cost[:, :m] = scores - lo  # >= 0, so each real pair costs at most `span`
     cost[np.arange(n), m + np.arange(n)] = nobody
-    # imported on first use: scipy.optimize takes about a second to import, which every
-    # process importing `matching` (the CLI, gateway-only workers) would otherwise pay
+    # imported on first use: scipy.optimize takes 0.3-1 s to import, which every process
+    # importing `matching` (the CLI, gateway-only workers) would otherwise pay; a server
+    # pays it at start-up, off the event loop, in `matching.warmup`
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(cost)
