@@ -46,7 +46,7 @@ async def flush_once(
     rows = [row.split("|") for row in packed.split("\n") if row]
     ids = [r[0] for r in rows]
     try:
-        async with pool.acquire() as conn:
+        async with pool.acquire() as conn, conn.transaction():
             await repo.write_positions(
                 conn,
                 ids=ids,
