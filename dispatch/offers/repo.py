@@ -78,9 +78,9 @@ async def artisan_history(
 # PostgreSQL, not the index mirror, is the authority.
 # Each EXISTS probes one artisan's rows by index. `OFFSET 0` keeps PostgreSQL from turning
 # it into a hashed subplan, which reads every active job and every open offer once per
-# statement: a prepared statement planned while the tables were small (a fresh database,
-# never analyzed without autovacuum) kept that plan as they grew, and each job created
-# read the whole interventions table (PostgreSQL's CPU per job grew through the run).
+# statement: a prepared statement planned while the tables are small (a fresh database,
+# never analyzed without autovacuum) keeps that plan as they grow, and each job created
+# would read the whole interventions table.
 _CANDIDATE_STATE = """CASE WHEN a.status IS DISTINCT FROM 'VERIFIED' THEN 'unverified'
                   WHEN EXISTS (SELECT 1 FROM interventions i WHERE i.artisan_id = c.artisan_id
                                AND i.status = ANY($ACTIVE::text[]) OFFSET 0) THEN 'busy'
