@@ -15,7 +15,9 @@ from dispatch.interventions.statemachine import ACTIVE, ASSIGNED, SEARCHING
 OFFER_COLUMNS = (
     "id, intervention_id, artisan_id, status, distance_km, score, created_at, expires_at"
 )
-_ACTIVE = sorted(ACTIVE)
+# Written out, not a parameter: the planner then proves the partial unique index on an
+# artisan's active job (sql/001) applies, and a probe reads at most one entry.
+_ACTIVE_SQL = "(" + ", ".join(f"'{status}'" for status in sorted(ACTIVE)) + ")"
 
 
 async def get(conn: asyncpg.Connection, *, offer_id: uuid.UUID) -> asyncpg.Record | None:
@@ -81,21 +83,21 @@ async def artisan_history(
 # statement: a prepared statement planned while the tables are small (a fresh database,
 # never analyzed without autovacuum) keeps that plan as they grow, and each job created
 # would read the whole interventions table.
-_CANDIDATE_STATE = """CASE WHEN a.status IS DISTINCT FROM 'VERIFIED' THEN 'unverified'
+_CANDIDATE_STATE = f"""CASE WHEN a.status IS DISTINCT FROM 'VERIFIED' THEN 'unverified'
                   WHEN EXISTS (SELECT 1 FROM interventions i WHERE i.artisan_id = c.artisan_id
-                               AND i.status = ANY($ACTIVE::text[]) OFFSET 0) THEN 'busy'
+                               AND i.status IN {_ACTIVE_SQL} OFFSET 0) THEN 'busy'
                   WHEN EXISTS (SELECT 1 FROM offers o WHERE o.artisan_id = c.artisan_id
                                AND o.status IN ('PENDING', 'HELD') OFFSET 0) THEN 'engaged'
                   ELSE 'free' END"""
 
 
-def _checked_candidates(*, ids: str, distances: str, scores: str, active: str) -> str:
+def _checked_candidates(*, ids: str, distances: str, scores: str) -> str:
     """CTEs `cand` (the index's ranking, in order) and `checked` (+ PostgreSQL's state)."""
     return f"""cand AS (
               SELECT * FROM unnest({ids}::uuid[], {distances}::float8[], {scores}::float8[])
                 WITH ORDINALITY AS t(artisan_id, distance_km, score, rank)),
             checked AS (
-              SELECT c.*, {_CANDIDATE_STATE.replace("$ACTIVE", active)} AS state
+              SELECT c.*, {_CANDIDATE_STATE} AS state
               FROM cand c LEFT JOIN artisans a ON a.user_id = c.artisan_id)"""
 
 
@@ -135,10 +137,10 @@ async def create_job_with_offers(
     concurrent create of the same client waits, then rechecks the count the trigger of
     sql/010 keeps. An offer insert that hits a unique index is skipped, not raised."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"""WITH {_checked_candidates(ids="$10", distances="$11", scores="$12", active="$15")},
+        f"""WITH {_checked_candidates(ids="$10", distances="$11", scores="$12")},
             free AS (SELECT * FROM checked WHERE state = 'free' ORDER BY rank LIMIT $13),
             price AS (SELECT amount, currency FROM specialty_prices WHERE specialty = $2),
-            client AS (SELECT open_jobs < $16 AS free FROM users WHERE id = $1
+            client AS (SELECT open_jobs < $15 AS free FROM users WHERE id = $1
                        FOR NO KEY UPDATE),
             job AS (
               INSERT INTO interventions
@@ -191,7 +193,6 @@ async def create_job_with_offers(
         list(scores),
         wanted,
         timeout_s,
-        _ACTIVE,
         max_open_jobs,
     )
     return rows
@@ -214,7 +215,7 @@ async def offer_to_first_free(
     (id NULL unless an offer was inserted for them). An insert that hits a unique index
     (another dispatcher just offered that artisan a job) is skipped, not raised."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"""WITH {_checked_candidates(ids="$2", distances="$3", scores="$4", active="$7")},
+        f"""WITH {_checked_candidates(ids="$2", distances="$3", scores="$4")},
             inserted AS (
               INSERT INTO offers
                 (intervention_id, artisan_id, distance_km, score, created_at, expires_at)
@@ -233,7 +234,6 @@ async def offer_to_first_free(
         list(scores),
         timeout_s,
         wanted,
-        _ACTIVE,
     )
     return rows
 

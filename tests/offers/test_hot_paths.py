@@ -171,17 +171,18 @@ async def test_the_candidate_check_probes_each_artisan_on_unanalyzed_tables(worl
     """A prepared statement planned on small tables keeps its plan as they grow (without
     autovacuum nothing analyzes them). Planned on empty ones, the check must still look
     up each candidate by index, not read every active job and open offer each time."""
-    check = offers_repo._checked_candidates(ids="$1", distances="$2", scores="$3", active="$4")
+    check = offers_repo._checked_candidates(ids="$1", distances="$2", scores="$3")
     async with world.db.transaction():
         await world.db.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         await world.db.execute(
-            f"PREPARE check_plan(uuid[], float8[], float8[], text[]) AS "
-            f"WITH {check} SELECT * FROM checked"
+            f"PREPARE check_plan(uuid[], float8[], float8[]) AS WITH {check} SELECT * FROM checked"
         )
-        rows = await world.db.fetch("EXPLAIN EXECUTE check_plan('{}', '{}', '{}', '{ASSIGNED}')")
+        rows = await world.db.fetch("EXPLAIN EXECUTE check_plan('{}', '{}', '{}')")
         await world.db.execute("DEALLOCATE check_plan")
     plan = "\n".join(r[0] for r in rows)
     assert "SubPlan" in plan  # the two lookups are there ...
     assert "hashed SubPlan" not in plan  # ... one probe per candidate
     assert "Seq Scan on interventions" not in plan
     assert "Seq Scan on offers" not in plan
+    # an artisan's active job through the partial unique index: one entry, not their history
+    assert "interventions_one_active_per_artisan" in plan
