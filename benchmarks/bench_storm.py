@@ -15,9 +15,11 @@ Seeds verified artisans into the database (TRUNCATEs it: use a scratch one), sta
   2. then every socket sends one fix per second for `--duration` s: accepted fixes/s and
      the fix -> visible lag of probe sockets (through /admin/artisans/{id}/live and an
      ArtisanIndex mirror here), with the server's and Redis's CPU per accepted fix; and
-     meanwhile a client creates a job every 0.2 s where an offer probe (an artisan of a
-     specialty nobody else has) stands: POST sent -> `offer` frame on the probe's socket
-     (create -> first offer), then cancels it;
+     meanwhile a client creates a job every 0.2 s exactly where one of ten offer probes
+     stands (so it is that probe's first offer): POST sent -> `offer` frame on the probe's
+     socket (create -> first offer; an offer that has not come within 5 s is counted as
+     missed), then cancels it; beside it, the server's own first-offer histogram and this
+     process's loop lag (part of every time it measures);
   3. every socket closes at once (a network blip, a deploy, the end of a load test): the
      server's CPU per closed socket, and the latency of a request sent every 10 ms
      meanwhile (a status change waiting behind thousands of closes is what users see);
@@ -59,12 +61,14 @@ from tests.ports import free_port
 N_PROBES = 20
 N_OFFER_PROBES = 10
 OFFER_SPECIALTY = "APPLIANCE_REPAIR"
+OFFER_PROBE_LON = 2.35
 
 
-async def offer_probes(port: int, dsn: str, seconds: float) -> tuple[list[float], int]:
+async def offer_probes(port: int, dsn: str, seconds: float) -> tuple[list[float], int, int]:
     """Seconds from each POST /interventions to the `offer` frame on the probe's socket,
-    and how many creations were shed (503: the client waits by the README's rule, as
-    any client would, and tries again)."""
+    how many creations were shed (503: the client waits by the README's rule, as any
+    client would, and tries again), and how many offers did not reach the probe within
+    5 s."""
     conn = await asyncpg.connect(dsn)
     try:
         client = await conn.fetchval(
@@ -89,7 +93,7 @@ async def offer_probes(port: int, dsn: str, seconds: float) -> tuple[list[float]
     client_headers = {"Authorization": f"Bearer {token(client, 'CLIENT')}"}
     base = f"http://127.0.0.1:{port}"
     delays: list[float] = []
-    shed = in_a_row = 0
+    shed = in_a_row = missed = 0
     async with aiohttp.ClientSession() as session:
         sockets = []
         for k, artisan in enumerate(probes):
@@ -97,7 +101,9 @@ async def offer_probes(port: int, dsn: str, seconds: float) -> tuple[list[float]
                 f"{base}/ws", headers={"Authorization": f"Bearer {token(artisan, 'ARTISAN')}"}
             )
             await ws.receive()  # hello
-            lat, lon = 48.82 + k * 0.005, 2.30
+            # Off the meridian the fix-lag probes walk along (bench_gateway.probe_lag):
+            # one of them standing on a probe's spot would take its job (a tie at 0 km).
+            lat, lon = 48.82 + k * 0.005, OFFER_PROBE_LON
             await ws.send_str(
                 f'{{"type":"location","lat":{lat},"lon":{lon},"ts":{int(time.time() * 1000)}}}'
             )
@@ -130,7 +136,7 @@ async def offer_probes(port: int, dsn: str, seconds: float) -> tuple[list[float]
                         delays.append(time.perf_counter() - sent)
                         break
             except TimeoutError:
-                pass
+                missed += 1
             async with session.post(
                 f"{base}/interventions/{job['id']}/cancel", headers=client_headers
             ) as resp:
@@ -138,7 +144,7 @@ async def offer_probes(port: int, dsn: str, seconds: float) -> tuple[list[float]
             await asyncio.sleep(0.2)
         for ws, _lat, _lon in sockets:
             await ws.close()
-    return delays, shed
+    return delays, shed, missed
 
 
 async def storm(workers: Workers, url: str, tokens: list[str], rate: float) -> dict[str, Any]:
@@ -162,6 +168,15 @@ async def storm(workers: Workers, url: str, tokens: list[str], rate: float) -> d
         # the generators' own lateness, part of every time they measure
         "generator_lag_ms": (pct(lag, 0.5), pct(lag, 0.99), max(lag, default=0) * 1000),
     }
+
+
+async def loop_lag(out: list[float]) -> None:
+    """This process's own lateness (s), every 10 ms, until cancelled."""
+    loop = asyncio.get_running_loop()
+    while True:
+        planned = loop.time() + 0.01
+        await asyncio.sleep(0.01)
+        out.append(loop.time() - planned)
 
 
 async def request_probe(port: int, stop: asyncio.Event) -> list[float]:
@@ -239,17 +254,20 @@ async def main(args: argparse.Namespace) -> None:
             t0 = time.monotonic()
             rate_task = asyncio.create_task(workers.call_all("rate", 1.0, args.duration, active))
             await asyncio.sleep(3.0)
-            lags, (offers, offers_shed) = await asyncio.gather(
+            own_lag: list[float] = []
+            lag_task = asyncio.create_task(loop_lag(own_lag))
+            lags, (offers, offers_shed, offers_missed) = await asyncio.gather(
                 probe_lag(port, probes, admin_token, index, args.duration - 6),
                 offer_probes(port, args.database_url, args.duration - 8),
             )
+            lag_task.cancel()
             await rate_task
             elapsed = time.monotonic() - t0
             after = await metric(session, port, "zendo_pings_accepted_total")
             c1 = (cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
             scrape1 = await scrape(session, port)
         for line in metrics_diff.report(scrape0, scrape1):
-            if "loop_lag" in line or "gc_pause" in line:
+            if "loop_lag" in line or "gc_pause" in line or "first_offer" in line:
                 print("server:", line, flush=True)
         accepted = after - before
         report["fixes"] = {
@@ -258,6 +276,12 @@ async def main(args: argparse.Namespace) -> None:
             "lag_index_ms": (pct(lags[1], 0.5), pct(lags[1], 0.99), len(lags[1])),
             "first_offer_ms": (pct(offers, 0.5), pct(offers, 0.99), len(offers)),
             "probe_jobs_shed": offers_shed,
+            "probe_offers_missed": offers_missed,
+            "bench_loop_lag_ms": (
+                pct(own_lag, 0.5),
+                pct(own_lag, 0.99),
+                max(own_lag, default=0) * 1000,
+            ),
             "server_cpu_us_per_fix": (c1[0] - c0[0]) / max(1.0, accepted) * 1e6,
             "redis_cpu_us_per_fix": (c1[1] - c0[1]) / max(1.0, accepted) * 1e6,
         }
