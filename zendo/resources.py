@@ -7,11 +7,12 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from core import appkeys
 from core.db import create_pool
 from core.ratelimit import RateLimiter
+from core.redispool import WaitingConnectionPool
 from core.sessions import RevokedSessions
 from dispatch import appkeys as dispatch_keys
 from dispatch.interventions.service import START_CODE_GUESSES, START_CODE_WINDOW_S
@@ -42,9 +43,10 @@ async def pg_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[appkeys.SETTINGS]
-    # A blocking pool makes a burst wait briefly for a connection instead of
-    # failing: redis-py's default pool raises once its 100 connections are busy.
-    pool = BlockingConnectionPool.from_url(
+    # A burst waits briefly for a connection instead of failing (redis-py's default
+    # pool raises once its connections are busy), at no cost per command while one is
+    # free (core/redispool.py).
+    pool = WaitingConnectionPool.from_url(
         settings.redis_url,
         max_connections=REDIS_MAX_CONNECTIONS,
         timeout=REDIS_POOL_TIMEOUT_S,

@@ -1,0 +1,85 @@
+"""A Redis connection pool that waits for a free connection, without a lock per command.
+
+redis-py's `BlockingConnectionPool` waits for a connection when all are busy, as this
+service needs (a burst waits briefly instead of failing), but it pays for that on
+every command, waiting or not: a condition's lock and `wait_for`, an asyncio timeout,
+a context manager, and a notify on release. Measured here on uvloop (`PING`, 8
+concurrent callers): 48 µs of client CPU per command, against 31 for redis-py's plain
+`ConnectionPool`, which raises `MaxConnectionsError` instead of waiting.
+
+`WaitingConnectionPool` is that plain pool; only when all `max_connections` are in use
+does a caller queue up, first come first served, for at most `timeout` seconds, until
+a release wakes it. A woken caller's connection is kept for it: callers arriving
+meanwhile queue behind it rather than take it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
+
+
+class WaitingConnectionPool(ConnectionPool):
+    def __init__(self, *, timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.timeout = timeout
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._woken = 0  # callers woken for a free connection that have not taken it yet
+
+    async def get_connection(
+        self, command_name: str | None = None, *keys: Any, **options: Any
+    ) -> AbstractConnection:
+        """A connection (made if fewer than `max_connections` are in use); with none
+        free, waits for a release. Raises redis' ConnectionError after `timeout` s."""
+        if not self._waiters and not self._woken:
+            try:
+                return await self._take()
+            except MaxConnectionsError:
+                pass
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while True:
+            await self._wait_turn(loop, deadline)
+            try:
+                return await self._take()
+            except MaxConnectionsError:  # the pool was reset meanwhile: wait again
+                continue
+
+    async def _take(self) -> AbstractConnection:
+        # redis-py leaves its pool's get_connection unannotated
+        connection: AbstractConnection = await super().get_connection()  # type: ignore[no-untyped-call]
+        return connection
+
+    async def _wait_turn(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout_at(deadline):
+                await waiter
+        except BaseException as exc:  # timed out or cancelled
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            elif waiter.done() and not waiter.cancelled():  # woken as it left: pass it on
+                self._woken -= 1
+                self._wake_next()
+            if isinstance(exc, TimeoutError):
+                raise RedisConnectionError("No connection available.") from None
+            raise
+        self._woken -= 1  # its connection is taken next, with no await in between
+
+    def _wake_next(self) -> None:
+        """Wake queued callers while connections are free for more than those woken."""
+        while self._waiters and self.max_connections - len(self._in_use_connections) > self._woken:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._woken += 1
+
+    async def release(self, connection: AbstractConnection) -> None:
+        await super().release(connection)
+        self._wake_next()
