@@ -261,6 +261,7 @@ async def main(args: argparse.Namespace) -> None:
                 offer_probes(port, args.database_url, args.duration - 8),
             )
             lag_task.cancel()
+            await asyncio.gather(lag_task, return_exceptions=True)
             await rate_task
             elapsed = time.monotonic() - t0
             after = await metric(session, port, "zendo_pings_accepted_total")
