@@ -18,7 +18,7 @@ index's cold query is split into its kernel call alone and the floor of any Pyth
 (an empty function, cold), and the idle one is set against the same query on a
 2,000-artisan index (idle too): the cost of the code path itself, which no layout of
 the index's data removes; then how often the machine pauses a loop that never
-yields (timer ticks handled by the hypervisor, interrupts): the floor under any p99
+yields (timer ticks, other interrupts, the host): the floor under any p99
 timed here.  With the baselines, a fourth
 loop runs one PostGIS KNN query and one Redis GEOSEARCH between
 two index queries, the way a server interleaves other work.  Every timed answer is
@@ -64,7 +64,7 @@ IDLE_S = 0.012
 # Artisans in the small index whose idle query is the code path's floor.
 SMALL_N = 2_000
 # A pause of a spinning loop at least this long counts as the machine taking the CPU
-# away (a timer tick handled by the hypervisor, an interrupt, a neighbour).
+# away (a timer tick, another interrupt, the host running something else).
 STOLEN_FLOOR_NS = 15_000
 R_KM = 6371.0088
 D2R = math.pi / 180.0
