@@ -58,6 +58,8 @@ class WaitingConnectionPool(ConnectionPool):
     async def _wait_turn(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
+        # Connections freed without a release (the pool reset) wake the queue here.
+        self._wake_next()
         try:
             async with asyncio.timeout_at(deadline):
                 await waiter

@@ -131,3 +131,19 @@ async def test_many_commands_share_few_connections() -> None:
     finally:
         await redis.delete("pool-test")
         await redis.aclose()
+
+
+async def test_callers_queued_when_the_pool_is_reset_are_served_by_the_next_arrival(
+    pool_of_one: WaitingConnectionPool,
+) -> None:
+    forgotten = await pool_of_one.get_connection()  # held; then forgotten by the reset
+    queued = asyncio.create_task(pool_of_one.get_connection())
+    await _turns()
+    pool_of_one.reset()  # frees the slot without a release
+    await forgotten.disconnect()
+    newcomer = asyncio.create_task(pool_of_one.get_connection())
+    conn = await asyncio.wait_for(queued, timeout=2)  # first come, first served
+    await _turns()
+    assert not newcomer.done()
+    await pool_of_one.release(conn)
+    await pool_of_one.release(await asyncio.wait_for(newcomer, timeout=2))
