@@ -8,7 +8,7 @@ DB ?= zendo
 TEST_DB ?= zendo_test
 export ZENDO_DATABASE_URL ?= postgresql:///$(DB)
 
-.PHONY: run test setup venv services browser db test-db lint typecheck bench clean
+.PHONY: run test setup venv services browser kernels db test-db lint typecheck bench clean
 
 run: setup db
 	$(BIN)/zendo serve
@@ -16,7 +16,7 @@ run: setup db
 test: setup test-db
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-setup: venv services browser
+setup: venv services browser kernels
 
 # Reinstall only when pyproject.toml changes.
 venv: $(VENV)/.installed
@@ -28,6 +28,10 @@ $(VENV)/.installed: pyproject.toml core/__init__.py dispatch/__init__.py gateway
 
 services:
 	./scripts/ensure-services.sh
+
+# The matching kernels, compiled into numba's on-disk cache (seconds when it is current).
+kernels: venv
+	$(BIN)/zendo warmup
 
 # Debian's chromium, for the ops console's browser tests.
 browser:

@@ -147,8 +147,11 @@ class SocketUser(FastHttpUser):
         return {"Authorization": f"Bearer {self.profile['access_token']}"}
 
     def open_socket(self) -> None:
-        """Connect and wait for hello; a refusal for load is retried by the README's
-        reconnect rule (benchmarks/reconnect.py) and counted apart, not as a failure."""
+        """Connect and wait for hello, retrying by the README's reconnect rule
+        (benchmarks/reconnect.py) as an app does: a refusal for load is counted apart,
+        any other failure (no listener yet, a reset, a bad answer) as a failure. Given
+        up only after CONNECT_ATTEMPTS: a user left without a socket gets no offers (an
+        artisan) or no status frames (a client: every job of its would end TIMEOUT)."""
         started = time.perf_counter()
         for attempt in range(CONNECT_ATTEMPTS):
             try:
@@ -179,7 +182,10 @@ class SocketUser(FastHttpUser):
             except Exception as exc:
                 _ws_failure(self.environment, "connect", exc)
                 self.ws = None
-                return
+                if attempt + 1 == CONNECT_ATTEMPTS:
+                    return
+                gevent.sleep(reconnect.delay_s(attempt))
+                continue
             _latency(self.environment, "ws connect", started, time.perf_counter())
             self.reader = gevent.spawn(self._read_loop)
             return
@@ -194,15 +200,21 @@ class SocketUser(FastHttpUser):
             _ws_failure(self.environment, f"send {frame['type']}", exc)
 
     def _read_loop(self) -> None:
-        assert self.ws is not None
+        ws = self.ws
+        assert ws is not None
         while True:
+            ended: Exception | None = None
             try:
-                raw = self.ws.recv()
+                raw = ws.recv()
             except Exception as exc:
-                if self.ws is not None and self.ws.connected:
-                    _ws_failure(self.environment, "receive", exc)
-                return
+                raw, ended = b"", exc
             if not raw:
+                if self.ws is ws and not Run.stopping:
+                    # Closed by the server or the network while the user holds it (not
+                    # by on_stop, which lets go of it first): an app opens a new one.
+                    _ws_failure(self.environment, "closed, reopened", ended or "closed")
+                    self.ws = None
+                    self.open_socket()  # a new reader greenlet reads the new socket
                 return
             frame = orjson.loads(raw)
             if frame.get("type") == "error":
@@ -457,10 +469,17 @@ class AdminUser(FastHttpUser):
         email = os.environ.get("ZENDO_BENCH_ADMIN_EMAIL")
         password = os.environ.get("ZENDO_BENCH_ADMIN_PASSWORD")
         self.token = None
-        if email and password:
+        if not (email and password):
+            return
+        for attempt in range(CONNECT_ATTEMPTS):  # the server may not listen yet, or shed
             resp = self.client.post("/auth/login", json={"email": email, "password": password})
             if resp.status_code == 200:
                 self.token = resp.json()["access_token"]
+                return
+            if resp.status_code not in (0, 503):
+                return  # a wrong password is not retried (the failure is in the table)
+            hint = reconnect.hint_from_headers(resp.headers)
+            gevent.sleep(reconnect.delay_s(attempt, hint))
 
     @task
     def match(self) -> None:

@@ -150,6 +150,7 @@ async def _supervise(settings: Settings, workers: int, metrics_dir: str) -> int:
     # (summed, so they never go backwards), its live gauges go with it.
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
     running: dict[int, asyncio.subprocess.Process] = {}
+    warming: list[asyncio.subprocess.Process] = []  # `zendo warmup`, while it runs
     stopping: list[int] = []  # the signals received
     stopped = asyncio.Event()
     restarts: collections.deque[float] = collections.deque()
@@ -159,7 +160,7 @@ async def _supervise(settings: Settings, workers: int, metrics_dir: str) -> int:
             log.info("zendo: stopping %d workers (%s)", len(running), signal.Signals(sig).name)
         stopping.append(sig)
         stopped.set()
-        for proc in running.values():
+        for proc in [*warming, *running.values()]:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.send_signal(sig)
@@ -203,13 +204,27 @@ async def _supervise(settings: Settings, workers: int, metrics_dir: str) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop, sig)
     log.info(
-        "zendo: %d workers on http://%s:%s (pid %d)",
+        "zendo: %d workers on http://%s:%s (pid %d); each says when it serves",
         workers,
         settings.host,
         settings.port,
         os.getpid(),
     )
     try:
+        # The matching kernels compiled once, into numba's on-disk cache, before the
+        # workers load them from it: on a fresh checkout every worker compiled them
+        # itself, all at once, and the pool listened only after ~25 s of two cores.
+        started = loop.time()
+        warm = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "zendo.cli", "warmup", start_new_session=True
+        )
+        warming.append(warm)
+        if await warm.wait() != 0 and not stopping:
+            log.warning("zendo: the kernel warm-up failed: each worker compiles its own")
+        warming.clear()
+        log.info("zendo: matching kernels ready in %.1f s", loop.time() - started)
+        if stopping:
+            return 0
         ended = await asyncio.gather(*(worker(i) for i in range(workers)))
     finally:
         os.close(pool_fd)
@@ -265,6 +280,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     # Internal: set by the supervisor on the workers it starts.
     serve.add_argument("--pool-fd", type=int, help=argparse.SUPPRESS)
+    sub.add_parser(
+        "warmup",
+        help="compile the matching kernels into numba's on-disk cache (`zendo serve` "
+        "does it before starting its workers; `make setup` too)",
+    )
     sub.add_parser("migrate", help="apply sql/ migrations")
     admin = sub.add_parser("create-admin", help="create (or reset) an admin user")
     admin.add_argument("--email", required=True)
@@ -307,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "warmup":
+        from matching import warmup
+
+        warmup()
+        return 0
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

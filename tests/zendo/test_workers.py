@@ -155,6 +155,10 @@ async def test_two_workers_are_two_nodes_and_a_frame_crosses_between_them(
             else:
                 raise AssertionError(f"{ATTEMPTS} sockets, all on node {client_node}")
 
+            # The kernels were compiled (or loaded) once, before any worker started.
+            log = pool.log()
+            assert log.index("zendo: matching kernels ready") < log.index("worker 0 started")
+
             # Two nodes, two worker processes of the one pool.
             serving = pool.serving()
             nodes = {node: pid for pid, (_port, node) in serving.items()}
