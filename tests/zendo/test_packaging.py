@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -37,3 +40,28 @@ def test_dockerfile_copies_only_existing_paths_and_runs_the_console_script() -> 
     assert scripts["zendo"] == "zendo.cli:main"
     assert re.search(r"zendo migrate && exec zendo serve", text)
     assert "EXPOSE 8080" in text
+
+
+def test_the_image_compiles_the_kernels_as_the_user_that_serves() -> None:
+    lines = (ROOT / "Dockerfile").read_text().splitlines()
+    warmup = lines.index("RUN zendo warmup")
+    assert (
+        lines.index("USER zendo")
+        < warmup
+        < next(i for i, line in enumerate(lines) if line.startswith("CMD"))
+    )
+
+
+def test_zendo_warmup_needs_no_settings() -> None:
+    """`make setup` and the pool's supervisor run it before any configuration is read."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDO_", "NUMBA_"))}
+    env["ZENDO_PORT"] = "not-a-port"  # `zendo serve` would exit 2 on it
+    done = subprocess.run(
+        [sys.executable, "-m", "zendo.cli", "warmup"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert list((ROOT / "matching" / "__pycache__").glob("*.nbi")), "numba cached nothing"
