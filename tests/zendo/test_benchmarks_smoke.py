@@ -6,10 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -280,3 +283,82 @@ def test_artisan_users_beyond_the_seed_stop_instead_of_sharing_a_profile() -> No
     assert (stopped, again) == ("stopped", "stopped")
     assert failures.count("'setup'") == 1  # said once, however many extra users
     assert "more artisan users than the 1 seeded artisans" in failures
+
+
+_RECONNECT_USER = """
+import sys, types, gevent
+from benchmarks import locustfile
+
+seen = []
+fire = lambda **kw: seen.append((kw["request_type"], kw["name"], kw["exception"] is not None))
+user = locustfile.ClientUser.__new__(locustfile.ClientUser)  # no locust runner needed
+user.host = "http://127.0.0.1:" + sys.argv[1]
+user.profile = {"access_token": "t"}
+user.environment = types.SimpleNamespace(events=types.SimpleNamespace(
+    request=types.SimpleNamespace(fire=fire)))
+user.outcomes = {}
+print("connecting", flush=True)
+user.open_socket()  # nothing listens yet: refused, retried by the README's rule
+print("open", user.ws is not None)
+gevent.sleep(2.0)  # the server closes that first socket: the reader opens another
+print("open", user.ws is not None)
+for row in sorted(set(seen)):
+    print(*row, sep="|")
+"""
+
+_CLOSE_FIRST_SOCKET = """
+import sys
+from aiohttp import web
+
+opened = 0
+
+async def ws(request):
+    global opened
+    opened += 1
+    sock = web.WebSocketResponse()
+    await sock.prepare(request)
+    await sock.send_json({"type": "hello"})
+    if opened == 1:
+        await sock.close()
+    else:
+        async for _ in sock:
+            pass
+    return sock
+
+app = web.Application()
+app.router.add_get("/ws", ws)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+"""
+
+
+def test_a_locust_user_retries_a_refused_connect_and_reopens_a_closed_socket() -> None:
+    """A user left without a socket gets no offers, or (a client) no status frames: on
+    a fresh checkout the pool listened only after compiling, every client's first
+    connect was refused and each of its jobs ended TIMEOUT."""
+    port = free_port()
+    user = subprocess.Popen(
+        [sys.executable, "-c", _RECONNECT_USER, str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    server: subprocess.Popen[str] | None = None
+    try:
+        assert user.stdout is not None
+        assert user.stdout.readline() == "connecting\n"
+        time.sleep(0.5)  # the user's first attempt meets nothing listening
+        server = subprocess.Popen([sys.executable, "-c", _CLOSE_FIRST_SOCKET, str(port)], cwd=ROOT)
+        out, err = user.communicate(timeout=60)
+    finally:
+        user.kill()
+        if server is not None:
+            server.kill()
+            server.wait()
+    assert user.returncode == 0, err[-2000:]
+    lines = out.splitlines()
+    assert lines[:2] == ["open True", "open True"], out
+    rows = set(lines[2:])
+    assert "WS|connect|True" in rows  # the refusal, a failure in locust's table
+    assert "LATENCY|ws connect|False" in rows
+    assert "WS|closed, reopened|True" in rows
