@@ -243,3 +243,33 @@ async def test_a_registration_without_redis_still_gives_the_profile(
     assert profile is not None
     assert (profile.verified, profile.specialty, profile.last_fix) == (True, "HEATING", None)
     assert arrivals.waiting == 0
+
+
+class _Socket:
+    """What the refresh reads of a session."""
+
+    def __init__(self, *, is_artisan: bool) -> None:
+        self.is_artisan = is_artisan
+
+
+async def test_the_registry_refresh_announces_every_user_in_chunks(
+    gw: TestClient[Any, Any],
+) -> None:
+    """The refresh holds Redis one chunk at a time (gateway/node.py, ANNOUNCE_CHUNK):
+    every user is announced, artisans also get their presence lease."""
+    gateway = gw.app[gateway_keys.GATEWAY]
+    redis = gw.app[appkeys.REDIS]
+    users = [f"00000000-0000-4000-8000-{i:012x}" for i in range(7)]
+    artisans = set(users[:3])
+    saved = dict(gateway.sessions)
+    gateway.sessions.update({u: {_Socket(is_artisan=u in artisans)} for u in users})
+    try:
+        await gateway.announce_all(chunk=2)
+    finally:
+        for u in users:
+            del gateway.sessions[u]
+        assert gateway.sessions == saved
+    for u in users:
+        assert await redis.zscore(redis_keys.user_nodes(u), gateway.node_id) is not None
+        leased = await redis.zscore(redis_keys.PRESENCE_LEASES, u)
+        assert (leased is not None) == (u in artisans), u
