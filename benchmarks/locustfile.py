@@ -203,17 +203,22 @@ class SocketUser(FastHttpUser):
         ws = self.ws
         assert ws is not None
         while True:
-            ended: Exception | None = None
+            ended: Exception | str | None = None
             try:
-                raw = ws.recv()
+                opcode, raw = ws.recv_data()  # a close frame's data: its code and reason
             except Exception as exc:
-                raw, ended = b"", exc
-            if not raw:
+                opcode, raw, ended = websocket.ABNF.OPCODE_CLOSE, b"", exc
+            if opcode == websocket.ABNF.OPCODE_CLOSE or not raw:
                 if self.ws is ws and not Run.stopping:
                     # Closed by the server or the network while the user holds it (not
-                    # by on_stop, which lets go of it first): an app opens a new one.
-                    _ws_failure(self.environment, "closed, reopened", ended or "closed")
+                    # by on_stop, which lets go of it first): an app opens a new one by
+                    # the README's rule, after a jittered wait and never before the
+                    # close's `retry_after_ms` (sockets closed together come back spread).
+                    code = int.from_bytes(raw[:2], "big") if len(raw) >= 2 else None
+                    _ws_failure(self.environment, "closed, reopened", ended or f"close {code}")
                     self.ws = None
+                    hint = reconnect.hint_from_close_reason(raw[2:])
+                    gevent.sleep(reconnect.delay_s(0, hint))
                     self.open_socket()  # a new reader greenlet reads the new socket
                 return
             frame = orjson.loads(raw)

@@ -219,12 +219,14 @@ async def _supervise(settings: Settings, workers: int, metrics_dir: str) -> int:
             sys.executable, "-m", "zendo.cli", "warmup", start_new_session=True
         )
         warming.append(warm)
-        if await warm.wait() != 0 and not stopping:
-            log.warning("zendo: the kernel warm-up failed: each worker compiles its own")
+        code = await warm.wait()
         warming.clear()
-        log.info("zendo: matching kernels ready in %.1f s", loop.time() - started)
         if stopping:
             return 0
+        if code == 0:
+            log.info("zendo: matching kernels ready in %.1f s", loop.time() - started)
+        else:
+            log.warning("zendo: the kernel warm-up exited %d: each worker compiles its own", code)
         ended = await asyncio.gather(*(worker(i) for i in range(workers)))
     finally:
         os.close(pool_fd)
