@@ -27,7 +27,7 @@ log = logging.getLogger("zendo.gateway")
 
 # Rows per pop + UPDATE: small enough that neither the script (which holds Redis) nor
 # the parsing here nor one UPDATE runs long; a backlog is drained chunk after chunk.
-# 2,000 held Redis 25-30 ms under the README's load (its slow log, 2026-12-04).
+# 2,000 rows hold Redis 25-30 ms under the README's load (its slow log).
 CHUNK = 500
 
 

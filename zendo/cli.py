@@ -212,8 +212,8 @@ async def _supervise(settings: Settings, workers: int, metrics_dir: str) -> int:
     )
     try:
         # The matching kernels compiled once, into numba's on-disk cache, before the
-        # workers load them from it: on a fresh checkout every worker compiled them
-        # itself, all at once, and the pool listened only after ~25 s of two cores.
+        # workers load them from it: else, on a fresh checkout, every worker compiles
+        # them itself, all at once, and the pool listens only after ~25 s of two cores.
         started = loop.time()
         warm = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "zendo.cli", "warmup", start_new_session=True

@@ -25,8 +25,8 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 def _in_child() -> None:
     """In each child before it runs: its descriptors raised, and SIGTERM for it when the
     bench dies, however it dies (the bench starts every child from its main thread, the
-    one whose end the kernel watches). An orphaned server pool kept its ~80 PostgreSQL
-    connections and the next run's server could not start."""
+    one whose end the kernel watches). An orphaned server pool would keep its ~80
+    PostgreSQL connections, and the next run's server could not start."""
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
