@@ -22,6 +22,7 @@ import time
 import uvloop
 from aiohttp import web
 
+from benchmarks.children import die_with_parent
 from zendo.system.listener import MultiAcceptSite
 
 
@@ -78,7 +79,11 @@ async def _storm(port: int, connections: int) -> tuple[float, list[float]]:
 
 def _measure(site_kind: str, connections: int, busy_ms: float) -> tuple[float, float, float]:
     command = [sys.executable, "-m", "benchmarks.bench_accept", "--serve", site_kind]
-    server = subprocess.Popen([*command, "--busy-ms", str(busy_ms)], stdout=subprocess.PIPE)
+    server = subprocess.Popen(
+        [*command, "--busy-ms", str(busy_ms)],
+        stdout=subprocess.PIPE,
+        preexec_fn=die_with_parent,  # started from the bench's main thread
+    )
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())  # the server binds port 0 and says which

@@ -34,6 +34,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from benchmarks.bench_gateway import Workers, bare_ceiling
+from benchmarks.children import die_with_parent
 from benchmarks.cost.constants import ROOT
 from benchmarks.cost.meter import Meter, Snap, cpu_ns, process_tree
 from benchmarks.cost.processes import start_redis, stop_process
@@ -126,6 +127,7 @@ def start_server(
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(work / "server.log", "wb"),
+        preexec_fn=die_with_parent,  # started from the bench's main thread (its event loop)
     )
 
 
@@ -155,6 +157,7 @@ def start_locust(
         },
         stdout=open(work / "locust.log", "wb"),
         stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,  # started from the bench's main thread (its event loop)
     )
 
 

@@ -33,6 +33,7 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
+from benchmarks.children import die_with_parent
 from core.tokens import issue_access_token
 from tests.gateway.processes import wait_healthy
 from tests.ports import free_port
@@ -103,6 +104,13 @@ def token(user_id: uuid.UUID, role: str) -> str:
     return issue_access_token(SECRET, user_id=user_id, role=role, ttl_s=3600)
 
 
+def _gateway_child() -> None:
+    """In the gateway before it runs: its descriptors raised, and SIGTERM for it when the
+    bench dies (bench_gateway and bench_storm start it from their main thread)."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
+    die_with_parent()
+
+
 def start_gateway(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -122,11 +130,14 @@ def start_gateway(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open("/tmp/zendo-bench-gateway.log", "wb"),
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000)),
+        preexec_fn=_gateway_child,
     )
 
 
 class Workers:
+    """Load-generator processes (benchmarks/loadgen.py). Make them from the main thread:
+    each gets SIGTERM when the thread that started it ends (loadgen.run_worker)."""
+
     def __init__(self, n: int) -> None:
         ctx = mp.get_context("spawn")
         self.pipes = []
@@ -375,7 +386,9 @@ async def bare_ceiling(workers: Workers, sockets: int, seconds: float) -> float:
     machine's speed reference (benchmarks/bare_ws.py, the same driver as the gateway)."""
     port = free_port()
     bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-        [sys.executable, "-m", "benchmarks.bare_ws", str(port)], cwd=ROOT
+        [sys.executable, "-m", "benchmarks.bare_ws", str(port)],
+        cwd=ROOT,
+        preexec_fn=die_with_parent,  # from the bench's main thread (its event loop)
     )
     try:
         deadline = time.monotonic() + 20

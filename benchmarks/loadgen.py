@@ -16,6 +16,7 @@ Each answers with a dict (counts, errors).
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import random
 import resource
 import time
@@ -26,6 +27,7 @@ import aiohttp
 import uvloop
 
 from benchmarks import reconnect
+from benchmarks.children import die_with_parent
 
 _CENTER = (48.8566, 2.3522)
 # ~1 m per fix: a walking pace (an artisan waiting for a job mostly stands still), under
@@ -206,6 +208,10 @@ class Worker:
 
 
 def run_worker(conn: Connection) -> None:
+    # SIGTERM when the bench dies (preexec_fn has no multiprocessing equivalent); the
+    # bench starts its workers from its main thread (bench_gateway.Workers).
+    parent = multiprocessing.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 
+from benchmarks.children import die_with_parent
 from benchmarks.cost.constants import JOB_SPECIALTY, PASSWORD, STATUSES
 
 
@@ -281,6 +282,9 @@ class Driver:
 def run_driver(conn: Connection) -> None:
     import uvloop
 
+    # SIGTERM when the bench dies (benchmarks/children.py); started from its main thread.
+    parent = mp.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 

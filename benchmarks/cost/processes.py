@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import os
 import resource
 import signal
@@ -16,10 +15,8 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from benchmarks.children import die_with_parent
 from benchmarks.cost.constants import BCRYPT_ROUNDS, ROOT, SECRET
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _in_child() -> None:
@@ -28,7 +25,7 @@ def _in_child() -> None:
     one whose end the kernel watches). An orphaned server pool would keep its ~80
     PostgreSQL connections, and the next run's server could not start."""
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent()
 
 
 def start_private_redis(port: int) -> subprocess.Popen[bytes]:
