@@ -246,8 +246,11 @@ class Store:
     # ------------------------------------------------------------------ growth
 
     def grow_main(self, needed: int) -> None:
+        """Room for ``needed`` artisans; the kernel arguments are rebuilt only if an
+        array was replaced (:meth:`pack` costs tens of µs, every bulk upsert asks)."""
         cap = self.m_f.shape[0]
         n = self.n
+        grown = False
         if needed > cap:
             ncap = pow2_at_least(needed)
             for name in ("m_f", "m_id", "m_i", "m_b"):
@@ -255,11 +258,14 @@ class Store:
                 new = index_array((ncap, old.shape[1]), old.dtype)
                 new[:n] = old[:n]
                 setattr(self, name, new)
+            grown = True
         tcap = pow2_at_least(2 * needed)
         if tcap > self.htab.shape[0]:
             self.htab = index_array(tcap, np.int32)
             KID.k_rehash_ids(self.htab, self.m_id, self.m_b, n)
-        self.pack()
+            grown = True
+        if grown:
+            self.pack()
 
     def _grow_pool(self) -> None:
         used = int(self.meta[M_POOL_USED])

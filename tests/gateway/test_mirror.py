@@ -11,7 +11,8 @@ from aiohttp.test_utils import TestClient
 from core import appkeys
 from core.settings import Settings
 from gateway import live
-from gateway.mirror import follow, get_index
+from gateway.mirror import SINGLE_UPSERTS_MAX, _apply, follow, get_index
+from matching import ArtisanIndex
 from tests.gateway.conftest import MakeClient, connect, eventually, fix, new_artisan, now_ms
 
 
@@ -101,3 +102,37 @@ async def test_the_mirror_loop_ends_on_its_stop_flag_without_a_cancel(
     stop.set()
     await asyncio.wait_for(task, timeout=2.0)
     assert task.done() and not task.cancelled()
+
+
+def _rows(n: int, status: str) -> list[tuple[str, str, str, str, str, str, str]]:
+    return [
+        (f"00000000-0000-4000-8000-{i:012d}", f"{48.85 + i * 1e-4!r}", f"{2.35 + i * 1e-4!r}",
+         "PLUMBER", "PRO_PLUS", "4.5", status)
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_a_few_rows_are_applied_one_by_one_as_a_batch_would_be() -> None:
+    """Below SINGLE_UPSERTS_MAX rows the mirror upserts row by row (a bulk call has a
+    fixed cost of tens of µs); the index ends up the same as through `upsert_many`,
+    with later snapshots winning and a status-only row changing a known artisan's status."""
+    few = SINGLE_UPSERTS_MAX - 2
+    assert few >= 3
+    for n in (few, SINGLE_UPSERTS_MAX + 5):
+        start = _rows(n, "ONLINE")
+        moved = [(*r[:6], "BUSY") for r in start[:2]]  # the same ids, later snapshots
+        status_only = [(start[2][0], "", "", "", "", "", "OFFLINE")]
+        by_rows, in_bulk = ArtisanIndex(), ArtisanIndex()
+        assert _apply(by_rows, start) == n
+        assert _apply(by_rows, moved + status_only) == 2  # a status alone is not an upsert
+        for aid, lat, lon, spec, level, rating, status in start:
+            in_bulk.upsert_many([aid], [float(lat)], [float(lon)], [spec], [level],
+                                [float(rating)], [status])  # fmt: skip
+        for aid, *_rest, status in moved:
+            in_bulk.set_status(aid, status)
+        in_bulk.set_status(start[2][0], "OFFLINE")
+        for aid, *_rest in start:
+            assert by_rows.get(aid) == in_bulk.get(aid)
+        assert by_rows.get(start[0][0]).status == "BUSY"
+        assert by_rows.get(start[2][0]).status == "OFFLINE"
+        assert by_rows.get(start[3][0]).status == "ONLINE"
