@@ -59,9 +59,12 @@ class Pool:
         return {int(pid): (int(port), node) for port, node, pid in _SERVING.findall(self.log())}
 
 
-def _start(settings: Settings, log_path: Path, *args: str) -> Pool:
+def _start(
+    settings: Settings, log_path: Path, *args: str, extra_env: dict[str, str] | None = None
+) -> Pool:
     env = {
         **os.environ,
+        **(extra_env or {}),
         "ZENDO_HOST": "127.0.0.1",
         "ZENDO_DATABASE_URL": settings.database_url,
         "ZENDO_REDIS_URL": settings.redis_url,
@@ -273,6 +276,34 @@ async def test_a_killed_worker_is_started_again_and_workers_stop_with_their_supe
         await _until(lambda: all(_gone(pid) for pid in workers), "the workers stopped")
         assert pool.log().count("the supervising process is gone: stopping") == 2
         shutil.rmtree(metrics_dir)
+    finally:
+        stop(pool.proc)
+
+
+async def test_a_failed_kernel_warm_up_is_said_and_the_workers_start_anyway(
+    settings: Settings, clean_state: None, tmp_path: Path
+) -> None:
+    """`zendo warmup` fails (here: a sitecustomize that ends that one command with exit
+    code 3): the supervisor says so and starts its workers, which load or compile the
+    kernels themselves, later but serving."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, sys\nif sys.argv[1:2] == ['warmup']:\n    os._exit(3)\n"
+    )
+    path = os.pathsep.join(p for p in (str(hook), os.environ.get("PYTHONPATH", "")) if p)
+    port = free_port()
+    pool = _start(
+        settings, tmp_path / "pool.log", "--workers", "2", "--port", str(port),
+        extra_env={"PYTHONPATH": path},
+    )  # fmt: skip
+    try:
+        await _until(lambda: len(pool.serving()) == 2, "both workers serving", within=90.0)
+        await wait_healthy(port)
+        log = pool.log()
+        assert "zendo: the kernel warm-up exited 3: each worker compiles its own" in log
+        assert "matching kernels ready" not in log
+        assert log.index("exited 3") < log.index("worker 0 started")
     finally:
         stop(pool.proc)
 
