@@ -8,8 +8,8 @@ again, since the stream may have been lost with Redis's data.
 
 Once caught up, the tail waits `APPLY_INTERVAL_S` before reading again, so that each
 read applies a batch: a bulk upsert costs ~35 µs per call plus ~1.3 µs per row (a
-single one ~5 µs: a batch of a few rows, such as one accept's BUSY, goes one by one), and the
-location batchers' many small flushes, applied one by one as they came, made the
+batch of a few rows, such as one accept's BUSY, ~4 µs a row), and the location
+batchers' many small flushes, applied one by one as they came, made the
 mirror a seventh of each worker's CPU under the README's load test. The index then
 trails the live state by at most that interval (the dispatcher re-checks every
 candidate in PostgreSQL anyway). Fixes reach the stream only when they move the
@@ -36,8 +36,6 @@ _HASH_FIELDS = ("lat", "lon", "specialty", "level", "rating", "current_status")
 APPLY_INTERVAL_S = 0.05
 # Stream entries read at once (each is one flush of some batcher: up to a few hundred rows).
 READ_COUNT = 1000
-# Rows applied one `upsert` each rather than in one `upsert_many` (matching/index.py).
-SINGLE_UPSERTS_MAX = 8
 
 
 def get_index(app: web.Application) -> Any:
@@ -68,11 +66,8 @@ def _apply(index: Any, rows: list[tuple[str, str, str, str, str, str, str]]) -> 
             statuses.append(status or "OFFLINE")
         elif aid in index and status:
             index.set_status(aid, status)
-    if len(ids) > SINGLE_UPSERTS_MAX:
+    if ids:
         index.upsert_many(ids, lats, lons, specs, levels, ratings, statuses)
-    else:
-        for row in zip(ids, lats, lons, specs, levels, ratings, statuses, strict=True):
-            index.upsert(*row)
     return len(ids)
 
 

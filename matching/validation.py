@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from matching.codes import RATING_MAX, RATING_MIN, level_code, specialty_code, status_code
+
 REAL_TYPES = (int, float, np.integer, np.floating)
 
 
@@ -31,6 +33,32 @@ def bad_rating(rating: float) -> ValueError:
 
 def bad_id(artisan_id: object) -> ValueError:
     return ValueError(f"artisan_id must be a non-empty str, got {artisan_id!r}")
+
+
+def check_row(
+    artisan_id: object,
+    lat: object,
+    lon: object,
+    specialty: object,
+    level: object,
+    rating: object,
+    status: object,
+) -> tuple[str, float, float, str, str, float, str]:
+    """One row of a bulk upsert, checked as its columns would be: the row with its
+    numbers as floats, or ``ValueError``."""
+    if type(artisan_id) is not str or not artisan_id:
+        raise bad_id(artisan_id)
+    la, lo, rt = real(lat, "lat"), real(lon, "lon"), real(rating, "rating")
+    if not -90.0 <= la <= 90.0:
+        raise bad_lat(la)
+    if not -180.0 <= lo <= 180.0:
+        raise bad_lon(lo)
+    if not RATING_MIN <= rt <= RATING_MAX:
+        raise bad_rating(rt)
+    specialty_code(specialty)
+    level_code(level)
+    status_code(status)
+    return artisan_id, la, lo, str(specialty), str(level), rt, str(status)
 
 
 def check_k(k: object) -> int:

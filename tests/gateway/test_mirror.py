@@ -11,8 +11,9 @@ from aiohttp.test_utils import TestClient
 from core import appkeys
 from core.settings import Settings
 from gateway import live
-from gateway.mirror import SINGLE_UPSERTS_MAX, _apply, follow, get_index
+from gateway.mirror import _apply, follow, get_index
 from matching import ArtisanIndex
+from matching.index import SMALL_BATCH
 from tests.gateway.conftest import MakeClient, connect, eventually, fix, new_artisan, now_ms
 
 
@@ -113,12 +114,12 @@ def _rows(n: int, status: str) -> list[tuple[str, str, str, str, str, str, str]]
 
 
 def test_a_few_rows_are_applied_one_by_one_as_a_batch_would_be() -> None:
-    """Below SINGLE_UPSERTS_MAX rows the mirror upserts row by row (a bulk call has a
-    fixed cost of tens of µs); the index ends up the same as through `upsert_many`,
+    """A batch of at most SMALL_BATCH rows is upserted row by row (the column path has a
+    fixed cost of tens of µs); the index ends up the same as through the column path,
     with later snapshots winning and a status-only row changing a known artisan's status."""
-    few = SINGLE_UPSERTS_MAX - 2
+    few = SMALL_BATCH - 2
     assert few >= 3
-    for n in (few, SINGLE_UPSERTS_MAX + 5):
+    for n in (few, SMALL_BATCH + 5):
         start = _rows(n, "ONLINE")
         moved = [(*r[:6], "BUSY") for r in start[:2]]  # the same ids, later snapshots
         status_only = [(start[2][0], "", "", "", "", "", "OFFLINE")]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import re
 import uuid
+from typing import Any
 
 import numpy as np
 import pytest
 
 from matching import ArtisanIndex, RankingPolicy, warmup
+from matching.index import SMALL_BATCH
 
 U = str(uuid.UUID(int=42))
 GOOD = dict(lat=48.85, lon=2.35, specialty="PLUMBER", level="ELITE", rating=4.5, status="ONLINE")
@@ -84,10 +87,13 @@ def test_query_rejects(kw: dict[str, object], msg: str) -> None:
         idx.query(**args)  # type: ignore[arg-type]
 
 
-def test_upsert_many_is_atomic() -> None:
+@pytest.mark.parametrize("pad", [0, SMALL_BATCH], ids=["row by row", "by column"])
+def test_upsert_many_is_atomic(pad: int) -> None:
+    """The same bad rows, in a small batch (checked row by row) and after `pad` good rows
+    (a batch past SMALL_BATCH: checked by column)."""
     idx = ArtisanIndex()
     _up(idx)
-    ids = [str(uuid.UUID(int=i)) for i in range(1, 6)]
+    ids = [str(uuid.UUID(int=i)) for i in range(1, 6 + pad)]
     good = {
         "lats": [1.0] * 5,
         "lons": [2.0] * 5,
@@ -116,16 +122,28 @@ def test_upsert_many_is_atomic() -> None:
             "row 2: unknown status",
         ),
     ]
+
+    def padded(vals: Any) -> Any:
+        return (
+            np.concatenate([np.repeat(vals[:1], pad), vals])
+            if isinstance(vals, np.ndarray)
+            else vals[:1] * pad + vals
+        )
+
+    def shifted(msg: str) -> str:
+        return re.sub(r"row (\d+)", lambda m: f"row {int(m.group(1)) + pad}", msg)
+
+    good = {k: padded(v) for k, v in good.items()}
     for col, vals, msg in bad_cases:
-        cols = {**good, col: vals}
-        with pytest.raises(ValueError, match=msg):
+        cols = {**good, col: padded(vals)}
+        with pytest.raises(ValueError, match=shifted(msg)):
             idx.upsert_many(ids, **cols)  # type: ignore[arg-type]
         assert len(idx) == 1 and all(a not in idx for a in ids)
-    with pytest.raises(ValueError, match="row 2: artisan_id"):
-        idx.upsert_many([*ids[:2], "", *ids[3:]], **good)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=shifted("row 2: artisan_id")):
+        idx.upsert_many([*ids[: 2 + pad], "", *ids[3 + pad :]], **good)  # type: ignore[arg-type]
     assert len(idx) == 1
     idx.upsert_many(np.array(ids), **{k: np.array(v) for k, v in good.items()})  # type: ignore[arg-type]
-    assert len(idx) == 6
+    assert len(idx) == 6 + pad
 
 
 def test_policy_validation() -> None:
