@@ -38,26 +38,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import math
 import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 import numpy as np
-import redis.asyncio as aioredis
 
 import matching
 from benchmarks.bench_gateway import Workers, bare_ceiling
-from matching import LEVELS, SPECIALTIES, ArtisanIndex, Candidate, RankingPolicy
+from benchmarks.matching_baselines import baselines
+from benchmarks.matching_data import (
+    MAX_KM,
+    PARIS,
+    K,
+    Oracle,
+    Query,
+    make_data,
+    make_queries,
+    pct,
+    same,
+)
+from matching import SPECIALTIES, ArtisanIndex, Candidate, RankingPolicy
 
-STATUSES3 = np.array(["ONLINE", "BUSY", "OFFLINE"])
-PARIS = (48.8566, 2.3522)
-SIGMA_LAT = 0.081  # 9 km
-SIGMA_LON = 0.123  # 9 km at Paris' latitude
-K, MAX_KM = 10, 15.0
 # The idle mode's sleep between two queries: about one Redis GEOSEARCH or PostGIS KNN
 # answer's wait here.
 IDLE_S = 0.012
@@ -66,20 +69,11 @@ SMALL_N = 2_000
 # A pause of a spinning loop at least this long counts as the machine taking the CPU
 # away (a timer tick, another interrupt, the host running something else).
 STOLEN_FLOOR_NS = 15_000
-R_KM = 6371.0088
-D2R = math.pi / 180.0
-Query = tuple[float, float, str]
 
 
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def pct(values: list[float], scale: float = 1e6) -> str:
-    a = np.array(values) * scale
-    p50, p90, p99 = np.percentile(a, [50, 90, 99])
-    return f"p50 {p50:7.1f}  p90 {p90:7.1f}  p99 {p99:7.1f}"
 
 
 def stolen_time(seconds: float = 2.0) -> tuple[float, float, float]:
@@ -101,92 +95,6 @@ def stolen_time(seconds: float = 2.0) -> tuple[float, float, float]:
         return 0.0, 0.0, 0.0
     p50, p90 = np.percentile(np.array(pauses) / 1e3, [50, 90])
     return len(pauses) / seconds, float(p50), float(p90)
-
-
-def make_data(n: int, seed: int = 0) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
-    raw = rng.integers(0, 2**63, (n, 2))
-    lat = PARIS[0] + rng.normal(0, SIGMA_LAT, n)
-    lon = PARIS[1] + rng.normal(0, SIGMA_LON, n)
-    dup = np.flatnonzero(rng.random(n) < 0.005)
-    src = rng.integers(0, n, dup.size)
-    lat[dup], lon[dup] = lat[src], lon[src]
-    return {
-        "ids": [str(uuid.UUID(int=(int(a) << 64) | int(b))) for a, b in raw.tolist()],
-        "lat": lat,
-        "lon": lon,
-        "spec": np.array(SPECIALTIES)[rng.integers(0, 6, n)],
-        "level": np.array(LEVELS)[rng.integers(0, 3, n)],
-        "rating": rng.uniform(0.0, 5.0, n),
-        "status": STATUSES3[rng.choice(3, n, p=[0.3, 0.35, 0.35])],
-    }
-
-
-def make_queries(d: dict[str, Any], count: int, seed: int) -> list[Query]:
-    rng = np.random.default_rng(seed)
-    online = np.flatnonzero(d["status"] == "ONLINE")
-    out: list[Query] = []
-    for _ in range(count):
-        if rng.random() < 0.1:
-            i = int(online[rng.integers(0, online.size)])
-            out.append((float(d["lat"][i]), float(d["lon"][i]), str(d["spec"][i])))
-        else:
-            out.append(
-                (
-                    PARIS[0] + float(rng.normal(0, SIGMA_LAT)),
-                    PARIS[1] + float(rng.normal(0, SIGMA_LON)),
-                    SPECIALTIES[int(rng.integers(0, 6))],
-                )
-            )
-    return out
-
-
-class Oracle:
-    """Numpy brute force over the ONLINE artisans (CONTRACT section 7 order)."""
-
-    def __init__(self, d: dict[str, Any], policy: RankingPolicy) -> None:
-        self.d = d
-        names, lvl = np.unique(d["level"], return_inverse=True)
-        level_bonus = np.array([policy.level_bonus_km[str(v)] for v in names])[lvl]
-        self.bonus = level_bonus + policy.rating_km_per_star * (d["rating"] - 4.0)
-        self.rows = {
-            s: np.flatnonzero((d["spec"] == s) & (d["status"] == "ONLINE")) for s in SPECIALTIES
-        }
-
-    def top(self, q: Query) -> list[Candidate]:
-        rows = self.rows[q[2]]
-        la = self.d["lat"][rows] * D2R
-        s1 = np.sin((la - q[0] * D2R) * 0.5)
-        s2 = np.sin(((self.d["lon"][rows] - q[1]) * D2R) * 0.5)
-        a = np.minimum(1.0, s1 * s1 + math.cos(q[0] * D2R) * np.cos(la) * s2 * s2)
-        dist = 2.0 * R_KM * np.arcsin(np.sqrt(a))
-        score = dist - self.bonus[rows]
-        ok = np.flatnonzero(dist <= MAX_KM)
-        if ok.size > 4 * K:
-            cut = np.partition(score[ok], K)[K] + 1e-6
-            ok = ok[score[ok] <= cut]
-        cands = [Candidate(self.d["ids"][rows[i]], float(dist[i]), float(score[i])) for i in ok]
-        cands.sort(key=lambda c: (c.score, c.distance_km, c.artisan_id))
-        return cands
-
-
-def same(got: list[Candidate], ref: list[Candidate], tol: float = 1e-9) -> bool:
-    """``got`` is ``ref[:K]`` up to float rounding (ids may swap only inside exact ties)."""
-    want = ref[:K]
-    if len(got) != len(want):
-        return False
-    for g, w in zip(got, want, strict=True):
-        if abs(g.score - w.score) > tol * max(1.0, abs(w.score)):
-            return False
-        if g.artisan_id != w.artisan_id:
-            tied = {
-                c.artisan_id
-                for c in ref
-                if abs(c.score - w.score) <= tol and abs(c.distance_km - w.distance_km) <= tol
-            }
-            if g.artisan_id not in tied:
-                return False
-    return True
 
 
 def cpu_note(cpu: float | None) -> str:
@@ -376,103 +284,6 @@ def bench_assign(idx: ArtisanIndex, rounds: int = 20) -> None:
             f"served {served_opt / rounds:.1f} vs greedy {served_greedy / rounds:.1f}, total score "
             f"{gain / max(1.0, same_served):+.2f} km better than greedy (over the {same_served:.0f} rounds serving as many jobs), {worse / rounds:.1f} jobs worse off under greedy, {better / rounds:.1f} better off"
         )
-
-
-async def baselines(
-    d: dict[str, Any],
-    queries: list[Query],
-    idx: dict[str, ArtisanIndex],
-    oracles: dict[str, Oracle],
-) -> None:
-    pg_dsn = "postgresql://postgres@127.0.0.1:5432/"
-    admin = await asyncpg.connect(pg_dsn + "postgres")
-    await admin.execute("DROP DATABASE IF EXISTS zendo_bench")
-    await admin.execute("CREATE DATABASE zendo_bench")
-    await admin.close()
-    con = await asyncpg.connect(pg_dsn + "zendo_bench")
-    r = aioredis.Redis(host="127.0.0.1", port=6379, db=2)
-    keys = [f"bench:geo:{s}" for s in SPECIALTIES]
-    try:
-        t0 = time.perf_counter()
-        await con.execute("CREATE EXTENSION IF NOT EXISTS postgis")
-        await con.execute(
-            "CREATE TABLE artisans (id uuid PRIMARY KEY, specialty text NOT NULL, "
-            "status text NOT NULL, level text NOT NULL, rating double precision NOT NULL, "
-            "lon double precision, lat double precision, location geography(Point, 4326))"
-        )
-        records = list(
-            zip(
-                [uuid.UUID(a) for a in d["ids"]], d["spec"].tolist(), d["status"].tolist(),
-                d["level"].tolist(), d["rating"].tolist(), d["lon"].tolist(), d["lat"].tolist(),
-                strict=True,
-            )
-        )  # fmt: skip
-        await con.copy_records_to_table(
-            "artisans", records=records,
-            columns=["id", "specialty", "status", "level", "rating", "lon", "lat"],
-        )  # fmt: skip
-        del records
-        await con.execute("UPDATE artisans SET location = ST_SetSRID(ST_MakePoint(lon, lat), 4326)")
-        await con.execute("CREATE INDEX artisans_loc ON artisans USING gist (location)")
-        await con.execute("ANALYZE artisans")
-        print(f"  PostGIS load {time.perf_counter() - t0:.1f} s")
-        sql = (
-            "SELECT id, ST_Distance(location, $1::geography) AS d FROM artisans "
-            "WHERE status = 'ONLINE' AND specialty = $2 ORDER BY location <-> $1::geography LIMIT 10"
-        )
-        stmt = await con.prepare(sql)
-        await r.delete(*keys)
-        online = np.flatnonzero(d["status"] == "ONLINE")
-        pipe = r.pipeline(transaction=False)
-        for s, key in zip(SPECIALTIES, keys, strict=True):
-            rows = online[d["spec"][online] == s]
-            for chunk in range(0, len(rows), 10_000):
-                flat: list[Any] = []
-                for i in rows[chunk : chunk + 10_000].tolist():
-                    flat += [float(d["lon"][i]), float(d["lat"][i]), d["ids"][i]]
-                pipe.execute_command("GEOADD", key, *flat)
-        await pipe.execute()
-        geo = ("BYRADIUS", MAX_KM, "km", "ASC", "COUNT", K, "WITHDIST")
-        for q in queries[:30]:  # warm both servers' caches
-            await stmt.fetch(f"SRID=4326;POINT({q[1]} {q[0]})", q[2])
-            await r.execute_command(
-                "GEOSEARCH", f"bench:geo:{q[2]}", "FROMLONLAT", q[1], q[0], *geo
-            )
-        pg_t: list[float] = []
-        rd_t: list[float] = []
-        ix_t: dict[str, list[float]] = {n: [] for n in idx}
-        bad = dict.fromkeys(idx, 0)
-        for q in queries:
-            t0 = time.perf_counter()
-            await stmt.fetch(f"SRID=4326;POINT({q[1]} {q[0]})", q[2])
-            t1 = time.perf_counter()
-            await r.execute_command(
-                "GEOSEARCH", f"bench:geo:{q[2]}", "FROMLONLAT", q[1], q[0], *geo
-            )
-            t2 = time.perf_counter()
-            pg_t.append(t1 - t0)
-            rd_t.append(t2 - t1)
-            for name, ix in idx.items():  # the default index right after the baselines
-                t0 = time.perf_counter()
-                got = ix.query(q[0], q[1], q[2], K, MAX_KM)
-                ix_t[name].append(time.perf_counter() - t0)
-                bad[name] += not same(got, oracles[name].top(q))
-        print(f"  PostGIS KNN (GiST, prepared)   wall {pct(pg_t)} µs")
-        print(f"  Redis GEOSEARCH {MAX_KM:g} km COUNT {K} wall {pct(rd_t)} µs")
-        for name in idx:
-            print(
-                f"  {name:8s} interleaved wall {pct(ix_t[name])} µs | inexact {bad[name]}/{len(queries)}"
-            )
-            ratio_pg = np.median(pg_t) / np.median(ix_t[name])
-            ratio_rd = np.median(rd_t) / np.median(ix_t[name])
-            print(f"    p50 ratios: PostGIS/index {ratio_pg:.1f}×  Redis/index {ratio_rd:.1f}×")
-    finally:
-        await r.delete(*keys)
-        await r.aclose()
-        await con.close()
-        admin = await asyncpg.connect(pg_dsn + "postgres")
-        await admin.execute("DROP DATABASE IF EXISTS zendo_bench")
-        await admin.close()
 
 
 async def bare_reference() -> float:

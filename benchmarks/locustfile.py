@@ -43,8 +43,6 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.pool
-import orjson
-import websocket
 from locust import FastHttpUser, between, constant, events, task
 from locust.env import Environment
 from locust.exception import StopUser
@@ -53,10 +51,14 @@ from benchmarks import (
     locust_process,  # noqa: F401 - its init hooks tune this process
     reconnect,
 )
+from benchmarks.locust_socket import (
+    CONNECT_ATTEMPTS,
+    SocketUser,
+    record_latency,
+    record_ws_failure,
+)
 from benchmarks.locust_steps import ActiveClients, Run
 from core.domain import SPECIALTIES
-
-CONNECT_ATTEMPTS = 12  # about a minute of back-off at most (benchmarks/reconnect.py)
 
 ACCEPT_DELAY = tuple(float(x) for x in os.environ.get("ZENDO_BENCH_ACCEPT_DELAY", "1,3").split(","))
 DECLINE_SHARE = float(os.environ.get("ZENDO_BENCH_DECLINE_SHARE", "0.1"))
@@ -87,157 +89,12 @@ ACCEPT_SENT: dict[str, float] = {}  # intervention id -> offer.accept sent
 START_CODES: dict[str, str] = {}  # intervention id -> its start code (the client tells it)
 
 
-def _latency(env: Environment, name: str, started: float, ended: float) -> None:
-    if Run.stopping:
-        return
-    env.events.request.fire(
-        request_type="LATENCY",
-        name=name,
-        response_time=(ended - started) * 1000.0,
-        response_length=0,
-        exception=None,
-        context={},
-    )
-
-
-def _ws_failure(env: Environment, name: str, exc: BaseException | str) -> None:
-    env.events.request.fire(
-        request_type="WS",
-        name=name,
-        response_time=0,
-        response_length=0,
-        # Short messages, so locust's error table groups them.
-        exception=RuntimeError(
-            f"{type(exc).__name__ if isinstance(exc, BaseException) else ''} {str(exc)[:120]}"
-        ),
-        context={},
-    )
-
-
 def _first_offer_pair(env: Environment, job_id: str) -> None:
     """Report creation -> first offer once both ends are known (either may come first)."""
     if job_id in POST_SENT and job_id in FIRST_OFFER:
-        _latency(env, "create -> first offer frame", POST_SENT.pop(job_id), FIRST_OFFER[job_id])
-
-
-def _ws_refused(env: Environment) -> None:
-    """A handshake refused for load (503 + Retry-After): retried, counted in its own row."""
-    env.events.request.fire(
-        request_type="WS",
-        name="ws connect refused, retried",
-        response_time=0,
-        response_length=0,
-        exception=None,
-        context={},
-    )
-
-
-def _ws_url(host: str) -> str:
-    return host.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
-
-
-class SocketUser(FastHttpUser):
-    """Base: a user with a token and one WebSocket read by a greenlet."""
-
-    abstract = True
-    profile: dict[str, Any]
-    ws: websocket.WebSocket | None = None
-
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.profile['access_token']}"}
-
-    def open_socket(self) -> None:
-        """Connect and wait for hello, retrying by the README's reconnect rule
-        (benchmarks/reconnect.py) as an app does: a refusal for load is counted apart,
-        any other failure (no listener yet, a reset, a bad answer) as a failure. Given
-        up only after CONNECT_ATTEMPTS: a user left without a socket gets no offers (an
-        artisan) or no status frames (a client: every job of its would end TIMEOUT)."""
-        started = time.perf_counter()
-        for attempt in range(CONNECT_ATTEMPTS):
-            try:
-                self.ws = websocket.create_connection(
-                    _ws_url(self.host),
-                    header=[f"Authorization: Bearer {self.profile['access_token']}"],
-                    suppress_origin=True,  # a native app sends no Origin
-                    # websocket-client checks UTF-8 in pure Python, which cost locust 7 %
-                    # of its CPU (the frames are JSON from orjson; a bad one fails to parse).
-                    skip_utf8_validation=True,
-                )
-                # A frame's mask key came from os.urandom: one getrandom system call per
-                # frame sent, 4 % of locust's CPU. The mask guards proxies against a
-                # hostile page's script; a load generator needs no unpredictable key.
-                self.ws.set_mask_key(random.randbytes)
-                hello = json.loads(self.ws.recv())
-                if hello.get("type") != "hello":
-                    raise RuntimeError(f"expected hello, got {hello}")
-            except websocket.WebSocketBadStatusException as exc:
-                self.ws = None
-                if exc.status_code != 503 or attempt + 1 == CONNECT_ATTEMPTS:
-                    _ws_failure(self.environment, "connect", exc)
-                    return
-                _ws_refused(self.environment)
-                hint = reconnect.hint_from_headers(exc.resp_headers)
-                gevent.sleep(reconnect.delay_s(attempt, hint))
-                continue
-            except Exception as exc:
-                _ws_failure(self.environment, "connect", exc)
-                self.ws = None
-                if attempt + 1 == CONNECT_ATTEMPTS:
-                    return
-                gevent.sleep(reconnect.delay_s(attempt))
-                continue
-            _latency(self.environment, "ws connect", started, time.perf_counter())
-            self.reader = gevent.spawn(self._read_loop)
-            return
-
-    def send(self, frame: dict[str, Any]) -> None:
-        if self.ws is None:
-            return
-        try:
-            # orjson: the stdlib encoder was 4 % of this process's CPU (2,500 fixes/s)
-            self.ws.send(orjson.dumps(frame))
-        except Exception as exc:
-            _ws_failure(self.environment, f"send {frame['type']}", exc)
-
-    def _read_loop(self) -> None:
-        ws = self.ws
-        assert ws is not None
-        while True:
-            ended: Exception | str | None = None
-            try:
-                opcode, raw = ws.recv_data()  # a close frame's data: its code and reason
-            except Exception as exc:
-                opcode, raw, ended = websocket.ABNF.OPCODE_CLOSE, b"", exc
-            if opcode == websocket.ABNF.OPCODE_CLOSE or not raw:
-                if self.ws is ws and not Run.stopping:
-                    # Closed by the server or the network while the user holds it (not
-                    # by on_stop, which lets go of it first): an app opens a new one by
-                    # the README's rule, after a jittered wait and never before the
-                    # close's `retry_after_ms` (sockets closed together come back spread).
-                    code = int.from_bytes(raw[:2], "big") if len(raw) >= 2 else None
-                    _ws_failure(self.environment, "closed, reopened", ended or f"close {code}")
-                    self.ws = None
-                    hint = reconnect.hint_from_close_reason(raw[2:])
-                    gevent.sleep(reconnect.delay_s(0, hint))
-                    self.open_socket()  # a new reader greenlet reads the new socket
-                return
-            frame = orjson.loads(raw)
-            if frame.get("type") == "error":
-                if not self.expected_error(frame):
-                    _ws_failure(self.environment, f"error frame {frame.get('code')}", str(frame))
-                continue
-            self.on_frame(frame, time.perf_counter())
-
-    def on_frame(self, frame: dict[str, Any], received: float) -> None:
-        raise NotImplementedError
-
-    def expected_error(self, frame: dict[str, Any]) -> bool:
-        return False
-
-    def on_stop(self) -> None:
-        if self.ws is not None:
-            ws, self.ws = self.ws, None
-            ws.close()
+        record_latency(
+            env, "create -> first offer frame", POST_SENT.pop(job_id), FIRST_OFFER[job_id]
+        )
 
 
 class ArtisanUser(SocketUser):
@@ -258,7 +115,7 @@ class ArtisanUser(SocketUser):
             # offer_accepted error frames): more artisan users than seeded artisans is a
             # misconfigured run, said once as a failure; the extra users stop.
             if number == len(ARTISANS):
-                _ws_failure(
+                record_ws_failure(
                     self.environment,
                     "setup",
                     f"more artisan users than the {len(ARTISANS)} seeded artisans",
@@ -312,7 +169,7 @@ class ArtisanUser(SocketUser):
         else:
             return False
         now = time.perf_counter()
-        _latency(self.environment, "accept lost the race (count)", now, now)
+        record_latency(self.environment, "accept lost the race (count)", now, now)
         return True
 
     def answer(self, offer: dict[str, Any]) -> None:
@@ -440,16 +297,16 @@ class ClientUser(SocketUser):
             START_CODES.pop(job_id, None)
             ACCEPT_SENT.pop(job_id, None)  # a losing accept sent after the ASSIGNED frame
         if status not in ("COMPLETED", "UNFULFILLED"):
-            _ws_failure(self.environment, f"job ended {status}", status)
+            record_ws_failure(self.environment, f"job ended {status}", status)
         elif status == "UNFULFILLED":
-            _latency(self.environment, "job UNFULFILLED (count)", sent, sent)
+            record_latency(self.environment, "job UNFULFILLED (count)", sent, sent)
 
     def on_frame(self, frame: dict[str, Any], received: float) -> None:
         if frame["type"] != "intervention.status":
             return
         job = frame["intervention"]
         if job["status"] == "ASSIGNED" and job["id"] in ACCEPT_SENT:
-            _latency(
+            record_latency(
                 self.environment,
                 "accept -> client status frame",
                 ACCEPT_SENT.pop(job["id"]),
@@ -518,6 +375,8 @@ def _probe_own_loop_lag(environment: Environment, **_kwargs: Any) -> None:
             started = time.perf_counter()
             gevent.sleep(LAG_PROBE_S)
             ended = time.perf_counter()
-            _latency(environment, "locust loop lag (10 ms timer)", started + LAG_PROBE_S, ended)
+            record_latency(
+                environment, "locust loop lag (10 ms timer)", started + LAG_PROBE_S, ended
+            )
 
     gevent.spawn(probe)

@@ -38,6 +38,7 @@ from matching.validation import (
     bad_lat,
     bad_lon,
     bad_rating,
+    check_jobs,
     check_k,
     check_max_km,
     check_range,
@@ -440,35 +441,9 @@ class ArtisanIndex:
         if type(max_km) is not float or not 0.0 <= max_km < 1e308:
             max_km = check_max_km(max_km)
         common = list(exclude)
-        per_job = exclude_per_job if exclude_per_job is not None else {}
-        ids: list[J] = []
-        n = len(jobs)
-        lats = np.empty(n, dtype=np.float64)
-        lons = np.empty(n, dtype=np.float64)
-        specs = np.empty(n, dtype=np.int64)
-        own: dict[int, list[str]] = {}  # jobs with exclusions of their own: queried alone
-        for i, job in enumerate(jobs):
-            if not isinstance(job, tuple) or len(job) != 4:
-                raise ValueError(f"job {i}: expected (job_id, lat, lon, specialty), got {job!r}")
-            job_id, lat, lon, specialty = job
-            specs[i] = specialty_code(specialty)
-            lats[i] = lat = real(lat, "lat")
-            if not -90.0 <= lat <= 90.0:
-                raise bad_lat(lat)
-            lons[i] = lon = real(lon, "lon")
-            if not -180.0 <= lon <= 180.0:
-                raise bad_lon(lon)
-            extra = per_job.get(job_id, ())
-            if isinstance(extra, str):
-                raise ValueError(
-                    f"exclude_per_job[{job_id!r}] must be an iterable of ids, not a str"
-                )
-            if extra:
-                own[i] = [*common, *extra]
-            ids.append(job_id)
+        c = check_jobs(jobs, common, exclude_per_job if exclude_per_job is not None else {})
+        ids, lats, lons, specs, own = c.ids, c.lats, c.lons, c.specs, c.own
         out: dict[J, Candidate | None] = dict.fromkeys(ids)
-        if len(out) != len(ids):
-            raise ValueError("assign: duplicate job ids")
         excl = self._exclude_slots(common) if common else walk.EMPTY_EXCL
         batch = walk.run_many(self._s, self._side_str, lats, lons, specs, max_km, k, excl)
         cands: list[list[Candidate]] = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +12,7 @@ import numpy.typing as npt
 from matching.codes import RATING_MAX, RATING_MIN, level_code, specialty_code, status_code
 
 REAL_TYPES = (int, float, np.integer, np.floating)
+J = TypeVar("J", bound=Hashable)
 
 
 def real(x: object, name: str) -> float:
@@ -125,3 +128,50 @@ def code_column(
         i = int(np.flatnonzero(out < 0)[0])
         raise ValueError(f"row {i}: unknown {what} {values[i]!r}; expected one of {names}")
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Jobs(Generic[J]):
+    """:meth:`ArtisanIndex.assign`'s jobs, checked: ids in order, coordinates and
+    specialty codes as columns, and the exclusions of jobs that have their own."""
+
+    ids: list[J]
+    lats: npt.NDArray[np.float64]
+    lons: npt.NDArray[np.float64]
+    specs: npt.NDArray[np.int64]
+    own: dict[int, list[str]]  # job index -> every id it excludes (queried alone)
+
+
+def check_jobs(
+    jobs: Sequence[tuple[J, float, float, str]],
+    common: list[str],
+    per_job: Mapping[J, Any],
+) -> Jobs[J]:
+    """Every job a ``(job_id, lat, lon, specialty)`` tuple with valid values, its own
+    exclusions (if any) an iterable of ids, and no job id twice."""
+    n = len(jobs)
+    ids: list[J] = []
+    lats = np.empty(n, dtype=np.float64)
+    lons = np.empty(n, dtype=np.float64)
+    specs = np.empty(n, dtype=np.int64)
+    own: dict[int, list[str]] = {}
+    for i, job in enumerate(jobs):
+        if not isinstance(job, tuple) or len(job) != 4:
+            raise ValueError(f"job {i}: expected (job_id, lat, lon, specialty), got {job!r}")
+        job_id, lat, lon, specialty = job
+        specs[i] = specialty_code(specialty)
+        lats[i] = lat = real(lat, "lat")
+        if not -90.0 <= lat <= 90.0:
+            raise bad_lat(lat)
+        lons[i] = lon = real(lon, "lon")
+        if not -180.0 <= lon <= 180.0:
+            raise bad_lon(lon)
+        extra = per_job.get(job_id, ())
+        if isinstance(extra, str):
+            raise ValueError(f"exclude_per_job[{job_id!r}] must be an iterable of ids, not a str")
+        if extra:
+            own[i] = [*common, *extra]
+        ids.append(job_id)
+    if len(set(ids)) != len(ids):
+        raise ValueError("assign: duplicate job ids")
+    return Jobs(ids, lats, lons, specs, own)
