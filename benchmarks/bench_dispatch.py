@@ -63,7 +63,12 @@ class Stats:
 
 
 class Harness:
-    def __init__(self, args: argparse.Namespace, artisans: list[dict], clients: list[dict]):
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        artisans: list[dict[str, Any]],
+        clients: list[dict[str, Any]],
+    ):
         self.args = args
         self.host = args.host.rstrip("/")
         self.ws_url = self.host.replace("http", "ws", 1) + "/ws"
@@ -93,7 +98,7 @@ class Harness:
         task.add_done_callback(self.tasks.discard)
 
     # ---- sockets ----------------------------------------------------------------------
-    async def _connect(self, profile: dict, sem: asyncio.Semaphore) -> Any:
+    async def _connect(self, profile: dict[str, Any], sem: asyncio.Semaphore) -> Any:
         assert self.session is not None
         async with sem:
             for _ in range(5):
@@ -116,7 +121,7 @@ class Harness:
     async def connect_all(self) -> None:
         sem = asyncio.Semaphore(self.args.connect_concurrency)
 
-        async def artisan(profile: dict) -> None:
+        async def artisan(profile: dict[str, Any]) -> None:
             ws = await self._connect(profile, sem)
             if ws is None:
                 return
@@ -125,7 +130,7 @@ class Harness:
             await self._fix(ws, profile)
             self.spawn(self._artisan_reader(aid, ws))
 
-        async def client(profile: dict) -> None:
+        async def client(profile: dict[str, Any]) -> None:
             ws = await self._connect(profile, sem)
             if ws is not None:
                 self.client_ws[profile["user_id"]] = ws
@@ -140,7 +145,7 @@ class Harness:
             flush=True,
         )
 
-    async def _fix(self, ws: Any, profile: dict) -> None:
+    async def _fix(self, ws: Any, profile: dict[str, Any]) -> None:
         lat = float(profile["lat"]) + random.uniform(-0.00005, 0.00005)
         lon = float(profile["lon"]) + random.uniform(-0.00005, 0.00005)
         frame = {"type": "location", "lat": lat, "lon": lon, "ts": int(time.time() * 1000)}
@@ -191,14 +196,14 @@ class Harness:
 
     stopping = False
 
-    async def _accept(self, ws: Any, offer: dict) -> None:
+    async def _accept(self, ws: Any, offer: dict[str, Any]) -> None:
         if self.args.accept_delay:
             await asyncio.sleep(self.args.accept_delay)
         job_id = offer["intervention"]["id"]
         self.accept_sent[job_id] = time.perf_counter()
         await ws.send_str(json.dumps({"type": "offer.accept", "offer_id": offer["offer_id"]}))
 
-    async def _client_reader(self, profile: dict, ws: Any) -> None:
+    async def _client_reader(self, profile: dict[str, Any], ws: Any) -> None:
         async for msg in ws:
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 continue
@@ -220,7 +225,7 @@ class Harness:
                 if self.measuring:
                     self.stats.outcomes[status] += 1
 
-    async def _cancel(self, profile: dict, job_id: str) -> None:
+    async def _cancel(self, profile: dict[str, Any], job_id: str) -> None:
         await asyncio.sleep(self.args.hold)
         assert self.session is not None
         async with self.session.post(
@@ -238,7 +243,7 @@ class Harness:
                 self.stats.first_offer_ms.append(ms)
 
     # ---- load --------------------------------------------------------------------------
-    async def _create(self, client: dict) -> None:
+    async def _create(self, client: dict[str, Any]) -> None:
         assert self.session is not None
         spot = self.artisans[random.randrange(len(self.artisans))]
         body = {

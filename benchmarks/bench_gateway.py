@@ -299,7 +299,7 @@ async def main(args: argparse.Namespace) -> None:
             cpu0 = (
                 cpu_s(gateway.pid),
                 cpu_s(rpid) if rpid else 0.0,
-                sum(cpu_s(p.pid) for p in workers.procs),
+                sum(cpu_s(p.pid) for p in workers.procs if p.pid is not None),
             )
             t0 = time.monotonic()
             rate_task = asyncio.create_task(
@@ -317,7 +317,7 @@ async def main(args: argparse.Namespace) -> None:
             cpu1 = (
                 cpu_s(gateway.pid),
                 cpu_s(rpid) if rpid else 0.0,
-                sum(cpu_s(p.pid) for p in workers.procs),
+                sum(cpu_s(p.pid) for p in workers.procs if p.pid is not None),
             )
             report["rate_cpu_cores"] = {
                 name: round((b - a) / elapsed, 2)

@@ -42,7 +42,7 @@ class Fleet:
         self.connected = 0
         self.jobs = 0
         self.rng = random.Random(7)
-        self.stop_at = time.monotonic() + args.duration
+        self.stop_at: float = time.monotonic() + args.duration
 
     def left(self) -> float:
         return self.stop_at - time.monotonic()

@@ -46,7 +46,8 @@ def idle_socket_alive(_pool: Any, sock: Any) -> bool:
 
 @events.init.add_listener
 def _keep_alive_past_fd_1023(environment: Environment, **_kwargs: Any) -> None:
-    geventhttpclient.connectionpool.ConnectionPool._is_socket_alive = idle_socket_alive
+    # a deliberate patch of the library's method (see idle_socket_alive)
+    geventhttpclient.connectionpool.ConnectionPool._is_socket_alive = idle_socket_alive  # type: ignore[method-assign,assignment]
 
 
 @events.init.add_listener

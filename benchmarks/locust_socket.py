@@ -84,7 +84,7 @@ class SocketUser(FastHttpUser):
         for attempt in range(CONNECT_ATTEMPTS):
             try:
                 self.ws = websocket.create_connection(
-                    _ws_url(self.host),
+                    _ws_url(self.host or ""),
                     header=[f"Authorization: Bearer {self.profile['access_token']}"],
                     suppress_origin=True,  # a native app sends no Origin
                     # websocket-client checks UTF-8 in pure Python, which cost locust 7 %

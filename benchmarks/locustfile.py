@@ -38,7 +38,8 @@ import json
 import os
 import random
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import gevent
 import gevent.event
@@ -340,7 +341,7 @@ class AdminUser(FastHttpUser):
                 return
             if resp.status_code not in (0, 503):
                 return  # a wrong password is not retried (the failure is in the table)
-            hint = reconnect.hint_from_headers(resp.headers)
+            hint = reconnect.hint_from_headers(cast("Mapping[str, str] | None", resp.headers))
             gevent.sleep(reconnect.delay_s(attempt, hint))
 
     @task

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping
 
 BASE_S = 0.5
 CAP_S = 30.0
@@ -23,7 +24,7 @@ def delay_s(attempt: int, hint_s: float = 0.0, rng: random.Random | None = None)
     return max(hint_s, jittered)
 
 
-def hint_from_headers(headers: dict[str, str] | None) -> float:
+def hint_from_headers(headers: Mapping[str, str] | None) -> float:
     """Seconds from a `Retry-After` header (0 when absent or not a number)."""
     for name, value in (headers or {}).items():
         if name.lower() == "retry-after":
