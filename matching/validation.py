@@ -131,7 +131,7 @@ def code_column(
 
 
 @dataclass(frozen=True, slots=True)
-class Jobs(Generic[J]):
+class CheckedJobs(Generic[J]):
     """:meth:`ArtisanIndex.assign`'s jobs, checked: ids in order, coordinates and
     specialty codes as columns, and the exclusions of jobs that have their own."""
 
@@ -146,7 +146,7 @@ def check_jobs(
     jobs: Sequence[tuple[J, float, float, str]],
     common: list[str],
     per_job: Mapping[J, Any],
-) -> Jobs[J]:
+) -> CheckedJobs[J]:
     """Every job a ``(job_id, lat, lon, specialty)`` tuple with valid values, its own
     exclusions (if any) an iterable of ids, and no job id twice."""
     n = len(jobs)
@@ -174,4 +174,4 @@ def check_jobs(
         ids.append(job_id)
     if len(set(ids)) != len(ids):
         raise ValueError("assign: duplicate job ids")
-    return Jobs(ids, lats, lons, specs, own)
+    return CheckedJobs(ids, lats, lons, specs, own)
