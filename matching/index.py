@@ -24,7 +24,6 @@ from matching.codes import (
     SPECIALTY_CODE,
     STATUS_CODE,
     STATUSES,
-    level_code,
     specialty_code,
     status_code,
 )
@@ -37,7 +36,6 @@ from matching.validation import (
     bad_id,
     bad_lat,
     bad_lon,
-    bad_rating,
     check_jobs,
     check_k,
     check_max_km,
@@ -177,29 +175,10 @@ class ArtisanIndex:
         rating: float, status: str,
     ) -> None:  # fmt: skip
         """:meth:`upsert`: validation, non-UUID ids, growth."""
-        if type(artisan_id) is not str or not artisan_id:
-            raise bad_id(artisan_id)
-        if type(lat) is not float:
-            lat = real(lat, "lat")
-        if not -90.0 <= lat <= 90.0:
-            raise bad_lat(lat)
-        if type(lon) is not float:
-            lon = real(lon, "lon")
-        if not -180.0 <= lon <= 180.0:
-            raise bad_lon(lon)
-        if type(rating) is not float:
-            rating = real(rating, "rating")
-        if not RATING_MIN <= rating <= RATING_MAX:
-            raise bad_rating(rating)
-        sp = _SPEC_GET(specialty) if type(specialty) is str else None
-        if sp is None:
-            sp = specialty_code(specialty)
-        lv = LEVEL_CODE.get(level) if type(level) is str else None
-        if lv is None:
-            lv = level_code(level)
-        stc = STATUS_CODE.get(status) if type(status) is str else None
-        if stc is None:
-            stc = status_code(status)
+        artisan_id, lat, lon, specialty, level, rating, status = check_row(
+            artisan_id, lat, lon, specialty, level, rating, status
+        )
+        sp, lv, stc = SPECIALTY_CODE[specialty], LEVEL_CODE[level], STATUS_CODE[status]
         key = self._encode(artisan_id, True)
         assert key is not None
         self._apply(key[0], key[1], key[2], lat, lon, rating, sp, lv, stc)

@@ -47,15 +47,18 @@ def check_row(
     rating: object,
     status: object,
 ) -> tuple[str, float, float, str, str, float, str]:
-    """One row of a bulk upsert, checked as its columns would be: the row with its
-    numbers as floats, or ``ValueError``."""
+    """One artisan's row (:meth:`ArtisanIndex.upsert`'s arguments, or a row of a bulk
+    upsert), checked field by field in that order: the row with its numbers as floats,
+    or ``ValueError``."""
     if type(artisan_id) is not str or not artisan_id:
         raise bad_id(artisan_id)
-    la, lo, rt = real(lat, "lat"), real(lon, "lon"), real(rating, "rating")
+    la = lat if type(lat) is float else real(lat, "lat")
     if not -90.0 <= la <= 90.0:
         raise bad_lat(la)
+    lo = lon if type(lon) is float else real(lon, "lon")
     if not -180.0 <= lo <= 180.0:
         raise bad_lon(lo)
+    rt = rating if type(rating) is float else real(rating, "rating")
     if not RATING_MIN <= rt <= RATING_MAX:
         raise bad_rating(rt)
     specialty_code(specialty)
