@@ -51,7 +51,7 @@ lint: venv
 	$(BIN)/lint-imports
 
 typecheck: venv
-	$(BIN)/mypy core dispatch gateway matching zendo benchmarks
+	$(BIN)/mypy core dispatch gateway matching zendo benchmarks tests
 
 bench: setup db
 	$(BIN)/python -m benchmarks.bench_matching

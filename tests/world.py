@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ class FrameRecorder:
     def deliver_here(self, user_id: uuid.UUID | str, frame: dict[str, Any]) -> tuple[bytes, int]:
         return self.deliver(user_id, frame), 1
 
-    async def publish_many(self, frames: list[tuple[uuid.UUID | str, bytes]]) -> None:
+    async def publish_many(self, frames: Sequence[tuple[uuid.UUID | str, bytes]]) -> None:
         """No other process in these tests."""
 
     async def close_session(self, user_id: uuid.UUID | str, session_id: str) -> None:
@@ -144,7 +144,8 @@ class World:
             headers=self.auth(client_id),
         )
         assert resp.status == 201, await resp.text()
-        return await resp.json()
+        job: dict[str, Any] = await resp.json()
+        return job
 
     async def accept(self, artisan_id: uuid.UUID, offer_id: str) -> Any:
         return await self.client.post(f"/offers/{offer_id}/accept", headers=self.auth(artisan_id))

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from core.domain import LEVELS, SPECIALTIES
+from core.domain import EARTH_RADIUS_KM, LEVELS, SPECIALTIES
 from core.settings import Settings
 from core.tokens import verify_access_token
 from dispatch.auth import commands
@@ -32,7 +32,7 @@ def _haversine_km(a: tuple[float, float], b: tuple[float, float]) -> float:
         math.sin((lat2 - lat1) / 2) ** 2
         + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
     )
-    return 2 * commands.EARTH_RADIUS_KM * math.asin(math.sqrt(h))
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
 
 
 async def test_create_admin_then_login_and_reset(

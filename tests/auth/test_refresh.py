@@ -129,6 +129,7 @@ async def test_access_token_is_not_a_refresh_token(client: Client) -> None:
 
 
 async def test_refresh_without_a_token_is_422(client: Client) -> None:
+    kwargs: dict[str, Any]
     for kwargs in ({"json": {}}, {"json": {"refresh_token": None}}, {}):
         resp = await client.post("/auth/refresh", **kwargs)
         assert resp.status == 422

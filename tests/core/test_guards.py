@@ -218,7 +218,7 @@ async def test_a_cached_token_expires_like_a_fresh_one(
         assert resp.status == 200
     assert (settings.jwt_secret, token) in tokens._verified
     later = time.time() + 61
-    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    monkeypatch.setattr("core.tokens.time.time", lambda: later)
     resp = await guarded.get("/decorated/anyone", headers=bearer(token))
     assert resp.status == 401
     assert (await resp.json())["code"] == "token_expired"

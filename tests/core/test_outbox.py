@@ -27,14 +27,17 @@ class _Notifier:
         self.sockets_here = sockets_here
         self.publishing = asyncio.Event()
 
-    def deliver_here(self, user_id: uuid.UUID, frame: dict[str, Any]) -> tuple[bytes, int]:
+    def deliver_here(self, user_id: uuid.UUID | str, frame: dict[str, Any]) -> tuple[bytes, int]:
         self.sent.append(frame)
         return b"frame", self.sockets_here
 
-    async def publish_many(self, frames: list[tuple[uuid.UUID, bytes]]) -> None:
+    async def publish_many(self, frames: Sequence[tuple[uuid.UUID | str, bytes]]) -> None:
         self.publishing.set()
         await asyncio.sleep(0)  # a real publish is a Redis round trip
         self.published += [data for _uid, data in frames]
+
+    async def close_session(self, user_id: uuid.UUID | str, session_id: str) -> None:
+        """No sockets in these tests."""
 
 
 async def test_a_push_cancelled_before_it_starts_leaves_no_unawaited_coroutine() -> None:
@@ -44,7 +47,7 @@ async def test_a_push_cancelled_before_it_starts_leaves_no_unawaited_coroutine()
     cross-process publishes are what a cancellation can cut short."""
     app = web.Application()
     notifier = _Notifier()
-    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+    app[appkeys.NOTIFIER] = notifier
     effects = Outbox()
     for _ in range(3):
         effects.push(uuid.uuid4(), {"type": "offer.result"})
@@ -61,7 +64,7 @@ async def test_a_push_cancelled_before_it_starts_leaves_no_unawaited_coroutine()
 async def test_pushes_reach_the_notifier() -> None:
     app = web.Application()
     notifier = _Notifier()
-    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+    app[appkeys.NOTIFIER] = notifier
     effects = Outbox()
     effects.push(uuid.uuid4(), {"type": "offer.result"})
     await effects.apply(app)
@@ -75,7 +78,7 @@ async def test_local_sockets_get_their_frames_before_the_first_await() -> None:
     one or two turns under load."""
     app = web.Application()
     notifier = _Notifier()
-    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+    app[appkeys.NOTIFIER] = notifier
     effects = Outbox()
     effects.push(uuid.uuid4(), {"type": "intervention.status"})
     task = asyncio.ensure_future(effects.apply(app))
@@ -91,7 +94,7 @@ async def test_frames_delivered_before_the_release_are_not_delivered_again() -> 
     (`deliver`), then applies the rest once the connection is back in the pool."""
     app = web.Application()
     notifier = _Notifier()
-    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+    app[appkeys.NOTIFIER] = notifier
     effects = Outbox()
     effects.push(uuid.uuid4(), {"type": "intervention.status"})
     effects.deliver(app)
@@ -105,13 +108,13 @@ async def test_frames_delivered_before_the_release_are_not_delivered_again() -> 
 
 async def test_a_push_is_timed_at_the_local_socket_or_once_the_other_nodes_have_it() -> None:
     app = web.Application()
-    app[appkeys.NOTIFIER] = _Notifier(sockets_here=1)  # type: ignore[assignment]
+    app[appkeys.NOTIFIER] = _Notifier(sockets_here=1)
     here = Outbox()
     here.push(uuid.uuid4(), {"type": "offer"})
     here.deliver(app)
     assert here.pushed_at > 0  # written to this process's socket: sent
 
-    app[appkeys.NOTIFIER] = _Notifier(sockets_here=0)  # type: ignore[assignment]
+    app[appkeys.NOTIFIER] = _Notifier(sockets_here=0)
     elsewhere = Outbox()
     elsewhere.push(uuid.uuid4(), {"type": "offer"})
     elsewhere.deliver(app)
@@ -136,7 +139,7 @@ async def test_remote_pushes_and_live_state_share_one_call() -> None:
     app = web.Application()
     notifier = _Notifier(sockets_here=0)
     live = _LiveState()
-    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+    app[appkeys.NOTIFIER] = notifier
     app[appkeys.LIVE_STATE] = live
     client, artisan = uuid.uuid4(), uuid.uuid4()
     effects = Outbox()
@@ -168,7 +171,7 @@ class _PoolWatcher(_Notifier):
         self.pool = pool
         self.idle_at_delivery: list[int] = []
 
-    def deliver_here(self, user_id: uuid.UUID, frame: dict[str, Any]) -> tuple[bytes, int]:
+    def deliver_here(self, user_id: uuid.UUID | str, frame: dict[str, Any]) -> tuple[bytes, int]:
         self.idle_at_delivery.append(self.pool.get_idle_size())
         return super().deliver_here(user_id, frame)
 
@@ -181,7 +184,7 @@ async def test_local_delivery_runs_while_the_connection_is_held_and_it_is_free_o
     app = web.Application()
     app[appkeys.PG_POOL] = pool
     notifier = _PoolWatcher(pool)
-    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+    app[appkeys.NOTIFIER] = notifier
 
     async def work(conn: asyncpg.Connection, outbox: Outbox) -> int:
         value: int = await conn.fetchval("SELECT 41 + 1")
@@ -203,7 +206,7 @@ async def test_a_failing_statement_delivers_nothing(one_connection_pool: asyncpg
     app = web.Application()
     app[appkeys.PG_POOL] = one_connection_pool
     notifier = _Notifier()
-    app[appkeys.NOTIFIER] = notifier  # type: ignore[assignment]
+    app[appkeys.NOTIFIER] = notifier
 
     async def work(conn: asyncpg.Connection, outbox: Outbox) -> object:
         outbox.push(uuid.uuid4(), {"type": "offer"})

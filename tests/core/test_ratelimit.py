@@ -15,6 +15,7 @@ async def test_sliding_window_limits_and_sets_retry_after(redis: Redis) -> None:
         await limiter.hit("ip:1")
     with pytest.raises(RateLimited) as info:
         await limiter.hit("ip:1")
+    assert info.value.retry_after_s is not None
     assert 1 <= info.value.retry_after_s <= 60
     await limiter.hit("ip:2")  # another subject has its own window
 

@@ -157,7 +157,7 @@ async def test_each_policy_dispatches_over_real_sockets_and_keeps_the_guarantees
     assert resp.status == 201
     second = await resp.json()
     winner_index = [str(a) for a in fleet.ids].index(winner)
-    got = []
+    got: list[int] = []
     for i, sock in enumerate(fleet.sockets):
         try:
             frame = await sock.wait(

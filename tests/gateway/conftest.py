@@ -41,7 +41,8 @@ async def make_client(
         changes.setdefault("node_id", secrets.token_hex(6))  # one node id per app
         app: web.Application = create_app(gw_settings.replace(**changes))
         app[gateway_keys.GATEWAY_CONFIG] = config
-        return await aiohttp_client(app)
+        client: TestClient[Any, Any] = await aiohttp_client(app)
+        return client
 
     return make
 
@@ -91,7 +92,7 @@ async def recv_type(
             raise AssertionError(f"no {type_} frame within {within}s") from exc
         if msg.type is not aiohttp.WSMsgType.TEXT:
             raise AssertionError(f"socket ended waiting for {type_}: {msg.type} {msg.data!r}")
-        frame = msg.json()
+        frame: dict[str, Any] = msg.json()
         if frame.get("type") == type_ and all(frame.get(k) == v for k, v in match.items()):
             return frame
 

@@ -34,7 +34,7 @@ async def test_invalid_utf8_in_a_text_frame_never_becomes_an_http_answer(
     _uid, token = await new_user(db, gw_settings)
     ws = await connect(gw, token)
     # A text frame whose payload is not UTF-8 (sent raw: the client library would refuse).
-    await ws._writer.send_frame(b'{"type":"auth","token":"\xff\xfe"}', WSMsgType.TEXT)  # type: ignore[attr-defined]
+    await ws._writer.send_frame(b'{"type":"auth","token":"\xff\xfe"}', WSMsgType.TEXT)
     msg = await ws.receive(timeout=3)
     # Either an error frame (the socket stays open) or a WebSocket close: never HTTP.
     if msg.type is WSMsgType.TEXT:

@@ -118,7 +118,7 @@ async def test_a_failed_flush_keeps_the_batch_and_newer_fixes_win(
             raise ConnectionError("redis went away")
         await real_flush(batch, moved)
 
-    batcher.flush = flaky  # type: ignore[method-assign]
+    batcher.flush = flaky  # type: ignore[method-assign, assignment]
     ts = now_ms()
     batcher.add(ids[0], (48.85, 2.35, ts, None), moved=True)
     batcher.add(ids[1], (48.86, 2.35, ts, None), moved=False)
@@ -153,7 +153,7 @@ async def test_flushes_are_at_least_a_linger_apart_and_the_first_goes_at_once(
         flushed_at.append((asyncio.get_running_loop().time(), len(batch)))
         await real_flush(batch, moved)
 
-    batcher.flush = timed  # type: ignore[method-assign]
+    batcher.flush = timed  # type: ignore[method-assign, assignment]
     task = asyncio.create_task(batcher.run())
     try:
         ts = now_ms()

@@ -5,7 +5,7 @@ on this node before the flush keeps their entry. Against the real Redis."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -68,7 +68,10 @@ async def test_an_artisan_gone_from_every_node_starts_the_grace(redis: Redis) ->
     departures.add("client-1", is_artisan=False)
     await departures.stop()
     assert await redis.zrange(redis_keys.user_nodes("artisan-1"), 0, -1) == []
-    leases = await redis.zrange(redis_keys.PRESENCE_LEASES, 0, -1, withscores=True)
+    leases = cast(  # decoded replies, with their scores
+        "list[tuple[str, float]]",
+        await redis.zrange(redis_keys.PRESENCE_LEASES, 0, -1, withscores=True),
+    )
     assert [user for user, _ in leases] == ["artisan-1"]
     assert before + GRACE_MS <= leases[0][1] <= live.now_ms() + GRACE_MS
 

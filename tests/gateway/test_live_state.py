@@ -76,5 +76,5 @@ async def test_remote_pushes_ride_in_the_same_pipeline_even_after_a_script_flush
         # the publish failed alone: the change after it was applied
         assert await redis.hget(redis_keys.live_artisan(aid), "current_status") != "BUSY"
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         await listener.aclose()

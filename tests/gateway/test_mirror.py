@@ -134,6 +134,7 @@ def test_a_few_rows_are_applied_one_by_one_as_a_batch_would_be() -> None:
         in_bulk.set_status(start[2][0], "OFFLINE")
         for aid, *_rest in start:
             assert by_rows.get(aid) == in_bulk.get(aid)
-        assert by_rows.get(start[0][0]).status == "BUSY"
-        assert by_rows.get(start[2][0]).status == "OFFLINE"
-        assert by_rows.get(start[3][0]).status == "ONLINE"
+        busy, offline, online = (by_rows.get(start[i][0]) for i in (0, 2, 3))
+        assert busy is not None and busy.status == "BUSY"
+        assert offline is not None and offline.status == "OFFLINE"
+        assert online is not None and online.status == "ONLINE"

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import asyncpg
@@ -31,7 +31,8 @@ PARIS = (48.8566, 2.3522)
 
 async def _online(client: TestClient[Any, Any], artisan_id: uuid.UUID) -> bool:
     key = redis_keys.live_artisan(str(artisan_id))
-    return await client.app[appkeys.REDIS].hget(key, "current_status") == "ONLINE"
+    status = await client.app[appkeys.REDIS].hget(key, "current_status")
+    return cast("str | None", status) == "ONLINE"  # decoded replies
 
 
 _seen: dict[int, list[dict[str, Any]]] = {}

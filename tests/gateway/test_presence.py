@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -22,9 +22,10 @@ from tests.gateway.conftest import connect, eventually, fix, new_artisan, now_ms
 
 
 async def _status(client: TestClient[Any, Any], artisan_id: uuid.UUID) -> str | None:
-    return await client.app[appkeys.REDIS].hget(
+    status = await client.app[appkeys.REDIS].hget(
         redis_keys.live_artisan(str(artisan_id)), "current_status"
     )
+    return cast("str | None", status)  # decoded replies
 
 
 async def _in_geo(client: TestClient[Any, Any], artisan_id: uuid.UUID, specialty: str) -> bool:
@@ -192,7 +193,7 @@ async def test_write_behind_lands_positions_and_status_in_postgres(
     await recv_type(ws, "presence")
 
     async def offline() -> bool:
-        status = await db.fetchval(
+        status: str | None = await db.fetchval(
             "SELECT current_status FROM artisans WHERE user_id = $1", artisan_id
         )
         return status == "OFFLINE"

@@ -238,7 +238,7 @@ async def test_publish_many_sends_each_frame_to_the_other_nodes_of_its_user_only
             [(local_user, b'{"n":1}'), (remote_user, b'{"n":2}'), (gone_user, b'{"n":3}')]
         )
         await notifier.publish_many([])  # nothing to send: no call
-        received = []
+        received: list[dict[str, Any]] = []
         async with asyncio.timeout(5):
             while not received:
                 message = await pubsub.get_message(timeout=1.0)
@@ -251,7 +251,7 @@ async def test_publish_many_sends_each_frame_to_the_other_nodes_of_its_user_only
             (redis_keys.node_channel("other").encode(), f'{remote_user}\n{{"n":2}}'.encode())
         ]
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
         await redis.aclose()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from aiohttp.test_utils import TestClient
@@ -23,8 +23,8 @@ HEALED_WITHIN_S = 10.0
 
 
 async def _status(redis: Redis, aid: uuid.UUID | str) -> str | None:
-    status: str | None = await redis.hget(redis_keys.live_artisan(str(aid)), "current_status")
-    return status
+    status = await redis.hget(redis_keys.live_artisan(str(aid)), "current_status")
+    return cast("str | None", status)  # decoded replies
 
 
 async def _online_artisan(

@@ -3,6 +3,8 @@ map at once, and no presence frame puts them back ONLINE."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import asyncpg
 from redis.asyncio import Redis
 
@@ -13,8 +15,8 @@ from tests.gateway.conftest import MakeClient, connect, eventually, fix, new_art
 
 
 async def _status(redis: Redis, aid: str) -> str | None:
-    status: str | None = await redis.hget(redis_keys.live_artisan(aid), "current_status")
-    return status
+    status = await redis.hget(redis_keys.live_artisan(aid), "current_status")
+    return cast("str | None", status)  # decoded replies
 
 
 async def test_a_specialty_change_takes_a_verified_artisan_off_the_map(

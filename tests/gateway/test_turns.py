@@ -6,6 +6,7 @@ answered and leaves the registry."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import asyncpg
@@ -117,7 +118,7 @@ async def test_sockets_closing_together_all_get_their_close_answered_and_leave(
     await eventually(all_gone)
     for user_id, _ in artisans:
         key = redis_keys.user_nodes(str(user_id))
-        await eventually(lambda key=key: _absent(redis, key))
+        await eventually(functools.partial(_absent, redis, key))
 
 
 async def _absent(redis: Redis, key: str) -> bool:

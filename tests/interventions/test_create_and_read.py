@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,7 @@ async def test_outside_the_service_area_is_422_out_of_area(world: World) -> None
         {"specialty": "PLUMBER", "lat": 48.85, "lon": 2.35, "price": 1},
     ],
 )
-async def test_invalid_bodies_are_422(world: World, body: dict) -> None:
+async def test_invalid_bodies_are_422(world: World, body: dict[str, Any]) -> None:
     client = await world.user()
     resp = await world.client.post("/interventions", json=body, headers=world.auth(client))
     assert resp.status == 422

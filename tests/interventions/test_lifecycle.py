@@ -273,7 +273,7 @@ async def test_redis_unreachable_at_the_start_code_check_is_503_not_500(world: W
     pool = world.app[appkeys.REDIS].connection_pool
     pool.connection_kwargs["port"] = 1  # nothing listens there: every new connection fails
     await pool.disconnect()
-    pool.reset()  # forget the open connections: the next ones are made with port 1
+    pool.reset()  # type: ignore[no-untyped-call]  # forget the open connections: the next ones are made with port 1
     resp = await move(world, artisan, job["id"], "IN_PROGRESS", start_code=job["start_code"])
     assert resp.status == 503
     assert resp.content_type == "application/problem+json"

@@ -4,6 +4,7 @@ fifth reissues the code to the client, and after fifteen the job takes no more."
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from core import appkeys, redis_keys
 from dispatch.interventions.service import START_CODE_MAX_FAILURES, START_CODE_REISSUE_EVERY
@@ -38,9 +39,11 @@ async def test_wrong_codes_are_told_reissued_then_locked(world: World) -> None:
         resp = await move(world, artisan, jid, "IN_PROGRESS", start_code=_wrong(code, i))
         assert resp.status == 422
         assert (await resp.json())["code"] == "wrong_start_code"
-        told = await world.recorder.wait_for(
-            lambda n=i: [f for f in world.recorder.of(client, "start_code.failed")][n - 1 : n]
-        )
+
+        def nth_failure(n: int = i) -> list[dict[str, Any]]:
+            return [f for f in world.recorder.of(client, "start_code.failed")][n - 1 : n]
+
+        told = await world.recorder.wait_for(nth_failure)
         frame = told[0]
         assert frame["intervention_id"] == jid and frame["failures"] == i
         reissue = i % START_CODE_REISSUE_EVERY == 0 and i < START_CODE_MAX_FAILURES

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from typing import Any
 
 import numpy as np
 import pytest
@@ -234,7 +235,9 @@ def test_empty_and_single() -> None:
         ([("j", 0.0, 0.0, "PLUMBER")], {"exclude_per_job": {"j": "A"}}, "not a str"),
     ],
 )
-def test_bad_input_raises_value_error(jobs: list, kwargs: dict, message: str) -> None:
+def test_bad_input_raises_value_error(
+    jobs: list[Any], kwargs: dict[str, Any], message: str
+) -> None:
     idx = _line_index({"A": 0.0})
     with pytest.raises(ValueError, match=message):
         idx.assign(jobs, **kwargs)

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import matching
 from matching import jit as matching_jit
@@ -29,7 +30,8 @@ def _stamp_of(package_parent: Path) -> str:
 
 
 def test_kernels_use_the_package_stamp() -> None:
-    locator = kernels_query.k_query_fast._cache._impl.locator
+    dispatcher: Any = kernels_query.k_query_fast  # typed as its function; a numba dispatcher
+    locator = dispatcher._cache._impl.locator
     assert locator.get_source_stamp() == matching_jit.package_source_stamp()
     assert Path(locator.get_cache_path()).parent == Path(kernels_query.__file__).parent
 

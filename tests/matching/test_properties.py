@@ -164,9 +164,9 @@ def test_query_matches_brute_force(
         k = data.draw(st.sampled_from([1, 2, 3, 10, 100]))
         max_km = data.draw(st.sampled_from([0.0, 0.05, 1.0, 15.0, 300.0, 25000.0]))
         excl = set(data.draw(st.lists(st.sampled_from(ids), max_size=5))) if ids else set()
-        got = idx.query(qlat, qlon, spec, k=k, max_km=max_km, exclude=excl)
+        found = idx.query(qlat, qlon, spec, k=k, max_km=max_km, exclude=excl)
         ref = brute(recs, policy, qlat, qlon, spec, max_km, excl)
-        assert_same(got, ref, k)
+        assert_same(found, ref, k)
 
 
 def test_dense_city_many_queries() -> None:

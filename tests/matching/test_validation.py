@@ -19,9 +19,9 @@ GOOD = dict(lat=48.85, lon=2.35, specialty="PLUMBER", level="ELITE", rating=4.5,
 
 def _up(idx: ArtisanIndex, **kw: object) -> None:
     args = {**GOOD, **kw}
-    idx.upsert(  # type: ignore[arg-type]
-        args.pop("artisan_id", U), args["lat"], args["lon"], args["specialty"],
-        args["level"], args["rating"], args["status"],
+    idx.upsert(
+        args.pop("artisan_id", U), args["lat"], args["lon"], args["specialty"],  # type: ignore[arg-type]
+        args["level"], args["rating"], args["status"],  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -137,12 +137,12 @@ def test_upsert_many_is_atomic(pad: int) -> None:
     for col, vals, msg in bad_cases:
         cols = {**good, col: padded(vals)}
         with pytest.raises(ValueError, match=shifted(msg)):
-            idx.upsert_many(ids, **cols)  # type: ignore[arg-type]
+            idx.upsert_many(ids, **cols)
         assert len(idx) == 1 and all(a not in idx for a in ids)
     with pytest.raises(ValueError, match=shifted("row 2: artisan_id")):
         idx.upsert_many([*ids[: 2 + pad], "", *ids[3 + pad :]], **good)  # type: ignore[arg-type]
     assert len(idx) == 1
-    idx.upsert_many(np.array(ids), **{k: np.array(v) for k, v in good.items()})  # type: ignore[arg-type]
+    idx.upsert_many(np.array(ids), **{k: np.array(v) for k, v in good.items()})
     assert len(idx) == 6 + pad
 
 

@@ -7,11 +7,15 @@ from __future__ import annotations
 import json
 import uuid
 
+import asyncpg
+
 from dispatch.offers import repo as offers_repo
 from tests.world import PARIS, World
 
 
-async def _create(world: World, client: uuid.UUID, candidates: list[uuid.UUID], **kw: object):
+async def _create(
+    world: World, client: uuid.UUID, candidates: list[uuid.UUID], **kw: object
+) -> list[asyncpg.Record]:
     args: dict[str, object] = {
         "client_id": client,
         "specialty": "PLUMBER",

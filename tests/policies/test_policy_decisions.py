@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import cast
 
 import pytest
 
@@ -188,7 +189,7 @@ def test_parameters_are_typed_and_checked() -> None:
     with pytest.raises(ValueError, match="unknown dispatch policy"):
         policy("greedy")
     with pytest.raises(AttributeError):
-        policy("fair").params.window_s = 1.0  # type: ignore[misc]
+        cast(FairParams, policy("fair").params).window_s = 1.0  # type: ignore[misc]
 
 
 def test_zendo_dispatch_policy_is_read_and_checked() -> None:

@@ -30,7 +30,8 @@ async def _declare(
         headers=auth,
     )
     assert resp.status == 201, await resp.text()
-    return await resp.json()
+    body: dict[str, Any] = await resp.json()
+    return body
 
 
 async def test_upload_complete_list_and_admin_download(

@@ -44,7 +44,9 @@ def held() -> asyncio.Event:
 
 
 @pytest.fixture
-async def client_of(app: web.Application, aiohttp_client: Callable[..., Any], held: asyncio.Event):
+async def client_of(
+    app: web.Application, aiohttp_client: Callable[..., Any], held: asyncio.Event
+) -> TestClient[Any, Any]:
     """The app with at most two requests in flight and a route that holds its request."""
     app[ADMISSION] = Admission(max_in_flight=2)
     app[ADMISSION_METRICS] = AdmissionMetrics(app[ADMISSION], app[METRICS])

@@ -343,7 +343,7 @@ def test_a_locust_user_retries_a_refused_connect_and_reopens_a_closed_socket() -
         stderr=subprocess.PIPE,
         text=True,
     )
-    server: subprocess.Popen[str] | None = None
+    server: subprocess.Popen[bytes] | None = None
     try:
         assert user.stdout is not None
         assert user.stdout.readline() == "connecting\n"

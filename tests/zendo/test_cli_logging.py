@@ -38,7 +38,7 @@ def test_records_are_written_off_the_calling_thread_and_flushed_on_exit(
     writers: set[str] = set()
     real_write = LogWriter._write
 
-    def write(self: LogWriter, records: list[logging.LogRecord]) -> None:
+    def write(self: LogWriter, records: list[logging.LogRecord | str]) -> None:
         writers.add(threading.current_thread().name)
         real_write(self, records)
 

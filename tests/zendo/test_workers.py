@@ -222,7 +222,7 @@ async def test_metrics_answer_for_the_whole_pool_whichever_worker_is_asked(
         files = [str(metrics_dir / f"counter_{pid}.db")]
         served = sum(
             sample.value
-            for family in MultiProcessCollector.merge(files)
+            for family in MultiProcessCollector.merge(files)  # type: ignore[no-untyped-call]
             for sample in family.samples
             if sample.name == "zendo_http_requests_total"
             and sample.labels["route"] == "/specialties"
@@ -232,8 +232,8 @@ async def test_metrics_answer_for_the_whole_pool_whichever_worker_is_asked(
     assert all(served > 0 for served in per_worker.values()), per_worker
     # ... and every scrape, whichever worker answered it, counts all of them, once.
     for exposition in scrapes:
-        served = _samples(exposition, "zendo_http_requests_total")
-        assert sum(v for labels, v in served if labels["route"] == "/specialties") == asked
+        samples = _samples(exposition, "zendo_http_requests_total")
+        assert sum(v for labels, v in samples if labels["route"] == "/specialties") == asked
         # gauges combine as declared: limits add up, the policy is said once
         assert _samples(exposition, "zendo_workers") == [({}, 2.0)]
         assert _samples(exposition, "zendo_admission_limit") == [({}, 2.0 * MAX_IN_FLIGHT)]
