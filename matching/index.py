@@ -34,16 +34,15 @@ from matching.policy import Candidate, RankingPolicy
 from matching.store import Store, release_free_heap
 from matching.validation import (
     bad_id,
-    bad_lat,
-    bad_lon,
     check_jobs,
     check_k,
+    check_lat,
+    check_lon,
     check_max_km,
     check_range,
     check_row,
     code_column,
     float_column,
-    real,
 )
 
 # numba dispatchers are opaque to mypy: call them through Any-typed aliases
@@ -373,14 +372,10 @@ class ArtisanIndex:
         sp = _SPEC_GET(specialty) if type(specialty) is str else None
         if sp is None:
             sp = specialty_code(specialty)
-        if type(lat) is not float:
-            lat = real(lat, "lat")
-        if not -90.0 <= lat <= 90.0:
-            raise bad_lat(lat)
-        if type(lon) is not float:
-            lon = real(lon, "lon")
-        if not -180.0 <= lon <= 180.0:
-            raise bad_lon(lon)
+        if type(lat) is not float or not -90.0 <= lat <= 90.0:
+            lat = check_lat(lat)
+        if type(lon) is not float or not -180.0 <= lon <= 180.0:
+            lon = check_lon(lon)
         if type(k) is not int or k < 1:
             k = check_k(k)
         if type(max_km) is not float or not 0.0 <= max_km < 1e308:

@@ -30,6 +30,22 @@ def bad_lon(lon: float) -> ValueError:
     return ValueError(f"lon must be a finite number in [-180, 180], got {lon!r}")
 
 
+def check_lat(lat: object) -> float:
+    """``lat`` as a float in [-90, 90], else ``ValueError``."""
+    la = lat if type(lat) is float else real(lat, "lat")
+    if not -90.0 <= la <= 90.0:
+        raise bad_lat(la)
+    return la
+
+
+def check_lon(lon: object) -> float:
+    """``lon`` as a float in [-180, 180], else ``ValueError``."""
+    lo = lon if type(lon) is float else real(lon, "lon")
+    if not -180.0 <= lo <= 180.0:
+        raise bad_lon(lo)
+    return lo
+
+
 def bad_rating(rating: float) -> ValueError:
     return ValueError(f"rating must be a finite number in [0, 5], got {rating!r}")
 
@@ -52,12 +68,7 @@ def check_row(
     or ``ValueError``."""
     if type(artisan_id) is not str or not artisan_id:
         raise bad_id(artisan_id)
-    la = lat if type(lat) is float else real(lat, "lat")
-    if not -90.0 <= la <= 90.0:
-        raise bad_lat(la)
-    lo = lon if type(lon) is float else real(lon, "lon")
-    if not -180.0 <= lo <= 180.0:
-        raise bad_lon(lo)
+    la, lo = check_lat(lat), check_lon(lon)
     rt = rating if type(rating) is float else real(rating, "rating")
     if not RATING_MIN <= rt <= RATING_MAX:
         raise bad_rating(rt)
@@ -163,12 +174,7 @@ def check_jobs(
             raise ValueError(f"job {i}: expected (job_id, lat, lon, specialty), got {job!r}")
         job_id, lat, lon, specialty = job
         specs[i] = specialty_code(specialty)
-        lats[i] = lat = real(lat, "lat")
-        if not -90.0 <= lat <= 90.0:
-            raise bad_lat(lat)
-        lons[i] = lon = real(lon, "lon")
-        if not -180.0 <= lon <= 180.0:
-            raise bad_lon(lon)
+        lats[i], lons[i] = check_lat(lat), check_lon(lon)
         extra = per_job.get(job_id, ())
         if isinstance(extra, str):
             raise ValueError(f"exclude_per_job[{job_id!r}] must be an iterable of ids, not a str")
