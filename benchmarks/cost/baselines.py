@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from benchmarks.cost.clients import Helpers
 from benchmarks.cost.constants import FLUSH_LINGER_S, SECRET
-from benchmarks.cost.meter import Meter, idle, measure
+from benchmarks.cost.meter import Delta, Meter, idle, measure
 from benchmarks.cost.phases import request_phase
 from benchmarks.cost.probes import bare_count, wait_http
 from benchmarks.cost.processes import start_module, stop_process
@@ -50,6 +50,40 @@ async def geoadd_load(
     return sent
 
 
+async def flat_out(
+    args: argparse.Namespace, meter: Meter, workers: Any, port: int
+) -> tuple[float, Delta]:
+    """The bare loop flat out (the speed reference): frames received and the window."""
+    count0 = await bare_count(port)
+    per_worker = min(args.flat_sockets, args.sockets) // args.workers
+    _r, delta = await measure(
+        meter, workers.call_all("flat", args.flat_s, per_worker), settle_s=0.3
+    )
+    return await bare_count(port) - count0, delta
+
+
+async def speed_reference(args: argparse.Namespace, meter: Meter, helpers: Helpers) -> float:
+    """The speed reference before the real server's phases, the baselines' own is taken a
+    few minutes later: every ratio compares a window of each, so the run prints how far
+    the machine's speed moved in between (report.py)."""
+    from tests.ports import free_port
+
+    port = free_port()
+    bare = start_module("benchmarks.bare_ws", str(port))
+    workers = helpers.bare_workers
+    try:
+        await wait_http(f"http://127.0.0.1:{port}/count")
+        meter.server_pid = bare.pid
+        sockets = min(args.flat_sockets, args.sockets)
+        await workers.connect(f"http://127.0.0.1:{port}/ws", [None] * sockets)
+        frames, delta = await flat_out(args, meter, workers, port)
+        await workers.call_all("disconnect")  # the same workers serve the baselines
+    finally:
+        stop_process(bare)
+        meter.server_pid = 0
+    return frames / delta.elapsed
+
+
 async def baseline_phase(
     args: argparse.Namespace,
     meter: Meter,
@@ -82,12 +116,7 @@ async def baseline_phase(
             meter, workers.call_all("rate", args.hz, args.fix_s, per_worker)
         )
         out["bare_frames"] = await bare_count(bare_port) - count0
-        count0 = await bare_count(bare_port)
-        flat_per_worker = min(args.flat_sockets, args.sockets) // args.workers
-        _r, out["flat_delta"] = await measure(
-            meter, workers.call_all("flat", args.flat_s, flat_per_worker), settle_s=0.3
-        )
-        out["flat_frames"] = await bare_count(bare_port) - count0
+        out["flat_frames"], out["flat_delta"] = await flat_out(args, meter, workers, bare_port)
         await workers.call_all("close")
     finally:
         stop_process(bare)

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from benchmarks.cost.baselines import baseline_phase
+from benchmarks.cost.baselines import baseline_phase, speed_reference
 from benchmarks.cost.clients import Helpers
 from benchmarks.cost.constants import ROOT
 from benchmarks.cost.figures import figures
@@ -64,6 +64,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         meter_redis = Redis.from_url(args.redis_url)
         try:
             meter = Meter(meter_conn, meter_redis, redis_pid)
+            speed_at_start = await speed_reference(args, meter, helpers)
+            clock.say(f"speed reference before the server's phases: {speed_at_start:,.0f} frames/s")
             real = await server_phase(args, meter, seeded, helpers, profiler, clock)
             fix_rate = real["accepted"] / real["fix_delta"].elapsed
             base = await baseline_phase(args, meter, seeded, helpers, fix_rate, clock)
@@ -78,6 +80,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     res["driver_frames"] = real["driver_frames"]
     res.update(
         figures(args, real, base, fix_rate),
+        speed_ref_start_frames_per_s=round(speed_at_start),
+        speed_drift=round(base["speed_ref"] / speed_at_start - 1, 3),
         loadavg_end=list(os.getloadavg()),
         wall_s=round(time.monotonic() - clock.began, 1),
     )

@@ -216,6 +216,9 @@ def test_cost_model_quick_run_reports_every_figure() -> None:
     every figure. No thresholds: the figures depend on the machine."""
     result = _bench_json("benchmarks.bench_cost", "--quick")
     assert result["speed_ref_bare_frames_per_s"] > 0
+    assert result["speed_ref_start_frames_per_s"] > 0
+    moved = result["speed_ref_bare_frames_per_s"] / result["speed_ref_start_frames_per_s"] - 1
+    assert abs(result["speed_drift"] - moved) < 0.01
     fix = result["fix"]
     assert fix["accepted"] > 0
     for key in ("server_us", "redis_us", "pg_us"):
