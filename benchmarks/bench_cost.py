@@ -9,8 +9,9 @@ gross (the window's CPU / units) and net of the idle rate of the same processes 
 just before (what one more unit costs); targets are judged on the net figures.
 
 One run, in order (it TRUNCATEs the database and FLUSHes the Redis db: use scratch ones):
-  1. seeds verified artisans and clients, starts one `zendo serve` and a driver process
-     (aiohttp) holding artisan and client sockets;
+  1. seeds verified artisans and clients; the bare aiohttp receive loop flat out (the
+     speed reference before the server's phases); starts one `zendo serve` and a driver
+     process (aiohttp) holding artisan and client sockets;
   2. requests: each route alone in its own window at a steady rate (login, me, create,
      get, accept, the four status changes); then M whole jobs (create -> offer on the
      artisan's socket -> `offer.accept` over the socket -> four status changes);
@@ -20,7 +21,9 @@ One run, in order (it TRUNCATEs the database and FLUSHes the Redis db: use scrat
      with the same driver and rate (CPU per frame), then flat out (the speed
      reference); the bare aiohttp + asyncpg handlers (benchmarks/bare_handler.py)
      driven exactly as the server's routes (CPU per request).
-Prints one table, capacity estimates per core, and a final JSON line with every number.
+Prints one table, capacity estimates per core, how far the speed reference moved between
+steps 1 and 4 (every ratio compares a window of each: past 15 % it says so), and a final
+JSON line with every number.
 
 The server is `zendo serve` as deployed (its own worker count, unless --server-workers):
 its CPU is that of its whole process tree. Logins use bcrypt cost 10 (the lowest the

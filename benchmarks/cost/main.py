@@ -1,5 +1,5 @@
-"""One run of the cost model, in order: seed, the real server's phases, the baselines,
-then the figures, the table and the result."""
+"""One run of the cost model, in order: seed, the speed reference, the real server's
+phases, the baselines, then the figures, the table and the result."""
 
 from __future__ import annotations
 
