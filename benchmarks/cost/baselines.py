@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from redis.asyncio import Redis
@@ -62,25 +64,32 @@ async def flat_out(
     return await bare_count(port) - count0, delta
 
 
-async def speed_reference(args: argparse.Namespace, meter: Meter, helpers: Helpers) -> float:
-    """The speed reference before the real server's phases, the baselines' own is taken a
-    few minutes later: every ratio compares a window of each, so the run prints how far
-    the machine's speed moved in between (report.py)."""
+@contextlib.asynccontextmanager
+async def bare_loop(meter: Meter, workers: Any, sockets: int) -> AsyncIterator[int]:
+    """The bare receive loop (benchmarks/bare_ws.py) metered, with `sockets` of the
+    workers connected to it; yields its port."""
     from tests.ports import free_port
 
     port = free_port()
     bare = start_module("benchmarks.bare_ws", str(port))
-    workers = helpers.bare_workers
     try:
         await wait_http(f"http://127.0.0.1:{port}/count")
         meter.server_pid = bare.pid
-        sockets = min(args.flat_sockets, args.sockets)
         await workers.connect(f"http://127.0.0.1:{port}/ws", [None] * sockets)
-        frames, delta = await flat_out(args, meter, workers, port)
-        await workers.call_all("disconnect")  # the same workers serve the baselines
+        yield port
     finally:
         stop_process(bare)
         meter.server_pid = 0
+
+
+async def speed_reference(args: argparse.Namespace, meter: Meter, helpers: Helpers) -> float:
+    """The speed reference before the real server's phases, the baselines' own is taken a
+    few minutes later: every ratio compares a window of each, so the run prints how far
+    the machine's speed moved in between (report.py)."""
+    workers = helpers.bare_workers
+    async with bare_loop(meter, workers, min(args.flat_sockets, args.sockets)) as port:
+        frames, delta = await flat_out(args, meter, workers, port)
+        await workers.call_all("disconnect")  # the same workers serve the baselines
     return frames / delta.elapsed
 
 
@@ -101,13 +110,8 @@ async def baseline_phase(
     )
     clock.say(f"GEOADD baseline: {out['geo_sent']:,} commands at {fix_rate:,.0f}/s")
 
-    bare_port = free_port()
-    bare = start_module("benchmarks.bare_ws", str(bare_port))
     workers = helpers.bare_workers
-    try:
-        await wait_http(f"http://127.0.0.1:{bare_port}/count")
-        meter.server_pid = bare.pid
-        await workers.connect(f"http://127.0.0.1:{bare_port}/ws", [None] * args.sockets)
+    async with bare_loop(meter, workers, args.sockets) as bare_port:
         await asyncio.sleep(args.pause_s)
         out["bare_idle"] = await idle(meter, args.idle_s)
         count0 = await bare_count(bare_port)
@@ -118,9 +122,6 @@ async def baseline_phase(
         out["bare_frames"] = await bare_count(bare_port) - count0
         out["flat_frames"], out["flat_delta"] = await flat_out(args, meter, workers, bare_port)
         await workers.call_all("close")
-    finally:
-        stop_process(bare)
-        meter.server_pid = 0
     out["speed_ref"] = out["flat_frames"] / out["flat_delta"].elapsed
     clock.say(
         f"bare loop: {out['bare_frames']:,.0f} frames at the fix rate; "
