@@ -87,7 +87,8 @@ async def speed_reference(args: argparse.Namespace, meter: Meter, helpers: Helpe
     few minutes later: every ratio compares a window of each, so the run prints how far
     the machine's speed moved in between (report.py)."""
     workers = helpers.bare_workers
-    async with bare_loop(meter, workers, min(args.flat_sockets, args.sockets)) as port:
+    # as many sockets open as for the baselines' flat-out window, so the two compare
+    async with bare_loop(meter, workers, args.sockets) as port:
         frames, delta = await flat_out(args, meter, workers, port)
         await workers.call_all("disconnect")  # the same workers serve the baselines
     return frames / delta.elapsed
