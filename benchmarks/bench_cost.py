@@ -8,22 +8,29 @@ server, Redis and the PostgreSQL backends of the database used. Every unit cost 
 gross (the window's CPU / units) and net of the idle rate of the same processes measured
 just before (what one more unit costs); targets are judged on the net figures.
 
-One run, in order (it TRUNCATEs the database and FLUSHes the Redis db: use scratch ones):
-  1. seeds verified artisans and clients; the bare aiohttp receive loop flat out (the
-     speed reference before the server's phases); starts one `zendo serve` and a driver
-     process (aiohttp) holding artisan and client sockets;
-  2. requests: each route alone in its own window at a steady rate (login, me, create,
-     get, accept, the four status changes); then M whole jobs (create -> offer on the
-     artisan's socket -> `offer.accept` over the socket -> four status changes);
-  3. fixes: N artisan sockets (benchmarks/loadgen.py processes) at a steady rate;
-  4. baselines: one pipelined GEOADD per fix from Python at the same rate and flush
-     cadence (Redis CPU per fix); the bare aiohttp receive loop (benchmarks/bare_ws.py)
-     with the same driver and rate (CPU per frame), then flat out (the speed
-     reference); the bare aiohttp + asyncpg handlers (benchmarks/bare_handler.py)
-     driven exactly as the server's routes (CPU per request).
-Prints one table, capacity estimates per core, how far the speed reference moved between
-steps 1 and 4 (every ratio compares a window of each: past 15 % it says so), and a final
-JSON line with every number.
+One run, in order (it TRUNCATEs the database and FLUSHes the Redis db: use scratch ones;
+the bare handlers get a database of their own beside it, `<name>_bare`, made and migrated
+if missing, TRUNCATEd, so the server's dispatcher never sees their jobs):
+  1. seeds the same verified artisans and clients in both databases; starts, side by
+     side, one `zendo serve`, the bare aiohttp + asyncpg handlers
+     (benchmarks/bare_handler.py) and the bare aiohttp receive loop
+     (benchmarks/bare_ws.py), a request driver process (aiohttp) for each HTTP server
+     (the server's also holds artisan and client sockets); the bare loop flat out (the
+     speed reference);
+  2. requests: each route in its own window at a steady rate (login, me, create, get,
+     accept, the four status changes), the server's and the bare handlers' driven
+     exactly alike; then M whole jobs on the server (create -> offer on the artisan's
+     socket -> `offer.accept` over the socket -> four status changes);
+  3. fixes: N artisan sockets on the server (benchmarks/loadgen.py processes) at a
+     steady rate, N on the bare loop at the same rate (CPU per frame), and one pipelined
+     GEOADD per fix from Python at the rate the server accepted and its flush cadence
+     (Redis CPU per fix); then the bare loop flat out again.
+Every measure and its baseline run in alternated pieces (--rounds, in A B B A order), the
+CPU of the pieces summed: the machine's speed moves by half within minutes on a shared
+VM, and a steady drift then weighs on both sides alike. The table gives the ratios of the
+sums; the ratios round by round show how much the pieces agree. Prints one table,
+capacity estimates per core, the speed reference at the start and at the end, and a
+final JSON line with every number.
 
 The server is `zendo serve` as deployed (its own worker count, unless --server-workers):
 its CPU is that of its whole process tree. Logins use bcrypt cost 10 (the lowest the
@@ -46,6 +53,7 @@ import os
 
 from benchmarks.cost.main import main
 from benchmarks.cost.report import clean
+from benchmarks.cost.seed import bare_dsn
 from benchmarks.loadgen import DEFAULT_STEP_M
 
 
@@ -78,6 +86,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--req-rate", type=float, help="requests per second in a route window")
     p.add_argument("--jobs", type=int, help="whole jobs in the job window")
     p.add_argument("--job-rate", type=float, help="jobs started per second")
+    p.add_argument("--rounds", type=int, help="pieces each measure and its baseline alternate in")
+    p.add_argument("--bare-database-url", help="the bare handlers' database (default: <name>_bare)")
     p.add_argument(
         "--server-workers",
         type=int,
@@ -94,6 +104,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "req_rate": 150.0 if quick else 200.0,
         "jobs": 15 if quick else 150,
         "job_rate": 20.0 if quick else 30.0,
+        "rounds": 2 if quick else 4,
+        "bare_database_url": bare_dsn(args.database_url),
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:

@@ -50,6 +50,3 @@ TARGETS = {"redis_fix": 3.0, "server_fix": 3.0, "route": 2.5}
 
 
 KEEP_TABLES = {"schema_migrations", "specialty_prices", "spatial_ref_sys"}
-# Past this change of the speed reference between the start of a run and its baselines,
-# the report says its ratios compare work done at different speeds (report.py).
-MAX_SPEED_DRIFT = 0.15

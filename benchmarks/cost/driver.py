@@ -190,13 +190,16 @@ class Driver:
             body["start_code"] = job.start_code
         return "POST", f"/interventions/{job.id}/status", artisans[job.artisan], body
 
-    async def route(self, name: str, count: int, rate: float) -> dict[str, Any]:
-        """`count` requests of one route at `rate`/s (open loop); waits for every answer."""
-        if name == "create":
+    async def route(self, name: str, count: int, rate: float, first: int = 0) -> dict[str, Any]:
+        """Requests `first` to `first + count` of one route at `rate`/s (open loop); waits
+        for every answer. The jobs of a route's requests are those the creates from 0 on
+        made, in order."""
+        if name == "create" and first == 0:
             self.job_order = []
         statuses: Counter[int] = Counter()
 
-        async def one(i: int) -> None:
+        async def one(k: int) -> None:
+            i = first + k
             spec = self._request(name, i)
             if spec is None:
                 statuses[0] += 1

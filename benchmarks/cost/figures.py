@@ -39,6 +39,7 @@ def figures(
         "rejected": rejected,
         "accepted_per_s": round(rate, 1),
         "idle_cores": {k: round(v, 4) for k, v in fix_idle.items()},
+        "ratio_by_round": real["fix_rounds"],
     }
     for part in ("server", "redis", "pg"):
         net, gross = per_unit(fix_delta, fix_idle, accepted, part)
@@ -84,6 +85,7 @@ def figures(
         row["redis_connections_opened"] = z["delta"].redis_conns
         row["ratio"] = ratio_of(row["server_us"], row["bare_server_us"])
         row["ratio_gross"] = ratio_of(row["server_us_gross"], row["bare_server_us_gross"])
+        row["ratio_by_round"] = z["rounds"]
         routes[name] = row
     job: dict[str, Any] = {"jobs": args.jobs, "completed": completed, "outcomes": story["outcomes"]}
     for part in ("server", "pg", "redis"):
@@ -139,7 +141,6 @@ def figures(
             "requests": {k: round(v, 4) for k, v in real_routes["idle"].items()},
             "bare_requests": {k: round(v, 4) for k, v in bare_routes["idle"].items()},
             "fixes": fix["idle_cores"],
-            "redis_alone": {k: round(v, 4) for k, v in redis_idle.items()},
             "bare_loop": {k: round(v, 4) for k, v in bare_idle.items()},
         },
         pg_background_cores_during_fixes=round(fix_delta.pg_bg / fix_delta.elapsed, 4),

@@ -1,5 +1,6 @@
-"""One run of the cost model, in order: seed, the speed reference, the real server's
-phases, the baselines, then the figures, the table and the result."""
+"""One run of the cost model, in order: seed both databases, start every process
+compared, the speed reference, the alternated phases, then the figures, the table and
+the result."""
 
 from __future__ import annotations
 
@@ -14,16 +15,16 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from benchmarks.cost.baselines import baseline_phase, speed_reference
 from benchmarks.cost.clients import Helpers
 from benchmarks.cost.constants import ROOT
 from benchmarks.cost.figures import figures
 from benchmarks.cost.meter import Meter
-from benchmarks.cost.phases import server_phase
+from benchmarks.cost.phases import fix_phase, request_phase, speed_reference, story_phase
 from benchmarks.cost.processes import start_redis, stop_process
 from benchmarks.cost.pyspy import Profiler
 from benchmarks.cost.report import Clock, print_table
-from benchmarks.cost.seed import seed
+from benchmarks.cost.seed import ensure_database, seed
+from benchmarks.cost.stack import stack
 
 
 def git_commit() -> str:
@@ -54,21 +55,34 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     res["redis"] = "private redis-server" if redis_proc else args.redis_url
     profiler = Profiler(args.profile)
     try:
+        await ensure_database(args.database_url, args.bare_database_url)
         n_job = 2 * (args.req_jobs + args.warm_jobs)
-        seeded = await seed(args.database_url, args.redis_url, args.sockets, n_job, args.clients)
+        seeded = await seed(
+            [args.database_url, args.bare_database_url],
+            args.redis_url,
+            args.sockets,
+            n_job,
+            args.clients,
+        )
         clock.say(
             f"seeded {len(seeded.fix_artisans)} + {len(seeded.job_artisans)} artisans, "
-            f"{len(seeded.clients)} clients; Redis: {res['redis']} (pid {redis_pid})"
+            f"{len(seeded.clients)} clients in two databases; Redis: {res['redis']} "
+            f"(pid {redis_pid})"
         )
         meter_conn = await asyncpg.connect(args.database_url)
         meter_redis = Redis.from_url(args.redis_url)
         try:
             meter = Meter(meter_conn, meter_redis, redis_pid)
-            speed_at_start = await speed_reference(args, meter, helpers)
-            clock.say(f"speed reference before the server's phases: {speed_at_start:,.0f} frames/s")
-            real = await server_phase(args, meter, seeded, helpers, profiler, clock)
-            fix_rate = real["accepted"] / real["fix_delta"].elapsed
-            base = await baseline_phase(args, meter, seeded, helpers, fix_rate, clock)
+            async with stack(args, seeded, helpers, clock) as st:
+                speed_at_start = await speed_reference(args, meter, st, helpers)
+                clock.say(f"speed reference: {speed_at_start:,.0f} frames/s; one route per window:")
+                routes = await request_phase(args, meter, st, helpers, profiler)
+                story, story_delta = await story_phase(args, meter, st, helpers)
+                clock.say(f"jobs: {story['outcomes']} in {story['elapsed']:.1f} s")
+                driver_frames = (await helpers.real_driver.call("close"))["frames"]
+                await helpers.bare_driver.call("close")
+                real, base = await fix_phase(args, meter, st, seeded, helpers, profiler, clock)
+                server_processes = st.server_processes
         finally:
             await meter_conn.close()
             await meter_redis.aclose()
@@ -76,8 +90,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         helpers.stop()
         if redis_proc is not None:
             stop_process(redis_proc)
-    res["server_processes"] = real["server_processes"]
-    res["driver_frames"] = real["driver_frames"]
+    real.update(routes=routes["zendo"], story=story, story_delta=story_delta)
+    base["routes"] = routes["bare"]
+    fix_rate = real["accepted"] / real["fix_delta"].elapsed
+    res["server_processes"] = server_processes
+    res["driver_frames"] = driver_frames
+    res["rounds"] = args.rounds
     res.update(
         figures(args, real, base, fix_rate),
         speed_ref_start_frames_per_s=round(speed_at_start),

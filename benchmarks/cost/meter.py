@@ -90,24 +90,52 @@ class Delta:
     def rates(self) -> dict[str, float]:
         return {k: getattr(self, k) / self.elapsed for k in ("server", "redis", "pg", "pg_bg")}
 
+    def __add__(self, other: Delta) -> Delta:
+        """Two windows of the same work as one (the pieces of an alternated window)."""
+        usec = dict(self.redis_usec)
+        for cmd, grown in other.redis_usec.items():
+            usec[cmd] = usec.get(cmd, 0) + grown
+        return Delta(
+            elapsed=self.elapsed + other.elapsed,
+            server=self.server + other.server,
+            redis=self.redis + other.redis,
+            pg=self.pg + other.pg,
+            pg_bg=self.pg_bg + other.pg_bg,
+            redis_cmds=self.redis_cmds + other.redis_cmds,
+            redis_conns=self.redis_conns + other.redis_conns,
+            redis_usec=usec,
+        )
+
 
 class Meter:
-    """Snapshots of the CPU of the server (its process tree), Redis, and the client
-    backends of the benchmark's database (plus the cluster's shared WAL writer, background
-    writer and checkpointer, reported apart)."""
+    """Snapshots of the CPU of the watched server (its process tree), Redis, and the
+    client backends of the watched database (plus the cluster's shared WAL writer,
+    background writer and checkpointer, reported apart)."""
 
     def __init__(self, conn: asyncpg.Connection, redis: Redis, redis_pid: int) -> None:
         self.conn = conn
         self.redis = redis
         self.redis_pid = redis_pid
         self.server_pid = 0
+        self.database: str | None = ""  # "": the meter connection's own; None: none
+
+    def watch(self, server_pid: int, database: str | None) -> None:
+        """Meter this server process tree and the backends of this database (None: no
+        database) from now on."""
+        self.server_pid, self.database = server_pid, database
 
     async def _pg_pids(self) -> tuple[list[int], list[int]]:
         rows = await self.conn.fetch(
-            """SELECT pid, backend_type, datname = current_database() AS ours
-               FROM pg_stat_activity WHERE pid <> pg_backend_pid()"""
+            """SELECT pid, backend_type,
+                      datname = coalesce(nullif($1, ''), current_database()) AS ours
+               FROM pg_stat_activity WHERE pid <> pg_backend_pid()""",
+            self.database or "",
         )
-        backends = [r["pid"] for r in rows if r["ours"] and r["backend_type"] == "client backend"]
+        backends = [
+            r["pid"]
+            for r in rows
+            if r["ours"] and r["backend_type"] == "client backend" and self.database is not None
+        ]
         shared = [
             r["pid"]
             for r in rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import signal
@@ -38,6 +39,12 @@ class Profiler:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+    async def attach(self, pid: int, name: str) -> None:
+        """`start`, then the half second py-spy takes to attach."""
+        self.start(pid, name)
+        if self.proc is not None:
+            await asyncio.sleep(0.5)
 
     def stop(self, name: str) -> None:
         if self.proc is None or self.path is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.cost.constants import HOT_ROUTES, MAX_SPEED_DRIFT, TARGETS
+from benchmarks.cost.constants import HOT_ROUTES, TARGETS
 
 
 class Clock:
@@ -149,17 +149,14 @@ def print_table(res: dict[str, Any]) -> None:
     met = [k for k, t in res["targets"].items() if t["met"]]
     missed = [k for k, t in res["targets"].items() if not t["met"]]
     print(f"targets met: {', '.join(met) or 'none'}; missed: {', '.join(missed) or 'none'}")
-    drift = res["speed_drift"]
     print(
-        f"speed reference before the server's phases {res['speed_ref_start_frames_per_s']:,}, "
-        f"after them {res['speed_ref_bare_frames_per_s']:,} frames/s ({drift:+.0%})"
-        + (
-            f": the machine's speed moved more than {MAX_SPEED_DRIFT:.0%} between the server's "
-            "windows and the baselines', so the ratios compare work done at different speeds; "
-            "run it again, or compare CPU per unit in alternated pairs"
-            if abs(drift) > MAX_SPEED_DRIFT
-            else ""
-        )
+        f"alternated in {res['rounds']} rounds (A B B A ...): server ratio by round, fixes "
+        f"{fix['ratio_by_round']}; "
+        + "; ".join(f"{name} {row['ratio_by_round']}" for name, row in res["routes"].items())
+    )
+    print(
+        f"speed reference at the start {res['speed_ref_start_frames_per_s']:,}, at the end "
+        f"{res['speed_ref_bare_frames_per_s']:,} frames/s ({res['speed_drift']:+.0%})"
     )
     print(
         "load average start "

@@ -1,13 +1,17 @@
-"""The database and Redis state of a run: TRUNCATE and FLUSH, then seeded artisans and clients."""
+"""The database and Redis state of a run: TRUNCATE and FLUSH, then seeded artisans and
+clients, the same rows in the server's database and in the bare handlers' own."""
 
 from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.exceptions import DuplicateDatabaseError
 from redis.asyncio import Redis
 
 from benchmarks.cost.constants import (
@@ -19,6 +23,7 @@ from benchmarks.cost.constants import (
     PASSWORD,
     SECRET,
 )
+from dispatch.migrate import migrate
 
 
 async def truncate(conn: asyncpg.Connection) -> None:
@@ -31,6 +36,36 @@ async def truncate(conn: asyncpg.Connection) -> None:
     await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
 
+def database_name(dsn: str) -> str:
+    name = urlsplit(dsn).path.lstrip("/")
+    if not name:
+        raise ValueError(f"{dsn}: name the database in the URL")
+    return name
+
+
+def bare_dsn(dsn: str) -> str:
+    """The bare handlers' database beside the server's: `<name>_bare`. The two run side
+    by side, and the real dispatcher must never see the bare handlers' jobs."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database_name(dsn)}_bare"))
+
+
+async def ensure_database(beside: str, dsn: str) -> None:
+    """Create the database of `dsn` (from a connection to `beside`) if it is missing,
+    then apply the migrations."""
+    conn = await asyncpg.connect(beside)
+    try:
+        name = database_name(dsn)
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            except DuplicateDatabaseError:  # another run made it meanwhile
+                pass
+    finally:
+        await conn.close()
+    await migrate(dsn)
+
+
 @dataclass
 class Seeded:
     fix_artisans: list[dict[str, Any]]
@@ -38,8 +73,11 @@ class Seeded:
     clients: list[dict[str, Any]]
 
 
-async def seed(dsn: str, redis_url: str, n_fix: int, n_job: int, n_clients: int) -> Seeded:
-    """TRUNCATE, then verified artisans and clients through `zendo seed`'s COPY path."""
+async def seed(
+    dsns: Sequence[str], redis_url: str, n_fix: int, n_job: int, n_clients: int
+) -> Seeded:
+    """In each database: TRUNCATE, then the same verified artisans and clients (ids,
+    emails, password hash) through `zendo seed`'s COPY path."""
     from core.tokens import issue_access_token
     from dispatch.auth import passwords
     from dispatch.auth.commands import _copy_users, random_point_in_disc
@@ -69,14 +107,15 @@ async def seed(dsn: str, redis_url: str, n_fix: int, n_job: int, n_clients: int)
                 SECRET, user_id=user_id, role=role, ttl_s=3600, session_id=session_id
             )
             out[group].append(entry)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await truncate(conn)
-        async with conn.transaction():
-            await _copy_users(conn, users, artisan_rows, families)
-        await conn.execute("ANALYZE users, artisans")
-    finally:
-        await conn.close()
+    for dsn in dsns:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await truncate(conn)
+            async with conn.transaction():
+                await _copy_users(conn, users, artisan_rows, families)
+            await conn.execute("ANALYZE users, artisans")
+        finally:
+            await conn.close()
     redis = Redis.from_url(redis_url)
     await redis.flushdb()
     await redis.aclose()

@@ -211,16 +211,19 @@ def test_capacity_quick_run_reports_every_step() -> None:
 
 @pytest.mark.slow
 def test_cost_model_quick_run_reports_every_figure() -> None:
-    """`bench_cost --quick` end to end against the test database and Redis (both are
-    TRUNCATEd / FLUSHed, as every test's clean_state does): the final JSON line holds
-    every figure. No thresholds: the figures depend on the machine."""
+    """`bench_cost --quick` end to end against the test database (and the bare handlers'
+    own beside it) and Redis (TRUNCATEd / FLUSHed, as every test's clean_state does): the
+    final JSON line holds every figure, each ratio also round by round. No thresholds:
+    the figures depend on the machine."""
     result = _bench_json("benchmarks.bench_cost", "--quick")
     assert result["speed_ref_bare_frames_per_s"] > 0
     assert result["speed_ref_start_frames_per_s"] > 0
     moved = result["speed_ref_bare_frames_per_s"] / result["speed_ref_start_frames_per_s"] - 1
     assert abs(result["speed_drift"] - moved) < 0.01
+    assert result["rounds"] == 2
     fix = result["fix"]
     assert fix["accepted"] > 0
+    assert len(fix["ratio_by_round"]) == 2 and all(r > 0 for r in fix["ratio_by_round"])
     for key in ("server_us", "redis_us", "pg_us"):
         assert fix[f"{key}_gross"] > 0 and key in fix
     assert result["geoadd"]["redis_us_gross"] > 0 and result["geoadd"]["commands"] > 0
@@ -242,6 +245,7 @@ def test_cost_model_quick_run_reports_every_figure() -> None:
         assert row["ok"] > 0 and row["bare_ok"] > 0, name
         assert row["server_us_gross"] > 0 and row["bare_server_us_gross"] > 0, name
         assert "ratio" in row and "pg_us" in row and "redis_us" in row, name
+        assert len(row["ratio_by_round"]) == 2, name
     job = result["job"]
     assert job["completed"] > 0
     assert job["server_us_gross"] > 0 and job["total_us_gross"] > 0
