@@ -26,8 +26,10 @@ class Profiler:
         self.reports: dict[str, dict[str, Any]] = {}
 
     def start(self, pid: int, name: str) -> None:
-        if self.out_dir is None or self.exe is None:
+        if self.out_dir is None:
             return
+        if self.exe is None:
+            raise RuntimeError("--profile: py-spy is not installed (make setup installs it)")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.out_dir / f"{name}.txt"
         self.proc = subprocess.Popen(
