@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -369,3 +370,87 @@ def test_a_locust_user_retries_a_refused_connect_and_reopens_a_closed_socket() -
     assert ("WS", "connect") in {r[:2] for r in rows if r[2]}  # the refusal: a failure
     assert ("LATENCY", "ws connect", "") in rows
     assert ("WS", "closed, reopened", " close 1013") in rows
+
+
+_SHED_CREATE_USER = """
+import sys, gevent, gevent.pool
+from locust.env import Environment
+from benchmarks import locustfile
+
+locustfile.ClientUser.host = "http://127.0.0.1:" + sys.argv[1]
+env = Environment(user_classes=[locustfile.ClientUser])
+rows = []
+env.events.request.add_listener(
+    lambda **kw: rows.append((kw["name"], str(kw["exception"] or "")))
+)
+user = locustfile.ClientUser(env)  # not started: no socket, no pacing
+user.number, user.profile = 0, {"access_token": "t"}
+user.outcomes, user.followers = {}, gevent.pool.Group()
+for description in ("busy once", "always busy"):
+    body = {"specialty": "PLUMBER", "lat": 48.85, "lon": 2.35, "description": description}
+    user.create(body, attempt=0)
+gevent.sleep(5)  # the retries wait their turn (Retry-After: 0, so the rule's own delays)
+user.followers.kill(block=False)
+print(locustfile.CREATE_ATTEMPTS)
+print(locustfile.POST_SENT.get("job-1") is not None)
+for row in rows:
+    print(*row, sep="|")
+"""
+
+_SHED_CREATES = """
+import sys
+from collections import Counter
+from aiohttp import web
+
+attempts = Counter()
+
+async def create(request):
+    description = (await request.json())["description"]
+    attempts[description] += 1
+    if description == "always busy" or attempts[description] == 1:
+        return web.json_response(
+            {"code": "overloaded"}, status=503, headers={"Retry-After": "0"}
+        )
+    return web.json_response({"id": "job-1", "start_code": "1234"}, status=201)
+
+app = web.Application()
+app.router.add_post("/interventions", create)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+"""
+
+
+def test_a_locust_client_retries_a_shed_creation_by_the_readme_rule() -> None:
+    """The README says a request answered 503 `overloaded` is retried by the reconnect
+    rule; the load test's clients dropped a shed creation instead, so a few seconds of
+    shedding on a slow machine cost the run those jobs for good."""
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", _SHED_CREATES, str(port)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the stub server did not start"
+                time.sleep(0.1)
+        out = subprocess.run(
+            [sys.executable, "-c", _SHED_CREATE_USER, str(port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.kill()
+        server.wait()
+    assert out.returncode == 0, out.stderr[-2000:]
+    attempts_allowed, tracked, *lines = out.stdout.splitlines()
+    rows = [tuple(line.split("|", 1)) for line in lines]
+    shed = ("POST /interventions shed (503 overloaded)", "")
+    # "busy once": shed, then created on its first retry (and followed)
+    assert ("/interventions", "") in rows
+    assert tracked == "True"
+    # both shed at first; "always busy" stops after CREATE_ATTEMPTS attempts in all
+    assert rows.count(shed) == 1 + int(attempts_allowed)
+    assert all(not error for _name, error in rows)
