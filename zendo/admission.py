@@ -69,6 +69,7 @@ MAX_IN_FLIGHT = 512
 # Event-loop lag past which new work is refused (the probe fires every 25 ms).
 MAX_LOOP_LAG_S = 0.5
 RETRY_AFTER_S = 1
+OVERLOADED_DETAIL = "This server is busy; retry shortly"
 # The adaptive limit: a window whose 90th-percentile answer (handling time + loop lag) is
 # slower than this means the process is taking on more than it can answer promptly. About
 # a quarter of the contract's 250 ms leaves room for the time a request waits before the
@@ -125,10 +126,10 @@ class Admission:
     def __post_init__(self) -> None:
         self.limit = float(self.max_in_flight)
 
-    def check(self, *, in_progress: bool = False, adaptive: bool = True) -> None:
-        """Raises Overloaded when the request must be refused. `in_progress`: every bound
-        doubled (refusing it delays a job under way); `adaptive=False`: the far bounds
-        only (handshakes, operators)."""
+    def refuses(self, *, in_progress: bool = False, adaptive: bool = True) -> bool:
+        """True, counted as a refusal, when the request must be refused. `in_progress`:
+        every bound doubled (refusing it delays a job under way); `adaptive=False`: the
+        far bounds only (handshakes, operators)."""
         limit = min(self.limit, self.max_in_flight) if adaptive else self.max_in_flight
         max_lag = self.max_loop_lag_s
         if in_progress:
@@ -138,7 +139,13 @@ class Admission:
         if lagging or self.in_flight >= limit:
             self.refused += 1
             self.refused_by_lag += lagging
-            raise Overloaded("This server is busy; retry shortly", retry_after_s=RETRY_AFTER_S)
+            return True
+        return False
+
+    def check(self, *, in_progress: bool = False, adaptive: bool = True) -> None:
+        """Raises Overloaded when the request must be refused (`refuses`)."""
+        if self.refuses(in_progress=in_progress, adaptive=adaptive):
+            raise Overloaded(OVERLOADED_DETAIL, retry_after_s=RETRY_AFTER_S)
 
     def admitted(self) -> None:
         self.in_flight += 1

@@ -56,10 +56,12 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
     from zendo.middleware import JsonAccessLogger
     from zendo.system.handshake_screen import HandshakeScreen
     from zendo.system.listener import MultiAcceptSite
+    from zendo.system.request_screen import Door, screened
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log_class=JsonAccessLogger, handle_signals=False)
     await runner.setup()
+    assert runner.server is not None  # made by setup()
     log = logging.getLogger("zendo")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -74,6 +76,8 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
             backlog=4096,
             reuse_port=pool_fd is not None,
             screen=HandshakeScreen.of(app),
+            # and while it sheds load, new jobs are refused in the turn that reads them
+            protocol_factory=screened(runner.server, Door.of(app)),
         )
         await site.start()
         log.info(

@@ -16,7 +16,10 @@ itself (and closed it): aiohttp never sees it (zendo/system/handshake_screen.py 
 a reconnect storm's handshakes there, at a fraction of a request's cost); False: the
 connection goes to aiohttp; None: it cannot tell yet (the request has not arrived):
 the site asks again once the connection is readable, and hands it to aiohttp if it
-stays silent `SCREEN_WAIT_S` (aiohttp's own timeouts take over from there).
+stays silent `SCREEN_WAIT_S` (aiohttp's own timeouts take over from there). A
+`protocol_factory` replaces the runner's own (zendo/system/request_screen.py: aiohttp's
+request handler, which refuses a new job in the turn that reads it while the process
+sheds load).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class MultiAcceptSite(web.BaseSite):
         "_bound",
         "_host",
         "_port",
+        "_protocol_factory",
         "_reuse_port",
         "_screen",
         "_sock",
@@ -66,6 +70,7 @@ class MultiAcceptSite(web.BaseSite):
         accepts_per_wake: int = 256,
         reuse_port: bool = False,
         screen: Screen | None = None,
+        protocol_factory: Callable[[], asyncio.Protocol] | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
         self._host = host
@@ -73,6 +78,7 @@ class MultiAcceptSite(web.BaseSite):
         self._reuse_port = reuse_port
         self._accepts_per_wake = accepts_per_wake
         self._screen = screen
+        self._protocol_factory = protocol_factory
         self._sock: socket.socket | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         # connections the screen will look at again, and when they go to aiohttp anyway
@@ -163,7 +169,7 @@ class MultiAcceptSite(web.BaseSite):
         self._hand_over(loop, conn)
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
-        factory = self._runner.server
+        factory = self._protocol_factory or self._runner.server
         assert factory is not None
         task = loop.create_task(_adopt(loop, factory, conn))
         self._tasks.add(task)
@@ -193,7 +199,9 @@ class MultiAcceptSite(web.BaseSite):
 
 
 async def _adopt(
-    loop: asyncio.AbstractEventLoop, factory: web.Server, conn: socket.socket
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], asyncio.Protocol],
+    conn: socket.socket,
 ) -> object:
     try:
         return await loop.connect_accepted_socket(factory, conn)

@@ -1,0 +1,189 @@
+"""While admission control sheds load, a new job is refused in the loop turn that reads
+it (zendo/system/request_screen.py): the middleware's own answer, on a connection that
+stays open. Anything else, and every request while the process keeps up, goes on to
+aiohttp untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
+
+import orjson
+import pytest
+from aiohttp import web
+
+from core.metrics import Metrics
+from zendo.admission import ADMISSION, Admission, admission_middleware
+from zendo.middleware import error_middleware
+from zendo.system.listener import MultiAcceptSite
+from zendo.system.request_screen import Door, screened, whole_request_id
+
+BODY = b'{"specialty":"PLUMBER","lat":48.85,"lon":2.35,"description":"leak"}'
+
+
+def new_job(*headers: bytes, body: bytes = BODY) -> bytes:
+    head = [b"POST /interventions HTTP/1.1", b"Host: zendo.test", *headers]
+    if not any(h.lower().startswith(b"content-length") for h in headers):
+        head.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(head) + b"\r\n\r\n" + body
+
+
+def test_a_whole_new_job_is_read_with_its_request_id() -> None:
+    assert whole_request_id(new_job()) == b""
+    assert whole_request_id(new_job(b"X-Request-Id: abc-1")) == b"abc-1"
+    assert whole_request_id(new_job(b"connection: Keep-Alive")) == b""
+    assert whole_request_id(new_job(body=b"")) == b""  # the route will say 422; not here
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        new_job()[:-1],  # its body not all there yet
+        new_job() + new_job(),  # pipelined: the second is aiohttp's
+        new_job() + b"x",
+        new_job(b"Transfer-Encoding: chunked"),
+        new_job(b"Origin: https://app.zendo.test"),  # a browser: CORS headers on the answer
+        new_job(b"Expect: 100-continue"),
+        new_job(b"Connection: close"),
+        new_job(b"Content-Length: 3", b"Content-Length: 3", body=b"abc"),
+        new_job(b"Content-Length: -1"),
+        new_job(b"no colon here"),
+        new_job().replace(b"HTTP/1.1", b"HTTP/1.0", 1),
+        new_job().replace(b"/interventions", b"/interventions/abc/status", 1),
+        new_job().replace(b"POST", b"PUT", 1),
+        b"POST /interventions HTTP/1.1\r\nHost: zendo.test\r\n",  # the head in pieces
+    ],
+)
+def test_anything_else_goes_to_aiohttp(data: bytes) -> None:
+    assert whole_request_id(data) is None
+
+
+def test_the_door_refuses_only_when_admission_does() -> None:
+    admission = Admission(max_in_flight=2)
+    metrics = Metrics.create()
+    door = Door(admission, metrics.http_requests)
+    assert door.answer(new_job(), 0.0) is None  # keeping up: aiohttp's
+    admission.in_flight = 2
+    answer = door.answer(new_job(b"X-Request-Id: r-1"), 1_700_000_000.0)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"\r\nX-Request-Id: r-1\r\n" in answer
+    assert b"\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n" in answer
+    assert door.answer(new_job(b"Origin: https://x.test"), 0.0) is None
+    assert admission.refused == 1
+    sample = metrics.registry.get_sample_value(
+        "zendo_http_requests_total", {"route": "/interventions", "status": "503"}
+    )
+    assert sample == 1.0
+
+
+class Served:
+    def __init__(self, site: MultiAcceptSite, admission: Admission, routed: list[str]) -> None:
+        self.site, self.admission, self.routed = site, admission, routed
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.site.port)
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    """A server as `zendo serve` runs one: the listener, the screened handlers, admission
+    control and the error middleware in front of a new-job route and a slow one."""
+    routed: list[str] = []
+    release = asyncio.Event()
+
+    async def create(request: web.Request) -> web.Response:
+        await request.read()
+        routed.append("create")
+        return web.json_response({"id": "job"}, status=201)
+
+    async def slow(request: web.Request) -> web.Response:
+        routed.append("slow")
+        await release.wait()
+        return web.json_response({})
+
+    app = web.Application(middlewares=[error_middleware, admission_middleware])
+    admission = app[ADMISSION] = Admission(max_in_flight=4)
+    app.router.add_post("/interventions", create)
+    app.router.add_post("/slow", slow)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    assert runner.server is not None
+    door = Door(admission, Metrics.create().http_requests)
+    site = MultiAcceptSite(runner, "127.0.0.1", 0, protocol_factory=screened(runner.server, door))
+    await site.start()
+    try:
+        yield Served(site, admission, routed)
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    status_line, *lines = head.decode().rstrip("\r\n").split("\r\n")
+    headers = {k.lower(): v for k, v in (line.split(": ", 1) for line in lines)}
+    body = await reader.readexactly(int(headers["content-length"]))
+    return int(status_line.split()[1]), headers, body
+
+
+async def test_a_shed_new_job_gets_the_middlewares_answer_on_a_connection_kept_open(
+    served: Served,
+) -> None:
+    _reader, writer = await served.connect()
+    try:
+        # through aiohttp and the middleware first: the answer to compare with
+        writer.write(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        await asyncio.sleep(0.1)  # in the handler: in flight
+        served.admission.in_flight = served.admission.max_in_flight
+        other_reader, other_writer = await served.connect()
+        other_writer.write(new_job().replace(b"Host", b"Origin: https://x.test\r\nHost", 1))
+        status, _headers, via_aiohttp = await read_response(other_reader)
+        assert status == 503
+        other_writer.close()
+        served.admission.in_flight = 1  # the slow request alone
+        served.admission.limit = 1.0  # ... is all this process may take on now
+
+        refused_before = served.admission.refused
+        conn_reader, conn_writer = await served.connect()
+        for attempt in range(3):  # each in the turn that reads it, the connection kept
+            conn_writer.write(new_job(b"X-Request-Id: job-%d" % attempt))
+            status, headers, body = await read_response(conn_reader)
+            assert status == 503
+            assert headers["retry-after"] == "1"
+            assert headers["content-type"] == "application/problem+json"
+            assert headers["cache-control"] == "no-store"
+            assert headers["x-request-id"] == f"job-{attempt}"
+            assert abs(parsedate_to_datetime(headers["date"]).timestamp() - time.time()) < 5
+            assert orjson.loads(body) == orjson.loads(via_aiohttp)  # the same document
+        assert served.admission.refused == refused_before + 3
+        assert served.routed == ["slow"]
+
+        served.admission.limit = 4.0  # keeping up again: the same connection gets in
+        conn_writer.write(new_job())
+        status, _headers, _body = await read_response(conn_reader)
+        assert status == 201
+        assert served.routed == ["slow", "create"]
+        conn_writer.close()
+    finally:
+        writer.close()
+
+
+async def test_an_answer_never_overtakes_the_one_before_on_its_connection(
+    served: Served,
+) -> None:
+    """A new job sent behind a request still being handled is aiohttp's to answer, in
+    order, even when it is refused."""
+    served.admission.limit = 1.0
+    reader, writer = await served.connect()
+    try:
+        writer.write(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
+        await asyncio.sleep(0.1)
+        writer.write(new_job())  # pipelined behind the slow one
+        await asyncio.sleep(0.1)
+        assert served.routed == ["slow"]
+        with pytest.raises(TimeoutError):  # nothing may come before the slow answer
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.2)
+    finally:
+        writer.close()
