@@ -2,9 +2,9 @@
 
 A request reaches its handler two loop turns after its bytes are read (Python 3.11: the
 protocol wakes its `start()` coroutine, which makes a task for the handler), and a
-process that sheds load is one whose turns are long: at twice the README's job rate,
-a refused `POST /interventions` waited tens of milliseconds for those two turns before
-admission control could say 503.
+process that sheds load is one whose turns are long: with 10 ms turns, a refused
+`POST /interventions` waited 20 ms more for those two before admission control could
+say 503 (measured below).
 
 `ScreenedRequestHandler` is aiohttp's request handler with one more step in
 `data_received`: a connection that is idle between requests (its `start()` waiting, no
