@@ -198,20 +198,12 @@ class Worker:
         return {"sent": sent, "elapsed": time.monotonic() - start, "errors": self.errors}
 
     async def close(self) -> dict[str, Any]:
-        """Disconnect; the worker process then ends (run_worker)."""
-        return await self.disconnect()
-
-    async def disconnect(self) -> dict[str, Any]:
-        """Close every socket; the worker stays for a later `connect`."""
         for task in self.readers:
             task.cancel()
         await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
         if self.session is not None:
             await self.session.close()
-        self.session = None
         self.sockets.clear()
-        self.positions.clear()
-        self.readers.clear()
         return {"closed": True}
 
 

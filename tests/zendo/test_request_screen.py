@@ -187,3 +187,20 @@ async def test_an_answer_never_overtakes_the_one_before_on_its_connection(
             await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 0.2)
     finally:
         writer.close()
+
+
+async def test_a_malformed_new_job_while_shedding_gets_aiohttps_400(served: Served) -> None:
+    """A head the door cannot read whole (here a Content-Length that is not a number)
+    is aiohttp's: a clear 400, never a hang or a half answer."""
+    served.admission.in_flight = served.admission.max_in_flight  # shedding
+    refused_before = served.admission.refused
+    reader, writer = await served.connect()
+    try:
+        writer.write(new_job(b"Content-Length: abc"))
+        status, _headers, _body = await read_response(reader)
+        assert status == 400
+        assert served.admission.refused == refused_before  # not judged by the door
+        assert served.routed == []
+    finally:
+        writer.close()
+        served.admission.in_flight = 0
