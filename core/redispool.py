@@ -11,22 +11,71 @@ concurrent callers): 48 µs of client CPU per command, against 31 for redis-py's
 does a caller queue up, first come first served, for at most `timeout` seconds, until
 a release wakes it. A woken caller's connection is kept for it: callers arriving
 meanwhile queue behind it rather than take it.
+
+Its connections pack commands in C, with hiredis (`HiredisPacking`), as redis-py's
+synchronous client does; its asyncio connections pack them in Python, a third of a
+pipeline's client CPU. Measured here on uvloop (three `EVALSHA`s of eleven arguments in
+one pipeline, one caller): 169 µs of client CPU per pipeline packed in Python.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+    UnixDomainSocketConnection,
+)
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 
 
+class HiredisPacking:
+    """`pack_command` and `pack_commands` of a redis-py asyncio connection, in C: the
+    serializer of redis-py's synchronous client (the same bytes; a value of a type Redis
+    cannot take raises redis' DataError, as before)."""
+
+    _packer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        packed: list[bytes] = self._packer.pack(*args)
+        return packed
+
+    def pack_commands(self, commands: Iterable[Iterable[Any]]) -> list[bytes]:
+        return [b"".join(chunk for command in commands for chunk in self.pack_command(*command))]
+
+
+class PackedConnection(HiredisPacking, Connection):
+    pass
+
+
+class PackedSSLConnection(HiredisPacking, SSLConnection):
+    pass
+
+
+class PackedUnixDomainSocketConnection(HiredisPacking, UnixDomainSocketConnection):
+    pass
+
+
+# By the class redis-py's `from_url` picks for the URL's scheme.
+PACKED: dict[type[AbstractConnection], type[AbstractConnection]] = {
+    Connection: PackedConnection,
+    SSLConnection: PackedSSLConnection,
+    UnixDomainSocketConnection: PackedUnixDomainSocketConnection,
+}
+
+
 class WaitingConnectionPool(ConnectionPool):
     def __init__(self, *, timeout: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        base = kwargs.pop("connection_class", Connection)
+        super().__init__(connection_class=PACKED.get(base, base), **kwargs)
         self.timeout = timeout
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._woken = 0  # callers woken for a free connection that have not taken it yet

@@ -49,7 +49,6 @@ from typing import cast
 
 import asyncpg
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from gateway import live, repo
 from gateway.coalesce import Coalescer
@@ -271,9 +270,9 @@ class Arrivals:
         redis = self._redis()
         rows_arg = "".join(f"{u}|{'1' if u in artisans else '0'}\n" for u in user_ids)
 
-        def fill(pipe: Pipeline) -> list[live.Script]:
-            live.queue_connects(pipe, redis, rows)
-            live.ANNOUNCE.queue(pipe, redis, self._announce_args(rows_arg))
+        def fill(calls: live.ScriptCalls) -> list[live.Script]:
+            live.queue_connects(calls, redis, rows)
+            live.ANNOUNCE.queue(calls, redis, self._announce_args(rows_arg))
             return [live.CONNECT, live.ANNOUNCE]
 
         replies = await live.run_pipeline(redis, fill)

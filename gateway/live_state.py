@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from core import appkeys
 from core.effects import (
@@ -44,9 +43,9 @@ class RedisLiveState:
             return
         redis = self._app[appkeys.REDIS]
 
-        def fill(pipe: Pipeline) -> list[live.Script]:
-            scripts = [self._notifier.queue_publish(pipe, publish)] if publish else []
-            return scripts + [s for change in changes if (s := _queue(pipe, redis, change))]
+        def fill(calls: live.ScriptCalls) -> list[live.Script]:
+            scripts = [self._notifier.queue_publish(calls, publish)] if publish else []
+            return scripts + [s for change in changes if (s := _queue(calls, redis, change))]
 
         try:
             replies = await live.run_pipeline(redis, fill)
@@ -64,14 +63,14 @@ class RedisLiveState:
                 log.warning("live state update failed: %r", reply)
 
 
-def _queue(pipe: Pipeline, redis: Redis, change: LiveChange) -> live.Script | None:
+def _queue(calls: live.ScriptCalls, redis: Redis, change: LiveChange) -> live.Script | None:
     """Add the change's commands; returns the script it calls, if any."""
     match change:
         case MarkBusy(artisan_id, version):
-            live.SET_BUSY.queue(pipe, redis, live.set_busy_args(artisan_id, version))
+            live.SET_BUSY.queue(calls, redis, live.set_busy_args(artisan_id, version))
             return live.SET_BUSY
         case MarkAvailable(artisan_id, version):
-            live.SET_AVAILABLE.queue(pipe, redis, live.set_available_args(artisan_id, version))
+            live.SET_AVAILABLE.queue(calls, redis, live.set_available_args(artisan_id, version))
             return live.SET_AVAILABLE
         case TrackingStart(artisan_id, intervention_id, client_id, job_lat, job_lon, version):
             args = tracking.start_args(
@@ -82,11 +81,11 @@ def _queue(pipe: Pipeline, redis: Redis, change: LiveChange) -> live.Script | No
                 job_lon=job_lon,
                 version=version,
             )
-            live.TRACK_START.queue(pipe, redis, args)
+            live.TRACK_START.queue(calls, redis, args)
             return live.TRACK_START
         case TrackingStop(artisan_id, version):
             args = tracking.stop_args(artisan_id=artisan_id, version=version)
-            live.TRACK_STOP.queue(pipe, redis, args)
+            live.TRACK_STOP.queue(calls, redis, args)
             return live.TRACK_STOP
         case ProfileChanged(artisan_id, specialty, rating, verified):
             profile = live.update_profile_args(
@@ -94,5 +93,5 @@ def _queue(pipe: Pipeline, redis: Redis, change: LiveChange) -> live.Script | No
             )
             if profile is None:
                 return None
-            live.UPDATE_PROFILE.queue(pipe, redis, profile)
+            live.UPDATE_PROFILE.queue(calls, redis, profile)
             return live.UPDATE_PROFILE

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import web
-from redis.asyncio.client import Pipeline
 
 from core import redis_keys
 from gateway import appkeys as gateway_keys
@@ -87,13 +86,13 @@ class Notifier:
             self.publish_failed(len(frames), exc)
 
     def queue_publish(
-        self, pipe: Pipeline, frames: Sequence[tuple[uuid.UUID | str, bytes]]
+        self, calls: live.ScriptCalls, frames: Sequence[tuple[uuid.UUID | str, bytes]]
     ) -> live.Script:
-        """`publish_many` as one call queued on a pipeline (with other post-commit
-        work: one round trip for both); returns the script it calls. The caller
+        """`publish_many` as one call queued with other post-commit work's (one round
+        trip for all: `live.run_pipeline`); returns the script it calls. The caller
         reports a failed reply with `publish_failed`."""
         keys, args = self._publish_call(frames)
-        live.PUBLISH_TO_USERS.queue(pipe, self.gateway.redis, args, keys=keys)
+        live.PUBLISH_TO_USERS.queue(calls, self.gateway.redis, args, keys=keys)
         return live.PUBLISH_TO_USERS
 
     def publish_failed(self, frames: int, exc: BaseException) -> None:

@@ -26,7 +26,6 @@ from typing import cast
 
 from aiohttp import web
 from asyncpg import Record
-from redis.asyncio.client import Pipeline
 
 from core import redis_keys
 from gateway import appkeys as gateway_keys
@@ -61,8 +60,8 @@ async def rehydrate(gateway: Gateway) -> None:
     for start in range(0, len(rows), REHYDRATE_CHUNK):
         part = rows[start : start + REHYDRATE_CHUNK]
 
-        def fill(pipe: Pipeline, part: Sequence[Record] = part) -> list[live.Script]:
-            live.queue_connects(pipe, gateway.redis, part)
+        def fill(calls: live.ScriptCalls, part: Sequence[Record] = part) -> list[live.Script]:
+            live.queue_connects(calls, gateway.redis, part)
             return [live.CONNECT]
 
         replies = await live.run_pipeline(gateway.redis, fill)

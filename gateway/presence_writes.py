@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from gateway import live
 from gateway.coalesce import Coalescer
@@ -57,10 +56,10 @@ class PresenceWrites:
         redis = self._redis()
         now = live.now_ms()
 
-        def fill(pipe: Pipeline) -> list[live.Script]:
+        def fill(calls: live.ScriptCalls) -> list[live.Script]:
             for wanted in batch:
                 live.PRESENCE.queue(
-                    pipe,
+                    calls,
                     redis,
                     live.presence_args(wanted.artisan_id, wanted.status, now, wanted.recent_fix_ms),
                 )

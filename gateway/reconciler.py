@@ -39,7 +39,6 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from core import appkeys, redis_keys
 from gateway import appkeys as gateway_keys
@@ -145,7 +144,7 @@ def _disagreements(row: asyncpg.Record, now: LiveJob) -> set[Disagreement]:
 
 
 def _queue_repairs(
-    pipe: Pipeline,
+    calls: live.ScriptCalls,
     redis: Redis,
     rows: Iterable[asyncpg.Record],
     seen: dict[str, LiveJob],
@@ -160,11 +159,11 @@ def _queue_repairs(
         if (aid, version, "busy") not in confirmed:
             pass
         elif has_job and not now.busy:
-            live.SET_BUSY.queue(pipe, redis, live.set_busy_args(aid, version))
+            live.SET_BUSY.queue(calls, redis, live.set_busy_args(aid, version))
             scripts.append(live.SET_BUSY)
             repairs.busy += 1
         elif not has_job and now.busy:
-            live.SET_AVAILABLE.queue(pipe, redis, live.set_available_args(aid, version))
+            live.SET_AVAILABLE.queue(calls, redis, live.set_available_args(aid, version))
             scripts.append(live.SET_AVAILABLE)
             repairs.freed += 1
         tracked = has_job and row["job_status"] in TRACKED_STATUSES
@@ -179,11 +178,11 @@ def _queue_repairs(
                 job_lon=row["job_lon"],
                 version=version,
             )
-            live.TRACK_START.queue(pipe, redis, args)
+            live.TRACK_START.queue(calls, redis, args)
             scripts.append(live.TRACK_START)
             repairs.tracking_started += 1
         elif not tracked and (now.flagged or now.tracked_job):
-            live.TRACK_STOP.queue(pipe, redis, tracking.stop_args(artisan_id=aid, version=version))
+            live.TRACK_STOP.queue(calls, redis, tracking.stop_args(artisan_id=aid, version=version))
             scripts.append(live.TRACK_STOP)
             repairs.tracking_stopped += 1
     return scripts
@@ -232,8 +231,8 @@ async def reconcile_once(
     if fixed:  # the write-behind then copies their presence (ONLINE or OFFLINE)
         await redis.sadd(redis_keys.LIVE_DIRTY, *(str(a) for a in fixed))
 
-    def fill(pipe: Pipeline) -> list[live.Script]:
-        return _queue_repairs(pipe, redis, rows, seen, repairs, found)
+    def fill(calls: live.ScriptCalls) -> list[live.Script]:
+        return _queue_repairs(calls, redis, rows, seen, repairs, found)
 
     replies: list[Any] = await live.run_pipeline(redis, fill)
     for reply in replies:

@@ -1,4 +1,5 @@
-"""WaitingConnectionPool against the real Redis: waits in order, times out, loses no turn."""
+"""WaitingConnectionPool against the real Redis: waits in order, times out, loses no turn;
+its connections pack commands in C to the bytes redis-py packs in Python."""
 
 from __future__ import annotations
 
@@ -7,10 +8,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError
 
-from core.redispool import WaitingConnectionPool
+from core.redispool import (
+    PackedConnection,
+    PackedSSLConnection,
+    PackedUnixDomainSocketConnection,
+    WaitingConnectionPool,
+)
 from tests.conftest import TEST_REDIS_URL
 
 
@@ -147,3 +154,48 @@ async def test_callers_queued_when_the_pool_is_reset_are_served_by_the_next_arri
     assert not newcomer.done()
     await pool_of_one.release(conn)
     await pool_of_one.release(await asyncio.wait_for(newcomer, timeout=2))
+
+
+_ARGS: list[tuple[object, ...]] = [
+    ("SET", "key", "value"),
+    ("CONFIG GET", "maxmemory"),  # a command name of two words goes as two arguments
+    (b"HSET", b"k", b"f", memoryview(b"v"), bytearray(b"w")),
+    ("EVALSHA", "0" * 40, 2, "a", "b", -1, 2**70, 0.1 + 0.2, 1e20, -0.0, 48.8566),
+    ("SET", "clé", "été ✓ \u2028" + "x" * 10_000),  # past redis-py's 6,000-byte cutoff
+]
+
+
+def test_commands_are_packed_in_c_to_the_bytes_redis_py_packs() -> None:
+    packed = PackedConnection()
+    plain = Connection()
+    for args in _ARGS:
+        assert b"".join(packed.pack_command(*args)) == b"".join(plain.pack_command(*args)), args
+    assert b"".join(packed.pack_commands(_ARGS)) == b"".join(plain.pack_commands(_ARGS))
+
+
+def test_a_value_redis_cannot_take_is_refused_before_anything_is_sent() -> None:
+    for bad in (None, True, object()):
+        with pytest.raises(DataError):
+            PackedConnection().pack_command("SET", "key", bad)
+        with pytest.raises(DataError):  # as redis-py's own packer says
+            Connection().pack_command("SET", "key", bad)
+
+
+def test_every_url_scheme_gets_the_packed_connection_of_its_kind() -> None:
+    kinds = {
+        "redis://127.0.0.1:6379/1": PackedConnection,
+        "rediss://127.0.0.1:6380/1": PackedSSLConnection,
+        "unix:///tmp/redis.sock?db=1": PackedUnixDomainSocketConnection,
+    }
+    for url, kind in kinds.items():
+        pool = WaitingConnectionPool.from_url(url, timeout=1.0)
+        assert pool.connection_class is kind, url
+
+
+async def test_the_pool_s_connections_talk_to_redis(pool_of_one: WaitingConnectionPool) -> None:
+    redis = Redis.from_pool(pool_of_one)
+    value = "été ✓ " + "x" * 10_000
+    assert await redis.set("redispool:packed", value, ex=10)
+    assert (await redis.get("redispool:packed")).decode() == value
+    assert await redis.incrbyfloat("redispool:float", 0.1 + 0.2) == pytest.approx(0.3)
+    await redis.delete("redispool:packed", "redispool:float")
