@@ -6,6 +6,7 @@ concurrent requests across processes cannot overshoot the limit.
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 import time
@@ -14,6 +15,7 @@ from redis.asyncio import Redis
 
 from core import redis_keys
 from core.errors import RateLimited
+from core.redispool import run_script
 
 # KEYS[1] window key; ARGV: now_ms, window_ms, limit, member
 # Returns 0 when allowed, else milliseconds until a slot frees up.
@@ -36,6 +38,17 @@ return wait
 """
 
 
+# A window's members only need to differ: a random prefix per process and a counter
+# (os.urandom per hit is a system call that also lets another thread take the GIL).
+# A hit that NOSCRIPT made send twice reuses its member: counted once.
+_MEMBER_PREFIX = secrets.token_hex(4)
+_members = itertools.count()
+
+
+def _member(now_ms: int) -> str:
+    return f"{now_ms}:{_MEMBER_PREFIX}{next(_members):x}"
+
+
 class RateLimiter:
     def __init__(self, redis: Redis, *, scope: str, limit: int, window_s: float) -> None:
         if limit < 1 or window_s <= 0:
@@ -49,18 +62,19 @@ class RateLimiter:
     async def hit(self, *subjects: str) -> None:
         """Record one attempt for each subject; raise RateLimited if any is over its limit.
 
-        Each subject (an IP, an account) has its own window; the longest wait wins.
+        Each subject (an IP, an account) has its own window; the longest wait wins. One
+        round trip for all of them.
         """
         now_ms = int(time.time() * 1000)
-        waits = []
-        for subject in subjects:
-            member = f"{now_ms}:{secrets.token_hex(4)}"
-            wait_ms = await self._script(
-                keys=[redis_keys.rate_limit(self._scope, subject)],
-                args=[now_ms, self._window_ms, self._limit, member],
+        calls = [
+            (
+                [redis_keys.rate_limit(self._scope, subject)],
+                [now_ms, self._window_ms, self._limit, _member(now_ms)],
             )
-            waits.append(int(wait_ms))
-        longest = max(waits, default=0)
+            for subject in subjects
+        ]
+        waits = await run_script(self._redis, self._script, calls)
+        longest = max((int(wait_ms) for wait_ms in waits), default=0)
         if longest > 0:
             raise RateLimited(math.ceil(longest / 1000))
 

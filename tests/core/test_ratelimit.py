@@ -44,3 +44,15 @@ async def test_any_subject_over_its_limit_blocks(redis: Redis) -> None:
     await limiter.hit("ip:b", "acct:z")
     with pytest.raises(RateLimited):
         await limiter.hit("ip:c", "acct:z")
+
+
+async def test_after_redis_lost_its_scripts_each_subject_is_counted_once(redis: Redis) -> None:
+    limiter = RateLimiter(redis, scope="t", limit=2, window_s=60)
+    await limiter.hit("ip:a", "acct:z")
+    await redis.script_flush()  # as after a Redis restart: the next call is NOSCRIPT
+    await limiter.hit("ip:b", "acct:z")  # loaded and sent again
+    with pytest.raises(RateLimited):  # acct:z has had its two, not three or four
+        await limiter.hit("ip:c", "acct:z")
+    await limiter.hit("ip:b")  # ip:b was counted once: one more is allowed
+    with pytest.raises(RateLimited):
+        await limiter.hit("ip:b")
