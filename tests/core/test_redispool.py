@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -156,7 +157,7 @@ async def test_callers_queued_when_the_pool_is_reset_are_served_by_the_next_arri
     await pool_of_one.release(await asyncio.wait_for(newcomer, timeout=2))
 
 
-_ARGS: list[tuple[object, ...]] = [
+_ARGS: list[tuple[Any, ...]] = [
     ("SET", "key", "value"),
     ("CONFIG GET", "maxmemory"),  # a command name of two words goes as two arguments
     (b"HSET", b"k", b"f", memoryview(b"v"), bytearray(b"w")),
@@ -174,7 +175,8 @@ def test_commands_are_packed_in_c_to_the_bytes_redis_py_packs() -> None:
 
 
 def test_a_value_redis_cannot_take_is_refused_before_anything_is_sent() -> None:
-    for bad in (None, True, object()):
+    bad_values: tuple[Any, ...] = (None, True, object())
+    for bad in bad_values:
         with pytest.raises(DataError):
             PackedConnection().pack_command("SET", "key", bad)
         with pytest.raises(DataError):  # as redis-py's own packer says
@@ -196,6 +198,7 @@ async def test_the_pool_s_connections_talk_to_redis(pool_of_one: WaitingConnecti
     redis = Redis.from_pool(pool_of_one)
     value = "été ✓ " + "x" * 10_000
     assert await redis.set("redispool:packed", value, ex=10)
-    assert (await redis.get("redispool:packed")).decode() == value
+    read = await redis.get("redispool:packed")
+    assert isinstance(read, bytes) and read.decode() == value
     assert await redis.incrbyfloat("redispool:float", 0.1 + 0.2) == pytest.approx(0.3)
     await redis.delete("redispool:packed", "redispool:float")

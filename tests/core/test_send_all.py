@@ -1,4 +1,4 @@
-"""`live.send_all`, the outbox's round trip to Redis: the replies a redis-py pipeline
+"""`redispool.send_all`, the outbox's round trip to Redis: the replies a redis-py pipeline
 gives, errors in place; a killed connection retried; a cancelled call never leaves a
 reply behind for the next caller."""
 
@@ -13,8 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
-from core.redispool import WaitingConnectionPool
-from gateway import live
+from core.redispool import WaitingConnectionPool, send_all
 from tests.conftest import TEST_REDIS_URL
 
 
@@ -51,7 +50,7 @@ async def test_replies_are_a_pipelines_with_each_error_in_its_place(
         ("EVALSHA", "0" * 40, 0),  # not loaded: NOSCRIPT
         ("GET", "send_all:k"),  # (no reply callback, as EVALSHA)
     ]
-    replies = await live.send_all(redis, commands)
+    replies = await send_all(redis, commands)
 
     pipe = redis.pipeline(transaction=False)
     for command in commands:
@@ -62,15 +61,15 @@ async def test_replies_are_a_pipelines_with_each_error_in_its_place(
     assert isinstance(replies[1], ResponseError) and "no such job" in str(replies[1])
     assert isinstance(replies[2], NoScriptError)
     assert replies[3] == "v"
-    assert await live.send_all(redis, []) == []
+    assert await send_all(redis, []) == []
 
 
 async def test_a_connection_killed_between_two_calls_is_replaced_and_the_call_retried(
     one_connection: Redis, redis: Redis
 ) -> None:
-    (own_id,) = await live.send_all(one_connection, [("CLIENT", "ID")])
+    (own_id,) = await send_all(one_connection, [("CLIENT", "ID")])
     assert await redis.client_kill_filter(_id=own_id) == 1
-    replies = await live.send_all(one_connection, [("ECHO", "again"), ("CLIENT", "ID")])
+    replies = await send_all(one_connection, [("ECHO", "again"), ("CLIENT", "ID")])
     assert replies[0] == "again"
     assert replies[1] != own_id  # a new connection answered
 
@@ -84,11 +83,11 @@ async def test_without_a_retry_policy_the_error_is_raised_and_the_next_call_reco
         )
     )
     try:
-        (own_id,) = await live.send_all(client, [("CLIENT", "ID")])
+        (own_id,) = await send_all(client, [("CLIENT", "ID")])
         await redis.client_kill_filter(_id=own_id)
         with pytest.raises(RedisConnectionError):
-            await live.send_all(client, [("ECHO", "lost")])
-        assert await live.send_all(client, [("ECHO", "back")]) == ["back"]
+            await send_all(client, [("ECHO", "lost")])
+        assert await send_all(client, [("ECHO", "back")]) == ["back"]
     finally:
         await client.aclose()
 
@@ -96,9 +95,7 @@ async def test_without_a_retry_policy_the_error_is_raised_and_the_next_call_reco
 async def test_a_call_cancelled_while_waiting_leaves_no_reply_for_the_next_one(
     one_connection: Redis, redis: Redis
 ) -> None:
-    waiting = asyncio.create_task(
-        live.send_all(one_connection, [("BLPOP", "send_all:never", "0.3")])
-    )
+    waiting = asyncio.create_task(send_all(one_connection, [("BLPOP", "send_all:never", "0.3")]))
     await asyncio.sleep(0.05)  # sent; its reply comes when the BLPOP times out
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -107,4 +104,4 @@ async def test_a_call_cancelled_while_waiting_leaves_no_reply_for_the_next_one(
     # The same (only) pooled slot: had the BLPOP's connection been kept, this call
     # would read the BLPOP's late nil as its own reply.
     await asyncio.sleep(0.35)
-    assert await live.send_all(one_connection, [("LPOP", "send_all:list")]) == ["x"]
+    assert await send_all(one_connection, [("LPOP", "send_all:list")]) == ["x"]
