@@ -1,5 +1,5 @@
-"""While admission control sheds load, a new job is refused in the loop turn that reads
-it (zendo/system/request_screen.py): the middleware's own answer, on a connection that
+"""While admission control sheds load, a new job (and, past the doubled bounds, work under
+way) is refused in the loop turn that reads it (zendo/system/request_screen.py): the middleware's own answer, on a connection that
 stays open. Anything else, and every request while the process keeps up, goes on to
 aiohttp untouched."""
 
@@ -18,23 +18,55 @@ from core.metrics import Metrics
 from zendo.admission import ADMISSION, Admission, admission_middleware
 from zendo.middleware import error_middleware
 from zendo.system.listener import MultiAcceptSite
-from zendo.system.request_screen import Door, screened, whole_request_id
+from zendo.system.request_screen import ROUTES, Door, read_whole, screened
 
 BODY = b'{"specialty":"PLUMBER","lat":48.85,"lon":2.35,"description":"leak"}'
 
 
-def new_job(*headers: bytes, body: bytes = BODY) -> bytes:
-    head = [b"POST /interventions HTTP/1.1", b"Host: zendo.test", *headers]
+def new_job(*headers: bytes, body: bytes = BODY, target: bytes = b"/interventions") -> bytes:
+    head = [b"POST " + target + b" HTTP/1.1", b"Host: zendo.test", *headers]
     if not any(h.lower().startswith(b"content-length") for h in headers):
         head.append(b"Content-Length: %d" % len(body))
     return b"\r\n".join(head) + b"\r\n\r\n" + body
 
 
+def request_id(data: bytes) -> bytes | None:
+    screened = read_whole(data)
+    return None if screened is None else screened.request_id
+
+
 def test_a_whole_new_job_is_read_with_its_request_id() -> None:
-    assert whole_request_id(new_job()) == b""
-    assert whole_request_id(new_job(b"X-Request-Id: abc-1")) == b"abc-1"
-    assert whole_request_id(new_job(b"connection: Keep-Alive")) == b""
-    assert whole_request_id(new_job(body=b"")) == b""  # the route will say 422; not here
+    assert request_id(new_job()) == b""
+    assert request_id(new_job(b"X-Request-Id: abc-1")) == b"abc-1"
+    assert request_id(new_job(b"connection: Keep-Alive")) == b""
+    assert request_id(new_job(body=b"")) == b""  # the route will say 422; not here
+    screened = read_whole(new_job())
+    assert screened is not None
+    assert (screened.route, screened.in_progress) == ("/interventions", False)
+
+
+JOB_ID = b"7d9f4a52-2c1e-4f0b-9a57-3f2d8c1b6e90"
+STATUS = b'{"status":"EN_ROUTE"}'
+
+
+@pytest.mark.parametrize(
+    ("target", "route"),
+    [
+        (b"/interventions/" + JOB_ID + b"/status", "/interventions/{id}/status"),
+        (b"/interventions/" + JOB_ID + b"/cancel", "/interventions/{id}/cancel"),
+        (b"/offers/" + JOB_ID + b"/accept", "/offers/{offer_id}/accept"),
+        (b"/offers/not-a-uuid-1/decline", "/offers/{offer_id}/decline"),  # the route says 404
+    ],
+)
+def test_work_under_way_is_read_with_its_routes_template(target: bytes, route: str) -> None:
+    screened = read_whole(new_job(b"X-Request-Id: w-1", target=target, body=STATUS))
+    assert screened is not None
+    assert (screened.route, screened.in_progress, screened.request_id) == (route, True, b"w-1")
+
+
+def test_the_screened_templates_are_the_apps_own_routes(app: web.Application) -> None:
+    templates = {r.canonical for r in app.router.resources()}
+    assert set(ROUTES) <= templates
 
 
 @pytest.mark.parametrize(
@@ -51,13 +83,20 @@ def test_a_whole_new_job_is_read_with_its_request_id() -> None:
         new_job(b"Content-Length: -1"),
         new_job(b"no colon here"),
         new_job().replace(b"HTTP/1.1", b"HTTP/1.0", 1),
-        new_job().replace(b"/interventions", b"/interventions/abc/status", 1),
+        new_job().replace(b"/interventions", b"/interventions/abc/rate", 1),
+        new_job().replace(b"/interventions", b"/interventions?x=1", 1),
+        new_job(target=b"/interventions//status"),
+        new_job(target=b"/interventions/a/b/status"),
+        new_job(target=b"/interventions/a%2Fb/status"),
+        new_job(target=b"/interventions/" + b"a" * 65 + b"/status"),
+        new_job(target=b"/offers/" + JOB_ID + b"/accept?x=1"),
+        new_job(target=b"/interventions/" + JOB_ID + b"/status", body=b"")[:-3],
         new_job().replace(b"POST", b"PUT", 1),
         b"POST /interventions HTTP/1.1\r\nHost: zendo.test\r\n",  # the head in pieces
     ],
 )
 def test_anything_else_goes_to_aiohttp(data: bytes) -> None:
-    assert whole_request_id(data) is None
+    assert read_whole(data) is None
 
 
 def test_the_door_refuses_only_when_admission_does() -> None:
@@ -76,6 +115,29 @@ def test_the_door_refuses_only_when_admission_does() -> None:
         "zendo_http_requests_total", {"route": "/interventions", "status": "503"}
     )
     assert sample == 1.0
+
+
+def test_work_under_way_is_refused_only_past_the_doubled_bounds() -> None:
+    admission = Admission(max_in_flight=100)
+    admission.limit = 10.0
+    metrics = Metrics.create()
+    door = Door(admission, metrics.http_requests)
+    status_change = new_job(target=b"/interventions/" + JOB_ID + b"/status", body=STATUS)
+    admission.in_flight = 10  # past the new-work limit: new jobs refused, work under way not
+    assert door.answer(new_job(), 0.0) is not None
+    assert door.answer(status_change, 0.0) is None
+    admission.in_flight = 20  # twice the limit: refused too
+    answer = door.answer(status_change, 0.0)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert admission.refused == 2
+
+    def refused(route: str) -> float | None:
+        return metrics.registry.get_sample_value(
+            "zendo_http_requests_total", {"route": route, "status": "503"}
+        )
+
+    assert refused("/interventions") == 1.0
+    assert refused("/interventions/{id}/status") == 1.0
 
 
 class Served:
@@ -98,6 +160,11 @@ async def served() -> AsyncIterator[Served]:
         routed.append("create")
         return web.json_response({"id": "job"}, status=201)
 
+    async def status(request: web.Request) -> web.Response:
+        await request.read()
+        routed.append("status")
+        return web.json_response({"status": "EN_ROUTE"})
+
     async def slow(request: web.Request) -> web.Response:
         routed.append("slow")
         await release.wait()
@@ -106,6 +173,7 @@ async def served() -> AsyncIterator[Served]:
     app = web.Application(middlewares=[error_middleware, admission_middleware])
     admission = app[ADMISSION] = Admission(max_in_flight=4)
     app.router.add_post("/interventions", create)
+    app.router.add_post("/interventions/{id}/status", status)
     app.router.add_post("/slow", slow)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -204,3 +272,28 @@ async def test_a_malformed_new_job_while_shedding_gets_aiohttps_400(served: Serv
     finally:
         writer.close()
         served.admission.in_flight = 0
+
+
+async def test_a_status_change_gets_in_while_new_jobs_are_shed_and_not_past_twice_the_bounds(
+    served: Served,
+) -> None:
+    change = new_job(target=b"/interventions/" + JOB_ID + b"/status", body=STATUS)
+    served.admission.limit = 1.0
+    # past the new-work limit (1), under the doubled bound for work under way (twice the
+    # fixture's far bound of 4)
+    served.admission.in_flight = 5
+    reader, writer = await served.connect()
+    try:
+        writer.write(new_job())
+        assert (await read_response(reader))[0] == 503
+        writer.write(change)
+        assert (await read_response(reader))[0] == 200
+        assert served.routed == ["status"]
+        served.admission.in_flight = 8  # the doubled bound: refused at the door
+        writer.write(change)
+        status, headers, body = await read_response(reader)
+        assert status == 503 and headers["retry-after"] == "1"
+        assert orjson.loads(body)["code"] == "overloaded"
+        assert served.routed == ["status"]
+    finally:
+        writer.close()
