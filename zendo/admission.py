@@ -130,17 +130,24 @@ class Admission:
         """True, counted as a refusal, when the request must be refused. `in_progress`:
         every bound doubled (refusing it delays a job under way); `adaptive=False`: the
         far bounds only (handshakes, operators)."""
+        refuse, lagging = self.judge(in_progress=in_progress, adaptive=adaptive)
+        if refuse:
+            self.count_refusal(lagging=lagging)
+        return refuse
+
+    def judge(self, *, in_progress: bool = False, adaptive: bool = True) -> tuple[bool, bool]:
+        """`refuses`'s verdict, not counted: (refuse, because the loop lags)."""
         limit = min(self.limit, self.max_in_flight) if adaptive else self.max_in_flight
         max_lag = self.max_loop_lag_s
         if in_progress:
             limit = min(max(limit, MIN_PROGRESS_LIMIT), self.max_in_flight) * PROGRESS_SLACK
             max_lag = max_lag * PROGRESS_SLACK
         lagging = self.loop_lag_s > max_lag
-        if lagging or self.in_flight >= limit:
-            self.refused += 1
-            self.refused_by_lag += lagging
-            return True
-        return False
+        return lagging or self.in_flight >= limit, lagging
+
+    def count_refusal(self, *, lagging: bool) -> None:
+        self.refused += 1
+        self.refused_by_lag += lagging
 
     def check(self, *, in_progress: bool = False, adaptive: bool = True) -> None:
         """Raises Overloaded when the request must be refused (`refuses`)."""

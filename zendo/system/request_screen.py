@@ -140,18 +140,24 @@ class Screened:
     request_id: bytes  # its X-Request-Id (b"" when it has none)
 
 
-def read_whole(data: bytes) -> Screened | None:
-    """`data` read as exactly one whole request to a screened route; None when it goes
-    to aiohttp."""
+def request_route(data: bytes) -> tuple[str, bool] | None:
+    """`route_of` the request line `data` starts with, if a whole one: POST, HTTP/1.1."""
     line_end = data.find(b"\r\n")
     if line_end < 0 or not data.startswith(_METHOD):
         return None
     line = data[:line_end]
     if not line.endswith(_VERSION):
         return None
-    route = route_of(line[len(_METHOD) : len(line) - len(_VERSION)])
+    return route_of(line[len(_METHOD) : len(line) - len(_VERSION)])
+
+
+def read_whole(data: bytes) -> Screened | None:
+    """`data` read as exactly one whole request to a screened route; None when it goes
+    to aiohttp."""
+    route = request_route(data)
     if route is None:
         return None
+    line_end = data.find(b"\r\n")
     end = data.find(_HEAD_END)
     if end < 0:
         return None
@@ -193,10 +199,18 @@ class Door:
 
     def answer(self, data: bytes, now: float) -> bytes | None:
         """The refusal to write for `data` (`now`: the wall clock, for its Date), or
-        None: it goes to aiohttp."""
-        screened = read_whole(data)
-        if screened is None or not self._admission.refuses(in_progress=screened.in_progress):
+        None: it goes to aiohttp. An admitted request costs the request line's reading
+        only: the headers are read once the verdict is to refuse."""
+        route = request_route(data)
+        if route is None:
             return None
+        refuse, lagging = self._admission.judge(in_progress=route[1])
+        if not refuse:
+            return None
+        screened = read_whole(data)
+        if screened is None:  # aiohttp's: the middleware judges and counts it
+            return None
+        self._admission.count_refusal(lagging=lagging)
         self._refused[screened.route].inc()
         return refusal(screened.request_id or new_request_id().encode(), now)
 
