@@ -242,3 +242,15 @@ async def test_slow_answers_shed_new_work_over_http(
     handshake = await client.get("/ws")  # bounded by the gateway's arrivals, not by this
     assert handshake.status != 503
     admission.in_flight = 0
+
+
+def test_a_verdict_is_counted_only_as_a_refusal() -> None:
+    admission = Admission(max_in_flight=4)
+    admission.in_flight = 4
+    assert admission.judge() == (True, False)
+    assert admission.judge(in_progress=True) == (False, False)  # its bounds are doubled
+    assert admission.refused == 0  # judged, not refused yet
+    admission.loop_lag_s = admission.max_loop_lag_s * 3
+    assert admission.judge(in_progress=True) == (True, True)
+    assert admission.refuses(in_progress=True)
+    assert (admission.refused, admission.refused_by_lag) == (1, 1)
