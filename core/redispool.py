@@ -13,7 +13,8 @@ a release wakes it. A woken caller's connection is kept for it: callers arriving
 meanwhile queue behind it rather than take it.
 
 `send_all` writes commands on one of its connections and reads their replies without
-redis-py's per-command machinery; `run_script` calls a script that way.
+redis-py's per-command machinery; `send_loading` also loads scripts Redis lost;
+`run_script` calls a script that way.
 
 Its connections pack commands in C, with hiredis (`HiredisPacking`), as redis-py's
 synchronous client does; its asyncio connections pack them in Python. Measured here on
@@ -177,17 +178,27 @@ async def send_all(redis: Redis, commands: Sequence[tuple[Any, ...]]) -> list[An
         await pool.release(conn)
 
 
+async def send_loading(
+    redis: Redis, commands: Sequence[tuple[Any, ...]], sources: Iterable[str | bytes | memoryview]
+) -> list[Any]:
+    """`send_all`, and on NOSCRIPT (Redis restarted and lost its scripts) the scripts'
+    `sources` loaded and the commands sent once more: only for commands that are
+    idempotent or that failed as a whole."""
+    replies = await send_all(redis, commands)
+    if any(isinstance(reply, NoScriptError) for reply in replies):
+        for source in sources:
+            await redis.script_load(source)
+        replies = await send_all(redis, commands)
+    return replies
+
+
 async def run_script(
     redis: Redis, script: AsyncScript, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
 ) -> list[Any]:
     """`script` (from `redis.register_script`) called once per (keys, args), all in one
-    round trip (`send_all`); loaded and called again on NOSCRIPT (Redis restarted), so
-    only for idempotent calls or ones that failed as a whole. Raises a call's error."""
+    round trip (`send_loading`). Raises a call's error."""
     commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for keys, args in calls]
-    replies = await send_all(redis, commands)
-    if any(isinstance(reply, NoScriptError) for reply in replies):
-        await redis.script_load(script.script)
-        replies = await send_all(redis, commands)
+    replies = await send_loading(redis, commands, [script.script])
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply

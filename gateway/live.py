@@ -16,11 +16,10 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from core import redis_keys
 from core.gateway_config import RECENT_FIX_S
-from core.redispool import send_all
+from core.redispool import send_loading
 from gateway import lua
 
 # The events stream keeps about this much history (XADD MINID ~, approximate): a fix
@@ -105,18 +104,12 @@ _COMMON_ARGS = (
 
 async def run_pipeline(redis: Redis, fill: Callable[[ScriptCalls], Iterable[Script]]) -> list[Any]:
     """One round trip: the script calls `fill` queues (it returns the scripts it called).
-    A command's error comes back as its reply. Scripts are not loaded beforehand, so on
-    NOSCRIPT (Redis restarted) they are loaded and the calls sent once more: the
-    calls queued here are all idempotent."""
-    for attempt in (1, 2):
-        calls = ScriptCalls()
-        scripts = set(fill(calls))
-        replies = await send_all(redis, calls.commands)
-        if attempt == 2 or not any(isinstance(r, NoScriptError) for r in replies):
-            return replies
-        for script in scripts:
-            await redis.script_load(script.source)
-    raise AssertionError("unreachable")
+    A command's error comes back as its reply; on NOSCRIPT (Redis restarted) the scripts
+    are loaded and the calls sent once more (`send_loading`): the calls queued here are
+    all idempotent."""
+    calls = ScriptCalls()
+    scripts = set(fill(calls))
+    return await send_loading(redis, calls.commands, [script.source for script in scripts])
 
 
 def common_args() -> list[Any]:
@@ -237,7 +230,7 @@ async def connect_artisan(
 
 
 def queue_connects(calls: ScriptCalls, redis: Redis, profiles: Iterable[asyncpg.Record]) -> None:
-    """CONNECT calls on a pipeline, one per profile row of PostgreSQL (user_id,
+    """CONNECT calls for one round trip (`run_pipeline`), one per profile row of PostgreSQL (user_id,
     specialty, level, rating, status: `gateway.repo.live_profiles`)."""
     for row in profiles:
         args = connect_args(

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, ResponseError
 
 from core.redispool import WaitingConnectionPool, send_all
 from tests.conftest import TEST_REDIS_URL
@@ -105,3 +105,16 @@ async def test_a_call_cancelled_while_waiting_leaves_no_reply_for_the_next_one(
     # would read the BLPOP's late nil as its own reply.
     await asyncio.sleep(0.35)
     assert await send_all(one_connection, [("LPOP", "send_all:list")]) == ["x"]
+
+
+async def test_a_value_redis_cannot_take_is_refused_and_nothing_is_sent(
+    one_connection: Redis,
+) -> None:
+    with pytest.raises(DataError):
+        await send_all(one_connection, [("SET", "send_all:half", "written"), ("ECHO", None)])
+    # packed as a whole before the write: the first command was not sent either, and the
+    # one pooled connection serves the next call
+    assert await send_all(one_connection, [("EXISTS", "send_all:half"), ("ECHO", "ok")]) == [
+        0,
+        "ok",
+    ]

@@ -155,8 +155,11 @@ def read_whole(data: bytes) -> Screened | None:
     """`data` read as exactly one whole request to a screened route; None when it goes
     to aiohttp."""
     route = request_route(data)
-    if route is None:
-        return None
+    return None if route is None else _read_head(data, route)
+
+
+def _read_head(data: bytes, route: tuple[str, bool]) -> Screened | None:
+    """`read_whole` once `request_route` gave `data`'s route: its headers and body."""
     line_end = data.find(b"\r\n")
     end = data.find(_HEAD_END)
     if end < 0:
@@ -207,7 +210,7 @@ class Door:
         refuse, lagging = self._admission.judge(in_progress=route[1])
         if not refuse:
             return None
-        screened = read_whole(data)
+        screened = _read_head(data, route)
         if screened is None:  # aiohttp's: the middleware judges and counts it
             return None
         self._admission.count_refusal(lagging=lagging)
