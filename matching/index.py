@@ -226,6 +226,9 @@ class ArtisanIndex:
             self._upsert_chunk(id_list, i0, min(n, i0 + _BULK_CHUNK), la, lo, rt, sp, lv, stc)
         if n >= 4096:
             s.compact()
+            # The id list and the code columns (~11 B an artisan at a million) are freed
+            # into the C heap first, or its trim would leave them held.
+            del id_list, la, lo, rt, sp, lv, stc
             release_free_heap()
 
     def _upsert_rows(self, *cols: Sequence[Any] | npt.NDArray[Any]) -> None:
