@@ -60,6 +60,25 @@ def _ws_refused(env: Environment) -> None:
     )
 
 
+# A client's frame is masked (RFC 6455 §5.3); the key guards proxies against a hostile
+# page's script, which a load generator is not: all zeros, so the payload goes as it is.
+# The server unmasks it as any other frame.
+_ZERO_MASK = bytes(4)
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One final, masked text frame: what websocket-client's ABNF builds in ~12 µs of
+    Python a frame (its header packed field by field, the payload XORed), in ~1 µs."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x81, 0x80 | n))
+    elif n < 1 << 16:
+        head = b"\x81\xfe" + n.to_bytes(2, "big")
+    else:
+        head = b"\x81\xff" + n.to_bytes(8, "big")
+    return head + _ZERO_MASK + payload
+
+
 def _ws_url(host: str) -> str:
     return host.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
 
@@ -119,11 +138,14 @@ class SocketUser(FastHttpUser):
             return
 
     def send(self, frame: dict[str, Any]) -> None:
-        if self.ws is None:
+        ws = self.ws
+        if ws is None:
             return
         try:
             # orjson: the stdlib encoder was 4 % of this process's CPU (2,500 fixes/s)
-            self.ws.send(orjson.dumps(frame))
+            data = text_frame(orjson.dumps(frame))
+            with ws.lock:  # websocket-client's own: a pong is sent from the reader
+                ws.sock.sendall(data)
         except Exception as exc:
             record_ws_failure(self.environment, f"send {frame['type']}", exc)
 

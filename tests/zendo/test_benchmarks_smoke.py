@@ -95,6 +95,26 @@ def test_locust_reuses_idle_keep_alive_sockets_past_descriptor_1023() -> None:
     ]
 
 
+_TEXT_FRAME_CHECK = """
+from websocket import ABNF
+from benchmarks.locust_socket import text_frame
+
+for size in (0, 1, 125, 126, 65535, 65536, 70000):
+    payload = bytes(i % 251 for i in range(size))
+    frame = ABNF.create_frame(payload, ABNF.OPCODE_TEXT)
+    frame.get_mask_key = lambda n: bytes(n)
+    print(size, text_frame(payload) == frame.format())
+"""
+
+
+def test_locust_builds_the_frames_websocket_client_would() -> None:
+    """The artisans' fixes skip websocket-client's frame builder: the same bytes as it
+    sends with an all-zero mask key, for each of the three length encodings."""
+    assert _python_lines(_TEXT_FRAME_CHECK) == [
+        f"{size} True" for size in (0, 1, 125, 126, 65535, 65536, 70000)
+    ]
+
+
 _PACING_CHECK = """
 import time, types
 from benchmarks import locustfile, locust_process
