@@ -144,6 +144,8 @@ class SocketUser(FastHttpUser):
         try:
             # orjson: the stdlib encoder was 4 % of this process's CPU (2,500 fixes/s)
             data = text_frame(orjson.dumps(frame))
+            if ws.sock is None:  # closed: what websocket-client's own send raises
+                raise websocket.WebSocketConnectionClosedException("socket is already closed.")
             with ws.lock:  # websocket-client's own: a pong is sent from the reader
                 ws.sock.sendall(data)
         except Exception as exc:
