@@ -93,14 +93,14 @@ SLOW_BY_DESIGN = frozenset({"/auth/login", "/auth/register"})
 WEBSOCKET_PATH = "/ws"
 # Work in progress is refused only past this multiple of the bounds.
 PROGRESS_SLACK = 2.0
-_PROGRESS_SUFFIXES = ("/status", "/cancel", "/accept", "/decline")
+PROGRESS_SUFFIXES = ("/status", "/cancel", "/accept", "/decline")
 _OPERATOR_PREFIX = "/admin/"
 
 
 def in_progress(request: web.Request) -> bool:
     """A request that moves an existing job along (POST .../status, .../cancel, and an
     offer's accept or decline)."""
-    return request.method == "POST" and request.path.endswith(_PROGRESS_SUFFIXES)
+    return request.method == "POST" and request.path.endswith(PROGRESS_SUFFIXES)
 
 
 def operator(request: web.Request) -> bool:

@@ -15,10 +15,10 @@ import pytest
 from aiohttp import web
 
 from core.metrics import Metrics
-from zendo.admission import ADMISSION, Admission, admission_middleware
+from zendo.admission import ADMISSION, PROGRESS_SUFFIXES, Admission, admission_middleware
 from zendo.middleware import error_middleware
 from zendo.system.listener import MultiAcceptSite
-from zendo.system.request_screen import ROUTES, Door, read_whole, screened
+from zendo.system.request_screen import ROUTES, UNDER_WAY, Door, read_whole, screened
 
 BODY = b'{"specialty":"PLUMBER","lat":48.85,"lon":2.35,"description":"leak"}'
 
@@ -67,6 +67,9 @@ def test_work_under_way_is_read_with_its_routes_template(target: bytes, route: s
 def test_the_screened_templates_are_the_apps_own_routes(app: web.Application) -> None:
     templates = {r.canonical for r in app.router.resources()}
     assert set(ROUTES) <= templates
+    # the door's work under way is the middleware's: one route per suffix, each its own
+    assert sorted(suffix.decode() for _, suffix in UNDER_WAY) == sorted(PROGRESS_SUFFIXES)
+    assert all(t.endswith(PROGRESS_SUFFIXES) for t in UNDER_WAY.values())
 
 
 @pytest.mark.parametrize(

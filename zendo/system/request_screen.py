@@ -52,7 +52,8 @@ from zendo.admission import ADMISSION, OVERLOADED_DETAIL, RETRY_AFTER_S, Admissi
 from zendo.middleware import SECURITY_HEADERS, new_request_id, problem_document
 
 NEW_JOB = "/interventions"
-# Work under way (zendo.admission's in-progress suffixes): (prefix, suffix) -> template.
+# Work under way, one route per suffix of admission's PROGRESS_SUFFIXES (a test keeps
+# them in step): (prefix, suffix) -> template.
 UNDER_WAY = {
     (b"/interventions/", b"/status"): "/interventions/{id}/status",
     (b"/interventions/", b"/cancel"): "/interventions/{id}/cancel",
