@@ -115,6 +115,29 @@ def test_locust_builds_the_frames_websocket_client_would() -> None:
     ]
 
 
+_CLOSED_SEND_CHECK = """
+import threading, types
+from locust.env import Environment
+from benchmarks.locust_socket import SocketUser
+
+env = Environment()
+seen = []
+env.events.request.add_listener(lambda **event: seen.append(event))
+user = types.SimpleNamespace(
+    ws=types.SimpleNamespace(sock=None, lock=threading.Lock()), environment=env
+)
+SocketUser.send(user, {"type": "location", "lat": 48.85, "lon": 2.35, "ts": 1})
+print(len(seen), seen[0]["request_type"], seen[0]["name"])
+print("WebSocketConnectionClosedException" in str(seen[0]["exception"]))
+"""
+
+
+def test_locust_reports_a_send_on_a_closed_socket_as_a_failure() -> None:
+    """A fix sent after the socket closed is one WS failure naming websocket-client's
+    own error, as its send would raise: not a crash of the user's task."""
+    assert _python_lines(_CLOSED_SEND_CHECK) == ["1 WS send location", "True"]
+
+
 _PACING_CHECK = """
 import time, types
 from benchmarks import locustfile, locust_process
