@@ -60,6 +60,8 @@ class Driver:
     frames: Counter[str] = field(default_factory=Counter)
     auto_accept: bool = False
     positions: dict[int, tuple[float, float]] = field(default_factory=dict)
+    not_json: Counter[int] = field(default_factory=Counter)  # answers by status
+    not_json_sample: str = ""
 
     async def setup(
         self, base: str, artisans: list[dict[str, Any]], clients: list[dict[str, Any]], ws: bool
@@ -150,7 +152,12 @@ class Driver:
             method, self.base + path, data=data, headers=headers
         ) as resp:
             raw = await resp.read()
-            return resp.status, (json.loads(raw) if raw else None)
+            try:
+                return resp.status, (json.loads(raw) if raw else None)
+            except ValueError:  # not JSON: kept as text, counted under its status
+                self.not_json[resp.status] += 1
+                self.not_json_sample = raw[:200].decode(errors="replace")
+                return resp.status, None
 
     def _request(self, name: str, i: int) -> tuple[str, str, dict[str, Any] | None, Any] | None:
         clients, artisans = self.clients, self.artisans
@@ -197,6 +204,7 @@ class Driver:
         if name == "create" and first == 0:
             self.job_order = []
         statuses: Counter[int] = Counter()
+        self.not_json.clear()
 
         async def one(k: int) -> None:
             i = first + k
@@ -218,7 +226,14 @@ class Driver:
         if name == "create":
             await self._wait_offers(2.0)
         ok = sum(n for s, n in statuses.items() if 200 <= s < 300)
-        return {"ok": ok, "statuses": dict(statuses), "elapsed": time.monotonic() - started}
+        out: dict[str, Any] = {
+            "ok": ok,
+            "statuses": dict(statuses),
+            "elapsed": time.monotonic() - started,
+        }
+        if self.not_json:
+            out["not_json"] = {"statuses": dict(self.not_json), "sample": self.not_json_sample}
+        return out
 
     def _created(self, payload: dict[str, Any], i: int) -> None:
         job = self.jobs.setdefault(payload["id"], Job(payload["id"], -1, None))

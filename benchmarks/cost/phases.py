@@ -32,11 +32,18 @@ def merged(results: list[dict[str, Any]]) -> dict[str, Any]:
     statuses: Counter[int] = Counter()
     for r in results:
         statuses.update(r["statuses"])
-    return {
+    out: dict[str, Any] = {
         "ok": sum(r["ok"] for r in results),
         "statuses": dict(statuses),
         "elapsed": sum(r["elapsed"] for r in results),
     }
+    not_json = [r["not_json"] for r in results if "not_json" in r]
+    if not_json:
+        counted: Counter[int] = Counter()
+        for report in not_json:
+            counted.update(report["statuses"])
+        out["not_json"] = {"statuses": dict(counted), "sample": not_json[-1]["sample"]}
+    return out
 
 
 def total(deltas: list[Delta]) -> Delta:
@@ -120,6 +127,11 @@ def _print_route(name: str, out: dict[str, dict[str, Any]]) -> None:
             flush=True,
         )
     print(f"        ratio by round: {out['zendo'][name]['rounds']}", flush=True)
+    for key in ("zendo", "bare"):
+        if "not_json" in out[key][name]["result"]:
+            print(
+                f"        {key} answered bodies that are not JSON: {out[key][name]['result']['not_json']}"
+            )
 
 
 async def story_phase(
