@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from core import redis_keys
+from core.redispool import run_script
 from gateway import appkeys as gateway_keys
 from gateway import live
 from gateway.node import Gateway
@@ -80,8 +81,11 @@ class Notifier:
         if not frames:
             return
         keys, args = self._publish_call(frames)
+        redis = self.gateway.redis
         try:
-            await live.PUBLISH_TO_USERS(self.gateway.redis, args, keys=keys)
+            # Packed in C on a pooled connection, without redis-py's per-command path
+            # (`core.redispool.run_script`): this runs after every status change.
+            await run_script(redis, live.PUBLISH_TO_USERS.registered(redis), [(keys, args)])
         except Exception as exc:
             self.publish_failed(len(frames), exc)
 

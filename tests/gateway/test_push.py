@@ -255,6 +255,40 @@ async def test_publish_many_sends_each_frame_to_the_other_nodes_of_its_user_only
         await redis.aclose()
 
 
+async def test_publish_many_survives_a_script_flush_and_counts_a_failed_call(
+    gw: TestClient[Any, Any], gw_settings: Settings
+) -> None:
+    """After a Redis restart (its scripts gone) the call loads the script and is sent
+    again; a call Redis refuses is counted and logged, never raised to the caller,
+    whose change is committed already."""
+    from redis.asyncio import Redis
+
+    from core import redis_keys
+    from gateway import live
+
+    notifier = gw.app[appkeys.NOTIFIER]
+    user, broken_user = uuid.uuid4(), uuid.uuid4()
+    redis = Redis.from_url(gw_settings.redis_url)
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    try:
+        await redis.zadd(redis_keys.user_nodes(str(user)), {"other": live.now_ms() + 60_000})
+        await pubsub.subscribe(redis_keys.node_channel("other"))
+        await redis.script_flush()  # as after a Redis restart
+        await notifier.publish_many([(user, b'{"n":1}')])
+        async with asyncio.timeout(5):
+            while (message := await pubsub.get_message(timeout=1.0)) is None:
+                pass
+        assert message["data"] == f'{user}\n{{"n":1}}'.encode()
+
+        await redis.set(redis_keys.user_nodes(str(broken_user)), "not a sorted set")
+        failures = notifier.gateway.notify_failures._value.get()
+        await notifier.publish_many([(broken_user, b'{"n":2}'), (user, b'{"n":3}')])
+        assert notifier.gateway.notify_failures._value.get() == failures + 2
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await redis.aclose()
+
+
 async def test_socket_actions_are_answered_in_the_order_they_were_sent(
     gw: TestClient[Any, Any], db: asyncpg.Connection, gw_settings: Settings
 ) -> None:
