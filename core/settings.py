@@ -20,6 +20,10 @@ _SECRET_FIELDS = frozenset(
 
 # ZENDO_DISPATCH_POLICY's values (CONTRACT §9); dispatch/policies/ implements each one.
 DISPATCH_POLICIES = ("sequential", "staggered", "best_accept", "batched", "fair")
+# `zendo serve`'s niceness unless ZENDO_NICE says otherwise (Settings.nice); Linux's
+# range ends at 19. At 5 a process weighs a third of one at 0 when the CPU is short.
+SERVE_NICENESS = 5
+MAX_NICENESS = 19
 
 
 class SettingsError(ValueError):
@@ -47,6 +51,13 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int | None = Non
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
     if minimum is not None and value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _nice(env: dict[str, str]) -> int:
+    value = _int(env, "ZENDO_NICE", SERVE_NICENESS, minimum=0)
+    if value > MAX_NICENESS:
+        raise SettingsError(f"ZENDO_NICE must be <= {MAX_NICENESS}, got {value}")
     return value
 
 
@@ -140,6 +151,12 @@ class Settings:
     node_id: str = field(default_factory=lambda: secrets.token_hex(6))
     # Processes `zendo serve` runs on one port (SO_REUSEPORT), each a node of its own.
     workers: int = field(default_factory=_cores)
+    # The niceness `zendo serve` gives its processes (0-19; one that already runs nicer
+    # keeps its own). The server is the one process on its machine that can shed load:
+    # when the CPU is short, PostgreSQL, Redis and anything else sharing the cores run
+    # first, the server's answers slow, and admission control turns the excess away
+    # instead of everything slowing together (README, "Admission control").
+    nice: int = 0
     # Background tasks (dispatch loop, index mirror, write-behind) can be turned
     # off for processes that only serve HTTP, and for focused tests.
     run_background: bool = True
@@ -258,6 +275,7 @@ class Settings:
             pg_pool_max_size=pool_max,
             pg_pool_min_size=min(pool_max, _int(env, "ZENDO_PG_POOL_MIN", pool_max, minimum=1)),
             workers=workers,
+            nice=_nice(env),
             gateway=_gateway_config(env),
             metrics_token=env.get("ZENDO_METRICS_TOKEN", ""),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from core.gateway_config import GatewayConfig
-from core.settings import Settings, SettingsError
+from core.settings import SERVE_NICENESS, Settings, SettingsError
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -72,6 +72,9 @@ def test_secrets_are_masked_in_repr(tmp_path: Path) -> None:
         ("ZENDO_GW_HEARTBEAT_S", "inf"),
         ("ZENDO_GW_HEARTBEAT_S", "0"),
         ("ZENDO_GW_SHUTDOWN_CLOSE_S", "-1"),
+        ("ZENDO_NICE", "-1"),
+        ("ZENDO_NICE", "20"),
+        ("ZENDO_NICE", "low"),
     ],
 )
 def test_invalid_values_are_refused(tmp_path: Path, name: str, value: str) -> None:
@@ -137,6 +140,13 @@ def test_workers_default_to_the_cores_and_are_read_from_the_environment(tmp_path
     assert Settings.from_env(_env(tmp_path)).workers == (os.cpu_count() or 1)
     assert Settings.from_env(_env(tmp_path, ZENDO_WORKERS="")).workers == (os.cpu_count() or 1)
     assert Settings.from_env(_env(tmp_path, ZENDO_WORKERS="3")).workers == 3
+
+
+def test_the_server_yields_the_cpu_unless_told_otherwise(tmp_path: Path) -> None:
+    assert Settings.from_env(_env(tmp_path)).nice == SERVE_NICENESS == 5
+    assert Settings.from_env(_env(tmp_path, ZENDO_NICE="0")).nice == 0
+    assert Settings.from_env(_env(tmp_path, ZENDO_NICE="19")).nice == 19
+    assert Settings().nice == 0  # in-process (tests, tools): the caller's priority
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])

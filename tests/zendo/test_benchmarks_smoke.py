@@ -138,6 +138,43 @@ def test_locust_reports_a_send_on_a_closed_socket_as_a_failure() -> None:
     assert _python_lines(_CLOSED_SEND_CHECK) == ["1 WS send location", "True"]
 
 
+_WHOLE_SEND_CHECK = """
+import threading, types
+import gevent, orjson
+from gevent import socket
+from locust.env import Environment
+from benchmarks.locust_socket import SocketUser, text_frame
+
+env = Environment()
+seen = []
+env.events.request.add_listener(lambda **event: seen.append(event))
+sender, receiver = socket.socketpair()
+sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # the first send is partial
+user = types.SimpleNamespace(
+    ws=types.SimpleNamespace(sock=sender, lock=threading.Lock()), environment=env
+)
+frames = [{"type": "location", "note": "x" * 300_000}, {"type": "location", "lat": 1.0}]
+expected = b"".join(text_frame(orjson.dumps(frame)) for frame in frames)
+got = bytearray()
+
+def read():
+    while len(got) < len(expected):
+        got.extend(receiver.recv(65536))
+
+reader = gevent.spawn(read)
+for frame in frames:
+    SocketUser.send(user, frame)
+reader.join(timeout=10)
+print(bytes(got) == expected, len(seen))
+"""
+
+
+def test_locust_sends_a_whole_frame_when_the_socket_takes_part_of_it() -> None:
+    """A frame goes in one send when the socket has room; what a full buffer left over
+    follows, in order, before the next frame: nothing lost, nothing failed."""
+    assert _python_lines(_WHOLE_SEND_CHECK) == ["True 0"]
+
+
 _PACING_CHECK = """
 import time, types
 from benchmarks import locustfile, locust_process

@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from core import redis_keys
-from core.settings import Settings
+from core.settings import SERVE_NICENESS, Settings
 from gateway import tracking
 from tests.factories import bearer
 from tests.gateway.conftest import eventually, fix, new_artisan, new_user, now_ms, recv_type
@@ -180,8 +180,14 @@ async def test_two_workers_are_two_nodes_and_a_frame_crosses_between_them(
     finally:
         await redis.aclose()
 
-    # SIGTERM to the supervisor stops every worker, and it exits 0.
+    # The supervisor and its workers yield the CPU to their neighbours (Settings.nice).
     pids = pool.workers().values()
+    expected = max(SERVE_NICENESS, os.getpriority(os.PRIO_PROCESS, 0))
+    assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in (pool.proc.pid, *pids)] == [
+        expected
+    ] * 3
+
+    # SIGTERM to the supervisor stops every worker, and it exits 0.
     pool.proc.send_signal(signal.SIGTERM)
     assert pool.proc.wait(timeout=20) == 0
     assert all(_gone(pid) for pid in pids)
