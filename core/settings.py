@@ -155,7 +155,7 @@ class Settings:
     # keeps its own). The server is the one process on its machine that can shed load:
     # when the CPU is short, PostgreSQL, Redis and anything else sharing the cores run
     # first, the server's answers slow, and admission control turns the excess away
-    # instead of everything slowing together (README, "Admission control").
+    # instead of everything slowing together (README, "Under load, and reconnecting").
     nice: int = 0
     # Background tasks (dispatch loop, index mirror, write-behind) can be turned
     # off for processes that only serve HTTP, and for focused tests.
