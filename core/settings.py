@@ -43,7 +43,13 @@ def _gateway_config(env: dict[str, str]) -> GatewayConfig:
     )
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int | None = None) -> int:
+def _int(
+    env: dict[str, str],
+    name: str,
+    default: int,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int:
     raw = env.get(name)
     try:
         value = default if raw in (None, "") else int(raw)
@@ -51,13 +57,8 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int | None = Non
         raise SettingsError(f"{name} must be an integer, got {raw!r}") from exc
     if minimum is not None and value < minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _nice(env: dict[str, str]) -> int:
-    value = _int(env, "ZENDO_NICE", SERVE_NICENESS, minimum=0)
-    if value > MAX_NICENESS:
-        raise SettingsError(f"ZENDO_NICE must be <= {MAX_NICENESS}, got {value}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 
@@ -275,7 +276,7 @@ class Settings:
             pg_pool_max_size=pool_max,
             pg_pool_min_size=min(pool_max, _int(env, "ZENDO_PG_POOL_MIN", pool_max, minimum=1)),
             workers=workers,
-            nice=_nice(env),
+            nice=_int(env, "ZENDO_NICE", SERVE_NICENESS, minimum=0, maximum=MAX_NICENESS),
             gateway=_gateway_config(env),
             metrics_token=env.get("ZENDO_METRICS_TOKEN", ""),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),
