@@ -2,7 +2,7 @@
 
 Registry: `un:{user}` is a sorted set node id -> expiry (ms), refreshed by each
 process for its users and trimmed on disconnect. Each process subscribes to its
-own channel `node:{id}`; `notify` delivers to local sockets directly and, in one
+own channel `node:{id}` (gateway/channel.py); `notify` delivers to local sockets directly and, in one
 Lua call, publishes to the channel of every other live node of that user
 (`publish_many`: the frames of several users in one call). A payload that starts
 with `LOGOUT_MARK` instead of a JSON frame closes that user's sockets of one session.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from core import redis_keys
 from core.redispool import run_script
 from gateway import appkeys as gateway_keys
 from gateway import live
+from gateway.channel import ChannelLost, close_channel, open_channel
 from gateway.node import Gateway
 from gateway.session import encode
 from gateway.socket_cap import CLOSE_PREFIX
@@ -127,34 +128,35 @@ def _on_message(gateway: Gateway, payload: str) -> None:
 
 
 async def listen(gateway: Gateway) -> None:
-    """Subscribe to this node's channel; on a Redis failure reconnect with backoff."""
+    """Subscribe to this node's channel (gateway/channel.py); on a Redis failure
+    subscribe again with backoff, and have the users re-announced."""
     channel = redis_keys.node_channel(gateway.node_id)
     backoff = 0.05
     connected_before = False
     while True:
-        pubsub = gateway.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(channel)
-            if connected_before:
-                gateway.resync.set()  # Redis may have restarted: re-announce our users
-            connected_before = True
-            backoff = 0.05
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    _on_message(gateway, message["data"])
+            connection, protocol = await open_channel(
+                gateway.redis, channel, lambda payload: _on_message(gateway, payload)
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("pub/sub listener: %s; reconnecting in %.2fs", exc, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+            continue
+        try:
+            if connected_before:
+                gateway.resync.set()  # Redis may have restarted: re-announce our users
+            connected_before = True
+            backoff = 0.05
+            await protocol.watch()
+        except ChannelLost as exc:
+            log.warning("pub/sub listener: %s; reconnecting in %.2fs", exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
         finally:
-            aclose: Callable[[], Awaitable[None]] = pubsub.aclose  # untyped in redis-py
-            try:
-                await asyncio.shield(aclose())
-            except Exception:  # closing a connection that already broke can fail too
-                pass
+            await close_channel(connection, protocol)
 
 
 async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
