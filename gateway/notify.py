@@ -22,7 +22,7 @@ from core import redis_keys
 from core.redispool import run_script
 from gateway import appkeys as gateway_keys
 from gateway import live
-from gateway.channel import ChannelLost, close_channel, open_channel
+from gateway.channel import close_channel, open_channel
 from gateway.node import Gateway
 from gateway.session import encode
 from gateway.socket_cap import CLOSE_PREFIX
@@ -138,25 +138,22 @@ async def listen(gateway: Gateway) -> None:
             connection, protocol = await open_channel(
                 gateway.redis, channel, lambda payload: _on_message(gateway, payload)
             )
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            log.warning("pub/sub listener: %s; reconnecting in %.2fs", exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-            continue
-        try:
-            if connected_before:
-                gateway.resync.set()  # Redis may have restarted: re-announce our users
-            connected_before = True
-            backoff = 0.05
-            await protocol.watch()
-        except ChannelLost as exc:
-            log.warning("pub/sub listener: %s; reconnecting in %.2fs", exc, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-        finally:
-            await close_channel(connection, protocol)
+            failure = exc
+        else:
+            try:
+                if connected_before:
+                    gateway.resync.set()  # Redis may have restarted: re-announce our users
+                connected_before = True
+                backoff = 0.05
+                await protocol.watch()  # returns only by raising
+            except Exception as exc:
+                failure = exc
+            finally:
+                await close_channel(connection, protocol)
+        log.warning("pub/sub listener: %s; reconnecting in %.2fs", failure, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 2.0)
 
 
 async def listener_ctx(app: web.Application) -> AsyncIterator[None]:
