@@ -5,11 +5,11 @@ neither alg=none, a foreign key, nor a refresh token can pass as an access token
 
 A token is checked first as one of ours, byte for byte (`_verify_own`): the exact
 header `issue_access_token` writes, the signature's canonical encoding, the claims
-this module writes and nothing unusual. PyJWT 2.15's general decode costs 170-220 us
+this module writes and nothing unusual. PyJWT 2.15's general decode costs 170-260 us
 on a slow hour of this project's machine (a third of it checking the base64 alphabet
 one character at a time in a generator, a sixth screening the key for PEM and SSH
-forms), about 15 us for this check: it is paid on every WebSocket handshake and on
-each worker's first request with a token. Whatever the check does not accept goes
+forms), this check 35-70 us the same hour: it is paid on every WebSocket handshake and
+on each worker's first request with a token. Whatever the check does not accept goes
 to PyJWT, which decides, so it only ever accepts tokens PyJWT accepts with the same
 claims (tests/core/test_tokens.py checks that against PyJWT).
 """
@@ -39,8 +39,9 @@ AUDIENCE = "zendo-api"
 CLOCK_SKEW_S = 30
 
 # Verified tokens, by (secret, token). An app sends the same token with every request
-# until it renews it, and even `_verify_own` costs 10-30 us. Only successes are kept, and expiry is checked again on every hit, so a
-# cached token is accepted exactly when a fresh decode would accept it. Oldest first out.
+# until it renews it, and even `_verify_own` costs tens of microseconds. Only successes
+# are kept, and expiry is checked again on every hit, so a cached token is accepted
+# exactly when a fresh decode would accept it. Oldest first out.
 _VERIFIED_MAX = 32_768
 _verified: dict[tuple[str, str], Principal] = {}
 
