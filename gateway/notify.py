@@ -4,8 +4,9 @@ Registry: `un:{user}` is a sorted set node id -> expiry (ms), refreshed by each
 process for its users and trimmed on disconnect. Each process subscribes to its
 own channel `node:{id}` (read by gateway/channel.py); `notify` delivers to local
 sockets directly and, in one Lua call, publishes to the channel of every other live
-node of that user (`publish_many`: the frames of several users in one call). A payload that starts
-with `LOGOUT_MARK` instead of a JSON frame closes that user's sockets of one session.
+node of that user (`publish_many`: the frames of several users in one call). A
+payload that starts with `LOGOUT_MARK` instead of a JSON frame closes that user's
+sockets of one session.
 """
 
 from __future__ import annotations
