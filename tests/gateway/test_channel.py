@@ -158,3 +158,26 @@ async def test_the_server_loop_uvloop_hands_its_transport_over_too(redis: Redis)
         return inbox.got
 
     assert await asyncio.to_thread(uvloop.run, scenario()) == ["over uvloop"]
+
+
+async def test_an_error_reply_drops_the_subscription(
+    redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RESP2 refuses other commands on a subscribed connection: the error is logged and
+    the connection dropped (the listener opens another), never taken for a message."""
+    client = Redis.from_url(TEST_REDIS_URL, decode_responses=True, protocol=2)
+    name = f"node:test-{uuid.uuid4()}"
+    inbox = Inbox()
+    connection, protocol = await open_channel(client, name, inbox)
+    try:
+        with caplog.at_level(logging.WARNING, logger="zendo.gateway"):
+            assert protocol._transport is not None
+            protocol._transport.write(b"*2\r\n$3\r\nGET\r\n$1\r\nx\r\n")
+            async with asyncio.timeout(5):
+                with pytest.raises(ChannelLost):
+                    await protocol.watch()
+        assert f"pub/sub channel {name}" in caplog.text
+        assert inbox.got == []
+    finally:
+        await close_channel(connection, protocol)
+        await client.aclose()
