@@ -10,13 +10,16 @@ summed, a dead worker's included, so they never go backwards; gauges say how the
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from core.errors import ServiceUnavailable
 
+M = TypeVar("M", bound=MetricWrapperBase)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -48,6 +51,12 @@ class Metrics:
     workers: Gauge
     # The pool's shared directory ("" in a process of its own): see the module docstring.
     multiprocess_dir: str = ""
+    # The labelled series the hot paths update, by label values: `labels()` validates and
+    # looks the child up under a lock on every call (an accept's metrics, caches cold: 43
+    # against 28 µs with the children kept in a pool, 29 against 20 in one process).
+    # Label values come from finite sets (route templates, statuses, outcomes, the
+    # policy), so this stays small.
+    _children: dict[tuple[str, ...], MetricWrapperBase] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, policy: str = "sequential", multiprocess_dir: str = "") -> Metrics:
@@ -171,6 +180,27 @@ class Metrics:
             ),
             multiprocess_dir=multiprocess_dir,
         )
+
+    def count_request(self, route: str, status: int) -> None:
+        """zendo_http_requests{route, status} += 1 (`route`: the matched template)."""
+        self._child(self.http_requests, ("http", route, str(status))).inc()
+
+    def count_offers(self, policy: str, outcome: str, n: int) -> None:
+        """zendo_offers{outcome} and zendo_dispatch_policy_offers{policy, outcome} += n."""
+        self._child(self.offers, ("offers", outcome)).inc(n)
+        self._child(self.policy_offers, ("policy_offers", policy, outcome)).inc(n)
+
+    def observe_first_offer(self, policy: str, seconds: float) -> None:
+        """Creation to first offer, into both first-offer histograms."""
+        self.first_offer_seconds.observe(seconds)
+        self._child(self.policy_first_offer_seconds, ("first_offer", policy)).observe(seconds)
+
+    def _child(self, metric: M, key: tuple[str, ...]) -> M:
+        """`metric.labels(*key[1:])`, looked up once per key (key[0] names the metric)."""
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*key[1:])
+        return cast(M, child)
 
     def exposition(self) -> bytes:
         """The text `/metrics` answers: this process's registry, or in a worker pool

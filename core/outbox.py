@@ -106,11 +106,9 @@ class Outbox:
             if self.first_offer_of is not None:
                 sent = self.pushed_wall or time.time()
                 waited = max(0.0, sent - self.first_offer_of.timestamp())
-                metrics.first_offer_seconds.observe(waited)
-                metrics.policy_first_offer_seconds.labels(policy=policy).observe(waited)
+                metrics.observe_first_offer(policy, waited)
             for outcome, n in self.outcomes.items():
-                metrics.offers.labels(outcome=outcome).inc(n)
-                metrics.policy_offers.labels(policy=policy, outcome=outcome).inc(n)
+                metrics.count_offers(policy, outcome, n)
         hooks = app.get(appkeys.DISPATCH_HOOKS)
         await self._payments(app, hooks)
         if hooks is not None:

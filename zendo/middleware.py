@@ -188,7 +188,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     finally:
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
-        request.app[appkeys.METRICS].http_requests.labels(route=route, status=str(status)).inc()
+        request.app[appkeys.METRICS].count_request(route, status)
 
 
 def route_template(request: web.BaseRequest) -> str:
