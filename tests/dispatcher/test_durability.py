@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -90,28 +91,33 @@ async def test_two_dispatchers_never_send_duplicate_offers(
     apps = [build_app(settings, r) for r in recorders]
     for app in apps:
         put_in_index(app, artisans)
-        # One job per claim, so both pollers get a share of the work.
+        # One job per claim: the pollers race job by job.
         app[dispatch_keys.DISPATCHER].config = replace(FAST, claim_batch=1)
     await world.client.close()
     for app in apps:
         await aiohttp_client(app)
-    clients = [await world.user() for _ in range(8)]
-    # Due at once: both pollers race for every job.
-    await world.db.executemany(
-        """INSERT INTO interventions (client_id, specialty, location, start_code, next_check_at)
-           VALUES ($1, 'PLUMBER', ST_MakePoint(2.35, 48.86)::geography, '1234', now())""",
-        [(c,) for c in clients],
-    )
 
-    def both_took_part() -> bool:
-        return all(any(f["type"] == "offer" for _u, f in r.frames) for r in recorders)
+    def job(next_check: str) -> str:
+        return f"""INSERT INTO interventions (client_id, specialty, location, start_code, next_check_at)
+                   VALUES ($1, 'PLUMBER', ST_MakePoint(2.35, 48.86)::geography, '1234', {next_check})
+                   RETURNING id"""
+
+    def offered(recorder: FrameRecorder) -> bool:
+        return any(f["type"] == "offer" for _u, f in recorder.frames)
+
+    # First one job each process steps itself (a kick, as after a creation; not due for
+    # the pollers), so both send offers whoever wins the pollers' races below: a poller
+    # that claims a job loops at once, and can take all eight before the other wakes.
+    for app in apps:
+        job_id = await world.db.fetchval(job("now() + interval '1 hour'"), await world.user())
+        app[dispatch_keys.DISPATCHER].kick(job_id)
+    for recorder in recorders:
+        await recorder.wait_for(functools.partial(offered, recorder), within=3)
+    # Then eight due at once: both pollers race for every one.
+    await world.db.executemany(job("now()"), [(await world.user(),) for _ in range(8)])
 
     worst_pending = 0
-    # ~1.5 s of cascading (0.3 s timeouts), longer (up to 10 s) until both processes
-    # have offered something: on a loaded machine one poller may win every early race
-    for i in range(400):
-        if i >= 60 and both_took_part():
-            break
+    for _ in range(60):  # ~1.5 s of cascading (0.3 s timeouts)
         per_job = await world.db.fetchval(
             "SELECT coalesce(max(n), 0) FROM (SELECT count(*) n FROM offers"
             " WHERE status = 'PENDING' GROUP BY intervention_id) t"
@@ -128,7 +134,7 @@ async def test_two_dispatchers_never_send_duplicate_offers(
     assert set(sent) <= {
         str(i) for i in await world.db.fetchval("SELECT array_agg(id) FROM offers")
     }
-    assert both_took_part()
+    assert all(offered(r) for r in recorders)
     pairs = await world.db.fetchval(
         "SELECT count(*) - count(DISTINCT (intervention_id, artisan_id)) FROM offers"
     )
