@@ -97,6 +97,25 @@ async def test_an_older_fix_never_overwrites_a_newer_one(gw: TestClient[Any, Any
     assert state is not None and state["lat"] == 48.85 and state["ts"] == ts
 
 
+async def test_a_flush_after_a_script_flush_loads_the_script_and_writes_every_chunk(
+    gw: TestClient[Any, Any],
+) -> None:
+    redis = gw.app[appkeys.REDIS]
+    ids = await _profiles(redis, 3)
+
+    async def ignore(_entries: list[TrackedFix]) -> None:
+        return None
+
+    batcher = LocationBatcher(redis, chunk=2, on_tracked=ignore)  # two script calls
+    ts = now_ms()
+    await redis.script_flush()  # as after a Redis restart: the calls meet NOSCRIPT
+    await batcher.flush({aid: (48.85 + k * 0.01, 2.35, ts, None) for k, aid in enumerate(ids)})
+    for k, aid in enumerate(ids):
+        state = await live.read_live(redis, aid)
+        assert state is not None and state["lat"] == 48.85 + k * 0.01 and state["ts"] == ts
+    assert (batcher.batches, batcher.flushed) == (1, 3)
+
+
 async def test_a_failed_flush_keeps_the_batch_and_newer_fixes_win(
     gw: TestClient[Any, Any],
 ) -> None:
@@ -302,7 +321,12 @@ async def test_only_a_tracked_artisans_fixes_are_forwarded(
 ) -> None:
     redis = gw.app[appkeys.REDIS]
     (aid,) = await _profiles(redis, 1)
-    batcher = LocationBatcher(redis, chunk=10, on_tracked=_ignore)
+    forwarded: list[TrackedFix] = []
+
+    async def on_tracked(entries: list[TrackedFix]) -> None:
+        forwarded.extend(entries)
+
+    batcher = LocationBatcher(redis, chunk=10, on_tracked=on_tracked)
     ts = now_ms()
     await tracking.start_tracking(
         redis,
@@ -312,15 +336,12 @@ async def test_only_a_tracked_artisans_fixes_are_forwarded(
         job_lat=48.8,
         job_lon=2.3,
     )
-    forwarded = await batcher._execute(live.APPLY_FIXES.registered(redis), [_row(aid, ts)])
+    await batcher.flush({aid: (48.8, 2.3, ts, None)})
     assert [e[:3] for e in forwarded] == [[aid, "job-1", "client-1"]]
     await tracking.stop_tracking(redis, artisan_id=aid)
-    assert await batcher._execute(live.APPLY_FIXES.registered(redis), [_row(aid, ts + 1)]) == []
+    await batcher.flush({aid: (48.8, 2.3, ts + 1, None)})
+    assert len(forwarded) == 1  # nothing more once tracking stopped
     assert not await redis.exists(redis_keys.tracking(aid))
-
-
-def _row(aid: str, ts: int) -> str:
-    return f"{aid}|48.8|2.3|{ts}|{h3.latlng_to_cell(48.8, 2.3, H3_RESOLUTION)}||1\n"
 
 
 async def _flush_moving(
