@@ -22,7 +22,6 @@ from zendo.admission import (
     BACKOFF,
     CLEARLY_LATE,
     MIN_ANSWERS,
-    MIN_PROGRESS_LIMIT,
     WINDOW_S,
     Admission,
     AdmissionMetrics,
@@ -121,18 +120,18 @@ async def test_work_in_progress_is_admitted_past_the_bound_for_new_work(
     await _overloaded(await client.post(f"/interventions/{uuid.uuid4()}/status", json={}))
     await _overloaded(await client.get("/admin/match?lat=48.85&lon=2.35&specialty=PLUMBER"))
     admission.in_flight = 0
-    # Slow answers lowered the adaptive limit to 1: new work is refused past it, work under
-    # way only past twice MIN_PROGRESS_LIMIT (shed and retried, it would cost more than
-    # it saves; beyond that it would only queue), operators' requests still get in.
+    # Slow answers lowered the adaptive limit to 1: new work is refused past it; work under
+    # way only past twice the far bound, like operators' requests (shed and retried, it
+    # would stall its job and bring its retries to a machine already full).
     admission.max_in_flight = 100
-    admission.limit, admission.in_flight = 1.0, int(2 * MIN_PROGRESS_LIMIT) - 1
+    admission.limit, admission.in_flight = 1.0, 199
     await _overloaded(await client.post("/interventions", json={}))
     progress = await client.post(f"/interventions/{uuid.uuid4()}/status", json={})
     assert progress.status == 401
-    admission.in_flight = int(2 * MIN_PROGRESS_LIMIT)
-    await _overloaded(await client.post(f"/interventions/{uuid.uuid4()}/status", json={}))
     operator = await client.get("/admin/match?lat=48.85&lon=2.35&specialty=PLUMBER")
     assert operator.status == 401
+    admission.in_flight = 200
+    await _overloaded(await client.post(f"/interventions/{uuid.uuid4()}/status", json={}))
     admission.in_flight = 0
 
 
@@ -158,13 +157,12 @@ def test_slow_windows_lower_the_limit_for_new_work_and_prompt_ones_raise_it() ->
     admission.in_flight = math.ceil(admission.limit)
     with pytest.raises(Overloaded):
         admission.check()
-    admission.check(in_progress=True)  # work under way still gets in
-    # but not past twice the limit (or its floor for work under way): it would queue for
-    # seconds on a machine this behind
-    admission.in_flight = int(max(admission.limit, MIN_PROGRESS_LIMIT) * 2)
+    admission.in_flight = admission.max_in_flight - 1  # work under way: not the limit's
+    admission.check(in_progress=True)
+    admission.check(in_progress=True, adaptive=False)  # operators: the same far bounds
+    admission.in_flight = 2 * admission.max_in_flight  # past twice the far bound
     with pytest.raises(Overloaded):
         admission.check(in_progress=True)
-    admission.check(in_progress=True, adaptive=False)  # operators: the far bounds only
     admission.in_flight = 0
     lowered = admission.limit
     for _ in range(30):  # prompt again, with the limit in use

@@ -126,10 +126,10 @@ def test_work_under_way_is_refused_only_past_the_doubled_bounds() -> None:
     metrics = Metrics.create()
     door = Door(admission, metrics.http_requests)
     status_change = new_job(target=b"/interventions/" + JOB_ID + b"/status", body=STATUS)
-    admission.in_flight = 10  # past the new-work limit: new jobs refused, work under way not
+    admission.in_flight = 199  # past the new-work limit: new jobs refused, work under way not
     assert door.answer(new_job(), 0.0) is not None
     assert door.answer(status_change, 0.0) is None
-    admission.in_flight = 20  # twice the limit: refused too
+    admission.in_flight = 200  # twice the far bound: refused too
     answer = door.answer(status_change, 0.0)
     assert answer is not None and answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert admission.refused == 2
