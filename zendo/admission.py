@@ -34,11 +34,12 @@ Work in progress goes first: a request that moves an existing job along (an offe
 answer, a status change, a cancellation) is refused only past twice the far bounds, as an
 operator's, never by the adaptive limit. Shed, it comes back after `Retry-After` with its
 job stalled meanwhile, and its retries are more requests for a machine already full: at
-1.2 times what a machine held (bench_capacity, 180 jobs/s asked, 12-05), with work under
-way refused past twice the adaptive limit (never below 16 in flight), thousands of status
-changes were shed and retried in a 35 s step, 123-156 jobs/s were created and the load
-generator's own loop ran 130-270 ms late (p99); refused only at the far bounds, none were,
-158-161 jobs/s were created and its loop ran 83-95 ms late. On a medium machine at twice
+1.2 times what a machine held (bench_capacity, 180 jobs/s asked, 12-05, five runs each way),
+with work under way refused past twice the adaptive limit (never below 16 in flight),
+4,500-10,000 status changes were shed and retried in a 35 s step, 123-156 jobs/s were
+created, p99 330-640 ms, and the load generator's own loop ran 130-280 ms late (p99);
+refused only at the far bounds, none were, 142-161 jobs/s were created, p99 330-450 ms, and
+its loop ran 83-120 ms late. On a medium machine at twice
 the README's rate the same change created 80-89 jobs/s against 77-83, with the p99 of the
 admitted requests no better (220-580 ms against 230-310): neither holds 250 ms there, and
 this way no job under way is stalled. What work under way can pile up is bounded by the
