@@ -102,11 +102,7 @@ async def test_a_flush_after_a_script_flush_loads_the_script_and_writes_every_ch
 ) -> None:
     redis = gw.app[appkeys.REDIS]
     ids = await _profiles(redis, 3)
-
-    async def ignore(_entries: list[TrackedFix]) -> None:
-        return None
-
-    batcher = LocationBatcher(redis, chunk=2, on_tracked=ignore)  # two script calls
+    batcher = LocationBatcher(redis, chunk=2, on_tracked=_ignore)  # two script calls
     ts = now_ms()
     await redis.script_flush()  # as after a Redis restart: the calls meet NOSCRIPT
     await batcher.flush({aid: (48.85 + k * 0.01, 2.35, ts, None) for k, aid in enumerate(ids)})
@@ -121,11 +117,7 @@ async def test_a_failed_flush_keeps_the_batch_and_newer_fixes_win(
 ) -> None:
     redis = gw.app[appkeys.REDIS]
     ids = await _profiles(redis, 2)
-
-    async def ignore(_entries: list[TrackedFix]) -> None:
-        return None
-
-    batcher = LocationBatcher(redis, chunk=10, on_tracked=ignore)
+    batcher = LocationBatcher(redis, chunk=10, on_tracked=_ignore)
     real_flush = batcher.flush
     calls: list[tuple[dict[str, Any], set[str]]] = []
 
