@@ -109,6 +109,8 @@ async def create(request: web.Request) -> web.Response:
             wanted=1,
             timeout_s=600.0,
             max_open_jobs=1_000_000,  # the bench's clients keep many jobs open
+            max_requests=1_000_000,
+            request_window_s=60.0,
         )
     job = intervention_json(rows[0], for_client=True)
     # Not in the real answer: the real server pushes the offer over the artisan's socket.

@@ -70,9 +70,6 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[dispatch_keys.REGISTRATION_LIMITER] = RateLimiter(
         redis, scope="register", limit=settings.registrations_per_min, window_s=60
     )
-    app[dispatch_keys.JOB_LIMITER] = RateLimiter(
-        redis, scope="jobs", limit=settings.jobs_per_min_per_client, window_s=60
-    )
     app[dispatch_keys.START_CODE_LIMITER] = RateLimiter(
         redis, scope="start_code", limit=START_CODE_GUESSES, window_s=START_CODE_WINDOW_S
     )

@@ -7,13 +7,13 @@ transaction, and tells the client and artisan only after the commit.
 
 from __future__ import annotations
 
+import math
 import secrets
 import uuid
 from typing import Any
 
 import asyncpg
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from core import appkeys, audit
 from core.effects import (
@@ -28,7 +28,6 @@ from core.errors import (
     FieldError,
     NotFound,
     RateLimited,
-    ServiceUnavailable,
     ValidationFailed,
 )
 from core.outbox import Outbox, commit
@@ -53,6 +52,8 @@ START_CODE_MAX_FAILURES = 15
 
 # Retry-After of a 429 too_many_open_jobs: a job stays open for minutes at least.
 OPEN_JOBS_RETRY_AFTER_S = 60
+# ZENDO_JOBS_PER_MIN_PER_CLIENT counts a client's job requests over this sliding window.
+JOB_REQUEST_WINDOW_S = 60.0
 
 
 class WrongStartCode(ValidationFailed):
@@ -86,10 +87,6 @@ async def create(
             detail="This location is outside the served area", code="out_of_area"
         )
     settings = app[appkeys.SETTINGS]
-    try:
-        await app[dispatch_keys.JOB_LIMITER].hit(str(principal.user_id))
-    except RedisError as exc:  # the limit cannot be enforced: fail closed
-        raise ServiceUnavailable("Interventions cannot be created right now") from exc
     dispatcher = app.get(dispatch_keys.DISPATCHER)
     candidates = (
         dispatcher.first_candidates(lat=body.lat, lon=body.lon, specialty=body.specialty)
@@ -113,7 +110,11 @@ async def create(
             wanted=dispatcher.first_wave if dispatcher is not None else settings.offer_batch,
             timeout_s=settings.offer_timeout_s,
             max_open_jobs=settings.max_open_jobs_per_client,
+            max_requests=settings.jobs_per_min_per_client,
+            request_window_s=JOB_REQUEST_WINDOW_S,
         )
+        if rows[0]["rate_ok"] is False:  # None: the client's row is gone (below)
+            raise RateLimited(math.ceil(rows[0]["rate_retry_s"]))
         if not rows[0]["priced"]:
             raise ValidationFailed([FieldError("specialty", "no price for this specialty")])
         if rows[0]["id"] is None:  # this key was used before (perhaps just now): that job

@@ -119,6 +119,8 @@ async def create_job_with_offers(
     wanted: int,
     timeout_s: float,
     max_open_jobs: int,
+    max_requests: int,
+    request_window_s: float,
 ) -> list[asyncpg.Record]:
     """Create a SEARCHING job, its creation event and its first offers in ONE statement:
     no BEGIN, no COMMIT, one round trip (the product's hottest path).
@@ -135,13 +137,28 @@ async def create_job_with_offers(
     `wanted`), `client_exists` and `has_slot`: false when the client already has
     `max_open_jobs` open jobs (nothing is written). The slot is taken on the client's row, locked: a
     concurrent create of the same client waits, then rechecks the count the trigger of
-    sql/010 keeps. An offer insert that hits a unique index is skipped, not raised."""
+    sql/010 keeps. The same row keeps the client's requests of the last `request_window_s`
+    (sql/014): past `max_requests` of them `rate_ok` is false, `rate_retry_s` says when
+    one leaves the window and nothing is written; otherwise this request is recorded,
+    whatever else the statement decides. An offer insert that hits a unique index is
+    skipped, not raised."""
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""WITH {_checked_candidates(ids="$10", distances="$11", scores="$12")},
             free AS (SELECT * FROM checked WHERE state = 'free' ORDER BY rank LIMIT $13),
             price AS (SELECT amount, currency FROM specialty_prices WHERE specialty = $2),
-            client AS (SELECT open_jobs < $15 AS free FROM users WHERE id = $1
-                       FOR NO KEY UPDATE),
+            client AS (
+              SELECT u.open_jobs < $15 AS free, w.recent, cardinality(w.recent) < $16 AS rate_ok
+              FROM users u,
+                LATERAL (SELECT ARRAY(
+                  SELECT t FROM unnest(u.recent_job_requests) t
+                  WHERE t > statement_timestamp() - make_interval(secs => $17)
+                  ORDER BY t) AS recent) w
+              WHERE u.id = $1
+              FOR NO KEY UPDATE OF u),
+            counted AS (
+              UPDATE users SET recent_job_requests = client.recent || statement_timestamp()
+              FROM client WHERE users.id = $1 AND client.rate_ok
+              RETURNING 1),
             job AS (
               INSERT INTO interventions
                 (client_id, specialty, location, address, description, start_code,
@@ -152,7 +169,7 @@ async def create_job_with_offers(
                           THEN clock_timestamp() + make_interval(secs => $14)
                           ELSE clock_timestamp() + interval '1 second' END,
                      CASE WHEN EXISTS (SELECT 1 FROM free) THEN clock_timestamp() END
-              FROM price, client WHERE client.free
+              FROM price, client WHERE client.free AND client.rate_ok
               ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL
               DO NOTHING
               RETURNING *),
@@ -175,6 +192,10 @@ async def create_job_with_offers(
                    EXISTS (SELECT 1 FROM price) AS priced,
                    EXISTS (SELECT 1 FROM client) AS client_exists,
                    EXISTS (SELECT 1 FROM client WHERE free) AS has_slot,
+                   (SELECT rate_ok FROM client) AS rate_ok,
+                   (SELECT extract(epoch FROM recent[cardinality(recent) - $16 + 1]
+                           + make_interval(secs => $17) - statement_timestamp())
+                    FROM client WHERE NOT rate_ok)::float8 AS rate_retry_s,
                    (SELECT count(*) FROM free) AS free
             FROM (SELECT 1) AS one
               LEFT JOIN created ON TRUE
@@ -194,6 +215,8 @@ async def create_job_with_offers(
         wanted,
         timeout_s,
         max_open_jobs,
+        max_requests,
+        request_window_s,
     )
     return rows
 

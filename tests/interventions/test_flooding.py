@@ -105,5 +105,66 @@ async def test_creations_per_minute_are_limited(world: World) -> None:
         assert resp.status == 200
     resp = await _post(world, client)
     assert resp.status == 429
+    assert resp.content_type == "application/problem+json"
     assert (await resp.json())["code"] == "rate_limited"
+    # The oldest request leaves the window within the minute.
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
     assert created == limit
+    # A refused request is not recorded: the window holds the `limit` created ones.
+    window = await world.db.fetchval(
+        "SELECT cardinality(recent_job_requests) FROM users WHERE id = $1", client
+    )
+    assert window == limit
+
+
+async def test_creations_per_minute_hold_under_concurrent_requests(world: World) -> None:
+    """One client's requests at once: the client's row serialises them, so exactly the
+    per-minute limit's worth are recorded (the open-jobs cap refuses all but three of
+    those) and every later one is 429 rate_limited."""
+    await _artisans(world, 5)
+    client = await world.user()
+    limit = world.settings.jobs_per_min_per_client
+    cap = world.settings.max_open_jobs_per_client
+    responses = await asyncio.gather(*(_post(world, client) for _ in range(limit * 3)))
+    codes = ["created" if r.status == 201 else (await r.json())["code"] for r in responses]
+    assert codes.count("created") == cap
+    assert codes.count("too_many_open_jobs") == limit - cap
+    assert codes.count("rate_limited") == limit * 2
+    assert (
+        await world.db.fetchval(
+            "SELECT cardinality(recent_job_requests) FROM users WHERE id = $1", client
+        )
+        == limit
+    )
+
+
+async def test_the_request_window_slides(world: World) -> None:
+    """Requests older than the window no longer count: with the limit's worth of them
+    a minute old, a new job gets in; with them 30 s old, it is refused until the
+    oldest leaves, and Retry-After says when."""
+    await _artisans(world, 3)
+    client = await world.user()
+    limit = world.settings.jobs_per_min_per_client
+    await world.db.execute(
+        "UPDATE users SET recent_job_requests = array_fill(now() - interval '61 seconds',"
+        " ARRAY[$2::int]) WHERE id = $1",
+        client,
+        limit,
+    )
+    assert (await _post(world, client)).status == 201
+    assert (
+        await world.db.fetchval(
+            "SELECT cardinality(recent_job_requests) FROM users WHERE id = $1", client
+        )
+        == 1
+    )  # the expired ones were dropped
+    await world.db.execute(
+        "UPDATE users SET recent_job_requests = array_fill(now() - interval '30 seconds',"
+        " ARRAY[$2::int]) WHERE id = $1",
+        client,
+        limit,
+    )
+    resp = await _post(world, client)
+    assert resp.status == 429
+    assert (await resp.json())["code"] == "rate_limited"
+    assert 29 <= int(resp.headers["Retry-After"]) <= 31

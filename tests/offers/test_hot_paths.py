@@ -32,6 +32,8 @@ async def _create(
         "wanted": 1,
         "timeout_s": 20.0,
         "max_open_jobs": 100,
+        "max_requests": 100,
+        "request_window_s": 60.0,
     }
     args.update(kw)
     return await offers_repo.create_job_with_offers(world.db, **args)  # type: ignore[arg-type]
