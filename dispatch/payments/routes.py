@@ -38,8 +38,7 @@ async def payments_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def _provide(app: web.Application, service: PaymentsService) -> None:
     app[dispatch_keys.PAYMENTS] = service
-    if service.enabled:  # the outbox's payment steps: without Stripe there are none to run
-        app[appkeys.PAYMENT_STEPS] = service
+    app[appkeys.PAYMENT_STEPS] = service  # the outbox's payment steps
 
 
 async def _reconcile_forever(service: PaymentsService) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from core import appkeys
 from core.settings import Settings
 from dispatch import appkeys as dispatch_keys
 from dispatch.payments.service import PaymentsService, platform_fee
@@ -305,14 +304,3 @@ async def test_reconcile_retries_unfinished_steps(
     assert await payments.reconcile(min_age_s=0) == 1
     assert (await _payment(db, job))["status"] == "CAPTURED"
     assert await payments.reconcile(min_age_s=0) == 0
-
-
-async def test_the_outbox_has_payment_steps_only_when_stripe_is_configured(
-    start_app: StartApp, settings: Settings, pay_settings: Settings
-) -> None:
-    off = await start_app(settings)
-    assert not settings.payments_enabled
-    assert isinstance(off.app[dispatch_keys.PAYMENTS], PaymentsService)  # answers 503s
-    assert appkeys.PAYMENT_STEPS not in off.app  # no no-op task per accepted job
-    on = await start_app(pay_settings)
-    assert on.app[appkeys.PAYMENT_STEPS] is on.app[dispatch_keys.PAYMENTS]
