@@ -153,7 +153,7 @@ PATHS: dict[str, Any] = {
                 "(whatever the replayed body holds). Abuse limits (CONTRACT §8a): at most "
                 "`ZENDO_MAX_OPEN_JOBS_PER_CLIENT` (3) interventions not yet COMPLETED, "
                 "CANCELLED or UNFULFILLED, else 429 `too_many_open_jobs`; at most "
-                "`ZENDO_JOBS_PER_MIN_PER_CLIENT` (10) creations a minute, else 429 "
+                "`ZENDO_JOBS_PER_MIN_PER_CLIENT` (10) requests in any 60 s, else 429 "
                 "`rate_limited`; both with `Retry-After`. 422 `out_of_area` outside the "
                 "served polygons."
             ),
