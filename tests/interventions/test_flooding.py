@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from core import appkeys
 from core.settings import Settings
 from tests.world import PARIS, World
 
@@ -168,3 +169,24 @@ async def test_the_request_window_slides(world: World) -> None:
     assert resp.status == 429
     assert (await resp.json())["code"] == "rate_limited"
     assert 29 <= int(resp.headers["Retry-After"]) <= 31
+
+
+async def test_a_job_is_created_with_redis_unreachable(world: World) -> None:
+    """The per-minute limit lives on the client's row: creating a job needs no Redis
+    before its statement (its pushes after the commit fail, logged, like any push)."""
+    await _artisans(world, 1)
+    client = await world.user()
+    pool = world.app[appkeys.REDIS].connection_pool
+    pool.connection_kwargs["port"] = 1  # nothing listens there: every new connection fails
+    await pool.disconnect()
+    pool.reset()  # type: ignore[no-untyped-call]  # forget the open connections
+    resp = await _post(world, client)
+    assert resp.status == 201
+    job = await resp.json()
+    assert job["status"] == "SEARCHING"
+    assert (
+        await world.db.fetchval(
+            "SELECT cardinality(recent_job_requests) FROM users WHERE id = $1", client
+        )
+        == 1
+    )
