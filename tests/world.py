@@ -99,6 +99,14 @@ class World:
     def auth(self, user_id: uuid.UUID) -> dict[str, str]:
         return bearer(self.tokens[user_id])
 
+    async def cut_redis(self) -> None:
+        """Make the app's Redis unreachable: every new connection fails (nothing listens
+        on port 1) and the open ones are dropped."""
+        pool = self.app[appkeys.REDIS].connection_pool
+        pool.connection_kwargs["port"] = 1
+        await pool.disconnect()
+        pool.reset()  # type: ignore[no-untyped-call]  # the next connections use port 1
+
     async def user(self, role: str = "CLIENT") -> uuid.UUID:
         uid = await create_user(self.db, role=role)
         self.tokens[uid] = token_for(self.settings, uid, role)

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from core import appkeys
 from core.settings import Settings
 from tests.world import PARIS, World
 
@@ -33,6 +32,14 @@ async def _post(world: World, client: uuid.UUID, **headers: str) -> Any:
         json={"specialty": "PLUMBER", "lat": PARIS[0], "lon": PARIS[1]},
         headers={**world.auth(client), **headers},
     )
+
+
+async def _window(world: World, client: uuid.UUID) -> int:
+    """How many of the client's job requests its row keeps (sql/014)."""
+    count: int = await world.db.fetchval(
+        "SELECT cardinality(recent_job_requests) FROM users WHERE id = $1", client
+    )
+    return count
 
 
 async def test_forty_creates_at_once_open_three_jobs(world: World) -> None:
@@ -112,10 +119,7 @@ async def test_creations_per_minute_are_limited(world: World) -> None:
     assert 1 <= int(resp.headers["Retry-After"]) <= 60
     assert created == limit
     # A refused request is not recorded: the window holds the `limit` created ones.
-    window = await world.db.fetchval(
-        "SELECT cardinality(recent_job_requests) FROM users WHERE id = $1", client
-    )
-    assert window == limit
+    assert await _window(world, client) == limit
 
 
 async def test_creations_per_minute_hold_under_concurrent_requests(world: World) -> None:
@@ -131,12 +135,7 @@ async def test_creations_per_minute_hold_under_concurrent_requests(world: World)
     assert codes.count("created") == cap
     assert codes.count("too_many_open_jobs") == limit - cap
     assert codes.count("rate_limited") == limit * 2
-    assert (
-        await world.db.fetchval(
-            "SELECT cardinality(recent_job_requests) FROM users WHERE id = $1", client
-        )
-        == limit
-    )
+    assert await _window(world, client) == limit
 
 
 async def test_the_request_window_slides(world: World) -> None:
@@ -153,12 +152,7 @@ async def test_the_request_window_slides(world: World) -> None:
         limit,
     )
     assert (await _post(world, client)).status == 201
-    assert (
-        await world.db.fetchval(
-            "SELECT cardinality(recent_job_requests) FROM users WHERE id = $1", client
-        )
-        == 1
-    )  # the expired ones were dropped
+    assert await _window(world, client) == 1  # the expired ones were dropped
     await world.db.execute(
         "UPDATE users SET recent_job_requests = array_fill(now() - interval '30 seconds',"
         " ARRAY[$2::int]) WHERE id = $1",
@@ -176,17 +170,9 @@ async def test_a_job_is_created_with_redis_unreachable(world: World) -> None:
     before its statement (its pushes after the commit fail, logged, like any push)."""
     await _artisans(world, 1)
     client = await world.user()
-    pool = world.app[appkeys.REDIS].connection_pool
-    pool.connection_kwargs["port"] = 1  # nothing listens there: every new connection fails
-    await pool.disconnect()
-    pool.reset()  # type: ignore[no-untyped-call]  # forget the open connections
+    await world.cut_redis()
     resp = await _post(world, client)
     assert resp.status == 201
     job = await resp.json()
     assert job["status"] == "SEARCHING"
-    assert (
-        await world.db.fetchval(
-            "SELECT cardinality(recent_job_requests) FROM users WHERE id = $1", client
-        )
-        == 1
-    )
+    assert await _window(world, client) == 1

@@ -270,10 +270,7 @@ async def test_redis_unreachable_at_the_start_code_check_is_503_not_500(world: W
     _client, artisan, job = await assigned_job(world)
     for status in ("EN_ROUTE", "ARRIVED"):
         assert (await move(world, artisan, job["id"], status)).status == 200
-    pool = world.app[appkeys.REDIS].connection_pool
-    pool.connection_kwargs["port"] = 1  # nothing listens there: every new connection fails
-    await pool.disconnect()
-    pool.reset()  # type: ignore[no-untyped-call]  # forget the open connections: the next ones are made with port 1
+    await world.cut_redis()
     resp = await move(world, artisan, job["id"], "IN_PROGRESS", start_code=job["start_code"])
     assert resp.status == 503
     assert resp.content_type == "application/problem+json"
