@@ -41,8 +41,11 @@ specialties, so no job is ever offered to a socket that does not answer.
 
 Redis: by default a private `redis-server` on a free port (others' work on a shared
 Redis would count as ours); `--redis-url` uses that one instead (pid from INFO server).
-`--profile DIR` also samples the server with py-spy during the fix and request windows
-(it perturbs the CPU figures of that run).
+`--profile DIR` also samples the server with py-spy in the last round of the fix and each
+request window (steady state: the first round holds each pool connection's first prepare
+of the route's statement), only while a thread holds the GIL (`--gil`: the loop asleep in
+`epoll_wait` is not counted as work, as plain py-spy counts it on this VM); it perturbs the
+CPU figures of that run.
 """
 
 from __future__ import annotations

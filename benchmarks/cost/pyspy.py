@@ -36,6 +36,7 @@ class Profiler:
             [
                 *(self.exe, "record", "--pid", str(pid), "--subprocesses", "--rate", "250"),
                 "--nonblocking",  # never pauses the server (so no native frames)
+                "--gil",  # only samples holding the GIL: the idle loop's wait is not work
                 *("--format", "raw", "-o", str(self.path)),
             ],
             stdout=subprocess.DEVNULL,
