@@ -25,8 +25,8 @@ scheduler time slices per request (the cost model, both workers), a write takes
 0.65-0.77 fewer (accept 6.0 against 6.8, a status change 5.4-6.4 against 6.1-7.2;
 the bare handler 2.0); its CPU gain, a few %, is within the runs' noise. A client
 that reads Redis after the answer finds the change there: its commands reached
-Redis's socket first. Only the request's own task
-defers; any other (a timer, a task it started) applies inline.
+Redis's socket first. Only the request's own task defers; any other (a timer, a task
+it started) applies inline.
 """
 
 from __future__ import annotations
