@@ -14,19 +14,6 @@ retrying a deadlock or serialization failure with a fresh outbox, and then:
 
 Nobody hears of a change that was rolled back. Applying never raises: PostgreSQL
 already holds the truth, and each failure is logged.
-
-In an HTTP request that asked for it (`answer_first`: zendo's middleware, for every
-write), step 2 runs in a task of its own, and `commit` returns once that task has
-written its Redis commands (`AfterAnswer.start`): the answer is built and written
-while Redis runs them, and the request awaits the apply only after its answer is out.
-The answer no longer waits for a Redis round trip, and the process often finds the
-reply ready once the answer is written instead of sleeping for it: counted in
-scheduler time slices per request (the cost model, both workers), a write takes
-0.65-0.77 fewer (accept 6.0 against 6.8, a status change 5.4-6.4 against 6.1-7.2;
-the bare handler 2.0); its CPU gain, a few %, is within the runs' noise. A client
-that reads Redis after the answer finds the change there: its commands reached
-Redis's socket first. Only the request's own task defers; any other (a timer, a task
-it started) applies inline.
 """
 
 from __future__ import annotations
@@ -37,8 +24,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
-from contextvars import ContextVar, copy_context
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -50,7 +36,6 @@ from core import appkeys
 from core.db import RETRYABLE
 from core.effects import LiveChange, PaymentStep
 from core.ports import DispatchHooks
-from core.redispool import ON_SENT
 
 log = logging.getLogger("zendo.outbox")
 
@@ -71,9 +56,6 @@ class Outbox:
     outcomes: Counter[str] = field(default_factory=Counter)
     # Set when this change sent a job's first offers: the job's creation time.
     first_offer_of: datetime | None = None
-    # perf_counter() when an accept was received: its frames' delay is observed once
-    # they are all handed over (zendo_dispatch_accept_notify_seconds).
-    accept_received_at: float = 0.0
     # perf_counter() and time.time() once every frame was handed to a socket of this
     # process or, for a user with no socket here, to the other nodes' channel.
     pushed_at: float = 0.0
@@ -108,20 +90,9 @@ class Outbox:
     async def apply(self, app: web.Application) -> None:
         """Everything after the local delivery. The remote pushes and the live state go
         in one Redis round trip (the pushes queued first); PostgreSQL (not the index)
-        already keeps a BUSY artisan from being matched meanwhile. What needs no round
-        trip comes first, before any await: the timers of jobs that left SEARCHING are
-        dropped, the offer outcomes counted."""
+        already keeps a BUSY artisan from being matched meanwhile."""
         self.deliver(app)
         assert self._remote is not None
-        hooks = app.get(appkeys.DISPATCH_HOOKS)
-        if hooks is not None:
-            for intervention_id in self.settled:
-                hooks.disarm(intervention_id)
-        metrics = app.get(appkeys.METRICS)
-        policy = app[appkeys.SETTINGS].dispatch_policy if metrics is not None else ""
-        if metrics is not None:
-            for outcome, n in self.outcomes.items():
-                metrics.count_offers(policy, outcome, n)
         live = app.get(appkeys.LIVE_STATE) if self.live else None
         if live is not None:  # the remote pushes ride in the live state's round trip
             await live.apply(self.live, self._remote)
@@ -129,15 +100,20 @@ class Outbox:
                 self._pushed()
         elif self._remote:
             await self._publish_remote(app, self._remote)
+        metrics = app.get(appkeys.METRICS)
         if metrics is not None:
+            policy = app[appkeys.SETTINGS].dispatch_policy
             if self.first_offer_of is not None:
                 sent = self.pushed_wall or time.time()
                 waited = max(0.0, sent - self.first_offer_of.timestamp())
                 metrics.observe_first_offer(policy, waited)
-            if self.accept_received_at and self.pushed_at:  # a retried accept pushes nothing
-                metrics.accept_notify_seconds.observe(self.pushed_at - self.accept_received_at)
+            for outcome, n in self.outcomes.items():
+                metrics.count_offers(policy, outcome, n)
+        hooks = app.get(appkeys.DISPATCH_HOOKS)
         await self._payments(app, hooks)
         if hooks is not None:
+            for intervention_id in self.settled:
+                hooks.disarm(intervention_id)
             for intervention_id in self.kick:
                 hooks.kick(intervention_id)
 
@@ -201,55 +177,5 @@ async def commit(
     # Round trips (Redis, other nodes) only once the connection is released: held
     # through them, every connection stays busy past its statement under load and the
     # pool runs dry.
-    answering = _ANSWERING.get()
-    if answering is None or answering.owner is not asyncio.current_task():
-        await outbox.apply(app)
-    else:
-        await answering.start(outbox.apply(app))
+    await outbox.apply(app)
     return result, outbox
-
-
-@dataclass(eq=False, slots=True)
-class AfterAnswer:
-    """The outbox applies of one request's commits, running while its answer is built
-    and written (module docstring). `finish` awaits them."""
-
-    owner: asyncio.Task[Any] | None
-    applies: list[asyncio.Task[None]] = field(default_factory=list)
-
-    async def start(self, apply: Coroutine[Any, Any, None]) -> None:
-        """Run `apply` in a task of its own; return once its Redis commands are written
-        (`core.redispool.ON_SENT`), or it ended without any: a few loop turns with no
-        wait for I/O, unless the Redis pool must connect or wait for a connection."""
-        loop = asyncio.get_running_loop()
-        sent: asyncio.Future[None] = loop.create_future()
-
-        def on_sent(_task: object = None) -> None:
-            if not sent.done():
-                sent.set_result(None)
-
-        context = copy_context()
-        context.run(ON_SENT.set, on_sent)
-        task = loop.create_task(apply, context=context)
-        task.add_done_callback(on_sent)
-        self.applies.append(task)
-        await sent
-
-    async def finish(self) -> None:
-        """Await the applies started so far; later commits of the task apply inline.
-        Cancelled, it cancels them (as cancelling an inline apply did)."""
-        self.owner = None
-        if self.applies:
-            await asyncio.gather(*self.applies)
-
-
-_ANSWERING: ContextVar[AfterAnswer | None] = ContextVar("zendo_answering", default=None)
-
-
-def answer_first() -> AfterAnswer:
-    """Let the current task's commits leave their apply running (`commit`) until the
-    returned object's `finish`. For a request's own task: aiohttp runs each request in
-    a task, so the setting ends with it."""
-    answering = AfterAnswer(asyncio.current_task())
-    _ANSWERING.set(answering)
-    return answering

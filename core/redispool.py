@@ -14,10 +14,7 @@ meanwhile queue behind it rather than take it.
 
 `send_all` writes commands on one of its connections and reads their replies without
 redis-py's per-command machinery; `send_loading` also loads scripts Redis lost;
-`run_script` calls a script that way. Once its commands are written, `send_all` tells
-a task that asked (`ON_SENT`: core.outbox lets a request answer once they are), and
-`send_loading` does only for scripts this pool has seen run: one it has not may meet
-NOSCRIPT and be sent again after its load, so its first call tells once it is done.
+`run_script` calls a script that way.
 
 Its connections pack commands in C, with hiredis (`HiredisPacking`), as redis-py's
 synchronous client does; its asyncio connections pack them in Python. Measured here on
@@ -30,8 +27,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from contextvars import ContextVar
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -90,8 +86,6 @@ class WaitingConnectionPool(ConnectionPool):
         self.timeout = timeout
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._woken = 0  # callers woken for a free connection that have not taken it yet
-        # SHA1s of the scripts that ran on Redis through `send_loading` (see module doc).
-        self.scripts_run: set[str] = set()
 
     async def get_connection(
         self, command_name: str | None = None, *keys: Any, **options: Any
@@ -149,21 +143,7 @@ class WaitingConnectionPool(ConnectionPool):
         self._wake_next()
 
 
-# Called (maybe more than once: a retried batch is written again) once a batch of the
-# current task's commands is on Redis's socket.
-ON_SENT: ContextVar[Callable[[], None] | None] = ContextVar("zendo_redis_on_sent", default=None)
-
-
-def commands_sent() -> None:
-    """Tell the current task's `ON_SENT` listener, if any, that its commands are written."""
-    listener = ON_SENT.get()
-    if listener is not None:
-        listener()
-
-
-async def send_all(
-    redis: Redis, commands: Sequence[tuple[Any, ...]], *, tell_sent: bool = True
-) -> list[Any]:
+async def send_all(redis: Redis, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
     """`commands` written at once on one pooled connection and their replies read, a
     command's error as its reply: what redis-py's `Pipeline.execute(raise_on_error=False)`
     does for commands without reply callbacks (as EVALSHA), at about half its client CPU
@@ -178,8 +158,6 @@ async def send_all(
 
     async def send_and_read() -> list[Any]:
         await conn.send_packed_command(conn.pack_commands(commands))
-        if tell_sent:
-            commands_sent()
         replies: list[Any] = []
         for _command in commands:
             try:
@@ -206,15 +184,11 @@ async def send_loading(
     """`send_all`, and on NOSCRIPT (Redis restarted and lost its scripts) the scripts'
     `sources` loaded and the commands sent once more: only for commands that are
     idempotent or that failed as a whole."""
-    run = getattr(redis.connection_pool, "scripts_run", None)
-    shas = {command[1] for command in commands if command[0] == "EVALSHA"}
-    replies = await send_all(redis, commands, tell_sent=run is not None and shas <= run)
+    replies = await send_all(redis, commands)
     if any(isinstance(reply, NoScriptError) for reply in replies):
         for source in sources:
             await redis.script_load(source)
         replies = await send_all(redis, commands)
-    if run is not None:
-        run |= shas
     return replies
 
 

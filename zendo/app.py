@@ -33,7 +33,6 @@ from zendo.admission import (
 )
 from zendo.console import routes as console_routes
 from zendo.middleware import (
-    answer_first_middleware,
     cors_middleware,
     error_middleware,
     metrics_middleware,
@@ -48,7 +47,6 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
             metrics_middleware,
-            answer_first_middleware,
             cors_middleware(settings.cors_origins),
             error_middleware,
             admission_middleware,

@@ -1,5 +1,4 @@
-"""HTTP cross-cutting concerns: errors as problem+json, CORS, security headers, metrics,
-access log, the answer before the post-commit work."""
+"""HTTP cross-cutting concerns: errors as problem+json, CORS, security headers, metrics, access log."""
 
 from __future__ import annotations
 
@@ -24,7 +23,6 @@ from core.errors import (
     ValidationFailed,
     ZendoError,
 )
-from core.outbox import answer_first
 from zendo.system.logwriter import line_sink
 
 log = logging.getLogger("zendo.http")
@@ -191,33 +189,6 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
         request.app[appkeys.METRICS].count_request(route, status)
-
-
-# Requests that may commit: a WebSocket's upgrade (a GET) holds its task for the socket's
-# life, and its messages' commits apply inline.
-_WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
-
-
-@web.middleware
-async def answer_first_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A write's answer is written before its commits' post-commit work is awaited
-    (`core.outbox.answer_first`): the pushes to other processes and the live state's
-    Redis round trip run while the answer is built and sent. The request ends (access
-    log, metrics, the next request of its connection) once that work is done."""
-    if request.method not in _WRITES:
-        return await handler(request)
-    answering = answer_first()
-    try:
-        response = await handler(request)
-        if answering.applies and not response.prepared:
-            try:
-                await response.prepare(request)
-                await response.write_eof()
-            except ConnectionError:  # the client left: aiohttp finds it so again and logs it
-                pass
-    finally:
-        await answering.finish()
-    return response
 
 
 def route_template(request: web.BaseRequest) -> str:

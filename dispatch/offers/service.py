@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from core import appkeys
 from core.effects import MarkBusy, PaymentEvent, PaymentStep, TrackingStart
 from core.errors import Conflict, NotFound
 from core.outbox import Outbox, commit
@@ -68,10 +69,9 @@ class OfferActions:
         window_s = dispatcher.policy.accept_window_s if dispatcher is not None else 0.0
         if window_s > 0:
             return await self._hold(artisan_id=artisan_id, offer_id=offer_id, window_s=window_s)
-        received = time.perf_counter()
+        started = time.perf_counter()
 
         async def work(conn: asyncpg.Connection, effects: Outbox) -> dict[str, Any]:
-            effects.accept_received_at = received
             row = await offers_repo.accept(conn, offer_id=offer_id, artisan_id=artisan_id)
             if row is None:
                 raise NotFound("No such offer")
@@ -90,9 +90,11 @@ class OfferActions:
             return intervention_json(row, for_client=False)
 
         try:
-            result, _ = await commit(self._app, work, transaction=False)
+            result, effects = await commit(self._app, work, transaction=False)
         except asyncpg.UniqueViolationError as exc:
             raise _unique_violation_to_conflict(exc) from exc
+        if effects.pushed_at:  # a retried accept pushes nothing and is not timed
+            self._app[appkeys.METRICS].accept_notify_seconds.observe(effects.pushed_at - started)
         return result
 
     async def _hold(

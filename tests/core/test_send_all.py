@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError, NoScriptError, ResponseError
 
-from core.redispool import ON_SENT, WaitingConnectionPool, send_all, send_loading
+from core.redispool import WaitingConnectionPool, send_all
 from tests.conftest import TEST_REDIS_URL
 
 
@@ -118,53 +118,3 @@ async def test_a_value_redis_cannot_take_is_refused_and_nothing_is_sent(
         0,
         "ok",
     ]
-
-
-async def _tells(redis: Redis, commands: list[tuple[Any, ...]], sources: list[str]) -> list[str]:
-    """What `send_loading` tells this task's ON_SENT listener, in order with its end."""
-    told: list[str] = []
-    token = ON_SENT.set(lambda: told.append("sent"))
-    try:
-        await send_loading(redis, commands, sources)
-    finally:
-        ON_SENT.reset(token)
-    told.append("done")
-    return told
-
-
-async def test_after_noscript_only_the_copy_written_after_the_load_is_told_sent(
-    one_connection: Redis,
-) -> None:
-    """The outbox lets a request answer once its commands are told sent: a script that
-    may meet NOSCRIPT (never seen to run through this pool) is not told sent by the
-    attempt that meets it, only by the copy that runs, written after its load."""
-    redis = one_connection
-    source = "return redis.call('INCR', KEYS[1])"
-    sha = await redis.script_load(source)
-    await redis.script_flush()  # as after a Redis restart
-    call = [("EVALSHA", sha, 1, "send_all:told")]
-    assert await _tells(redis, call, [source]) == ["sent", "done"]  # once: the retry
-    assert await redis.get("send_all:told") == "1"
-    assert await _tells(redis, call, [source]) == ["sent", "done"]  # seen: told once written
-    assert await redis.get("send_all:told") == "2"
-
-
-async def test_a_script_never_seen_is_not_told_sent_before_its_reply(one_connection: Redis) -> None:
-    redis = one_connection
-    source = "return redis.call('INCR', KEYS[1])"
-    sha = await redis.script_load(source)  # loaded, but never run through send_loading
-    told: list[str] = []
-
-    async def reply_seen() -> None:
-        await send_loading(redis, [("EVALSHA", sha, 1, "send_all:seen")], [source])
-        told.append("replied")
-
-    token = ON_SENT.set(lambda: told.append("sent"))
-    try:
-        await reply_seen()
-        assert told == ["replied"]  # nothing told early: the task's end tells
-        told.clear()
-        await reply_seen()
-        assert told == ["sent", "replied"]  # seen to run: told once written
-    finally:
-        ON_SENT.reset(token)
