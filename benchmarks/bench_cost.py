@@ -6,7 +6,11 @@ CPU is read from /proc (the `schedstat` run time of every thread, in ns), never 
 wall time: per accepted fix, per HTTP request by route and per dispatched job, for the
 server, Redis and the PostgreSQL backends of the database used. Every unit cost is given
 gross (the window's CPU / units) and net of the idle rate of the same processes measured
-just before (what one more unit costs); targets are judged on the net figures.
+just before (what one more unit costs); targets are judged on the net figures. Each
+route's line also says how many times per request the server's threads were put on a
+CPU (schedstat's time slices, net; the bare handler's is 2: the request, then
+PostgreSQL's answer): on a VM that halts idle vCPUs every wake-up costs, and these
+counts move much less from run to run than the CPU figures do.
 
 One run, in order (it TRUNCATEs the database and FLUSHes the Redis db: use scratch ones;
 the bare handlers get a database of their own beside it, `<name>_bare`, made and migrated

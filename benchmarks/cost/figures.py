@@ -80,6 +80,14 @@ def figures(
             row[f"{part}_us"], row[f"{part}_us_gross"] = round(net, 1), round(gross, 1)
             bnet, bgross = per_unit(b["delta"], bare_routes["idle"], b["result"]["ok"], part)
             row[f"bare_{part}_us"], row[f"bare_{part}_us_gross"] = round(bnet, 1), round(bgross, 1)
+        # Wake-ups of the server's threads per request, net of the idle rate (the bare
+        # handler's is 2: the request's bytes, then PostgreSQL's answer).
+        slices, _ = per_unit(z["delta"], real_routes["idle"], z["result"]["ok"], "server_slices")
+        bare_slices, _ = per_unit(
+            b["delta"], bare_routes["idle"], b["result"]["ok"], "server_slices"
+        )
+        row["server_slices"] = round(slices / 1e6, 2)
+        row["bare_server_slices"] = round(bare_slices / 1e6, 2)
         ok = max(1, z["result"]["ok"])
         row["redis_commands_per_request"] = round(z["delta"].redis_cmds / ok, 2)
         row["redis_connections_opened"] = z["delta"].redis_conns

@@ -16,7 +16,16 @@ from redis.asyncio import Redis
 
 def cpu_ns(pid: int) -> int | None:
     """Run time of every live thread of `pid` (schedstat, ns); None once it is gone."""
-    total = 0
+    sched = cpu_and_slices(pid)
+    return None if sched is None else sched[0]
+
+
+def cpu_and_slices(pid: int) -> tuple[int, int] | None:
+    """`cpu_ns`, and how many times its threads were put on a CPU (schedstat's time
+    slices: each wake-up from a wait is one, as is each resumption after preemption).
+    On a VM where a vCPU halts when idle, a process that sleeps between the steps of
+    a request pays for each wake-up: the slices count them. None once it is gone."""
+    total = slices = 0
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -24,7 +33,9 @@ def cpu_ns(pid: int) -> int | None:
     for task in tasks:
         try:
             with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
-                total += int(fh.read().split()[0])
+                run_ns, _waited_ns, runs = fh.read().split()[:3]
+                total += int(run_ns)
+                slices += int(runs)
         except OSError:  # no schedstat (or the thread just ended): the tick counters
             try:
                 fields = Path(f"/proc/{pid}/task/{task}/stat").read_text().rsplit(")", 1)[1]
@@ -33,7 +44,7 @@ def cpu_ns(pid: int) -> int | None:
                 total += ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
             except OSError:
                 pass
-    return total
+    return total, slices
 
 
 def process_tree(root: int) -> list[int]:
@@ -55,9 +66,19 @@ def _cpu_of(pids: list[int]) -> dict[int, int]:
     return {pid: ns for pid in pids if (ns := cpu_ns(pid)) is not None}
 
 
-def _grown(a: dict[int, int], b: dict[int, int]) -> float:
-    """CPU seconds from a to b; a process that appeared in between counts from zero."""
-    return sum(ns - a.get(pid, 0) for pid, ns in b.items()) / 1e9
+def _sched_of(pids: list[int]) -> tuple[dict[int, int], dict[int, int]]:
+    """(CPU ns, time slices) of each live process of `pids`."""
+    cpu, slices = {}, {}
+    for pid in pids:
+        if (sched := cpu_and_slices(pid)) is not None:
+            cpu[pid], slices[pid] = sched
+    return cpu, slices
+
+
+def _grown(a: dict[int, int], b: dict[int, int], scale: float = 1e9) -> float:
+    """CPU seconds (or, scale 1, counts) from a to b; a process that appeared in
+    between counts from zero."""
+    return sum(ns - a.get(pid, 0) for pid, ns in b.items()) / scale
 
 
 @dataclass
@@ -70,6 +91,7 @@ class Snap:
     redis_cmds: int = 0
     redis_conns: int = 0
     redis_usec: dict[str, int] = field(default_factory=dict)
+    server_slices: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,9 +108,12 @@ class Delta:
     # Redis's own time inside each command (INFO commandstats, µs): where its CPU goes,
     # minus the network reads, parsing and replies the process CPU also counts.
     redis_usec: dict[str, int] = field(default_factory=dict)
+    # Times the server's threads were put on a CPU (`cpu_and_slices`): a count, not seconds.
+    server_slices: float = 0.0
 
     def rates(self) -> dict[str, float]:
-        return {k: getattr(self, k) / self.elapsed for k in ("server", "redis", "pg", "pg_bg")}
+        parts = ("server", "redis", "pg", "pg_bg", "server_slices")
+        return {k: getattr(self, k) / self.elapsed for k in parts}
 
     def __add__(self, other: Delta) -> Delta:
         """Two windows of the same work as one (the pieces of an alternated window)."""
@@ -104,6 +129,7 @@ class Delta:
             redis_cmds=self.redis_cmds + other.redis_cmds,
             redis_conns=self.redis_conns + other.redis_conns,
             redis_usec=usec,
+            server_slices=self.server_slices + other.server_slices,
         )
 
 
@@ -147,6 +173,9 @@ class Meter:
         backends, shared = await self._pg_pids()
         stats = await self.redis.info("stats")
         commands = await self.redis.info("commandstats")
+        server, server_slices = (
+            _sched_of(process_tree(self.server_pid)) if self.server_pid else ({}, {})
+        )
         return Snap(
             redis_usec={
                 name.removeprefix("cmdstat_"): int(row["usec"]) for name, row in commands.items()
@@ -154,7 +183,8 @@ class Meter:
             redis_cmds=int(stats["total_commands_processed"]),
             redis_conns=int(stats["total_connections_received"]),
             at=time.monotonic(),
-            server=_cpu_of(process_tree(self.server_pid)) if self.server_pid else {},
+            server=server,
+            server_slices=server_slices,
             redis=cpu_ns(self.redis_pid) or 0,
             pg=_cpu_of(backends),
             pg_bg=sum(cpu_ns(p) or 0 for p in shared),
@@ -175,11 +205,13 @@ class Meter:
                 for cmd, usec in b.redis_usec.items()
                 if (grown := usec - a.redis_usec.get(cmd, 0)) > 0
             },
+            server_slices=_grown(a.server_slices, b.server_slices, scale=1),
         )
 
 
 def per_unit(delta: Delta, idle: dict[str, float], units: float, part: str) -> tuple[float, float]:
-    """(net, gross) µs of CPU per unit for one component."""
+    """(net, gross) µs of CPU per unit for one component (millionths of a slice per
+    unit for `server_slices`)."""
     if units <= 0:
         return float("nan"), float("nan")
     used = getattr(delta, part)

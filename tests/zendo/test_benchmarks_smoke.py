@@ -144,6 +144,8 @@ def test_cost_model_quick_run_reports_every_figure() -> None:
         assert row["server_us_gross"] > 0 and row["bare_server_us_gross"] > 0, name
         assert "ratio" in row and "pg_us" in row and "redis_us" in row, name
         assert len(row["ratio_by_round"]) == 2, name
+        # The bare handler wakes at least for the request's bytes and PostgreSQL's answer.
+        assert row["bare_server_slices"] > 1 and "server_slices" in row, name
     job = result["job"]
     assert job["completed"] > 0
     assert job["server_us_gross"] > 0 and job["total_us_gross"] > 0
