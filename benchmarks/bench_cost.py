@@ -8,8 +8,8 @@ server, Redis and the PostgreSQL backends of the database used. Every unit cost 
 gross (the window's CPU / units) and net of the idle rate of the same processes measured
 just before (what one more unit costs); targets are judged on the net figures. Each
 route's line also says how many times per request the server's threads were put on a
-CPU (schedstat's time slices, net; the bare handler's is 2: the request, then
-PostgreSQL's answer): on a VM that halts idle vCPUs every wake-up costs, and these
+CPU (schedstat's time slices, net; the bare handler's: one for the request and one
+for each statement's answer): on a VM that halts idle vCPUs every wake-up costs, and these
 counts move much less from run to run than the CPU figures do.
 
 One run, in order (it TRUNCATEs the database and FLUSHes the Redis db: use scratch ones;

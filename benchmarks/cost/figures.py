@@ -81,7 +81,7 @@ def figures(
             bnet, bgross = per_unit(b["delta"], bare_routes["idle"], b["result"]["ok"], part)
             row[f"bare_{part}_us"], row[f"bare_{part}_us_gross"] = round(bnet, 1), round(bgross, 1)
         # Wake-ups of the server's threads per request, net of the idle rate (the bare
-        # handler's is 2: the request's bytes, then PostgreSQL's answer).
+        # handler's: the request's bytes, then each statement's answer).
         slices, _ = per_unit(z["delta"], real_routes["idle"], z["result"]["ok"], "server_slices")
         bare_slices, _ = per_unit(
             b["delta"], bare_routes["idle"], b["result"]["ok"], "server_slices"
