@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from benchmarks.cost.constants import FLUSH_LINGER_S, HOT_ROUTES, ROUTES, TARGETS
-from benchmarks.cost.meter import per_unit
+from benchmarks.cost.meter import per_unit, slices_per_unit
 
 
 def ratio_of(a: float, b: float) -> float:
@@ -82,12 +82,9 @@ def figures(
             row[f"bare_{part}_us"], row[f"bare_{part}_us_gross"] = round(bnet, 1), round(bgross, 1)
         # Wake-ups of the server's threads per request, net of the idle rate (the bare
         # handler's: the request's bytes, then each statement's answer).
-        slices, _ = per_unit(z["delta"], real_routes["idle"], z["result"]["ok"], "server_slices")
-        bare_slices, _ = per_unit(
-            b["delta"], bare_routes["idle"], b["result"]["ok"], "server_slices"
-        )
-        row["server_slices"] = round(slices / 1e6, 2)
-        row["bare_server_slices"] = round(bare_slices / 1e6, 2)
+        slices = slices_per_unit(z["delta"], real_routes["idle"], z["result"]["ok"])
+        bare_slices = slices_per_unit(b["delta"], bare_routes["idle"], b["result"]["ok"])
+        row["server_slices"], row["bare_server_slices"] = round(slices, 2), round(bare_slices, 2)
         ok = max(1, z["result"]["ok"])
         row["redis_commands_per_request"] = round(z["delta"].redis_cmds / ok, 2)
         row["redis_connections_opened"] = z["delta"].redis_conns

@@ -210,14 +210,20 @@ class Meter:
 
 
 def per_unit(delta: Delta, idle: dict[str, float], units: float, part: str) -> tuple[float, float]:
-    """(net, gross) µs of CPU per unit for one component (millionths of a slice per
-    unit for `server_slices`)."""
+    """(net, gross) µs of CPU per unit for one component."""
     if units <= 0:
         return float("nan"), float("nan")
     used = getattr(delta, part)
     gross = used / units * 1e6
     net = (used - idle.get(part, 0.0) * delta.elapsed) / units * 1e6
     return net, gross
+
+
+def slices_per_unit(delta: Delta, idle: dict[str, float], units: float) -> float:
+    """Times the server was put on a CPU per unit, net of its idle rate."""
+    if units <= 0:
+        return float("nan")
+    return (delta.server_slices - idle.get("server_slices", 0.0) * delta.elapsed) / units
 
 
 async def measure(meter: Meter, coro: Any, settle_s: float = 0.0) -> tuple[Any, Delta]:

@@ -14,7 +14,7 @@ from typing import Any
 from benchmarks.cost.baselines import GeoLoad, flat_out
 from benchmarks.cost.clients import Helpers
 from benchmarks.cost.constants import ROUTES, STATUSES
-from benchmarks.cost.meter import Delta, Meter, idle, measure, per_unit
+from benchmarks.cost.meter import Delta, Meter, idle, measure, per_unit, slices_per_unit
 from benchmarks.cost.probes import bare_count, fix_counters
 from benchmarks.cost.pyspy import Profiler
 from benchmarks.cost.report import Clock
@@ -120,14 +120,14 @@ def _print_route(name: str, out: dict[str, dict[str, Any]]) -> None:
         row = out[key][name]
         ok = row["result"]["ok"]
         costs = {p: per_unit(row["delta"], out[key]["idle"], ok, p) for p in ("server", "pg")}
-        slices, _ = per_unit(row["delta"], out[key]["idle"], ok, "server_slices")
+        slices = slices_per_unit(row["delta"], out[key]["idle"], ok)
         print(
             f"  {key:<5} {name:<11} {ok:>4} ok {row['result']['statuses']}: "
             + ", ".join(
                 f"{p} {net:,.0f} µs (gross {gross:,.0f})" for p, (net, gross) in costs.items()
             )
             + f"; Redis {row['delta'].redis_cmds / max(1, ok):.1f} commands/request"
-            + f"; server on a CPU {slices / 1e6:.1f} times/request",
+            + f"; server on a CPU {slices:.1f} times/request",
             flush=True,
         )
     print(f"        ratio by round: {out['zendo'][name]['rounds']}", flush=True)
