@@ -8,7 +8,8 @@ retrying a deadlock or serialization failure with a fresh outbox, and then:
 1. once the change is committed and while its connection is still held, hands
    the frames to this process's sockets, with no await (`Outbox.deliver`);
 2. once the connection is back in the pool, publishes the frames other processes'
-   sockets need and applies the live-state changes (one Redis round trip for both),
+   sockets need and applies the live-state changes (sent to Redis together, their
+   replies read later: gateway/redis_writer.py),
    counts the metrics, starts the payment steps in the background and wakes the
    dispatcher (`Outbox.apply`).
 
@@ -57,7 +58,7 @@ class Outbox:
     # Set when this change sent a job's first offers: the job's creation time.
     first_offer_of: datetime | None = None
     # perf_counter() and time.time() once every frame was handed to a socket of this
-    # process or, for a user with no socket here, to the other nodes' channel.
+    # process or, for a user with no socket here, sent to Redis for the other nodes.
     pushed_at: float = 0.0
     pushed_wall: float = 0.0
     # What other processes' sockets still need, once `deliver` ran here.
@@ -88,13 +89,14 @@ class Outbox:
             self._pushed()
 
     async def apply(self, app: web.Application) -> None:
-        """Everything after the local delivery. The remote pushes and the live state go
-        in one Redis round trip (the pushes queued first); PostgreSQL (not the index)
-        already keeps a BUSY artisan from being matched meanwhile."""
+        """Everything after the local delivery. The remote pushes and the live state are
+        sent to Redis together (the pushes first), without waiting for the replies
+        while the gateway's writer is up; PostgreSQL (not the index) already keeps a
+        BUSY artisan from being matched meanwhile."""
         self.deliver(app)
         assert self._remote is not None
         live = app.get(appkeys.LIVE_STATE) if self.live else None
-        if live is not None:  # the remote pushes ride in the live state's round trip
+        if live is not None:  # the remote pushes ride with the live state's commands
             await live.apply(self.live, self._remote)
             if self._remote and not self.pushed_at:
                 self._pushed()

@@ -42,8 +42,8 @@ class LiveState(Protocol):
         publish: Sequence[tuple[uuid.UUID | str, bytes]] = (),
     ) -> None:
         """Apply the changes to the live state and publish the frames other processes'
-        sockets need (as `Notifier.publish_many`), in one round trip; never raises (logs
-        each failure)."""
+        sockets need (as `Notifier.publish_many`), all sent at once; never raises (logs
+        each failure, maybe once the replies are read, after the call returned)."""
         ...
 
 

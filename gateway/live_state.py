@@ -21,6 +21,7 @@ from core.effects import (
 )
 from gateway import live, tracking
 from gateway.notify import Notifier
+from gateway.redis_writer import ErrorHandler
 
 log = logging.getLogger("zendo.gateway")
 
@@ -36,9 +37,11 @@ class RedisLiveState:
         publish: Sequence[tuple[uuid.UUID | str, bytes]] = (),
     ) -> None:
         """Every change of one commit, and the frames other processes' sockets need
-        (`Notifier.publish_many`'s, queued first), in one pipeline: one round trip.
-        A failure is logged (a publish's also counted); the next presence or profile
-        refresh corrects the live state (PostgreSQL holds the truth)."""
+        (`Notifier.publish_many`'s, queued first), written at once on the gateway's
+        `RedisWriter`, whose replies are read later; while it is not ready, one awaited
+        round trip through the pool. A failure is logged (a publish's also counted);
+        the next presence or profile refresh corrects the live state (PostgreSQL holds
+        the truth)."""
         if not changes and not publish:
             return
         redis = self._app[appkeys.REDIS]
@@ -47,6 +50,16 @@ class RedisLiveState:
             scripts = [self._notifier.queue_publish(calls, publish)] if publish else []
             return scripts + [s for change in changes if (s := _queue(calls, redis, change))]
 
+        writer = self._notifier.gateway.writer
+        if writer.ready:  # written now, the replies read later (gateway/redis_writer.py)
+            calls = live.ScriptCalls()
+            scripts = fill(calls)
+            handlers: list[ErrorHandler] = [_live_failed] * len(scripts)
+            if publish:
+                frames = len(publish)
+                handlers[0] = lambda exc: self._notifier.publish_failed(frames, exc)
+            if writer.send(calls.commands, [script.source for script in scripts], handlers):
+                return
         try:
             replies = await live.run_pipeline(redis, fill)
         except Exception as exc:
@@ -61,6 +74,10 @@ class RedisLiveState:
         for reply in replies:
             if isinstance(reply, Exception):
                 log.warning("live state update failed: %r", reply)
+
+
+def _live_failed(exc: Exception) -> None:
+    log.warning("live state update failed: %r", exc)
 
 
 def _queue(calls: live.ScriptCalls, redis: Redis, change: LiveChange) -> live.Script | None:

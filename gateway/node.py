@@ -22,6 +22,7 @@ from gateway.arrivals import Arrivals, Opening
 from gateway.departures import Departures
 from gateway.location import REASONS, FixValidator, LocationBatcher, TrackedFix
 from gateway.presence_writes import PresenceWrites
+from gateway.redis_writer import RedisWriter
 from gateway.session import CLOSE_UNAUTHORIZED, Session
 from gateway.socket_cap import SocketCap
 from gateway.tracking import location_frame
@@ -87,6 +88,8 @@ class Gateway:
         )
         # Presence frames, one pipeline per loop turn (a storm sends thousands at once).
         self.presence = PresenceWrites(lambda: self.redis)
+        # Post-commit writes (live state, remote pushes) whose replies are read later.
+        self.writer = RedisWriter(lambda: self.redis)
 
     @property
     def config(self) -> GatewayConfig:

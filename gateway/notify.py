@@ -79,15 +79,25 @@ class Notifier:
 
     async def publish_many(self, frames: Sequence[tuple[uuid.UUID | str, bytes]]) -> None:
         """Remote halves of several `notify`s (e.g. all the pushes of one committed
-        change), in one Lua call: one Redis round trip whatever their number."""
+        change), in one Lua call whatever their number: written on the gateway's
+        `RedisWriter` (its reply read later), or while that is not ready, one awaited
+        round trip through the pool."""
         if not frames:
             return
         keys, args = self._publish_call(frames)
         redis = self.gateway.redis
+        script = live.PUBLISH_TO_USERS.registered(redis)
+        count = len(frames)
+        if self.gateway.writer.send(
+            [("EVALSHA", script.sha, len(keys), *keys, *args)],
+            [live.PUBLISH_TO_USERS.source],
+            [lambda exc: self.publish_failed(count, exc)],
+        ):
+            return
         try:
             # Packed in C on a pooled connection, without redis-py's per-command path
             # (`core.redispool.run_script`): this runs after every status change.
-            await run_script(redis, live.PUBLISH_TO_USERS.registered(redis), [(keys, args)])
+            await run_script(redis, script, [(keys, args)])
         except Exception as exc:
             self.publish_failed(len(frames), exc)
 

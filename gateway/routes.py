@@ -34,6 +34,14 @@ async def _flusher_ctx(app: web.Application) -> AsyncIterator[None]:
     await stop_tasks(task)
 
 
+async def _writer_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The post-commit Redis writer's connection (gateway/redis_writer.py)."""
+    writer = app[gateway_keys.GATEWAY].writer
+    await writer.start()
+    yield
+    await writer.close()
+
+
 async def _shutdown(app: web.Application) -> None:
     """Close every socket at once, within GatewayConfig.shutdown_close_s (else aiohttp
     waits for each WebSocket handler until its shutdown timeout)."""
@@ -66,6 +74,7 @@ def setup(app: web.Application) -> None:
     app.router.add_routes(admin_routes.routes)
     app.cleanup_ctx.append(gcpacer.gc_ctx)
     app.cleanup_ctx.append(_flusher_ctx)
+    app.cleanup_ctx.append(_writer_ctx)
     app.cleanup_ctx.append(notify.listener_ctx)
     app.cleanup_ctx.append(_background(presence.presence_ctx))
     app.cleanup_ctx.append(_background(writebehind.writebehind_ctx))

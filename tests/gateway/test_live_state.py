@@ -14,6 +14,7 @@ from core import appkeys, redis_keys
 from core.effects import MarkAvailable, MarkBusy, ProfileChanged, TrackingStart, TrackingStop
 from core.settings import Settings
 from gateway import live
+from tests.gateway.conftest import eventually
 
 
 async def test_changes_apply_in_one_pipeline_even_after_a_script_flush(
@@ -72,7 +73,12 @@ async def test_remote_pushes_ride_in_the_same_pipeline_even_after_a_script_flush
         failures = notifier.gateway.notify_failures._value.get()
         await redis.set(redis_keys.user_nodes(str(client)), "not a sorted set")
         await state.apply([MarkAvailable(uuid.UUID(aid))], [(client, b'{"n":2}')])
-        assert notifier.gateway.notify_failures._value.get() == failures + 1
+
+        # counted once its reply is read (gateway/redis_writer.py: READ_EVERY_S later)
+        async def counted() -> bool:
+            return bool(notifier.gateway.notify_failures._value.get() == failures + 1)
+
+        await eventually(counted)
         # the publish failed alone: the change after it was applied
         assert await redis.hget(redis_keys.live_artisan(aid), "current_status") != "BUSY"
     finally:

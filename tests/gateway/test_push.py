@@ -21,6 +21,7 @@ from tests.gateway.conftest import (
     FAST_CONFIG,
     MakeClient,
     connect,
+    eventually,
     fix,
     new_artisan,
     new_user,
@@ -203,8 +204,6 @@ async def test_slow_consumer_is_disconnected_and_others_are_unaffected(
         async def slow_gone() -> bool:
             return str(slow_id) not in gateway.sessions
 
-        from tests.gateway.conftest import eventually
-
         await eventually(slow_gone, within=5.0)
         slow._response.connection.transport.abort()  # type: ignore[union-attr]
         assert str(fast_id) in gateway.sessions
@@ -283,7 +282,12 @@ async def test_publish_many_survives_a_script_flush_and_counts_a_failed_call(
         await redis.set(redis_keys.user_nodes(str(broken_user)), "not a sorted set")
         failures = notifier.gateway.notify_failures._value.get()
         await notifier.publish_many([(broken_user, b'{"n":2}'), (user, b'{"n":3}')])
-        assert notifier.gateway.notify_failures._value.get() == failures + 2
+
+        # counted once its reply is read (gateway/redis_writer.py: READ_EVERY_S later)
+        async def counted() -> bool:
+            return bool(notifier.gateway.notify_failures._value.get() == failures + 2)
+
+        await eventually(counted)
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
         await redis.aclose()
