@@ -73,8 +73,9 @@ def setup(app: web.Application) -> None:
     app.on_shutdown.append(_shutdown)
     app.router.add_routes(admin_routes.routes)
     app.cleanup_ctx.append(gcpacer.gc_ctx)
-    app.cleanup_ctx.append(_flusher_ctx)
+    # Before the flusher: it stops (and flushes its last batch) while the writer is open.
     app.cleanup_ctx.append(_writer_ctx)
+    app.cleanup_ctx.append(_flusher_ctx)
     app.cleanup_ctx.append(notify.listener_ctx)
     app.cleanup_ctx.append(_background(presence.presence_ctx))
     app.cleanup_ctx.append(_background(writebehind.writebehind_ctx))
