@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import cast
 
 import hiredis
 from redis.asyncio import Redis
@@ -105,21 +106,37 @@ class ChannelProtocol(asyncio.Protocol):
         raise ChannelLost(f"channel {self.channel} closed")
 
 
-async def open_channel(
-    redis: Redis, channel: str, on_message: Callable[[str], None]
-) -> tuple[AbstractConnection, ChannelProtocol]:
-    """A connection made as the pool makes them (not taken from it), subscribed to
-    `channel`. The caller disconnects it (`close_channel`)."""
+async def open_raw(redis: Redis) -> tuple[AbstractConnection, asyncio.Transport]:
+    """A connection made as the pool makes them (not taken from it: AUTH, TLS, the
+    database, as configured), and its transport, for a protocol of the caller's to take
+    over. The caller disconnects it (`disconnect_quietly`)."""
     pool = redis.connection_pool  # redis-py's pool methods are untyped
     connection: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
     await connection.connect()  # type: ignore[no-untyped-call]
+    writer = connection._writer  # redis-py keeps the asyncio stream of its connections private
+    if writer is None:
+        await disconnect_quietly(connection)
+        raise ChannelLost("the connection closed at once")
+    # uvloop's transports implement asyncio.Transport without subclassing it
+    return connection, cast(asyncio.Transport, writer.transport)
+
+
+async def disconnect_quietly(connection: AbstractConnection) -> None:
+    try:
+        await asyncio.shield(connection.disconnect(nowait=True))
+    except Exception:  # closing a connection that already broke can fail too
+        pass
+
+
+async def open_channel(
+    redis: Redis, channel: str, on_message: Callable[[str], None]
+) -> tuple[AbstractConnection, ChannelProtocol]:
+    """A connection made as the pool makes them (`open_raw`), subscribed to `channel`.
+    The caller disconnects it (`close_channel`)."""
+    connection, transport = await open_raw(redis)
     protocol = ChannelProtocol(channel, on_message)
     try:
-        # redis-py keeps the asyncio stream of its connections private.
-        writer = connection._writer
-        if writer is None:
-            raise ChannelLost(f"channel {channel}: the connection closed at once")
-        protocol.take_over(writer.transport)
+        protocol.take_over(transport)
         await asyncio.wait(
             (protocol.subscribed, protocol.lost),
             timeout=SUBSCRIBE_TIMEOUT_S,
@@ -135,7 +152,4 @@ async def open_channel(
 
 async def close_channel(connection: AbstractConnection, protocol: ChannelProtocol) -> None:
     protocol.close()
-    try:
-        await asyncio.shield(connection.disconnect(nowait=True))
-    except Exception:  # closing a connection that already broke can fail too
-        pass
+    await disconnect_quietly(connection)

@@ -34,13 +34,14 @@ import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.connection import HiredisRespSerializer
 
+from core.redispool import HiredisPacking
+from gateway.channel import disconnect_quietly, open_raw
 from gateway.tasks import stop_tasks
 
 log = logging.getLogger("zendo.gateway")
@@ -244,22 +245,12 @@ class RedisWriter:
             finally:
                 self._transport = None
                 if connection is not None:
-                    await _disconnect(connection)
+                    await disconnect_quietly(connection)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
     async def _open(self) -> tuple[AbstractConnection, WriterProtocol]:
-        """A connection made as the pool makes them (AUTH, TLS, the database), then read
-        and written here."""
-        pool = self._redis().connection_pool
-        connection: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
-        await connection.connect()  # type: ignore[no-untyped-call]
-        writer = connection._writer  # redis-py keeps its asyncio stream private
-        if writer is None:
-            await _disconnect(connection)
-            raise ConnectionError("redis writer: the connection closed at once")
-        # uvloop's transports implement asyncio.Transport without subclassing it
-        transport = cast(asyncio.Transport, writer.transport)
+        connection, transport = await open_raw(self._redis())
         protocol = WriterProtocol(self)
         protocol.take_over(transport)
         self._loaded.clear()
@@ -284,24 +275,15 @@ class RedisWriter:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLOSE_WAIT_S
         while self._due and self._transport is not None and loop.time() < deadline:
-            self._read_now()
+            self.read_now()
             await asyncio.sleep(0.01)
         if self._task is not None:
             await stop_tasks(self._task)
             self._task = None
 
 
-_PACKER = HiredisRespSerializer()
+_PACKING = HiredisPacking()
 
 
 def _pack(command: tuple[Any, ...]) -> bytes:
-    """A command in Redis's protocol, packed in C (as `core.redispool` packs them)."""
-    chunks: list[bytes] = _PACKER.pack(*command)
-    return b"".join(chunks)
-
-
-async def _disconnect(connection: AbstractConnection) -> None:
-    try:
-        await asyncio.shield(connection.disconnect(nowait=True))
-    except Exception:  # closing a connection that already broke can fail too
-        pass
+    return b"".join(_PACKING.pack_command(*command))
