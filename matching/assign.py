@@ -95,23 +95,15 @@ def _solve_component(
 def solve(cands: Sequence[Sequence[Candidate]]) -> list[int]:
     """For each job, the index of its chosen candidate in ``cands[job]``, or -1.
 
+    Each job's list is ranked best first, as :meth:`matching.ArtisanIndex.query`
+    returns it (by score, then distance, then id), and names no artisan twice.
     Maximises the number of jobs served, then minimises the total score; each
-    artisan (``Candidate.artisan_id``) is chosen at most once.  A job's list must
-    not name the same artisan twice.
+    artisan (``Candidate.artisan_id``) is chosen at most once.
     """
     choice = [-1] * len(cands)
     for comp in _components(cands):
-        if len(comp) == 1:
-            j = comp[0]
-            if cands[j]:
-                choice[j] = min(
-                    range(len(cands[j])),
-                    key=lambda i: (
-                        cands[j][i].score,
-                        cands[j][i].distance_km,
-                        cands[j][i].artisan_id,
-                    ),
-                )
-            continue
-        _solve_component(comp, cands, choice)
+        if len(comp) > 1:
+            _solve_component(comp, cands, choice)
+        elif cands[comp[0]]:  # a job sharing no candidate takes its best
+            choice[comp[0]] = 0
     return choice

@@ -384,6 +384,12 @@ class ArtisanIndex:
         if type(max_km) is not float or not 0.0 <= max_km < 1e308:
             max_km = check_max_km(max_km)
         excl = self._exclude_slots(exclude) if exclude else walk.EMPTY_EXCL
+        return self._ranked(lat, lon, sp, k, max_km, excl)
+
+    def _ranked(
+        self, lat: float, lon: float, sp: int, k: int, max_km: float, excl: npt.NDArray[np.int64]
+    ) -> list[Candidate]:
+        """The general path's search on validated values and excluded slots."""
         bufs = self._bufs  # reused between calls; taken (not shared) while in use
         self._bufs = None
         if bufs is None or bufs.cap < k + walk.TIE_ROOM:
@@ -419,17 +425,21 @@ class ArtisanIndex:
             max_km = check_max_km(max_km)
         common = list(exclude)
         c = check_jobs(jobs, common, exclude_per_job if exclude_per_job is not None else {})
-        ids, lats, lons, specs, own = c.ids, c.lats, c.lons, c.specs, c.own
-        out: dict[J, Candidate | None] = dict.fromkeys(ids)
+        out: dict[J, Candidate | None] = dict.fromkeys(c.ids)
         excl = self._exclude_slots(common) if common else walk.EMPTY_EXCL
-        batch = walk.run_many(self._s, self._side_str, lats, lons, specs, max_km, k, excl)
+        # one query a job: without exclusions each takes query's own fast kernel (a
+        # hundred of them cost less than one batched kernel call and its Python results)
         cands: list[list[Candidate]] = []
-        for i, row in enumerate(batch):
-            if row is None or i in own:
-                la, lo, sp = float(lats[i]), float(lons[i]), SPECIALTIES[int(specs[i])]
-                row = self.query(la, lo, sp, k=k, max_km=max_km, exclude=own.get(i, common))
-            cands.append(row)
-        for job_id, row, pick in zip(ids, cands, _assign.solve(cands), strict=True):
+        rows = zip(c.lats.tolist(), c.lons.tolist(), c.specs.tolist(), strict=True)
+        for i, (la, lo, sp) in enumerate(rows):
+            own = c.own.get(i)
+            if own is not None:
+                cands.append(self.query(la, lo, SPECIALTIES[sp], k, max_km, own))
+            elif excl.size:
+                cands.append(self._ranked(la, lo, sp, k, max_km, excl))
+            else:
+                cands.append(self.query(la, lo, SPECIALTIES[sp], k, max_km))
+        for job_id, row, pick in zip(c.ids, cands, _assign.solve(cands), strict=True):
             out[job_id] = row[pick] if pick >= 0 else None
         return out
 

@@ -381,24 +381,6 @@ def _query_fast(d: I64, qlat: float, qlon: float, max_km: float, spec: int, k: i
 
 
 @jit
-def k_query_many(
-    st: Any, excl: I64, o_f: F64, o_i: I64, o_hex: U8, hk: F64, hv: I64,
-    qlats: F64, qlons: F64, specs: I64, max_km: float, k: int, out: I64,
-) -> None:  # fmt: skip
-    """Query ``j`` of a batch into ``o_f[j]``, ``o_i[j]``, ``o_hex[j]`` (3-d buffers);
-    ``out[j]`` = (code, count, flags) as :func:`k_query_tree` returns them."""
-    for j in range(qlats.shape[0]):
-        code, count = _search(
-            st, excl, o_f[j], o_i[j], hk, hv, qlats[j], qlons[j], max_km, specs[j], k
-        )
-        out[j, 0] = code
-        out[j, 1] = count
-        out[j, 2] = 0
-        if code == Q_DONE:
-            out[j, 2] = finalize(count, o_f[j], o_i[j], st.m_id, st.m_b, o_hex[j])
-
-
-@jit
 def k_query_brute(
     bt: I64, bb: F32, p_hot: F32, p_f: F64, p_i: I32, m_id: I64, m_b: I8, fmeta: F64,
     excl: I64, o_f: F64, o_i: I64, o_hex: U8,

@@ -31,7 +31,7 @@ from matching.store import Store
 
 KQ: Any = _kq  # numba dispatchers are opaque to mypy
 EMPTY_EXCL: Final = np.zeros(0, dtype=np.int64)
-__all__ = ["EMPTY_EXCL", "HEAP_CAP", "TIE_ROOM", "Buffers", "results", "run", "run_many"]
+__all__ = ["EMPTY_EXCL", "HEAP_CAP", "TIE_ROOM", "Buffers", "results", "run"]
 _new_tuple = tuple.__new__
 
 
@@ -99,30 +99,3 @@ def results(
         out.sort(key=lambda c: (c.score, c.distance_km, c.artisan_id))
         del out[k:]
     return out
-
-
-def run_many(
-    store: Store,
-    side_str: dict[int, str],
-    lats: npt.NDArray[np.float64],
-    lons: npt.NDArray[np.float64],
-    specs: npt.NDArray[np.int64],
-    max_km: float,
-    k: int,
-    excl: npt.NDArray[np.int64],
-) -> list[list[Candidate] | None]:
-    """A batch of queries in one kernel call; None where the caller must run :func:`run`
-    (the rare query that needs the brute-force kernel)."""
-    n = lats.shape[0]
-    cap = k + TIE_ROOM
-    o_f = np.empty((n, 2, cap), dtype=np.float64)
-    o_i = np.empty((n, 2, cap), dtype=np.int64)
-    o_hex = np.empty((n, cap, ID_STRIDE), dtype=np.uint8)
-    hk = np.empty(HEAP_CAP, dtype=np.float64)
-    hv = np.empty(HEAP_CAP, dtype=np.int64)
-    out = np.empty((n, 3), dtype=np.int64)
-    KQ.k_query_many(store.state, excl, o_f, o_i, o_hex, hk, hv, lats, lons, specs, max_km, k, out)
-    return [
-        results(o_f[j], o_i[j], o_hex[j], count, flags, k, side_str) if code == Q_DONE else None
-        for j, (code, count, flags) in enumerate(out.tolist())
-    ]

@@ -150,8 +150,10 @@ def test_k_at_least_the_jobs_is_optimal_over_every_eligible_artisan(
     )
 )
 def test_solve_on_arbitrary_candidate_lists(rows: list[list[tuple[str, float]]]) -> None:
-    """Scores of any sign, shared artisans, jobs with nobody: solve() == enumeration."""
-    cands = [[Candidate(a, abs(s), s) for a, s in row] for row in rows]
+    """Scores of any sign, shared artisans, jobs with nobody, each list ranked as query
+    ranks: solve() == enumeration."""
+    ranked = (sorted(row, key=lambda t: (t[1], abs(t[1]), t[0])) for row in rows)
+    cands = [[Candidate(a, abs(s), s) for a, s in row] for row in ranked]
     choice = solve(cands)
     got = {f"j{j}": (cands[j][i] if i >= 0 else None) for j, i in enumerate(choice)}
     _check(got, {f"j{j}": row for j, row in enumerate(cands)})
