@@ -17,8 +17,9 @@ not fully reproduce), as wall time and (hot) as the thread's CPU time; the defau
 index's cold query is split into its kernel call alone and the floor of any Python call
 (an empty function, cold), and the idle one is set against the same query on a
 2,000-artisan index (idle too): the cost of the code path itself, which no layout of
-the index's data removes; then how often the machine pauses a loop that never
-yields (timer ticks, other interrupts, the host): the floor under any p99
+the index's data removes, and ten tuples of a str and two floats built in Python (idle
+too: what creating an answer's objects costs, whoever builds them); then how often the
+machine pauses a loop that never yields (timer ticks, other interrupts, the host): the floor under any p99
 timed here.  With the baselines, a fourth
 loop runs one PostGIS KNN query and one Redis GEOSEARCH between
 two index queries, the way a server interleaves other work.  Every timed answer is
@@ -134,6 +135,9 @@ def floors(idx: ArtisanIndex, small: ArtisanIndex, queries: list[Query], junk: n
     def empty(q: Query) -> None:
         return None
 
+    def ten_tuples(q: Query) -> object:  # what an answer is, built in Python
+        return [(f"{i:036d}", i * 1.5, i * 2.5) for i in range(K)]
+
     def touch() -> None:
         junk[::8] += 1.0
 
@@ -145,12 +149,14 @@ def floors(idx: ArtisanIndex, small: ArtisanIndex, queries: list[Query], junk: n
         ("cold", touch, empty),
         ("idle", idle, lambda q: small.query(q[0], q[1], q[2], K, MAX_KM)),
         ("idle", idle, empty),
+        ("idle", idle, ten_tuples),
     ]
     names = (
         "kernel call alone",
         "an empty Python function",
         f"a {SMALL_N:,}-artisan index's query",
         "an empty Python function",
+        f"{K} tuples (str, float, float)",
     )
     for (mode, between, fn), name in zip(runs, names, strict=True):
         wall: list[float] = []
