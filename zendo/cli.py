@@ -54,6 +54,7 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
     writes to, turns readable (EOF) when the supervisor is gone: the worker stops then."""
     from zendo.app import create_app
     from zendo.middleware import JsonAccessLogger
+    from zendo.system.frame_turns import FRAME_READS_PER_TURN, FrameTurns
     from zendo.system.handshake_screen import HandshakeScreen
     from zendo.system.listener import MultiAcceptSite
     from zendo.system.request_screen import Door, screened
@@ -76,8 +77,11 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
             backlog=4096,
             reuse_port=pool_fd is not None,
             screen=HandshakeScreen.of(app),
-            # and while it sheds load, new jobs are refused in the turn that reads them
-            protocol_factory=screened(runner.server, Door.of(app)),
+            # and while it sheds load, new jobs are refused in the turn that reads them;
+            # a burst of WebSocket input is spread over turns, requests served between
+            protocol_factory=screened(
+                runner.server, Door.of(app), FrameTurns(FRAME_READS_PER_TURN)
+            ),
         )
         await site.start()
         log.info(

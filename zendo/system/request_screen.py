@@ -50,6 +50,7 @@ from core import appkeys
 from core.errors import Overloaded
 from zendo.admission import ADMISSION, OVERLOADED_DETAIL, RETRY_AFTER_S, Admission
 from zendo.middleware import SECURITY_HEADERS, new_request_id, problem_document
+from zendo.system.frame_turns import FrameTurns
 
 NEW_JOB = "/interventions"
 # Work under way, one route per suffix of admission's PROGRESS_SUFFIXES (a test keeps
@@ -220,15 +221,31 @@ class Door:
 
 
 class ScreenedRequestHandler(RequestHandler):
-    """aiohttp's request handler, with a `Door` in front of its parser."""
+    """aiohttp's request handler, with a `Door` in front of its parser and, once it
+    carries a WebSocket, its reads let through by `FrameTurns`."""
 
-    __slots__ = ("_door",)
+    __slots__ = ("_door", "_frames", "_held", "_held_paused", "_lost")
 
-    def __init__(self, manager: web.Server, *, door: Door, **kwargs: Any) -> None:
+    def __init__(
+        self, manager: web.Server, *, door: Door, frames: FrameTurns | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(manager, **kwargs)
         self._door = door
+        self._frames = frames
+        self._held: bytes | None = None
+        self._held_paused = False
+        self._lost: tuple[BaseException | None] | None = None  # its end, when held too
 
     def data_received(self, data: bytes) -> None:
+        if self._upgraded and self._frames is not None:
+            if self._held is not None:  # more bytes while waiting: after the others
+                self._hold(self._held + data)
+            elif self._frames.admit():
+                super().data_received(data)
+            else:
+                self._hold(data)
+                self._frames.hold(self)
+            return
         waiter = self._waiter
         # idle between requests (so the answer cannot overtake another's), and a POST
         transport = self.transport
@@ -247,15 +264,52 @@ class ScreenedRequestHandler(RequestHandler):
                 return
         super().data_received(data)
 
+    def _hold(self, data: bytes) -> None:
+        # and reading stops (its end too, EOF, read in its turn); again if aiohttp's own
+        # flow control resumed it meanwhile
+        self._held = data
+        self._held_paused = True
+        self._pause_transport_reading()
 
-def screened(server: web.Server, door: Door) -> Callable[[], ScreenedRequestHandler]:
-    """The protocol factory of `server` (a runner's), its handlers screened by `door`.
-    It passes the handler what `web.Server.__call__` does: its loop and keyword
-    arguments (the access logger, the timeouts and limits of the runner)."""
+    def release_held(self) -> None:
+        data, self._held = self._held, None
+        lost, self._lost = self._lost, None
+        if data is not None:
+            super().data_received(data)
+        if lost is not None:
+            super().connection_lost(lost[0])
+        elif self._held_paused:
+            self._held_paused = False
+            if not (self._reading_paused or self._buffer_paused):
+                self._resume_transport_reading()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        # A WebSocket's end is WebSocket input too: thousands of them come in one pass
+        # (each ~80 µs: the handler's task woken, its session torn down), so it takes
+        # its place in the turns, after any bytes the connection still holds.
+        frames = self._frames
+        if frames is not None and self._upgraded:
+            if self._held is not None:
+                self._lost = (exc,)
+                return
+            if not frames.admit():
+                self._lost = (exc,)
+                frames.hold(self)
+                return
+        super().connection_lost(exc)
+
+
+def screened(
+    server: web.Server, door: Door, frames: FrameTurns | None = None
+) -> Callable[[], ScreenedRequestHandler]:
+    """The protocol factory of `server` (a runner's), its handlers screened by `door`
+    and their WebSocket reads let through by `frames`. It passes the handler what
+    `web.Server.__call__` does: its loop and keyword arguments (the access logger, the
+    timeouts and limits of the runner)."""
     kwargs = dict(server._kwargs)
     loop = server._loop
 
     def factory() -> ScreenedRequestHandler:
-        return ScreenedRequestHandler(server, loop=loop, door=door, **kwargs)
+        return ScreenedRequestHandler(server, loop=loop, door=door, frames=frames, **kwargs)
 
     return factory

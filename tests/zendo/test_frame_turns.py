@@ -1,0 +1,171 @@
+"""WebSocket input past a turn's share waits for a later turn (zendo/system/frame_turns.py):
+every frame still arrives, in its socket's order, a close frame included, and an HTTP
+request is served while the held frames wait."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, web
+
+from core.metrics import Metrics
+from zendo.admission import Admission
+from zendo.system.frame_turns import FrameTurns, Holder
+from zendo.system.listener import MultiAcceptSite
+from zendo.system.request_screen import Door, screened
+
+SOCKETS = 6
+FRAMES = 20
+
+
+class Holding:
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name = log, name
+
+    def release_held(self) -> None:
+        self.log.append(self.name)
+
+
+async def test_a_turn_lets_its_share_through_and_the_rest_in_order_later() -> None:
+    turns = FrameTurns(2)
+    fed: list[str] = []
+    assert turns.admit() and turns.admit()
+    assert not turns.admit()  # the share of this turn is spent
+    for name in "abc":
+        turns.hold(Holding(fed, name))
+    assert turns.holding == 3
+    await asyncio.sleep(0)  # the next turn: two of them, first come first
+    assert fed == ["a", "b"]
+    assert not turns.admit()  # one still waits: nobody goes ahead of it
+    await asyncio.sleep(0)
+    assert fed == ["a", "b", "c"] and turns.holding == 0
+    await asyncio.sleep(0)
+    assert turns.admit()  # outside a burst, a read goes through at once
+    assert turns.held_total == 3
+
+
+def test_a_share_is_at_least_one_read() -> None:
+    with pytest.raises(ValueError):
+        FrameTurns(0)
+
+
+@dataclass
+class Served:
+    site: MultiAcceptSite
+    turns: FrameTurns
+    received: dict[int, list[str]] = field(default_factory=dict)
+    closed: dict[int, int | None] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.site.port}"
+
+
+class Withholding(FrameTurns):
+    """Holds every WebSocket read until the test lets them go (and then lets all through)."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.holders: list[Holder] = []
+        self.letting_go = False
+
+    def admit(self) -> bool:
+        return self.letting_go
+
+    def hold(self, holder: Holder) -> None:
+        self.held_total += 1
+        self.holders.append(holder)
+
+
+@contextlib.asynccontextmanager
+async def serve(turns: FrameTurns) -> AsyncIterator[Served]:
+    """Recording WebSocket handlers and a plain route behind the screened protocol."""
+    app = web.Application()
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    state = Served(site=None, turns=turns)  # type: ignore[arg-type]  # set below
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        number = int(request.query["n"])
+        sock = web.WebSocketResponse()
+        await sock.prepare(request)
+        got = state.received.setdefault(number, [])
+        async for msg in sock:
+            if msg.type == WSMsgType.TEXT:
+                got.append(msg.data)
+        state.closed[number] = sock.close_code
+        return sock
+
+    async def ping(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app.router.add_get("/ws", ws)
+    app.router.add_get("/ping", ping)
+    await runner.setup()
+    assert runner.server is not None
+    door = Door(Admission(max_in_flight=100), Metrics.create().http_requests)
+    state.site = MultiAcceptSite(
+        runner, "127.0.0.1", 0, protocol_factory=screened(runner.server, door, turns)
+    )
+    await state.site.start()
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def served() -> AsyncIterator[Served]:
+    """One read a turn."""
+    async with serve(FrameTurns(1)) as state:
+        yield state
+
+
+async def test_held_frames_arrive_in_order_and_a_request_is_served_meanwhile(
+    served: Served,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        sockets = [await session.ws_connect(f"{served.url}/ws?n={n}") for n in range(SOCKETS)]
+        for i in range(FRAMES):  # every socket speaks at once, frame after frame
+            await asyncio.gather(*(s.send_str(f"{n}:{i}") for n, s in enumerate(sockets)))
+        async with session.get(f"{served.url}/ping") as resp:
+            assert resp.status == 200  # not held: HTTP is not WebSocket input
+        await asyncio.gather(*(s.close() for s in sockets))
+        for _ in range(200):
+            if len(served.closed) == SOCKETS:
+                break
+            await asyncio.sleep(0.01)
+    assert served.turns.held_total > 0  # one read a turn: most reads waited
+    for n in range(SOCKETS):
+        assert served.received[n] == [f"{n}:{i}" for i in range(FRAMES)]
+        assert served.closed[n] == 1000  # the close frame too, after the others
+
+
+async def test_a_connection_gone_while_holding_bytes_ends_after_they_are_read() -> None:
+    turns = Withholding()
+    async with serve(turns) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.site.port)
+        writer.write(
+            b"GET /ws?n=0 HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await reader.readuntil(b"\r\n\r\n")  # 101
+        # one masked text frame "bye" (mask 0), held; then the connection goes
+        writer.write(b"\x81\x83\x00\x00\x00\x00bye")
+        await writer.drain()
+        writer.close()
+        await asyncio.sleep(0.2)
+        assert turns.held_total == 1  # the bytes; the end, unread, waits behind them
+        assert not served.received.get(0) and 0 not in served.closed
+        turns.letting_go = True
+        for holder in turns.holders:
+            holder.release_held()
+        for _ in range(200):
+            if 0 in served.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert served.received[0] == ["bye"]
