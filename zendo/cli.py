@@ -52,12 +52,12 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM. `pool_fd`: this process is a worker of a pool; the
     port is shared (SO_REUSEPORT) and the descriptor, the read end of a pipe nothing
     writes to, turns readable (EOF) when the supervisor is gone: the worker stops then."""
+    from gateway.turns import PerTurn
     from zendo.app import create_app
     from zendo.middleware import JsonAccessLogger
-    from zendo.system.frame_turns import FRAME_READS_PER_TURN, FrameTurns
     from zendo.system.handshake_screen import HandshakeScreen
     from zendo.system.listener import MultiAcceptSite
-    from zendo.system.request_screen import Door, screened
+    from zendo.system.request_screen import FRAME_READS_PER_TURN, Door, screened
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log_class=JsonAccessLogger, handle_signals=False)
@@ -79,9 +79,7 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
             screen=HandshakeScreen.of(app),
             # and while it sheds load, new jobs are refused in the turn that reads them;
             # a burst of WebSocket input is spread over turns, requests served between
-            protocol_factory=screened(
-                runner.server, Door.of(app), FrameTurns(FRAME_READS_PER_TURN)
-            ),
+            protocol_factory=screened(runner.server, Door.of(app), PerTurn(FRAME_READS_PER_TURN)),
         )
         await site.start()
         log.info(

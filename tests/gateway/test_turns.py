@@ -93,6 +93,29 @@ def test_per_turn_must_let_someone_through() -> None:
         PerTurn(0)
 
 
+def _fed(log: list[str], name: str) -> bool:
+    log.append(name)
+    return True
+
+
+async def test_a_callback_turn_lets_its_share_through_and_the_rest_in_order_later() -> None:
+    turns = PerTurn(2)
+    fed: list[str] = []
+    assert turns.admit() and turns.admit()
+    assert not turns.admit()  # the share of this turn is spent
+    for name in "abc":
+        turns.hold(functools.partial(_fed, fed, name))
+    assert turns.waiting == 3
+    await asyncio.sleep(0)  # the next turn: two of them, first come first
+    assert fed == ["a", "b"]
+    assert not turns.admit()  # one still waits: nobody goes ahead of it
+    await asyncio.sleep(0)
+    assert fed == ["a", "b", "c"] and turns.waiting == 0
+    await asyncio.sleep(0)
+    assert turns.admit()  # outside a burst, a read goes through at once
+    assert turns.held_total == 3
+
+
 async def test_sockets_closing_together_all_get_their_close_answered_and_leave(
     make_client: MakeClient,
     db: asyncpg.Connection,

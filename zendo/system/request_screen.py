@@ -30,6 +30,19 @@ segment of letters, digits and hyphens only: anything else is aiohttp's).
 Measured (a process kept busy by 50 ready callbacks of 0.2 ms each, so ~10 ms turns;
 20 keep-alive clients): a refusal answered in 9.4 ms (median) here against 30.5 ms
 through the middleware; server CPU per refusal 12 µs against 46 µs (no access log).
+
+Once a connection carries a WebSocket, its reads go through a `PerTurn`
+(`gateway/turns.py`), `FRAME_READS_PER_TURN` a loop turn. The loop hands every readable
+socket's bytes to its protocol in one pass, and the frames read wake their sockets'
+tasks, which all run in the next turn: when thousands of sockets speak at once (every
+app's close frame after a network blip or a deploy) that pass and that turn grew to a
+second and more, and a request arriving meanwhile waited behind all of them (a mass
+close of 10,000 sockets: up to 0.7-1.3 s; 0.1-0.4 s with the turns shared, BENCHMARKS.md).
+A read that finds the turn's share spent is held: its bytes are kept, the connection
+stops reading (the kernel holds what follows, its end included: TCP's own back-pressure)
+and a later turn feeds them, first come first served, so each socket's frames keep their
+order; a connection that ends while the share is spent ends in a later turn too, after
+the bytes it holds. HTTP requests, handshakes among them, are never held.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
@@ -48,9 +61,9 @@ from prometheus_client import Counter
 
 from core import appkeys
 from core.errors import Overloaded
+from gateway.turns import PerTurn
 from zendo.admission import ADMISSION, OVERLOADED_DETAIL, RETRY_AFTER_S, Admission
 from zendo.middleware import SECURITY_HEADERS, new_request_id, problem_document
-from zendo.system.frame_turns import FrameTurns
 
 NEW_JOB = "/interventions"
 # Work under way, one route per suffix of admission's PROGRESS_SUFFIXES (a test keeps
@@ -71,6 +84,8 @@ _HEAD_END = b"\r\n\r\n"
 # browser's CORS answer, an upgrade, a connection to close after the answer.
 _NOT_HERE = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"origin"))
 _STATUS = 503
+#: WebSocket reads let through per turn: 64 x 40-90 µs (a fix, a close) = 3-6 ms of a turn
+FRAME_READS_PER_TURN: Final = 64
 
 
 @functools.cache
@@ -222,12 +237,12 @@ class Door:
 
 class ScreenedRequestHandler(RequestHandler):
     """aiohttp's request handler, with a `Door` in front of its parser and, once it
-    carries a WebSocket, its reads let through by `FrameTurns`."""
+    carries a WebSocket, its reads and its end let through by a `PerTurn`."""
 
     __slots__ = ("_door", "_frames", "_held", "_held_paused", "_lost")
 
     def __init__(
-        self, manager: web.Server, *, door: Door, frames: FrameTurns | None = None, **kwargs: Any
+        self, manager: web.Server, *, door: Door, frames: PerTurn | None = None, **kwargs: Any
     ) -> None:
         super().__init__(manager, **kwargs)
         self._door = door
@@ -244,7 +259,7 @@ class ScreenedRequestHandler(RequestHandler):
                 super().data_received(data)
             else:
                 self._hold(data)
-                self._frames.hold(self)
+                self._frames.hold(self.release_held)
             return
         waiter = self._waiter
         # idle between requests (so the answer cannot overtake another's), and a POST
@@ -271,7 +286,9 @@ class ScreenedRequestHandler(RequestHandler):
         self._held_paused = True
         self._pause_transport_reading()
 
-    def release_held(self) -> None:
+    def release_held(self) -> bool:
+        """What the connection held goes to aiohttp (its bytes, then its end), and it
+        reads again; its place in the turn is taken."""
         data, self._held = self._held, None
         lost, self._lost = self._lost, None
         if data is not None:
@@ -282,6 +299,7 @@ class ScreenedRequestHandler(RequestHandler):
             self._held_paused = False
             if not (self._reading_paused or self._buffer_paused):
                 self._resume_transport_reading()
+        return True
 
     def connection_lost(self, exc: BaseException | None) -> None:
         # A WebSocket's end is WebSocket input too: thousands of them come in one pass
@@ -294,13 +312,13 @@ class ScreenedRequestHandler(RequestHandler):
                 return
             if not frames.admit():
                 self._lost = (exc,)
-                frames.hold(self)
+                frames.hold(self.release_held)
                 return
         super().connection_lost(exc)
 
 
 def screened(
-    server: web.Server, door: Door, frames: FrameTurns | None = None
+    server: web.Server, door: Door, frames: PerTurn | None = None
 ) -> Callable[[], ScreenedRequestHandler]:
     """The protocol factory of `server` (a runner's), its handlers screened by `door`
     and their WebSocket reads let through by `frames`. It passes the handler what

@@ -1,4 +1,4 @@
-"""WebSocket input past a turn's share waits for a later turn (zendo/system/frame_turns.py):
+"""WebSocket input past a turn's share waits for a later turn (zendo/system/request_screen.py):
 every frame still arrives, in its socket's order, a close frame included, and an HTTP
 request is served while the held frames wait."""
 
@@ -14,8 +14,8 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from core.metrics import Metrics
+from gateway.turns import PerTurn, Release
 from zendo.admission import Admission
-from zendo.system.frame_turns import FrameTurns, Holder
 from zendo.system.listener import MultiAcceptSite
 from zendo.system.request_screen import Door, screened
 
@@ -23,41 +23,10 @@ SOCKETS = 6
 FRAMES = 20
 
 
-class Holding:
-    def __init__(self, log: list[str], name: str) -> None:
-        self.log, self.name = log, name
-
-    def release_held(self) -> None:
-        self.log.append(self.name)
-
-
-async def test_a_turn_lets_its_share_through_and_the_rest_in_order_later() -> None:
-    turns = FrameTurns(2)
-    fed: list[str] = []
-    assert turns.admit() and turns.admit()
-    assert not turns.admit()  # the share of this turn is spent
-    for name in "abc":
-        turns.hold(Holding(fed, name))
-    assert turns.holding == 3
-    await asyncio.sleep(0)  # the next turn: two of them, first come first
-    assert fed == ["a", "b"]
-    assert not turns.admit()  # one still waits: nobody goes ahead of it
-    await asyncio.sleep(0)
-    assert fed == ["a", "b", "c"] and turns.holding == 0
-    await asyncio.sleep(0)
-    assert turns.admit()  # outside a burst, a read goes through at once
-    assert turns.held_total == 3
-
-
-def test_a_share_is_at_least_one_read() -> None:
-    with pytest.raises(ValueError):
-        FrameTurns(0)
-
-
 @dataclass
 class Served:
     site: MultiAcceptSite
-    turns: FrameTurns
+    turns: PerTurn
     received: dict[int, list[str]] = field(default_factory=dict)
     closed: dict[int, int | None] = field(default_factory=dict)
 
@@ -66,24 +35,24 @@ class Served:
         return f"http://127.0.0.1:{self.site.port}"
 
 
-class Withholding(FrameTurns):
+class Withholding(PerTurn):
     """Holds every WebSocket read until the test lets them go (and then lets all through)."""
 
     def __init__(self) -> None:
         super().__init__(1)
-        self.holders: list[Holder] = []
+        self.holders: list[Release] = []
         self.letting_go = False
 
     def admit(self) -> bool:
         return self.letting_go
 
-    def hold(self, holder: Holder) -> None:
+    def hold(self, release: Release) -> None:
         self.held_total += 1
-        self.holders.append(holder)
+        self.holders.append(release)
 
 
 @contextlib.asynccontextmanager
-async def serve(turns: FrameTurns) -> AsyncIterator[Served]:
+async def serve(turns: PerTurn) -> AsyncIterator[Served]:
     """Recording WebSocket handlers and a plain route behind the screened protocol."""
     app = web.Application()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -121,7 +90,7 @@ async def serve(turns: FrameTurns) -> AsyncIterator[Served]:
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
     """One read a turn."""
-    async with serve(FrameTurns(1)) as state:
+    async with serve(PerTurn(1)) as state:
         yield state
 
 
@@ -162,8 +131,8 @@ async def test_a_connection_gone_while_holding_bytes_ends_after_they_are_read() 
         assert turns.held_total == 1  # the bytes; the end, unread, waits behind them
         assert not served.received.get(0) and 0 not in served.closed
         turns.letting_go = True
-        for holder in turns.holders:
-            holder.release_held()
+        for release in turns.holders:
+            release()
         for _ in range(200):
             if 0 in served.closed:
                 break
