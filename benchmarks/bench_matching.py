@@ -14,11 +14,12 @@ written between two queries) and idle (the process sleeps 12 ms between two quer
 as a server waits for a PostgreSQL or Redis answer: on a shared virtual machine the
 neighbours' work evicts caches and TLBs meanwhile, which writing 64 MiB ourselves does
 not fully reproduce), as wall time and (hot) as the thread's CPU time; the default
-index's cold query is split into its kernel call alone and the floor of any Python call
-(an empty function, cold), and the idle one is set against the same query on a
-2,000-artisan index (idle too): the cost of the code path itself, which no layout of
-the index's data removes, and ten tuples of a str and two floats built in Python (idle
-too: what creating an answer's objects costs, whoever builds them); then how often the
+index's cold query is split into its kernel call alone, the same query on a
+2,000-artisan index (cold too: the cost of the code path and of the answer, which no
+layout of the index's data removes) and the floor of any Python call (an empty
+function, cold); the idle one is set against the 2,000-artisan index's query and ten
+tuples of a str and two floats built in Python (idle too: what creating an answer's
+objects costs, whoever builds them); then how often the
 machine pauses a loop that never yields (timer ticks, other interrupts, the host): the floor under any p99
 timed here.  With the baselines, a fourth
 loop runs one PostGIS KNN query and one Redis GEOSEARCH between
@@ -127,9 +128,10 @@ def timed(
 
 def floors(idx: ArtisanIndex, small: ArtisanIndex, queries: list[Query], junk: np.ndarray) -> None:
     """Where a cold query's time goes: the same query's kernel call alone (it builds
-    the answer too), and the floor of any Python call (an empty function), both cold;
-    idle, a query on ``small`` (its data a few lines, its code the same) and the empty
-    function."""
+    the answer too), a query on ``small`` (its data a few lines, its code and its
+    answer the same: what no layout of the index's data removes) and the floor of any
+    Python call (an empty function), all cold; idle, the query on ``small``, the empty
+    function and ten tuples like an answer's, built in Python."""
     kernel, desc = idx._qfast, idx._desc  # what query calls, without the Python around it
 
     def empty(q: Query) -> None:
@@ -146,6 +148,7 @@ def floors(idx: ArtisanIndex, small: ArtisanIndex, queries: list[Query], junk: n
 
     runs: list[tuple[str, Callable[[], None], Callable[[Query], object]]] = [
         ("cold", touch, lambda q: kernel(desc, q[0], q[1], q[2], K, MAX_KM)),
+        ("cold", touch, lambda q: small.query(q[0], q[1], q[2], K, MAX_KM)),
         ("cold", touch, empty),
         ("idle", idle, lambda q: small.query(q[0], q[1], q[2], K, MAX_KM)),
         ("idle", idle, empty),
@@ -153,6 +156,7 @@ def floors(idx: ArtisanIndex, small: ArtisanIndex, queries: list[Query], junk: n
     ]
     names = (
         "kernel call alone",
+        f"a {SMALL_N:,}-artisan index's query",
         "an empty Python function",
         f"a {SMALL_N:,}-artisan index's query",
         "an empty Python function",
