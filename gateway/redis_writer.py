@@ -22,9 +22,14 @@ round trip through the pool instead. Commands in flight when the connection is l
 may or may not have run: each goes to its `on_error` (the live state converges from
 PostgreSQL's truth on the next refresh, as after any failed apply).
 
-Commands sent here reach Redis before anything the process writes after `send` returns
-(the HTTP answer, say), and Redis serves its connections' input in the order it
-arrived, so a client that reads Redis after the answer finds them applied.
+Redis runs one connection's commands in order, not two connections' input in the order
+it arrived: what reaches it within one pass of its event loop runs in the order of
+epoll's ready list, where a connection used a moment before can stand first. So a
+command that the process sends on another connection right after `send` (a pool
+read, say) may run before the commands sent here. Nothing in the server reads its own
+live-state writes back expecting them (the live state is a cache of PostgreSQL's truth
+that converges, and a change's pushes go out before its Redis writes); what must see
+them waits for `drained`: every reply due read, so every command sent has run.
 """
 
 from __future__ import annotations
@@ -114,6 +119,8 @@ class RedisWriter:
         # new connection (Redis may have restarted without them).
         self._loaded: set[str] = set()
         self._opened: asyncio.Event | None = None
+        # set when no reply is due any more (`drained`)
+        self._drained: asyncio.Future[None] | None = None
         self.sent = 0
         self.failed = 0
 
@@ -188,6 +195,8 @@ class RedisWriter:
             return
         due = self._due.popleft()
         if not isinstance(reply, hiredis.ReplyError):
+            if not self._due:
+                self._wake_drained()
             return
         if str(reply).startswith(_NOSCRIPT) and due.source is not None and self.ready:
             # Not run: load the script, then send the command again (in that order).
@@ -198,12 +207,16 @@ class RedisWriter:
             self._due.append(_Due(due.command, None, due.on_error, now))
             return
         self._fail(due, reply)
+        if not self._due:
+            self._wake_drained()
 
     def on_read(self) -> None:
         """What was readable is read: pause until the next batch is due."""
         transport = self._transport
         if transport is None or transport.is_closing():
             return
+        if self._drained is not None and self._due:
+            return  # `drained` waits for the rest: read on
         transport.pause_reading()
         self._reading = False
         if self._due and self._timer is None:
@@ -219,6 +232,30 @@ class RedisWriter:
         lost = ConnectionError(f"redis writer connection lost: {exc!r}")
         while self._due:
             self._fail(self._due.popleft(), lost)
+        self._wake_drained()
+
+    def _wake_drained(self) -> None:
+        waiter, self._drained = self._drained, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def drained(self, timeout_s: float = CLOSE_WAIT_S) -> bool:
+        """Read the replies due now, and return once none is left: every command sent
+        has run (or failed, its `on_error` told), and what the process sends to Redis
+        next runs after them. False if some were still due after `timeout_s` (Redis
+        not answering, or commands sent all along meanwhile)."""
+        if not self._due:
+            return True
+        if self._drained is None:
+            self._drained = asyncio.get_running_loop().create_future()
+        waiter = self._drained
+        self.read_now()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            return False
+        return True
 
     def _fail(self, due: _Due, exc: Exception) -> None:
         self.failed += 1
@@ -272,11 +309,8 @@ class RedisWriter:
 
     async def close(self) -> None:
         """Read the replies still due (for at most CLOSE_WAIT_S), then close."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CLOSE_WAIT_S
-        while self._due and self._transport is not None and loop.time() < deadline:
-            self.read_now()
-            await asyncio.sleep(0.01)
+        if self._transport is not None:
+            await self.drained(CLOSE_WAIT_S)
         if self._task is not None:
             await stop_tasks(self._task)
             self._task = None

@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from core.settings import Settings
+from gateway import appkeys as gateway_keys
 
 PASSWORD = "s3cret-passphrase"
 StartApp = Callable[[Settings], Awaitable[TestClient[Any, Any]]]
@@ -61,3 +63,10 @@ async def send_upload(
     form.add_field("file", io.BytesIO(data), content_type=content_type, filename="upload")
     async with http.post(upload["url"], data=form) as resp:
         return resp.status, await resp.text()
+
+
+async def live_state_written(app: web.Application) -> None:
+    """Wait until the live-state writes `app` has sent to Redis have run: they are not
+    awaited (gateway/redis_writer.py), and a Redis read sent right after an answer can
+    run before them."""
+    assert await app[gateway_keys.GATEWAY].writer.drained()

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from core import appkeys, redis_keys
 from core.settings import Settings
 from tests.factories import bearer, create_user, token_for
-from tests.helpers import PNG, StartApp, send_upload
+from tests.helpers import PNG, StartApp, live_state_written, send_upload
 
 
 async def _admin(db: asyncpg.Connection, settings: Settings) -> tuple[Any, dict[str, str]]:
@@ -264,10 +264,12 @@ async def test_reject_takes_an_online_artisan_out_of_live_state(
         f"/admin/artisans/{artisan}/reject", json={"reason": "fake KBIS"}, headers=admin_auth
     )
     assert resp.status == 200
+    await live_state_written(client.app)
     live = await redis.hgetall(key)
     assert (live["verified"], live["current_status"]) == ("0", "OFFLINE")
 
     await client.post(f"/admin/artisans/{artisan}/verify", headers=admin_auth)
+    await live_state_written(client.app)
     assert (await redis.hgetall(key))["verified"] == "1"
     resp = await client.patch(
         "/artisan/profile",
@@ -275,4 +277,5 @@ async def test_reject_takes_an_online_artisan_out_of_live_state(
         headers=bearer(token_for(settings, artisan, "ARTISAN")),
     )
     assert resp.status == 200
+    await live_state_written(client.app)
     assert (await redis.hgetall(key))["specialty"] == "HEATING"

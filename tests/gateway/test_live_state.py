@@ -15,6 +15,7 @@ from core.effects import MarkAvailable, MarkBusy, ProfileChanged, TrackingStart,
 from core.settings import Settings
 from gateway import live
 from tests.gateway.conftest import eventually
+from tests.helpers import live_state_written
 
 
 async def test_changes_apply_in_one_pipeline_even_after_a_script_flush(
@@ -35,10 +36,12 @@ async def test_changes_apply_in_one_pipeline_even_after_a_script_flush(
             ProfileChanged(uuid.UUID(aid), rating=4.8),
         ]
     )
+    await live_state_written(gw.app)
     fields = await redis.hmget(redis_keys.live_artisan(aid), ["current_status", "trk", "rating"])
     assert fields == ["BUSY", "1", "4.8"]
     assert await redis.hget(redis_keys.tracking(aid), "client_id") == str(client)
     await state.apply([TrackingStop(uuid.UUID(aid)), MarkAvailable(uuid.UUID(aid))])
+    await live_state_written(gw.app)
     assert not await redis.exists(redis_keys.tracking(aid))
     assert await redis.hget(redis_keys.live_artisan(aid), "trk") is None
     # No fix yet, so not ONLINE: available means OFFLINE until the next fix.

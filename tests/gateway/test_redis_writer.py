@@ -123,6 +123,37 @@ async def test_a_lost_connection_fails_what_is_due_and_the_writer_opens_a_new_on
     assert "redis writer" in caplog.text
 
 
+async def test_drained_returns_once_every_command_sent_has_run(
+    redis: Redis, writer: RedisWriter
+) -> None:
+    assert await writer.drained()  # nothing due: at once
+    key, other = f"w:{uuid.uuid4()}", f"w:{uuid.uuid4()}"
+    await redis.set(other, "a string")
+    errors = Errors()
+    assert writer.send(
+        [("SET", key, "1"), ("LPUSH", other, "x"), ("INCR", key)],
+        [None, None, None],
+        [errors, errors, errors],
+    )
+    assert await writer.drained()
+    assert writer.due == 0
+    assert len(errors.got) == 1 and "WRONGTYPE" in str(errors.got[0])
+    assert await redis.get(key) == "2"  # sent after `drained`: runs after them
+
+
+async def test_drained_says_so_when_redis_has_not_answered_in_time(
+    redis: Redis, writer: RedisWriter
+) -> None:
+    key = f"w:{uuid.uuid4()}"
+    # Redis holds this connection's next reply for a second (an empty list, blocking)
+    assert writer.send([("BLPOP", key, "1"), ("SET", key, "after")], [None, None], [None, None])
+    assert not await writer.drained(0.1)
+    assert writer.due == 2
+    assert await writer.drained(5.0)
+    assert writer.due == 0
+    assert await redis.get(key) == "after"
+
+
 async def test_close_reads_the_replies_due(redis: Redis) -> None:
     writer = RedisWriter(lambda: redis, read_every_s=3600.0)
     await writer.start()

@@ -12,6 +12,7 @@ from core import appkeys, redis_keys
 from core.settings import Settings
 from tests.factories import bearer
 from tests.gateway.conftest import MakeClient, connect, eventually, fix, new_artisan, recv_type
+from tests.helpers import live_state_written
 
 
 async def _status(redis: Redis, aid: str) -> str | None:
@@ -34,6 +35,7 @@ async def test_a_specialty_change_takes_a_verified_artisan_off_the_map(
     )
     assert resp.status == 200
     assert (await resp.json())["status"] == "PENDING"
+    await live_state_written(client.app)
     assert await _status(redis, aid) == "OFFLINE"
     assert await redis.geopos(redis_keys.geo_online("PLUMBER"), aid) == [None]
     assert await redis.geopos(redis_keys.geo_online("GLAZIER"), aid) == [None]

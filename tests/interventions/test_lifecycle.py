@@ -12,6 +12,7 @@ from core import appkeys, redis_keys
 from dispatch import appkeys as dispatch_keys
 from dispatch.interventions import statemachine as sm
 from gateway import live
+from tests.helpers import live_state_written
 from tests.world import World, poll_until
 
 NEAR, MID = (48.8576, 2.3522), (48.8666, 2.3522)
@@ -322,6 +323,7 @@ async def test_artisan_giving_the_job_back_releases_payment_tracking_and_live_st
 
     resp = await world.client.post(f"/interventions/{job['id']}/cancel", headers=world.auth(first))
     assert resp.status == 200 and (await resp.json())["status"] == "SEARCHING"
+    await live_state_written(world.app)
     assert not await redis.exists(tracking_key)  # the client stops seeing them
     assert await redis.hget(live_key, "current_status") == "ONLINE"  # set_available
     assert (
