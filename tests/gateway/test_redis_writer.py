@@ -209,6 +209,7 @@ async def test_the_outbox_writes_live_state_and_remote_pushes_through_the_writer
     sent = writer.sent
     await gw.app[appkeys.LIVE_STATE].apply([MarkBusy(uuid.UUID(aid))], [(client, b"{}")])
     assert writer.sent == sent + 2  # the publish and the change, nothing awaited
+    assert await writer.drained()  # a read sent at once could run before them
     assert await redis.hget(redis_keys.live_artisan(aid), "current_status") == "BUSY"
 
 
