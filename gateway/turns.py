@@ -12,8 +12,7 @@ the others wait for a later iteration, between which the loop serves the network
 Outside a burst a caller goes on at once, without yielding. A coroutine calls `wait`; a
 protocol's callback, which cannot await, asks `admit` and, refused, queues a `hold`
 callback that a later iteration calls: `zendo/system/request_screen.py` lets the close
-frames and the connections' ends that start these cleanups (and any WebSocket input)
-reach aiohttp that way.
+frames and the connections' ends that start these cleanups reach aiohttp that way.
 """
 
 from __future__ import annotations

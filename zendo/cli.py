@@ -57,7 +57,7 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
     from zendo.middleware import JsonAccessLogger
     from zendo.system.handshake_screen import HandshakeScreen
     from zendo.system.listener import MultiAcceptSite
-    from zendo.system.request_screen import FRAME_READS_PER_TURN, Door, screened
+    from zendo.system.request_screen import WEBSOCKET_ENDS_PER_TURN, Door, screened
 
     app = create_app(settings)
     runner = web.AppRunner(app, access_log_class=JsonAccessLogger, handle_signals=False)
@@ -79,7 +79,9 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
             screen=HandshakeScreen.of(app),
             # and while it sheds load, new jobs are refused in the turn that reads them;
             # a burst of WebSocket input is spread over turns, requests served between
-            protocol_factory=screened(runner.server, Door.of(app), PerTurn(FRAME_READS_PER_TURN)),
+            protocol_factory=screened(
+                runner.server, Door.of(app), PerTurn(WEBSOCKET_ENDS_PER_TURN)
+            ),
         )
         await site.start()
         log.info(

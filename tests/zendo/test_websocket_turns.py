@@ -1,6 +1,7 @@
-"""WebSocket input past a turn's share waits for a later turn (zendo/system/request_screen.py):
-every frame still arrives, in its socket's order, a close frame included, and an HTTP
-request is served while the held frames wait."""
+"""WebSocket close reads and ends past a turn's share wait for a later turn
+(zendo/system/request_screen.py): every frame still arrives, in its socket's order, the
+close frame after the others, the end after the close; other frames are never held; an
+HTTP request is served while the held closes wait."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class Served:
 
 
 class Withholding(PerTurn):
-    """Holds every WebSocket read until the test lets them go (and then lets all through)."""
+    """Refuses every turn's share until the test lets the held go (then admits all)."""
 
     def __init__(self) -> None:
         super().__init__(1)
@@ -108,13 +109,13 @@ async def test_held_frames_arrive_in_order_and_a_request_is_served_meanwhile(
             if len(served.closed) == SOCKETS:
                 break
             await asyncio.sleep(0.01)
-    assert served.turns.held_total > 0  # one read a turn: most reads waited
+    assert served.turns.held_total > 0  # one close a turn: most closes waited
     for n in range(SOCKETS):
         assert served.received[n] == [f"{n}:{i}" for i in range(FRAMES)]
         assert served.closed[n] == 1000  # the close frame too, after the others
 
 
-async def test_a_connection_gone_while_holding_bytes_ends_after_they_are_read() -> None:
+async def test_other_frames_pass_and_a_held_close_is_read_before_the_end() -> None:
     turns = Withholding()
     async with serve(turns) as served:
         reader, writer = await asyncio.open_connection("127.0.0.1", served.site.port)
@@ -123,13 +124,21 @@ async def test_a_connection_gone_while_holding_bytes_ends_after_they_are_read() 
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
         await reader.readuntil(b"\r\n\r\n")  # 101
-        # one masked text frame "bye" (mask 0), held; then the connection goes
+        # a masked text frame "bye" (mask 0): never held, it arrives
         writer.write(b"\x81\x83\x00\x00\x00\x00bye")
+        await writer.drain()
+        for _ in range(200):
+            if served.received.get(0):
+                break
+            await asyncio.sleep(0.01)
+        assert served.received[0] == ["bye"] and turns.held_total == 0
+        # a masked close frame, code 1000 (mask 0): held; then the connection goes
+        writer.write(b"\x88\x82\x00\x00\x00\x00\x03\xe8")
         await writer.drain()
         writer.close()
         await asyncio.sleep(0.2)
-        assert turns.held_total == 1  # the bytes; the end, unread, waits behind them
-        assert not served.received.get(0) and 0 not in served.closed
+        assert turns.held_total == 1  # the close; the end, unread, waits behind it
+        assert 0 not in served.closed
         turns.letting_go = True
         for release in turns.holders:
             release()
@@ -138,3 +147,4 @@ async def test_a_connection_gone_while_holding_bytes_ends_after_they_are_read() 
                 break
             await asyncio.sleep(0.01)
         assert served.received[0] == ["bye"]
+        assert served.closed[0] == 1000  # the held close was read (lost, it would be 1006)

@@ -31,18 +31,21 @@ Measured (a process kept busy by 50 ready callbacks of 0.2 ms each, so ~10 ms tu
 20 keep-alive clients): a refusal answered in 9.4 ms (median) here against 30.5 ms
 through the middleware; server CPU per refusal 12 µs against 46 µs (no access log).
 
-Once a connection carries a WebSocket, its reads go through a `PerTurn`
-(`gateway/turns.py`), `FRAME_READS_PER_TURN` a loop turn. The loop hands every readable
-socket's bytes to its protocol in one pass, and the frames read wake their sockets'
-tasks, which all run in the next turn: when thousands of sockets speak at once (every
-app's close frame after a network blip or a deploy) that pass and that turn grew to a
-second and more, and a request arriving meanwhile waited behind all of them (a mass
-close of 10,000 sockets: up to 0.7-1.3 s; 0.1-0.4 s with the turns shared, BENCHMARKS.md).
-A read that finds the turn's share spent is held: its bytes are kept, the connection
-stops reading (the kernel holds what follows, its end included: TCP's own back-pressure)
-and a later turn feeds them, first come first served, so each socket's frames keep their
-order; a connection that ends while the share is spent ends in a later turn too, after
-the bytes it holds. HTTP requests, handshakes among them, are never held.
+Once a connection carries a WebSocket, the reads that begin with a close frame, and
+its end, go through a `PerTurn` (`gateway/turns.py`), `WEBSOCKET_ENDS_PER_TURN` a loop
+turn. The loop hands every readable socket's bytes to its protocol in one pass, and
+each close read wakes its socket's task, whose teardown runs in the next turn: when
+thousands of sockets close at once (a network blip, a deploy, the end of a load test)
+that pass and that turn grew to a second and more, and a request arriving meanwhile
+waited behind all of them (a mass close of 10,000 sockets: up to 0.7-1.3 s; 0.1-0.4 s
+with the ends shared, BENCHMARKS.md). A close read that finds the turn's share spent is
+held: its bytes are kept, the connection stops reading (the kernel holds what follows,
+its end included) and a later turn feeds them, first come first served; a connection
+that ends while the share is spent ends in a later turn too, after the bytes it holds.
+Other WebSocket reads (fixes, offer answers) go on at once: held too, a socket flat
+out was fed a turn's share at a time, and the gateway's ceiling fell from 236,000 to
+34,000-57,000 fixes a second (12-06, bench_gateway). HTTP requests, handshakes among
+them, are never held.
 """
 
 from __future__ import annotations
@@ -84,8 +87,10 @@ _HEAD_END = b"\r\n\r\n"
 # browser's CORS answer, an upgrade, a connection to close after the answer.
 _NOT_HERE = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"origin"))
 _STATUS = 503
-#: WebSocket reads let through per turn: 64 x 40-90 µs (a fix, a close) = 3-6 ms of a turn
-FRAME_READS_PER_TURN: Final = 64
+#: WebSocket close reads and ends let through per turn: 64 x 40-90 µs = 3-6 ms of a turn
+WEBSOCKET_ENDS_PER_TURN: Final = 64
+#: the first byte of a client's close frame (FIN, opcode 8)
+_CLOSE_FRAME = 0x88
 
 
 @functools.cache
@@ -237,7 +242,7 @@ class Door:
 
 class ScreenedRequestHandler(RequestHandler):
     """aiohttp's request handler, with a `Door` in front of its parser and, once it
-    carries a WebSocket, its reads and its end let through by a `PerTurn`."""
+    carries a WebSocket, its close reads and its end let through by a `PerTurn`."""
 
     __slots__ = ("_door", "_frames", "_held", "_held_paused", "_lost")
 
@@ -255,7 +260,7 @@ class ScreenedRequestHandler(RequestHandler):
         if self._upgraded and self._frames is not None:
             if self._held is not None:  # more bytes while waiting: after the others
                 self._hold(self._held + data)
-            elif self._frames.admit():
+            elif data[0] != _CLOSE_FRAME or self._frames.admit():
                 super().data_received(data)
             else:
                 self._hold(data)
@@ -302,7 +307,7 @@ class ScreenedRequestHandler(RequestHandler):
         return True
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        # A WebSocket's end is WebSocket input too: thousands of them come in one pass
+        # A WebSocket's end comes with the close reads: thousands of them in one pass
         # (each ~80 µs: the handler's task woken, its session torn down), so it takes
         # its place in the turns, after any bytes the connection still holds.
         frames = self._frames
