@@ -25,11 +25,12 @@ PostgreSQL's truth on the next refresh, as after any failed apply).
 Redis runs one connection's commands in order, not two connections' input in the order
 it arrived: what reaches it within one pass of its event loop runs in the order its poll
 lists the connections. So a command that the process sends on another connection right
-after `send` (a pool read, say) may run before the commands sent here (seen in the tests:
-2 runs in 30 read a change's key before its script had run). Nothing in the server reads its own
-live-state writes back expecting them (the live state is a cache of PostgreSQL's truth
-that converges, and a change's pushes go out before its Redis writes); what must see
-them waits for `drained`: every reply due read, so every command sent has run.
+after `send` (a pool read, say) may run before the commands sent here (seen in the
+tests: 2 runs in 30 read a change's key before its script had run). Nothing in the
+server reads its own live-state writes back expecting them (the live state is a cache
+of PostgreSQL's truth that converges, and a change's pushes go out before its Redis
+writes); what must see them waits for `drained`: every reply due read, so every
+command sent has run.
 """
 
 from __future__ import annotations

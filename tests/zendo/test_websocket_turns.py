@@ -95,7 +95,7 @@ async def served() -> AsyncIterator[Served]:
         yield state
 
 
-async def test_held_frames_arrive_in_order_and_a_request_is_served_meanwhile(
+async def test_frames_and_held_closes_arrive_in_order_and_a_request_is_served_meanwhile(
     served: Served,
 ) -> None:
     async with aiohttp.ClientSession() as session:
