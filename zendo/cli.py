@@ -78,7 +78,7 @@ async def _serve(settings: Settings, pool_fd: int | None = None) -> None:
             reuse_port=pool_fd is not None,
             screen=HandshakeScreen.of(app),
             # and while it sheds load, new jobs are refused in the turn that reads them;
-            # a burst of WebSocket input is spread over turns, requests served between
+            # sockets closing together are let through a share a turn, requests between
             protocol_factory=screened(
                 runner.server, Door.of(app), PerTurn(WEBSOCKET_ENDS_PER_TURN)
             ),

@@ -148,3 +148,38 @@ async def test_other_frames_pass_and_a_held_close_is_read_before_the_end() -> No
             await asyncio.sleep(0.01)
         assert served.received[0] == ["bye"]
         assert served.closed[0] == 1000  # the held close was read (lost, it would be 1006)
+
+
+async def test_a_held_malformed_close_is_refused_by_aiohttp_when_released() -> None:
+    """A read that begins like a close frame but is not a valid one (a one-byte payload:
+    a close carries none or a two-byte code) is held like a close, then answered as
+    aiohttp answers any protocol error: close 1002, nothing delivered, the server still
+    serving."""
+    turns = Withholding()
+    async with serve(turns) as served:
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.site.port)
+        writer.write(
+            b"GET /ws?n=0 HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await reader.readuntil(b"\r\n\r\n")  # 101
+        writer.write(b"\x88\x81\x00\x00\x00\x00\x07")  # masked (mask 0), one byte
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        assert turns.held_total == 1 and 0 not in served.closed
+        turns.letting_go = True
+        for release in turns.holders:
+            release()
+        reply = await asyncio.wait_for(reader.read(64), 5)
+        assert reply[:1] == b"\x88" and reply[2:4] == (1002).to_bytes(2, "big")
+        for _ in range(200):
+            if 0 in served.closed:
+                break
+            await asyncio.sleep(0.01)
+        assert 0 in served.closed  # the handler ended (its side says 1006: aborted)
+        assert not served.received.get(0)
+        writer.close()
+        await writer.wait_closed()
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{served.url}/ping") as resp:
+                assert resp.status == 200

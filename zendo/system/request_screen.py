@@ -244,27 +244,27 @@ class ScreenedRequestHandler(RequestHandler):
     """aiohttp's request handler, with a `Door` in front of its parser and, once it
     carries a WebSocket, its close reads and its end let through by a `PerTurn`."""
 
-    __slots__ = ("_door", "_frames", "_held", "_held_paused", "_lost")
+    __slots__ = ("_door", "_ends", "_held", "_held_paused", "_lost")
 
     def __init__(
-        self, manager: web.Server, *, door: Door, frames: PerTurn | None = None, **kwargs: Any
+        self, manager: web.Server, *, door: Door, ends: PerTurn | None = None, **kwargs: Any
     ) -> None:
         super().__init__(manager, **kwargs)
         self._door = door
-        self._frames = frames
+        self._ends = ends
         self._held: bytes | None = None
         self._held_paused = False
         self._lost: tuple[BaseException | None] | None = None  # its end, when held too
 
     def data_received(self, data: bytes) -> None:
-        if self._upgraded and self._frames is not None:
+        if self._upgraded and self._ends is not None:
             if self._held is not None:  # more bytes while waiting: after the others
                 self._hold(self._held + data)
-            elif data[0] != _CLOSE_FRAME or self._frames.admit():
+            elif data[0] != _CLOSE_FRAME or self._ends.admit():
                 super().data_received(data)
             else:
                 self._hold(data)
-                self._frames.hold(self.release_held)
+                self._ends.hold(self.release_held)
             return
         waiter = self._waiter
         # idle between requests (so the answer cannot overtake another's), and a POST
@@ -310,29 +310,29 @@ class ScreenedRequestHandler(RequestHandler):
         # A WebSocket's end comes with the close reads: thousands of them in one pass
         # (each ~80 µs: the handler's task woken, its session torn down), so it takes
         # its place in the turns, after any bytes the connection still holds.
-        frames = self._frames
-        if frames is not None and self._upgraded:
+        ends = self._ends
+        if ends is not None and self._upgraded:
             if self._held is not None:
                 self._lost = (exc,)
                 return
-            if not frames.admit():
+            if not ends.admit():
                 self._lost = (exc,)
-                frames.hold(self.release_held)
+                ends.hold(self.release_held)
                 return
         super().connection_lost(exc)
 
 
 def screened(
-    server: web.Server, door: Door, frames: PerTurn | None = None
+    server: web.Server, door: Door, ends: PerTurn | None = None
 ) -> Callable[[], ScreenedRequestHandler]:
     """The protocol factory of `server` (a runner's), its handlers screened by `door`
-    and their WebSocket reads let through by `frames`. It passes the handler what
+    and their WebSocket close reads and ends let through by `ends`. It passes the handler what
     `web.Server.__call__` does: its loop and keyword arguments (the access logger, the
     timeouts and limits of the runner)."""
     kwargs = dict(server._kwargs)
     loop = server._loop
 
     def factory() -> ScreenedRequestHandler:
-        return ScreenedRequestHandler(server, loop=loop, door=door, frames=frames, **kwargs)
+        return ScreenedRequestHandler(server, loop=loop, door=door, ends=ends, **kwargs)
 
     return factory
