@@ -286,7 +286,8 @@ async def main(args: argparse.Namespace) -> None:
         report["rss_after_mib"] = rss_after / 1024
         report["rss_per_socket_kib"] = (rss_after - rss_before) / max(1, connected)
         print(
-            f"connected {connected} sockets in {report['connect_s']:.1f}s; "
+            f"connected {connected} of {len(load_tokens)} sockets in {report['connect_s']:.1f}s "
+            "(refusals retried by the README's rule); "
             f"RSS {rss_before / 1024:.0f} -> {rss_after / 1024:.0f} MiB = "
             f"{report['rss_per_socket_kib']:.1f} KiB/socket",
             flush=True,

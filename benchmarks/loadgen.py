@@ -1,7 +1,8 @@
 """Asyncio WebSocket load generator: one worker process holds a slice of the sockets.
 
 The parent drives workers through a Pipe with commands:
-  ("connect", url, tokens)         open one socket per token (Bearer), wait for hello
+  ("connect", url, tokens)         open one socket per token (Bearer), wait for hello;
+                                   refusals retried by the README's reconnect rule
   ("storm", url, tokens, rate)     open them at `rate`/s, refusals retried by the README's
                                    reconnect rule; times to hello and to being served;
                                    each then says `presence` ONLINE
@@ -52,19 +53,34 @@ class Worker:
                 self.errors += 1
 
     async def _open(self, url: str, token: str | None, sem: asyncio.Semaphore) -> bool:
+        """One socket, and with a token its `hello`. A refused handshake (503, or a close
+        instead of `hello`) or a failed one is retried by the README's reconnect rule
+        (`reconnect.delay_s`, honouring the server's hint), as an app retries: up to
+        STORM_ATTEMPTS attempts; False after the last."""
         assert self.session is not None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with sem:
-            for _attempt in range(5):
-                try:
+        for attempt in range(STORM_ATTEMPTS):
+            hint = 0.0
+            try:
+                async with sem:  # not held while backing off
                     ws = await self.session.ws_connect(url, headers=headers, heartbeat=None)
-                    break
-                except (aiohttp.ClientError, OSError):
-                    await asyncio.sleep(0.2)
-            else:
-                return False
-            if token:
-                await ws.receive(timeout=30)  # hello
+                    if not token:
+                        break
+                    msg = await ws.receive(timeout=30)
+                    if msg.type is aiohttp.WSMsgType.TEXT and '"hello"' in msg.data:
+                        break
+                    if msg.type is aiohttp.WSMsgType.CLOSE:
+                        hint = reconnect.hint_from_close_reason(msg.extra)
+                    await ws.close()
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status == 503:
+                    hint = reconnect.hint_from_headers(dict(exc.headers or {}))
+            except (aiohttp.ClientError, OSError, TimeoutError):
+                pass
+            if attempt + 1 < STORM_ATTEMPTS:
+                await asyncio.sleep(reconnect.delay_s(attempt, hint))
+        else:
+            return False
         rng = random.Random(len(self.sockets))
         self.sockets.append(ws)
         self.positions.append(

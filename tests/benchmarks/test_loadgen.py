@@ -1,0 +1,75 @@
+"""The load generator's `connect` follows the README's reconnect rule (benchmarks/loadgen.py):
+a handshake refused with 503, or a socket closed 1013 instead of `hello`, is retried after
+the server's hint, and the socket counts as held once it got its `hello`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp import WSCloseCode, web
+from aiohttp.test_utils import TestServer
+
+from benchmarks import loadgen
+
+
+async def _server(refusals: int, closes: int) -> tuple[TestServer, dict[str, int]]:
+    seen = {"attempts": 0, "hellos": 0}
+
+    async def ws(request: web.Request) -> web.StreamResponse:
+        seen["attempts"] += 1
+        if seen["attempts"] <= refusals:
+            return web.json_response(
+                {"code": "overloaded"}, status=503, headers={"Retry-After": "0"}
+            )
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        if seen["attempts"] <= refusals + closes:
+            await socket.close(
+                code=WSCloseCode.TRY_AGAIN_LATER,
+                message=json.dumps({"retry_after_ms": 10}).encode(),
+            )
+            return socket
+        seen["hellos"] += 1
+        await socket.send_str('{"type": "hello"}')
+        async for _msg in socket:
+            pass
+        return socket
+
+    app = web.Application()
+    app.router.add_get("/ws", ws)
+    server = TestServer(app)
+    await server.start_server()
+    return server, seen
+
+
+async def test_refused_handshakes_are_retried_until_hello() -> None:
+    server, seen = await _server(refusals=2, closes=1)
+    worker = loadgen.Worker()
+    try:
+        result = await worker.connect(str(server.make_url("/ws")), ["token"])
+        assert result == {"connected": 1, "failed": 0}
+        assert seen == {"attempts": 4, "hellos": 1}
+        assert len(worker.sockets) == 1 and not worker.sockets[0].closed
+    finally:
+        for task in worker.readers:
+            task.cancel()
+        for socket in worker.sockets:
+            await socket.close()
+        if worker.session is not None:
+            await worker.session.close()
+        await server.close()
+
+
+async def test_a_socket_refused_every_time_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loadgen, "STORM_ATTEMPTS", 3)
+    server, seen = await _server(refusals=10_000, closes=0)
+    worker = loadgen.Worker()
+    try:
+        result = await worker.connect(str(server.make_url("/ws")), ["token"])
+        assert result == {"connected": 0, "failed": 1}
+        assert seen["attempts"] == 3 and worker.sockets == []
+    finally:
+        if worker.session is not None:
+            await worker.session.close()
+        await server.close()
