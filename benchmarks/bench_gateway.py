@@ -5,7 +5,8 @@
 Seeds verified artisans into the database (TRUNCATEs it: use a scratch/test one), starts
 one gateway process (`zendo serve`) and a few load-generator processes (benchmarks/
 loadgen.py), all on loopback, then in one run measures:
-  1. RSS per open authenticated socket (VmRSS delta / sockets),
+  1. RSS per open authenticated socket (VmRSS delta / sockets), the sockets opened as fast
+     as the generators can, each refused one retried by the README's reconnect rule,
   2. accepted pings/s with `--active` sockets at 1 Hz, and the ping-to-visible lag
      (probe sockets: fix sent -> readable via GET /admin/artisans/{id}/live, and in an
      ArtisanIndex mirror in this process, as a dispatcher would see it) p50/p99,
