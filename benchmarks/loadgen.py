@@ -61,9 +61,12 @@ class Worker:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         for attempt in range(STORM_ATTEMPTS):
             hint = 0.0
+            opened: aiohttp.ClientWebSocketResponse | None = None
             try:
                 async with sem:  # not held while backing off
-                    ws = await self.session.ws_connect(url, headers=headers, heartbeat=None)
+                    ws = opened = await self.session.ws_connect(
+                        url, headers=headers, heartbeat=None
+                    )
                     if not token:
                         break
                     msg = await ws.receive(timeout=30)
@@ -71,12 +74,13 @@ class Worker:
                         break
                     if msg.type is aiohttp.WSMsgType.CLOSE:
                         hint = reconnect.hint_from_close_reason(msg.extra)
-                    await ws.close()
             except aiohttp.WSServerHandshakeError as exc:
                 if exc.status == 503:
                     hint = reconnect.hint_from_headers(dict(exc.headers or {}))
             except (aiohttp.ClientError, OSError, TimeoutError):
                 pass
+            if opened is not None:  # upgraded, but no hello: not kept
+                await opened.close()
             if attempt + 1 < STORM_ATTEMPTS:
                 await asyncio.sleep(reconnect.delay_s(attempt, hint))
         else:

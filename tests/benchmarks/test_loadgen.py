@@ -1,6 +1,7 @@
 """The load generator's `connect` follows the README's reconnect rule (benchmarks/loadgen.py):
 a handshake refused with 503, or a socket closed 1013 instead of `hello`, is retried after
-the server's hint, and the socket counts as held once it got its `hello`."""
+the server's hint; a socket that says anything else first is closed and tried again; a
+socket counts as held once it got its `hello`."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from aiohttp.test_utils import TestServer
 from benchmarks import loadgen
 
 
-async def _server(refusals: int, closes: int) -> tuple[TestServer, dict[str, int]]:
-    seen = {"attempts": 0, "hellos": 0}
+async def _server(refusals: int, closes: int, junk: int = 0) -> tuple[TestServer, dict[str, int]]:
+    """Refuses `refusals` handshakes (503), then closes `closes` sockets with 1013, then
+    sends `junk` sockets an error frame instead of `hello`, then says `hello`."""
+    seen = {"attempts": 0, "hellos": 0, "junk_closed_by_client": 0}
 
     async def ws(request: web.Request) -> web.StreamResponse:
         seen["attempts"] += 1
@@ -30,6 +33,12 @@ async def _server(refusals: int, closes: int) -> tuple[TestServer, dict[str, int
                 message=json.dumps({"retry_after_ms": 10}).encode(),
             )
             return socket
+        if seen["attempts"] <= refusals + closes + junk:
+            await socket.send_str('{"type": "error", "code": "bad_frame"}')
+            async for _msg in socket:
+                pass
+            seen["junk_closed_by_client"] += 1
+            return socket
         seen["hellos"] += 1
         await socket.send_str('{"type": "hello"}')
         async for _msg in socket:
@@ -43,22 +52,37 @@ async def _server(refusals: int, closes: int) -> tuple[TestServer, dict[str, int
     return server, seen
 
 
+async def _stop(worker: loadgen.Worker, server: TestServer) -> None:
+    for task in worker.readers:
+        task.cancel()
+    for socket in worker.sockets:
+        await socket.close()
+    if worker.session is not None:
+        await worker.session.close()
+    await server.close()
+
+
 async def test_refused_handshakes_are_retried_until_hello() -> None:
     server, seen = await _server(refusals=2, closes=1)
     worker = loadgen.Worker()
     try:
         result = await worker.connect(str(server.make_url("/ws")), ["token"])
         assert result == {"connected": 1, "failed": 0}
-        assert seen == {"attempts": 4, "hellos": 1}
+        assert seen == {"attempts": 4, "hellos": 1, "junk_closed_by_client": 0}
         assert len(worker.sockets) == 1 and not worker.sockets[0].closed
     finally:
-        for task in worker.readers:
-            task.cancel()
-        for socket in worker.sockets:
-            await socket.close()
-        if worker.session is not None:
-            await worker.session.close()
-        await server.close()
+        await _stop(worker, server)
+
+
+async def test_a_socket_upgraded_without_hello_is_closed_and_tried_again() -> None:
+    server, seen = await _server(refusals=0, closes=0, junk=1)
+    worker = loadgen.Worker()
+    try:
+        result = await worker.connect(str(server.make_url("/ws")), ["token"])
+        assert result == {"connected": 1, "failed": 0}
+        assert seen == {"attempts": 2, "hellos": 1, "junk_closed_by_client": 1}
+    finally:
+        await _stop(worker, server)
 
 
 async def test_a_socket_refused_every_time_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,6 +94,4 @@ async def test_a_socket_refused_every_time_is_given_up(monkeypatch: pytest.Monke
         assert result == {"connected": 0, "failed": 1}
         assert seen["attempts"] == 3 and worker.sockets == []
     finally:
-        if worker.session is not None:
-            await worker.session.close()
-        await server.close()
+        await _stop(worker, server)
