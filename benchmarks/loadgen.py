@@ -37,6 +37,7 @@ DEFAULT_STEP_M = 1.1
 METRES_PER_DEGREE = 111_195.0
 STORM_ATTEMPTS = 12  # about a minute of back-off at most
 _ONLINE = '{"type": "presence", "status": "ONLINE"}'
+_TRY_AGAIN_LATER = 1013  # a socket refused after its upgrade (README, "Reconnecting")
 
 
 class Worker:
@@ -102,8 +103,9 @@ class Worker:
         return {"connected": sum(results), "failed": len(results) - sum(results)}
 
     async def storm(self, url: str, tokens: list[str], rate: float) -> dict[str, Any]:
-        """Each socket starts at its slot of a steady `rate`/s; a 503 before the upgrade is
-        retried after `reconnect.delay_s` (honouring Retry-After), anything else too."""
+        """Each socket starts at its slot of a steady `rate`/s; a 503 before the upgrade or a
+        1013 close instead of `hello` is retried after `reconnect.delay_s` (honouring the
+        server's hint), anything else too."""
         if self.session is None:
             connector = aiohttp.TCPConnector(limit=0, force_close=False)
             self.session = aiohttp.ClientSession(connector=connector)
@@ -118,36 +120,42 @@ class Worker:
             await asyncio.sleep(max(0.0, slot - time.monotonic()))
             for attempt in range(STORM_ATTEMPTS):
                 hint = 0.0
+                ws: aiohttp.ClientWebSocketResponse | None = None
                 try:
                     ws = await session.ws_connect(
                         url, headers={"Authorization": f"Bearer {token}"}, heartbeat=None
                     )
                     upgraded = time.monotonic()
                     msg = await ws.receive(timeout=60)
-                    if msg.type is not aiohttp.WSMsgType.TEXT or '"hello"' not in msg.data:
-                        raise ConnectionError(f"no hello: {msg.type} {msg.extra}")
-                    await ws.send_str(_ONLINE)  # as an artisan's app does once welcomed
+                    if msg.type is aiohttp.WSMsgType.TEXT and '"hello"' in msg.data:
+                        await ws.send_str(_ONLINE)  # as an artisan's app does once welcomed
+                        now = time.monotonic()
+                        hello_s.append(now - upgraded)
+                        served_s.append(now - slot)
+                        self.sockets.append(ws)
+                        self.positions.append(
+                            (
+                                _CENTER[0] + random.uniform(-0.1, 0.1),
+                                _CENTER[1] + random.uniform(-0.1, 0.1),
+                            )
+                        )
+                        self.readers.append(asyncio.create_task(self._drain(ws)))
+                        return
+                    if msg.type is aiohttp.WSMsgType.CLOSE and msg.data == _TRY_AGAIN_LATER:
+                        counts["refused"] += 1
+                        hint = reconnect.hint_from_close_reason(msg.extra)
+                    else:
+                        counts["errors"] += 1
                 except aiohttp.WSServerHandshakeError as exc:
                     if exc.status == 503:
                         counts["refused"] += 1
                         hint = reconnect.hint_from_headers(dict(exc.headers or {}))
                     else:
                         counts["errors"] += 1
-                except (aiohttp.ClientError, OSError, TimeoutError, ConnectionError):
+                except (aiohttp.ClientError, OSError, TimeoutError):
                     counts["errors"] += 1
-                else:
-                    now = time.monotonic()
-                    hello_s.append(now - upgraded)
-                    served_s.append(now - slot)
-                    self.sockets.append(ws)
-                    self.positions.append(
-                        (
-                            _CENTER[0] + random.uniform(-0.1, 0.1),
-                            _CENTER[1] + random.uniform(-0.1, 0.1),
-                        )
-                    )
-                    self.readers.append(asyncio.create_task(self._drain(ws)))
-                    return
+                if ws is not None:  # upgraded, but not welcomed: not kept
+                    await ws.close()
                 if attempt + 1 < STORM_ATTEMPTS:
                     await asyncio.sleep(reconnect.delay_s(attempt, hint))
             counts["failed"] += 1

@@ -1,7 +1,7 @@
-"""The load generator's `connect` follows the README's reconnect rule (benchmarks/loadgen.py):
-a handshake refused with 503, or a socket closed 1013 instead of `hello`, is retried after
-the server's hint; a socket that says anything else first is closed and tried again; a
-socket counts as held once it got its `hello`."""
+"""The load generator's `connect` and `storm` follow the README's reconnect rule
+(benchmarks/loadgen.py): a handshake refused with 503, or a socket closed 1013 instead of
+`hello`, is retried after the server's hint; a socket that says anything else first is
+closed and tried again; a socket counts as held once it got its `hello`."""
 
 from __future__ import annotations
 
@@ -93,5 +93,21 @@ async def test_a_socket_refused_every_time_is_given_up(monkeypatch: pytest.Monke
         result = await worker.connect(str(server.make_url("/ws")), ["token"])
         assert result == {"connected": 0, "failed": 1}
         assert seen["attempts"] == 3 and worker.sockets == []
+    finally:
+        await _stop(worker, server)
+
+
+async def test_the_storm_counts_refusals_and_errors_and_keeps_the_welcomed() -> None:
+    server, seen = await _server(refusals=1, closes=1, junk=1)
+    worker = loadgen.Worker()
+    try:
+        result = await worker.storm(str(server.make_url("/ws")), ["token"], rate=100.0)
+        assert {k: result[k] for k in ("refused", "errors", "failed")} == {
+            "refused": 2,
+            "errors": 1,
+            "failed": 0,
+        }
+        assert len(result["hello_s"]) == 1 and len(worker.sockets) == 1
+        assert seen == {"attempts": 4, "hellos": 1, "junk_closed_by_client": 1}
     finally:
         await _stop(worker, server)
