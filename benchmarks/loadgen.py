@@ -35,7 +35,7 @@ _CENTER = (48.8566, 2.3522)
 # the 25 m that makes a fix a stream row; never "too fast" at the rates used here.
 DEFAULT_STEP_M = 1.1
 METRES_PER_DEGREE = 111_195.0
-STORM_ATTEMPTS = 12  # about a minute of back-off at most
+RECONNECT_ATTEMPTS = 12  # a socket's tries, about a minute of back-off at most
 _ONLINE = '{"type": "presence", "status": "ONLINE"}'
 _TRY_AGAIN_LATER = 1013  # a socket refused after its upgrade (README, "Reconnecting")
 
@@ -54,13 +54,13 @@ class Worker:
                 self.errors += 1
 
     async def _open(self, url: str, token: str | None, sem: asyncio.Semaphore) -> bool:
-        """One socket, and with a token its `hello`. A refused handshake (503, or a close
-        instead of `hello`) or a failed one is retried by the README's reconnect rule
+        """One socket, and with a token its `hello`. A refused handshake (503, or a 1013
+        close instead of `hello`) or a failed one is retried by the README's reconnect rule
         (`reconnect.delay_s`, honouring the server's hint), as an app retries: up to
-        STORM_ATTEMPTS attempts; False after the last."""
+        RECONNECT_ATTEMPTS attempts; False after the last."""
         assert self.session is not None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        for attempt in range(STORM_ATTEMPTS):
+        for attempt in range(RECONNECT_ATTEMPTS):
             hint = 0.0
             opened: aiohttp.ClientWebSocketResponse | None = None
             try:
@@ -73,7 +73,7 @@ class Worker:
                     msg = await ws.receive(timeout=30)
                     if msg.type is aiohttp.WSMsgType.TEXT and '"hello"' in msg.data:
                         break
-                    if msg.type is aiohttp.WSMsgType.CLOSE:
+                    if msg.type is aiohttp.WSMsgType.CLOSE and msg.data == _TRY_AGAIN_LATER:
                         hint = reconnect.hint_from_close_reason(msg.extra)
             except aiohttp.WSServerHandshakeError as exc:
                 if exc.status == 503:
@@ -82,7 +82,7 @@ class Worker:
                 pass
             if opened is not None:  # upgraded, but no hello: not kept
                 await opened.close()
-            if attempt + 1 < STORM_ATTEMPTS:
+            if attempt + 1 < RECONNECT_ATTEMPTS:
                 await asyncio.sleep(reconnect.delay_s(attempt, hint))
         else:
             return False
@@ -118,7 +118,7 @@ class Worker:
         async def one(k: int, token: str) -> None:
             slot = start + k / rate
             await asyncio.sleep(max(0.0, slot - time.monotonic()))
-            for attempt in range(STORM_ATTEMPTS):
+            for attempt in range(RECONNECT_ATTEMPTS):
                 hint = 0.0
                 ws: aiohttp.ClientWebSocketResponse | None = None
                 try:
@@ -156,7 +156,7 @@ class Worker:
                     counts["errors"] += 1
                 if ws is not None:  # upgraded, but not welcomed: not kept
                     await ws.close()
-                if attempt + 1 < STORM_ATTEMPTS:
+                if attempt + 1 < RECONNECT_ATTEMPTS:
                     await asyncio.sleep(reconnect.delay_s(attempt, hint))
             counts["failed"] += 1
 

@@ -86,7 +86,7 @@ async def test_a_socket_upgraded_without_hello_is_closed_and_tried_again() -> No
 
 
 async def test_a_socket_refused_every_time_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loadgen, "STORM_ATTEMPTS", 3)
+    monkeypatch.setattr(loadgen, "RECONNECT_ATTEMPTS", 3)
     server, seen = await _server(refusals=10_000, closes=0)
     worker = loadgen.Worker()
     try:
