@@ -5,7 +5,9 @@ closed and tried again; a socket counts as held once it got its `hello`."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import WSCloseCode, web
@@ -14,9 +16,13 @@ from aiohttp.test_utils import TestServer
 from benchmarks import loadgen
 
 
-async def _server(refusals: int, closes: int, junk: int = 0) -> tuple[TestServer, dict[str, int]]:
-    """Refuses `refusals` handshakes (503), then closes `closes` sockets with 1013, then
-    sends `junk` sockets an error frame instead of `hello`, then says `hello`."""
+@contextlib.asynccontextmanager
+async def serving(
+    refusals: int, closes: int, junk: int = 0
+) -> AsyncIterator[tuple[str, loadgen.Worker, dict[str, int]]]:
+    """A server that refuses `refusals` handshakes (503), then closes `closes` sockets with
+    1013, then sends `junk` sockets an error frame instead of `hello`, then says `hello`;
+    its URL, a generator worker, and what the server saw. Both stopped on the way out."""
     seen = {"attempts": 0, "hellos": 0, "junk_closed_by_client": 0}
 
     async def ws(request: web.Request) -> web.StreamResponse:
@@ -49,59 +55,45 @@ async def _server(refusals: int, closes: int, junk: int = 0) -> tuple[TestServer
     app.router.add_get("/ws", ws)
     server = TestServer(app)
     await server.start_server()
-    return server, seen
-
-
-async def _stop(worker: loadgen.Worker, server: TestServer) -> None:
-    for task in worker.readers:
-        task.cancel()
-    for socket in worker.sockets:
-        await socket.close()
-    if worker.session is not None:
-        await worker.session.close()
-    await server.close()
+    worker = loadgen.Worker()
+    try:
+        yield str(server.make_url("/ws")), worker, seen
+    finally:
+        for task in worker.readers:
+            task.cancel()
+        for socket in worker.sockets:
+            await socket.close()
+        if worker.session is not None:
+            await worker.session.close()
+        await server.close()
 
 
 async def test_refused_handshakes_are_retried_until_hello() -> None:
-    server, seen = await _server(refusals=2, closes=1)
-    worker = loadgen.Worker()
-    try:
-        result = await worker.connect(str(server.make_url("/ws")), ["token"])
+    async with serving(refusals=2, closes=1) as (url, worker, seen):
+        result = await worker.connect(url, ["token"])
         assert result == {"connected": 1, "failed": 0}
         assert seen == {"attempts": 4, "hellos": 1, "junk_closed_by_client": 0}
         assert len(worker.sockets) == 1 and not worker.sockets[0].closed
-    finally:
-        await _stop(worker, server)
 
 
 async def test_a_socket_upgraded_without_hello_is_closed_and_tried_again() -> None:
-    server, seen = await _server(refusals=0, closes=0, junk=1)
-    worker = loadgen.Worker()
-    try:
-        result = await worker.connect(str(server.make_url("/ws")), ["token"])
+    async with serving(refusals=0, closes=0, junk=1) as (url, worker, seen):
+        result = await worker.connect(url, ["token"])
         assert result == {"connected": 1, "failed": 0}
         assert seen == {"attempts": 2, "hellos": 1, "junk_closed_by_client": 1}
-    finally:
-        await _stop(worker, server)
 
 
 async def test_a_socket_refused_every_time_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loadgen, "RECONNECT_ATTEMPTS", 3)
-    server, seen = await _server(refusals=10_000, closes=0)
-    worker = loadgen.Worker()
-    try:
-        result = await worker.connect(str(server.make_url("/ws")), ["token"])
+    async with serving(refusals=10_000, closes=0) as (url, worker, seen):
+        result = await worker.connect(url, ["token"])
         assert result == {"connected": 0, "failed": 1}
         assert seen["attempts"] == 3 and worker.sockets == []
-    finally:
-        await _stop(worker, server)
 
 
 async def test_the_storm_counts_refusals_and_errors_and_keeps_the_welcomed() -> None:
-    server, seen = await _server(refusals=1, closes=1, junk=1)
-    worker = loadgen.Worker()
-    try:
-        result = await worker.storm(str(server.make_url("/ws")), ["token"], rate=100.0)
+    async with serving(refusals=1, closes=1, junk=1) as (url, worker, seen):
+        result = await worker.storm(url, ["token"], rate=100.0)
         assert {k: result[k] for k in ("refused", "errors", "failed")} == {
             "refused": 2,
             "errors": 1,
@@ -109,5 +101,3 @@ async def test_the_storm_counts_refusals_and_errors_and_keeps_the_welcomed() -> 
         }
         assert len(result["hello_s"]) == 1 and len(worker.sockets) == 1
         assert seen == {"attempts": 4, "hellos": 1, "junk_closed_by_client": 1}
-    finally:
-        await _stop(worker, server)

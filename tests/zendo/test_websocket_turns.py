@@ -115,15 +115,21 @@ async def test_frames_and_held_closes_arrive_in_order_and_a_request_is_served_me
         assert served.closed[n] == 1000  # the close frame too, after the others
 
 
+async def upgraded_socket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Socket 0, upgraded by hand (its frames are written raw)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /ws?n=0 HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await reader.readuntil(b"\r\n\r\n")  # 101
+    return reader, writer
+
+
 async def test_other_frames_pass_and_a_held_close_is_read_before_the_end() -> None:
     turns = Withholding()
     async with serve(turns) as served:
-        reader, writer = await asyncio.open_connection("127.0.0.1", served.site.port)
-        writer.write(
-            b"GET /ws?n=0 HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await reader.readuntil(b"\r\n\r\n")  # 101
+        _reader, writer = await upgraded_socket(served.site.port)
         # a masked text frame "bye" (mask 0): never held, it arrives
         writer.write(b"\x81\x83\x00\x00\x00\x00bye")
         await writer.drain()
@@ -157,12 +163,7 @@ async def test_a_held_malformed_close_is_refused_by_aiohttp_when_released() -> N
     serving."""
     turns = Withholding()
     async with serve(turns) as served:
-        reader, writer = await asyncio.open_connection("127.0.0.1", served.site.port)
-        writer.write(
-            b"GET /ws?n=0 HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        await reader.readuntil(b"\r\n\r\n")  # 101
+        reader, writer = await upgraded_socket(served.site.port)
         writer.write(b"\x88\x81\x00\x00\x00\x00\x07")  # masked (mask 0), one byte
         await writer.drain()
         await asyncio.sleep(0.2)
