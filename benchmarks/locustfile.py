@@ -70,7 +70,8 @@ FIX_EVERY_S = float(os.environ.get("ZENDO_BENCH_FIX_EVERY_S", "4"))
 FOLLOW_TIMEOUT_S = 90.0
 IDLE_CHECK_S = 1.0  # a client outside the current rate step (locust_steps) looks again
 # A new job shed (503) is tried again by the README's rule, this many attempts in all
-# (about four seconds: a person who needs a plumber taps "retry", then gives up for now).
+# (three to six seconds with a 1 s Retry-After: a person who needs a plumber taps "retry",
+# then gives up for now).
 CREATE_ATTEMPTS = 4
 
 

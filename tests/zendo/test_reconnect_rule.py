@@ -15,9 +15,17 @@ def test_back_off_doubles_up_to_the_cap_with_jitter() -> None:
         assert max(delays) - min(delays) > ceiling / 4  # spread, not in step
 
 
-def test_the_servers_hint_is_a_floor() -> None:
-    assert reconnect.delay_s(0, hint_s=5.0) == 5.0
-    assert reconnect.delay_s(8, hint_s=1.0) >= 15.0
+def test_the_servers_hint_is_a_floor_and_the_waits_after_it_are_spread() -> None:
+    rng = random.Random(11)
+    for attempt, hint, low, high in (
+        (0, 5.0, 5.0, 6.0),  # the hint rules: spread over the second after it
+        (1, 1.0, 1.0, 2.0),
+        (6, 20.0, 20.0, 35.0),  # a hint past d/2: spread over d/2 after it
+        (8, 1.0, 15.0, 30.0),  # a hint shorter than the back-off: the back-off rules
+    ):
+        delays = [reconnect.delay_s(attempt, hint, rng=rng) for _ in range(200)]
+        assert all(low <= d <= high for d in delays)
+        assert max(delays) - min(delays) > (high - low) / 2  # a crowd told "1 s" is spread
 
 
 def test_hints_are_read_from_retry_after_and_a_1013_reason() -> None:
