@@ -5,8 +5,9 @@
 CPU is read from /proc (the `schedstat` run time of every thread, in ns), never from
 wall time: per accepted fix, per HTTP request by route and per dispatched job, for the
 server, Redis and the PostgreSQL backends of the database used. Every unit cost is given
-gross (the window's CPU / units) and net of the idle rate of the same processes measured
-just before (what one more unit costs); targets are judged on the net figures. Each
+gross (the window's CPU / units) and net of the idle rate of the same processes (what
+one more unit costs): measured just before the requests, and for the fixes in a piece of
+each round (the sockets open and silent); targets are judged on the net figures. Each
 route's line also says how many times per request the server's threads were put on a
 CPU (schedstat's time slices, net; the bare handler's: one for the request and one
 for each statement's answer): on a VM that halts idle vCPUs every wake-up costs, and these
@@ -26,9 +27,9 @@ if missing, TRUNCATEd, so the server's dispatcher never sees their jobs):
      exactly alike; then M whole jobs on the server (create -> offer on the artisan's
      socket -> `offer.accept` over the socket -> four status changes);
   3. fixes: N artisan sockets on the server (benchmarks/loadgen.py processes) at a
-     steady rate, N on the bare loop at the same rate (CPU per frame), and one pipelined
+     steady rate, N on the bare loop at the same rate (CPU per frame), one pipelined
      GEOADD per fix from Python at the rate the server accepted and its flush cadence
-     (Redis CPU per fix); then the bare loop flat out again.
+     (Redis CPU per fix), and the idle rates; then the bare loop flat out again.
 Every measure and its baseline run in alternated pieces (--rounds, in A B B A order), the
 CPU of the pieces summed: the machine's speed moves by half within minutes on a shared
 VM, and a steady drift then weighs on both sides alike. The table gives the ratios of the

@@ -173,15 +173,21 @@ async def fix_phase(
     try:
         await geo.place_all()
         await asyncio.sleep(args.pause_s)
-        st.zendo.watch(meter)
-        real["fix_idle"] = base["redis_idle"] = await idle(meter, args.idle_s)
         st.bare_ws.watch(meter)
         base["bare_idle"] = await idle(meter, args.idle_s)
         piece_s = args.fix_s / args.rounds
         pieces: dict[str, list[tuple[float, Delta]]] = {"zendo": [], "bare": [], "geoadd": []}
+        idle_pieces: list[Delta] = []
         real["sent"] = real["rejected"] = 0
-        for r, key in schedule(args.rounds, ("zendo", "bare", "geoadd")):
-            if key == "zendo":
+        for r, key in schedule(args.rounds, ("zendo", "bare", "geoadd", "idle")):
+            if key == "idle":
+                # the server's and Redis's idle rate with the sockets open and silent, a
+                # piece a round: the server's periodic work (presence, write-behind aging)
+                # comes in bursts that one reading may or may not hold
+                st.zendo.watch(meter)
+                _none, delta = await measure(meter, asyncio.sleep(args.idle_s))
+                idle_pieces.append(delta)
+            elif key == "zendo":
                 st.zendo.watch(meter)
                 if r == args.rounds - 1:
                     await profiler.attach(st.zendo.pid, "fixes")
@@ -213,6 +219,7 @@ async def fix_phase(
                 pieces["geoadd"].append((sent, delta))
     finally:
         await geo.close()
+    real["fix_idle"] = base["redis_idle"] = total(idle_pieces).rates()
     real["accepted"] = sum(units for units, _d in pieces["zendo"])
     real["fix_delta"] = total([d for _u, d in pieces["zendo"]])
     real["fix_rounds"] = by_round(

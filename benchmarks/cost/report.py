@@ -126,7 +126,7 @@ def print_table(res: dict[str, Any]) -> None:
         "\nnet = (window CPU - idle rate x window) / units; ratios and targets on net. "
         "Idle (cores) before the requests: "
         + ", ".join(f"{k} {v:.3f}" for k, v in res["idle_cores"]["requests"].items())
-        + "; before the fixes: "
+        + "; between the fix pieces: "
         + ", ".join(f"{k} {v:.3f}" for k, v in res["idle_cores"]["fixes"].items())
     )
     print(
