@@ -37,3 +37,8 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     --appendonly no --dir /var/lib/redis --logfile /var/log/redis/zendo.log
   for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
+
+# tcpdump: benchmarks.wire_latency times the server's answers on the loopback.
+if ! command -v tcpdump >/dev/null 2>&1; then
+  echo "installing tcpdump"; apt_install tcpdump
+fi
