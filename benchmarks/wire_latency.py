@@ -12,7 +12,7 @@ write, and nothing of the client's. Prints p50 / p90 / p99 / max by method, rout
 (ids as `{id}`) and status. Clients send one request at a time on a connection (no
 pipelining), which is what pairs a request with the next answer; WebSocket frames after
 a 101 start with neither, and are not counted. `--from-file` reads a saved
-`tcpdump -nn -tt -A` text instead of capturing.
+`tcpdump -nn -tt -A` text instead of capturing (rates over the span it covers).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ _HEADER: Final = re.compile(
 )
 # The start of a request or of an answer in a packet's printed payload (`-A` prints the
 # IP and TCP headers' bytes before it, as text).
-_REQUEST: Final = re.compile(r"(GET|POST|PUT|PATCH|DELETE) (\S+) HTTP/1\.[01]")
+_REQUEST: Final = re.compile(rf"({'|'.join(METHODS)}) (\S+) HTTP/1\.[01]")
 _ANSWER: Final = re.compile(r"HTTP/1\.[01] (\d{3})")
 _ID: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -74,6 +74,12 @@ def packets(lines: Iterable[str]) -> Iterator[tuple[re.Match[str], str]]:
         yield header, "\n".join(payload)
 
 
+def span_s(lines: Iterable[str]) -> float:
+    """Seconds from the first packet of a `tcpdump -nn -tt` text to its last (0 if none)."""
+    stamps = [float(m["t"]) for m in map(_HEADER.match, lines) if m is not None]
+    return max(stamps) - min(stamps) if stamps else 0.0
+
+
 def answer_times(lines: Iterable[str], port: int) -> dict[Key, list[float]]:
     """Milliseconds from each request's first packet to its answer's, by (method, route,
     status), from `tcpdump -nn -tt -A` text lines."""
@@ -88,6 +94,8 @@ def answer_times(lines: Iterable[str], port: int) -> dict[Key, list[float]]:
                 pending[(header["src"], header["sport"])] = sent
         elif header["sport"] == server:
             answer = _ANSWER.search(payload)
+            # any packet back ends the pairing: an answer not recognised is not timed, and
+            # neither is its request (nor paired with the next answer)
             waiting = pending.pop((header["dst"], header["dport"]), None)
             if answer is not None and waiting is not None:
                 at, method, route = waiting
@@ -140,11 +148,13 @@ def main() -> None:
     if args.from_file:
         with open(args.from_file, errors="replace") as fh:
             lines = fh.read().splitlines()
+        seconds = span_s(lines)
     else:
         lines = capture(args.port, args.seconds, args.interface)
+        seconds = args.seconds
     times = answer_times(lines, args.port)
     print(f"# wire_latency: port {args.port}, request's first packet to answer's, ms")
-    print("\n".join(report(times, args.seconds)) or "no request answered")
+    print("\n".join(report(times, max(seconds, 1e-3))) or "no request answered")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Make sure PostgreSQL (with PostGIS) and Redis run locally; install them with
-# apt-get when missing and we are root. Idempotent and quick when all is there.
+# Make sure PostgreSQL (with PostGIS) and Redis run locally, and tcpdump is there;
+# install them with apt-get when missing and we are root. Idempotent and quick when all is there.
 set -euo pipefail
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

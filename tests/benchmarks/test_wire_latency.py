@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.wire_latency import answer_times, capture_filter, report, route_of
+from benchmarks.wire_latency import (
+    answer_times,
+    capture,
+    capture_filter,
+    report,
+    route_of,
+    span_s,
+)
 
 JOB = "18bb7d43-ef91-41c8-995e-b0314ab19f50"
 
@@ -60,3 +67,32 @@ def test_routes_hide_ids_and_queries_and_the_filter_names_every_method() -> None
     assert bpf.startswith("tcp port 8080 and (")
     for word in (b"GET ", b"POST", b"PUT ", b"PATC", b"DELE", b"HTTP"):
         assert f"0x{word.hex()}" in bpf
+
+
+def test_lines_that_are_no_packet_and_packets_that_are_no_http_are_skipped() -> None:
+    lines = [
+        "tcpdump: verbose output suppressed, use -v[v]... for full protocol decode",
+        "listening on lo, link-type EN10MB (Ethernet), snapshot length 200 bytes",
+        "1796564289.5 IP 127.0.0.1.40001 > 127.0.0.1.8080: Flags [.], ack 1, length 0",
+        *_packet(100.000, 40001, 8080, "POST /interventions HTTP/1.1"),
+        "1796564290 IP garbage without a port",
+        "",
+        *_packet(100.004, 8080, 40001, "\x81\x7e binary frame"),  # back, but no answer line
+        *_packet(100.009, 8080, 40001, "HTTP/1.1 201 Created"),  # not paired: nothing pending
+        "12 packets captured",
+    ]
+    assert answer_times(lines, 8080) == {}
+    assert span_s(lines) == pytest.approx(1796564289.5 - 100.0)
+    assert span_s(["no packet at all"]) == 0.0
+    assert report({}, 1.0) == []
+
+
+def test_a_capture_tcpdump_cannot_start_says_why() -> None:
+    with pytest.raises(SystemExit, match=r"tcpdump ended early: .*no-such-interface"):
+        capture(8080, 5.0, "no-such-interface")
+
+
+def test_a_capture_without_tcpdump_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SystemExit, match=r"tcpdump not found .*apt-get install tcpdump"):
+        capture(8080, 1.0, "lo")
