@@ -47,6 +47,8 @@ class Metrics:
     admission_limit: Gauge
     admission_in_flight: Gauge
     admission_refused: Counter
+    # zendo/headroom.py's limit on new jobs a second (0: none)
+    new_job_rate_limit: Gauge
     # 1 in each process: a pool's /metrics says how many of its workers are live.
     workers: Gauge
     # The pool's shared directory ("" in a process of its own): see the module docstring.
@@ -177,6 +179,13 @@ class Metrics:
                 " for sockets still opening: zendo_ws_refused)",
                 ["reason"],
                 registry=registry,
+            ),
+            new_job_rate_limit=Gauge(
+                "zendo_new_job_rate_limit",
+                "New jobs a second past which they are refused while the machine's cores are"
+                " busy past ZENDO_CPU_BUSY_LIMIT (0: not limited; a pool's is the sum)",
+                registry=registry,
+                multiprocess_mode="livesum",
             ),
             multiprocess_dir=multiprocess_dir,
         )

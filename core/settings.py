@@ -24,6 +24,9 @@ DISPATCH_POLICIES = ("sequential", "staggered", "best_accept", "batched", "fair"
 # range ends at 19. At 5 a process weighs a third of one at 0 when the CPU is short.
 SERVE_NICENESS = 5
 MAX_NICENESS = 19
+# `zendo serve`'s ZENDO_CPU_BUSY_LIMIT (Settings.cpu_busy_limit): new jobs are rate-limited
+# past 90 % of the machine's cores (zendo/headroom.py; BENCHMARKS.md, twice the rate).
+SERVE_CPU_BUSY_LIMIT = 0.9
 
 
 class SettingsError(ValueError):
@@ -70,6 +73,13 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
         raise SettingsError(f"{name} must be a number, got {raw!r}") from exc
     if not value >= minimum or value == float("inf"):
         raise SettingsError(f"{name} must be a finite number >= {minimum}, got {value}")
+    return value
+
+
+def _share(env: dict[str, str], name: str, default: float) -> float:
+    value = _float(env, name, default)
+    if value > 1.0:
+        raise SettingsError(f"{name} must be a share between 0 and 1, got {value}")
     return value
 
 
@@ -158,6 +168,9 @@ class Settings:
     # first, the server's answers slow, and admission control turns the excess away
     # instead of everything slowing together (README, "Under load, and reconnecting").
     nice: int = 0
+    # The machine's busy share past which new jobs are rate-limited (zendo/headroom.py);
+    # 0: never, as in-process (tests, tools); `zendo serve`: SERVE_CPU_BUSY_LIMIT.
+    cpu_busy_limit: float = 0.0
     # Background tasks (dispatch loop, index mirror, write-behind) can be turned
     # off for processes that only serve HTTP, and for focused tests.
     run_background: bool = True
@@ -277,6 +290,7 @@ class Settings:
             pg_pool_min_size=min(pool_max, _int(env, "ZENDO_PG_POOL_MIN", pool_max, minimum=1)),
             workers=workers,
             nice=_int(env, "ZENDO_NICE", SERVE_NICENESS, minimum=0, maximum=MAX_NICENESS),
+            cpu_busy_limit=_share(env, "ZENDO_CPU_BUSY_LIMIT", SERVE_CPU_BUSY_LIMIT),
             gateway=_gateway_config(env),
             metrics_token=env.get("ZENDO_METRICS_TOKEN", ""),
             metrics_dir=env.get("PROMETHEUS_MULTIPROC_DIR", ""),

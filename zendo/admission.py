@@ -26,6 +26,9 @@
   while the clients saw p99s of 300 ms (their requests also wait for a CPU before this
   process reads them, which no in-process clock sees). Routes slow by design (a
   password hash takes a bcrypt, off the loop) do not feed it.
+New jobs past those bounds meet one more (`zendo/headroom.py`): a rate limit while the
+machine's cores are busy past a share, which bounds the work the admitted jobs bring
+later, and refuses at an even pace rather than at the moments answers are late.
 Health checks and metrics are always admitted. A WebSocket handshake is checked like a
 request (a refused one gets the same 503 before the upgrade), but an open socket is
 not counted in flight: it lives for hours and costs only when it sends.
@@ -64,6 +67,7 @@ from aiohttp import web
 
 from core.errors import Overloaded
 from core.metrics import Metrics
+from zendo.headroom import JobRate
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -179,6 +183,8 @@ class Admission:
 
 
 ADMISSION = web.AppKey("admission", Admission)
+JOB_RATE = web.AppKey("job_rate", JobRate)
+NEW_JOB_PATH = "/interventions"
 
 
 class AdmissionMetrics:
@@ -187,8 +193,12 @@ class AdmissionMetrics:
     `/metrics` before it answers): nothing on the request path, and in a worker pool
     each process's figures reach the files the pool's `/metrics` adds up."""
 
-    def __init__(self, admission: Admission, metrics: Metrics) -> None:
+    def __init__(self, admission: Admission, job_rate: JobRate, metrics: Metrics) -> None:
         self._admission = admission
+        self._job_rate = job_rate
+        self._job_rate_limit = metrics.new_job_rate_limit
+        self._by_cpu_busy = metrics.admission_refused.labels(reason="cpu_busy")
+        self._counted_cpu_busy = 0
         self._limit = metrics.admission_limit
         self._in_flight = metrics.admission_in_flight
         self._by_in_flight = metrics.admission_refused.labels(reason="in_flight")
@@ -208,6 +218,11 @@ class AdmissionMetrics:
         if by_lag != self._counted_lag:
             self._by_lag.inc(by_lag - self._counted_lag)
             self._counted_lag = by_lag
+        job_rate = self._job_rate
+        self._job_rate_limit.set(job_rate.limit or 0.0)
+        if job_rate.refused != self._counted_cpu_busy:
+            self._by_cpu_busy.inc(job_rate.refused - self._counted_cpu_busy)
+            self._counted_cpu_busy = job_rate.refused
 
 
 ADMISSION_METRICS = web.AppKey("admission_metrics", AdmissionMetrics)
@@ -226,6 +241,12 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
         admission.check(in_progress=True, adaptive=False)
     else:
         admission.check(in_progress=in_progress(request))
+        if (
+            request.method == "POST"
+            and request.path == NEW_JOB_PATH
+            and not request.app[JOB_RATE].take(time.perf_counter())
+        ):
+            raise Overloaded(OVERLOADED_DETAIL, retry_after_s=RETRY_AFTER_S)
     admission.admitted()
     started = time.perf_counter()
     try:

@@ -27,11 +27,13 @@ from gateway import routes as gateway_routes
 from zendo.admission import (
     ADMISSION,
     ADMISSION_METRICS,
+    JOB_RATE,
     Admission,
     AdmissionMetrics,
     admission_middleware,
 )
 from zendo.console import routes as console_routes
+from zendo.headroom import JobRate
 from zendo.middleware import (
     cors_middleware,
     error_middleware,
@@ -56,7 +58,8 @@ def create_app(settings: Settings) -> web.Application:
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = Metrics.create(settings.dispatch_policy, settings.metrics_dir)
     app[ADMISSION] = app[appkeys.WORK_METER] = Admission()
-    app[ADMISSION_METRICS] = AdmissionMetrics(app[ADMISSION], app[appkeys.METRICS])
+    app[JOB_RATE] = JobRate(busy_limit=settings.cpu_busy_limit)
+    app[ADMISSION_METRICS] = AdmissionMetrics(app[ADMISSION], app[JOB_RATE], app[appkeys.METRICS])
     app.on_response_prepare.append(security_headers)
 
     # Resources first, in dependency order; contexts append their background

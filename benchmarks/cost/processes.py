@@ -80,6 +80,9 @@ def start_server(args: argparse.Namespace, port: int, ping_rate: float) -> subpr
         "ZENDO_JOBS_PER_MIN_PER_CLIENT": "1000000",
         "ZENDO_OFFER_TIMEOUT_S": "600",  # no offer expires between two windows
         "ZENDO_PING_RATE_PER_S": str(ping_rate),
+        # The cost of a job is measured on jobs done: the driver keeps the cores busy, and
+        # new jobs refused for CPU headroom (zendo/headroom.py) would be cheap errors.
+        "ZENDO_CPU_BUSY_LIMIT": "0",
     }
     workers = [] if args.server_workers is None else ["--workers", str(args.server_workers)]
     return subprocess.Popen(

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from core.gateway_config import GatewayConfig
-from core.settings import SERVE_NICENESS, Settings, SettingsError
+from core.settings import SERVE_CPU_BUSY_LIMIT, SERVE_NICENESS, Settings, SettingsError
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -75,6 +75,9 @@ def test_secrets_are_masked_in_repr(tmp_path: Path) -> None:
         ("ZENDO_NICE", "-1"),
         ("ZENDO_NICE", "20"),
         ("ZENDO_NICE", "low"),
+        ("ZENDO_CPU_BUSY_LIMIT", "-0.1"),
+        ("ZENDO_CPU_BUSY_LIMIT", "1.5"),
+        ("ZENDO_CPU_BUSY_LIMIT", "busy"),
     ],
 )
 def test_invalid_values_are_refused(tmp_path: Path, name: str, value: str) -> None:
@@ -147,6 +150,13 @@ def test_the_server_yields_the_cpu_unless_told_otherwise(tmp_path: Path) -> None
     assert Settings.from_env(_env(tmp_path, ZENDO_NICE="0")).nice == 0
     assert Settings.from_env(_env(tmp_path, ZENDO_NICE="19")).nice == 19
     assert Settings().nice == 0  # in-process (tests, tools): the caller's priority
+
+
+def test_the_server_keeps_cpu_headroom_unless_told_otherwise(tmp_path: Path) -> None:
+    assert Settings.from_env(_env(tmp_path)).cpu_busy_limit == SERVE_CPU_BUSY_LIMIT == 0.9
+    assert Settings.from_env(_env(tmp_path, ZENDO_CPU_BUSY_LIMIT="0")).cpu_busy_limit == 0.0
+    assert Settings.from_env(_env(tmp_path, ZENDO_CPU_BUSY_LIMIT="1")).cpu_busy_limit == 1.0
+    assert Settings().cpu_busy_limit == 0.0  # in-process (tests, tools): never limited
 
 
 @pytest.mark.parametrize("value", ["0", "-2", "many", "1.5"])

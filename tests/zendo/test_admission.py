@@ -26,6 +26,7 @@ from zendo.admission import (
     Admission,
     AdmissionMetrics,
 )
+from zendo.headroom import JobRate
 
 
 async def _overloaded(resp: Any) -> None:
@@ -48,7 +49,7 @@ async def client_of(
 ) -> TestClient[Any, Any]:
     """The app with at most two requests in flight and a route that holds its request."""
     app[ADMISSION] = Admission(max_in_flight=2)
-    app[ADMISSION_METRICS] = AdmissionMetrics(app[ADMISSION], app[METRICS])
+    app[ADMISSION_METRICS] = AdmissionMetrics(app[ADMISSION], JobRate(busy_limit=0.0), app[METRICS])
 
     async def slow(request: web.Request) -> web.Response:
         await held.wait()

@@ -15,7 +15,14 @@ import pytest
 from aiohttp import web
 
 from core.metrics import Metrics
-from zendo.admission import ADMISSION, PROGRESS_SUFFIXES, Admission, admission_middleware
+from zendo.admission import (
+    ADMISSION,
+    JOB_RATE,
+    PROGRESS_SUFFIXES,
+    Admission,
+    admission_middleware,
+)
+from zendo.headroom import MIN_RATE, JobRate
 from zendo.middleware import error_middleware
 from zendo.system.listener import MultiAcceptSite
 from zendo.system.request_screen import ROUTES, UNDER_WAY, Door, read_whole, screened
@@ -105,7 +112,7 @@ def test_anything_else_goes_to_aiohttp(data: bytes) -> None:
 def test_the_door_refuses_only_when_admission_does() -> None:
     admission = Admission(max_in_flight=2)
     metrics = Metrics.create()
-    door = Door(admission, metrics.http_requests)
+    door = Door(admission, JobRate(busy_limit=0.0), metrics.http_requests)
     assert door.answer(new_job(), 0.0) is None  # keeping up: aiohttp's
     admission.in_flight = 2
     answer = door.answer(new_job(b"X-Request-Id: r-1"), 1_700_000_000.0)
@@ -124,7 +131,7 @@ def test_work_under_way_is_refused_only_past_the_doubled_bounds() -> None:
     admission = Admission(max_in_flight=100)
     admission.limit = 10.0
     metrics = Metrics.create()
-    door = Door(admission, metrics.http_requests)
+    door = Door(admission, JobRate(busy_limit=0.0), metrics.http_requests)
     status_change = new_job(target=b"/interventions/" + JOB_ID + b"/status", body=STATUS)
     admission.in_flight = 199  # past the new-work limit: new jobs refused, work under way not
     assert door.answer(new_job(), 0.0) is not None
@@ -141,6 +148,23 @@ def test_work_under_way_is_refused_only_past_the_doubled_bounds() -> None:
 
     assert refused("/interventions") == 1.0
     assert refused("/interventions/{id}/status") == 1.0
+
+
+def test_the_door_refuses_new_jobs_past_the_busy_machine_limit() -> None:
+    admission = Admission(max_in_flight=100)
+    job_rate = JobRate(busy_limit=0.85, limit=MIN_RATE, refilled=time.perf_counter())
+    metrics = Metrics.create()
+    door = Door(admission, job_rate, metrics.http_requests)
+    status_change = new_job(target=b"/interventions/" + JOB_ID + b"/status", body=STATUS)
+    answer = door.answer(new_job(), 0.0)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"\r\nRetry-After: 1\r\n" in answer
+    assert door.answer(status_change, 0.0) is None  # only new jobs
+    assert door.answer(new_job(b"Origin: https://x.test"), 0.0) is None  # aiohttp's: its own
+    assert (job_rate.refused, admission.refused) == (1, 0)
+    job_rate.tokens = 1.0  # a token back: through, and taken by the middleware, not here
+    assert door.answer(new_job(), 0.0) is None
+    assert 1.0 <= job_rate.tokens < 1.5 and job_rate.refused == 1
 
 
 class Served:
@@ -175,13 +199,14 @@ async def served() -> AsyncIterator[Served]:
 
     app = web.Application(middlewares=[error_middleware, admission_middleware])
     admission = app[ADMISSION] = Admission(max_in_flight=4)
+    job_rate = app[JOB_RATE] = JobRate(busy_limit=0.0)
     app.router.add_post("/interventions", create)
     app.router.add_post("/interventions/{id}/status", status)
     app.router.add_post("/slow", slow)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     assert runner.server is not None
-    door = Door(admission, Metrics.create().http_requests)
+    door = Door(admission, job_rate, Metrics.create().http_requests)
     site = MultiAcceptSite(runner, "127.0.0.1", 0, protocol_factory=screened(runner.server, door))
     await site.start()
     try:

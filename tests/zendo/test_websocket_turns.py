@@ -17,6 +17,7 @@ from aiohttp import WSMsgType, web
 from core.metrics import Metrics
 from gateway.turns import PerTurn, Release
 from zendo.admission import Admission
+from zendo.headroom import JobRate
 from zendo.system.listener import MultiAcceptSite
 from zendo.system.request_screen import Door, screened
 
@@ -77,7 +78,9 @@ async def serve(turns: PerTurn) -> AsyncIterator[Served]:
     app.router.add_get("/ping", ping)
     await runner.setup()
     assert runner.server is not None
-    door = Door(Admission(max_in_flight=100), Metrics.create().http_requests)
+    door = Door(
+        Admission(max_in_flight=100), JobRate(busy_limit=0.0), Metrics.create().http_requests
+    )
     state.site = MultiAcceptSite(
         runner, "127.0.0.1", 0, protocol_factory=screened(runner.server, door, turns)
     )

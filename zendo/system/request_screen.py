@@ -65,7 +65,8 @@ from prometheus_client import Counter
 from core import appkeys
 from core.errors import Overloaded
 from gateway.turns import PerTurn
-from zendo.admission import ADMISSION, OVERLOADED_DETAIL, RETRY_AFTER_S, Admission
+from zendo.admission import ADMISSION, JOB_RATE, OVERLOADED_DETAIL, RETRY_AFTER_S, Admission
+from zendo.headroom import JobRate
 from zendo.middleware import SECURITY_HEADERS, new_request_id, problem_document
 
 NEW_JOB = "/interventions"
@@ -210,17 +211,18 @@ def _read_head(data: bytes, route: tuple[str, bool]) -> Screened | None:
 class Door:
     """Admission control's judgement of a screened request, before aiohttp's parser."""
 
-    __slots__ = ("_admission", "_refused")
+    __slots__ = ("_admission", "_job_rate", "_refused")
 
-    def __init__(self, admission: Admission, requests: Counter) -> None:
+    def __init__(self, admission: Admission, job_rate: JobRate, requests: Counter) -> None:
         self._admission = admission
+        self._job_rate = job_rate
         self._refused = {
             route: requests.labels(route=route, status=str(_STATUS)) for route in ROUTES
         }
 
     @classmethod
     def of(cls, app: web.Application) -> Door:
-        return cls(app[ADMISSION], app[appkeys.METRICS].http_requests)
+        return cls(app[ADMISSION], app[JOB_RATE], app[appkeys.METRICS].http_requests)
 
     def answer(self, data: bytes, now: float) -> bytes | None:
         """The refusal to write for `data` (`now`: the wall clock, for its Date), or
@@ -230,12 +232,18 @@ class Door:
         if route is None:
             return None
         refuse, lagging = self._admission.judge(in_progress=route[1])
+        by_rate = False
+        if not refuse and route[0] == NEW_JOB:
+            refuse = by_rate = self._job_rate.full(time.perf_counter())
         if not refuse:
             return None
         screened = _read_head(data, route)
         if screened is None:  # aiohttp's: the middleware judges and counts it
             return None
-        self._admission.count_refusal(lagging=lagging)
+        if by_rate:
+            self._job_rate.count_refusal()
+        else:
+            self._admission.count_refusal(lagging=lagging)
         self._refused[screened.route].inc()
         return refusal(screened.request_id or new_request_id().encode(), now)
 

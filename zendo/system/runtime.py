@@ -26,7 +26,8 @@ from aiohttp import web
 
 from core import appkeys
 from core.appkeys import METRICS
-from zendo.admission import ADMISSION, ADMISSION_METRICS
+from zendo.admission import ADMISSION, ADMISSION_METRICS, JOB_RATE
+from zendo.headroom import PERIOD_S, BusyShare
 
 log = logging.getLogger("zendo.runtime")
 _LAG_PROBE_S = 0.025
@@ -36,7 +37,10 @@ async def _probe_lag(app: web.Application) -> None:
     lag = app[METRICS].loop_lag_seconds
     admission = app[ADMISSION]
     admission_metrics = app[ADMISSION_METRICS]
+    job_rate = app[JOB_RATE]
+    busy = BusyShare() if app[appkeys.SETTINGS].cpu_busy_limit > 0 else None
     loop = asyncio.get_running_loop()
+    read_at = loop.time()
     while True:
         planned = loop.time() + _LAG_PROBE_S
         await asyncio.sleep(_LAG_PROBE_S)
@@ -44,6 +48,10 @@ async def _probe_lag(app: web.Application) -> None:
         lag.observe(late)
         admission.loop_lag_s = late
         admission_metrics.sync()
+        now = loop.time()
+        if busy is not None and now - read_at >= PERIOD_S:
+            job_rate.observe(busy.read(), now - read_at, time.perf_counter())
+            read_at = now
 
 
 def _gc_timer(app: web.Application, log_above_s: float) -> Any:
