@@ -65,11 +65,18 @@ from prometheus_client import Counter
 from core import appkeys
 from core.errors import Overloaded
 from gateway.turns import PerTurn
-from zendo.admission import ADMISSION, JOB_RATE, OVERLOADED_DETAIL, RETRY_AFTER_S, Admission
+from zendo.admission import (
+    ADMISSION,
+    JOB_RATE,
+    NEW_JOB_PATH,
+    OVERLOADED_DETAIL,
+    RETRY_AFTER_S,
+    Admission,
+)
 from zendo.headroom import JobRate
 from zendo.middleware import SECURITY_HEADERS, new_request_id, problem_document
 
-NEW_JOB = "/interventions"
+NEW_JOB = NEW_JOB_PATH
 # Work under way, one route per suffix of admission's PROGRESS_SUFFIXES (a test keeps
 # them in step): (prefix, suffix) -> template.
 UNDER_WAY = {
