@@ -32,6 +32,15 @@ def _asked(rate: JobRate, n: int, start: float, spacing: float) -> int:
     return sum(rate.take(start + i * spacing) for i in range(n))
 
 
+def _engaged() -> JobRate:
+    """A limit just set: 50 new jobs admitted in a second on a machine 95 % busy."""
+    rate = JobRate(busy_limit=0.85)
+    _asked(rate, 50, 0.0, 0.02)
+    rate.observe(0.95, 1.0, 1.0)
+    assert rate.limit is not None
+    return rate
+
+
 def test_unlimited_until_the_machine_is_busy_past_the_bound() -> None:
     rate = JobRate(busy_limit=0.85)
     assert _asked(rate, 40, 0.0, 0.025) == 40
@@ -48,9 +57,7 @@ def test_a_few_jobs_on_a_busy_machine_are_not_limited() -> None:
 
 
 def test_busy_past_the_bound_limits_below_what_was_admitted() -> None:
-    rate = JobRate(busy_limit=0.85)
-    _asked(rate, 50, 0.0, 0.02)
-    rate.observe(0.95, 1.0, 1.0)
+    rate = _engaged()
     assert rate.limit is not None
     assert MIN_RATE <= rate.limit < 50
     limit = rate.limit
@@ -87,10 +94,7 @@ def test_the_limit_never_goes_below_its_floor() -> None:
 
 
 def test_the_limit_is_lifted_once_the_machine_is_not_busy_and_few_jobs_are_asked() -> None:
-    rate = JobRate(busy_limit=0.85)
-    _asked(rate, 50, 0.0, 0.02)
-    rate.observe(0.95, 1.0, 1.0)
-    assert rate.limit is not None
+    rate = _engaged()
     _asked(rate, 2, 1.0, 0.1)
     rate.observe(0.95, 1.0, 2.0)  # still busy: kept, at most what was asked
     assert rate.limit == MIN_RATE
@@ -104,9 +108,7 @@ def test_off_when_the_bound_is_zero_or_the_share_unknown() -> None:
     _asked(off, 50, 0.0, 0.02)
     off.observe(1.0, 1.0, 1.0)
     assert off.limit is None
-    unknown = JobRate(busy_limit=0.85)
-    _asked(unknown, 50, 0.0, 0.02)
-    unknown.observe(0.95, 1.0, 1.0)
+    unknown = _engaged()
     unknown.observe(None, 1.0, 2.0)
     assert unknown.limit is None
 
