@@ -9,30 +9,25 @@ past capacity, the cores stayed 96 % busy and every process waited for one.
 
 So the jobs admitted are also bounded by the machine's busy share (`/proc/stat`: every
 core, every process; idle and I/O wait count as free). Once a second: when the share,
-smoothed, is past `busy_limit` while this process admits at least `ENGAGE_RATE` new jobs
-a second (smoothed too), new jobs are limited to that rate less `GAIN` times the relative
-excess. From then on the limit moves only while it refuses jobs: down by `GAIN` times the
-relative excess while the share is past the bound, up by `GAIN` times the shortfall while
-it is not (at least `MIN_STEP` either way), so that it settles where the share meets the
-bound; it is lifted once the jobs asked fall well below it. A limit that refuses nothing
-holds: the share is then not its doing. (Cut whatever it refused, one second in which the
-clients fell behind, during a burst of connections, set it to its floor, where it stayed
-for a minute.) Past the limit a new job is answered 503 `overloaded` with `Retry-After`
-(a token bucket of `BURST_S` of the limit: steady arrivals, not a second's worth at
-once), at the door when it can be (`zendo/system/request_screen.py`). Every process of a
-pool runs its own, on the same machine-wide share, so each sheds its part. Refused at an
-even pace, new jobs are refused whether or not answers are late at that moment: the
-latency rule's refusals come when everything is slow, and the client sees them late.
+smoothed, is past `busy_limit` while this process is admitting at least `ENGAGE_RATE`
+new jobs a second, new jobs are limited to what it admitted (or was asked, if less),
+less `GAIN` times the relative excess; while the share stays `HYSTERESIS` below the
+bound the limit grows by `GAIN` times the relative shortfall, and it is lifted once the
+jobs asked fall well below it. Past the limit a new job is answered 503 `overloaded`
+with `Retry-After` (a token bucket of `BURST_S` of the limit: steady arrivals, not a
+second's worth at once), at the door when it can be (`zendo/system/request_screen.py`).
+Every process of a pool runs its own, on the same machine-wide share, so each sheds its
+part. Refused at an even pace, new jobs are refused whether or not answers are late at
+that moment: the latency rule's refusals come when everything is slow, and the client
+sees them late.
 
 The work a job brings arrives over the next seconds (offers answered within one to a
 few seconds, status changes after that): the gain is small and the reading smoothed, so
 that the limit does not swing past what the machine holds while that work arrives.
 Clients on the same machine (a load generator) pay for each refusal and its retry out of
-the same cores: there the limit sheds more than it would with remote clients. Once it has
-engaged (a burst of connections is enough), the refusals and their retries can keep the
-share at the bound with half the jobs the machine holds without them, and when something
-else takes the cores it falls further (BENCHMARKS.md, twice the rate).
-`ZENDO_CPU_BUSY_LIMIT=0` turns it off.
+the same cores: there the limit sheds more than it would with remote clients, and when
+something else takes the cores it can fall well below what the machine held
+(BENCHMARKS.md, twice the rate). `ZENDO_CPU_BUSY_LIMIT=0` turns it off.
 """
 
 from __future__ import annotations
@@ -43,21 +38,20 @@ from typing import Final
 
 # Seconds between two readings of the machine's busy share.
 PERIOD_S: Final = 1.0
-# Weight of the newest reading in the smoothed share and the smoothed admitted rate.
+# Weight of the newest reading in the smoothed share.
 SMOOTHING: Final = 0.5
-# A process admitting fewer new jobs a second than this (smoothed) is not limited (a few
-# jobs cannot fill a machine; a busy machine is something else's doing).
+# A process admitting fewer new jobs a second than this is not limited (a few jobs cannot
+# fill a machine; a busy machine is something else's doing).
 ENGAGE_RATE: Final = 10.0
 # The limit never goes below this many new jobs a second per process.
 MIN_RATE: Final = 5.0
-# Per reading past the bound while the limit refuses jobs, it drops by GAIN x (share -
-# bound) / bound, at least MIN_STEP and at most MAX_CUT; per reading at or under the bound
-# while it refuses jobs, it grows by GAIN x (bound - share) / bound, at least MIN_STEP and
-# at most MAX_GROWTH. No dead band: the limit settles where the share meets the bound.
+# Per reading past the bound, the limit drops by GAIN x (share - bound) / bound (at most
+# by MAX_CUT); per reading HYSTERESIS below it, it grows by GAIN x (bound - share) / bound
+# (at most by MAX_GROWTH).
 GAIN: Final = 0.5
-MIN_STEP: Final = 0.05
 MAX_CUT: Final = 0.3
 MAX_GROWTH: Final = 0.2
+HYSTERESIS: Final = 0.05
 # The limit is lifted when the jobs asked stay below this share of it.
 LIFT_BELOW: Final = 0.5
 # The token bucket holds this many seconds of the limit.
@@ -105,7 +99,6 @@ class JobRate:
     busy_limit: float
     limit: float | None = None  # new jobs a second; None: not limited
     busy: float | None = None  # the smoothed share
-    pace: float | None = None  # the smoothed rate of new jobs admitted, a second
     asked: int = 0  # new jobs seen since the last reading
     admitted: int = 0  # of those, let through
     refused: int = 0
@@ -147,33 +140,18 @@ class JobRate:
             return
         busy = share if self.busy is None else SMOOTHING * share + (1 - SMOOTHING) * self.busy
         self.busy = busy
-        pace = (
-            admitted_rate
-            if self.pace is None
-            else (SMOOTHING * admitted_rate + (1 - SMOOTHING) * self.pace)
-        )
-        self.pace = pace
-        error = (busy - self.busy_limit) / self.busy_limit
         limit = self.limit
-        if limit is None:
-            if error > 0.0 and pace >= ENGAGE_RATE:
-                self.limit = max(MIN_RATE, pace * (1.0 - _step(error, MAX_CUT)))
-                self.tokens = self.limit * BURST_S
-                self.refilled = now
-            return
-        # Only a limit that refused jobs moves: one that refuses nothing is not what fills
-        # the cores, and cut then (clients late for a moment, a burst of connections) it
-        # would stay low once the jobs came back.
-        refusing = asked_rate > admitted_rate
+        error = (busy - self.busy_limit) / self.busy_limit
         if error > 0.0:
-            if refusing:
-                self.limit = max(MIN_RATE, limit * (1.0 - _step(error, MAX_CUT)))
-        elif asked_rate < LIFT_BELOW * limit:
-            self.limit = None
-        elif refusing:
-            self.limit = limit * (1.0 + _step(-error, MAX_GROWTH))
-
-
-def _step(relative_error: float, largest: float) -> float:
-    """The limit's relative change for a reading `relative_error` off the bound."""
-    return min(largest, max(MIN_STEP, GAIN * relative_error))
+            if limit is None and admitted_rate < ENGAGE_RATE:
+                return
+            base = admitted_rate if limit is None else min(limit, max(asked_rate, MIN_RATE))
+            if limit is None:
+                self.tokens = base * BURST_S
+                self.refilled = now
+            self.limit = max(MIN_RATE, base * (1.0 - min(MAX_CUT, GAIN * error)))
+        elif limit is not None:
+            if asked_rate < LIFT_BELOW * limit:
+                self.limit = None
+            elif busy < self.busy_limit - HYSTERESIS:
+                self.limit = limit * (1.0 + min(MAX_GROWTH, -GAIN * error))

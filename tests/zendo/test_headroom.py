@@ -22,7 +22,6 @@ from zendo.headroom import (
     MAX_CUT,
     MAX_GROWTH,
     MIN_RATE,
-    MIN_STEP,
     BusyShare,
     JobRate,
 )
@@ -87,58 +86,21 @@ def test_the_limit_keeps_falling_while_busy_and_grows_back_when_not() -> None:
 
 def test_the_limit_never_goes_below_its_floor() -> None:
     rate = JobRate(busy_limit=0.85)
-    for t in range(1, 60):  # always more asked than the limit lets through
-        _asked(rate, 200, float(t - 1), 0.005)
+    _asked(rate, 50, 0.0, 0.02)
+    for t in range(1, 60):
+        _asked(rate, 100, float(t - 1), 0.01)
         rate.observe(1.0, 1.0, float(t))
     assert rate.limit == MIN_RATE
 
 
 def test_the_limit_is_lifted_once_the_machine_is_not_busy_and_few_jobs_are_asked() -> None:
     rate = _engaged()
-    limit = rate.limit
     _asked(rate, 2, 1.0, 0.1)
-    rate.observe(0.95, 1.0, 2.0)  # still busy, but refusing nothing: held
-    assert rate.limit == limit
+    rate.observe(0.95, 1.0, 2.0)  # still busy: kept, at most what was asked
+    assert rate.limit == MIN_RATE
     _asked(rate, 2, 2.0, 0.1)
     rate.observe(0.5, 1.0, 3.0)
     assert rate.limit is None
-
-
-def test_a_limit_refusing_nothing_is_not_cut_by_a_busy_machine() -> None:
-    """Clients late for a few seconds (a burst of connections fills the cores): the jobs
-    asked drop under the limit; it holds, and takes them all when they come back."""
-    rate = _engaged()
-    limit = rate.limit
-    assert limit is not None
-    for t in range(1, 6):
-        assert _asked(rate, 3, float(t), 0.2) == 3
-        rate.observe(1.0, 1.0, float(t + 1))
-        assert rate.limit == limit
-    through = _asked(rate, int(limit), 6.0, 1.0 / limit)
-    assert through >= int(limit) - 1
-
-
-def test_engaging_takes_the_smoothed_rate_not_one_second_s_dip() -> None:
-    rate = JobRate(busy_limit=0.85)
-    for t in range(1, 4):  # 40 new jobs a second on a machine under the bound
-        _asked(rate, 40, float(t - 1), 0.025)
-        rate.observe(0.8, 1.0, float(t))
-    _asked(rate, 4, 3.0, 0.25)  # a second in which the clients fell behind
-    rate.observe(1.0, 1.0, 4.0)
-    assert rate.limit is not None and rate.limit > 15
-
-
-def test_under_the_bound_a_refusing_limit_grows_by_at_least_the_least_step() -> None:
-    rate = JobRate(busy_limit=0.9)
-    _asked(rate, 50, 0.0, 0.02)
-    rate.observe(0.95, 1.0, 1.0)
-    limit = rate.limit
-    assert limit is not None
-    for t in range(1, 4):  # the share settles just under the bound; jobs are refused
-        _asked(rate, 100, float(t), 0.01)
-        rate.observe(0.85, 1.0, float(t + 1))
-        assert rate.busy is not None and rate.busy <= rate.busy_limit
-    assert rate.limit is not None and rate.limit >= limit * (1 + MIN_STEP) ** 3 - 1e-9
 
 
 def test_off_when_the_bound_is_zero_or_the_share_unknown() -> None:
