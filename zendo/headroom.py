@@ -10,8 +10,9 @@ past capacity, the cores stayed 96 % busy and every process waited for one.
 So the jobs admitted are also bounded by the machine's busy share (`/proc/stat`: every
 core, every process; idle and I/O wait count as free). Once a second: when the share,
 smoothed, is past `busy_limit` while this process is admitting at least `ENGAGE_RATE`
-new jobs a second, new jobs are limited to what it admitted (or was asked, if less),
-less `GAIN` times the relative excess; while the share stays `HYSTERESIS` below the
+new jobs a second, new jobs are limited to the most it admitted in a second of the last
+`RECENT_READINGS` (or, once limited, the most it was asked, if less), less `GAIN` times
+the relative excess; while the share stays `HYSTERESIS` below the
 bound the limit grows by `GAIN` times the relative shortfall, and it is lifted once the
 jobs asked fall well below it. Past the limit a new job is answered 503 `overloaded`
 with `Retry-After` (a token bucket of `BURST_S` of the limit: steady arrivals, not a
@@ -32,7 +33,8 @@ something else takes the cores it can fall well below what the machine held
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -52,6 +54,12 @@ GAIN: Final = 0.5
 MAX_CUT: Final = 0.3
 MAX_GROWTH: Final = 0.2
 HYSTERESIS: Final = 0.05
+# The limit is set from the most jobs admitted (or asked) in a second of this many readings,
+# not the last one's: clients on the same machine fall behind for a second when its cores
+# are full (while 10,000 sockets connect, for one), and one such second (4 jobs asked of
+# 50) set the limit to its floor, where the refusals' retries kept the machine busy
+# enough that it never grew back (BENCHMARKS.md, twice the rate).
+RECENT_READINGS: Final = 5
 # The limit is lifted when the jobs asked stay below this share of it.
 LIFT_BELOW: Final = 0.5
 # The token bucket holds this many seconds of the limit.
@@ -104,6 +112,10 @@ class JobRate:
     refused: int = 0
     tokens: float = 0.0
     refilled: float = 0.0
+    # (asked, admitted) a second in the last RECENT_READINGS readings
+    recent: deque[tuple[float, float]] = field(
+        default_factory=lambda: deque(maxlen=RECENT_READINGS)
+    )
 
     def full(self, now: float) -> bool:
         """True when a new job arriving `now` must be refused (nothing counted)."""
@@ -135,6 +147,7 @@ class JobRate:
         asked_rate = self.asked / elapsed_s
         admitted_rate = self.admitted / elapsed_s
         self.asked = self.admitted = 0
+        self.recent.append((asked_rate, admitted_rate))
         if share is None or self.busy_limit <= 0.0:
             self.limit = None
             return
@@ -145,7 +158,10 @@ class JobRate:
         if error > 0.0:
             if limit is None and admitted_rate < ENGAGE_RATE:
                 return
-            base = admitted_rate if limit is None else min(limit, max(asked_rate, MIN_RATE))
+            if limit is None:
+                base = max(admitted for _, admitted in self.recent)
+            else:
+                base = min(limit, max(max(asked for asked, _ in self.recent), MIN_RATE))
             if limit is None:
                 self.tokens = base * BURST_S
                 self.refilled = now

@@ -22,6 +22,7 @@ from zendo.headroom import (
     MAX_CUT,
     MAX_GROWTH,
     MIN_RATE,
+    RECENT_READINGS,
     BusyShare,
     JobRate,
 )
@@ -93,14 +94,35 @@ def test_the_limit_never_goes_below_its_floor() -> None:
     assert rate.limit == MIN_RATE
 
 
-def test_the_limit_is_lifted_once_the_machine_is_not_busy_and_few_jobs_are_asked() -> None:
+def test_a_second_in_which_few_jobs_are_asked_does_not_set_the_limit() -> None:
+    # clients on the same busy machine fall behind for a second: 4 jobs asked of 50
     rate = _engaged()
-    _asked(rate, 2, 1.0, 0.1)
-    rate.observe(0.95, 1.0, 2.0)  # still busy: kept, at most what was asked
+    engaged = rate.limit
+    assert engaged is not None
+    _asked(rate, 4, 1.0, 0.2)
+    rate.observe(0.95, 1.0, 2.0)
+    assert rate.limit is not None and rate.limit >= engaged * (1 - MAX_CUT)
+    assert rate.limit > 4
+
+
+def test_the_limit_follows_few_jobs_asked_down_and_is_lifted_when_not_busy() -> None:
+    rate = _engaged()
+    for t in range(2, 2 + RECENT_READINGS):  # still busy, few jobs asked: down to them
+        _asked(rate, 2, float(t - 1), 0.1)
+        rate.observe(0.95, 1.0, float(t))
     assert rate.limit == MIN_RATE
-    _asked(rate, 2, 2.0, 0.1)
-    rate.observe(0.5, 1.0, 3.0)
+    _asked(rate, 2, 10.0, 0.1)
+    rate.observe(0.5, 1.0, 11.0)
     assert rate.limit is None
+
+
+def test_engaging_after_a_second_of_few_admitted_starts_from_the_recent_most() -> None:
+    rate = JobRate(busy_limit=0.85)
+    _asked(rate, 50, 0.0, 0.02)
+    rate.observe(0.80, 1.0, 1.0)  # not busy yet: 50 admitted
+    _asked(rate, 12, 1.0, 0.08)
+    rate.observe(0.99, 1.0, 2.0)  # busy, while the clients fell behind
+    assert rate.limit is not None and rate.limit >= 50 * (1 - MAX_CUT)
 
 
 def test_off_when_the_bound_is_zero_or_the_share_unknown() -> None:
