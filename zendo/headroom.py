@@ -27,8 +27,11 @@ few seconds, status changes after that): the gain is small and the reading smoot
 that the limit does not swing past what the machine holds while that work arrives.
 Clients on the same machine (a load generator) pay for each refusal and its retry out of
 the same cores: there the limit sheds more than it would with remote clients, and when
-something else takes the cores it can fall well below what the machine held
-(BENCHMARKS.md, twice the rate). `ZENDO_CPU_BUSY_LIMIT=0` turns it off.
+something else takes the cores it can fall well below what the machine held. On a 2-core
+VM the share hardly moves between half and all of what the machine holds (a process with
+less to do wakes more often a job; refusals and their retries fill the rest), so there
+the limit settles anywhere in that range (BENCHMARKS.md, twice the rate).
+`ZENDO_CPU_BUSY_LIMIT=0` turns it off.
 """
 
 from __future__ import annotations
