@@ -163,11 +163,10 @@ class JobRate:
                 return
             if limit is None:
                 base = max(admitted for _, admitted in self.recent)
-            else:
-                base = min(limit, max(max(asked for asked, _ in self.recent), MIN_RATE))
-            if limit is None:
                 self.tokens = base * BURST_S
                 self.refilled = now
+            else:
+                base = min(limit, max(max(asked for asked, _ in self.recent), MIN_RATE))
             self.limit = max(MIN_RATE, base * (1.0 - min(MAX_CUT, GAIN * error)))
         elif limit is not None:
             if asked_rate < LIFT_BELOW * limit:
