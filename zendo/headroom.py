@@ -60,8 +60,7 @@ HYSTERESIS: Final = 0.05
 # The limit is set from the most jobs admitted (or asked) in a second of this many readings,
 # not the last one's: clients on the same machine fall behind for a second when its cores
 # are full (while 10,000 sockets connect, for one), and one such second (4 jobs asked of
-# 50) set the limit to its floor, where the refusals' retries kept the machine busy
-# enough that it never grew back (BENCHMARKS.md, twice the rate).
+# 50) set the limit to its floor (BENCHMARKS.md, twice the rate).
 RECENT_READINGS: Final = 5
 # The limit is lifted when the jobs asked stay below this share of it.
 LIFT_BELOW: Final = 0.5
