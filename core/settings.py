@@ -167,6 +167,8 @@ class Settings:
     # when the CPU is short, PostgreSQL, Redis and anything else sharing the cores run
     # first, the server's answers slow, and admission control turns the excess away
     # instead of everything slowing together (README, "Under load, and reconnecting").
+    # With Linux's autogroups a niceness weighs only within a session, and each pool
+    # worker leads its own (README, same section).
     nice: int = 0
     # The machine's busy share past which new jobs are rate-limited (zendo/headroom.py);
     # 0: never, as in-process (tests, tools); `zendo serve`: SERVE_CPU_BUSY_LIMIT.

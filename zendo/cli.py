@@ -29,7 +29,6 @@ from aiohttp import web
 from prometheus_client.multiprocess import mark_process_dead
 
 from core.settings import DISPATCH_POLICIES, Settings, SettingsError
-from zendo.priority import lower_priority
 from zendo.system.logwriter import LogWriter
 
 
@@ -352,7 +351,7 @@ def _run(args: argparse.Namespace) -> int:
         changes = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
         if changes:
             settings = settings.replace(**changes)
-        lower_priority(settings.nice)
+        _lower_priority(settings.nice)
         workers = args.workers or settings.workers
         if workers > 1 and args.pool_fd is None:
             return _serve_pool(settings, workers)
@@ -387,6 +386,13 @@ def _run(args: argparse.Namespace) -> int:
             )
         )
     return 2
+
+
+def _lower_priority(niceness: int) -> None:
+    """Run at `niceness` (Settings.nice), unless this process runs nicer already; the
+    workers it starts inherit it."""
+    if niceness > os.getpriority(os.PRIO_PROCESS, 0):
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:

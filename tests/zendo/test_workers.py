@@ -35,7 +35,6 @@ from tests.gateway.conftest import eventually, fix, new_artisan, new_user, now_m
 from tests.gateway.processes import ROOT, stop, wait_healthy
 from tests.ports import free_port
 from zendo.admission import MAX_IN_FLIGHT
-from zendo.priority import session_niceness
 
 _STARTED = re.compile(r"zendo: worker (\d+) started \(pid (\d+)\)")
 _SERVING = re.compile(r"zendo serving on http://[^:]+:(\d+) \(node (\w+), pid (\d+);")
@@ -187,11 +186,6 @@ async def test_two_workers_are_two_nodes_and_a_frame_crosses_between_them(
     assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in (pool.proc.pid, *pids)] == [
         expected
     ] * 3
-    # Each worker leads its own session: with autogroup scheduling its session's group
-    # gets the niceness too (zendo/priority.py); the supervisor's caller's group keeps its own.
-    if session_niceness() is not None:
-        assert [session_niceness(Path(f"/proc/{pid}/autogroup")) for pid in pids] == [expected] * 2
-        assert session_niceness(Path(f"/proc/{pool.proc.pid}/autogroup")) == session_niceness()
 
     # SIGTERM to the supervisor stops every worker, and it exits 0.
     pool.proc.send_signal(signal.SIGTERM)
