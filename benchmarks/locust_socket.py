@@ -12,10 +12,11 @@ from typing import Any
 import gevent
 import orjson
 import websocket
-from locust import FastHttpUser
+from locust import User
 from locust.env import Environment
 
 from benchmarks import reconnect
+from benchmarks.locust_http import LeanHttp
 from benchmarks.locust_steps import Run
 
 CONNECT_ATTEMPTS = 12  # about a minute of back-off at most (benchmarks/reconnect.py)
@@ -83,12 +84,17 @@ def _ws_url(host: str) -> str:
     return host.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
 
 
-class SocketUser(FastHttpUser):
-    """Base: a user with a token and one WebSocket read by a greenlet."""
+class SocketUser(User):
+    """Base: a user with a token, one WebSocket read by a greenlet and a lean HTTP
+    client (benchmarks/locust_http.py)."""
 
     abstract = True
     profile: dict[str, Any]
     ws: websocket.WebSocket | None = None
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.http = LeanHttp(environment, self.host or "")
 
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.profile['access_token']}"}
@@ -199,3 +205,4 @@ class SocketUser(FastHttpUser):
         if self.ws is not None:
             ws, self.ws = self.ws, None
             ws.close()
+        self.http.close()

@@ -14,6 +14,9 @@ seed right before the run and keep runs shorter than that).
   CREATE_ATTEMPTS attempts) and follows it to a final status.
 - AdminUser: polls GET /admin/match (needs ZENDO_BENCH_ADMIN_EMAIL/_PASSWORD).
 
+HTTP requests go through benchmarks/locust_http.py (a lean HTTP/1.1 client: the same
+requests as locust's FastHttpSession at a third of its CPU, which the server shares).
+
 Custom latencies appear in locust's table as request type "LATENCY":
   "create -> first offer frame"  client POST sent -> offer frame received by the artisan
   "accept -> client status frame"  offer.accept sent -> client's ASSIGNED frame received
@@ -39,13 +42,12 @@ import json
 import os
 import random
 import time
-from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 import gevent
 import gevent.event
 import gevent.pool
-from locust import FastHttpUser, between, constant, events, task
+from locust import User, between, constant, events, task
 from locust.env import Environment
 from locust.exception import StopUser
 
@@ -53,6 +55,7 @@ from benchmarks import (
     locust_process,  # noqa: F401 - its init hooks tune this process
     reconnect,
 )
+from benchmarks.locust_http import HttpError, LeanHttp, failure_of
 from benchmarks.locust_socket import (
     CONNECT_ATTEMPTS,
     SocketUser,
@@ -202,23 +205,23 @@ class ArtisanUser(SocketUser):
                 body["start_code"] = START_CODES.pop(job_id, None)
                 if body["start_code"] is None:
                     return  # the client gave up on it (cancelled or not tracked here)
+            name = f"/interventions/[id]/status {status}"
             for attempt in range(CONNECT_ATTEMPTS):
-                with self.client.post(
-                    f"/interventions/{job_id}/status",
-                    json=body,
-                    headers=self.auth(),
-                    name=f"/interventions/[id]/status {status}",
-                    catch_response=True,
-                ) as resp:
-                    if resp.status_code == 409:
-                        resp.success()  # the client cancelled meanwhile
-                        return
-                    if resp.status_code != 503 or attempt + 1 == CONNECT_ATTEMPTS:
-                        break
-                    # Shed: work under way is retried by the README's rule, never dropped.
-                    resp.request_meta["name"] = f"status {status} shed (503), retried"
-                    resp.success()
-                hint = reconnect.hint_from_headers(resp.headers)
+                answer, ms, error = self.http.send(
+                    "POST", f"/interventions/{job_id}/status", json=body, headers=self.auth()
+                )
+                if answer is None:  # no answer at all: status 0, as FastHttpSession says
+                    self.http.report("POST", name, ms, 0, error)
+                    break
+                if answer.status == 409:
+                    self.http.report("POST", name, ms, len(answer.body), None)
+                    return  # the client cancelled meanwhile
+                if answer.status != 503 or attempt + 1 == CONNECT_ATTEMPTS:
+                    self.http.report("POST", name, ms, len(answer.body), failure_of(answer))
+                    break
+                # Shed: work under way is retried by the README's rule, never dropped.
+                self.http.report("POST", f"status {status} shed (503), retried", ms, 0, None)
+                hint = reconnect.hint_from_headers(answer.headers)
                 gevent.sleep(reconnect.delay_s(attempt, hint))
 
 
@@ -276,23 +279,25 @@ class ClientUser(SocketUser):
         """POST the job; shed (503), it is retried by the README's rule in a greenlet of
         its own (the pacing goes on), at most CREATE_ATTEMPTS times in all."""
         sent = time.perf_counter()
-        with self.client.post(
-            "/interventions", json=body, headers=self.auth(), catch_response=True
-        ) as resp:
-            if resp.status_code == 503:
-                # Shed past capacity (CONTRACT §8): an answer, counted in its own row.
-                resp.request_meta["name"] = "POST /interventions shed (503 overloaded)"
-                resp.success()
-                if attempt + 1 < CREATE_ATTEMPTS:
-                    hint = reconnect.hint_from_headers(resp.headers)
-                    delay = reconnect.delay_s(attempt, hint)
-                    self.followers.spawn(self.retry_create, body, attempt + 1, delay)
-                return
-            if resp.status_code != 201:
-                # no answer at all (the connection failed): status 0 and no text
-                resp.failure(f"{resp.status_code}: {(resp.text or '')[:200]}")
-                return
-            job = resp.json()
+        answer, ms, error = self.http.send("POST", "/interventions", json=body, headers=self.auth())
+        if answer is None:  # no answer at all (the connection failed): status 0
+            self.http.report("POST", "/interventions", ms, 0, error)
+            return
+        if answer.status == 503:
+            # Shed past capacity (CONTRACT §8): an answer, counted in its own row.
+            self.http.report("POST", "POST /interventions shed (503 overloaded)", ms, 0, None)
+            if attempt + 1 < CREATE_ATTEMPTS:
+                hint = reconnect.hint_from_headers(answer.headers)
+                delay = reconnect.delay_s(attempt, hint)
+                self.followers.spawn(self.retry_create, body, attempt + 1, delay)
+            return
+        failure = (
+            None if answer.status == 201 else HttpError(f"{answer.status}: {answer.text[:200]}")
+        )
+        self.http.report("POST", "/interventions", ms, len(answer.body), failure)
+        if failure is not None:
+            return
+        job = answer.json()
         job_id = job["id"]
         START_CODES[job_id] = job["start_code"]
         POST_SENT[job_id] = sent
@@ -341,25 +346,28 @@ class ClientUser(SocketUser):
         super().on_stop()
 
 
-class AdminUser(FastHttpUser):
+class AdminUser(User):
     weight = 1
     fixed_count = 1
     wait_time = between(0.5, 1.5)
 
     def on_start(self) -> None:
+        self.http = LeanHttp(self.environment, self.host or "")
         email = os.environ.get("ZENDO_BENCH_ADMIN_EMAIL")
         password = os.environ.get("ZENDO_BENCH_ADMIN_PASSWORD")
         self.token = None
         if not (email and password):
             return
         for attempt in range(CONNECT_ATTEMPTS):  # the server may not listen yet, or shed
-            resp = self.client.post("/auth/login", json={"email": email, "password": password})
-            if resp.status_code == 200:
-                self.token = resp.json()["access_token"]
+            answer = self.http.request(
+                "POST", "/auth/login", json={"email": email, "password": password}
+            )
+            if answer is not None and answer.status == 200:
+                self.token = answer.json()["access_token"]
                 return
-            if resp.status_code not in (0, 503):
+            if answer is not None and answer.status != 503:
                 return  # a wrong password is not retried (the failure is in the table)
-            hint = reconnect.hint_from_headers(cast("Mapping[str, str] | None", resp.headers))
+            hint = reconnect.hint_from_headers(answer.headers if answer else None)
             gevent.sleep(reconnect.delay_s(attempt, hint))
 
     @task
@@ -367,11 +375,15 @@ class AdminUser(FastHttpUser):
         if self.token is None:
             return
         spot = random.choice(ARTISANS)
-        self.client.get(
+        self.http.request(
+            "GET",
             f"/admin/match?lat={spot['lat']}&lon={spot['lon']}&specialty={spot['specialty']}&k=10",
             headers={"Authorization": f"Bearer {self.token}"},
             name="/admin/match",
         )
+
+    def on_stop(self) -> None:
+        self.http.close()
 
 
 @events.test_start.add_listener
