@@ -391,3 +391,58 @@ def test_a_locust_client_retries_a_shed_creation_by_the_readme_rule() -> None:
     # both shed at first; "always busy" stops after CREATE_ATTEMPTS attempts in all
     assert rows.count(shed) == 1 + int(attempts_allowed)
     assert all(not error for _name, error in rows)
+
+
+_FRAME_READER_CHECK = """
+import threading, types
+import gevent
+from gevent import socket
+from websocket import ABNF
+from benchmarks.locust_socket import FrameReader, OP_PONG, client_frame
+
+def server_frame(payload, opcode=ABNF.OPCODE_TEXT, fin=1):
+    frame = ABNF(fin, 0, 0, 0, opcode, 0, payload)  # unmasked, as a server sends
+    return frame.format()
+
+theirs, ours = socket.socketpair()
+pongs = []
+reader = FrameReader(ours, pongs.append)
+sizes = (0, 1, 125, 126, 65535, 65536, 70000)
+stream = b"".join(server_frame(bytes(i % 251 for i in range(n))) for n in sizes)
+stream += server_frame(b"are you there", ABNF.OPCODE_PING)
+stream += server_frame(b"part one, ", fin=0) + server_frame(b"part two", ABNF.OPCODE_CONT)
+stream += server_frame(b"\\x03\\xe8bye", ABNF.OPCODE_CLOSE)
+
+def feed():  # in pieces of every size, as TCP may deliver them
+    for start in range(0, len(stream), 7919):
+        theirs.sendall(stream[start:start + 7919])
+        gevent.sleep(0)
+    theirs.close()
+
+gevent.spawn(feed)
+for n in sizes:
+    opcode, payload = reader.next()
+    print(n, opcode, payload == bytes(i % 251 for i in range(n)))
+print(reader.next())
+print("pongs", pongs)
+print(reader.next())
+try:
+    reader.next()
+except Exception as exc:
+    print("end", type(exc).__name__)
+print("pong frame", client_frame(b"hi", OP_PONG) == bytes((0x8A, 0x82, 0, 0, 0, 0)) + b"hi")
+"""
+
+
+def test_locust_reads_the_servers_frames_as_websocket_client_would() -> None:
+    """The users' reader skips websocket-client's frame parser: every length encoding,
+    frames split across reads, a ping answered with its pong (not returned), a
+    fragmented message joined, the close frame's data, and the socket's end."""
+    assert _python_lines(_FRAME_READER_CHECK) == [
+        *(f"{n} 1 True" for n in (0, 1, 125, 126, 65535, 65536, 70000)),
+        "(1, b'part one, part two')",
+        "pongs [b'are you there']",
+        "(8, b'\\x03\\xe8bye')",
+        "end WebSocketConnectionClosedException",
+        "pong frame True",
+    ]
