@@ -82,6 +82,7 @@ a = http.request("POST", "/things", json={"x": 1}, headers={"Authorization": "Be
 print("json", a.status, a.json())
 number, line, headers, body = seen_requests[-1]
 print("request", line, headers["host"] == f"127.0.0.1:{server.server_port}",
+      headers["user-agent"], headers["accept-encoding"],
       headers["authorization"], headers["content-type"], headers["content-length"], body)
 print("chunked", http.request("GET", "/chunked").json())
 print("split", http.request("GET", "/split").body)
@@ -108,7 +109,8 @@ def test_lean_http_client_speaks_http_1_1_and_reports_each_request() -> None:
     again: each request one locust event, 4xx/5xx and no answer as failures."""
     assert _python_lines(_EXCHANGES) == [
         "json 200 {'echo': '{\"x\":1}', 'path': '/things'}",
-        "request POST /things HTTP/1.1 True Bearer t application/json 7 b'{\"x\":1}'",
+        "request POST /things HTTP/1.1 True zendo-locust gzip, deflate Bearer t application/json"
+        " 7 b'{\"x\":1}'",
         "chunked {'chunked': True}",
         "split b'hello world'",
         "one connection True",
