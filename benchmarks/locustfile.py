@@ -55,6 +55,7 @@ from benchmarks import (
     locust_process,  # noqa: F401 - its init hooks tune this process
     reconnect,
 )
+from benchmarks.fix_clock import FixClock
 from benchmarks.locust_http import HttpError, LeanHttp, failure_of
 from benchmarks.locust_socket import (
     CONNECT_ATTEMPTS,
@@ -92,6 +93,7 @@ _next_artisan = itertools.count()
 _next_client = itertools.count()
 
 # Shared between the users of this locust process (gevent: one thread, no locks needed).
+FIXES = FixClock(FIX_EVERY_S)  # every artisan's location fixes (benchmarks/fix_clock.py)
 POST_SENT: dict[str, float] = {}  # intervention id -> client POST sent (perf_counter)
 FIRST_OFFER: dict[str, float] = {}  # intervention id -> first offer frame received
 ACCEPT_SENT: dict[str, float] = {}  # intervention id -> offer.accept sent
@@ -108,7 +110,7 @@ def _first_offer_pair(env: Environment, job_id: str) -> None:
 
 class ArtisanUser(SocketUser):
     weight = 100
-    wait_time = constant(FIX_EVERY_S)  # the ping task sends a fix every 4 s itself
+    wait_time = constant(FIX_EVERY_S)  # unused: the ping task never returns
 
     def on_start(self) -> None:
         # With ZENDO_OFFER_BATCH > 1 several artisans get each job and the first accept
@@ -133,31 +135,29 @@ class ArtisanUser(SocketUser):
         self.profile = ARTISANS[number]
         self.lat, self.lon = float(self.profile["lat"]), float(self.profile["lon"])
         self.open_socket()  # the first fix (the ping task) makes the artisan ONLINE
-        # The phase of an artisan's pings is set by when its socket opened. A server
-        # that falls behind during the ramp completes handshakes in clumps, which then
-        # ping in step every 4 s: a burst load that real apps, started independently,
-        # do not make. A random phase per artisan, as for the clients.
-        gevent.sleep(random.uniform(0, FIX_EVERY_S))
 
     @task
     def ping(self) -> None:
-        """A fix every FIX_EVERY_S, in a loop of its own: locust's task scheduling around
-        each of 2,500 fixes a second (choosing the task, asking wait_time, checking for
-        a stop) was ~7 % of this process's samples (py-spy), half what the fixes cost."""
-        uniform = random.uniform
-        while True:
-            # A few metres of drift, well within the 70 m/s plausibility check.
-            self.lat += uniform(-0.00005, 0.00005)
-            self.lon += uniform(-0.00005, 0.00005)
-            self.send(
-                {
-                    "type": "location",
-                    "lat": self.lat,
-                    "lon": self.lon,
-                    "ts": int(time.time() * 1000),
-                }
-            )
-            gevent.sleep(FIX_EVERY_S)
+        """Register this artisan's fixes with the process's clock, then hold the user
+        until locust stops it. The clock gives each artisan a random phase: the phase
+        set by when its socket opened would follow the server's handshakes, which come
+        in clumps when it falls behind during the ramp, and the artisans would then
+        ping in step every 4 s, a burst load that real apps, started independently, do
+        not make. locust's own task loop around each fix (choosing the task, asking
+        wait_time, checking for a stop, a timer) cost more than the fix."""
+        FIXES.add(self.fix)
+        try:
+            gevent.event.Event().wait()  # never set: until the user's greenlet is killed
+        finally:
+            FIXES.remove(self.fix)
+
+    def fix(self) -> None:
+        # A few metres of drift, well within the 70 m/s plausibility check.
+        self.lat += random.uniform(-0.00005, 0.00005)
+        self.lon += random.uniform(-0.00005, 0.00005)
+        self.send(
+            {"type": "location", "lat": self.lat, "lon": self.lon, "ts": int(time.time() * 1000)}
+        )
 
     def on_frame(self, frame: dict[str, Any], received: float) -> None:
         kind = frame["type"]

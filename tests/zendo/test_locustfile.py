@@ -446,3 +446,30 @@ def test_locust_reads_the_servers_frames_as_websocket_client_would() -> None:
         "end WebSocketConnectionClosedException",
         "pong frame True",
     ]
+
+
+_FIX_CLOCK_CHECK = """
+import time
+import gevent
+from benchmarks.fix_clock import FixClock
+
+clock = FixClock(0.2, tick_s=0.01)
+calls = {name: [] for name in "abcd"}
+fixes = {name: (lambda name=name: calls[name].append(time.perf_counter())) for name in calls}
+for fix in fixes.values():
+    clock.add(fix)
+gevent.sleep(1.0)
+clock.remove(fixes["d"])
+gevent.sleep(0.6)
+counts = {name: len(times) for name, times in calls.items()}
+print(all(8 <= counts[n] <= 9 for n in "abc"), 4 <= counts["d"] <= 6)
+gaps = [b - a for times in calls.values() for a, b in zip(times, times[1:])]
+print(all(0.15 < gap < 0.25 for gap in gaps))
+print(len(clock.ticks), sum(map(len, clock.ticks)))
+"""
+
+
+def test_the_fix_clock_calls_each_artisan_once_a_period() -> None:
+    """Every registered fix once a period (not twice, not skipped), and none after its
+    artisan left: the one clock sends what 10,000 sleeping greenlets did."""
+    assert _python_lines(_FIX_CLOCK_CHECK) == ["True True", "True", "20 3"]
