@@ -14,8 +14,10 @@ seed right before the run and keep runs shorter than that).
   CREATE_ATTEMPTS attempts) and follows it to a final status.
 - AdminUser: polls GET /admin/match (needs ZENDO_BENCH_ADMIN_EMAIL/_PASSWORD).
 
-HTTP requests go through benchmarks/locust_http.py (a lean HTTP/1.1 client: the same
-requests as locust's FastHttpSession at a third of its CPU, which the server shares).
+locust shares the server's cores, so it spends as little as it can: HTTP requests go
+through benchmarks/locust_http.py (the same requests as locust's FastHttpSession at a
+third of its CPU), the server's frames are read by locust_socket.FrameReader and the
+artisans' fixes are sent by one clock, benchmarks/fix_clock.py.
 
 Custom latencies appear in locust's table as request type "LATENCY":
   "create -> first offer frame"  client POST sent -> offer frame received by the artisan
