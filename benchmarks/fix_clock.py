@@ -30,19 +30,20 @@ class FixClock:
         self.ticks: list[list[Callable[[], None]]] = [
             [] for _ in range(max(1, round(period_s / tick_s)))
         ]
+        self.tick_of: dict[Callable[[], None], list[Callable[[], None]]] = {}
         self.runner: gevent.Greenlet | None = None
 
     def add(self, fix: Callable[[], None]) -> None:
         """``fix`` from the next time its random tick comes round."""
-        random.choice(self.ticks).append(fix)
+        tick = self.tick_of[fix] = random.choice(self.ticks)
+        tick.append(fix)
         if self.runner is None:
             self.runner = gevent.spawn(self._run)
 
     def remove(self, fix: Callable[[], None]) -> None:
-        for tick in self.ticks:
-            if fix in tick:
-                tick.remove(fix)
-                return
+        tick = self.tick_of.pop(fix, None)
+        if tick is not None:
+            tick.remove(fix)
 
     def _run(self) -> None:
         """Tick by tick on an absolute schedule: a tick that comes late (the process was

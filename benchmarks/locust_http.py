@@ -64,7 +64,7 @@ class _Conn:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
 
-    def exchange(self, request: bytes, head_only: bool) -> tuple[Answer, bool]:
+    def exchange(self, request: bytes) -> tuple[Answer, bool]:
         """Send one request, read its answer; (answer, whether the connection stays)."""
         sock = self.sock
         sent = sock.send(request)
@@ -83,7 +83,7 @@ class _Conn:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         rest = buf[end + 4 :]
-        if head_only or status in (204, 304) or 100 <= status < 200:
+        if status in (204, 304) or 100 <= status < 200:
             length = 0
         elif headers.get("transfer-encoding", "").lower() == "chunked":
             body, rest = self._chunked(rest)
@@ -208,7 +208,7 @@ class LeanHttp:
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         started = time.perf_counter()
         try:  # each send and read times out after TIMEOUT_S (the socket's timeout)
-            answer = self._exchange(request, method == "HEAD")
+            answer = self._exchange(request)
         except (OSError, HttpError, ValueError) as exc:
             return None, (time.perf_counter() - started) * 1000.0, exc
         return answer, (time.perf_counter() - started) * 1000.0, None
@@ -222,12 +222,12 @@ class LeanHttp:
             conn.close()
         return None
 
-    def _exchange(self, request: bytes, head_only: bool) -> Answer:
+    def _exchange(self, request: bytes) -> Answer:
         # Never sent twice: a POST that may have reached a handler is not repeated (a
         # kept-alive connection the server closed is found by _take, before sending).
         conn = self._take() or _Conn(self.host, self.port)
         try:
-            answer, keep = conn.exchange(request, head_only)
+            answer, keep = conn.exchange(request)
         except BaseException:  # the connection is in an unknown state: dropped
             conn.close()
             raise

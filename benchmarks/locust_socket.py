@@ -92,14 +92,15 @@ def text_frame(payload: bytes) -> bytes:
 class FrameReader:
     """The server's frames off a socket (unmasked, RFC 6455 §5.2), as websocket-client's
     recv_data gives them but at a fraction of its Python: one recv for as many frames as
-    arrived, each header read in place. A ping is answered with its pong (``pong`` sends
-    a frame) and not returned; fragments are joined; the socket's end is a close."""
+    arrived, each header read in place. As websocket-client does, a ping is answered with
+    its pong (not returned) and a close with a close echoing its code (``send`` sends a
+    frame); fragments are joined; the socket's end is a close."""
 
-    __slots__ = ("buf", "pong", "sock")
+    __slots__ = ("buf", "send", "sock")
 
-    def __init__(self, sock: Any, pong: Callable[[bytes], None]) -> None:
+    def __init__(self, sock: Any, send: Callable[[bytes], None]) -> None:
         self.sock = sock
-        self.pong = pong
+        self.send = send
         self.buf = b""
 
     def _need(self, n: int) -> None:
@@ -129,11 +130,15 @@ class FrameReader:
             payload, self.buf = self.buf[at : at + length], self.buf[at + length :]
             opcode = b0 & 0x0F
             if opcode == OP_PING:
-                self.pong(payload)
+                self.send(client_frame(payload, OP_PONG))
                 continue
             if opcode == OP_PONG:
                 continue
             if opcode == OP_CLOSE:
+                try:  # the closing handshake's answer: the server need not wait for it
+                    self.send(client_frame(payload[:2], OP_CLOSE))
+                except OSError:
+                    pass  # the peer is gone already
                 return opcode, payload
             if opcode:  # the first (or only) frame of a message
                 message_opcode = opcode
@@ -231,7 +236,7 @@ class SocketUser(User):
     def _read_loop(self) -> None:
         ws = self.ws
         assert ws is not None
-        frames = FrameReader(ws.sock, lambda data: _send_whole(ws, client_frame(data, OP_PONG)))
+        frames = FrameReader(ws.sock, lambda data: _send_whole(ws, data))
         while True:
             ended: Exception | str | None = None
             try:

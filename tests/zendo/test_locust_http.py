@@ -52,6 +52,10 @@ def handle(sock, _addr):
                          b"Retry-After: 1\\r\\nConnection: close\\r\\n\\r\\n{}")
             sock.close()
             return
+        elif path == "/until-close":  # no length: the answer ends with the connection
+            sock.sendall(b"HTTP/1.1 200 OK\\r\\n\\r\\nall of it")
+            sock.close()
+            return
         elif path == "/hang-up":
             sock.close()   # the request read, no answer
             return
@@ -94,6 +98,7 @@ print("new connection after close", seen_requests[-1][0])
 connections[-1].close()   # the server times out the idle kept-alive connection
 gevent.sleep(0.05)
 print("after idle close", http.request("GET", "/again").status, seen_requests[-1][0])
+print("until close", http.request("GET", "/until-close").body, len(http.idle))
 print("hang-up", http.request("POST", "/hang-up", json={}))
 print("sent once", sum(line.startswith("POST /hang-up") for _, line, *_ in seen_requests))
 for event in events:
@@ -117,6 +122,7 @@ def test_lean_http_client_speaks_http_1_1_and_reports_each_request() -> None:
         "shed 503 1 0",
         "new connection after close 1",
         "after idle close 200 2",
+        "until close b'all of it' 0",
         "hang-up None",
         "sent once 1",
         "event POST things 40 None",
@@ -125,6 +131,7 @@ def test_lean_http_client_speaks_http_1_1_and_reports_each_request() -> None:
         "event GET /shed 2 HttpError",
         "event GET /after-shed 35 None",
         "event GET /again 30 None",
+        "event GET /until-close 9 None",
         "event POST /hang-up 0 HttpError",
     ]
 

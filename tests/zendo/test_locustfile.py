@@ -398,7 +398,7 @@ import threading, types
 import gevent
 from gevent import socket
 from websocket import ABNF
-from benchmarks.locust_socket import FrameReader, OP_PONG, client_frame
+from benchmarks.locust_socket import FrameReader, OP_CLOSE, OP_PONG, client_frame
 
 def server_frame(payload, opcode=ABNF.OPCODE_TEXT, fin=1):
     frame = ABNF(fin, 0, 0, 0, opcode, 0, payload)  # unmasked, as a server sends
@@ -424,8 +424,9 @@ for n in sizes:
     opcode, payload = reader.next()
     print(n, opcode, payload == bytes(i % 251 for i in range(n)))
 print(reader.next())
-print("pongs", pongs)
+print("sent", [f == client_frame(b"are you there", OP_PONG) for f in pongs])
 print(reader.next())
+print("close answered", pongs[1:] == [client_frame(b"\\x03\\xe8", OP_CLOSE)])
 try:
     reader.next()
 except Exception as exc:
@@ -437,12 +438,14 @@ print("pong frame", client_frame(b"hi", OP_PONG) == bytes((0x8A, 0x82, 0, 0, 0, 
 def test_locust_reads_the_servers_frames_as_websocket_client_would() -> None:
     """The users' reader skips websocket-client's frame parser: every length encoding,
     frames split across reads, a ping answered with its pong (not returned), a
-    fragmented message joined, the close frame's data, and the socket's end."""
+    fragmented message joined, the close frame's data answered with a close echoing its
+    code (as websocket-client does), and the socket's end."""
     assert _python_lines(_FRAME_READER_CHECK) == [
         *(f"{n} 1 True" for n in (0, 1, 125, 126, 65535, 65536, 70000)),
         "(1, b'part one, part two')",
-        "pongs [b'are you there']",
+        "sent [True]",
         "(8, b'\\x03\\xe8bye')",
+        "close answered True",
         "end WebSocketConnectionClosedException",
         "pong frame True",
     ]
