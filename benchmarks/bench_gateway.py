@@ -112,7 +112,9 @@ def _gateway_child() -> None:
     die_with_parent()
 
 
-def start_gateway(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
+def start_gateway(args: argparse.Namespace, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    """`zendo serve` with `workers` processes (one by default: its CPU and RSS are what
+    bench_gateway measures)."""
     env = {
         **os.environ,
         "ZENDO_PORT": str(port),
@@ -121,7 +123,7 @@ def start_gateway(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes
         "ZENDO_JWT_SECRET": SECRET,
         "ZENDO_PING_RATE_PER_S": "1000",
         "ZENDO_STATE_DIR": "/tmp/zendo-bench",
-        "ZENDO_WORKERS": "1",  # one process: its CPU and RSS are what is measured
+        "ZENDO_WORKERS": str(workers),
         # bench_storm's probe client creates (and cancels) a job every 0.2 s
         "ZENDO_JOBS_PER_MIN_PER_CLIENT": "1000",
     }
