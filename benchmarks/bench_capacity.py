@@ -36,7 +36,7 @@ from redis.asyncio import Redis
 from benchmarks.bench_gateway import Workers, bare_ceiling
 from benchmarks.children import die_with_parent
 from benchmarks.cost.constants import ROOT
-from benchmarks.cost.meter import Meter, Snap, cpu_ns, process_tree
+from benchmarks.cost.meter import Meter, Snap, tree_cpu_s
 from benchmarks.cost.processes import start_redis, stop_process
 from benchmarks.cost.seed import truncate
 from benchmarks.rate_steps import SETTLE_S, parse_rates
@@ -187,11 +187,7 @@ class Timeline:
     async def run(self) -> None:
         while True:
             snap = await self.meter.snap()
-            locust = (
-                sum(cpu_ns(p) or 0 for p in process_tree(self.locust_pid)) / 1e9
-                if self.locust_pid
-                else 0.0
-            )
+            locust = tree_cpu_s(self.locust_pid) if self.locust_pid else 0.0
             self.points.append((time.time(), snap, locust, machine_cpu()))
             await asyncio.sleep(1.0)
 

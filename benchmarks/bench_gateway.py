@@ -112,9 +112,11 @@ def _gateway_child() -> None:
     die_with_parent()
 
 
-def start_gateway(args: argparse.Namespace, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
-    """`zendo serve` with `workers` processes (one by default: its CPU and RSS are what
-    bench_gateway measures)."""
+def start_gateway(
+    args: argparse.Namespace, port: int, workers: int | None = 1
+) -> subprocess.Popen[bytes]:
+    """`zendo serve` with `workers` processes (None: its own count, ZENDO_WORKERS or the
+    cores). One by default: its CPU and RSS are what bench_gateway measures."""
     env = {
         **os.environ,
         "ZENDO_PORT": str(port),
@@ -123,12 +125,12 @@ def start_gateway(args: argparse.Namespace, port: int, workers: int = 1) -> subp
         "ZENDO_JWT_SECRET": SECRET,
         "ZENDO_PING_RATE_PER_S": "1000",
         "ZENDO_STATE_DIR": "/tmp/zendo-bench",
-        "ZENDO_WORKERS": str(workers),
         # bench_storm's probe client creates (and cancels) a job every 0.2 s
         "ZENDO_JOBS_PER_MIN_PER_CLIENT": "1000",
     }
+    pool = [] if workers is None else ["--workers", str(workers)]
     return subprocess.Popen(
-        [sys.executable, "-m", "zendo.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "zendo.cli", "serve", "--port", str(port), *pool],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.bench_storm [--sockets 10000] [--rate 1000]
 
 Seeds verified artisans into the database (TRUNCATEs it: use a scratch one), starts
-`zendo serve` with `--server-workers` processes (default: the cores, as `make run`), then:
+`zendo serve` with its own worker count, as `make run` (or `--server-workers`), then:
   1. opens `--sockets` artisan sockets at `--rate` handshakes/s from load-generator
      processes; a handshake refused for load (503 + Retry-After) is retried by the
      README's reconnect rule (benchmarks/reconnect.py); once welcomed each says `presence`
@@ -54,7 +54,7 @@ from benchmarks.bench_gateway import (
     start_gateway,
     token,
 )
-from benchmarks.cost.meter import cpu_ns, process_tree
+from benchmarks.cost.meter import tree_cpu_s
 from gateway.mirror import follow, new_index
 from tests.gateway.processes import wait_healthy
 from tests.ports import free_port
@@ -180,11 +180,6 @@ async def loop_lag(out: list[float]) -> None:
         out.append(loop.time() - planned)
 
 
-def server_cpu_s(pid: int) -> float:
-    """CPU seconds of the `zendo serve` pool: the supervisor and its workers."""
-    return sum(cpu_ns(p) or 0 for p in process_tree(pid)) / 1e9
-
-
 async def request_probe(port: int, stop: asyncio.Event) -> list[float]:
     """Latencies (s) of GET /specialties, one every 10 ms (through every middleware),
     until `stop` is set."""
@@ -203,10 +198,10 @@ async def mass_close(workers: Workers, port: int, server_pid: int, sockets: int)
     stop = asyncio.Event()
     probe = asyncio.create_task(request_probe(port, stop))
     await asyncio.sleep(0.5)
-    cpu0 = server_cpu_s(server_pid)
+    cpu0 = tree_cpu_s(server_pid)
     await workers.call_all("close")
     await asyncio.sleep(2.0)  # the departures and socket-cap flushes
-    cpu = server_cpu_s(server_pid) - cpu0
+    cpu = tree_cpu_s(server_pid) - cpu0
     stop.set()
     latencies = await probe
     return {
@@ -240,11 +235,11 @@ async def main(args: argparse.Namespace) -> None:
         await wait_healthy(port, timeout_s=60)
         await asyncio.sleep(1.0)
         rpid = await redis_pid(args.redis_url)
-        cpu0 = server_cpu_s(server.pid)
+        cpu0 = tree_cpu_s(server.pid)
         async with aiohttp.ClientSession() as session:
             before_storm = await scrape(session, port)
         report["storm"] = await storm(workers, f"http://127.0.0.1:{port}/ws", tokens, args.rate)
-        report["storm"]["server_cpu_s"] = server_cpu_s(server.pid) - cpu0
+        report["storm"]["server_cpu_s"] = tree_cpu_s(server.pid) - cpu0
         print(f"storm: {report['storm']}", flush=True)
         async with aiohttp.ClientSession() as session:
             after_storm = await scrape(session, port)
@@ -256,7 +251,7 @@ async def main(args: argparse.Namespace) -> None:
             active = report["storm"]["served"] // args.workers
             before = await metric(session, port, "zendo_pings_accepted_total")
             scrape0 = await scrape(session, port)
-            c0 = (server_cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
+            c0 = (tree_cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
             t0 = time.monotonic()
             rate_task = asyncio.create_task(workers.call_all("rate", 1.0, args.duration, active))
             await asyncio.sleep(3.0)
@@ -271,7 +266,7 @@ async def main(args: argparse.Namespace) -> None:
             await rate_task
             elapsed = time.monotonic() - t0
             after = await metric(session, port, "zendo_pings_accepted_total")
-            c1 = (server_cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
+            c1 = (tree_cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
             scrape1 = await scrape(session, port)
         for line in metrics_diff.report(scrape0, scrape1):
             if "loop_lag" in line or "gc_pause" in line or "first_offer" in line:
@@ -329,10 +324,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--workers", type=int, default=3, help="load-generator processes")
     p.add_argument(
-        "--server-workers",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="`zendo serve` processes (default: the cores, as `make run`)",
+        "--server-workers", type=int, help="`zendo serve` processes (default: the server's own)"
     )
     return p.parse_args()
 

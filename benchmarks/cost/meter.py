@@ -62,6 +62,11 @@ def process_tree(root: int) -> list[int]:
     return pids
 
 
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds of `root` and its descendants' live threads (a server pool, locust)."""
+    return sum(cpu_ns(pid) or 0 for pid in process_tree(root)) / 1e9
+
+
 def _cpu_of(pids: list[int]) -> dict[int, int]:
     return {pid: ns for pid in pids if (ns := cpu_ns(pid)) is not None}
 
