@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from dispatch.migrate import SQL_DIR, MigrationError, discover, migrate
+from tests.factories import create_user
 
 
 @pytest.fixture
@@ -76,8 +77,6 @@ def test_bundled_migrations_are_well_formed() -> None:
 
 
 async def test_schema_constraints_hold(db: asyncpg.Connection) -> None:
-    from tests.factories import create_user
-
     artisan = await create_user(db, role="ARTISAN", artisan_status="PENDING")
     # An unverified artisan cannot go ONLINE.
     with pytest.raises(asyncpg.CheckViolationError):
@@ -107,3 +106,91 @@ async def test_schema_constraints_hold(db: asyncpg.Connection) -> None:
         await db.execute(offer, job, a2, "ACCEPTED")
     with pytest.raises(asyncpg.UniqueViolationError):
         await db.execute(offer, job, verified, "PENDING")
+
+
+# The hot tables' single-column rules live in domains (sql/015_check_domains.sql): a table
+# CHECK is rebuilt for every statement that writes the table, a domain's once per connection.
+_HOT_TABLES = ("users", "artisans", "interventions", "offers", "intervention_events")
+
+
+async def test_hot_tables_keep_only_multi_column_checks(db: asyncpg.Connection) -> None:
+    rows = await db.fetch(
+        """SELECT conrelid::regclass::text AS tbl, conname, cardinality(conkey) AS cols
+             FROM pg_constraint WHERE contype = 'c' AND conrelid::regclass::text = ANY($1)""",
+        list(_HOT_TABLES),
+    )
+    assert {r["conname"] for r in rows} == {
+        "artisans_online_needs_verified",
+        "interventions_assigned_has_artisan",
+        "interventions_searching_has_no_artisan",
+        "interventions_price_pair",
+        "offers_check",
+    }
+    assert all(r["cols"] >= 2 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("sql", "value"),
+    [
+        ("UPDATE users SET email = $2 WHERE id = $1", "Upper@example.com"),
+        ("UPDATE users SET email = $2 WHERE id = $1", "@example.com"),
+        ("UPDATE users SET role = $2 WHERE id = $1", "ROOT"),
+        ("UPDATE users SET open_jobs = $2::text::int WHERE id = $1", "-1"),
+        ("UPDATE artisans SET status = $2 WHERE user_id = $1", "MAYBE"),
+        ("UPDATE artisans SET current_status = $2 WHERE user_id = $1", "AWAY"),
+        ("UPDATE artisans SET level = $2 WHERE user_id = $1", "GURU"),
+        ("UPDATE artisans SET specialty = $2 WHERE user_id = $1", "plumber"),
+        ("UPDATE artisans SET rating = $2::text::numeric WHERE user_id = $1", "5.01"),
+        ("UPDATE artisans SET rating = $2::text::numeric WHERE user_id = $1", "-0.01"),
+        ("UPDATE artisans SET rating_count = $2::text::int WHERE user_id = $1", "-1"),
+        ("UPDATE interventions SET status = $2 WHERE artisan_id = $1", "DONE"),
+        ("UPDATE interventions SET specialty = $2 WHERE artisan_id = $1", "ROOFER"),
+        ("UPDATE interventions SET start_code = $2 WHERE artisan_id = $1", "12a4"),
+        (
+            "UPDATE interventions SET start_code_failures = $2::text::int WHERE artisan_id = $1",
+            "-1",
+        ),
+        ("UPDATE interventions SET search_round = $2::text::int WHERE artisan_id = $1", "11"),
+        (
+            "UPDATE interventions SET price_amount = $2::text::int, price_currency = 'EUR'"
+            " WHERE artisan_id = $1",
+            "0",
+        ),
+        (
+            "UPDATE interventions SET price_amount = 100, price_currency = $2"
+            " WHERE artisan_id = $1",
+            "eur",
+        ),
+        ("UPDATE offers SET status = $2 WHERE artisan_id = $1", "MAYBE"),
+        ("UPDATE offers SET distance_km = $2::text::float8 WHERE artisan_id = $1", "-0.5"),
+        ("UPDATE intervention_events SET actor_role = $2 WHERE actor_id = $1", "ROBOT"),
+    ],
+)
+async def test_each_single_column_rule_still_refuses(
+    db: asyncpg.Connection, sql: str, value: str
+) -> None:
+    client = await create_user(db, role="CLIENT")
+    artisan = await create_user(db, role="ARTISAN")
+    job = await db.fetchval(
+        """INSERT INTO interventions (client_id, artisan_id, specialty, location, status, start_code)
+           VALUES ($1, $2, 'PLUMBER', ST_MakePoint(2.35, 48.85)::geography, 'ASSIGNED', '1234')
+           RETURNING id""",
+        client,
+        artisan,
+    )
+    await db.execute(
+        """INSERT INTO offers (intervention_id, artisan_id, status, distance_km, score, expires_at)
+           VALUES ($1, $2, 'ACCEPTED', 1.0, 1.0, now() + interval '20 seconds')""",
+        job,
+        artisan,
+    )
+    await db.execute(
+        """INSERT INTO intervention_events (intervention_id, from_status, to_status, actor_id,
+                                            actor_role)
+           VALUES ($1, 'SEARCHING', 'ASSIGNED', $2, 'ARTISAN')""",
+        job,
+        artisan,
+    )
+    target = client if sql.startswith("UPDATE users") else artisan
+    with pytest.raises(asyncpg.CheckViolationError):
+        await db.execute(sql, target, value)
