@@ -7,6 +7,9 @@
 -- check_violation) are the same; the rules that tie two columns together stay table
 -- CHECKs. One vocabulary, one definition: a specialty is the same type on artisans and
 -- interventions.
+-- PostgreSQL rewrites a column it converts to a domain with a CHECK: these five tables and
+-- their indexes are rewritten under an exclusive lock (0.5 s with 10,000 artisans, 9,000
+-- jobs and their 53,000 events; with millions of rows, minutes: run it in a quiet window).
 
 CREATE DOMAIN specialty_code AS VARCHAR(50)
   CHECK (VALUE IN ('PLUMBER', 'ELECTRICIAN', 'LOCKSMITH', 'HEATING', 'GLAZIER', 'APPLIANCE_REPAIR'));
