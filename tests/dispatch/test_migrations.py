@@ -115,7 +115,7 @@ _HOT_TABLES = ("users", "artisans", "interventions", "offers", "intervention_eve
 
 async def test_hot_tables_keep_only_multi_column_checks(db: asyncpg.Connection) -> None:
     rows = await db.fetch(
-        """SELECT conrelid::regclass::text AS tbl, conname, cardinality(conkey) AS cols
+        """SELECT conname, cardinality(conkey) AS cols
              FROM pg_constraint WHERE contype = 'c' AND conrelid::regclass::text = ANY($1)""",
         list(_HOT_TABLES),
     )
