@@ -44,7 +44,6 @@ from benchmarks import metrics_diff, reconnect
 from benchmarks.bench_gateway import (
     Workers,
     bare_ceiling,
-    cpu_s,
     metric,
     parser,
     pct,
@@ -251,7 +250,7 @@ async def main(args: argparse.Namespace) -> None:
             active = report["storm"]["served"] // args.workers
             before = await metric(session, port, "zendo_pings_accepted_total")
             scrape0 = await scrape(session, port)
-            c0 = (tree_cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
+            c0 = (tree_cpu_s(server.pid), tree_cpu_s(rpid) if rpid else 0.0)
             t0 = time.monotonic()
             rate_task = asyncio.create_task(workers.call_all("rate", 1.0, args.duration, active))
             await asyncio.sleep(3.0)
@@ -266,7 +265,7 @@ async def main(args: argparse.Namespace) -> None:
             await rate_task
             elapsed = time.monotonic() - t0
             after = await metric(session, port, "zendo_pings_accepted_total")
-            c1 = (tree_cpu_s(server.pid), cpu_s(rpid) if rpid else 0.0)
+            c1 = (tree_cpu_s(server.pid), tree_cpu_s(rpid) if rpid else 0.0)
             scrape1 = await scrape(session, port)
         for line in metrics_diff.report(scrape0, scrape1):
             if "loop_lag" in line or "gc_pause" in line or "first_offer" in line:

@@ -8,7 +8,7 @@ import asyncpg
 import pytest
 
 from dispatch.migrate import SQL_DIR, MigrationError, discover, migrate
-from tests.factories import create_user
+from tests.factories import create_user, insert_intervention
 
 
 @pytest.fixture
@@ -171,13 +171,7 @@ async def test_each_single_column_rule_still_refuses(
 ) -> None:
     client = await create_user(db, role="CLIENT")
     artisan = await create_user(db, role="ARTISAN")
-    job = await db.fetchval(
-        """INSERT INTO interventions (client_id, artisan_id, specialty, location, status, start_code)
-           VALUES ($1, $2, 'PLUMBER', ST_MakePoint(2.35, 48.85)::geography, 'ASSIGNED', '1234')
-           RETURNING id""",
-        client,
-        artisan,
-    )
+    job = await insert_intervention(db, client_id=client, artisan_id=artisan)
     await db.execute(
         """INSERT INTO offers (intervention_id, artisan_id, status, distance_km, score, expires_at)
            VALUES ($1, $2, 'ACCEPTED', 1.0, 1.0, now() + interval '20 seconds')""",
