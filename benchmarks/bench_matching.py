@@ -28,7 +28,9 @@ checked against a numpy brute force (also after 100,000 moves).  Memory is the
 process's RSS growth while the default index is built (kernels already loaded, ids
 held by the caller): the whole index, id map included.  ``assign`` is timed on 100
 simultaneous jobs and compared with greedy one-by-one ranking.  Last comes the
-machine's speed reference: the bare aiohttp loop's frames/s (benchmarks/bench_gateway).
+machine's speed reference: the bare aiohttp loop's frames/s (benchmarks/bench_gateway),
+beside the memory's: the latency of one cache miss (a chain of dependent loads through
+256 MiB), which the cold queries follow and the bare loop does not measure.
 
 PostgreSQL+PostGIS on 127.0.0.1:5432 (database ``zendo_bench``, recreated) and Redis on
 127.0.0.1:6379 (db 2, keys ``bench:*``, removed afterwards); a baseline whose server is
@@ -45,6 +47,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numba
 import numpy as np
 
 import matching
@@ -71,6 +74,9 @@ SMALL_N = 2_000
 # A pause of a spinning loop at least this long counts as the machine taking the CPU
 # away (a timer tick, another interrupt, the host running something else).
 STOLEN_FLOOR_NS = 15_000
+# The memory reference's working set: far past any cache, like a cold query's reads.
+CHASE_MIB = 256
+CHASE_STEPS = 2_000_000
 
 
 def rss_bytes() -> int:
@@ -97,6 +103,38 @@ def stolen_time(seconds: float = 2.0) -> tuple[float, float, float]:
         return 0.0, 0.0, 0.0
     p50, p90 = np.percentile(np.array(pauses) / 1e3, [50, 90])
     return len(pauses) / seconds, float(p50), float(p90)
+
+
+def _chase(nxt: np.ndarray, steps: int) -> int:
+    i = 0
+    for _ in range(steps):
+        i = nxt[i]
+    return i
+
+
+_chase_jit: Any = numba.njit(_chase)
+
+
+def chase_cycle(n: int) -> np.ndarray:
+    """``nxt`` such that 0, nxt[0], nxt[nxt[0]], ... visits all ``n`` slots in a random
+    order before it comes back to 0 (one cycle: no short loop stays in the caches)."""
+    order = np.random.default_rng(0).permutation(n)
+    nxt = np.empty(n, dtype=np.int64)
+    nxt[order] = np.roll(order, -1)
+    return nxt
+
+
+def memory_latency_ns(mib: int = CHASE_MIB, steps: int = CHASE_STEPS) -> float:
+    """ns per load of a chain of dependent loads through ``mib`` MiB in a random cycle:
+    the latency of one cache miss to memory on this machine.  A cold query is a few
+    dozen such misses in a row (the tree search goes node after node), so its time
+    follows this figure, which the bare loop (its code and data in the caches) does not
+    measure."""
+    nxt = chase_cycle((mib << 20) // 8)
+    _chase_jit(nxt, 1_000)
+    t0 = time.perf_counter()
+    _chase_jit(nxt, steps)
+    return (time.perf_counter() - t0) / steps * 1e9
 
 
 def cpu_note(cpu: float | None) -> str:
@@ -346,6 +384,10 @@ def main() -> None:
         f"    the machine: {rate:,.0f} pauses ≥ {STOLEN_FLOOR_NS // 1000} µs a second in a loop that "
         f"never yields (median {p50:.0f} µs, p90 {p90:.0f}): a 30 µs query meets one "
         f"{30 * rate / 1e4:.1f} % of the time"
+    )
+    print(
+        f"    memory: {memory_latency_ns():.0f} ns a load in a chain of dependent loads through "
+        f"{CHASE_MIB} MiB (one cache miss)"
     )
     us, cpu = moves(d, list(idx.values()), args.moves)
     print(

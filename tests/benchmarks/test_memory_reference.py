@@ -1,0 +1,35 @@
+"""bench_matching's memory reference: one chain through every slot, timed per load."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from benchmarks.bench_matching import _chase_jit, chase_cycle, memory_latency_ns
+
+
+def test_the_chain_visits_every_slot_once_before_it_comes_back() -> None:
+    n = 10_000
+    nxt = chase_cycle(n)
+    seen = np.zeros(n, dtype=bool)
+    i = 0
+    for _ in range(n):
+        assert not seen[i]
+        seen[i] = True
+        i = int(nxt[i])
+    assert i == 0 and seen.all()
+
+
+def test_the_compiled_chase_ends_where_the_chain_does() -> None:
+    nxt = chase_cycle(1_000)
+    i = 0
+    for _ in range(1_234):
+        i = int(nxt[i])
+    assert _chase_jit(nxt, 1_234) == i
+    assert _chase_jit(nxt, 1_000) == 0  # a whole cycle
+
+
+def test_the_latency_is_a_positive_time_per_load() -> None:
+    ns = memory_latency_ns(mib=1, steps=10_000)
+    assert math.isfinite(ns) and 0 < ns < 1e6
