@@ -35,17 +35,14 @@ import asyncpg
 from redis.asyncio import Redis
 
 from benchmarks.children import die_with_parent
+from benchmarks.cost.meter import tree_cpu_s
+from benchmarks.loadgen import run_worker
 from core.tokens import issue_access_token
 from tests.gateway.processes import wait_healthy
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "bench-secret-" + "x" * 40
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def redis_pid(redis_url: str) -> int | None:
@@ -147,8 +144,6 @@ class Workers:
         ctx = mp.get_context("spawn")
         self.pipes = []
         self.procs = []
-        from benchmarks.loadgen import run_worker
-
         for _ in range(n):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=run_worker, args=(child,), daemon=True)
@@ -303,9 +298,9 @@ async def main(args: argparse.Namespace) -> None:
             before = await metric(session, port, "zendo_pings_accepted_total")
             rpid = await redis_pid(args.redis_url)
             cpu0 = (
-                cpu_s(gateway.pid),
-                cpu_s(rpid) if rpid else 0.0,
-                sum(cpu_s(p.pid) for p in workers.procs if p.pid is not None),
+                tree_cpu_s(gateway.pid),
+                tree_cpu_s(rpid) if rpid else 0.0,
+                sum(tree_cpu_s(p.pid) for p in workers.procs if p.pid is not None),
             )
             t0 = time.monotonic()
             rate_task = asyncio.create_task(
@@ -321,9 +316,9 @@ async def main(args: argparse.Namespace) -> None:
             http_lags, index_lags = await probe_task
             sent = sum(r["sent"] for r in results)
             cpu1 = (
-                cpu_s(gateway.pid),
-                cpu_s(rpid) if rpid else 0.0,
-                sum(cpu_s(p.pid) for p in workers.procs if p.pid is not None),
+                tree_cpu_s(gateway.pid),
+                tree_cpu_s(rpid) if rpid else 0.0,
+                sum(tree_cpu_s(p.pid) for p in workers.procs if p.pid is not None),
             )
             report["rate_cpu_cores"] = {
                 name: round((b - a) / elapsed, 2)

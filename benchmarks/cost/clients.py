@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+from benchmarks.bench_gateway import Workers
 from benchmarks.cost.driver import DriverProc
 
 
@@ -12,8 +13,6 @@ class Helpers:
     request driver and loadgen workers for the server, the same for the baselines."""
 
     def __init__(self, workers: int) -> None:
-        from benchmarks.bench_gateway import Workers
-
         self.real_driver, self.bare_driver = DriverProc(), DriverProc()
         self.real_workers, self.bare_workers = Workers(workers), Workers(workers)
 
