@@ -30,7 +30,7 @@ held by the caller): the whole index, id map included.  ``assign`` is timed on 1
 simultaneous jobs and compared with greedy one-by-one ranking.  Last comes the
 machine's speed reference: the bare aiohttp loop's frames/s (benchmarks/bench_gateway),
 beside the memory's: the latency of one cache miss (a chain of dependent loads through
-256 MiB), which the cold queries follow and the bare loop does not measure.
+256 MiB), which a cold query pays node after node and the bare loop does not measure.
 
 PostgreSQL+PostGIS on 127.0.0.1:5432 (database ``zendo_bench``, recreated) and Redis on
 127.0.0.1:6379 (db 2, keys ``bench:*``, removed afterwards); a baseline whose server is
@@ -126,10 +126,11 @@ def chase_cycle(n: int) -> np.ndarray:
 
 def memory_latency_ns(mib: int = CHASE_MIB, steps: int = CHASE_STEPS) -> float:
     """ns per load of a chain of dependent loads through ``mib`` MiB in a random cycle:
-    the latency of one cache miss to memory on this machine.  A cold query is a few
-    dozen such misses in a row (the tree search goes node after node), so its time
-    follows this figure, which the bare loop (its code and data in the caches) does not
-    measure."""
+    the latency of one cache miss to memory on this machine.  A cold query's tree
+    search reads its nodes one after the other (~25 opened, 87 rows read at 1M, the
+    default policy), each read a miss of this kind: a figure the bare loop (its code and
+    data in the caches) does not measure.  How much of a cold query's time it explains
+    across machines is still to be seen (first printed 12-07)."""
     nxt = chase_cycle((mib << 20) // 8)
     _chase_jit(nxt, 1_000)
     t0 = time.perf_counter()
