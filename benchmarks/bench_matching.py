@@ -131,6 +131,8 @@ def memory_latency_ns(mib: int = CHASE_MIB, steps: int = CHASE_STEPS) -> float:
     default policy), each read a miss of this kind: a figure the bare loop (its code and
     data in the caches) does not measure.  How much of a cold query's time it explains
     across machines is still to be seen (first printed 12-07)."""
+    if mib < 1 or steps < 1:
+        raise ValueError(f"memory_latency_ns needs mib >= 1 and steps >= 1, got {mib}, {steps}")
     nxt = chase_cycle((mib << 20) // 8)
     _chase_jit(nxt, 1_000)
     t0 = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from benchmarks.bench_matching import _chase_jit, chase_cycle, memory_latency_ns
 
@@ -33,3 +34,10 @@ def test_the_compiled_chase_ends_where_the_chain_does() -> None:
 def test_the_latency_is_a_positive_time_per_load() -> None:
     ns = memory_latency_ns(mib=1, steps=10_000)
     assert math.isfinite(ns) and 0 < ns < 1e6
+
+
+@pytest.mark.parametrize(("mib", "steps"), [(0, 10), (1, 0), (-1, 10)])
+def test_an_empty_chain_or_no_step_is_refused_before_any_load(mib: int, steps: int) -> None:
+    # the compiled chase does not check bounds: an empty chain must never reach it
+    with pytest.raises(ValueError, match="mib >= 1 and steps >= 1"):
+        memory_latency_ns(mib=mib, steps=steps)
