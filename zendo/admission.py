@@ -127,6 +127,9 @@ class Admission:
     window_peak: int = 0
     window_answers: list[float] = field(default_factory=list)
     late_before: bool = False  # the last judged window was late
+    # Connections whose next request the door admitted (zendo/system/request_screen.py):
+    # in flight from that moment, before aiohttp's two loop turns bring it here.
+    held: set[object] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.limit = float(self.max_in_flight)
@@ -162,6 +165,30 @@ class Admission:
     def admitted(self) -> None:
         self.in_flight += 1
         self.window_peak = max(self.window_peak, self.in_flight)
+
+    def hold(self, connection: object) -> bool:
+        """The door admitted `connection`'s request: in flight from now. True the first
+        time; False when the door read that connection again before the request reached
+        the middleware (counted once)."""
+        if connection in self.held:
+            return False
+        self.held.add(connection)
+        self.admitted()
+        return True
+
+    def claim(self, connection: object) -> bool:
+        """A request of `connection` reaches the middleware: True if the door admitted
+        it already (counted in flight: nothing more to judge or count)."""
+        if connection in self.held:
+            self.held.remove(connection)
+            return True
+        return False
+
+    def release(self, connection: object) -> None:
+        """`connection` ended: a request the door admitted and no handler met leaves."""
+        if connection in self.held:
+            self.held.remove(connection)
+            self.in_flight -= 1
 
     def answered(self, handling_s: float, now: float) -> None:
         """One admitted request is answered; judges the window once it is over."""
@@ -228,15 +255,8 @@ class AdmissionMetrics:
 ADMISSION_METRICS = web.AppKey("admission_metrics", AdmissionMetrics)
 
 
-@web.middleware
-async def admission_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in ALWAYS_ADMITTED or request.method == "OPTIONS":
-        return await handler(request)
-    admission = request.app[ADMISSION]
-    if request.path == WEBSOCKET_PATH:
-        # Handshakes have their own bound (gateway/arrivals.py: sockets awaiting hello).
-        admission.check(adaptive=False)
-        return await handler(request)
+def _admit(request: web.Request, admission: Admission) -> None:
+    """Judge `request` (module docstring); admitted, it counts in flight, else Overloaded."""
     if operator(request):
         admission.check(in_progress=True, adaptive=False)
     else:
@@ -248,6 +268,21 @@ async def admission_middleware(request: web.Request, handler: Handler) -> web.St
         ):
             raise Overloaded(OVERLOADED_DETAIL, retry_after_s=RETRY_AFTER_S)
     admission.admitted()
+
+
+@web.middleware
+async def admission_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in ALWAYS_ADMITTED or request.method == "OPTIONS":
+        return await handler(request)
+    admission = request.app[ADMISSION]
+    # A request the door admitted (zendo/system/request_screen.py) is in flight already,
+    # its new job's token taken.
+    if not admission.claim(request.protocol):
+        if request.path == WEBSOCKET_PATH:
+            # Handshakes have their own bound (gateway/arrivals.py: sockets awaiting hello).
+            admission.check(adaptive=False)
+            return await handler(request)
+        _admit(request, admission)
     started = time.perf_counter()
     try:
         return await handler(request)

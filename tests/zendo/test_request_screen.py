@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from email.utils import parsedate_to_datetime
 
 import orjson
@@ -113,13 +113,13 @@ def test_the_door_refuses_only_when_admission_does() -> None:
     admission = Admission(max_in_flight=2)
     metrics = Metrics.create()
     door = Door(admission, JobRate(busy_limit=0.0), metrics.http_requests)
-    assert door.answer(new_job(), 0.0) is None  # keeping up: aiohttp's
+    assert door.answer(new_job(), 0.0, object()) is None  # keeping up: aiohttp's
     admission.in_flight = 2
-    answer = door.answer(new_job(b"X-Request-Id: r-1"), 1_700_000_000.0)
+    answer = door.answer(new_job(b"X-Request-Id: r-1"), 1_700_000_000.0, object())
     assert answer is not None and answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert b"\r\nX-Request-Id: r-1\r\n" in answer
     assert b"\r\nDate: Tue, 14 Nov 2023 22:13:20 GMT\r\n" in answer
-    assert door.answer(new_job(b"Origin: https://x.test"), 0.0) is None
+    assert door.answer(new_job(b"Origin: https://x.test"), 0.0, object()) is None
     assert admission.refused == 1
     sample = metrics.registry.get_sample_value(
         "zendo_http_requests_total", {"route": "/interventions", "status": "503"}
@@ -134,10 +134,10 @@ def test_work_under_way_is_refused_only_past_the_doubled_bounds() -> None:
     door = Door(admission, JobRate(busy_limit=0.0), metrics.http_requests)
     status_change = new_job(target=b"/interventions/" + JOB_ID + b"/status", body=STATUS)
     admission.in_flight = 199  # past the new-work limit: new jobs refused, work under way not
-    assert door.answer(new_job(), 0.0) is not None
-    assert door.answer(status_change, 0.0) is None
-    admission.in_flight = 200  # twice the far bound: refused too
-    answer = door.answer(status_change, 0.0)
+    assert door.answer(new_job(), 0.0, object()) is not None
+    assert door.answer(status_change, 0.0, object()) is None
+    assert admission.in_flight == 200  # admitted here: in flight at once
+    answer = door.answer(status_change, 0.0, object())  # twice the far bound: refused too
     assert answer is not None and answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert admission.refused == 2
 
@@ -156,15 +156,51 @@ def test_the_door_refuses_new_jobs_past_the_busy_machine_limit() -> None:
     metrics = Metrics.create()
     door = Door(admission, job_rate, metrics.http_requests)
     status_change = new_job(target=b"/interventions/" + JOB_ID + b"/status", body=STATUS)
-    answer = door.answer(new_job(), 0.0)
+    answer = door.answer(new_job(), 0.0, object())
     assert answer is not None and answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
     assert b"\r\nRetry-After: 1\r\n" in answer
-    assert door.answer(status_change, 0.0) is None  # only new jobs
-    assert door.answer(new_job(b"Origin: https://x.test"), 0.0) is None  # aiohttp's: its own
+    assert door.answer(status_change, 0.0, object()) is None  # only new jobs
+    # a head it cannot read whole is aiohttp's, and the middleware's to judge and count
+    assert door.answer(new_job(b"Origin: https://x.test"), 0.0, object()) is None
     assert (job_rate.refused, admission.refused) == (1, 0)
-    job_rate.tokens = 1.0  # a token back: through, and taken by the middleware, not here
-    assert door.answer(new_job(), 0.0) is None
-    assert 1.0 <= job_rate.tokens < 1.5 and job_rate.refused == 1
+    job_rate.tokens = 1.0  # a token back: through, the token taken here, with its place
+    connection = object()
+    assert door.answer(new_job(), 0.0, connection) is None
+    assert job_rate.tokens < 0.5 and (job_rate.refused, job_rate.admitted) == (1, 1)
+    assert connection in admission.held
+
+
+def test_what_the_door_admits_counts_in_flight_at_once_so_a_burst_meets_its_bound() -> None:
+    """The requests one long loop turn reads all meet the door before any reaches the
+    middleware: each admitted one takes its place there, and the rest are refused there."""
+    admission = Admission(max_in_flight=100)
+    admission.limit = 2.0
+    door = Door(admission, JobRate(busy_limit=0.0), Metrics.create().http_requests)
+    first, second, third = object(), object(), object()
+    assert door.answer(new_job(), 0.0, first) is None
+    assert door.answer(new_job(), 0.0, second) is None
+    assert admission.in_flight == 2 and admission.held == {first, second}
+    answer = door.answer(new_job(), 0.0, third)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert admission.refused == 1 and third not in admission.held
+    # the first reaches the middleware: already counted; the second's connection ends first
+    assert admission.claim(first) and not admission.claim(first)
+    admission.release(second)
+    admission.release(second)  # once only
+    assert admission.in_flight == 1 and admission.held == set()
+    admission.answered(0.001, 1.0)
+    assert admission.in_flight == 0
+
+
+def test_a_connection_the_door_reads_twice_before_the_middleware_holds_one_place() -> None:
+    admission = Admission(max_in_flight=100)
+    job_rate = JobRate(busy_limit=0.85, limit=10.0, tokens=5.0, refilled=time.perf_counter())
+    door = Door(admission, job_rate, Metrics.create().http_requests)
+    connection = object()
+    assert door.answer(new_job(), 0.0, connection) is None
+    # the body of the same request, as it happens beginning with a request line
+    assert door.answer(new_job(), 0.0, connection) is None
+    assert admission.in_flight == 1 and job_rate.admitted == 1 and 3.5 < job_rate.tokens < 4.5
 
 
 class Served:
@@ -323,5 +359,57 @@ async def test_a_status_change_gets_in_while_new_jobs_are_shed_and_not_past_twic
         assert status == 503 and headers["retry-after"] == "1"
         assert orjson.loads(body)["code"] == "overloaded"
         assert served.routed == ["status"]
+    finally:
+        writer.close()
+
+
+async def wait_until(condition: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 2 s")
+
+
+async def test_a_job_the_door_admits_is_counted_once_and_leaves_when_answered(
+    served: Served,
+) -> None:
+    reader, writer = await served.connect()
+    try:
+        for _ in range(3):  # the same connection, a request at a time
+            writer.write(new_job())
+            assert (await read_response(reader))[0] == 201
+            await wait_until(lambda: served.admission.in_flight == 0)
+            assert served.admission.held == set()
+        assert served.routed == ["create"] * 3
+    finally:
+        writer.close()
+
+
+async def test_a_connection_ending_before_its_admitted_request_is_handled_gives_its_place_back(
+    served: Served,
+) -> None:
+    _reader, writer = await served.connect()
+    try:
+        # admitted at the door; the rest of its head never comes, so no handler meets it
+        writer.write(new_job().split(b"\r\n\r\n")[0])
+        await wait_until(lambda: served.admission.in_flight == 1)
+        assert len(served.admission.held) == 1
+    finally:
+        writer.close()
+    await wait_until(lambda: served.admission.in_flight == 0)
+    assert served.admission.held == set() and served.routed == []
+
+
+async def test_a_malformed_request_the_door_admitted_gets_a_400_and_gives_its_place_back(
+    served: Served,
+) -> None:
+    reader, writer = await served.connect()
+    try:
+        writer.write(new_job(b"Content-Length: abc"))  # keeping up: the door admits it
+        status, _headers, _body = await read_response(reader)
+        assert status == 400  # aiohttp's answer, and it closes the connection
+        await wait_until(lambda: served.admission.in_flight == 0)
+        assert served.admission.held == set() and served.routed == []
     finally:
         writer.close()
