@@ -19,13 +19,15 @@ security headers, its `X-Request-Id`) written at once, on a connection that stay
 the bytes never reach the parser. Anything else goes on to aiohttp as usual, and so does
 an admitted request, admitted here rather than two turns later by the middleware: it
 counts in flight (a new job takes its token) from the turn that read it, so a burst read
-in one long turn meets its bound here. Judged here but admitted by the middleware, a
-long turn's requests all passed the door and most refusals came two turns later,
-through the middleware (twice the README's rate on a medium machine, 12-07: 859 of
-1,076; locust saw a 503 in p99 64 ms). A connection that ends before its admitted request
-reaches a handler gives the place back (`Admission.release`). A refusal here counts in `zendo_http_requests_total{route, status="503"}`
-(the route's template, as the middleware counts it) and the admission's refusals; it
-writes no access-log line (the server is shedding load: the counters tell the ops team).
+in one long turn meets its bound here. Only a request read whole is judged here: aiohttp
+parses it in the same call, so within two turns it reaches the middleware (which sees it
+was admitted) or its connection ends, which gives the place back (`Admission.release`).
+Judged here but admitted only by the middleware, a long turn's requests all passed the
+door and most refusals came two turns later, through the middleware (twice the README's
+rate on a medium machine, 12-07: 859 of 1,076; locust saw a 503 in p99 64 ms). A refusal
+here counts in `zendo_http_requests_total{route, status="503"}` (the route's template, as
+the middleware counts it) and the admission's refusals; it writes no access-log line (the
+server is shedding load: the counters tell the ops team).
 
 Only these routes: new jobs are what admission turns away first, and work under way is
 refused when the loop is furthest behind (at twice the README's rate, status changes
@@ -239,11 +241,17 @@ class Door:
 
     def answer(self, data: bytes, now: float, connection: object) -> bytes | None:
         """The refusal to write for `data`, read from `connection` (`now`: the wall
-        clock, for its Date), or None: it goes to aiohttp. An admitted request costs the
-        request line's reading only (the headers are read once the verdict is to
-        refuse), and is admitted here: in flight from now, its new job's token taken."""
+        clock, for its Date), or None: it goes to aiohttp. Only a request read whole is
+        judged here; admitted, it is in flight from now (its new job's token taken), and
+        aiohttp, which parses it in this same call, hands it to the middleware within two
+        loop turns. A head still incomplete is aiohttp's and the middleware's alone: held
+        here, a client stalling mid-head would keep a place in flight for as long as its
+        connection lasts."""
         route = request_route(data)
         if route is None:
+            return None
+        screened = _read_head(data, route)
+        if screened is None:
             return None
         refuse, lagging = self._admission.judge(in_progress=route[1])
         by_rate = False
@@ -253,9 +261,6 @@ class Door:
         if not refuse:
             if self._admission.hold(connection) and route[0] == NEW_JOB:
                 self._job_rate.take(clock)
-            return None
-        screened = _read_head(data, route)
-        if screened is None:  # aiohttp's: the middleware judges and counts it
             return None
         if by_rate:
             self._job_rate.count_refusal()
