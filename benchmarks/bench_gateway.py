@@ -417,6 +417,16 @@ async def bare_ceiling(workers: Workers, sockets: int, seconds: float) -> float:
         bare.wait(timeout=10)
 
 
+async def bare_reference() -> float:
+    """The machine's speed reference as every benchmark prints it: the bare loop's
+    frames/s with 2,000 sockets from three load-generator processes, over 8 s."""
+    workers = Workers(3)
+    try:
+        return await bare_ceiling(workers, 2000, 8.0)
+    finally:
+        workers.stop()
+
+
 def parser(doc: str | None) -> argparse.ArgumentParser:
     """The arguments every socket benchmark takes: its scratch database and Redis db."""
     p = argparse.ArgumentParser(

@@ -51,7 +51,7 @@ import numba
 import numpy as np
 
 import matching
-from benchmarks.bench_gateway import Workers, bare_ceiling
+from benchmarks.bench_gateway import bare_reference
 from benchmarks.matching_baselines import baselines
 from benchmarks.matching_data import (
     MAX_KM,
@@ -335,14 +335,6 @@ def bench_assign(idx: ArtisanIndex, rounds: int = 20) -> None:
             f"served {served_opt / rounds:.1f} vs greedy {served_greedy / rounds:.1f}, total score "
             f"{gain / max(1.0, same_served):+.2f} km better than greedy (over the {same_served:.0f} rounds serving as many jobs), {worse / rounds:.1f} jobs worse off under greedy, {better / rounds:.1f} better off"
         )
-
-
-async def bare_reference() -> float:
-    workers = Workers(3)
-    try:
-        return await bare_ceiling(workers, 2000, 8.0)
-    finally:
-        workers.stop()
 
 
 def main() -> None:

@@ -7,15 +7,21 @@ state only:
     .venv/bin/python -m benchmarks.metrics_diff /tmp/ramp.txt /tmp/end.txt
 
 Quantiles are interpolated linearly inside a bucket, as Prometheus' histogram_quantile
-does, so they are estimates bounded by the bucket edges (printed too).
+does, so they are estimates bounded by the bucket edges (printed too). Then it prints the
+machine's speed reference, measured there and then (`--skip-bare`: not): the README's
+load test has no other, and one read before a run does not tell what the run met (on a
+slow day, 68,643 frames/s before a run and 49,468 right after it, BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections import defaultdict
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks.bench_gateway import bare_reference
 
 HISTOGRAMS = (
     "zendo_dispatch_first_offer_seconds",
@@ -69,9 +75,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("before", help="/metrics scraped at the start of the window")
     parser.add_argument("after", help="/metrics scraped at its end")
+    parser.add_argument(
+        "--skip-bare", action="store_true", help="do not measure the speed reference (8 s)"
+    )
     args = parser.parse_args()
     for line in report(_buckets(args.before), _buckets(args.after)):
         print(line)
+    if not args.skip_bare:
+        frames = asyncio.run(bare_reference())
+        print(f"speed reference (bare aiohttp loop, now): {frames:,.0f} frames/s")
 
 
 def report(before: Series, after: Series) -> list[str]:

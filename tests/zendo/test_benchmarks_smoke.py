@@ -155,3 +155,44 @@ def test_cost_model_quick_run_reports_every_figure() -> None:
     assert all({"limit", "ratio", "met"} <= set(t) for t in result["targets"].values())
     assert result["capacity"]["jobs_per_s_per_server_core"] is not None
     assert "artisans_per_server_core_at_0.25_hz" in result["capacity"]
+
+
+_SCRAPE = """# HELP zendo_dispatch_first_offer_seconds x
+# TYPE zendo_dispatch_first_offer_seconds histogram
+zendo_dispatch_first_offer_seconds_bucket{{le="0.01"}} {fast}
+zendo_dispatch_first_offer_seconds_bucket{{le="0.025"}} {mid}
+zendo_dispatch_first_offer_seconds_bucket{{le="+Inf"}} {all}
+zendo_dispatch_first_offer_seconds_count {all}
+zendo_dispatch_first_offer_seconds_sum 1.0
+"""
+
+
+@pytest.mark.slow
+def test_metrics_diff_reports_the_window_then_the_speed_reference(tmp_path: Path) -> None:
+    """The README's load test ends with `metrics_diff`: the server's quantiles between
+    two scrapes, then the machine's speed reference measured there and then (the bare
+    loop's frames/s; no threshold: it depends on the machine)."""
+    before, after = tmp_path / "before.txt", tmp_path / "after.txt"
+    before.write_text(_SCRAPE.format(fast=10, mid=10, all=10))
+    after.write_text(_SCRAPE.format(fast=100, mid=110, all=110))  # 90 ≤ 10 ms, 10 ≤ 25 ms
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.metrics_diff", str(before), str(after)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0].startswith("zendo_dispatch_first_offer_seconds: n=100; p50 ≈ 5.6 ms (0–10)")
+    assert "> 25 ms: 0" in out[0]
+    assert out[-1].startswith("speed reference (bare aiohttp loop, now): ")
+    assert int(out[-1].split(": ")[1].split()[0].replace(",", "")) > 0
+    skipped = subprocess.run(
+        [sys.executable, "-m", "benchmarks.metrics_diff", str(before), str(after), "--skip-bare"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "speed reference" not in skipped and "n=100" in skipped
