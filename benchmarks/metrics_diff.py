@@ -79,7 +79,15 @@ def main() -> None:
         "--skip-bare", action="store_true", help="do not measure the speed reference (8 s)"
     )
     args = parser.parse_args()
-    for line in report(_buckets(args.before), _buckets(args.after)):
+    scrapes = []
+    for path in (args.before, args.after):
+        try:
+            scrapes.append(_buckets(path))
+        except OSError as exc:
+            parser.error(f"cannot read {path}: {exc.strerror}")
+        except ValueError as exc:
+            parser.error(f"{path} is not a /metrics scrape: {exc}")
+    for line in report(*scrapes):
         print(line)
     if not args.skip_bare:
         frames = asyncio.run(bare_reference())

@@ -16,15 +16,19 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def test_locustfile_defines_the_three_user_classes() -> None:
-    out = subprocess.run(
-        [str(BIN / "locust"), "-f", "benchmarks/locustfile.py", "--list"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+def _stdout(*command: str) -> str:
+    """What `command` prints, run from the repository (it must succeed)."""
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     ).stdout
+
+
+def _module_stdout(module: str, *argv: str) -> str:
+    return _stdout(sys.executable, "-m", module, *argv)
+
+
+def test_locustfile_defines_the_three_user_classes() -> None:
+    out = _stdout(str(BIN / "locust"), "-f", "benchmarks/locustfile.py", "--list")
     for user_class in ("ArtisanUser", "ClientUser", "AdminUser"):
         assert user_class in out
 
@@ -36,15 +40,7 @@ def test_micro_benchmarks_have_a_cli() -> None:
         "benchmarks.bench_dispatch",
         "benchmarks.bench_accept",
     ):
-        out = subprocess.run(
-            [sys.executable, "-m", module, "--help"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        ).stdout
-        assert "usage" in out.lower()
+        assert "usage" in _module_stdout(module, "--help").lower()
 
 
 def test_capacity_refuses_bad_arguments_with_a_message() -> None:
@@ -175,24 +171,30 @@ def test_metrics_diff_reports_the_window_then_the_speed_reference(tmp_path: Path
     before, after = tmp_path / "before.txt", tmp_path / "after.txt"
     before.write_text(_SCRAPE.format(fast=10, mid=10, all=10))
     after.write_text(_SCRAPE.format(fast=100, mid=110, all=110))  # 90 ≤ 10 ms, 10 ≤ 25 ms
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.metrics_diff", str(before), str(after)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout.splitlines()
+    out = _module_stdout("benchmarks.metrics_diff", str(before), str(after)).splitlines()
     assert out[0].startswith("zendo_dispatch_first_offer_seconds: n=100; p50 ≈ 5.6 ms (0–10)")
     assert "> 25 ms: 0" in out[0]
     assert out[-1].startswith("speed reference (bare aiohttp loop, now): ")
     assert int(out[-1].split(": ")[1].split()[0].replace(",", "")) > 0
-    skipped = subprocess.run(
-        [sys.executable, "-m", "benchmarks.metrics_diff", str(before), str(after), "--skip-bare"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    skipped = _module_stdout("benchmarks.metrics_diff", str(before), str(after), "--skip-bare")
     assert "speed reference" not in skipped and "n=100" in skipped
+
+
+def test_metrics_diff_refuses_a_missing_or_foreign_file_with_a_message(tmp_path: Path) -> None:
+    scrape = tmp_path / "scrape.txt"
+    scrape.write_text(_SCRAPE.format(fast=1, mid=1, all=1))
+    foreign = tmp_path / "foreign.txt"
+    foreign.write_text("<html>not metrics</html>\n")
+    for argv, words in (
+        ((str(tmp_path / "absent.txt"), str(scrape)), "cannot read"),
+        ((str(scrape), str(foreign)), "is not a /metrics scrape"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.metrics_diff", *argv, "--skip-bare"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2 and words in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
