@@ -55,7 +55,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     res["redis"] = "private redis-server" if redis_proc else args.redis_url
     profiler = Profiler(args.profile)
     try:
-        await ensure_database(args.database_url, args.bare_database_url)
+        for dsn in (args.database_url, args.bare_database_url):
+            await ensure_database(dsn)
         n_job = 2 * (args.req_jobs + args.warm_jobs)
         seeded = await seed(
             [args.database_url, args.bare_database_url],

@@ -50,12 +50,18 @@ def bare_dsn(dsn: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database_name(dsn)}_bare"))
 
 
-async def ensure_database(beside: str, dsn: str) -> None:
-    """Create the database of `dsn` (from a connection to `beside`) if it is missing,
-    then apply the migrations."""
-    conn = await asyncpg.connect(beside)
+def maintenance_dsn(dsn: str) -> str:
+    """The same server's `postgres` database, from which a missing one is created."""
+    return urlunsplit(urlsplit(dsn)._replace(path="/postgres"))
+
+
+async def ensure_database(dsn: str) -> None:
+    """Create the database of `dsn` if it is missing, then apply the migrations (as
+    `make db` does): a scratch database may be named that does not exist yet, or that
+    was never migrated."""
+    name = database_name(dsn)
+    conn = await asyncpg.connect(maintenance_dsn(dsn))
     try:
-        name = database_name(dsn)
         if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
             try:
                 await conn.execute(f'CREATE DATABASE "{name}"')
