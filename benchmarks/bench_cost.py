@@ -61,7 +61,7 @@ import os
 
 from benchmarks.cost.main import main
 from benchmarks.cost.report import clean
-from benchmarks.cost.seed import bare_dsn
+from benchmarks.cost.seed import bare_dsn, database_name
 from benchmarks.loadgen import DEFAULT_STEP_M
 
 
@@ -104,6 +104,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", metavar="DIR", help="py-spy the server (perturbs its CPU)")
     args = p.parse_args(argv)
     quick = args.quick
+    args.workers = 2  # load generator processes
     defaults = {
         "sockets": 400 if quick else 4000,
         "hz": 2.0 if quick else 1.0,
@@ -113,11 +114,23 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "jobs": 15 if quick else 150,
         "job_rate": 20.0 if quick else 30.0,
         "rounds": 2 if quick else 4,
-        "bare_database_url": bare_dsn(args.database_url),
     }
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+        elif getattr(args, key) <= 0:
+            p.error(f"--{key.replace('_', '-')} must be positive")
+    try:
+        database_name(args.database_url)
+        if args.bare_database_url is None:
+            args.bare_database_url = bare_dsn(args.database_url)
+        database_name(args.bare_database_url)
+    except ValueError as exc:
+        p.error(str(exc))
+    if args.sockets < args.workers:
+        p.error(f"--sockets must be at least {args.workers} (one per load generator)")
+    if args.server_workers is not None and args.server_workers < 1:
+        p.error("--server-workers must be at least 1")
     args.warm_jobs = 3 if quick else 20
     args.logins = 4 if quick else 20
     args.login_rate = 10.0
@@ -128,7 +141,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     args.pause_s = 0.3 if quick else 1.0
     args.flat_sockets = 300 if quick else 1000
     args.flat_s = 1.0 if quick else 5.0
-    args.workers = 2
     return args
 
 

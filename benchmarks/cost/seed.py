@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 from asyncpg.exceptions import DuplicateDatabaseError
@@ -43,16 +43,23 @@ def database_name(dsn: str) -> str:
     return name
 
 
+def _with_database(dsn: str, name: str) -> str:
+    """`dsn` naming database `name` instead (urlunsplit would drop the `//` of an empty
+    host: `postgresql:///x` became `postgresql:/x`)."""
+    parts = urlsplit(dsn)
+    query = f"?{parts.query}" if parts.query else ""
+    return f"{parts.scheme}://{parts.netloc}/{name}{query}"
+
+
 def bare_dsn(dsn: str) -> str:
     """The bare handlers' database beside the server's: `<name>_bare`. The two run side
     by side, and the real dispatcher must never see the bare handlers' jobs."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{database_name(dsn)}_bare"))
+    return _with_database(dsn, f"{database_name(dsn)}_bare")
 
 
 def maintenance_dsn(dsn: str) -> str:
     """The same server's `postgres` database, from which a missing one is created."""
-    return urlunsplit(urlsplit(dsn)._replace(path="/postgres"))
+    return _with_database(dsn, "postgres")
 
 
 async def ensure_database(dsn: str) -> None:

@@ -1,5 +1,6 @@
-"""`bench_cost` names scratch databases: one missing, or never migrated, is made ready
-(as `make db` does) instead of failing on its first TRUNCATE."""
+"""`bench_cost`'s set-up: the scratch databases it is named, missing or never migrated,
+are made ready (as `make db` does) instead of failing on the first TRUNCATE, and bad
+arguments are refused with a usage message."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from benchmarks.cost.seed import ensure_database, maintenance_dsn, truncate
+from benchmarks.bench_cost import parse
+from benchmarks.cost.seed import bare_dsn, ensure_database, maintenance_dsn, truncate
 from dispatch.migrate import discover
 
 
@@ -66,3 +68,43 @@ async def test_an_empty_database_is_migrated_then_truncated(scratch_name: str) -
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(discover())
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--hz", "0"], "--hz must be positive"),
+        (["--rounds", "-1"], "--rounds must be positive"),
+        (["--sockets", "1"], "--sockets must be at least 2"),
+        (["--server-workers", "0"], "--server-workers must be at least 1"),
+        (["--database-url", "postgresql://"], "name the database in the URL"),
+        (["--bare-database-url", "postgresql://localhost"], "name the database in the URL"),
+    ],
+)
+def test_bad_arguments_are_refused_with_a_message(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse(argv)
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_bare_handlers_database_defaults_to_one_beside_the_servers() -> None:
+    args = parse(["--database-url", "postgresql:///zendo_cost_x", "--quick"])
+    assert args.bare_database_url == "postgresql:///zendo_cost_x_bare"
+    assert args.sockets == 400 and args.rounds == 2
+
+
+@pytest.mark.parametrize(
+    ("dsn", "bare"),
+    [
+        ("postgresql:///zendo_cost", "postgresql:///zendo_cost_bare"),
+        (
+            "postgresql://u:p@db:5433/c?sslmode=disable",
+            "postgresql://u:p@db:5433/c_bare?sslmode=disable",
+        ),
+    ],
+)
+def test_the_bare_database_keeps_the_servers_address(dsn: str, bare: str) -> None:
+    assert bare_dsn(dsn) == bare
