@@ -59,6 +59,7 @@ import argparse
 import json
 import os
 
+from benchmarks.arguments import positive_float, positive_int
 from benchmarks.cost.main import main
 from benchmarks.cost.report import clean
 from benchmarks.cost.seed import bare_dsn, database_name
@@ -80,9 +81,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="'private' (default): a redis-server of its own; else a URL (FLUSHed)",
     )
     p.add_argument("--quick", action="store_true", help="small counts (the smoke test)")
-    p.add_argument("--sockets", type=int, help="artisan sockets in the fix phase")
-    p.add_argument("--hz", type=float, help="fixes per socket per second")
-    p.add_argument("--fix-s", type=float, help="fix window (and baselines) seconds")
+    p.add_argument("--sockets", type=positive_int, help="artisan sockets in the fix phase")
+    p.add_argument("--hz", type=positive_float, help="fixes per socket per second")
+    p.add_argument("--fix-s", type=positive_float, help="fix window (and baselines) seconds")
     p.add_argument(
         "--fix-step-m",
         type=float,
@@ -90,15 +91,17 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="metres each artisan moves per fix (default: a walking pace; over 25 m, every "
         "fix is a stream row for the index mirrors)",
     )
-    p.add_argument("--req-jobs", type=int, help="requests per route window")
-    p.add_argument("--req-rate", type=float, help="requests per second in a route window")
-    p.add_argument("--jobs", type=int, help="whole jobs in the job window")
-    p.add_argument("--job-rate", type=float, help="jobs started per second")
-    p.add_argument("--rounds", type=int, help="pieces each measure and its baseline alternate in")
+    p.add_argument("--req-jobs", type=positive_int, help="requests per route window")
+    p.add_argument("--req-rate", type=positive_float, help="requests per second in a route window")
+    p.add_argument("--jobs", type=positive_int, help="whole jobs in the job window")
+    p.add_argument("--job-rate", type=positive_float, help="jobs started per second")
+    p.add_argument(
+        "--rounds", type=positive_int, help="pieces each measure and its baseline alternate in"
+    )
     p.add_argument("--bare-database-url", help="the bare handlers' database (default: <name>_bare)")
     p.add_argument(
         "--server-workers",
-        type=int,
+        type=positive_int,
         help="zendo serve --workers N (default: the server's own default)",
     )
     p.add_argument("--profile", metavar="DIR", help="py-spy the server (perturbs its CPU)")
@@ -118,8 +121,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-        elif getattr(args, key) <= 0:
-            p.error(f"--{key.replace('_', '-')} must be positive")
     try:
         database_name(args.database_url)
         if args.bare_database_url is None:
@@ -129,8 +130,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(str(exc))
     if args.sockets < args.workers:
         p.error(f"--sockets must be at least {args.workers} (one per load generator)")
-    if args.server_workers is not None and args.server_workers < 1:
-        p.error("--server-workers must be at least 1")
     args.warm_jobs = 3 if quick else 20
     args.logins = 4 if quick else 20
     args.login_rate = 10.0

@@ -41,6 +41,7 @@ import aiohttp
 import orjson
 import uvloop
 
+from benchmarks.arguments import non_negative_float, positive_float, positive_int
 from core.gateway_config import GatewayConfig
 from gateway.gcpacer import GcPacer, take_over
 
@@ -396,17 +397,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="http://127.0.0.1:8080")
     parser.add_argument("--seed", required=True, help="`zendo seed --out` JSON-lines file")
-    parser.add_argument("--artisans", type=int, default=1000)
-    parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=10.0, help="interventions per second")
-    parser.add_argument("--duration", type=float, default=30.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--settle", type=float, default=3.0, help="after connecting")
-    parser.add_argument("--drain", type=float, default=3.0, help="after the last creation")
-    parser.add_argument("--fix-every", type=float, default=4.0)
-    parser.add_argument("--accept-delay", type=float, default=0.0)
-    parser.add_argument("--hold", type=float, default=0.5, help="ASSIGNED -> client cancel")
-    parser.add_argument("--connect-concurrency", type=int, default=100)
+    parser.add_argument("--artisans", type=positive_int, default=1000)
+    parser.add_argument("--clients", type=positive_int, default=200)
+    parser.add_argument(
+        "--rate", type=positive_float, default=10.0, help="interventions per second"
+    )
+    parser.add_argument("--duration", type=positive_float, default=30.0, help="measured seconds")
+    parser.add_argument("--warmup", type=non_negative_float, default=5.0)
+    parser.add_argument("--settle", type=non_negative_float, default=3.0, help="after connecting")
+    parser.add_argument(
+        "--drain", type=non_negative_float, default=3.0, help="after the last creation"
+    )
+    parser.add_argument("--fix-every", type=positive_float, default=4.0)
+    parser.add_argument("--accept-delay", type=non_negative_float, default=0.0)
+    parser.add_argument(
+        "--hold", type=non_negative_float, default=0.5, help="ASSIGNED -> client cancel"
+    )
+    parser.add_argument("--connect-concurrency", type=positive_int, default=100)
     parser.add_argument("--out", help="write the JSON report here too")
     args = parser.parse_args()
 

@@ -34,6 +34,7 @@ import aiohttp
 import asyncpg
 from redis.asyncio import Redis
 
+from benchmarks.arguments import positive_float, positive_int
 from benchmarks.children import die_with_parent
 from benchmarks.cost.meter import tree_cpu_s
 from benchmarks.loadgen import run_worker
@@ -444,13 +445,16 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
 
 def parse() -> argparse.Namespace:
     p = parser(__doc__)
-    p.add_argument("--sockets", type=int, default=15000)
-    p.add_argument("--active", type=int, default=10000)
-    p.add_argument("--duration", type=float, default=20.0)
-    p.add_argument("--flat-sockets", type=int, default=2000)
-    p.add_argument("--flat-s", type=float, default=8.0)
-    p.add_argument("--workers", type=int, default=3)
-    return p.parse_args()
+    p.add_argument("--sockets", type=positive_int, default=15000)
+    p.add_argument("--active", type=positive_int, default=10000)
+    p.add_argument("--duration", type=positive_float, default=20.0)
+    p.add_argument("--flat-sockets", type=positive_int, default=2000)
+    p.add_argument("--flat-s", type=positive_float, default=8.0)
+    p.add_argument("--workers", type=positive_int, default=3)
+    args = p.parse_args()
+    if args.active > args.sockets:
+        p.error(f"--active ({args.active}) cannot exceed --sockets ({args.sockets})")
+    return args
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ import numba
 import numpy as np
 
 import matching
+from benchmarks.arguments import non_negative_int, positive_int
 from benchmarks.bench_gateway import bare_reference
 from benchmarks.matching_baselines import baselines
 from benchmarks.matching_data import (
@@ -349,9 +350,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--n", type=int, default=1_000_000)
-    ap.add_argument("--queries", type=int, default=300)
-    ap.add_argument("--moves", type=int, default=100_000)
+    ap.add_argument("--n", type=positive_int, default=1_000_000)
+    ap.add_argument("--queries", type=positive_int, default=300)
+    ap.add_argument("--moves", type=non_negative_int, default=100_000)
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--skip-bare", action="store_true")
     args = ap.parse_args()

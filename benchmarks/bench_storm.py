@@ -41,6 +41,7 @@ import asyncpg
 from redis.asyncio import Redis
 
 from benchmarks import metrics_diff, reconnect
+from benchmarks.arguments import positive_float, positive_int
 from benchmarks.bench_gateway import (
     Workers,
     bare_ceiling,
@@ -318,12 +319,14 @@ async def main(args: argparse.Namespace) -> None:
 
 def parse() -> argparse.Namespace:
     p = parser(__doc__)
-    p.add_argument("--sockets", type=int, default=10000)
-    p.add_argument("--rate", type=float, default=1000.0)
-    p.add_argument("--duration", type=float, default=20.0)
-    p.add_argument("--workers", type=int, default=3, help="load-generator processes")
+    p.add_argument("--sockets", type=positive_int, default=10000)
+    p.add_argument("--rate", type=positive_float, default=1000.0)
+    p.add_argument("--duration", type=positive_float, default=20.0)
+    p.add_argument("--workers", type=positive_int, default=3, help="load-generator processes")
     p.add_argument(
-        "--server-workers", type=int, help="`zendo serve` processes (default: the server's own)"
+        "--server-workers",
+        type=positive_int,
+        help="`zendo serve` processes (default: the server's own)",
     )
     return p.parse_args()
 

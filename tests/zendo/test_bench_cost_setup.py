@@ -73,10 +73,10 @@ async def test_an_empty_database_is_migrated_then_truncated(scratch_name: str) -
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--hz", "0"], "--hz must be positive"),
-        (["--rounds", "-1"], "--rounds must be positive"),
+        (["--hz", "0"], "argument --hz: must be positive"),
+        (["--rounds", "-1"], "argument --rounds: must be at least 1"),
         (["--sockets", "1"], "--sockets must be at least 2"),
-        (["--server-workers", "0"], "--server-workers must be at least 1"),
+        (["--server-workers", "0"], "argument --server-workers: must be at least 1"),
         (["--database-url", "postgresql://"], "name the database in the URL"),
         (["--bare-database-url", "postgresql://localhost"], "name the database in the URL"),
     ],
