@@ -5,41 +5,30 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
 
 
-def _number(text: str, kind: type[int] | type[float]) -> int | float:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
+def _at_least(kind: Callable[[str], N], low: N, *, strict: bool, rule: str) -> Callable[[str], N]:
+    """An argparse type: `kind(text)`, finite, and above `low` (`strict`) or at least it."""
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if value < low or (strict and value == low):
+            raise argparse.ArgumentTypeError(f"must be {rule} (got {value:g})")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    value = int(_number(text, int))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = int(_number(text, int))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(_number(text, float))
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive (got {value:g})")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    value = float(_number(text, float))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value:g})")
-    return value
+positive_int = _at_least(int, 1, strict=False, rule="at least 1")
+non_negative_int = _at_least(int, 0, strict=False, rule="0 or more")
+positive_float = _at_least(float, 0.0, strict=True, rule="positive")
+non_negative_float = _at_least(float, 0.0, strict=False, rule="0 or more")
