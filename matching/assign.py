@@ -28,68 +28,11 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from matching.kernels_assign import k_components
 from matching.policy import Candidate
 
 #: cost of a forbidden (job, artisan) pair: scipy treats +inf as "not allowed"
 _FORBIDDEN: Final = np.inf
-
-
-def _components(cands: Sequence[Sequence[Candidate]]) -> list[list[int]]:
-    """Jobs grouped by shared candidates (union-find), each group in job order."""
-    parent = list(range(len(cands)))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    owner: dict[str, int] = {}
-    for j, row in enumerate(cands):
-        for c in row:
-            o = owner.setdefault(c.artisan_id, j)
-            if o != j:
-                a, b = find(o), find(j)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    groups: dict[int, list[int]] = {}
-    for j in range(len(cands)):
-        groups.setdefault(find(j), []).append(j)
-    return list(groups.values())
-
-
-def _solve_component(
-    jobs: list[int], cands: Sequence[Sequence[Candidate]], choice: list[int]
-) -> None:
-    """Optimal choice (index into each job's candidates, or -1) for one component."""
-    col_of: dict[str, int] = {}
-    for j in jobs:
-        for c in cands[j]:
-            col_of.setdefault(c.artisan_id, len(col_of))
-    n, m = len(jobs), len(col_of)
-    scores = np.full((n, m), _FORBIDDEN, dtype=np.float64)
-    pick: npt.NDArray[np.int64] = np.full((n, m), -1, dtype=np.int64)
-    for r, j in enumerate(jobs):
-        for i, c in enumerate(cands[j]):
-            col = col_of[c.artisan_id]
-            scores[r, col] = c.score
-            pick[r, col] = i
-    finite = scores[np.isfinite(scores)]
-    lo = float(finite.min())
-    span = float(finite.max()) - lo
-    nobody = n * span + 1.0  # > any score difference over the whole component
-    cost = np.full((n, m + n), _FORBIDDEN, dtype=np.float64)
-    cost[:, :m] = scores - lo  # >= 0, so each real pair costs at most `span`
-    cost[np.arange(n), m + np.arange(n)] = nobody
-    # imported on first use: scipy.optimize takes 0.3-1 s to import, which every process
-    # importing `matching` (the CLI, gateway-only workers) would otherwise pay; a server
-    # pays it at start-up, off the event loop, in `matching.warmup`
-    from scipy.optimize import linear_sum_assignment
-
-    rows, cols = linear_sum_assignment(cost)
-    for r, col in zip(rows.tolist(), cols.tolist(), strict=True):
-        if col < m:
-            choice[jobs[r]] = int(pick[r, col])
 
 
 def solve(cands: Sequence[Sequence[Candidate]]) -> list[int]:
@@ -100,10 +43,56 @@ def solve(cands: Sequence[Sequence[Candidate]]) -> list[int]:
     Maximises the number of jobs served, then minimises the total score; each
     artisan (``Candidate.artisan_id``) is chosen at most once.
     """
-    choice = [-1] * len(cands)
-    for comp in _components(cands):
-        if len(comp) > 1:
-            _solve_component(comp, cands, choice)
-        elif cands[comp[0]]:  # a job sharing no candidate takes its best
-            choice[comp[0]] = 0
+    n_jobs = len(cands)
+    choice = [-1] * n_jobs
+    flat = [c for row in cands for c in row]
+    if not flat:
+        return choice
+    lengths = np.array([len(row) for row in cands], dtype=np.int64)
+    first = np.cumsum(lengths) - lengths  # each job's first candidate in `flat`
+    col_of: dict[str, int] = {}  # artisan -> column, in order of first appearance
+    col = np.array([col_of.setdefault(c.artisan_id, len(col_of)) for c in flat], dtype=np.int64)
+    job = np.repeat(np.arange(n_jobs, dtype=np.int64), lengths)
+    root, row, local, order, jobs_in, cols_in, start = k_components(job, col, n_jobs, len(col_of))
+    for r in np.flatnonzero(jobs_in > 1).tolist():
+        take = order[start[r] : start[r + 1]]
+        jobs = np.flatnonzero(root == r).tolist()
+        score = np.array([flat[p].score for p in take.tolist()], dtype=np.float64)
+        rank = take - first[job[take]]  # the candidate's place in its job's list
+        picked = _solve_component(len(jobs), int(cols_in[r]), row[take], local[take], score, rank)
+        for j, i in zip(jobs, picked, strict=True):
+            choice[j] = i
+    for j in np.flatnonzero((jobs_in == 1) & (root == np.arange(n_jobs))).tolist():
+        if lengths[j]:  # a job sharing no candidate takes its best
+            choice[j] = 0
     return choice
+
+
+def _solve_component(
+    n: int,
+    m: int,
+    row: npt.NDArray[np.int64],
+    col: npt.NDArray[np.int64],
+    score: npt.NDArray[np.float64],
+    rank: npt.NDArray[np.int64],
+) -> list[int]:
+    """One component's optimal choice: for each of its ``n`` jobs (rows), the rank of
+    its chosen candidate, or -1; ``m`` artisans (columns); one entry per candidate."""
+    lo = float(score.min())
+    span = float(score.max()) - lo
+    nobody = n * span + 1.0  # > any score difference over the whole component
+    cost = np.full((n, m + n), _FORBIDDEN, dtype=np.float64)
+    cost[row, col] = score - lo  # >= 0, so each real pair costs at most `span`
+    cost[np.arange(n), m + np.arange(n)] = nobody
+    pick: npt.NDArray[np.int64] = np.full((n, m + n), -1, dtype=np.int64)
+    pick[row, col] = rank
+    # imported on first use: scipy.optimize takes 0.3-1 s to import, which every process
+    # importing `matching` (the CLI, gateway-only workers) would otherwise pay; a server
+    # pays it at start-up, off the event loop, in `matching.warmup`
+    from scipy.optimize import linear_sum_assignment
+
+    rows, chosen = linear_sum_assignment(cost)
+    out = [-1] * n
+    for r, c in zip(rows.tolist(), pick[rows, chosen].tolist(), strict=True):
+        out[r] = c
+    return out

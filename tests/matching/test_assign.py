@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from matching import LEVELS, ArtisanIndex, Candidate, RankingPolicy, store, walk
 from matching.assign import solve
+from matching.kernels_assign import k_components
 from tests.matching.matching_reference import Rec, brute
 
 SETTINGS = settings(
@@ -157,6 +158,52 @@ def test_solve_on_arbitrary_candidate_lists(rows: list[list[tuple[str, float]]])
     choice = solve(cands)
     got = {f"j{j}": (cands[j][i] if i >= 0 else None) for j, i in enumerate(choice)}
     _check(got, {f"j{j}": row for j, row in enumerate(cands)})
+
+
+def _components_reference(job: list[int], col: list[int], n_jobs: int) -> list[set[int]]:
+    """Connected components of the jobs, two jobs joined when they list one column."""
+    comps: list[set[int]] = []
+    for j in range(n_jobs):
+        cols = {c for jj, c in zip(job, col, strict=True) if jj == j}
+        joined = [x for x in comps if x & {-1 - c for c in cols}]
+        merged = {j} | {-1 - c for c in cols}
+        for x in joined:
+            merged |= x
+            comps.remove(x)
+        comps.append(merged)
+    return [{x for x in comp if x >= 0} for comp in comps]
+
+
+@SETTINGS
+@given(
+    rows=st.lists(st.lists(st.integers(0, 30), max_size=6, unique=True), min_size=1, max_size=25)
+)
+def test_components_kernel_against_a_reference(rows: list[list[int]]) -> None:
+    """k_components: each job's component (its smallest job), each candidate's row and
+    column within it, and the candidates grouped by component in a stable order."""
+    # columns numbered in order of first appearance, as solve() numbers artisans
+    number: dict[int, int] = {}
+    col = [number.setdefault(a, len(number)) for row in rows for a in row]
+    job = [j for j, row in enumerate(rows) for _ in row]
+    if not col:
+        return
+    n_jobs, n_cols = len(rows), len(number)
+    root, row, local, order, jobs_in, cols_in, start = k_components(
+        np.array(job, dtype=np.int64), np.array(col, dtype=np.int64), n_jobs, n_cols
+    )
+    for comp in _components_reference(job, col, n_jobs):
+        r = min(comp)
+        members = sorted(comp)
+        assert [int(root[j]) for j in members] == [r] * len(members)
+        assert jobs_in[r] == len(members)
+        cols = sorted({c for j, c in zip(job, col, strict=True) if j in comp})
+        assert cols_in[r] == len(cols)
+        took = [int(p) for p in order[start[r] : start[r + 1]]]
+        assert took == [p for p, j in enumerate(job) if j in comp]  # stable: job order
+        for p in took:
+            assert row[p] == members.index(job[p])
+            assert local[p] == cols.index(col[p])
+    assert start[-1] == len(job)
 
 
 # ---------------------------------------------------------------- fixed cases
