@@ -38,8 +38,8 @@ from benchmarks.children import die_with_parent
 from benchmarks.cost.constants import ROOT
 from benchmarks.cost.meter import Meter, Snap, tree_cpu_s
 from benchmarks.cost.processes import start_redis, stop_process
-from benchmarks.cost.seed import truncate
 from benchmarks.rate_steps import SETTLE_S, parse_rates
+from benchmarks.scratch_db import truncate
 from tests.gateway.processes import wait_healthy
 from tests.ports import free_port
 

@@ -62,8 +62,9 @@ import os
 from benchmarks.arguments import positive_float, positive_int
 from benchmarks.cost.main import main
 from benchmarks.cost.report import clean
-from benchmarks.cost.seed import bare_dsn, database_name
+from benchmarks.cost.seed import bare_dsn
 from benchmarks.loadgen import DEFAULT_STEP_M
+from benchmarks.scratch_db import database_name
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

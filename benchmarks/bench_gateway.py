@@ -38,6 +38,7 @@ from benchmarks.arguments import positive_float, positive_int
 from benchmarks.children import die_with_parent
 from benchmarks.cost.meter import tree_cpu_s
 from benchmarks.loadgen import run_worker
+from benchmarks.scratch_db import database_url, ensure_database
 from core.tokens import issue_access_token
 from tests.gateway.processes import wait_healthy
 from tests.ports import free_port
@@ -64,6 +65,9 @@ def rss_kib(pid: int) -> int:
 
 
 async def seed(dsn: str, redis_url: str, n: int) -> tuple[list[uuid.UUID], uuid.UUID]:
+    """``n`` verified artisans and an admin in the scratch database (created and migrated
+    if need be, then emptied of users), and its Redis db FLUSHed."""
+    await ensure_database(dsn)
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("TRUNCATE users CASCADE")
@@ -435,7 +439,9 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--database-url",
+        type=database_url,
         default=os.environ.get("ZENDO_DATABASE_URL", "postgresql:///zendo_test_gateway"),
+        help="a scratch database (created if missing; its users TRUNCATEd)",
     )
     p.add_argument(
         "--redis-url", default=os.environ.get("ZENDO_REDIS_URL", "redis://127.0.0.1:6379/4")

@@ -47,6 +47,3 @@ HOT_ROUTES = tuple(name for name, _label in ROUTES if name != "login")
 
 
 TARGETS = {"redis_fix": 3.0, "server_fix": 3.0, "route": 2.5}
-
-
-KEEP_TABLES = {"schema_migrations", "specialty_prices", "spatial_ref_sys"}

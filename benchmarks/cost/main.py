@@ -23,8 +23,9 @@ from benchmarks.cost.phases import fix_phase, request_phase, speed_reference, st
 from benchmarks.cost.processes import start_redis, stop_process
 from benchmarks.cost.pyspy import Profiler
 from benchmarks.cost.report import Clock, print_table
-from benchmarks.cost.seed import ensure_database, seed
+from benchmarks.cost.seed import seed
 from benchmarks.cost.stack import stack
+from benchmarks.scratch_db import ensure_database
 
 
 def git_commit() -> str:

@@ -8,10 +8,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
-from asyncpg.exceptions import DuplicateDatabaseError
 from redis.asyncio import Redis
 
 from benchmarks.cost.constants import (
@@ -19,64 +17,16 @@ from benchmarks.cost.constants import (
     CENTER,
     FIX_SPECIALTIES,
     JOB_SPECIALTY,
-    KEEP_TABLES,
     PASSWORD,
     SECRET,
 )
-from dispatch.migrate import migrate
-
-
-async def truncate(conn: asyncpg.Connection) -> None:
-    """Empty every table of the scratch database but the migrations' reference data."""
-    tables = [
-        r["tablename"]
-        for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        if r["tablename"] not in KEEP_TABLES
-    ]
-    await conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
-
-
-def database_name(dsn: str) -> str:
-    name = urlsplit(dsn).path.lstrip("/")
-    if not name:
-        raise ValueError(f"{dsn}: name the database in the URL")
-    return name
-
-
-def _with_database(dsn: str, name: str) -> str:
-    """`dsn` naming database `name` instead (urlunsplit would drop the `//` of an empty
-    host: `postgresql:///x` became `postgresql:/x`)."""
-    parts = urlsplit(dsn)
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}://{parts.netloc}/{name}{query}"
+from benchmarks.scratch_db import database_name, truncate, with_database
 
 
 def bare_dsn(dsn: str) -> str:
     """The bare handlers' database beside the server's: `<name>_bare`. The two run side
     by side, and the real dispatcher must never see the bare handlers' jobs."""
-    return _with_database(dsn, f"{database_name(dsn)}_bare")
-
-
-def maintenance_dsn(dsn: str) -> str:
-    """The same server's `postgres` database, from which a missing one is created."""
-    return _with_database(dsn, "postgres")
-
-
-async def ensure_database(dsn: str) -> None:
-    """Create the database of `dsn` if it is missing, then apply the migrations (as
-    `make db` does): a scratch database may be named that does not exist yet, or that
-    was never migrated."""
-    name = database_name(dsn)
-    conn = await asyncpg.connect(maintenance_dsn(dsn))
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            except DuplicateDatabaseError:  # another run made it meanwhile
-                pass
-    finally:
-        await conn.close()
-    await migrate(dsn)
+    return with_database(dsn, f"{database_name(dsn)}_bare")
 
 
 @dataclass

@@ -15,7 +15,8 @@ from benchmarks.cost.meter import Meter
 from benchmarks.cost.probes import wait_http, wait_workers
 from benchmarks.cost.processes import start_module, start_server, stop_process
 from benchmarks.cost.report import Clock
-from benchmarks.cost.seed import Seeded, database_name
+from benchmarks.cost.seed import Seeded
+from benchmarks.scratch_db import database_name
 from tests.ports import free_port
 
 

@@ -58,6 +58,11 @@ def test_bad_values_are_refused(kind: Callable[[str], object], text: str, messag
             ["--sockets", "10", "--active", "20"],
             "--active (20) cannot exceed --sockets (10)",
         ),
+        (
+            "benchmarks.bench_storm",
+            ["--database-url", "postgresql://localhost"],
+            "argument --database-url: postgresql://localhost: name the database in the URL",
+        ),
         ("benchmarks.bench_matching", ["--n", "0"], "argument --n: must be at least 1"),
         ("benchmarks.bench_matching", ["--moves", "-1"], "argument --moves: must be 0 or more"),
         (

@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 
 from benchmarks.bench_cost import parse
-from benchmarks.cost.seed import bare_dsn, ensure_database, maintenance_dsn, truncate
+from benchmarks.cost.seed import bare_dsn
+from benchmarks.scratch_db import ensure_database, maintenance_dsn, truncate
 from dispatch.migrate import discover
 
 
