@@ -22,6 +22,7 @@ import time
 import uvloop
 from aiohttp import web
 
+from benchmarks.arguments import non_negative_float, positive_int
 from benchmarks.children import die_with_parent
 from zendo.system.listener import MultiAcceptSite
 
@@ -98,8 +99,8 @@ def _measure(site_kind: str, connections: int, busy_ms: float) -> tuple[float, f
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--connections", type=int, default=2000)
-    parser.add_argument("--busy-ms", type=float, default=5.0)
+    parser.add_argument("--connections", type=positive_int, default=2000)
+    parser.add_argument("--busy-ms", type=non_negative_float, default=5.0)
     parser.add_argument("--serve", choices=("tcp", "multi"))
     args = parser.parse_args()
     if args.serve:

@@ -39,7 +39,7 @@ from benchmarks.cost.constants import ROOT
 from benchmarks.cost.meter import Meter, Snap, tree_cpu_s
 from benchmarks.cost.processes import start_redis, stop_process
 from benchmarks.rate_steps import SETTLE_S, parse_rates
-from benchmarks.scratch_db import truncate
+from benchmarks.scratch_db import database_name, database_url, truncate
 from tests.gateway.processes import wait_healthy
 from tests.ports import free_port
 
@@ -55,7 +55,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--database-url", default="postgresql:///zendo_capacity", help="TRUNCATEd")
+    p.add_argument(
+        "--database-url",
+        type=database_url,
+        default="postgresql:///zendo_capacity",
+        help="created and migrated if need be; TRUNCATEd",
+    )
     p.add_argument("--redis-url", default="private", help="'private' (default) or a URL (FLUSHed)")
     p.add_argument("--artisans", type=int, default=10_000)
     p.add_argument("--fix-every-s", type=float, default=4.0, help="an artisan's fix period")
@@ -163,7 +168,7 @@ def start_locust(
 
 def prepare_database(args: argparse.Namespace, env: dict[str, str]) -> None:
     """The scratch database, created and migrated if need be (as `make db` does)."""
-    name = args.database_url.rsplit("/", 1)[1]
+    name = database_name(args.database_url)
     subprocess.run(["./scripts/ensure-db.sh", name], cwd=ROOT, check=True)
     zendo(env, "migrate")
 

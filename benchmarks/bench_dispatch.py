@@ -41,7 +41,7 @@ import aiohttp
 import orjson
 import uvloop
 
-from benchmarks.arguments import non_negative_float, positive_float, positive_int
+from benchmarks.arguments import non_negative_float, positive_float, positive_int, seed_file
 from core.gateway_config import GatewayConfig
 from gateway.gcpacer import GcPacer, take_over
 
@@ -396,7 +396,9 @@ def report(stats: Stats) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="http://127.0.0.1:8080")
-    parser.add_argument("--seed", required=True, help="`zendo seed --out` JSON-lines file")
+    parser.add_argument(
+        "--seed", type=seed_file, required=True, help="`zendo seed --out` JSON-lines file"
+    )
     parser.add_argument("--artisans", type=positive_int, default=1000)
     parser.add_argument("--clients", type=positive_int, default=200)
     parser.add_argument(
@@ -419,12 +421,10 @@ def main() -> None:
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    with open(args.seed) as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    artisans = [r for r in rows if r["role"] == "ARTISAN"][: args.artisans]
-    clients = [r for r in rows if r["role"] == "CLIENT"][: args.clients]
+    artisans = [r for r in args.seed if r["role"] == "ARTISAN"][: args.artisans]
+    clients = [r for r in args.seed if r["role"] == "CLIENT"][: args.clients]
     if not artisans or not clients:
-        raise SystemExit("the seed file needs both artisans and clients")
+        parser.error("--seed: the file needs both artisans and clients")
     stats = uvloop.run(Harness(args, artisans, clients).run())
     result = report(stats)
     print(json.dumps(result, indent=2))

@@ -27,6 +27,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Final
 
+from benchmarks.arguments import positive_float, readable_file, tcp_port
+
 METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _HEADER: Final = re.compile(
     r"^(?P<t>\d+\.\d+) IP6? (?P<src>\S+)\.(?P<sport>\d+) > (?P<dst>\S+)\.(?P<dport>\d+): "
@@ -140,10 +142,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--port", type=int, default=8080)
-    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--port", type=tcp_port, default=8080)
+    ap.add_argument("--seconds", type=positive_float, default=30.0)
     ap.add_argument("--interface", default="lo")
-    ap.add_argument("--from-file", help="a saved `tcpdump -nn -tt -A` text")
+    ap.add_argument("--from-file", type=readable_file, help="a saved `tcpdump -nn -tt -A` text")
     args = ap.parse_args()
     if args.from_file:
         with open(args.from_file, errors="replace") as fh:

@@ -16,6 +16,9 @@ from benchmarks.arguments import (
     non_negative_int,
     positive_float,
     positive_int,
+    readable_file,
+    seed_file,
+    tcp_port,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,8 +70,25 @@ def test_bad_values_are_refused(kind: Callable[[str], object], text: str, messag
         ("benchmarks.bench_matching", ["--moves", "-1"], "argument --moves: must be 0 or more"),
         (
             "benchmarks.bench_dispatch",
-            ["--seed", "/nonexistent", "--rate", "0"],
+            ["--rate", "0", "--seed", "/nonexistent"],
             "argument --rate: must be positive",
+        ),
+        (
+            "benchmarks.bench_dispatch",
+            ["--seed", "/nonexistent/seed.jsonl"],
+            "argument --seed: /nonexistent/seed.jsonl: No such file or directory",
+        ),
+        (
+            "benchmarks.wire_latency",
+            ["--from-file", "/nonexistent/capture.txt"],
+            "argument --from-file: /nonexistent/capture.txt: No such file or directory",
+        ),
+        ("benchmarks.wire_latency", ["--port", "70000"], "a port is 1 to 65535 (got 70000)"),
+        ("benchmarks.bench_accept", ["--connections", "0"], "argument --connections: must be"),
+        (
+            "benchmarks.bench_capacity",
+            ["--database-url", "postgresql://"],
+            "argument --database-url: postgresql://: name the database in the URL",
         ),
         ("benchmarks.bench_cost", ["--hz", "nan"], "argument --hz: 'nan' is not a finite number"),
     ],
@@ -85,4 +105,47 @@ def test_each_benchmark_refuses_a_bad_value_with_a_usage_message(
     )
     assert done.returncode == 2
     assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_ports_and_files(tmp_path: Path) -> None:
+    assert tcp_port("8080") == 8080
+    for bad, message in (("0", "1 to 65535"), ("http", "not a port number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            tcp_port(bad)
+    there = tmp_path / "capture.txt"
+    there.write_text("")
+    assert readable_file(str(there)) == str(there)
+    with pytest.raises(argparse.ArgumentTypeError, match="Is a directory"):
+        readable_file(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"role": "CLIENT"}\nnot json\n', "line 2: not JSON"),
+        ('{"role": "CLIENT"}\n\n["CLIENT"]\n', "line 3: a user has a role"),
+        ('{"email": "a@b.example"}\n', "line 1: a user has a role"),
+    ],
+)
+def test_a_seed_file_that_is_not_one_is_refused(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "seed.jsonl"
+    path.write_text(text)
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        seed_file(str(path))
+
+
+def test_a_seed_file_without_clients_is_refused_by_bench_dispatch(tmp_path: Path) -> None:
+    path = tmp_path / "seed.jsonl"
+    path.write_text('{"role": "ARTISAN", "id": "a"}\n\n')
+    assert seed_file(str(path)) == [{"role": "ARTISAN", "id": "a"}]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_dispatch", "--seed", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--seed: the file needs both artisans and clients" in done.stderr
     assert "Traceback" not in done.stderr
