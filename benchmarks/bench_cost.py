@@ -64,7 +64,7 @@ from benchmarks.cost.main import main
 from benchmarks.cost.report import clean
 from benchmarks.cost.seed import bare_dsn
 from benchmarks.loadgen import DEFAULT_STEP_M
-from benchmarks.scratch_db import database_name
+from benchmarks.scratch_db import database_url
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,6 +73,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--database-url",
+        type=database_url,
         default=os.environ.get("ZENDO_DATABASE_URL", "postgresql:///zendo_cost"),
         help="TRUNCATEd: a scratch database",
     )
@@ -99,7 +100,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--rounds", type=positive_int, help="pieces each measure and its baseline alternate in"
     )
-    p.add_argument("--bare-database-url", help="the bare handlers' database (default: <name>_bare)")
+    p.add_argument(
+        "--bare-database-url",
+        type=database_url,
+        help="the bare handlers' database (default: <name>_bare)",
+    )
     p.add_argument(
         "--server-workers",
         type=positive_int,
@@ -122,13 +127,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    try:
-        database_name(args.database_url)
-        if args.bare_database_url is None:
-            args.bare_database_url = bare_dsn(args.database_url)
-        database_name(args.bare_database_url)
-    except ValueError as exc:
-        p.error(str(exc))
+    if args.bare_database_url is None:
+        args.bare_database_url = bare_dsn(args.database_url)
     if args.sockets < args.workers:
         p.error(f"--sockets must be at least {args.workers} (one per load generator)")
     args.warm_jobs = 3 if quick else 20
