@@ -38,6 +38,7 @@ from benchmarks.children import die_with_parent
 from benchmarks.cost.constants import ROOT
 from benchmarks.cost.meter import Meter, Snap, tree_cpu_s
 from benchmarks.cost.processes import start_redis, stop_process
+from benchmarks.quiet import machine_cpu
 from benchmarks.rate_steps import SETTLE_S, parse_rates
 from benchmarks.scratch_db import database_name, database_url, truncate
 from tests.gateway.processes import wait_healthy
@@ -171,13 +172,6 @@ def prepare_database(args: argparse.Namespace, env: dict[str, str]) -> None:
     name = database_name(args.database_url)
     subprocess.run(["./scripts/ensure-db.sh", name], cwd=ROOT, check=True)
     zendo(env, "migrate")
-
-
-def machine_cpu() -> tuple[float, float]:
-    """(all, idle) CPU seconds of the machine so far (/proc/stat)."""
-    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    tick = os.sysconf("SC_CLK_TCK")
-    return sum(fields) / tick, fields[3] / tick
 
 
 class Timeline:
