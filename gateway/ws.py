@@ -44,6 +44,7 @@ from gateway.frames import (
     PresenceFrame,
     decode_frame,
 )
+from gateway.heartbeat import PatientWebSocketResponse
 from gateway.location import OUT_OF_RANGE, RATE_LIMITED
 from gateway.node import Gateway
 from gateway.session import (
@@ -112,7 +113,7 @@ async def _serve_socket(request: web.Request, gateway: Gateway, ticket: int) -> 
     if token is not None:
         principal = verify_access_token(settings.jwt_secret, token)  # 401 before the upgrade
         await gateway.app[appkeys.SESSIONS].check(principal)
-    ws = web.WebSocketResponse(
+    ws = PatientWebSocketResponse(
         heartbeat=config.heartbeat_s,
         max_msg_size=config.max_msg_size,
         compress=False,  # permessage-deflate costs ~100 KiB of zlib state per socket
