@@ -38,7 +38,7 @@ from benchmarks.arguments import positive_float, positive_int
 from benchmarks.children import die_with_parent
 from benchmarks.cost.meter import tree_cpu_s
 from benchmarks.loadgen import run_worker
-from benchmarks.quiet import wait_quiet
+from benchmarks.quiet import before_reference
 from benchmarks.scratch_db import database_url, ensure_database
 from core.tokens import issue_access_token
 from tests.gateway.processes import wait_healthy
@@ -392,9 +392,7 @@ async def bare_ceiling(workers: Workers, sockets: int, seconds: float) -> float:
     """The bare aiohttp receive loop's frames/s with `sockets` sending flat out: the
     machine's speed reference (benchmarks/bare_ws.py, the same driver as the gateway),
     once the work of the phase before has drained (`benchmarks.quiet`)."""
-    quiet = await wait_quiet()
-    if not quiet.reached:
-        print(f"speed reference: {quiet.note()}", flush=True)
+    await before_reference()
     port = free_port()
     bare = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
         [sys.executable, "-m", "benchmarks.bare_ws", str(port)],

@@ -78,3 +78,12 @@ async def wait_quiet(
         if busy <= QUIET_CORES or waited >= max_wait_s:
             return Quiet(busy_cores=max(0.0, busy), waited_s=waited)
         all0, idle0 = all1, idle1
+
+
+async def before_reference() -> Quiet:
+    """`wait_quiet`, saying so on stdout when the machine never went quiet: what the
+    speed reference's callers run first."""
+    quiet = await wait_quiet()
+    if not quiet.reached:
+        print(f"speed reference: {quiet.note()}", flush=True)
+    return quiet

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from benchmarks.cost.constants import FLUSH_LINGER_S
 from benchmarks.cost.meter import Delta, Meter, measure
 from benchmarks.cost.probes import bare_count
-from benchmarks.quiet import wait_quiet
+from benchmarks.quiet import before_reference
 
 
 class GeoLoad:
@@ -62,9 +62,7 @@ async def flat_out(
 ) -> tuple[float, Delta]:
     """The bare loop flat out (the speed reference): frames received and the window,
     once the work of the phase before has drained (`benchmarks.quiet`)."""
-    quiet = await wait_quiet()
-    if not quiet.reached:
-        print(f"speed reference: {quiet.note()}", flush=True)
+    await before_reference()
     count0 = await bare_count(port)
     per_worker = min(args.flat_sockets, args.sockets) // args.workers
     _r, delta = await measure(

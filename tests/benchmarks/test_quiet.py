@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.quiet import QUIET_CORES, Quiet, machine_cpu, wait_quiet
+from benchmarks.quiet import QUIET_CORES, Quiet, before_reference, machine_cpu, wait_quiet
 
 
 class Script:
@@ -82,3 +82,14 @@ def test_machine_cpu_reads_the_aggregate_line(tmp_path: Path) -> None:
 def test_machine_cpu_of_this_machine_moves_forward() -> None:
     all0, idle0 = machine_cpu()
     assert all0 > 0 and 0 <= idle0 <= all0
+
+
+async def test_before_reference_says_so_only_when_the_machine_stayed_busy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    quiet = await before_reference()
+    out = capsys.readouterr().out
+    if quiet.reached:
+        assert out == ""
+    else:
+        assert out.startswith("speed reference: (the machine stayed ")
