@@ -7,7 +7,7 @@ retrying a deadlock or serialization failure with a fresh outbox, and then:
 
 1. once the change is committed and while its connection is still held, hands
    the frames to this process's sockets, with no await (`Outbox.deliver`);
-2. once the connection is back in the pool, publishes the frames other processes'
+2. while the connection goes back to the pool, publishes the frames other processes'
    sockets need and applies the live-state changes (sent to Redis together, their
    replies read later: gateway/redis_writer.py),
    counts the metrics, starts the payment steps in the background and wakes the
@@ -161,23 +161,46 @@ async def commit(
     pool = app[appkeys.PG_POOL]
     for attempt in range(1, ATTEMPTS + 1):
         outbox = Outbox()  # fresh per attempt: a retried change starts over
+        conn = await pool.acquire()
         try:
-            async with pool.acquire() as conn:
-                if transaction:
-                    async with conn.transaction():
-                        result = await work(conn, outbox)
-                else:
+            if transaction:
+                async with conn.transaction():
                     result = await work(conn, outbox)
-                # Committed; the connection goes back to the pool through a shielded
-                # task (a loop turn or two), so the local sockets get their frames first.
-                outbox.deliver(app)
-            break
-        except RETRYABLE:
-            if attempt == ATTEMPTS:
+            else:
+                result = await work(conn, outbox)
+        except BaseException as exc:
+            await pool.release(conn)
+            if not isinstance(exc, RETRYABLE) or attempt == ATTEMPTS:
                 raise
             await asyncio.sleep(random.uniform(0, 0.01 * 2**attempt))
-    # Round trips (Redis, other nodes) only once the connection is released: held
-    # through them, every connection stays busy past its statement under load and the
-    # pool runs dry.
+            continue
+        # Committed: the local sockets get their frames now, while the connection is
+        # held; then it goes back to the pool in the background. asyncpg's release is a
+        # shielded task, two loop turns that the answer, the Redis writes and the other
+        # nodes' pushes would wait for (as long as a turn is, under load); and nothing
+        # after this point holds the connection through a round trip, which under load
+        # would keep every connection busy past its statement and run the pool dry.
+        outbox.deliver(app)
+        _release_soon(pool, conn)
+        break
     await outbox.apply(app)
     return result, outbox
+
+
+# Releases under way (`_release_soon`): held so that the tasks are not collected early.
+_RELEASING: set[asyncio.Future[None]] = set()
+
+
+def _release_soon(pool: asyncpg.Pool, conn: asyncpg.pool.PoolConnectionProxy) -> None:
+    """`pool.release(conn)` without waiting for it; a failure is logged (asyncpg has
+    then closed the connection, and the pool opens another when needed). `Pool.close`
+    waits for releases under way."""
+    release = asyncio.ensure_future(pool.release(conn))
+    _RELEASING.add(release)
+    release.add_done_callback(_released)
+
+
+def _released(release: asyncio.Future[None]) -> None:
+    _RELEASING.discard(release)
+    if not release.cancelled() and release.exception() is not None:
+        log.warning("a connection's release failed: %r", release.exception())
