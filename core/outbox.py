@@ -180,8 +180,10 @@ async def commit(
         # nodes' pushes would wait for (as long as a turn is, under load); and nothing
         # after this point holds the connection through a round trip, which under load
         # would keep every connection busy past its statement and run the pool dry.
-        outbox.deliver(app)
-        _release_soon(pool, conn)
+        try:
+            outbox.deliver(app)
+        finally:
+            _release_soon(pool, conn)
         break
     await outbox.apply(app)
     return result, outbox

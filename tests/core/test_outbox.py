@@ -207,6 +207,30 @@ async def test_local_delivery_runs_while_the_connection_is_held_and_it_goes_back
         assert await conn.fetchval("SELECT 1") == 1
 
 
+class _BrokenNotifier(_Notifier):
+    def deliver_here(self, user_id: uuid.UUID | str, frame: dict[str, Any]) -> tuple[bytes, int]:
+        raise RuntimeError("a socket layer bug")
+
+
+async def test_a_delivery_that_raises_still_gives_the_connection_back(
+    one_connection_pool: asyncpg.Pool,
+) -> None:
+    pool = one_connection_pool
+    app = web.Application()
+    app[appkeys.PG_POOL] = pool
+    app[appkeys.NOTIFIER] = _BrokenNotifier()
+
+    async def work(conn: asyncpg.Connection, outbox: Outbox) -> int:
+        outbox.push(uuid.uuid4(), {"type": "offer"})
+        value: int = await conn.fetchval("SELECT 1")
+        return value
+
+    with pytest.raises(RuntimeError, match="socket layer"):
+        await commit(app, work, transaction=False)
+    async with pool.acquire(timeout=2) as conn:  # the only connection: not leaked
+        assert await conn.fetchval("SELECT 2") == 2
+
+
 async def test_a_failing_statement_delivers_nothing(one_connection_pool: asyncpg.Pool) -> None:
     app = web.Application()
     app[appkeys.PG_POOL] = one_connection_pool
