@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from zendo.headroom import BusyShare
+
 _PROC_STAT: Final = Path("/proc/stat")
 #: below this many busy cores (all processes) the machine is quiet enough to measure:
 #: an idle server, PostgreSQL and Redis together use a few hundredths of a core
@@ -59,25 +61,27 @@ class Quiet:
 
 async def wait_quiet(
     *,
-    read: Callable[[], tuple[float, float]] = machine_cpu,
+    busy_share: Callable[[], float | None] | None = None,
+    cores: int | None = None,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
     window_s: float = WINDOW_S,
     max_wait_s: float = MAX_WAIT_S,
 ) -> Quiet:
     """Return once a `window_s` window found at most QUIET_CORES busy cores, or after
-    `max_wait_s` whatever the machine does."""
+    `max_wait_s` whatever the machine does. `busy_share` gives the busy share of every
+    core since its last call (by default zendo's own reader, `zendo.headroom.BusyShare`;
+    None: it cannot say, counted as quiet)."""
+    read = busy_share if busy_share is not None else BusyShare().read
+    n_cores = cores if cores is not None else os.cpu_count() or 1
     start = clock()
-    all0, idle0 = read()
     while True:
         await sleep(window_s)
-        all1, idle1 = read()
-        spent = all1 - all0
-        busy = (spent - (idle1 - idle0)) / window_s if spent > 0 else 0.0
+        share = read()
+        busy = max(0.0, share * n_cores) if share is not None else 0.0
         waited = clock() - start
         if busy <= QUIET_CORES or waited >= max_wait_s:
-            return Quiet(busy_cores=max(0.0, busy), waited_s=waited)
-        all0, idle0 = all1, idle1
+            return Quiet(busy_cores=busy, waited_s=waited)
 
 
 async def before_reference() -> Quiet:

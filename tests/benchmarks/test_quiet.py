@@ -11,26 +11,23 @@ from benchmarks.quiet import QUIET_CORES, Quiet, before_reference, machine_cpu, 
 
 
 class Script:
-    """`/proc/stat` readings (all, idle CPU seconds) and a clock, advanced by `sleep`."""
+    """Busy shares of a two-core machine, one a window, and a clock advanced by `sleep`."""
 
-    def __init__(self, busy_per_window: list[float], window_s: float = 0.5) -> None:
-        self.busy = list(busy_per_window)
+    def __init__(self, busy_cores_per_window: list[float], window_s: float = 0.5) -> None:
+        self.busy = list(busy_cores_per_window)
         self.window_s = window_s
-        self.all = 100.0
-        self.idle = 50.0
         self.now = 0.0
         self.sleeps = 0
+        self.share: float | None = None
 
-    def read(self) -> tuple[float, float]:
-        return self.all, self.idle
+    def read(self) -> float | None:
+        return self.share
 
     async def sleep(self, seconds: float) -> None:
         assert seconds == self.window_s
-        busy = self.busy.pop(0) if self.busy else 0.0
         self.sleeps += 1
         self.now += seconds
-        self.all += 2 * seconds  # two cores
-        self.idle += 2 * seconds - busy * seconds
+        self.share = (self.busy.pop(0) if self.busy else 0.0) / 2
 
     def clock(self) -> float:
         return self.now
@@ -38,7 +35,9 @@ class Script:
 
 async def test_returns_after_the_first_quiet_window() -> None:
     script = Script([1.9, 1.2, 0.1, 1.9])
-    quiet = await wait_quiet(read=script.read, sleep=script.sleep, clock=script.clock)
+    quiet = await wait_quiet(
+        busy_share=script.read, cores=2, sleep=script.sleep, clock=script.clock
+    )
     assert script.sleeps == 3
     assert quiet.busy_cores == pytest.approx(0.1)
     assert quiet.reached
@@ -49,7 +48,7 @@ async def test_returns_after_the_first_quiet_window() -> None:
 async def test_gives_up_after_the_longest_wait_and_says_how_busy_it_was() -> None:
     script = Script([1.5] * 100)
     quiet = await wait_quiet(
-        read=script.read, sleep=script.sleep, clock=script.clock, max_wait_s=3.0
+        busy_share=script.read, cores=2, sleep=script.sleep, clock=script.clock, max_wait_s=3.0
     )
     assert script.sleeps == 6
     assert not quiet.reached
@@ -57,13 +56,13 @@ async def test_gives_up_after_the_longest_wait_and_says_how_busy_it_was() -> Non
     assert "1.50 cores busy for 3 s" in quiet.note()
 
 
-async def test_a_reading_without_progress_counts_as_quiet() -> None:
-    """A clock tick coarser than the window: nothing spent, nothing busy."""
+async def test_a_reader_that_cannot_say_counts_as_quiet() -> None:
+    """No `/proc/stat`, or a clock tick coarser than the window: nothing known busy."""
 
     async def no_sleep(_seconds: float) -> None:
         return None
 
-    quiet = await wait_quiet(read=lambda: (10.0, 5.0), sleep=no_sleep, clock=lambda: 0.0)
+    quiet = await wait_quiet(busy_share=lambda: None, sleep=no_sleep, clock=lambda: 0.0)
     assert quiet == Quiet(busy_cores=0.0, waited_s=0.0)
 
 
