@@ -12,9 +12,14 @@ core, every process; idle and I/O wait count as free). Once a second: when the s
 smoothed, is past `busy_limit` while this process is admitting at least `ENGAGE_RATE`
 new jobs a second, new jobs are limited to the most it admitted in a second of the last
 `RECENT_READINGS` (or, once limited, the most it was asked, if less), less `GAIN` times
-the relative excess; while the share stays `HYSTERESIS` below the
-bound the limit grows by `GAIN` times the relative shortfall, and it is lifted once the
-jobs asked fall well below it. Past the limit a new job is answered 503 `overloaded`
+the relative excess; while the share is below the bound the limit grows by `GAIN` times
+the relative shortfall (when it refused jobs in that second, or the share stays `HYSTERESIS`
+below the bound), and it is lifted once the jobs asked fall well below it. A limit that
+refuses jobs grows back even a little below the bound, so that it settles where the
+machine is `busy_limit` busy: with a dead band it only ever came down there, each second
+past the bound cutting it and none just below it restoring it, and on a slow day the
+README's load (83-88 % busy) ended with 16 new jobs a second refused while 15 % of the
+cores stood idle. Past the limit a new job is answered 503 `overloaded`
 with `Retry-After` (a token bucket of `BURST_S` of the limit: steady arrivals, not a
 second's worth at once), at the door when it can be (`zendo/system/request_screen.py`).
 Every process of a pool runs its own, on the same machine-wide share, so each sheds its
@@ -112,6 +117,7 @@ class JobRate:
     asked: int = 0  # new jobs seen since the last reading
     admitted: int = 0  # of those, let through
     refused: int = 0
+    refused_seen: int = 0  # `refused` at the last reading
     tokens: float = 0.0
     refilled: float = 0.0
     # (asked, admitted) a second in the last RECENT_READINGS readings
@@ -149,6 +155,8 @@ class JobRate:
         asked_rate = self.asked / elapsed_s
         admitted_rate = self.admitted / elapsed_s
         self.asked = self.admitted = 0
+        binding = self.refused != self.refused_seen  # the limit refused jobs since
+        self.refused_seen = self.refused
         self.recent.append((asked_rate, admitted_rate))
         if share is None or self.busy_limit <= 0.0:
             self.limit = None
@@ -170,5 +178,5 @@ class JobRate:
         elif limit is not None:
             if asked_rate < LIFT_BELOW * limit:
                 self.limit = None
-            elif busy < self.busy_limit - HYSTERESIS:
+            elif binding or busy < self.busy_limit - HYSTERESIS:
                 self.limit = limit * (1.0 + min(MAX_GROWTH, -GAIN * error))

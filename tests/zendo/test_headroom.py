@@ -85,6 +85,30 @@ def test_the_limit_keeps_falling_while_busy_and_grows_back_when_not() -> None:
     assert rate.limit <= low * (1 + MAX_GROWTH) ** 3 + 1e-9
 
 
+def test_a_limit_that_refuses_grows_back_just_below_the_bound() -> None:
+    # a machine 2-4 % under its bound, 50 new jobs asked a second: the limit that refuses
+    # some of them climbs back towards them rather than staying where one busy second set it
+    rate = JobRate(busy_limit=0.9)
+    _asked(rate, 50, 0.0, 0.02)
+    rate.observe(1.0, 1.0, 1.0)
+    engaged = rate.limit
+    assert engaged is not None and engaged < 50
+    for t in range(2, 62):
+        _asked(rate, 50, float(t - 1), 0.02)
+        rate.observe(0.87, 1.0, float(t))
+    assert rate.limit is not None and rate.limit >= 50
+    assert _asked(rate, 50, 61.0, 0.02) == 50
+
+
+def test_a_limit_that_refuses_nothing_holds_just_below_the_bound() -> None:
+    # a limit above what is asked refuses nothing: it does not grow towards a surge
+    rate = JobRate(busy_limit=0.9, limit=40.0, busy=0.88, tokens=20.0)
+    for t in range(1, 11):
+        assert _asked(rate, 38, float(t - 1), 1.0 / 38) == 38
+        rate.observe(0.88, 1.0, float(t))
+    assert rate.limit == 40.0
+
+
 def test_the_limit_never_goes_below_its_floor() -> None:
     rate = JobRate(busy_limit=0.85)
     _asked(rate, 50, 0.0, 0.02)
