@@ -10,6 +10,7 @@ sooner than a new task would.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -33,6 +34,7 @@ from core.principal import Principal
 from core.tokens import verify_access_token
 from gateway import appkeys as gateway_keys
 from gateway import live
+from gateway.direct import DirectQueue, DirectWebSocketResponse
 from gateway.frames import (
     AuthFrame,
     BadFrame,
@@ -44,7 +46,6 @@ from gateway.frames import (
     PresenceFrame,
     decode_frame,
 )
-from gateway.heartbeat import PatientWebSocketResponse
 from gateway.location import OUT_OF_RANGE, RATE_LIMITED
 from gateway.node import Gateway
 from gateway.session import (
@@ -113,7 +114,7 @@ async def _serve_socket(request: web.Request, gateway: Gateway, ticket: int) -> 
     if token is not None:
         principal = verify_access_token(settings.jwt_secret, token)  # 401 before the upgrade
         await gateway.app[appkeys.SESSIONS].check(principal)
-    ws = PatientWebSocketResponse(
+    ws = DirectWebSocketResponse(
         heartbeat=config.heartbeat_s,
         max_msg_size=config.max_msg_size,
         compress=False,  # permessage-deflate costs ~100 KiB of zlib state per socket
@@ -160,7 +161,7 @@ async def _serve_socket(request: web.Request, gateway: Gateway, ticket: int) -> 
                 gateway.metrics.ws_hello_seconds.observe(waited)
             gateway.sockets.opened(session)  # may close the user's oldest socket
             _schedule_expiry(session)
-            await _read_loop(gateway, session)
+            await _read_loop(gateway, session, ws.direct_queue)
         finally:
             session.stop()
             gateway.app[gateway_keys.OPS_HUB].unsubscribe(session)
@@ -229,23 +230,48 @@ def _schedule_expiry(session: Session) -> None:
     )
 
 
-async def _read_loop(gateway: Gateway, session: Session) -> None:
+async def _read_loop(gateway: Gateway, session: Session, queue: DirectQueue) -> None:
     ws = session.ws
-    while True:
-        msg = await ws.receive()
-        if msg.type is WSMsgType.TEXT:
-            answer = _on_text(gateway, session, msg.data)
-            if answer is not None:
-                await _perform(session, answer)
-        elif msg.type is WSMsgType.BINARY:
-            _junk(gateway, session, "binary_frame", "Only text frames are accepted")
-        else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. over 16 KiB: aiohttp closed with 1009)
-            # thousands of sockets end together when the network blips: their cleanups
-            # go a few per loop iteration, between which requests are served
-            await gateway.closing.wait()
-            if msg.type is WSMsgType.CLOSE:
-                await ws.close(drain=False)  # answers the client's close (autoclose is off)
-            return
+    take_fix = functools.partial(_take_fix, gateway, session)
+    try:
+        while True:
+            queue.direct = take_fix  # while it waits only (gateway/direct.py)
+            msg = await ws.receive()
+            queue.direct = None
+            if msg.type is WSMsgType.TEXT:
+                answer = _on_text(gateway, session, msg.data)
+                if answer is not None:
+                    await _perform(session, answer)
+            elif msg.type is WSMsgType.BINARY:
+                _junk(gateway, session, "binary_frame", "Only text frames are accepted")
+            else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. over 16 KiB: aiohttp closed with 1009)
+                # thousands of sockets end together when the network blips: their cleanups
+                # go a few per loop iteration, between which requests are served
+                await gateway.closing.wait()
+                if msg.type is WSMsgType.CLOSE:
+                    await ws.close(drain=False)  # answers the client's close (autoclose is off)
+                return
+    finally:
+        queue.direct = None
+
+
+def _take_fix(gateway: Gateway, session: Session, data: bytes) -> bool:
+    """An artisan's location frame, handled as aiohttp parses it: True. Anything else
+    (False) is queued for the read loop, which decodes it again and answers it."""
+    if not session.is_artisan or session.ws.closed:
+        return False
+    try:
+        frame = decode_frame(data)
+    except BadFrame:
+        return False
+    if not isinstance(frame, LocationFrame):
+        return False
+    try:
+        _on_location(gateway, session, frame)
+    except Exception:  # raised into aiohttp's parser, it would end the socket
+        log.exception("location frame failed for %s", session.user_id)
+        session.send_error("internal_error", "The request could not be processed")
+    return True
 
 
 def _junk(gateway: Gateway, session: Session, code: str, detail: str) -> None:
