@@ -6,7 +6,8 @@ returns to wait again. For an artisan's fix (nine frames in ten) that round cost
 than handling the fix: two coroutines and a future made and thrown away, a task step,
 and the garbage collector scanning the next waiter of every socket, which lives until
 its next frame, seconds later. With 10,000 sockets sending a fix a second, the receive
-path and the collections it fed were a quarter of a worker's CPU (py-spy, 12-07).
+path and the collections it fed were a quarter of a worker's CPU (py-spy, 12-07);
+handled here, a fix costs the server about a quarter less (BENCHMARKS.md, cost model).
 
 So the queue can hand a TEXT message to a `direct` callback instead, which takes it
 (returns True) or leaves it to be queued as before (False). The read loop sets the

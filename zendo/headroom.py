@@ -16,10 +16,9 @@ the relative excess; while the share is below the bound the limit grows by `GAIN
 the relative shortfall (when it refused jobs in that second, or the share stays `HYSTERESIS`
 below the bound), and it is lifted once the jobs asked fall well below it. A limit that
 refuses jobs grows back even a little below the bound, so that it settles where the
-machine is `busy_limit` busy: with a dead band it only ever came down there, each second
-past the bound cutting it and none just below it restoring it, and on a slow day the
-README's load (83-88 % busy) ended with 16 new jobs a second refused while 15 % of the
-cores stood idle. Past the limit a new job is answered 503 `overloaded`
+machine is `busy_limit` busy: with a dead band there, a machine that runs just below the
+bound (a slow one under the README's load, 83-88 % busy) saw each second past the bound
+cut the limit and none restore it. Past the limit a new job is answered 503 `overloaded`
 with `Retry-After` (a token bucket of `BURST_S` of the limit: steady arrivals, not a
 second's worth at once), at the door when it can be (`zendo/system/request_screen.py`).
 Every process of a pool runs its own, on the same machine-wide share, so each sheds its
