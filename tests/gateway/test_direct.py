@@ -163,3 +163,41 @@ async def test_a_fix_that_fails_is_answered_and_the_socket_goes_on(
     assert (await recv_type(ws, "error"))["code"] == "out_of_order"  # the socket still works
     assert calls == 3 and not ws.closed
     await ws.close()
+
+
+async def test_bad_frames_from_an_artisan_are_left_to_the_read_loop_and_answered(
+    gw: TestClient[Any, Any],
+    db: asyncpg.Connection,
+    gw_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read_loop_texts: list[bytes] = []
+    on_text = gateway.ws._on_text
+
+    def counting(gw_: Any, session: Any, data: bytes) -> Any:
+        read_loop_texts.append(data)
+        return on_text(gw_, session, data)
+
+    monkeypatch.setattr(gateway.ws, "_on_text", counting)
+    _id, token = await new_artisan(db, gw_settings)
+    ws = await connect(gw, token)
+    t0 = now_ms()
+    bad = [
+        ('{"type":"location","lat":48.85', "malformed_json"),
+        ('{"type":"location","lat":48.85,"ts":1}', "invalid_frame"),
+        (f'{{"type":"location","lat":91.0,"lon":2.3,"ts":{t0}}}', "out_of_range"),
+    ]
+    for text, code in bad:
+        await ws.send_str(text)
+        assert (await recv_type(ws, "error"))["code"] == code
+    await ws.send_bytes(b"\x00")
+    assert (await recv_type(ws, "error"))["code"] == "binary_frame"
+    # what does not decode went to the read loop (the out-of-range fix decodes: the
+    # validator answered it where it was parsed); a good fix after them is taken directly
+    undecodable = [text.encode() for text, _code in bad[:2]]
+    assert read_loop_texts == undecodable
+    await ws.send_json(fix(48.8566, 2.3522, t0))
+    await ws.send_json(fix(48.8566, 2.3522, t0 - 60_000))
+    assert (await recv_type(ws, "error"))["code"] == "out_of_order"
+    assert read_loop_texts == undecodable
+    await ws.close()
