@@ -50,14 +50,10 @@ async def expire_and_list(
     return rows[0]["now"], [r for r in rows if r["id"] is not None]
 
 
-async def artisan_history(
-    conn: asyncpg.Connection, *, artisan_ids: Sequence[uuid.UUID], window_s: float
-) -> list[asyncpg.Record]:
-    """For the `fair` policy: each artisan's last finished job (epoch seconds, NULL if
-    none), and their offers answered or expired within the window, with how many of
-    them they accepted (a withdrawn accept is DECLINED, so it counts against them)."""
-    rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT a.id AS artisan_id,
+# For the `fair` policy (`artisan_history`): read through offers_artisan_answered_idx
+# (sql/016), bounded by artisan and by the window's start (a stable bound: the index can
+# use it; clock_timestamp() is volatile and could only filter).
+ARTISAN_HISTORY = """SELECT a.id AS artisan_id,
                   (SELECT EXTRACT(EPOCH FROM max(i.updated_at))::float8 FROM interventions i
                    WHERE i.artisan_id = a.id AND i.status IN ('COMPLETED', 'CANCELLED'))
                     AS last_job_ended_at,
@@ -66,8 +62,18 @@ async def artisan_history(
            FROM unnest($1::uuid[]) AS a(id)
              LEFT JOIN offers o ON o.artisan_id = a.id
                AND o.status IN ('ACCEPTED', 'DECLINED', 'EXPIRED')
-               AND o.created_at > clock_timestamp() - make_interval(secs => $2)
-           GROUP BY a.id""",
+               AND o.created_at > statement_timestamp() - make_interval(secs => $2)
+           GROUP BY a.id"""
+
+
+async def artisan_history(
+    conn: asyncpg.Connection, *, artisan_ids: Sequence[uuid.UUID], window_s: float
+) -> list[asyncpg.Record]:
+    """For the `fair` policy: each artisan's last finished job (epoch seconds, NULL if
+    none), and their offers answered or expired within the window, with how many of
+    them they accepted (a withdrawn accept is DECLINED, so it counts against them)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        ARTISAN_HISTORY,
         list(artisan_ids),
         window_s,
     )

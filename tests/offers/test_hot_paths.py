@@ -192,3 +192,20 @@ async def test_the_candidate_check_probes_each_artisan_on_unanalyzed_tables(worl
     assert "Seq Scan on offers" not in plan
     # an artisan's active job through the partial unique index: one entry, not their history
     assert "interventions_one_active_per_artisan" in plan
+
+
+async def test_the_fair_policys_history_reads_each_candidates_offers_by_index(world: World) -> None:
+    """The `fair` policy reads each candidate's answered offers of its window for every job
+    it offers: by index (offers_artisan_answered_idx), never the whole offers table."""
+    async with world.db.transaction():
+        await world.db.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await world.db.execute("SET LOCAL enable_seqscan = off")  # what an index can serve
+        await world.db.execute(
+            f"PREPARE history_plan(uuid[], float8) AS {offers_repo.ARTISAN_HISTORY}"
+        )
+        rows = await world.db.fetch("EXPLAIN EXECUTE history_plan('{}', 3600)")
+        await world.db.execute("DEALLOCATE history_plan")
+    plan = "\n".join(r[0] for r in rows)
+    assert "Seq Scan on offers" not in plan
+    assert "offers_artisan_answered_idx" in plan
+    assert "(created_at > (statement_timestamp()" in plan  # the window bounds the index scan
