@@ -10,16 +10,17 @@ tracking record streams positions to a former client.
 Every `reconcile_interval_s` one process (the leader, through a Redis key with a TTL)
 reads Redis first (the artisans it says are BUSY or tracked, one SSCAN page per script
 call, over the jobs set the scripts keep, or the whole fleet every `FULL_PASS_EVERY`
-passes and on a leader's first pass), then PostgreSQL (the artisans it says are BUSY or hold an active job, and those
-Redis named), and repairs each disagreement with the versioned scripts of the outbox's
+passes and on a leader's first pass), then PostgreSQL (the artisans that hold an active job and those
+Redis named, by primary key; on a full pass also every row it says is BUSY), and repairs each disagreement with the versioned scripts of the outbox's
 own changes (gateway/lua.py), passing the live version it read: a job change committed
 after that read carries a higher version, so a repair can never undo it. PostgreSQL's
 own `current_status` is repaired the same way, guarded by the version.
 
 The jobs set holds every artisan the scripts made BUSY or tracked, so a lost write
-heals at the pass rate while a pass reads O(jobs), not the fleet (at 10,000 artisans
-the fleet scan cost Redis as much as a third of the fixes did); only a hash changed
-outside the scripts waits for a full pass, which also adds it to the jobs set.
+heals at the pass rate while a pass reads O(jobs), not the fleet, in Redis and in
+PostgreSQL (at 10,000 artisans the fleet scan cost Redis as much as a third of the fixes
+did); only a hash changed outside the scripts, or a PostgreSQL BUSY that no job statement
+wrote, waits for a full pass, which also adds the hash to the jobs set.
 
 A disagreement is repaired only when the pass before saw it too, at the same version:
 under load many changes are committed and not yet written to Redis when a pass reads
@@ -203,7 +204,7 @@ async def reconcile_once(
     seen = await scan_redis(redis, full=full)
     ids = _uuids(seen)
     async with pool.acquire() as conn:
-        rows = await repo.job_truth(conn, artisan_ids=ids)
+        rows = await repo.job_truth(conn, artisan_ids=ids, every_busy=full)
         found: set[Disagreement] = set()
         for r in rows:
             found |= _disagreements(r, seen.get(str(r["user_id"]), _NOTHING))

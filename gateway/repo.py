@@ -80,18 +80,28 @@ async def write_positions(
     await conn.execute(_WRITE_POSITIONS, ids, lats, lons, ts_ms, statuses, min_move_m, max_age_s)
 
 
-# The jobs' truth for the reconciler: every artisan PostgreSQL says is BUSY or holds an
-# active job, and the artisans Redis says are (`$1`), with the job (if any) and the
-# artisan's live version.
-_JOB_TRUTH = f"""
+# The jobs' truth for the reconciler: the artisans that hold an active job, and those
+# Redis says are BUSY or tracked (`$1`), with the job (if any) and the artisan's live
+# version; with `every_busy` also every artisan PostgreSQL says is BUSY. The artisans are
+# found through their ids (a semi-join on the primary key), so a pass reads O(jobs); only
+# `current_status = 'BUSY'`, which no index serves (an index on it would make every
+# presence change a non-HOT update), reads the whole table: full passes only.
+def _job_truth_sql(*, every_busy: bool) -> str:
+    busy = " UNION ALL SELECT user_id FROM artisans WHERE current_status = 'BUSY'"
+    return f"""
 SELECT a.user_id, a.current_status, a.live_version, i.id AS job_id, i.client_id,
        i.status AS job_status,
        ST_Y(i.location::geometry) AS job_lat, ST_X(i.location::geometry) AS job_lon
   FROM artisans a
   LEFT JOIN interventions i ON i.artisan_id = a.user_id AND i.status IN {_ACTIVE_SQL}
- WHERE a.user_id = ANY($1::uuid[]) OR a.current_status = 'BUSY'
-    OR a.user_id IN (SELECT artisan_id FROM interventions WHERE status IN {_ACTIVE_SQL})
+ WHERE a.user_id IN (SELECT unnest($1::uuid[])
+                     UNION ALL SELECT artisan_id FROM interventions WHERE status IN {_ACTIVE_SQL}
+                     {busy if every_busy else ""})
 """
+
+
+_JOB_TRUTH = _job_truth_sql(every_busy=False)
+_JOB_TRUTH_EVERY_BUSY = _job_truth_sql(every_busy=True)
 
 # PostgreSQL's own BUSY made to agree with the jobs; a row whose version moved since it
 # was read (a job change committed meanwhile) is left alone.
@@ -107,9 +117,10 @@ RETURNING a.user_id
 
 
 async def job_truth(
-    conn: asyncpg.Connection, *, artisan_ids: Sequence[uuid.UUID]
+    conn: asyncpg.Connection, *, artisan_ids: Sequence[uuid.UUID], every_busy: bool
 ) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(_JOB_TRUTH, list(artisan_ids))
+    sql = _JOB_TRUTH_EVERY_BUSY if every_busy else _JOB_TRUTH
+    rows: list[asyncpg.Record] = await conn.fetch(sql, list(artisan_ids))
     return rows
 
 

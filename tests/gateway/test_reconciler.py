@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from core import appkeys, redis_keys
 from core.effects import MarkAvailable, MarkBusy, TrackingStart, TrackingStop
 from core.settings import Settings
-from gateway import live, reconciler, tracking, writebehind
+from gateway import live, reconciler, repo, tracking, writebehind
 from tests.factories import create_user, insert_intervention
 from tests.gateway.conftest import MakeClient, connect, eventually, fix, new_artisan, recv_type
 
@@ -234,3 +234,47 @@ async def test_most_passes_read_the_jobs_set_and_a_full_pass_finds_the_rest(
         redis, artisan_id=outside, intervention_id="job", client_id="c", job_lat=48.8, job_lon=2.3
     )
     assert await redis.smembers(redis_keys.LIVE_JOBS) == {str(outside)}
+
+
+async def test_a_postgres_busy_without_a_job_is_read_and_repaired_on_full_passes(
+    gw: TestClient[Any, Any], db: asyncpg.Connection
+) -> None:
+    """Only full passes look for a BUSY row that no job statement wrote (reading every
+    artisan); the others read the artisans with a job and those Redis named."""
+    redis = gw.app[appkeys.REDIS]
+    pool = gw.app[appkeys.PG_POOL]
+    aid = await create_user(db, role="ARTISAN")
+    await db.execute("UPDATE artisans SET current_status = 'BUSY' WHERE user_id = $1", aid)
+    seen: set[reconciler.Disagreement] = set()
+    for _ in range(2):
+        repairs = await reconciler.reconcile_once(redis, pool, seen_before=seen, full=False)
+        assert repairs.postgres == 0
+    assert await db.fetchval("SELECT current_status FROM artisans WHERE user_id = $1", aid) == (
+        "BUSY"
+    )
+    await reconciler.reconcile_once(redis, pool, seen_before=seen, full=True)
+    repairs = await reconciler.reconcile_once(redis, pool, seen_before=seen, full=True)
+    assert repairs.postgres == 1
+    assert await db.fetchval("SELECT current_status FROM artisans WHERE user_id = $1", aid) == (
+        "OFFLINE"  # until the write-behind copies the presence Redis has
+    )
+
+
+async def test_a_pass_finds_its_artisans_by_primary_key_not_by_reading_the_fleet(
+    db: asyncpg.Connection,
+) -> None:
+    """The plan a pass keeps for good (generic, as asyncpg's cached statement ends up
+    with) probes artisans by key; a full pass's may read the table."""
+    plans = {}
+    for every_busy in (False, True):
+        async with db.transaction():
+            await db.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await db.execute("SET LOCAL enable_seqscan = off")  # what an index can serve
+            sql = repo._job_truth_sql(every_busy=every_busy)
+            await db.execute(f"PREPARE truth_plan(uuid[]) AS {sql}")
+            rows = await db.fetch("EXPLAIN EXECUTE truth_plan('{}')")
+            await db.execute("DEALLOCATE truth_plan")
+        plans[every_busy] = "\n".join(r[0] for r in rows)
+    assert "Seq Scan on artisans" not in plans[False]
+    assert "artisans_pkey" in plans[False]
+    assert "Seq Scan on artisans" in plans[True]  # current_status = 'BUSY': no index
