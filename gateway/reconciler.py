@@ -203,6 +203,8 @@ async def reconcile_once(
     side from every live hash, not only the jobs set."""
     seen = await scan_redis(redis, full=full)
     ids = _uuids(seen)
+    if seen_before:  # a PostgreSQL row found wrong last pass is read again, to confirm it
+        ids += _uuids({aid for aid, _v, kind in seen_before if kind == "postgres"} - seen.keys())
     async with pool.acquire() as conn:
         rows = await repo.job_truth(conn, artisan_ids=ids, every_busy=full)
         found: set[Disagreement] = set()
