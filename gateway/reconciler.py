@@ -10,11 +10,13 @@ tracking record streams positions to a former client.
 Every `reconcile_interval_s` one process (the leader, through a Redis key with a TTL)
 reads Redis first (the artisans it says are BUSY or tracked, one SSCAN page per script
 call, over the jobs set the scripts keep, or the whole fleet every `FULL_PASS_EVERY`
-passes and on a leader's first pass), then PostgreSQL (the artisans that hold an active job and those
-Redis named, by primary key; on a full pass also every row it says is BUSY), and repairs each disagreement with the versioned scripts of the outbox's
-own changes (gateway/lua.py), passing the live version it read: a job change committed
-after that read carries a higher version, so a repair can never undo it. PostgreSQL's
-own `current_status` is repaired the same way, guarded by the version.
+passes and on a leader's first pass), then PostgreSQL (by primary key: the artisans that
+hold an active job, those Redis named and those the pass before found wrong; on a full
+pass also every row it says is BUSY), and repairs each disagreement with the versioned
+scripts of the outbox's own changes (gateway/lua.py), passing the live version it read:
+a job change committed after that read carries a higher version, so a repair can never
+undo it. PostgreSQL's own `current_status` is repaired the same way, guarded by the
+version.
 
 The jobs set holds every artisan the scripts made BUSY or tracked, so a lost write
 heals at the pass rate while a pass reads O(jobs), not the fleet, in Redis and in
