@@ -108,20 +108,26 @@ def test_post_start_is_aiohttps_with_the_queue_swapped() -> None:
     )
 
 
+def _texts_through_the_read_loop(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The text frames that reach the read loop's `_on_text` from now on, in order."""
+    texts: list[bytes] = []
+    on_text = gateway.ws._on_text
+
+    def counting(gw_: Any, session: Any, data: bytes) -> Any:
+        texts.append(data)
+        return on_text(gw_, session, data)
+
+    monkeypatch.setattr(gateway.ws, "_on_text", counting)
+    return texts
+
+
 async def test_fixes_skip_the_read_loop_and_frames_keep_their_order(
     gw: TestClient[Any, Any],
     db: asyncpg.Connection,
     gw_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    read_loop_texts: list[bytes] = []
-    on_text = gateway.ws._on_text
-
-    def counting(gw_: Any, session: Any, data: bytes) -> Any:
-        read_loop_texts.append(data)
-        return on_text(gw_, session, data)
-
-    monkeypatch.setattr(gateway.ws, "_on_text", counting)
+    read_loop_texts = _texts_through_the_read_loop(monkeypatch)
     _id, token = await new_artisan(db, gw_settings)
     ws = await connect(gw, token)
     t0 = now_ms()
@@ -171,14 +177,7 @@ async def test_bad_frames_from_an_artisan_are_left_to_the_read_loop_and_answered
     gw_settings: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    read_loop_texts: list[bytes] = []
-    on_text = gateway.ws._on_text
-
-    def counting(gw_: Any, session: Any, data: bytes) -> Any:
-        read_loop_texts.append(data)
-        return on_text(gw_, session, data)
-
-    monkeypatch.setattr(gateway.ws, "_on_text", counting)
+    read_loop_texts = _texts_through_the_read_loop(monkeypatch)
     _id, token = await new_artisan(db, gw_settings)
     ws = await connect(gw, token)
     t0 = now_ms()
