@@ -176,3 +176,44 @@ async def test_a_job_is_created_with_redis_unreachable(world: World) -> None:
     job = await resp.json()
     assert job["status"] == "SEARCHING"
     assert await _window(world, client) == 1
+
+
+async def test_the_open_jobs_count_runs_only_when_a_job_opens_or_closes(world: World) -> None:
+    """sql/017: moving between two open statuses does not call the count's function;
+    opening, closing and deleting a job do, and keep the count right."""
+    client = await world.user()
+    artisan = await world.artisan(online=False)
+    db = world.db
+    async with db.transaction():
+        await db.execute("SET LOCAL track_functions = 'pl'")  # per-transaction call counts
+        fn = await db.fetchval("SELECT 'interventions_count_open_jobs'::regproc::oid")
+
+        async def calls_and_count() -> tuple[int, int]:
+            calls = await db.fetchval("SELECT coalesce(pg_stat_get_xact_function_calls($1), 0)", fn)
+            count = await db.fetchval("SELECT open_jobs FROM users WHERE id = $1", client)
+            return calls, count
+
+        job = await db.fetchval(
+            """INSERT INTO interventions (client_id, specialty, location, start_code)
+               VALUES ($1, 'PLUMBER', ST_MakePoint($2, $3)::geography, '1234') RETURNING id""",
+            client,
+            PARIS[1],
+            PARIS[0],
+        )
+        assert await calls_and_count() == (1, 1)
+        await db.execute(
+            "UPDATE interventions SET status = 'ASSIGNED', artisan_id = $2 WHERE id = $1",
+            job,
+            artisan,
+        )
+        for status in ("EN_ROUTE", "ARRIVED", "IN_PROGRESS", "IN_PROGRESS"):
+            await db.execute("UPDATE interventions SET status = $2 WHERE id = $1", job, status)
+        assert await calls_and_count() == (1, 1)  # open to open: no call
+        await db.execute("UPDATE interventions SET status = 'COMPLETED' WHERE id = $1", job)
+        assert await calls_and_count() == (2, 0)
+        await db.execute("UPDATE interventions SET status = 'COMPLETED' WHERE id = $1", job)
+        assert await calls_and_count() == (2, 0)  # closed to closed: no call
+        await db.execute("UPDATE interventions SET status = 'IN_PROGRESS' WHERE id = $1", job)
+        assert await calls_and_count() == (3, 1)  # reopened (ops only): counted again
+        await db.execute("DELETE FROM interventions WHERE id = $1", job)
+        assert await calls_and_count() == (4, 0)
