@@ -7,14 +7,14 @@ the rebuild already saw is harmless). After a Redis failure the mirror rebuilds
 again, since the stream may have been lost with Redis's data.
 
 Once caught up, the tail waits `APPLY_INTERVAL_S` before reading again, so that each
-read applies a batch: a bulk upsert costs ~35 µs per call plus ~1.3 µs per row (a
-batch of a few rows, such as one accept's BUSY, ~4 µs a row), and the location
-batchers' many small flushes, applied one by one as they came, made the
-mirror a seventh of each worker's CPU under the README's load test. The index then
-trails the live state by at most that interval (the dispatcher re-checks every
-candidate in PostgreSQL anyway). Fixes reach the stream only when they move the
-artisan's PostgreSQL copy (25 m, 60 s or a status change: gateway/lua.py), so an
-artisan waiting in place costs the mirror nothing per fix.
+read applies a batch: the location batchers' many small flushes, applied one by one as
+they came, made the mirror a seventh of each worker's CPU under the README's load test.
+Each read then finds its code cold: it is written and read off the socket
+(gateway/stream_tail.py), and a batch of up to `matching.index.SMALL_BATCH` rows is
+upserted row by row. The index trails the live state by at most that interval (the
+dispatcher re-checks every candidate in PostgreSQL anyway). Fixes reach the stream only
+when they move the artisan's PostgreSQL copy (25 m, 60 s or a status change:
+gateway/lua.py), so an artisan waiting in place costs the mirror nothing per fix.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from core import appkeys, redis_keys
+from gateway.stream_tail import close_tail, open_tail
 from gateway.tasks import stop_tasks
 from matching import ArtisanIndex, RankingPolicy, warmup
 
@@ -107,21 +108,22 @@ async def tail(
     stop: asyncio.Event | None = None,
     apply_interval_s: float = APPLY_INTERVAL_S,
 ) -> None:
-    """Follow the events stream until `stop` is set; raises on Redis errors (the caller
-    rebuilds)."""
-    while stop is None or not stop.is_set():
-        reply = await redis.xread(
-            {redis_keys.ARTISAN_EVENTS: last_id}, count=READ_COUNT, block=block_ms
-        )
-        if not reply:
-            continue
-        # redis-py's legacy (RESP2) shape, decoded: [[stream, [(id, {field: value})]]]
-        entries: list[tuple[str, dict[str, str]]]
-        _stream, entries = cast("list[list[Any]]", reply)[0]
-        _apply(index, [row for _eid, f in entries for row in parse_event(f["d"])])
-        last_id = entries[-1][0]
-        if len(entries) < READ_COUNT:  # caught up: let the next batch gather
-            await asyncio.sleep(apply_interval_s)
+    """Follow the events stream until `stop` is set, on a connection of its own
+    (gateway/stream_tail.py); raises on Redis errors (the caller rebuilds)."""
+    connection, stream = await open_tail(redis)
+    try:
+        while stop is None or not stop.is_set():
+            entries = await stream.xread(
+                redis_keys.ARTISAN_EVENTS, last_id, count=READ_COUNT, block_ms=block_ms
+            )
+            if not entries:
+                continue
+            _apply(index, [row for _eid, f in entries for row in parse_event(f["d"])])
+            last_id = entries[-1][0]
+            if len(entries) < READ_COUNT:  # caught up: let the next batch gather
+                await asyncio.sleep(apply_interval_s)
+    finally:
+        await close_tail(connection, stream)
 
 
 async def follow(
@@ -134,9 +136,9 @@ async def follow(
 ) -> None:
     """Tail the stream from `last_id` (or rebuild first); rebuild after any Redis failure.
 
-    Returns within `block_ms` of `stop` being set, cancelled or not: a cancellation
-    that lands inside redis-py's blocking XREAD can be swallowed, and a shutdown once
-    waited forever on this loop (asyncio.Runner's final cancel-and-wait)."""
+    Returns within `block_ms` of `stop` being set, cancelled or not: redis-py (a
+    rebuild's reads) can swallow a cancellation, and asyncio.Runner's final
+    cancel-and-wait would then wait for this loop forever."""
     backoff = 0.05
     while stop is None or not stop.is_set():
         try:

@@ -159,9 +159,9 @@ class RedisWriter:
         for command, source, handler in zip(commands, sources, on_error, strict=True):
             if source is not None and source not in self._loaded:
                 self._loaded.add(source)
-                packed.append(_pack(("SCRIPT", "LOAD", source)))
+                packed.append(pack(("SCRIPT", "LOAD", source)))
                 self._due.append(_Due(("SCRIPT", "LOAD"), None, None, now))
-            packed.append(_pack(command))
+            packed.append(pack(command))
             self._due.append(_Due(command, source, handler, now))
         self._transport.write(b"".join(packed))
         self.sent += len(commands)
@@ -202,7 +202,7 @@ class RedisWriter:
         if str(reply).startswith(_NOSCRIPT) and due.source is not None and self.ready:
             # Not run: load the script, then send the command again (in that order).
             assert self._transport is not None
-            self._transport.write(_pack(("SCRIPT", "LOAD", due.source)) + _pack(due.command))
+            self._transport.write(pack(("SCRIPT", "LOAD", due.source)) + pack(due.command))
             now = asyncio.get_running_loop().time()
             self._due.append(_Due(("SCRIPT", "LOAD"), None, None, now))
             self._due.append(_Due(due.command, None, due.on_error, now))
@@ -320,5 +320,6 @@ class RedisWriter:
 _PACKING = HiredisPacking()
 
 
-def _pack(command: tuple[Any, ...]) -> bytes:
+def pack(command: tuple[Any, ...]) -> bytes:
+    """One command in Redis's wire format (as redis-py would send it)."""
     return b"".join(_PACKING.pack_command(*command))

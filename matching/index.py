@@ -55,9 +55,11 @@ J = TypeVar("J", bound=Hashable)
 #: rows of :meth:`ArtisanIndex.upsert_many` converted at a time (bounds its temporaries)
 _BULK_CHUNK: Final = 1 << 15
 #: batches of :meth:`ArtisanIndex.upsert_many` this small are checked and applied row by
-#: row (~4 µs a row): the column path costs ~35 µs a call before its first row (a
-#: mirror's batch is often one artisan's new status)
-SMALL_BATCH: Final = 8
+#: row.  Back to back the column path costs ~35 µs a call plus ~1.3 µs a row, the row
+#: path ~4 µs a row; but a mirror applies a batch every 50 ms, its code cold, and there
+#: the column path's many small numpy steps cost 500-1,500 µs for 10-160 rows against
+#: 200-700 by rows (12-08; the two cross at ~500 rows)
+SMALL_BATCH: Final = 128
 
 
 class ArtisanRecord(NamedTuple):

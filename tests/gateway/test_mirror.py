@@ -92,8 +92,8 @@ async def test_mirror_rebuilds_from_live_state_at_start_up(
 async def test_the_mirror_loop_ends_on_its_stop_flag_without_a_cancel(
     gw: TestClient[Any, Any],
 ) -> None:
-    """A cancellation swallowed inside redis-py's blocking XREAD once left shutdown
-    waiting forever; the loop also ends on its own flag, within one XREAD block."""
+    """The loop ends on its own flag, within one XREAD block, without a cancel (redis-py
+    can swallow one during a rebuild)."""
     stop = asyncio.Event()
     task = asyncio.create_task(
         follow(gw.app[appkeys.REDIS], get_index(gw.app), stop=stop, block_ms=100)

@@ -93,7 +93,7 @@ def test_upsert_many_is_atomic(pad: int) -> None:
     (a batch past SMALL_BATCH: checked by column)."""
     idx = ArtisanIndex()
     _up(idx)
-    ids = [str(uuid.UUID(int=i)) for i in range(1, 6 + pad)]
+    ids = [str(uuid.UUID(int=1000 + i)) for i in range(5 + pad)]  # none is U
     good = {
         "lats": [1.0] * 5,
         "lons": [2.0] * 5,
