@@ -115,7 +115,7 @@ def _rows(n: int, status: str) -> list[tuple[str, str, str, str, str, str, str]]
 
 def test_a_few_rows_are_applied_one_by_one_as_a_batch_would_be() -> None:
     """A batch of at most SMALL_BATCH rows is upserted row by row (the column path has a
-    fixed cost of tens of µs); the index ends up the same as through the column path,
+    fixed cost of hundreds of µs once cold); the index ends up as through the column path,
     with later snapshots winning and a status-only row changing a known artisan's status."""
     few = SMALL_BATCH - 2
     assert few >= 3
