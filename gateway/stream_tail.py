@@ -16,7 +16,6 @@ connection; the read then raises `StreamLost`, which the mirror answers by rebui
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any
 
 import hiredis
@@ -25,8 +24,6 @@ from redis.asyncio.connection import AbstractConnection
 
 from gateway.channel import disconnect_quietly, open_raw
 from gateway.redis_writer import pack
-
-log = logging.getLogger("zendo.gateway")
 
 SILENT_AFTER_S = 5.0
 
